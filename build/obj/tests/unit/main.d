@@ -1,0 +1,1 @@
+build/obj/tests/unit/main.o: tests/unit/main.cpp

@@ -1,0 +1,428 @@
+// mta.conf parsing and validation. A bad value is an error naming file, line and key; never a guess.
+#include "common/config.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <netinet/in.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/address.h"
+#include "common/log.h"
+
+namespace mta {
+namespace {
+
+std::string trim(std::string_view s) {
+    std::size_t b = 0, e = s.size();
+    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) b++;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) e--;
+    return std::string(s.substr(b, e - b));
+}
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+    if (s.empty() || s.size() > 19) return false;
+    uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + uint64_t(c - '0');
+    }
+    out = v;
+    return true;
+}
+
+std::string default_hostname() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+    return addr::lower(buf);
+}
+
+using Setter = std::function<bool(Config&, const std::string&, std::string&)>;
+
+Setter str(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string&) { c.*m = v; return true; };
+}
+Setter path(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (v.find('\0') != std::string::npos) { err = "invalid path"; return false; }
+        c.*m = v;
+        return true;
+    };
+}
+Setter num(uint64_t Config::*m, uint64_t lo, uint64_t hi) {
+    return [m, lo, hi](Config& c, const std::string& v, std::string& err) {
+        uint64_t n;
+        if (!parse_u64(v, n)) { err = "expected a number, got \"" + log::safe(v) + "\""; return false; }
+        if (n < lo || n > hi) { err = "value out of range " + std::to_string(lo) + ".." + std::to_string(hi); return false; }
+        c.*m = n;
+        return true;
+    };
+}
+Setter size(uint64_t Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (!parse_size(v, c.*m)) { err = "expected a size in bytes (e.g. 10240000 or 10m), got \"" + log::safe(v) + "\""; return false; }
+        return true;
+    };
+}
+Setter duration(uint64_t Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (!parse_duration(v, c.*m)) { err = "expected a duration (e.g. 300s, 5m, 1h, 5d), got \"" + log::safe(v) + "\""; return false; }
+        return true;
+    };
+}
+Setter listen(std::vector<HostPort> Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        std::vector<HostPort> out;
+        for (auto& item : split_list(v)) {
+            HostPort hp;
+            if (!parse_hostport(item, hp)) { err = "expected host:port, got \"" + log::safe(item) + "\""; return false; }
+            out.push_back(hp);
+        }
+        c.*m = std::move(out);
+        return true;
+    };
+}
+Setter domains(std::vector<std::string> Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        std::vector<std::string> out;
+        for (auto& item : split_list(v)) {
+            std::string d = addr::lower(item);
+            if (!addr::valid_domain(d)) { err = "invalid domain \"" + log::safe(item) + "\""; return false; }
+            out.push_back(d);
+        }
+        c.*m = std::move(out);
+        return true;
+    };
+}
+Setter user(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (v.empty() || v.size() > 32 || v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-.") != std::string::npos) {
+            err = "invalid user name \"" + log::safe(v) + "\"";
+            return false;
+        }
+        c.*m = v;
+        return true;
+    };
+}
+
+struct KeyDef {
+    KeyInfo info;
+    Setter set;
+};
+
+const std::vector<KeyDef>& key_defs() {
+    static const std::vector<KeyDef> defs = {
+        {{"hostname", "", "FQDN used in the greeting, EHLO and Received: (default: the system host name)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             c.hostname = v.empty() ? default_hostname() : addr::lower(v);
+             if (!addr::valid_domain(c.hostname)) { err = "invalid host name"; return false; }
+             return true;
+         }},
+        {{"smtp_listen", "127.0.0.1:2525", "addresses for inbound SMTP (MX service); empty disables"}, listen(&Config::smtp_listen)},
+        {{"submission_listen", "", "addresses for message submission (STARTTLS, then AUTH)"}, listen(&Config::submission_listen)},
+        {{"smtps_listen", "", "addresses for submission over implicit TLS"}, listen(&Config::smtps_listen)},
+        {{"mynetworks", "127.0.0.0/8 ::1/128", "client networks allowed to relay"},
+         [](Config& c, const std::string& v, std::string& err) {
+             std::vector<Cidr> out;
+             for (auto& item : split_list(v)) {
+                 Cidr n;
+                 if (!parse_cidr(item, n)) { err = "invalid network \"" + log::safe(item) + "\""; return false; }
+                 out.push_back(n);
+             }
+             c.mynetworks = std::move(out);
+             return true;
+         }},
+        {{"local_domains", "localhost", "domains delivered here, to Maildirs"}, domains(&Config::local_domains)},
+        {{"relay_domains", "", "domains accepted from anyone and relayed onwards"}, domains(&Config::relay_domains)},
+        {{"relayhost", "", "send all non-local mail via this host: [host]:port, or a domain for MX lookup"}, str(&Config::relayhost)},
+        {{"transport_map", "", "LMDB table: domain -> next hop"}, path(&Config::transport_map)},
+        {{"spool_dir", "run/spool", "queue directory (LMDB queue and message bodies)"}, path(&Config::spool_dir)},
+        {{"mail_dir", "run/mail", "Maildir root: <mail_dir>/<localpart>/new/"}, path(&Config::mail_dir)},
+        {{"libexec_dir", "", "where the role binaries live (default: beside mtad)"}, path(&Config::libexec_dir)},
+        {{"control_socket", "", "admin control socket (default: <spool_dir>/mtad.sock)"}, path(&Config::control_socket)},
+        {{"tls_cert", "", "PEM certificate chain for STARTTLS and smtps"}, path(&Config::tls_cert)},
+        {{"tls_key", "", "PEM private key for tls_cert"}, path(&Config::tls_key)},
+        {{"auth_users", "", "LMDB table of SMTP AUTH users (built with mtamap)"}, path(&Config::auth_users)},
+        {{"local_recipients", "", "LMDB table of valid local parts; unset accepts any valid local part"}, path(&Config::local_recipients)},
+        {{"message_size_limit", "10240000", "largest accepted message in bytes"}, size(&Config::message_size_limit)},
+        {{"recipient_limit", "1000", "recipients per message (452 4.5.3 past it)"}, num(&Config::recipient_limit, 1, 100000)},
+        {{"mail_owner", "_mtalocal", "user owning the Maildirs (local delivery runs as it)"}, user(&Config::mail_owner)},
+        {{"smtpd_user", "_mtad", "user of mta-smtpd"}, user(&Config::smtpd_user)},
+        {{"queue_user", "_mtaq", "user of mta-queue (owns spool_dir)"}, user(&Config::queue_user)},
+        {{"smtp_user", "_mtac", "user of mta-smtp"}, user(&Config::smtp_user)},
+        {{"resolver_user", "_mtar", "user of mta-resolver"}, user(&Config::resolver_user)},
+        {{"dns_forwarder", "", "send DNS queries to this server instead of full recursion"},
+         [](Config& c, const std::string& v, std::string& err) {
+             unsigned char buf[16];
+             std::string h = v;
+             auto at = h.find('@');  // unbound's "addr@port"
+             std::string a = h.substr(0, at);
+             if (!v.empty() && inet_pton(AF_INET, a.c_str(), buf) != 1 && inet_pton(AF_INET6, a.c_str(), buf) != 1) {
+                 err = "expected an IP address (optionally addr@port)";
+                 return false;
+             }
+             c.dns_forwarder = v;
+             return true;
+         }},
+        {{"dns_insecure_domains", "", "private zones answered without DNSSEC validation"}, domains(&Config::dns_insecure_domains)},
+        {{"dns_trust_anchors", "", "file of extra DNSSEC trust anchors (DS/DNSKEY lines)"}, path(&Config::dns_trust_anchors)},
+        {{"smtp_port", "25", "TCP port for outbound SMTP"},
+         [](Config& c, const std::string& v, std::string& err) {
+             uint64_t n;
+             if (!parse_u64(v, n) || n == 0 || n > 65535) { err = "expected a port 1..65535"; return false; }
+             c.smtp_port = uint16_t(n);
+             return true;
+         }},
+        {{"smtpd_processes", "2", "number of mta-smtpd processes"}, num(&Config::smtpd_processes, 1, 64)},
+        {{"smtp_processes", "2", "number of mta-smtp processes"}, num(&Config::smtp_processes, 1, 64)},
+        {{"smtpd_line_length_limit", "2048", "longest SMTP command line accepted"}, num(&Config::smtpd_line_length_limit, 512, 65536)},
+        {{"smtpd_timeout", "300s", "idle time allowed between client commands"}, duration(&Config::smtpd_timeout)},
+        {{"smtpd_error_limit", "20", "errors before the session is closed"}, num(&Config::smtpd_error_limit, 1, 1000)},
+        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
+        {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
+        {{"hop_count_limit", "50", "Received: headers allowed before a loop is declared"}, num(&Config::hop_count_limit, 1, 1000)},
+        {{"minimal_backoff_time", "5m", "first retry delay"}, duration(&Config::minimal_backoff_time)},
+        {{"maximal_backoff_time", "1h", "longest retry delay"}, duration(&Config::maximal_backoff_time)},
+        {{"maximal_queue_lifetime", "5d", "how long a message may stay deferred"}, duration(&Config::maximal_queue_lifetime)},
+        {{"bounce_queue_lifetime", "1d", "lifetime of mail from the null sender"}, duration(&Config::bounce_queue_lifetime)},
+        {{"delay_warning_time", "4h", "send one delay DSN after this long (0 disables)"}, duration(&Config::delay_warning_time)},
+        {{"delivery_concurrency", "20", "concurrent deliveries per destination (upper bound)"}, num(&Config::delivery_concurrency, 1, 1000)},
+        {{"log_level", "info", "debug, info, warn or error"},
+         [](Config& c, const std::string& v, std::string& err) {
+             log::Level l;
+             if (!log::parse_level(v, l)) { err = "expected debug, info, warn or error"; return false; }
+             c.log_level = v;
+             return true;
+         }},
+    };
+    return defs;
+}
+
+bool prefix_match(const unsigned char* a, const unsigned char* b, int bits) {
+    int full = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, std::size_t(full)) != 0) return false;
+    if (!rest) return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (b[full] & mask);
+}
+
+bool domain_in(const std::vector<std::string>& list, std::string_view d) {
+    for (auto& x : list)
+        if (x == d) return true;
+    return false;
+}
+
+}  // namespace
+
+std::string HostPort::str() const {
+    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+}
+
+std::vector<std::string> split_list(std::string_view s) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : s) {
+        if (c == ' ' || c == ',' || c == '\t') {
+            if (!cur.empty()) out.push_back(std::move(cur));
+            cur.clear();
+        } else {
+            cur.push_back(c);
+        }
+    }
+    if (!cur.empty()) out.push_back(std::move(cur));
+    return out;
+}
+
+bool parse_cidr(std::string_view s, Cidr& out) {
+    std::string a(s), bits;
+    auto slash = a.find('/');
+    if (slash != std::string::npos) { bits = a.substr(slash + 1); a.resize(slash); }
+    if (a.size() > 2 && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
+    Cidr c;
+    if (inet_pton(AF_INET, a.c_str(), c.addr) == 1) c.family = AF_INET, c.prefix = 32;
+    else if (inet_pton(AF_INET6, a.c_str(), c.addr) == 1) c.family = AF_INET6, c.prefix = 128;
+    else return false;
+    if (!bits.empty()) {
+        uint64_t n;
+        if (!parse_u64(bits, n) || n > uint64_t(c.prefix)) return false;
+        c.prefix = int(n);
+    }
+    out = c;
+    return true;
+}
+
+bool Cidr::matches(const sockaddr* sa) const {
+    if (!sa) return false;
+    if (sa->sa_family == AF_INET && family == AF_INET)
+        return prefix_match(reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(sa)->sin_addr), addr, prefix);
+    if (sa->sa_family == AF_INET6) {
+        auto a6 = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr);
+        if (family == AF_INET6) return prefix_match(a6, addr, prefix);
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (family == AF_INET && memcmp(a6, v4mapped, 12) == 0) return prefix_match(a6 + 12, addr, prefix);
+    }
+    return false;
+}
+
+bool parse_hostport(std::string_view s, HostPort& out) {
+    std::string host;
+    std::string_view port;
+    if (!s.empty() && s[0] == '[') {
+        auto close = s.find(']');
+        if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') return false;
+        host = std::string(s.substr(1, close - 1));
+        port = s.substr(close + 2);
+        unsigned char buf[16];
+        if (inet_pton(AF_INET6, host.c_str(), buf) != 1) return false;
+    } else {
+        auto colon = s.rfind(':');
+        if (colon == std::string_view::npos) return false;
+        host = std::string(s.substr(0, colon));
+        port = s.substr(colon + 1);
+        if (host.find(':') != std::string::npos) return false;
+        if (!host.empty() && !addr::valid_domain(addr::lower(host))) return false;
+    }
+    uint64_t p;
+    if (!parse_u64(port, p) || p == 0 || p > 65535) return false;
+    out.host = host;
+    out.port = uint16_t(p);
+    return true;
+}
+
+bool parse_duration(std::string_view s, uint64_t& seconds) {
+    if (s.empty()) return false;
+    uint64_t mult = 1;
+    char last = s.back();
+    if (last < '0' || last > '9') {
+        switch (last) {
+        case 's': mult = 1; break;
+        case 'm': mult = 60; break;
+        case 'h': mult = 3600; break;
+        case 'd': mult = 86400; break;
+        case 'w': mult = 7 * 86400; break;
+        default: return false;
+        }
+        s.remove_suffix(1);
+    }
+    uint64_t n;
+    if (!parse_u64(s, n) || n > (uint64_t(1) << 40) / mult) return false;
+    seconds = n * mult;
+    return true;
+}
+
+bool parse_size(std::string_view s, uint64_t& bytes) {
+    if (s.empty()) return false;
+    uint64_t mult = 1;
+    char last = char(s.back() | 0x20);
+    if (last == 'k') mult = 1024;
+    else if (last == 'm') mult = 1024 * 1024;
+    else if (last == 'g') mult = 1024ull * 1024 * 1024;
+    if (mult != 1) s.remove_suffix(1);
+    uint64_t n;
+    if (!parse_u64(s, n) || n > (uint64_t(1) << 50) / mult) return false;
+    bytes = n * mult;
+    return true;
+}
+
+std::string ConfigError::str() const {
+    std::string s = file;
+    if (line > 0) s += ":" + std::to_string(line);
+    s += ": ";
+    if (!key.empty()) s += key + ": ";
+    return s + message;
+}
+
+const std::vector<KeyInfo>& config_keys() {
+    static const std::vector<KeyInfo> keys = [] {
+        std::vector<KeyInfo> k;
+        for (auto& d : key_defs()) k.push_back(d.info);
+        return k;
+    }();
+    return keys;
+}
+
+bool parse_config(std::string_view text, const std::string& filename, Config& out, std::vector<ConfigError>& errors) {
+    Config c;
+    auto& defs = key_defs();
+    std::vector<std::string> vals(defs.size());
+    std::vector<int> lines(defs.size(), 0);
+    for (std::size_t i = 0; i < defs.size(); i++) vals[i] = defs[i].info.default_value;
+    std::size_t before = errors.size();
+    int lineno = 0;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t nl = text.find('\n', pos);
+        std::string_view raw = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
+        lineno++;
+        std::string line = trim(raw);
+        if (line.empty() || line[0] == '#') continue;
+        auto eq = line.find('=');
+        if (eq == std::string::npos) {
+            errors.push_back({filename, lineno, "", "expected \"key = value\""});
+            continue;
+        }
+        std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+        std::size_t i = 0;
+        while (i < defs.size() && key != defs[i].info.name) i++;
+        if (i == defs.size()) {
+            errors.push_back({filename, lineno, log::safe(key), "unknown configuration key"});
+            continue;
+        }
+        if (value.find('\0') != std::string::npos) {
+            errors.push_back({filename, lineno, key, "NUL byte in value"});
+            continue;
+        }
+        vals[i] = value;
+        lines[i] = lineno;
+    }
+    for (std::size_t i = 0; i < defs.size(); i++) {
+        std::string err;
+        if (!defs[i].set(c, vals[i], err)) errors.push_back({filename, lines[i], defs[i].info.name, err});
+        c.values.emplace_back(defs[i].info.name, vals[i]);
+    }
+    if (errors.size() != before) return false;
+    if (c.control_socket.empty()) c.control_socket = c.spool_dir + "/mtad.sock";
+    c.text = std::string(text);
+    c.source = filename;
+    out = std::move(c);
+    return true;
+}
+
+bool load_config(const std::string& path, bool missing_ok, Config& out, std::vector<ConfigError>& errors) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+        if (missing_ok && errno == ENOENT) return parse_config("", "(built-in defaults)", out, errors);
+        errors.push_back({path, 0, "", std::string("cannot read: ") + strerror(errno)});
+        return false;
+    }
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    std::string text = ss.str();
+    if (text.size() > 1024 * 1024) {
+        errors.push_back({path, 0, "", "file too large"});
+        return false;
+    }
+    return parse_config(text, path, out, errors);
+}
+
+std::string config_value_text(const Config& c, std::string_view key) {
+    for (auto& [k, v] : c.values)
+        if (k == key) return v;
+    return "";
+}
+
+bool Config::is_local_domain(std::string_view d) const { return domain_in(local_domains, d); }
+bool Config::is_relay_domain(std::string_view d) const { return domain_in(relay_domains, d); }
+bool Config::in_mynetworks(const sockaddr* sa) const {
+    for (auto& n : mynetworks)
+        if (n.matches(sa)) return true;
+    return false;
+}
+
+}  // namespace mta

@@ -1,0 +1,90 @@
+// mta.conf: "key = value" lines, '#' comments, lists split on spaces/commas. Every key has a built-in
+// default (kKeys), so no file at all is a valid configuration: the development instance under ./run.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+struct sockaddr;
+
+namespace mta {
+
+struct HostPort {
+    std::string host;   // literal address or name, without brackets
+    uint16_t port = 0;
+    std::string str() const;  // "host:port" or "[v6]:port"
+};
+
+struct Cidr {
+    int family = 0;          // AF_INET / AF_INET6
+    unsigned char addr[16] = {};
+    int prefix = 0;
+    bool matches(const sockaddr* sa) const;
+};
+
+// Parse "1.2.3.0/24", "::1/128", "[::1]/128" or a bare address.
+bool parse_cidr(std::string_view s, Cidr& out);
+// Parse "host:port", "[v6]:port" or ":port" (all addresses).
+bool parse_hostport(std::string_view s, HostPort& out);
+bool parse_duration(std::string_view s, uint64_t& seconds);   // "30", "30s", "5m", "1h", "5d"
+bool parse_size(std::string_view s, uint64_t& bytes);          // "1000", "10k", "10m", "1g"
+std::vector<std::string> split_list(std::string_view s);
+
+struct Config {
+    std::string hostname;
+    std::vector<HostPort> smtp_listen, submission_listen, smtps_listen;
+    std::vector<Cidr> mynetworks;
+    std::vector<std::string> local_domains, relay_domains;  // lower-cased
+    std::string relayhost;          // "[host]:port", "host" (MX lookup) or ""
+    std::string transport_map;
+    std::string spool_dir, mail_dir, libexec_dir, control_socket;
+    std::string tls_cert, tls_key, auth_users, local_recipients;
+    uint64_t message_size_limit = 0, recipient_limit = 0;
+    std::string mail_owner, smtpd_user, queue_user, smtp_user, resolver_user;
+    std::string dns_forwarder, dns_trust_anchors;
+    std::vector<std::string> dns_insecure_domains;
+    uint16_t smtp_port = 25;
+    uint64_t smtpd_processes = 0, smtp_processes = 0;
+    uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0;
+    uint64_t smtpd_client_connection_limit = 0, smtpd_max_connections = 0;
+    uint64_t hop_count_limit = 0;
+    uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
+             bounce_queue_lifetime = 0, delay_warning_time = 0, delivery_concurrency = 0;
+    std::string log_level;
+
+    std::vector<std::pair<std::string, std::string>> values;  // effective key -> text, in kKeys order
+    std::string text;  // the source text this was parsed from (sent to children on start/reload)
+    std::string source = "(built-in defaults)";
+
+    bool is_local_domain(std::string_view domain_lower) const;
+    bool is_relay_domain(std::string_view domain_lower) const;
+    bool in_mynetworks(const sockaddr* sa) const;
+};
+
+struct ConfigError {
+    std::string file;
+    int line = 0;
+    std::string key;
+    std::string message;
+    std::string str() const;  // "file:line: key: message"
+};
+
+struct KeyInfo {
+    const char* name;
+    const char* default_value;
+    const char* help;
+};
+const std::vector<KeyInfo>& config_keys();
+
+// Parse text (defaults first, then each line). Returns false and fills errors on any bad line.
+bool parse_config(std::string_view text, const std::string& filename, Config& out, std::vector<ConfigError>& errors);
+// Read path; a missing file when `missing_ok` means "embedded defaults".
+bool load_config(const std::string& path, bool missing_ok, Config& out, std::vector<ConfigError>& errors);
+// The value of a key as the config has it (for mtaconf); "" for unknown keys.
+std::string config_value_text(const Config& c, std::string_view key);
+
+inline constexpr const char* kDefaultConfigPath = "/etc/mta/mta.conf";
+
+}  // namespace mta

@@ -1,0 +1,71 @@
+// Role process bootstrap and privilege drop.
+#include "common/daemon.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "common/ipc.h"
+#include "common/log.h"
+
+namespace mta::daemon {
+
+void ignore_sigpipe() { signal(SIGPIPE, SIG_IGN); }
+
+Bootstrap start(const char* role, int argc, char** argv) {
+    Bootstrap b;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-d") == 0) b.foreground = true;
+    log::init(role, b.foreground);
+    ignore_sigpipe();
+    b.master = UniqueFd(kMasterFd);
+    ipc::Message m;
+    std::string err;
+    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || m.type != ipc::Type::hello ||
+        m.get_u64(ipc::Tag::version) != ipc::kProtocolVersion) {
+        LOG_ERROR("event=bootstrap_failed reason=\"no hello from master\" detail=\"%s\"", log::safe(err).c_str());
+        exit(1);
+    }
+    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || m.type != ipc::Type::config ||
+        !m.get(ipc::Tag::config_text)) {
+        LOG_ERROR("event=bootstrap_failed reason=\"no config from master\" detail=\"%s\"", log::safe(err).c_str());
+        exit(1);
+    }
+    std::vector<ConfigError> errors;
+    if (!parse_config(*m.get(ipc::Tag::config_text), m.str(ipc::Tag::name), b.cfg, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
+        exit(1);
+    }
+    log::Level lvl;
+    if (log::parse_level(b.cfg.log_level, lvl)) log::set_level(lvl);
+    return b;
+}
+
+bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err) {
+    if (geteuid() != 0) {
+        LOG_WARN("event=privdrop_skipped reason=\"not running as root\" user=%s", user.c_str());
+        return true;
+    }
+    struct passwd* pw = getpwnam(user.c_str());
+    if (!pw) { err = "unknown user " + user; return false; }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (!chroot_dir.empty()) {
+        if (chroot(chroot_dir.c_str()) != 0) { err = "chroot " + chroot_dir + ": " + strerror(errno); return false; }
+        if (chdir("/") != 0) { err = std::string("chdir /: ") + strerror(errno); return false; }
+    }
+    if (setgroups(1, &gid) != 0) { err = std::string("setgroups: ") + strerror(errno); return false; }
+    if (setresgid(gid, gid, gid) != 0) { err = std::string("setresgid: ") + strerror(errno); return false; }
+    if (setresuid(uid, uid, uid) != 0) { err = std::string("setresuid: ") + strerror(errno); return false; }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) { err = std::string("no_new_privs: ") + strerror(errno); return false; }
+    // Paranoia: regaining root must be impossible now.
+    if (setuid(0) == 0 && uid != 0) { err = "could regain root"; return false; }
+    return true;
+}
+
+}  // namespace mta::daemon

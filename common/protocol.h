@@ -1,0 +1,73 @@
+// The IPC vocabulary between mtad and its roles: message types and field tags.
+// Every link starts with HELLO both ways; the receiver validates every field it uses.
+#pragma once
+#include <cstdint>
+
+namespace mta::ipc {
+
+inline constexpr uint16_t kProtocolVersion = 1;
+
+enum class Type : uint16_t {
+    hello = 1,         // version, role
+    config = 2,        // master -> child: config_text (the parsed file's text, re-parsed by the child)
+    peer = 3,          // master -> child: role, instance, fd = new socketpair end to that peer
+    listen = 4,        // master -> smtpd: listen_kind ("smtp"|"submission"|"smtps"), fd = listening socket
+    stop = 5,          // master -> child: finish current work and exit
+    loglevel = 6,      // master -> child: text = debug|info|warn|error
+    resolve_request = 7,   // anyone -> resolver (also master for mtadns): name, qtype
+    resolve_reply = 8,     // rcode, dnssec, record*, text
+
+    body_open = 20,        // smtpd -> queue: ask for a fresh writable body file
+    body_open_ok = 21,     // queue -> smtpd: msgid, fd (O_WRONLY body file)
+    fail = 22,             // reply to any request: code (SMTP), enhanced, text
+    commit = 23,           // smtpd -> queue: msgid, envelope fields, rcpt groups; body already fsync'd
+    commit_ok = 24,        // queue -> smtpd: msgid (the reply to the final dot may now say 250)
+    abort = 25,            // smtpd -> queue: msgid; body is thrown away
+
+    deliver = 30,          // queue -> deliverer: msgid, sender, rcpt groups (rcpt_index, rcpt, ...), fd (O_RDONLY body)
+    deliver_result = 31,   // deliverer -> queue: msgid, then per recipient: rcpt_index, status, text
+};
+
+enum class Tag : uint16_t {
+    version = 1,
+    role = 2,
+    instance = 3,
+    config_text = 4,
+    listen_kind = 5,
+    text = 6,
+    code = 7,
+    enhanced = 8,
+
+    msgid = 20,
+    sender = 21,
+    rcpt = 22,           // starts a recipient group; the per-recipient tags below follow it
+    rcpt_notify = 23,    // DSN NOTIFY flags bitmask
+    rcpt_orcpt = 24,     // DSN ORCPT as received (xtext-decoded "type;addr")
+    rcpt_index = 25,
+    status = 26,         // deliver_result: see DeliveryStatus
+    size = 27,           // SIZE= declared by the client (0 if none)
+    body_type = 28,      // 0 = 7bit, 1 = 8bitmime, 2 = binarymime
+    smtputf8 = 29,
+    envid = 30,
+    ret = 31,            // 0 = default, 1 = FULL, 2 = HDRS
+    client_addr = 32,
+    client_helo = 33,
+    auth_user = 34,
+    arrival = 35,        // unix seconds
+    nexthop = 36,        // deliver: the destination (domain, or [host]:port)
+    requiretls = 37,
+
+    name = 40,
+    qtype = 41,
+    rcode = 42,
+    dnssec = 43,         // see DnssecStatus
+    record = 44,
+};
+
+enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };
+enum class DnssecStatus : uint64_t { insecure = 0, secure = 1, bogus = 2 };
+
+// DSN NOTIFY bits (RFC 3461); zero means "not given" (default: FAILURE, and DELAY at our discretion).
+inline constexpr uint64_t kNotifyNever = 1, kNotifySuccess = 2, kNotifyFailure = 4, kNotifyDelay = 8;
+
+}  // namespace mta::ipc
