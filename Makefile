@@ -50,10 +50,12 @@ $(call lib_file,$(1)): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
 endef
 $(foreach c,$(COMPONENTS),$(if $(call lib_srcs,$(c)),$(eval $(call LIB_RULE,$(c)))))
 
+# A program links its own component's library and common's, nothing else: roles stay separate.
+prog_libs = $(filter $(call lib_file,$(patsubst %/,%,$(dir $(1)))) $(call lib_file,common),$(LIBS))
 define PROG_RULE
-$(BUILD)/bin/$(patsubst main_%.cpp,%,$(notdir $(1))): $(BUILD)/obj/$(1:.cpp=.o) $(LIBS)
+$(BUILD)/bin/$(patsubst main_%.cpp,%,$(notdir $(1))): $(BUILD)/obj/$(1:.cpp=.o) $(call prog_libs,$(1))
 	@mkdir -p $$(dir $$@)
-	$(CXX) $(LDFLAGS) -o $$@ $$< $(LIBS) $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $$@ $$< $(call prog_libs,$(1)) $(LDLIBS)
 endef
 $(foreach m,$(MAINS),$(eval $(call PROG_RULE,$(m))))
 

@@ -49,7 +49,7 @@ PathResult parse_path(std::string_view arg, const PathOptions& opts);
 bool valid_domain(std::string_view d, bool smtputf8 = false);
 
 // Decode RFC 3461 xtext ("+HH" escapes). nullopt on malformed input or if the decoded value
-// contains CR, LF or NUL or any byte outside 0x21..0x7e.
+// contains CR, LF, NUL, any other control byte, DEL or a byte >= 0x80 (spaces are allowed).
 std::optional<std::string> xtext_decode(std::string_view s);
 std::string xtext_encode(std::string_view s);
 

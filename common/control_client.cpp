@@ -1,0 +1,38 @@
+// Control socket client: connect, write the command line, read until mtad closes.
+#include "common/control_client.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/fd.h"
+
+namespace mta {
+
+bool control_request(const std::string& socket_path, const std::string& command, std::string& answer, std::string& err) {
+    struct sockaddr_un sa = {};
+    sa.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof sa.sun_path) { err = "control socket path too long"; return false; }
+    memcpy(sa.sun_path, socket_path.c_str(), socket_path.size());
+    UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        err = "cannot reach mtad at " + socket_path + ": " + strerror(errno) + " (is it running?)";
+        return false;
+    }
+    struct timeval tv = {30, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string line = command + "\n";
+    if (write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
+        err = std::string("write: ") + strerror(errno);
+        return false;
+    }
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd.get(), buf, sizeof buf)) > 0) answer.append(buf, std::size_t(n));
+    if (n < 0) { err = std::string("read: ") + strerror(errno); return false; }
+    return true;
+}
+
+}  // namespace mta

@@ -1,0 +1,39 @@
+// mtactl: talk to a running mtad. `mtactl [-c FILE] status|reload|stop|loglevel LEVEL`.
+#include <cstdio>
+#include <string>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/control_client.h"
+
+int main(int argc, char** argv) {
+    std::string path = mta::kDefaultConfigPath;
+    bool explicit_path = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        if (opt == 'c') { path = optarg; explicit_path = true; }
+        else { fprintf(stderr, "usage: mtactl [-c config_file] status|reload|stop|loglevel LEVEL\n"); return 2; }
+    }
+    if (optind >= argc) { fprintf(stderr, "usage: mtactl [-c config_file] status|reload|stop|loglevel LEVEL\n"); return 2; }
+    std::string cmd = argv[optind];
+    if (cmd == "loglevel") {
+        if (optind + 2 != argc) { fprintf(stderr, "mtactl: loglevel needs one of debug, info, warn, error\n"); return 2; }
+        cmd += std::string(" ") + argv[optind + 1];
+    } else if (optind + 1 != argc || (cmd != "status" && cmd != "reload" && cmd != "stop")) {
+        fprintf(stderr, "mtactl: unknown command; use status, reload, stop or loglevel LEVEL\n");
+        return 2;
+    }
+    mta::Config cfg;
+    std::vector<mta::ConfigError> errors;
+    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
+        for (auto& e : errors) fprintf(stderr, "mtactl: %s\n", e.str().c_str());
+        return 1;
+    }
+    std::string answer, err;
+    if (!mta::control_request(cfg.control_socket, cmd, answer, err)) {
+        fprintf(stderr, "mtactl: %s\n", err.c_str());
+        return 1;
+    }
+    fputs(answer.c_str(), stdout);
+    return answer.rfind("error:", 0) == 0 ? 1 : 0;
+}

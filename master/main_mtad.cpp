@@ -1,0 +1,58 @@
+// mtad: the master daemon. `mtad [-c FILE] [-d] [-n]`.
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "master/master.h"
+
+namespace {
+
+void usage() {
+    fprintf(stderr, "usage: mtad [-c config_file] [-d] [-n]\n"
+                    "  -c FILE  configuration file (default %s; built-in defaults when it does not exist)\n"
+                    "  -d       stay in the foreground and log to stderr\n"
+                    "  -n       check the configuration and exit\n",
+            mta::kDefaultConfigPath);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string path = mta::kDefaultConfigPath;
+    bool explicit_path = false, foreground = false, check_only = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:dnh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; explicit_path = true; break;
+        case 'd': foreground = true; break;
+        case 'n': check_only = true; break;
+        default: usage(); return 2;
+        }
+    }
+    if (optind != argc) { usage(); return 2; }
+    mta::Config cfg;
+    std::vector<mta::ConfigError> errors;
+    // Only the implicit default path may be absent: a named file that is missing is a mistake.
+    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
+        for (auto& e : errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
+        return 1;
+    }
+    if (check_only) {
+        printf("mtad: configuration %s is valid\n", cfg.source.c_str());
+        return 0;
+    }
+    mta::log::init("mtad", foreground);
+    mta::log::Level lvl;
+    if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
+    if (!foreground) {
+        if (daemon(1, 0) != 0) {
+            perror("mtad: daemon");
+            return 1;
+        }
+    }
+    mta::master::Master m(path, std::move(cfg), foreground);
+    return m.run();
+}

@@ -1,0 +1,319 @@
+// mtad process supervision: spawning roles with their control link on fd 3, wiring peer socketpairs,
+// restarting crashed roles with backoff, reload and the two-phase graceful stop.
+#include "master/master.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/daemon.h"
+#include "common/log.h"
+
+namespace mta::master {
+namespace {
+
+// Which roles talk to which (DESIGN.md §2): each pair gets its own socketpair per instance.
+const std::pair<const char*, const char*> kEdges[] = {
+    {"smtpd", "queue"}, {"queue", "smtp"}, {"queue", "local"}, {"smtp", "resolver"}};
+
+constexpr unsigned kMaxBackoff = 60;
+constexpr int kStopGraceSeconds = 12;
+
+}  // namespace
+
+void EventDeleter::operator()(event* e) const { event_free(e); }
+
+Master::Master(std::string config_path, Config cfg, bool foreground)
+    : config_path_(std::move(config_path)), cfg_(std::move(cfg)), foreground_(foreground) {
+    base_ = event_base_new();
+}
+
+Master::~Master() {
+    for (auto& c : children_)
+        if (c->restart_timer) event_free(c->restart_timer);
+    children_.clear();
+    events_.clear();
+    if (base_) event_base_free(base_);
+}
+
+std::string Master::program_path(const std::string& program) const {
+    if (!cfg_.libexec_dir.empty()) return cfg_.libexec_dir + "/" + program;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return program;
+    std::string dir(self, std::size_t(n));
+    return dir.substr(0, dir.rfind('/')) + "/" + program;
+}
+
+int Master::run() {
+    std::string err;
+    if (!prepare_filesystem(err) || !open_listeners(err) || !open_control(err)) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) {
+        events_.emplace_back(evsignal_new(base_, sig, &Master::on_signal, this));
+        event_add(events_.back().get(), nullptr);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    auto add_role = [&](const char* role, const char* program, uint64_t count) {
+        for (uint64_t i = 0; i < count; i++) {
+            auto c = std::make_unique<Child>();
+            c->role = role;
+            c->program = program;
+            c->instance = i;
+            children_.push_back(std::move(c));
+        }
+    };
+    // Start order: the queue before anything that feeds it, smtpd last so mail is accepted only once
+    // the rest of the chain can take it.
+    add_role("resolver", "mta-resolver", 1);
+    add_role("queue", "mta-queue", 1);
+    add_role("local", "mta-local", 1);
+    add_role("smtp", "mta-smtp", cfg_.smtp_processes);
+    add_role("smtpd", "mta-smtpd", cfg_.smtpd_processes);
+    for (auto& c : children_) spawn(*c);
+    LOG_INFO("event=started config=%s hostname=%s", log::safe(cfg_.source).c_str(), cfg_.hostname.c_str());
+    event_base_dispatch(base_);
+    if (!cfg_.control_socket.empty()) unlink(cfg_.control_socket.c_str());
+    LOG_INFO("event=stopped");
+    return exit_status_;
+}
+
+void Master::spawn(Child& c) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        LOG_ERROR("event=spawn_failed role=%s reason=\"socketpair: %s\"", c.role.c_str(), strerror(errno));
+        schedule_restart(c);
+        return;
+    }
+    UniqueFd mine(sv[0]), theirs(sv[1]);
+    std::string path = program_path(c.program);
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_ERROR("event=spawn_failed role=%s reason=\"fork: %s\"", c.role.c_str(), strerror(errno));
+        schedule_restart(c);
+        return;
+    }
+    if (pid == 0) {
+        // Child: fd 3 becomes the control link; everything else is close-on-exec already.
+        if (theirs.get() == daemon::kMasterFd) fcntl(theirs.get(), F_SETFD, 0);
+        else if (dup2(theirs.get(), daemon::kMasterFd) < 0) _exit(126);
+        // The terminal's Ctrl-C and hangup are for mtad alone: it stops the children in order.
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGPIPE, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        const char* argv[] = {c.program.c_str(), foreground_ ? "-d" : nullptr, nullptr};
+        execv(path.c_str(), const_cast<char* const*>(argv));
+        fprintf(stderr, "mtad: exec %s: %s\n", path.c_str(), strerror(errno));
+        _exit(127);
+    }
+    c.pid = pid;
+    c.started = time(nullptr);
+    c.stopping = false;
+    Child* cp = &c;
+    c.link = std::make_unique<ipc::Link>(
+        base_, std::move(mine), "master", c.role + "#" + std::to_string(c.instance),
+        [this, cp](ipc::Message& m) { on_child_message(*cp, m); },
+        [this, cp](bool malformed, const std::string&) {
+            if (malformed) kill_child(*cp, "malformed control message");
+        });
+    ipc::Message conf(ipc::Type::config);
+    conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
+    c.link->send(std::move(conf));
+    if (c.role == "smtpd") {
+        for (auto& l : listeners_) {
+            ipc::Message lm(ipc::Type::listen);
+            lm.add(ipc::Tag::listen_kind, l.kind).add_fd(UniqueFd(dup(l.fd.get())));
+            c.link->send(std::move(lm));
+        }
+    }
+    LOG_INFO("event=spawned role=%s instance=%llu pid=%d", c.role.c_str(), (unsigned long long)c.instance, int(pid));
+    connect_peers(c);
+}
+
+void Master::connect_peers(Child& c) {
+    for (auto& [a, b] : kEdges) {
+        std::string other;
+        if (c.role == a) other = b;
+        else if (c.role == b) other = a;
+        else continue;
+        for (auto& o : children_) {
+            if (o->role != other || o->pid < 0 || !o->link || !o->link->open() || o->stopping) continue;
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+                LOG_ERROR("event=peer_failed reason=\"%s\"", strerror(errno));
+                continue;
+            }
+            ipc::Message to_c(ipc::Type::peer), to_o(ipc::Type::peer);
+            to_c.add(ipc::Tag::role, o->role).add_u64(ipc::Tag::instance, o->instance).add_fd(UniqueFd(sv[0]));
+            to_o.add(ipc::Tag::role, c.role).add_u64(ipc::Tag::instance, c.instance).add_fd(UniqueFd(sv[1]));
+            c.link->send(std::move(to_c));
+            o->link->send(std::move(to_o));
+        }
+    }
+}
+
+void Master::on_child_message(Child& c, ipc::Message& m) {
+    // Roles have nothing to tell the master yet except answers relayed for admin tools.
+    LOG_DEBUG("event=child_message role=%s type=%s", c.role.c_str(), ipc::type_name(m.type));
+}
+
+void Master::kill_child(Child& c, const char* why) {
+    if (c.pid > 0) {
+        LOG_ERROR("event=kill_child role=%s pid=%d reason=\"%s\"", c.role.c_str(), int(c.pid), why);
+        kill(c.pid, SIGKILL);
+    }
+}
+
+void Master::on_child_exit(pid_t pid, int status) {
+    for (auto& cp : children_) {
+        Child& c = *cp;
+        if (c.pid != pid) continue;
+        c.pid = -1;
+        c.link.reset();
+        if (WIFSIGNALED(status))
+            LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", c.role.c_str(),
+                     (unsigned long long)c.instance, int(pid), WTERMSIG(status));
+        else
+            LOG_INFO("event=child_exit role=%s instance=%llu pid=%d status=%d", c.role.c_str(),
+                     (unsigned long long)c.instance, int(pid), WEXITSTATUS(status));
+        if (stopping_) {
+            check_stopped();
+        } else {
+            if (time(nullptr) - c.started > 60) c.backoff = 1;  // it ran fine for a while: not a crash loop
+            schedule_restart(c);
+        }
+        return;
+    }
+}
+
+void Master::schedule_restart(Child& c) {
+    if (stopping_) return;
+    if (!c.restart_timer) c.restart_timer = evtimer_new(base_, &Master::on_restart_timer, this);
+    struct timeval tv = {time_t(c.backoff), 0};
+    LOG_INFO("event=restart_scheduled role=%s instance=%llu in=%us", c.role.c_str(), (unsigned long long)c.instance, c.backoff);
+    c.backoff = std::min(c.backoff * 2, kMaxBackoff);
+    c.restarts++;
+    evtimer_add(c.restart_timer, &tv);
+}
+
+void Master::on_restart_timer(int, short, void* arg) {
+    auto* m = static_cast<Master*>(arg);
+    if (m->stopping_) return;
+    for (auto& c : m->children_)
+        if (c->pid < 0 && c->restart_timer && !evtimer_pending(c->restart_timer, nullptr)) m->spawn(*c);
+}
+
+void Master::on_signal(int sig, short, void* arg) {
+    auto* m = static_cast<Master*>(arg);
+    if (sig == SIGCHLD) {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) m->on_child_exit(pid, status);
+    } else if (sig == SIGHUP) {
+        std::string msg;
+        m->reload(msg);
+    } else {
+        LOG_INFO("event=stop_requested signal=%d", sig);
+        m->begin_stop();
+    }
+}
+
+bool Master::reload(std::string& msg) {
+    Config fresh;
+    std::vector<ConfigError> errors;
+    if (!load_config(config_path_, true, fresh, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=reload_failed error=\"%s\"", log::safe(e.str()).c_str());
+        msg = "reload refused:";
+        for (auto& e : errors) msg += "\n" + e.str();
+        return false;
+    }
+    if (fresh.spool_dir != cfg_.spool_dir || fresh.mail_dir != cfg_.mail_dir ||
+        fresh.smtp_listen.size() != cfg_.smtp_listen.size())
+        LOG_WARN("event=reload_partial detail=\"listeners and directories change only on restart\"");
+    cfg_ = std::move(fresh);
+    log::Level lvl;
+    if (log::parse_level(cfg_.log_level, lvl)) log::set_level(lvl);
+    for (auto& c : children_) {
+        if (!c->link || !c->link->open()) continue;
+        ipc::Message conf(ipc::Type::config);
+        conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
+        c->link->send(std::move(conf));
+    }
+    LOG_INFO("event=reloaded config=%s", log::safe(cfg_.source).c_str());
+    msg = "reloaded";
+    return true;
+}
+
+void Master::set_log_level(const std::string& level) {
+    log::Level lvl;
+    if (!log::parse_level(level, lvl)) return;
+    log::set_level(lvl);
+    for (auto& c : children_) {
+        if (!c->link || !c->link->open()) continue;
+        ipc::Message m(ipc::Type::loglevel);
+        m.add(ipc::Tag::text, level);
+        c->link->send(std::move(m));
+    }
+}
+
+// Phase 1 stops the smtpd processes so no new mail is accepted; phase 2 stops the rest once they are
+// gone, so the queue can still answer the commits of transactions that were finishing.
+void Master::begin_stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    stop_phase_ = 1;
+    for (auto& c : children_)
+        if (c->restart_timer) evtimer_del(c->restart_timer);
+    auto* t = evtimer_new(base_, &Master::on_stop_timer, this);
+    events_.emplace_back(t);
+    struct timeval tv = {kStopGraceSeconds, 0};
+    evtimer_add(t, &tv);
+    check_stopped();
+}
+
+void Master::check_stopped() {
+    auto send_stop = [&](bool smtpd) {
+        for (auto& c : children_) {
+            if ((c->role == "smtpd") != smtpd || c->pid < 0 || c->stopping) continue;
+            c->stopping = true;
+            if (c->link && c->link->open()) c->link->send(ipc::Message(ipc::Type::stop));
+            else kill(c->pid, SIGTERM);
+        }
+    };
+    auto alive = [&](bool smtpd) {
+        for (auto& c : children_)
+            if ((c->role == "smtpd") == smtpd && c->pid > 0) return true;
+        return false;
+    };
+    if (stop_phase_ == 1) {
+        send_stop(true);
+        if (alive(true)) return;
+        stop_phase_ = 2;
+    }
+    if (stop_phase_ == 2) {
+        send_stop(false);
+        if (alive(false)) return;
+        event_base_loopexit(base_, nullptr);
+    }
+}
+
+void Master::on_stop_timer(int, short, void* arg) {
+    auto* m = static_cast<Master*>(arg);
+    for (auto& c : m->children_)
+        if (c->pid > 0) m->kill_child(*c, "did not stop in time");
+    // SIGCHLD will finish the loop; guard against a child stuck in D state.
+    struct timeval tv = {3, 0};
+    event_base_loopexit(m->base_, &tv);
+}
+
+}  // namespace mta::master

@@ -1,0 +1,87 @@
+// mtad, the master: owns config, listening sockets, the socketpairs between roles, child supervision
+// (restart with backoff), signals (HUP reload, TERM/INT drain and stop) and the control socket.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/fd.h"
+#include "common/ipc.h"
+
+struct event_base;
+struct event;
+
+namespace mta::master {
+
+struct Listener {
+    std::string kind;  // smtp | submission | smtps
+    HostPort addr;
+    UniqueFd fd;
+};
+
+struct Child {
+    std::string role;      // smtpd, queue, smtp, local, resolver
+    std::string program;   // mta-smtpd, ...
+    uint64_t instance = 0;
+    pid_t pid = -1;
+    time_t started = 0;
+    unsigned restarts = 0;
+    unsigned backoff = 1;  // seconds before the next restart
+    bool stopping = false;
+    std::unique_ptr<ipc::Link> link;
+    event* restart_timer = nullptr;
+};
+
+struct EventDeleter { void operator()(event* e) const; };
+
+class Master {
+public:
+    Master(std::string config_path, Config cfg, bool foreground);
+    ~Master();
+    int run();  // returns the exit status
+
+    // Used by the control socket.
+    std::string status_text() const;
+    bool reload(std::string& msg);
+    void begin_stop();
+    void set_log_level(const std::string& level);
+    const Config& config() const { return cfg_; }
+
+private:
+    bool prepare_filesystem(std::string& err);
+    bool open_listeners(std::string& err);
+    void spawn(Child& c);
+    void connect_peers(Child& c);
+    void on_child_exit(pid_t pid, int status);
+    void schedule_restart(Child& c);
+    void kill_child(Child& c, const char* why);
+    void on_child_message(Child& c, ipc::Message& m);
+    void check_stopped();
+    bool open_control(std::string& err);
+    void accept_control();
+    std::string program_path(const std::string& program) const;
+
+    static void on_signal(int sig, short, void* arg);
+    static void on_restart_timer(int, short, void* arg);
+    static void on_stop_timer(int, short, void* arg);
+    static void on_control(int, short, void* arg);
+
+    std::string config_path_;
+    Config cfg_;
+    bool foreground_;
+    event_base* base_ = nullptr;
+    std::vector<Listener> listeners_;
+    std::vector<std::unique_ptr<Child>> children_;
+    std::vector<std::unique_ptr<event, EventDeleter>> events_;
+    UniqueFd control_fd_;
+    bool stopping_ = false;
+    int stop_phase_ = 0;
+    int exit_status_ = 0;
+};
+
+// Creates the system users the roles run as when they are missing (root only).
+bool ensure_user(const std::string& name, std::string& err);
+
+}  // namespace mta::master

@@ -1,0 +1,126 @@
+// mtad start-up chores that need root: system users, spool/Maildir/chroot directories, listening sockets.
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "master/master.h"
+
+namespace mta::master {
+namespace {
+
+bool mkdirs(const std::string& path, mode_t mode, std::string& err) {
+    std::string cur;
+    std::size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        cur = path.substr(0, pos);
+        if (cur.empty()) continue;
+        if (mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+            err = "mkdir " + cur + ": " + strerror(errno);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Directory owned by `user` (root when empty) with `mode`; refuses a symlink in the last component.
+bool owned_dir(const std::string& path, const std::string& user, mode_t mode, std::string& err) {
+    if (!mkdirs(path, 0755, err)) return false;
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err = path + " is not a directory";
+        return false;
+    }
+    if (geteuid() != 0) return true;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (!user.empty()) {
+        struct passwd* pw = getpwnam(user.c_str());
+        if (!pw) { err = "unknown user " + user; return false; }
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    if (chown(path.c_str(), uid, gid) != 0 || chmod(path.c_str(), mode) != 0) {
+        err = "chown/chmod " + path + ": " + strerror(errno);
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool ensure_user(const std::string& name, std::string& err) {
+    if (getpwnam(name.c_str())) return true;
+    // The name was validated by the config parser ([a-z0-9_.-], <= 32 chars); no shell is involved.
+    pid_t pid = fork();
+    if (pid < 0) { err = strerror(errno); return false; }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) dup2(devnull, 1);
+        execl("/usr/sbin/useradd", "useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+              "--shell", "/usr/sbin/nologin", "--user-group", name.c_str(), (char*)nullptr);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!getpwnam(name.c_str())) {
+        err = "could not create system user " + name + " (useradd exit " + std::to_string(WEXITSTATUS(status)) + ")";
+        return false;
+    }
+    LOG_INFO("event=user_created user=%s", name.c_str());
+    return true;
+}
+
+bool Master::prepare_filesystem(std::string& err) {
+    if (geteuid() == 0) {
+        for (auto* u : {&cfg_.smtpd_user, &cfg_.queue_user, &cfg_.smtp_user, &cfg_.resolver_user, &cfg_.mail_owner})
+            if (!ensure_user(*u, err)) return false;
+    } else {
+        LOG_WARN("event=not_root detail=\"running unprivileged: roles will not change user or chroot\"");
+    }
+    return owned_dir(cfg_.spool_dir, cfg_.queue_user, 0700, err) &&
+           owned_dir(cfg_.spool_dir + "/empty", "", 0555, err) &&
+           owned_dir(cfg_.spool_dir + "/resolver", cfg_.resolver_user, 0700, err) &&
+           owned_dir(cfg_.mail_dir, cfg_.mail_owner, 0700, err);
+}
+
+bool Master::open_listeners(std::string& err) {
+    auto add = [&](const std::string& kind, const std::vector<HostPort>& addrs) {
+        for (auto& hp : addrs) {
+            struct addrinfo hints = {}, *res = nullptr;
+            hints.ai_socktype = SOCK_STREAM;
+            hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+            std::string port = std::to_string(hp.port);
+            int rc = getaddrinfo(hp.host.empty() ? nullptr : hp.host.c_str(), port.c_str(), &hints, &res);
+            if (rc != 0) { err = kind + "_listen " + hp.str() + ": " + gai_strerror(rc); return false; }
+            for (auto* ai = res; ai; ai = ai->ai_next) {
+                UniqueFd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+                int one = 1;
+                if (fd) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                if (fd && ai->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+                if (!fd || bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd.get(), 1024) != 0) {
+                    err = kind + "_listen " + hp.str() + ": " + strerror(errno);
+                    freeaddrinfo(res);
+                    return false;
+                }
+                listeners_.push_back({kind, hp, std::move(fd)});
+                LOG_INFO("event=listening kind=%s addr=%s", kind.c_str(), hp.str().c_str());
+            }
+            freeaddrinfo(res);
+        }
+        return true;
+    };
+    return add("smtp", cfg_.smtp_listen) && add("submission", cfg_.submission_listen) &&
+           add("smtps", cfg_.smtps_listen);
+}
+
+}  // namespace mta::master
