@@ -1,0 +1,38 @@
+// RAII owners for LMDB handles and small helpers around MDB_val. The queue is the only user of LMDB
+// in the project (the table tool has its own), so these live here.
+#pragma once
+#include <lmdb.h>
+
+#include <memory>
+#include <string_view>
+
+namespace mta::queue {
+
+struct EnvClose { void operator()(MDB_env* e) const { mdb_env_close(e); } };
+struct CursorClose { void operator()(MDB_cursor* c) const { mdb_cursor_close(c); } };
+using EnvPtr = std::unique_ptr<MDB_env, EnvClose>;
+using CursorPtr = std::unique_ptr<MDB_cursor, CursorClose>;
+
+// A transaction that aborts unless committed.
+class Txn {
+public:
+    Txn(MDB_env* env, unsigned flags, int& rc) { rc = mdb_txn_begin(env, nullptr, flags, &t_); if (rc) t_ = nullptr; }
+    ~Txn() { if (t_) mdb_txn_abort(t_); }
+    Txn(const Txn&) = delete;
+    Txn& operator=(const Txn&) = delete;
+    MDB_txn* get() const { return t_; }
+    int commit() { MDB_txn* t = t_; t_ = nullptr; return mdb_txn_commit(t); }
+private:
+    MDB_txn* t_ = nullptr;
+};
+
+inline MDB_val to_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+inline std::string_view from_val(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+
+inline CursorPtr open_cursor(MDB_txn* t, MDB_dbi d, int& rc) {
+    MDB_cursor* c = nullptr;
+    rc = mdb_cursor_open(t, d, &c);
+    return CursorPtr(rc ? nullptr : c);
+}
+
+}  // namespace mta::queue

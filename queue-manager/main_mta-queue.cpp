@@ -1,0 +1,54 @@
+// mta-queue: the queue manager. Runs as queue_user chrooted into spool_dir; recovers the LMDB queue
+// before answering anyone, then serves smtpd (new mail) and the deliverers (smtp, local).
+#include <cerrno>
+#include <cstring>
+#include <event2/event.h>
+#include <memory>
+#include <unistd.h>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "queue-manager/server.h"
+#include "queue-manager/store.h"
+
+using namespace mta;
+
+namespace {
+struct BaseFree { void operator()(event_base* b) const { event_base_free(b); } };
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto b = daemon::start("mta-queue", argc, argv);
+    // Relative paths from here on: "db" and "body" resolve inside the spool both with and without chroot.
+    if (chdir(b.cfg.spool_dir.c_str()) != 0) {
+        LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(b.cfg.spool_dir).c_str(), strerror(errno));
+        return 1;
+    }
+    std::string err;
+    if (!daemon::drop_privileges(b.cfg.queue_user, b.cfg.spool_dir, err)) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    queue::Store store;
+    queue::RecoveryReport rep;
+    if (!store.open("db", err) || !store.recover("body", rep, err)) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    LOG_INFO("event=recovered messages=%zu recipients=%zu scheduled=%zu corrupt=%zu quarantined=%zu "
+             "orphan_bodies=%zu finished=%zu",
+             rep.messages, rep.recipients, rep.scheduled, rep.corrupt, rep.quarantined, rep.orphan_bodies, rep.finished);
+    std::unique_ptr<event_base, BaseFree> base(event_base_new());
+    if (!base) {
+        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
+        return 1;
+    }
+    queue::QueueServer server(base.get(), b.cfg, store, queue::system_clock());
+    if (!server.start(err)) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    server.attach_master(std::move(b.master));
+    event_base_dispatch(base.get());
+    return 0;
+}

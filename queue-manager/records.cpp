@@ -1,0 +1,202 @@
+// Encoding and strict decoding of queue records and keys. Input to the decoders is whatever LMDB
+// returns, which may be damaged: every length, enum and trailing byte is checked.
+#include "queue-manager/records.h"
+
+namespace mta::queue {
+namespace {
+
+class Writer {
+public:
+    void u8(uint8_t v) { s_.push_back(char(v)); }
+    void u32(uint32_t v) { for (int i = 0; i < 4; i++) s_.push_back(char((v >> (8 * i)) & 0xff)); }
+    void u64(uint64_t v) { for (int i = 0; i < 8; i++) s_.push_back(char((v >> (8 * i)) & 0xff)); }
+    void str(std::string_view v) { u32(uint32_t(v.size())); s_.append(v); }
+    std::string take() { return std::move(s_); }
+private:
+    std::string s_;
+};
+
+class Reader {
+public:
+    explicit Reader(std::string_view s) : s_(s) {}
+    bool u8(uint8_t& v) {
+        if (!need(1)) return false;
+        v = uint8_t(s_[off_++]);
+        return true;
+    }
+    bool u32(uint32_t& v) { uint64_t x; if (!uint(4, x)) return false; v = uint32_t(x); return true; }
+    bool u64(uint64_t& v) { return uint(8, v); }
+    bool str(std::string& v, std::size_t max) {
+        uint32_t len;
+        if (!u32(len)) return false;
+        if (len > max) { err_ = "string too long"; return false; }
+        if (!need(len)) return false;
+        v.assign(s_.substr(off_, len));
+        off_ += len;
+        return true;
+    }
+    bool done() {
+        if (off_ != s_.size()) { err_ = "trailing bytes"; return false; }
+        return true;
+    }
+    const char* err() const { return err_; }
+private:
+    bool need(std::size_t n) {
+        if (s_.size() - off_ < n) { err_ = "truncated"; return false; }
+        return true;
+    }
+    bool uint(int n, uint64_t& v) {
+        if (!need(std::size_t(n))) return false;
+        v = 0;
+        for (int i = n - 1; i >= 0; i--) v = (v << 8) | uint8_t(s_[off_ + std::size_t(i)]);
+        off_ += std::size_t(n);
+        return true;
+    }
+    std::string_view s_;
+    std::size_t off_ = 0;
+    const char* err_ = "truncated";
+};
+
+void put_be(unsigned char* p, uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--, v >>= 8) p[i] = static_cast<unsigned char>(v & 0xff);
+}
+uint64_t get_be(const unsigned char* p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+const unsigned char* bytes(std::string_view k) { return reinterpret_cast<const unsigned char*>(k.data()); }
+
+}  // namespace
+
+bool clean_text(std::string_view s, std::size_t max) {
+    if (s.size() > max) return false;
+    for (char c : s)
+        if (c == '\0' || c == '\r' || c == '\n') return false;
+    return true;
+}
+
+std::string encode(const MessageRecord& m) {
+    Writer w;
+    w.u8(kRecordVersion);
+    w.u8(uint8_t(m.state));
+    w.u64(m.arrival);
+    w.u64(m.size);
+    w.u8(m.body_type);
+    w.u8(m.smtputf8);
+    w.u8(m.ret);
+    w.u8(m.requiretls);
+    w.u32(m.nrcpt);
+    w.str(m.sender);
+    w.str(m.envid);
+    w.str(m.client_addr);
+    w.str(m.client_helo);
+    w.str(m.auth_user);
+    return w.take();
+}
+
+bool decode(std::string_view bytes_in, MessageRecord& out, std::string& err) {
+    Reader r(bytes_in);
+    MessageRecord m;
+    uint8_t version = 0, state = 0;
+    bool ok = r.u8(version) && r.u8(state) && r.u64(m.arrival) && r.u64(m.size) && r.u8(m.body_type) &&
+              r.u8(m.smtputf8) && r.u8(m.ret) && r.u8(m.requiretls) && r.u32(m.nrcpt) &&
+              r.str(m.sender, kMaxAddress) && r.str(m.envid, kMaxEnvid) && r.str(m.client_addr, kMaxClientField) &&
+              r.str(m.client_helo, kMaxClientField) && r.str(m.auth_user, kMaxClientField) && r.done();
+    if (!ok) { err = r.err(); return false; }
+    if (version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (state > uint8_t(MessageState::corrupt)) { err = "bad message state"; return false; }
+    if (m.body_type > 2 || m.smtputf8 > 1 || m.ret > 2 || m.requiretls > 1) { err = "bad flag value"; return false; }
+    if (m.nrcpt == 0) { err = "no recipients"; return false; }
+    if (!clean_text(m.sender, kMaxAddress) || !clean_text(m.envid, kMaxEnvid) ||
+        !clean_text(m.client_addr, kMaxClientField) || !clean_text(m.client_helo, kMaxClientField) ||
+        !clean_text(m.auth_user, kMaxClientField)) {
+        err = "control characters in text";
+        return false;
+    }
+    m.state = MessageState(state);
+    out = std::move(m);
+    return true;
+}
+
+std::string encode(const RecipientRecord& rc) {
+    Writer w;
+    w.u8(kRecordVersion);
+    w.u8(uint8_t(rc.state));
+    w.u64(rc.notify);
+    w.u32(rc.attempts);
+    w.u64(rc.next_attempt);
+    w.u64(rc.last_attempt);
+    w.str(rc.addr);
+    w.str(rc.orcpt);
+    w.str(rc.last_error);
+    return w.take();
+}
+
+bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
+    Reader r(bytes_in);
+    RecipientRecord rc;
+    uint8_t version = 0, state = 0;
+    bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
+              r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxAddress) &&
+              r.str(rc.last_error, kMaxErrorText) && r.done();
+    if (!ok) { err = r.err(); return false; }
+    if (version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
+    if (rc.addr.empty()) { err = "empty recipient"; return false; }
+    if (!clean_text(rc.addr, kMaxAddress) || !clean_text(rc.orcpt, kMaxAddress) ||
+        !clean_text(rc.last_error, kMaxErrorText)) {
+        err = "control characters in text";
+        return false;
+    }
+    rc.state = RcptState(state);
+    out = std::move(rc);
+    return true;
+}
+
+Key message_key(uint64_t msgid) {
+    Key k;
+    put_be(k.b, msgid, 8);
+    k.n = 8;
+    return k;
+}
+
+Key recipient_key(uint64_t msgid, uint32_t index) {
+    Key k;
+    put_be(k.b, msgid, 8);
+    put_be(k.b + 8, index, 4);
+    k.n = 12;
+    return k;
+}
+
+Key schedule_key(uint64_t time, uint64_t msgid, uint32_t index) {
+    Key k;
+    put_be(k.b, time, 8);
+    put_be(k.b + 8, msgid, 8);
+    put_be(k.b + 16, index, 4);
+    k.n = 20;
+    return k;
+}
+
+bool parse_message_key(std::string_view k, uint64_t& msgid) {
+    if (k.size() != 8) return false;
+    msgid = get_be(bytes(k), 8);
+    return true;
+}
+
+bool parse_recipient_key(std::string_view k, uint64_t& msgid, uint32_t& index) {
+    if (k.size() != 12) return false;
+    msgid = get_be(bytes(k), 8);
+    index = uint32_t(get_be(bytes(k) + 8, 4));
+    return true;
+}
+
+bool parse_schedule_key(std::string_view k, uint64_t& time, uint64_t& msgid, uint32_t& index) {
+    if (k.size() != 20) return false;
+    time = get_be(bytes(k), 8);
+    msgid = get_be(bytes(k) + 8, 8);
+    index = uint32_t(get_be(bytes(k) + 16, 4));
+    return true;
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,66 @@
+// On-disk queue records: versioned binary (u8 version, little-endian fixed-width ints, u32-length-prefixed
+// strings) and the big-endian LMDB keys. The decoders are pure and strict: they trust no stored byte.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mta::queue {
+
+inline constexpr uint8_t kRecordVersion = 1;
+inline constexpr std::size_t kMaxAddress = 1000;     // sender, rcpt, orcpt
+inline constexpr std::size_t kMaxEnvid = 100;        // RFC 3461 ENVID
+inline constexpr std::size_t kMaxClientField = 1000; // client_addr, client_helo, auth_user
+inline constexpr std::size_t kMaxErrorText = 2000;   // last delivery error kept per recipient
+
+enum class MessageState : uint8_t { active = 0, corrupt = 1 };
+// In-flight is never stored: it lives in memory only, so a crash leaves the recipient due again.
+enum class RcptState : uint8_t { queued = 0, deferred = 1, bounced = 2, held = 3 };
+
+struct MessageRecord {
+    MessageState state = MessageState::active;
+    uint64_t arrival = 0;     // unix seconds
+    uint64_t size = 0;        // body file size in bytes
+    uint8_t body_type = 0;    // 0 7bit, 1 8bitmime, 2 binarymime
+    uint8_t smtputf8 = 0;
+    uint8_t ret = 0;          // 0 default, 1 FULL, 2 HDRS
+    uint8_t requiretls = 0;
+    uint32_t nrcpt = 0;       // recipients at arrival
+    std::string sender, envid, client_addr, client_helo, auth_user;
+    bool operator==(const MessageRecord&) const = default;
+};
+
+struct RecipientRecord {
+    RcptState state = RcptState::queued;
+    uint64_t notify = 0;
+    uint32_t attempts = 0;
+    uint64_t next_attempt = 0;  // key of its schedule entry while queued/deferred
+    uint64_t last_attempt = 0;
+    std::string addr, orcpt, last_error;
+    bool operator==(const RecipientRecord&) const = default;
+    bool scheduled() const { return state == RcptState::queued || state == RcptState::deferred; }
+};
+
+std::string encode(const MessageRecord& m);
+std::string encode(const RecipientRecord& r);
+bool decode(std::string_view bytes, MessageRecord& out, std::string& err);
+bool decode(std::string_view bytes, RecipientRecord& out, std::string& err);
+
+// True when s fits in max bytes and holds no NUL, CR or LF (envelope text that reaches SMTP lines).
+bool clean_text(std::string_view s, std::size_t max);
+
+// Fixed-size big-endian keys so LMDB's byte order is numeric order.
+struct Key {
+    unsigned char b[20];
+    std::size_t n = 0;
+    std::string_view view() const { return {reinterpret_cast<const char*>(b), n}; }
+};
+Key message_key(uint64_t msgid);                              // 8 bytes
+Key recipient_key(uint64_t msgid, uint32_t index);            // 12 bytes
+Key schedule_key(uint64_t time, uint64_t msgid, uint32_t index);  // 20 bytes
+bool parse_message_key(std::string_view k, uint64_t& msgid);
+bool parse_recipient_key(std::string_view k, uint64_t& msgid, uint32_t& index);
+bool parse_schedule_key(std::string_view k, uint64_t& time, uint64_t& msgid, uint32_t& index);
+
+}  // namespace mta::queue

@@ -1,0 +1,269 @@
+// QueueServer: links to the master and peers, and the smtpd side (body_open, commit, abort).
+// Peers are less privileged than the queue: any malformed message from them ends this process (exit 2).
+#include "queue-manager/server.h"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <random>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "queue-manager/qid.h"
+
+namespace mta::queue {
+
+void EventFree::operator()(event* e) const { event_free(e); }
+
+Clock system_clock() {
+    auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
+    return Clock{[] { return uint64_t(time(nullptr)); },
+                 [rng] { return std::uniform_real_distribution<double>(-1.0, 1.0)(*rng); }};
+}
+
+QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock, std::string body_dir)
+    : base_(base), cfg_(std::move(cfg)), policy_(RetryPolicy::from(cfg_)), store_(store), clock_(std::move(clock)),
+      body_dir_(std::move(body_dir)) {
+    auto mk = [&](void (*cb)(evutil_socket_t, short, void*)) { return EventPtr(evtimer_new(base_, cb, this)); };
+    flush_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->flush(); });
+    timer_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->on_timer(); });
+    reap_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->reap(); });
+    stop_ev_ = mk([](evutil_socket_t, short, void* a) {
+        auto* self = static_cast<QueueServer*>(a);
+        LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->jobs_.size());
+        self->flush();
+        if (self->master_) self->master_->drain();
+        exit(0);
+    });
+}
+
+QueueServer::~QueueServer() = default;
+
+bool QueueServer::start(std::string& err) {
+    body_dir_fd_.reset(::open(body_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!body_dir_fd_) {
+        err = "open " + body_dir_ + ": " + strerror(errno);
+        return false;
+    }
+    wake_at(clock_.now());
+    return true;
+}
+
+void QueueServer::attach_master(UniqueFd fd) {
+    master_ = std::make_unique<ipc::Link>(
+        base_, std::move(fd), "queue", "master", [this](ipc::Message& m) { on_master(m); },
+        [this](bool bad, const std::string& why) {
+            if (bad) malformed("master", why);
+            LOG_INFO("event=master_gone action=exit");
+            exit(0);
+        },
+        true);
+}
+
+void QueueServer::malformed(const std::string& who, const std::string& why) {
+    LOG_ERROR("event=malformed peer=%s reason=\"%s\" action=exit", log::safe(who).c_str(), log::safe(why).c_str());
+    exit(2);
+}
+
+void QueueServer::on_master(ipc::Message& m) {
+    switch (m.type) {
+    case ipc::Type::peer: on_master_peer(m); break;
+    case ipc::Type::stop: begin_stop(); break;
+    case ipc::Type::config: apply_config(m); break;
+    case ipc::Type::loglevel: {
+        log::Level l;
+        if (!log::parse_level(m.str(ipc::Tag::text), l)) malformed("master", "bad loglevel");
+        log::set_level(l);
+        break;
+    }
+    default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
+    }
+}
+
+void QueueServer::on_master_peer(ipc::Message& m) {
+    const std::string* role = m.get(ipc::Tag::role);
+    auto instance = m.get_u64(ipc::Tag::instance);
+    if (!role || !instance || m.fds.size() != 1 || !m.fds[0])
+        malformed("master", "peer needs role, instance and one fd");
+    if (*role != "smtpd" && *role != "smtp" && *role != "local") malformed("master", "peer role " + *role);
+    auto key = std::make_pair(*role, *instance);
+    if (auto old = peer_ids_.find(key); old != peer_ids_.end()) {
+        if (Peer* p = find_peer(old->second)) retire_peer(*p);
+    }
+    auto p = std::make_unique<Peer>();
+    uint64_t id = next_peer_id_++;
+    p->id = id;
+    p->role = *role;
+    p->instance = *instance;
+    std::string desc = *role + "#" + std::to_string(*instance);
+    p->link = std::make_unique<ipc::Link>(
+        base_, std::move(m.fds[0]), "queue", desc, [this, id](ipc::Message& msg) { on_peer_message(id, msg); },
+        [this, id](bool bad, const std::string& why) { on_peer_close(id, bad, why); });
+    peers_[id] = std::move(p);
+    peer_ids_[key] = id;
+    LOG_INFO("event=peer_up peer=%s", desc.c_str());
+    if (*role != "smtpd") pump_all();
+}
+
+QueueServer::Peer* QueueServer::find_peer(uint64_t id) {
+    auto it = peers_.find(id);
+    return it == peers_.end() ? nullptr : it->second.get();
+}
+
+// Cleanup runs from its own event so no dispatch code is ever re-entered from inside a link callback.
+void QueueServer::retire_peer(Peer& p) {
+    if (p.closed) return;
+    p.closed = true;
+    auto it = peer_ids_.find({p.role, p.instance});
+    if (it != peer_ids_.end() && it->second == p.id) peer_ids_.erase(it);
+    reap_.push_back(p.id);
+    struct timeval zero = {0, 0};
+    evtimer_add(reap_ev_.get(), &zero);
+}
+
+void QueueServer::on_peer_close(uint64_t id, bool bad, const std::string& why) {
+    Peer* p = find_peer(id);
+    if (!p) return;
+    if (bad) malformed(p->link->desc(), why);
+    LOG_INFO("event=peer_down peer=%s reason=\"%s\" inflight=%zu", p->link->desc().c_str(), log::safe(why).c_str(),
+             p->rcpt_jobs.size());
+    retire_peer(*p);
+}
+
+void QueueServer::reap() {
+    std::vector<uint64_t> ids;
+    ids.swap(reap_);
+    for (uint64_t id : ids) {
+        Peer* p = find_peer(id);
+        if (!p) continue;
+        if (p->role == "smtpd") {
+            for (auto it = pending_bodies_.begin(); it != pending_bodies_.end();) {
+                if (it->second != id) { ++it; continue; }
+                unlinkat(body_dir_fd_.get(), format_qid(it->first).c_str(), 0);
+                it = pending_bodies_.erase(it);
+            }
+        } else {
+            requeue_peer_jobs(*p);
+        }
+        peers_.erase(id);
+    }
+    maybe_finish_stop();
+}
+
+void QueueServer::on_peer_message(uint64_t id, ipc::Message& m) {
+    Peer* p = find_peer(id);
+    if (!p || p->closed) return;
+    bool smtpd = p->role == "smtpd";
+    if (smtpd && m.type == ipc::Type::body_open) on_body_open(*p, m);
+    else if (smtpd && m.type == ipc::Type::commit) on_commit(*p, m);
+    else if (smtpd && m.type == ipc::Type::abort) on_abort(*p, m);
+    else if (!smtpd && m.type == ipc::Type::deliver_result) on_deliver_result(*p, m);
+    else malformed(p->link->desc(), std::string("unexpected message ") + ipc::type_name(m.type));
+}
+
+void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text) {
+    ipc::Message f(ipc::Type::fail, reqid);
+    f.add_u64(ipc::Tag::code, uint64_t(code)).add(ipc::Tag::enhanced, enhanced).add(ipc::Tag::text, text);
+    p.link->send(std::move(f));
+}
+
+void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
+    if (!m.fields.empty() || !m.fds.empty()) malformed(p.link->desc(), "body_open takes no fields");
+    if (stopping_) return reply_fail(p, m.reqid, 451, "4.3.0", "Queue shutting down");
+    for (int tries = 0; tries < 3; tries++) {
+        uint64_t id;
+        std::string err;
+        if (!store_.allocate_id(id, err)) {
+            LOG_ERROR("event=id_allocation_failed reason=\"%s\"", log::safe(err).c_str());
+            break;
+        }
+        int fd = openat(body_dir_fd_.get(), format_qid(id).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST) continue;
+        if (fd < 0) {
+            LOG_ERROR("event=body_create_failed qid=%s reason=\"%s\"", format_qid(id).c_str(), strerror(errno));
+            break;
+        }
+        pending_bodies_[id] = p.id;
+        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
+        ok.add_u64(ipc::Tag::msgid, id).add_fd(UniqueFd(fd));
+        p.link->send(std::move(ok));
+        return;
+    }
+    reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: cannot create queue file");
+}
+
+void QueueServer::on_commit(Peer& p, ipc::Message& m) {
+    CommitRequest req;
+    std::string err;
+    if (!parse_commit(m, req, err)) malformed(p.link->desc(), "commit: " + err);
+    auto it = pending_bodies_.find(req.msgid);
+    if (it == pending_bodies_.end() || it->second != p.id)
+        return reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: unknown queue file");
+    pending_bodies_.erase(it);
+    std::string qid = format_qid(req.msgid);
+    struct stat st;
+    if (fstatat(body_dir_fd_.get(), qid.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+        LOG_ERROR("event=commit_failed qid=%s reason=\"body file: %s\"", qid.c_str(), strerror(errno));
+        unlinkat(body_dir_fd_.get(), qid.c_str(), 0);
+        return reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: queue file lost");
+    }
+    req.msg.size = uint64_t(st.st_size);
+    if (!req.has_arrival) req.msg.arrival = clock_.now();
+    commit_rcpts_ += req.rcpts.size();
+    commits_.push_back(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts)});
+    if (commits_.size() >= kBatchCommits || commit_rcpts_ >= kBatchRecipients) flush();
+    else arm_flush(true);
+}
+
+void QueueServer::on_abort(Peer& p, ipc::Message& m) {
+    auto msgid = m.get_u64(ipc::Tag::msgid);
+    if (!msgid || m.fields.size() != 1 || !m.fds.empty()) malformed(p.link->desc(), "abort needs exactly a msgid");
+    auto it = pending_bodies_.find(*msgid);
+    if (it == pending_bodies_.end() || it->second != p.id) {
+        LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(*msgid).c_str(), p.link->desc().c_str());
+        return;
+    }
+    pending_bodies_.erase(it);
+    unlinkat(body_dir_fd_.get(), format_qid(*msgid).c_str(), 0);
+}
+
+void QueueServer::apply_config(ipc::Message& m) {
+    const std::string* text = m.get(ipc::Tag::config_text);
+    if (!text) malformed("master", "config without config_text");
+    Config c;
+    std::vector<ConfigError> errors;
+    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s action=kept_old", log::safe(e.str()).c_str());
+        return;
+    }
+    if (c.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
+    cfg_ = std::move(c);
+    policy_ = RetryPolicy::from(cfg_);
+    log::Level l;
+    if (log::parse_level(cfg_.log_level, l)) log::set_level(l);
+    LOG_INFO("event=config_reloaded");
+    pump_all();
+}
+
+void QueueServer::begin_stop() {
+    if (stopping_) return;
+    LOG_INFO("event=stopping inflight_jobs=%zu", jobs_.size());
+    stopping_ = true;
+    flush();
+    struct timeval tv = {8, 0};
+    evtimer_add(stop_ev_.get(), &tv);
+    maybe_finish_stop();
+}
+
+void QueueServer::maybe_finish_stop() {
+    if (!stopping_ || !jobs_.empty() || !commits_.empty() || !result_ops_.empty()) return;
+    if (master_) master_->drain();
+    for (auto& [id, p] : peers_) p->link->drain();
+    LOG_INFO("event=stopped");
+    exit(0);
+}
+
+}  // namespace mta::queue

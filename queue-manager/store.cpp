@@ -1,0 +1,277 @@
+// QueueStore: LMDB environment, id allocation, batched write transactions and schedule scans.
+// Every write goes through write_txn, which grows the map on MDB_MAP_FULL and retries.
+#include "queue-manager/store.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
+#include <unordered_set>
+
+namespace mta::queue {
+namespace {
+
+constexpr std::size_t kMaxMapSize = std::size_t(1) << 40;
+constexpr std::string_view kMetaNextId = "next_id";
+constexpr std::string_view kMetaSchema = "schema";
+constexpr uint64_t kSchemaVersion = 1;
+constexpr std::size_t kMaxScanMessages = 1024;
+
+std::string le64(uint64_t v) {
+    std::string s(8, '\0');
+    for (int i = 0; i < 8; i++) s[std::size_t(i)] = char((v >> (8 * i)) & 0xff);
+    return s;
+}
+bool parse_le64(std::string_view s, uint64_t& v) {
+    if (s.size() != 8) return false;
+    v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | uint8_t(s[std::size_t(i)]);
+    return true;
+}
+
+int put(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
+    MDB_val key = to_val(k), val = to_val(v);
+    return mdb_put(t, d, &key, &val, 0);
+}
+// Deleting what is already gone is fine: the batch only has to reach the target state.
+int del(MDB_txn* t, MDB_dbi d, std::string_view k) {
+    MDB_val key = to_val(k);
+    int rc = mdb_del(t, d, &key, nullptr);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+}  // namespace
+
+bool Store::open(const std::string& dir, std::string& err, std::size_t initial_map) {
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        err = "mkdir " + dir + ": " + strerror(errno);
+        return false;
+    }
+    MDB_env* e = nullptr;
+    int rc = mdb_env_create(&e);
+    if (rc) { err = error_text(rc); return false; }
+    EnvPtr env(e);
+    if ((rc = mdb_env_set_maxdbs(e, 8)) || (rc = mdb_env_set_mapsize(e, initial_map)) ||
+        (rc = mdb_env_open(e, dir.c_str(), 0, 0600))) {
+        err = "lmdb open " + dir + ": " + error_text(rc);
+        return false;
+    }
+    Txn t(e, 0, rc);
+    if (rc) { err = error_text(rc); return false; }
+    struct { const char* name; MDB_dbi* dbi; } dbs[] = {{"meta", &meta_}, {"messages", &messages_},
+        {"recipients", &recipients_}, {"schedule", &schedule_}, {"destinations", &destinations_},
+        {"corrupt", &corrupt_}};
+    for (auto& d : dbs)
+        if ((rc = mdb_dbi_open(t.get(), d.name, MDB_CREATE, d.dbi))) { err = error_text(rc); return false; }
+    MDB_val k = to_val(kMetaSchema), v;
+    rc = mdb_get(t.get(), meta_, &k, &v);
+    uint64_t schema = 0;
+    if (rc == MDB_NOTFOUND) {
+        if ((rc = put(t.get(), meta_, kMetaSchema, le64(kSchemaVersion)))) { err = error_text(rc); return false; }
+    } else if (rc || !parse_le64(from_val(v), schema) || schema != kSchemaVersion) {
+        err = "unsupported queue schema in " + dir;
+        return false;
+    }
+    uint64_t hw = 1;
+    k = to_val(kMetaNextId);
+    if (mdb_get(t.get(), meta_, &k, &v) == 0 && !parse_le64(from_val(v), hw)) { err = "bad id high-water"; return false; }
+    // Belt and braces: never below the newest message actually stored.
+    int crc;
+    CursorPtr c = open_cursor(t.get(), messages_, crc);
+    uint64_t last = 0;
+    if (c && mdb_cursor_get(c.get(), &k, &v, MDB_LAST) == 0 && parse_message_key(from_val(k), last) && last >= hw)
+        hw = last + 1;
+    c.reset();
+    if ((rc = t.commit())) { err = error_text(rc); return false; }
+    next_id_ = id_limit_ = hw < 1 ? 1 : hw;
+    env_ = std::move(env);
+    return true;
+}
+
+bool Store::allocate_id(uint64_t& id, std::string& err) {
+    if (next_id_ >= id_limit_) {
+        uint64_t limit = next_id_ + kIdBlock;
+        int rc = write_txn([&](MDB_txn* t) { return put(t, meta_, kMetaNextId, le64(limit)); });
+        if (rc) { err = error_text(rc); return false; }
+        id_limit_ = limit;
+    }
+    id = next_id_++;
+    return true;
+}
+
+bool Store::is_space_error(int rc) { return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT; }
+
+std::string Store::error_text(int rc) { return mdb_strerror(rc); }
+
+std::size_t Store::map_size() const {
+    MDB_envinfo info;
+    mdb_env_info(env_.get(), &info);
+    return info.me_mapsize;
+}
+
+int Store::write_txn(const std::function<int(MDB_txn*)>& body) {
+    for (int tries = 0;; tries++) {
+        int rc;
+        {
+            Txn t(env_.get(), 0, rc);
+            if (rc == 0) rc = body(t.get());
+            if (rc == 0) rc = t.commit();
+        }
+        if (rc != MDB_MAP_FULL || tries >= 4) return rc;
+        std::size_t size = map_size();
+        if (size >= kMaxMapSize) return rc;
+        if (int g = mdb_env_set_mapsize(env_.get(), size * 2)) return g;
+    }
+}
+
+int Store::apply(const std::vector<Op>& ops) {
+    return write_txn([&](MDB_txn* t) {
+        for (auto& op : ops)
+            if (int rc = apply_op(t, op)) return rc;
+        return 0;
+    });
+}
+
+int Store::apply_op(MDB_txn* t, const Op& op) {
+    int rc = 0;
+    switch (op.kind) {
+    case Op::Kind::put_message:
+        return put(t, messages_, message_key(op.msgid).view(), encode(op.msg));
+    case Op::Kind::put_recipient:
+        if (op.had_schedule && (rc = del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
+            return rc;
+        if ((rc = put(t, recipients_, recipient_key(op.msgid, op.index).view(), encode(op.rcpt)))) return rc;
+        if (op.rcpt.scheduled())
+            rc = put(t, schedule_, schedule_key(op.rcpt.next_attempt, op.msgid, op.index).view(), {});
+        return rc;
+    case Op::Kind::delete_recipient:
+        if (op.had_schedule && (rc = del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
+            return rc;
+        return del(t, recipients_, recipient_key(op.msgid, op.index).view());
+    case Op::Kind::delete_message:
+        return del(t, messages_, message_key(op.msgid).view());
+    case Op::Kind::mark_corrupt:
+        return mark_corrupt(t, op.msgid);
+    case Op::Kind::drop_schedule:
+        return del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view());
+    }
+    return EINVAL;
+}
+
+int Store::quarantine(MDB_txn* t, char db, std::string_view key, std::string_view value) {
+    std::string k(1, db);
+    k.append(key);
+    return put(t, corrupt_, k, value);
+}
+
+int Store::mark_corrupt(MDB_txn* t, uint64_t msgid) {
+    Key mk = message_key(msgid);
+    MDB_val k = to_val(mk.view()), v;
+    int rc = mdb_get(t, messages_, &k, &v);
+    if (rc == 0) {
+        MessageRecord m;
+        std::string err;
+        if (decode(from_val(v), m, err)) {
+            m.state = MessageState::corrupt;
+            rc = put(t, messages_, mk.view(), encode(m));
+        } else {
+            std::string raw(from_val(v));
+            rc = quarantine(t, 'm', mk.view(), raw);
+            if (rc == 0) rc = del(t, messages_, mk.view());
+        }
+        if (rc) return rc;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    // Its recipients leave the schedule (undecodable ones are quarantined).
+    CursorPtr c = open_cursor(t, recipients_, rc);
+    if (!c) return rc;
+    Key start = recipient_key(msgid, 0);
+    k = to_val(start.view());
+    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+        uint64_t id;
+        uint32_t idx;
+        if (!parse_recipient_key(from_val(k), id, idx) || id != msgid) break;
+        RecipientRecord r;
+        std::string err;
+        if (decode(from_val(v), r, err)) {
+            if (r.scheduled() && (rc = del(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view()))) return rc;
+        } else {
+            std::string raw(from_val(v)), key(from_val(k));
+            if ((rc = quarantine(t, 'r', key, raw)) || (rc = mdb_cursor_del(c.get(), 0))) return rc;
+        }
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+ScanResult Store::scan_due(uint64_t now, std::size_t limit, const std::function<bool(uint64_t, uint32_t)>& skip) {
+    ScanResult res;
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return res;
+    CursorPtr c = open_cursor(t.get(), schedule_, rc);
+    if (!c) return res;
+    MDB_val k, v;
+    uint64_t last_msgid = 0;
+    std::unordered_set<uint64_t> seen;
+    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+        uint64_t time, msgid;
+        uint32_t idx;
+        if (!parse_schedule_key(from_val(k), time, msgid, idx)) continue;  // recovery rebuilds the index
+        if (time > now) { res.next_time = time; break; }
+        if (skip(msgid, idx)) continue;
+        if (res.entries >= limit) { res.more = true; break; }
+        res.entries++;
+        if (msgid != last_msgid && seen.insert(msgid).second) {
+            if (res.msgids.size() >= kMaxScanMessages) { res.more = true; break; }
+            res.msgids.push_back(msgid);
+        }
+        last_msgid = msgid;
+    }
+    return res;
+}
+
+void Store::load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return;
+    CursorPtr c = open_cursor(t.get(), recipients_, rc);
+    if (!c) return;
+    for (uint64_t msgid : msgids) {
+        MessageRecord m;
+        RcptList rcpts;
+        std::string err;
+        Key mk = message_key(msgid);
+        MDB_val k = to_val(mk.view()), v;
+        rc = mdb_get(t.get(), messages_, &k, &v);
+        if (rc) { fn(msgid, Load::missing, m, rcpts); continue; }
+        bool ok = decode(from_val(v), m, err) && m.state == MessageState::active;
+        Key start = recipient_key(msgid, 0);
+        k = to_val(start.view());
+        for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE); ok && rc == 0;
+             rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+            uint64_t id;
+            uint32_t idx;
+            if (!parse_recipient_key(from_val(k), id, idx) || id != msgid) break;
+            RecipientRecord r;
+            if (!decode(from_val(v), r, err)) ok = false;
+            else rcpts.emplace_back(idx, std::move(r));
+        }
+        fn(msgid, ok ? Load::ok : Load::corrupt, m, rcpts);
+    }
+}
+
+std::size_t Store::count(const char* db) {
+    struct { const char* name; MDB_dbi dbi; } dbs[] = {{"meta", meta_}, {"messages", messages_},
+        {"recipients", recipients_}, {"schedule", schedule_}, {"destinations", destinations_}, {"corrupt", corrupt_}};
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return 0;
+    for (auto& d : dbs) {
+        if (strcmp(d.name, db) != 0) continue;
+        MDB_stat st;
+        if (mdb_stat(t.get(), d.dbi, &st) == 0) return st.ms_entries;
+    }
+    return 0;
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,92 @@
+// QueueStore: the durable queue in LMDB (sole writer, full sync). Named databases: meta (id high-water,
+// schema), messages, recipients, schedule (time+msgid+index, earliest first), destinations (reserved),
+// corrupt (quarantined raw records). Trusts nothing it reads back: undecodable records are quarantined.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "queue-manager/lmdb_util.h"
+#include "queue-manager/records.h"
+
+namespace mta::queue {
+
+// One change inside a write transaction; a batch of them commits atomically.
+struct Op {
+    enum class Kind : uint8_t {
+        put_message,       // msg under msgid
+        put_recipient,     // rcpt under msgid+index; old schedule entry (if had_schedule) replaced
+        delete_recipient,  // and its schedule entry (if had_schedule)
+        delete_message,    // the message record (its recipients are gone already)
+        mark_corrupt,      // message -> corrupt state (quarantined if undecodable), schedule entries dropped
+        drop_schedule,     // a stale schedule entry (old_next, msgid, index)
+    };
+    Kind kind = Kind::put_message;
+    uint64_t msgid = 0;
+    uint32_t index = 0;
+    bool had_schedule = false;
+    uint64_t old_next = 0;
+    MessageRecord msg;
+    RecipientRecord rcpt;
+};
+
+using RcptList = std::vector<std::pair<uint32_t, RecipientRecord>>;
+
+struct ScanResult {
+    std::vector<uint64_t> msgids;  // distinct, in schedule order
+    std::size_t entries = 0;       // due entries collected
+    bool more = false;             // stopped at the limit: more due entries may exist
+    uint64_t next_time = 0;        // time of the first entry after now (0: none)
+};
+
+struct RecoveryReport {
+    std::size_t messages = 0, recipients = 0, scheduled = 0;
+    std::size_t corrupt = 0, quarantined = 0, orphan_bodies = 0, orphan_recipients = 0, finished = 0;
+};
+
+class Store {
+public:
+    enum class Load { ok, missing, corrupt };
+    using LoadFn = std::function<void(uint64_t msgid, Load, MessageRecord&, RcptList&)>;
+
+    bool open(const std::string& dir, std::string& err, std::size_t initial_map = std::size_t(256) << 20);
+    bool is_open() const { return env_ != nullptr; }
+
+    // A fresh id, never handed out before (high-water mark persisted in blocks of kIdBlock).
+    bool allocate_id(uint64_t& id, std::string& err);
+    static constexpr uint64_t kIdBlock = 4096;
+
+    // Applies all ops in one write transaction (grows the map on MDB_MAP_FULL). 0 or an error code.
+    int apply(const std::vector<Op>& ops);
+    static bool is_space_error(int rc);
+    static std::string error_text(int rc);
+
+    // Due schedule entries (time <= now) not skipped, up to limit entries.
+    ScanResult scan_due(uint64_t now, std::size_t limit, const std::function<bool(uint64_t, uint32_t)>& skip);
+    // Loads each message with all its recipient records, in one read transaction.
+    void load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn);
+
+    // Startup: quarantine undecodable records, mark messages without a readable body corrupt, remove
+    // finished messages and orphan recipients, rebuild the schedule, remove orphan body files.
+    bool recover(const std::string& body_dir, RecoveryReport& rep, std::string& err);
+
+    // For tests and tools.
+    std::size_t count(const char* db);
+    std::size_t map_size() const;
+
+private:
+    int write_txn(const std::function<int(MDB_txn*)>& body);
+    int apply_op(MDB_txn* t, const Op& op);
+    int mark_corrupt(MDB_txn* t, uint64_t msgid);
+    int quarantine(MDB_txn* t, char db, std::string_view key, std::string_view value);
+    int recover_records(MDB_txn* t, const std::string& body_dir, RecoveryReport& rep,
+                        std::vector<uint64_t>& live);
+
+    EnvPtr env_;
+    MDB_dbi meta_ = 0, messages_ = 0, recipients_ = 0, schedule_ = 0, destinations_ = 0, corrupt_ = 0;
+    uint64_t next_id_ = 1, id_limit_ = 1;
+};
+
+}  // namespace mta::queue

@@ -1,0 +1,48 @@
+// mta-resolver: DNS (libunbound, DNSSEC-validating) for the other MTA roles. Started by mtad with the
+// control link on fd 3; builds its libunbound context while it can still read trust anchors, then
+// drops to cfg.resolver_user chrooted in <spool_dir>/resolver before it handles any request.
+#include <cstdlib>
+#include <event2/event.h>
+#include <memory>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "resolver/dns_context.h"
+#include "resolver/server.h"
+
+namespace {
+
+struct EventBaseDeleter {
+    void operator()(event_base* b) const { event_base_free(b); }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace mta;
+    auto boot = daemon::start("mta-resolver", argc, argv);
+    std::string err;
+    auto ctx = resolver::make_context(resolver::dns_settings(boot.cfg), err);
+    if (!ctx) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    if (!daemon::drop_privileges(boot.cfg.resolver_user, boot.cfg.spool_dir + "/resolver", err)) {
+        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    std::unique_ptr<event_base, EventBaseDeleter> base(event_base_new());
+    if (!base) {
+        LOG_ERROR("event=startup_failed reason=\"event_base_new failed\"");
+        return 1;
+    }
+    resolver::Server server(base.get(), std::move(ctx), boot.cfg);
+    if (!server.start(err)) {
+        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    server.attach_master(std::move(boot.master));
+    LOG_INFO("event=started user=%s", boot.cfg.resolver_user.c_str());
+    event_base_dispatch(base.get());
+    return 0;
+}

@@ -1,0 +1,271 @@
+// mta-resolver's loop: serves resolve_request on the master link and on peer links, one libunbound
+// async query per request, each answered within kRequestTimeoutSeconds. Peers are not trusted: a
+// request with missing or ill-typed fields is malformed and ends the process (exit 2).
+#include "resolver/server.h"
+
+#include <cstdlib>
+#include <event2/event.h>
+#include <unbound.h>
+
+#include "common/log.h"
+#include "resolver/rdata.h"
+
+namespace mta::resolver {
+namespace {
+
+constexpr std::size_t kMaxPending = 4096;
+constexpr std::size_t kMaxResultRRs = 65536;  // libunbound's own limits are far lower; this only bounds our loop
+
+bool known_peer_role(const std::string& r) {
+    return r == "smtp" || r == "queue" || r == "smtpd" || r == "local";
+}
+
+RawResult raw_result(const ub_result* res) {
+    RawResult r;
+    r.rcode = res->rcode;
+    r.secure = res->secure != 0;
+    r.bogus = res->bogus != 0;
+    if (res->why_bogus) r.why_bogus = res->why_bogus;
+    for (std::size_t i = 0; res->data && res->len && res->data[i] && i < kMaxResultRRs; i++)
+        r.rdata.emplace_back(res->data[i], res->len[i] > 0 ? std::size_t(res->len[i]) : 0);
+    return r;
+}
+
+}  // namespace
+
+void EventDeleter::operator()(event* e) const { event_free(e); }
+
+Server::Server(event_base* base, UbCtxPtr ctx, Config cfg)
+    : base_(base), ctx_(std::move(ctx)), cfg_(std::move(cfg)) {
+    reap_event_.reset(event_new(base_, -1, 0, &Server::on_reap, this));
+}
+
+Server::~Server() {
+    pending_.clear();
+    links_.clear();
+    retired_.clear();
+}
+
+bool Server::start(std::string& err) {
+    ub_event_.reset(event_new(base_, ub_fd(ctx_.get()), EV_READ | EV_PERSIST, &Server::on_ub_readable, this));
+    if (!ub_event_ || event_add(ub_event_.get(), nullptr) != 0) {
+        err = "cannot watch the libunbound result pipe";
+        return false;
+    }
+    return start_worker(ctx_.get(), &Server::on_ub_result, err);
+}
+
+void Server::attach_master(UniqueFd fd) { master_id_ = add_link(std::move(fd), "master", true); }
+
+uint64_t Server::add_link(UniqueFd fd, const std::string& desc, bool hello_seen) {
+    uint64_t id = next_link_id_++;
+    bool is_master = desc == "master" && hello_seen;
+    auto on_msg = [this, id, is_master](ipc::Message& m) {
+        if (is_master) handle_master(m);
+        else handle_peer(id, m);
+    };
+    auto on_close = [this, id](bool bad, const std::string& why) { on_link_close(id, bad, why); };
+    links_[id] = std::make_unique<ipc::Link>(base_, std::move(fd), "resolver", desc, on_msg, on_close, hello_seen);
+    return id;
+}
+
+void Server::on_link_close(uint64_t link_id, bool bad, const std::string& why) {
+    auto it = links_.find(link_id);
+    std::string desc = it != links_.end() ? it->second->desc() : "?";
+    if (bad) malformed(link_id, why);
+    if (link_id == master_id_) {
+        LOG_INFO("event=master_closed reason=\"%s\"", log::safe(why).c_str());
+        clean_exit();
+    }
+    LOG_INFO("event=peer_closed peer=%s reason=\"%s\"", desc.c_str(), log::safe(why).c_str());
+    retire_link(link_id);
+}
+
+void Server::retire_link(uint64_t link_id) {
+    auto it = links_.find(link_id);
+    if (it == links_.end()) return;
+    for (auto p = peers_.begin(); p != peers_.end(); ++p)
+        if (p->second == link_id) { peers_.erase(p); break; }
+    retired_.push_back(std::move(it->second));
+    links_.erase(it);
+    event_active(reap_event_.get(), EV_TIMEOUT, 0);
+}
+
+void Server::on_reap(int, short, void* arg) { static_cast<Server*>(arg)->retired_.clear(); }
+
+void Server::malformed(uint64_t link_id, const std::string& why) {
+    auto it = links_.find(link_id);
+    LOG_ERROR("event=malformed_request peer=%s reason=\"%s\" action=exit",
+              it != links_.end() ? it->second->desc().c_str() : "?", log::safe(why).c_str());
+    exit(2);
+}
+
+void Server::handle_master(ipc::Message& m) {
+    switch (m.type) {
+    case ipc::Type::peer: handle_peer_offer(m); return;
+    case ipc::Type::stop: begin_stop(); return;
+    case ipc::Type::config: handle_config(m); return;
+    case ipc::Type::resolve_request: handle_resolve(master_id_, m); return;
+    case ipc::Type::loglevel: {
+        log::Level l;
+        if (!m.get(ipc::Tag::text) || !log::parse_level(m.str(ipc::Tag::text), l))
+            malformed(master_id_, "loglevel without a valid level");
+        log::set_level(l);
+        LOG_INFO("event=loglevel level=%s", m.str(ipc::Tag::text).c_str());
+        return;
+    }
+    default: malformed(master_id_, std::string("unexpected message ") + ipc::type_name(m.type));
+    }
+}
+
+void Server::handle_peer(uint64_t link_id, ipc::Message& m) {
+    if (m.type != ipc::Type::resolve_request)
+        malformed(link_id, std::string("unexpected message ") + ipc::type_name(m.type));
+    handle_resolve(link_id, m);
+}
+
+void Server::handle_peer_offer(ipc::Message& m) {
+    auto role = m.get(ipc::Tag::role);
+    auto instance = m.get_u64(ipc::Tag::instance);
+    if (!role || !known_peer_role(*role) || !instance || m.fds.size() != 1)
+        malformed(master_id_, "peer message needs a known role, an instance and exactly one fd");
+    std::string key = *role + "/" + std::to_string(*instance);
+    if (auto old = peers_.find(key); old != peers_.end()) {
+        LOG_INFO("event=peer_replaced peer=%s", key.c_str());
+        retire_link(old->second);
+    }
+    peers_[key] = add_link(std::move(m.fds[0]), key, false);
+    LOG_DEBUG("event=peer_attached peer=%s", key.c_str());
+}
+
+void Server::handle_config(ipc::Message& m) {
+    auto text = m.get(ipc::Tag::config_text);
+    if (!text) malformed(master_id_, "config without config_text");
+    Config next;
+    std::vector<ConfigError> errors;
+    if (!parse_config(*text, m.str(ipc::Tag::name), next, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s action=keep_old", log::safe(e.str()).c_str());
+        return;
+    }
+    log::Level l;
+    if (log::parse_level(next.log_level, l)) log::set_level(l);
+    if (next.dns_forwarder != cfg_.dns_forwarder || next.dns_insecure_domains != cfg_.dns_insecure_domains ||
+        next.dns_trust_anchors != cfg_.dns_trust_anchors)
+        LOG_WARN("event=reload_partial reason=\"DNS settings change only when mta-resolver restarts\"");
+    cfg_ = std::move(next);
+    LOG_INFO("event=reloaded");
+}
+
+void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
+    auto name_field = m.get(ipc::Tag::name);
+    auto qtype = m.get_u64(ipc::Tag::qtype);
+    if (!name_field || !qtype) malformed(link_id, "resolve_request needs name and qtype");
+    if (!supported_qtype(*qtype)) malformed(link_id, "unsupported qtype " + std::to_string(*qtype));
+    // A badly formed name is data (it may come from a remote envelope), not a protocol violation.
+    auto name = normalize_name(*name_field);
+    if (!name) {
+        LOG_DEBUG("event=resolve name=\"%s\" type=%s rcode=%llu reason=invalid_name", log::safe(*name_field).c_str(),
+                  qtype_name(uint16_t(*qtype)), (unsigned long long)kRcodeError);
+        return send_reply(link_id, m.reqid, error_answer("invalid query name"));
+    }
+    if (stopping_) return send_reply(link_id, m.reqid, error_answer("shutting down"));
+    if (pending_.size() >= kMaxPending) return send_reply(link_id, m.reqid, error_answer("resolver busy"));
+
+    auto p = std::make_unique<Pending>();
+    p->self = this;
+    p->id = next_pending_id_++;
+    p->link_id = link_id;
+    p->reqid = m.reqid;
+    p->name = *name;
+    p->qtype = uint16_t(*qtype);
+    int rc = ub_resolve_async(ctx_.get(), p->name.c_str(), p->qtype, 1, p.get(), &Server::on_ub_result, &p->async_id);
+    if (rc != 0) {
+        LOG_WARN("event=resolve_failed name=%s type=%s error=\"%s\"", p->name.c_str(), qtype_name(p->qtype), ub_strerror(rc));
+        return send_reply(link_id, m.reqid, error_answer(ub_strerror(rc)));
+    }
+    p->timer.reset(evtimer_new(base_, &Server::on_timeout, p.get()));
+    timeval tv = {kRequestTimeoutSeconds, 0};
+    evtimer_add(p->timer.get(), &tv);
+    pending_[p->id] = std::move(p);
+}
+
+void Server::on_ub_readable(int, short, void* arg) {
+    auto self = static_cast<Server*>(arg);
+    int rc = ub_process(self->ctx_.get());
+    if (rc != 0) {
+        LOG_ERROR("event=dns_worker_failed error=\"%s\" action=exit", ub_strerror(rc));
+        exit(1);
+    }
+}
+
+void Server::on_ub_result(void* arg, int err, ub_result* result) {
+    UbResultPtr owned(result);
+    if (!arg) return;  // the start-up query that forked the worker
+    auto p = static_cast<Pending*>(arg);
+    if (err != 0) return p->self->finish(p->id, error_answer(ub_strerror(err)));
+    if (!result) return p->self->finish(p->id, error_answer("no result"));
+    p->self->finish(p->id, build_answer(p->qtype, raw_result(result)));
+}
+
+void Server::on_timeout(int, short, void* arg) {
+    auto p = static_cast<Pending*>(arg);
+    ub_cancel(p->self->ctx_.get(), p->async_id);
+    p->self->finish(p->id, error_answer("timeout"));
+}
+
+void Server::finish(uint64_t pending_id, const Answer& a) {
+    auto it = pending_.find(pending_id);
+    if (it == pending_.end()) return;
+    std::unique_ptr<Pending> p = std::move(it->second);
+    pending_.erase(it);
+    LOG_DEBUG("event=resolve name=%s type=%s rcode=%llu dnssec=%s records=%zu dropped=%zu%s%s%s", p->name.c_str(),
+              qtype_name(p->qtype), (unsigned long long)a.rcode, dnssec_name(a.dnssec), a.records.size(), a.dropped,
+              a.text.empty() ? "" : " text=\"", log::safe(a.text).c_str(), a.text.empty() ? "" : "\"");
+    if (a.dropped && a.dnssec != ipc::DnssecStatus::bogus)
+        LOG_WARN("event=records_dropped name=%s type=%s dropped=%zu", p->name.c_str(), qtype_name(p->qtype), a.dropped);
+    send_reply(p->link_id, p->reqid, a);
+    maybe_exit_after_stop();
+}
+
+void Server::send_reply(uint64_t link_id, uint64_t reqid, const Answer& a) {
+    auto it = links_.find(link_id);
+    if (it == links_.end() || !it->second->open()) {
+        LOG_DEBUG("event=reply_dropped reason=\"requesting link is gone\" reqid=%llu", (unsigned long long)reqid);
+        return;
+    }
+    it->second->send(reply_message(reqid, a));
+}
+
+void Server::begin_stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    LOG_INFO("event=stopping pending=%zu", pending_.size());
+    maybe_exit_after_stop();
+    stop_timer_.reset(evtimer_new(base_, &Server::on_stop_grace, this));
+    timeval tv = {kStopGraceSeconds, 0};
+    evtimer_add(stop_timer_.get(), &tv);
+}
+
+void Server::on_stop_grace(int, short, void* arg) {
+    auto self = static_cast<Server*>(arg);
+    while (!self->pending_.empty()) {
+        Pending* p = self->pending_.begin()->second.get();
+        ub_cancel(self->ctx_.get(), p->async_id);
+        self->finish(p->id, error_answer("shutting down"));  // exits once the last one is answered
+    }
+    self->maybe_exit_after_stop();
+}
+
+void Server::maybe_exit_after_stop() {
+    if (!stopping_ || !pending_.empty()) return;
+    for (auto& [id, link] : links_) link->drain();
+    LOG_INFO("event=stopped");
+    clean_exit();
+}
+
+void Server::clean_exit() {
+    ctx_.reset();  // ub_ctx_delete tells the forked worker to quit and reaps it
+    exit(0);
+}
+
+}  // namespace mta::resolver

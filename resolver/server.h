@@ -1,0 +1,91 @@
+// The mta-resolver event loop side: IPC links (master + peers), resolve_request handling with a
+// per-request timeout, and the libunbound worker pipe. Trusts no peer: every request is validated and
+// a malformed one ends the process (exit 2) so the master restarts it.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/ipc.h"
+#include "resolver/answer.h"
+#include "resolver/dns_context.h"
+
+struct event_base;
+struct event;
+
+namespace mta::resolver {
+
+inline constexpr int kRequestTimeoutSeconds = 10;
+inline constexpr int kStopGraceSeconds = 2;
+
+struct EventDeleter {
+    void operator()(event* e) const;
+};
+using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+class Server {
+public:
+    Server(event_base* base, UbCtxPtr ctx, Config cfg);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // After the privilege drop: fork libunbound's worker and watch its result pipe.
+    bool start(std::string& err);
+    void attach_master(UniqueFd fd);
+
+private:
+    struct Pending {
+        Server* self = nullptr;
+        uint64_t id = 0;        // our key in pending_
+        uint64_t link_id = 0;   // where the reply goes (dropped if that link is gone)
+        uint64_t reqid = 0;
+        std::string name;
+        uint16_t qtype = 0;
+        int async_id = 0;
+        EventPtr timer;
+    };
+
+    static void on_ub_readable(int, short, void*);
+    static void on_ub_result(void* arg, int err, ub_result* result);
+    static void on_timeout(int, short, void*);
+    static void on_stop_grace(int, short, void*);
+    static void on_reap(int, short, void*);
+
+    uint64_t add_link(UniqueFd fd, const std::string& desc, bool hello_seen);
+    void on_link_close(uint64_t link_id, bool malformed, const std::string& why);
+    void retire_link(uint64_t link_id);
+    [[noreturn]] void malformed(uint64_t link_id, const std::string& why);
+
+    void handle_master(ipc::Message& m);
+    void handle_peer(uint64_t link_id, ipc::Message& m);
+    void handle_peer_offer(ipc::Message& m);
+    void handle_config(ipc::Message& m);
+    void handle_resolve(uint64_t link_id, ipc::Message& m);
+    void begin_stop();
+
+    void finish(uint64_t pending_id, const Answer& a);
+    void send_reply(uint64_t link_id, uint64_t reqid, const Answer& a);
+    void maybe_exit_after_stop();
+    [[noreturn]] void clean_exit();
+
+    event_base* base_;
+    UbCtxPtr ctx_;
+    Config cfg_;
+    EventPtr ub_event_;
+    EventPtr stop_timer_;
+    EventPtr reap_event_;
+    std::map<uint64_t, std::unique_ptr<ipc::Link>> links_;
+    std::vector<std::unique_ptr<ipc::Link>> retired_;  // destroyed from the loop, never inside their own callback
+    std::map<std::string, uint64_t> peers_;            // "role/instance" -> link id
+    std::map<uint64_t, std::unique_ptr<Pending>> pending_;
+    uint64_t master_id_ = 0;
+    uint64_t next_link_id_ = 1;
+    uint64_t next_pending_id_ = 1;
+    bool stopping_ = false;
+};
+
+}  // namespace mta::resolver

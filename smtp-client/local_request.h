@@ -1,0 +1,51 @@
+// The mta-local side of the deliver / deliver_result exchange with the queue: strict validation of
+// every field (the queue is more privileged, but nothing is trusted blindly) and the reply builder.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ipc.h"
+#include "smtp-client/local_maildir.h"
+
+namespace mta::local {
+
+inline constexpr std::size_t kMaxAddress = 1024;     // generous: quoted local part + 255-octet domain
+inline constexpr std::size_t kMaxRecipients = 10000;
+
+struct Recipient {
+    uint64_t index = 0;
+    std::string address;  // canonical "local@domain" as the queue stored it
+};
+
+struct DeliverRequest {
+    uint64_t reqid = 0;
+    uint64_t msgid = 0;
+    std::string sender;   // "" = null reverse path
+    std::vector<Recipient> rcpts;
+    UniqueFd body;        // O_RDONLY body file, read with pread()
+};
+
+// Takes a `deliver` message apart (moving its fd out). false + `err` means malformed: the caller
+// treats the link as broken and exits.
+bool parse_deliver(ipc::Message& m, DeliverRequest& out, std::string& err);
+
+// The local part of "local@domain" (split at the last '@'), with a quoted-string local part
+// unquoted and its quoted-pairs decoded. nullopt when it cannot be decoded unambiguously.
+std::optional<std::string> recipient_local_part(std::string_view rcpt);
+
+struct RcptResult {
+    uint64_t index = 0;
+    Outcome outcome;
+};
+
+// deliver_result with the request's reqid: msgid, then rcpt_index/status/text per recipient.
+ipc::Message build_result(uint64_t reqid, uint64_t msgid, const std::vector<RcptResult>& results);
+
+// "%016llX" of a queue id, as every log line shows it.
+std::string qid_text(uint64_t msgid);
+
+}  // namespace mta::local

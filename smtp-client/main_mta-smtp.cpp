@@ -1,0 +1,55 @@
+// mta-smtp: outbound SMTP delivery. Bootstraps from the master on fd 3, prepares the TLS client context,
+// drops to cfg.smtp_user chrooted in <spool_dir>/empty, then serves `deliver` requests from the queue.
+#include <cstdlib>
+#include <event2/event.h>
+#include <memory>
+#include <openssl/ssl.h>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "smtp-client/smtp_agent.h"
+
+using namespace mta;
+
+namespace {
+
+struct SslCtxFree {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct EventBaseFree {
+    void operator()(event_base* b) const { event_base_free(b); }
+};
+
+// Opportunistic TLS ("may"): encryption without certificate verification, TLS 1.2 or newer.
+std::unique_ptr<SSL_CTX, SslCtxFree> make_tls_context() {
+    std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
+    if (!ctx) return nullptr;
+    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
+    // Touch everything OpenSSL loads lazily while the filesystem is still visible (before chroot).
+    if (SSL* probe = SSL_new(ctx.get())) SSL_free(probe);
+    return ctx;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    daemon::Bootstrap b = daemon::start("mta-smtp", argc, argv);
+    auto tls = make_tls_context();
+    if (!tls) LOG_WARN("event=tls_unavailable reason=\"cannot create TLS client context\"");
+    std::string err;
+    if (!daemon::drop_privileges(b.cfg.smtp_user, b.cfg.spool_dir + "/empty", err)) {
+        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
+        return 1;
+    }
+    std::unique_ptr<event_base, EventBaseFree> base(event_base_new());
+    if (!base) {
+        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
+        return 1;
+    }
+    smtp::Agent agent(base.get(), std::move(b.cfg), std::move(b.master), tls.get());
+    LOG_INFO("event=started role=smtp");
+    event_base_dispatch(base.get());
+    return 0;
+}

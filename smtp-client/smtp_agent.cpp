@@ -1,0 +1,174 @@
+// Agent: message dispatch for mta-smtp. Validates every message from master, queue and resolver;
+// anything malformed is fatal (exit 2: the master restarts us and the queue re-schedules our work).
+#include "smtp-client/smtp_agent.h"
+
+#include <cstdlib>
+#include <event2/event.h>
+
+#include "common/log.h"
+
+namespace mta::smtp {
+
+Agent::Agent(event_base* base, Config cfg, UniqueFd master, SSL_CTX* tls)
+    : base_(base), cfg_(std::move(cfg)), tls_(tls), dns_(base), rng_(std::random_device{}()) {
+    env_.base = base_;
+    env_.cfg = &cfg_;
+    env_.dns = &dns_;
+    env_.cache = &cache_;
+    env_.tls = tls_;
+    env_.rng = [this] { return uint32_t(rng_()); };
+    stop_timer_ = evtimer_new(base_, &Agent::on_stop_timer, this);
+    master_ = std::make_unique<ipc::Link>(
+        base_, std::move(master), "smtp", "master", [this](ipc::Message& m) { on_master(m); },
+        [this](bool malformed, const std::string& why) {
+            if (malformed) die_malformed("master", why);
+            LOG_INFO("event=master_closed reason=\"%s\"", log::safe(why).c_str());
+            exit(0);
+        },
+        true);
+}
+
+Agent::~Agent() { event_free(stop_timer_); }
+
+void Agent::die_malformed(const char* peer, const std::string& why) {
+    LOG_ERROR("event=malformed_message peer=%s reason=\"%s\"", peer, log::safe(why).c_str());
+    exit(2);
+}
+
+void Agent::on_master(ipc::Message& m) {
+    switch (m.type) {
+    case ipc::Type::peer: on_peer(m); return;
+    case ipc::Type::stop: begin_stop(); return;
+    case ipc::Type::config: reload(m); return;
+    case ipc::Type::loglevel: {
+        log::Level l;
+        if (!log::parse_level(m.str(ipc::Tag::text), l)) die_malformed("master", "bad loglevel");
+        log::set_level(l);
+        return;
+    }
+    default: die_malformed("master", std::string("unexpected ") + ipc::type_name(m.type));
+    }
+}
+
+void Agent::on_peer(ipc::Message& m) {
+    auto instance = m.get_u64(ipc::Tag::instance);
+    const std::string* role = m.get(ipc::Tag::role);
+    if (!instance || !role || m.fds.size() != 1 || !m.fds[0].valid()) die_malformed("master", "bad peer message");
+    std::string desc = *role + "#" + std::to_string(*instance);
+    if (*role == "resolver") {
+        dns_.attach(std::make_unique<ipc::Link>(
+            base_, std::move(m.fds[0]), "smtp", desc,
+            [this](ipc::Message& r) {
+                if (!dns_.on_message(r)) die_malformed("resolver", "bad resolve_reply");
+            },
+            [this](bool malformed, const std::string& why) {
+                if (malformed) die_malformed("resolver", why);
+                LOG_WARN("event=resolver_link_closed reason=\"%s\"", log::safe(why).c_str());
+                dns_.on_close();
+            }));
+        LOG_INFO("event=peer_attached peer=%s", desc.c_str());
+        return;
+    }
+    if (*role != "queue") die_malformed("master", "peer of unexpected role " + log::safe(*role));
+    uint64_t inst = *instance, gen = next_generation_++;
+    on_queue_close(inst, 0, false);  // a replacement link: work from the old one is void
+    QueueConn& q = queues_[inst];
+    q.generation = gen;
+    q.link = std::make_unique<ipc::Link>(
+        base_, std::move(m.fds[0]), "smtp", desc, [this, inst, gen](ipc::Message& r) { on_queue(inst, gen, r); },
+        [this, inst, gen](bool malformed, const std::string& why) {
+            if (malformed) die_malformed("queue", why);
+            LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
+            on_queue_close(inst, gen, false);
+        });
+    LOG_INFO("event=peer_attached peer=%s", desc.c_str());
+}
+
+void Agent::on_queue(uint64_t instance, uint64_t generation, ipc::Message& m) {
+    if (m.type != ipc::Type::deliver) die_malformed("queue", std::string("unexpected ") + ipc::type_name(m.type));
+    Job job;
+    std::string err;
+    if (!parse_deliver(m, job, err)) die_malformed("queue", "deliver: " + err);
+    uint64_t id = next_delivery_++;
+    Active& a = active_[id];
+    a.queue_instance = instance;
+    a.queue_generation = generation;
+    a.reqid = m.reqid;
+    a.delivery = std::make_unique<Delivery>(env_, std::move(job), [this, id](Delivery&) { on_delivery_done(id); });
+    a.delivery->start();  // may complete (and erase `a`) at once
+}
+
+void Agent::on_delivery_done(uint64_t id) {
+    auto it = active_.find(id);
+    if (it == active_.end()) return;
+    auto q = queues_.find(it->second.queue_instance);
+    if (q != queues_.end() && q->second.generation == it->second.queue_generation && q->second.link &&
+        q->second.link->open())
+        q->second.link->send(make_result(it->second.delivery->job(), it->second.reqid));
+    // Destroyed after the current callback chain unwinds: we are inside the delivery's own callback.
+    std::unique_ptr<Delivery> victim = std::move(it->second.delivery);
+    active_.erase(it);
+    victim.reset();
+    maybe_exit();
+}
+
+void Agent::on_queue_close(uint64_t instance, uint64_t generation, bool) {
+    // generation 0 = "whatever link this instance had" (replacement); else only that link's work.
+    auto q = queues_.find(instance);
+    if (q == queues_.end()) return;
+    if (generation != 0 && q->second.generation != generation) return;
+    uint64_t gen = q->second.generation;
+    std::size_t aborted = 0;
+    for (auto it = active_.begin(); it != active_.end();) {
+        if (it->second.queue_instance == instance && it->second.queue_generation == gen) {
+            it = active_.erase(it);  // the queue re-schedules these recipients itself
+            aborted++;
+        } else {
+            ++it;
+        }
+    }
+    if (aborted) LOG_WARN("event=deliveries_aborted count=%zu reason=\"queue link closed\"", aborted);
+    maybe_exit();
+}
+
+void Agent::reload(ipc::Message& m) {
+    const std::string* text = m.get(ipc::Tag::config_text);
+    if (!text) die_malformed("master", "config without text");
+    Config c;
+    std::vector<ConfigError> errors;
+    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
+        return;  // keep running with the old configuration
+    }
+    cfg_ = std::move(c);
+    log::Level l;
+    if (log::parse_level(cfg_.log_level, l)) log::set_level(l);
+    LOG_INFO("event=config_reloaded");
+}
+
+void Agent::begin_stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    LOG_INFO("event=stopping in_flight=%zu", active_.size());
+    cache_.close_all();
+    timeval tv = {kStopGraceSeconds, 0};
+    evtimer_add(stop_timer_, &tv);
+    maybe_exit();
+}
+
+void Agent::maybe_exit() {
+    if (!stopping_ || !active_.empty()) return;
+    for (auto& [i, q] : queues_)
+        if (q.link) q.link->drain();
+    exit(0);
+}
+
+void Agent::on_stop_timer(int, short, void* arg) {
+    auto* self = static_cast<Agent*>(arg);
+    LOG_WARN("event=stop_timeout abandoned=%zu", self->active_.size());
+    for (auto& [i, q] : self->queues_)
+        if (q.link) q.link->drain();
+    exit(0);
+}
+
+}  // namespace mta::smtp

@@ -1,0 +1,129 @@
+// Delivery: drives one `deliver` request through destination choice, the connection cache or DNS and
+// connection attempts, and the SMTP transaction; every recipient ends with a status and a text.
+#include "smtp-client/smtp_delivery.h"
+
+#include "common/log.h"
+
+namespace mta::smtp {
+
+using ipc::DeliveryStatus;
+
+void Delivery::start() {
+    if (job_.requiretls) {
+        // RFC 8689: such mail may only travel over verified TLS, which this client does not do (yet).
+        finish(DeliveryStatus::bounced, "5.7.30 REQUIRETLS support required: no verified TLS transport to " +
+                                            job_.nexthop);
+        return;
+    }
+    std::string err;
+    auto d = choose_destination(job_.nexthop, env_.cfg->relayhost, env_.cfg->smtp_port, err);
+    if (!d) {
+        // A bad relayhost is our configuration (wait for a fix); a bad recipient domain will never work.
+        if (err.rfind("relayhost", 0) == 0) finish(DeliveryStatus::deferred, "4.3.5 mail transport unavailable: " + err);
+        else finish(DeliveryStatus::bounced, "5.1.2 bad destination domain: " + err);
+        return;
+    }
+    dest_ = *d;
+    if (auto s = env_.cache->take(dest_.key())) {
+        session_ = std::move(s);
+        relay_ = session_->target().label();
+        run(true);
+        return;
+    }
+    resolve();
+}
+
+void Delivery::resolve() {
+    bool needs_dns = dest_.mx || !is_ip_literal(dest_.host);
+    if (needs_dns && !env_.dns->available()) {
+        finish(DeliveryStatus::deferred, "4.4.3 resolver unavailable");
+        return;
+    }
+    resolver_ = std::make_unique<TargetResolver>(*env_.dns, *env_.cfg, env_.rng);
+    resolver_->start(dest_, [this](TargetResult r) { on_targets(std::move(r)); });  // must stay last
+}
+
+void Delivery::on_targets(TargetResult r) {
+    if (r.targets.empty()) {
+        finish(r.status, r.text);
+        return;
+    }
+    targets_ = std::move(r.targets);
+    next_target_ = 0;
+    try_next();
+}
+
+void Delivery::try_next() {
+    if (next_target_ >= targets_.size()) {
+        finish(DeliveryStatus::deferred, "4.4.1 " + last_error_);
+        return;
+    }
+    const Target& t = targets_[next_target_++];
+    relay_ = t.label();
+    session_ = std::make_unique<Session>(env_.base, t, SessionSettings{env_.cfg->hostname, env_.tls});
+    session_->open([this](bool ok, const std::string& err) { on_open(ok, err); });
+}
+
+void Delivery::on_open(bool ok, const std::string& err) {
+    if (!ok) {
+        LOG_INFO("event=connect_failed qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
+                 log::safe(err).c_str());
+        last_error_ = err;
+        session_.reset();  // we are inside its callback: it returns without touching itself
+        try_next();
+        return;
+    }
+    run(false);
+}
+
+void Delivery::run(bool reused) {
+    if (job_.smtputf8 && job_.envelope_utf8() && !session_->ext().smtputf8) {
+        std::string host = session_->target().hostip();
+        release_session();
+        finish(DeliveryStatus::bounced, "5.6.7 SMTPUTF8 is required, but was not offered by host " + host);
+        return;
+    }
+    session_->transact(job_, [this, reused](TxOutcome o) { on_tx(std::move(o), reused); });
+}
+
+void Delivery::on_tx(TxOutcome o, bool reused) {
+    if (!o.error.empty()) {
+        session_.reset();
+        if (reused && o.nothing_received) {
+            // The cached connection died while idle (server timeout): nothing was sent, start afresh.
+            LOG_DEBUG("event=cache_stale qid=%s relay=%s", job_.qid().c_str(), relay_.c_str());
+            resolve();
+            return;
+        }
+        bool coded = o.error.size() > 2 && o.error[1] == '.' && (o.error[0] == '4' || o.error[0] == '5');
+        finish(DeliveryStatus::deferred, coded ? o.error : "4.4.2 " + o.error);
+        return;
+    }
+    if (o.usable) release_session();
+    else session_.reset();
+    finish(DeliveryStatus::deferred, "4.4.2 protocol error: no reply for this recipient");
+}
+
+void Delivery::release_session() { env_.cache->put(dest_.key(), std::move(session_)); }
+
+void Delivery::finish(DeliveryStatus st, const std::string& text) {
+    job_.settle_rest(st, text);
+    complete();
+}
+
+void Delivery::log_results() const {
+    for (auto& r : job_.rcpts) {
+        const char* ev = r.status == DeliveryStatus::delivered ? "delivered"
+                         : r.status == DeliveryStatus::bounced ? "bounced" : "deferred";
+        LOG_INFO("event=%s qid=%s to=<%s> relay=%s reply=\"%s\"", ev, job_.qid().c_str(), log::safe(r.addr).c_str(),
+                 relay_.empty() ? "none" : relay_.c_str(), log::safe(r.text).c_str());
+    }
+}
+
+void Delivery::complete() {
+    log_results();
+    auto cb = std::move(done_);
+    cb(*this);  // may destroy *this
+}
+
+}  // namespace mta::smtp

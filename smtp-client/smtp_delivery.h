@@ -1,0 +1,60 @@
+// One `deliver` request from start to result: destination choice, cached connection or DNS + connect
+// (trying up to kMaxAddressesPerAttempt addresses), the transaction, and per-recipient results.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/config.h"
+#include "smtp-client/smtp_cache.h"
+#include "smtp-client/smtp_job.h"
+#include "smtp-client/smtp_session.h"
+#include "smtp-client/smtp_targets.h"
+
+struct event_base;
+
+namespace mta::smtp {
+
+struct DeliveryEnv {
+    event_base* base = nullptr;
+    const Config* cfg = nullptr;
+    DnsClient* dns = nullptr;
+    ConnCache* cache = nullptr;
+    SSL_CTX* tls = nullptr;
+    std::function<uint32_t()> rng;
+};
+
+class Delivery {
+public:
+    using Done = std::function<void(Delivery&)>;
+    Delivery(const DeliveryEnv& env, Job job, Done done) : env_(env), job_(std::move(job)), done_(std::move(done)) {}
+    // Runs the delivery; `done` is called exactly once (maybe inside start()), and may destroy *this.
+    void start();
+    const Job& job() const { return job_; }
+
+private:
+    void use_cached(std::unique_ptr<Session> s);
+    void resolve();
+    void on_targets(TargetResult r);
+    void try_next();
+    void on_open(bool ok, const std::string& err);
+    void run(bool reused);
+    void on_tx(TxOutcome o, bool reused);
+    void release_session();
+    void finish(ipc::DeliveryStatus st, const std::string& text);
+    void complete();
+    void log_results() const;
+
+    DeliveryEnv env_;
+    Job job_;
+    Done done_;
+    Destination dest_;
+    std::unique_ptr<TargetResolver> resolver_;
+    std::vector<Target> targets_;
+    std::size_t next_target_ = 0;
+    std::string last_error_;
+    std::unique_ptr<Session> session_;
+    std::string relay_;  // "host[ip]:port" of the session used
+};
+
+}  // namespace mta::smtp

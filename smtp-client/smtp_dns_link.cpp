@@ -1,0 +1,114 @@
+// DnsLink: resolve_request/resolve_reply over the resolver link. Replies are validated (rcode required,
+// every field well-typed); callbacks always run from the event loop, never inside query().
+#include "smtp-client/smtp_dns_link.h"
+
+#include <ctime>
+#include <event2/event.h>
+
+#include "common/log.h"
+
+namespace mta::smtp {
+
+DnsLink::DnsLink(event_base* base) : base_(base) {
+    kick_ = event_new(base_, -1, 0, &DnsLink::on_kick, this);
+    sweep_ = event_new(base_, -1, EV_PERSIST, &DnsLink::on_sweep, this);
+    timeval tv = {5, 0};
+    event_add(sweep_, &tv);
+}
+
+DnsLink::~DnsLink() {
+    event_free(kick_);
+    event_free(sweep_);
+}
+
+void DnsLink::attach(std::unique_ptr<ipc::Link> link) {
+    fail_all("resolver restarted");
+    link_ = std::move(link);
+}
+
+void DnsLink::on_close() {
+    fail_all("resolver unavailable");
+    // The Link object stays (closed) until the master hands us a new one.
+}
+
+void DnsLink::fail_all(const std::string& why) {
+    auto pending = std::move(pending_);
+    pending_.clear();
+    for (auto& [id, p] : pending) {
+        DnsAnswer a;
+        a.rcode = kRcodeTimeout;
+        a.text = why;
+        answer_later(std::move(p.cb), std::move(a));
+    }
+}
+
+void DnsLink::answer_later(Callback cb, DnsAnswer a) {
+    ready_.emplace_back(std::move(cb), std::move(a));
+    event_active(kick_, EV_TIMEOUT, 0);
+}
+
+void DnsLink::on_kick(int, short, void* arg) {
+    auto* self = static_cast<DnsLink*>(arg);
+    auto ready = std::move(self->ready_);
+    self->ready_.clear();
+    for (auto& [cb, a] : ready) cb(a);
+}
+
+void DnsLink::on_sweep(int, short, void* arg) {
+    auto* self = static_cast<DnsLink*>(arg);
+    time_t now = time(nullptr);
+    for (auto it = self->pending_.begin(); it != self->pending_.end();) {
+        if (it->second.deadline > now) {
+            ++it;
+            continue;
+        }
+        DnsAnswer a;
+        a.rcode = kRcodeTimeout;
+        a.text = "timeout";
+        self->answer_later(std::move(it->second.cb), std::move(a));
+        it = self->pending_.erase(it);
+    }
+}
+
+void DnsLink::query(const std::string& name, uint16_t qtype, Callback cb) {
+    if (!available()) {
+        DnsAnswer a;
+        a.rcode = kRcodeTimeout;
+        a.text = "resolver unavailable";
+        answer_later(std::move(cb), std::move(a));
+        return;
+    }
+    uint64_t id = next_id_++;
+    pending_[id] = Pending{std::move(cb), time(nullptr) + kDnsQueryTimeout};
+    ipc::Message m(ipc::Type::resolve_request, id);
+    m.add(ipc::Tag::name, name).add_u64(ipc::Tag::qtype, qtype);
+    link_->send(std::move(m));
+}
+
+bool DnsLink::on_message(ipc::Message& m) {
+    if (m.type != ipc::Type::resolve_reply) return false;
+    DnsAnswer a;
+    auto rcode = m.get_u64(ipc::Tag::rcode);
+    if (!rcode) return false;
+    a.rcode = *rcode;
+    for (auto& f : m.fields) {
+        if (f.tag == ipc::Tag::dnssec) {
+            auto v = ipc::as_u64(f.value);
+            if (!v || *v > 2) return false;
+            a.dnssec = *v;
+        } else if (f.tag == ipc::Tag::text) {
+            a.text = f.value;
+        } else if (f.tag == ipc::Tag::record) {
+            if (f.value.size() > 4000 || a.records.size() >= 100) return false;
+            a.records.push_back(f.value);
+        }
+    }
+    auto it = pending_.find(m.reqid);
+    if (it == pending_.end()) return true;  // answered already (timed out) or from an older link
+    Callback cb = std::move(it->second.cb);
+    pending_.erase(it);
+    cb(a);
+    return true;
+}
+
+}  // namespace mta::smtp

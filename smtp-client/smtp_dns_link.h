@@ -1,0 +1,56 @@
+// DnsClient over the IPC link to mta-resolver: matches replies to requests by request id, answers
+// everything pending with a failure when the link goes away, and bounds how long a query may wait.
+#pragma once
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/ipc.h"
+#include "smtp-client/smtp_targets.h"
+
+struct event;
+struct event_base;
+
+namespace mta::smtp {
+
+inline constexpr int kDnsQueryTimeout = 30;  // the resolver promises an answer in ~10 s
+
+class DnsLink : public DnsClient {
+public:
+    explicit DnsLink(event_base* base);
+    ~DnsLink() override;
+    DnsLink(const DnsLink&) = delete;
+    DnsLink& operator=(const DnsLink&) = delete;
+
+    // Take a new link to the resolver (replacing any old one: its pending queries fail).
+    void attach(std::unique_ptr<ipc::Link> link);
+    // A message from the resolver link. False if it is malformed (the caller exits).
+    bool on_message(ipc::Message& m);
+    // The link closed.
+    void on_close();
+
+    void query(const std::string& name, uint16_t qtype, Callback cb) override;
+    bool available() const override { return link_ && link_->open(); }
+    std::size_t pending() const { return pending_.size(); }
+
+private:
+    struct Pending {
+        Callback cb;
+        time_t deadline;
+    };
+    static void on_kick(int, short, void*);
+    static void on_sweep(int, short, void*);
+    void answer_later(Callback cb, DnsAnswer a);
+    void fail_all(const std::string& why);
+
+    event_base* base_;
+    std::unique_ptr<ipc::Link> link_;
+    std::map<uint64_t, Pending> pending_;
+    uint64_t next_id_ = 1;
+    std::deque<std::pair<Callback, DnsAnswer>> ready_;  // answers to deliver on the next loop turn
+    event* kick_ = nullptr;
+    event* sweep_ = nullptr;
+};
+
+}  // namespace mta::smtp

@@ -1,0 +1,57 @@
+// One `deliver` request as the SMTP client works on it, plus strict decoding of the queue's message
+// and encoding of the `deliver_result`. The queue is more privileged, but we still check everything.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ipc.h"
+
+namespace mta::smtp {
+
+inline constexpr std::size_t kMaxJobRecipients = 100000;
+inline constexpr std::size_t kMaxAddressLength = 1000;
+
+struct Recipient {
+    uint64_t index = 0;
+    std::string addr;
+    uint64_t notify = 0;  // ipc::kNotify* bits, 0 = not given
+    std::string orcpt;    // "type;address", decoded; "" = not given (sent only if it has the ';')
+    bool final = false;   // status decided
+    ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;
+    std::string text;
+};
+
+struct Job {
+    uint64_t msgid = 0;
+    std::string sender;   // "" = null sender
+    std::string nexthop;
+    uint64_t size = 0;
+    uint64_t body_type = 0;  // 0 7bit, 1 8bitmime, 2 binarymime
+    bool smtputf8 = false;
+    std::string envid;
+    uint64_t ret = 0;        // 0 default, 1 FULL, 2 HDRS
+    bool requiretls = false;
+    std::vector<Recipient> rcpts;
+    UniqueFd body;
+
+    std::string qid() const;  // 16 uppercase hex digits
+    // Set status/text of every recipient not decided yet.
+    void settle_rest(ipc::DeliveryStatus st, const std::string& text);
+    std::size_t open_count() const;
+    // True if the envelope needs SMTPUTF8 (non-ASCII sender or recipient).
+    bool envelope_utf8() const;
+};
+
+// Strict decoding. False (with `err`) means a malformed message: the caller treats the link as hostile.
+// Recipient groups: a group starts at `rcpt` or `rcpt_index` and a repeated per-recipient tag starts the
+// next one, so both "rcpt first" and "rcpt_index first" orders decode the same way.
+bool parse_deliver(ipc::Message& m, Job& out, std::string& err);
+
+// `deliver_result` for the queue: msgid, then per recipient rcpt_index, status, text.
+ipc::Message make_result(const Job& job, uint64_t reqid);
+
+std::string format_qid(uint64_t msgid);
+
+}  // namespace mta::smtp

@@ -1,0 +1,328 @@
+// Session: connection set-up (connect, greeting, EHLO/HELO, STARTTLS), reply dispatch, timeouts,
+// parking in the cache and QUIT. Transactions live in smtp_transaction.cpp.
+// Remote input only ever reaches parse_reply(); a bad reply fails the session, never the process.
+#include "smtp-client/smtp_session.h"
+
+#include <cerrno>
+#include <cstring>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+
+namespace mta::smtp {
+
+Session::Session(event_base* base, Target target, SessionSettings settings)
+    : base_(base), target_(std::move(target)), settings_(std::move(settings)) {
+    timer_ = evtimer_new(base_, &Session::on_timer_cb, this);
+}
+
+Session::~Session() {
+    *alive_ = false;
+    if (timer_) event_free(timer_);
+    if (bev_) bufferevent_free(bev_);  // closes the socket (and frees SSL + underlying bev for TLS)
+}
+
+void Session::setup_callbacks() {
+    bufferevent_setcb(bev_, &Session::on_read_cb, &Session::on_write_cb, &Session::on_event_cb, this);
+    bufferevent_setwatermark(bev_, EV_WRITE, kBodyHighWater / 2, 0);
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+void Session::arm(int seconds) {
+    timeval tv = {seconds, 0};
+    evtimer_add(timer_, &tv);
+}
+
+void Session::write(std::string_view s) {
+    if (bev_) bufferevent_write(bev_, s.data(), s.size());
+}
+
+void Session::open(OpenDone done) {
+    open_done_ = std::move(done);
+    phase_ = Phase::connecting;
+    bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev_) {
+        connect_errno_ = errno;
+        phase_ = Phase::dead;  // reported from the timer so `done` never runs inside open()
+        arm(0);
+        return;
+    }
+    setup_callbacks();
+    arm(kConnectTimeout);
+    if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&target_.sa), int(target_.salen)) < 0) {
+        // Immediate failure (e.g. no route): report it asynchronously as well.
+        connect_errno_ = errno;
+        phase_ = Phase::dead;
+        arm(0);
+    }
+}
+
+const char* Session::phase_name() const {
+    switch (phase_) {
+    case Phase::connecting: return "connecting";
+    case Phase::greeting: return "receiving the initial server greeting";
+    case Phase::ehlo: return "performing the EHLO handshake";
+    case Phase::helo: return "performing the HELO handshake";
+    case Phase::starttls: return "sending STARTTLS";
+    case Phase::handshake: return "performing the TLS handshake";
+    case Phase::mail: return "sending MAIL FROM";
+    case Phase::rcpt: return "sending RCPT TO";
+    case Phase::data: return "sending DATA command";
+    case Phase::body: return "sending message body";
+    case Phase::dot: return "sending end of data -- message may be sent more than once";
+    case Phase::rset: return "sending RSET";
+    case Phase::quit: return "sending QUIT";
+    default: return "idle";
+    }
+}
+
+std::string Session::said(const Reply& r) const { return target_.hostip() + " said: " + r.full(); }
+
+void Session::on_read_cb(bufferevent*, void* arg) { static_cast<Session*>(arg)->handle_input(); }
+
+void Session::on_write_cb(bufferevent*, void* arg) {
+    auto* s = static_cast<Session*>(arg);
+    if (s->phase_ == Phase::body) s->pump_body();
+}
+
+void Session::on_event_cb(bufferevent* bev, short what, void* arg) {
+    auto* s = static_cast<Session*>(arg);
+    if (what & BEV_EVENT_CONNECTED) {
+        if (s->phase_ == Phase::connecting) {
+            int one = 1;
+            setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            s->phase_ = Phase::greeting;
+            s->arm(kGreetingTimeout);
+        } else if (s->phase_ == Phase::handshake) {
+            s->tls_active_ = true;
+            SSL* ssl = bufferevent_openssl_get_ssl(bev);
+            LOG_INFO("event=tls_established relay=%s protocol=%s cipher=%s", s->target_.label().c_str(),
+                     ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?");
+            s->phase_ = Phase::ehlo;
+            s->arm(kCommandTimeout);
+            s->write("EHLO " + s->settings_.helo_name + "\r\n");
+        }
+        return;
+    }
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) return;
+    if (s->phase_ == Phase::connecting) {
+        int e = EVUTIL_SOCKET_ERROR();
+        s->fail("connect to " + s->target_.label() + ": " + (e ? strerror(e) : "connection closed"));
+    } else if (s->phase_ == Phase::handshake) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        char buf[256] = "handshake failed";
+        if (e) ERR_error_string_n(e, buf, sizeof buf);
+        s->fail("TLS handshake with " + s->target_.hostip() + " failed: " + buf);
+    } else {
+        s->fail("lost connection with " + s->target_.hostip() + " while " + s->phase_name());
+    }
+}
+
+void Session::on_timer_cb(int, short, void* arg) {
+    auto* s = static_cast<Session*>(arg);
+    switch (s->phase_) {
+    case Phase::parked:
+        s->quit(std::move(s->on_dead_));
+        return;
+    case Phase::quit:
+        s->fail("quit");
+        return;
+    case Phase::dead:
+        // Deferred report of an immediate failure (open) or of a close (quit on a non-idle session).
+        if (s->open_done_) {
+            int e = s->connect_errno_;
+            s->open_failed("connect to " + s->target_.label() + ": " + (e ? strerror(e) : "failed"));
+        } else if (s->on_dead_) {
+            auto cb = std::move(s->on_dead_);
+            cb();
+        }
+        return;
+    case Phase::connecting:
+        s->fail("connect to " + s->target_.label() + ": Connection timed out");
+        return;
+    default:
+        s->fail("conversation with " + s->target_.hostip() + " timed out while " + s->phase_name());
+    }
+}
+
+void Session::handle_input() {
+    std::weak_ptr<bool> alive = alive_;
+    while (bev_ && phase_ != Phase::dead) {
+        evbuffer* in = bufferevent_get_input(bev_);
+        std::size_t len = std::min(evbuffer_get_length(in), kMaxReplyBytes);
+        if (len == 0) return;
+        if (phase_ == Phase::parked || phase_ == Phase::idle || phase_ == Phase::handshake) {
+            fail("unexpected data from " + target_.hostip() + " while " + phase_name());
+            return;
+        }
+        auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, ssize_t(len)));
+        Reply r;
+        ParseResult res = parse_reply(std::string_view(p, len), r);
+        if (res.status == ParseStatus::incomplete) return;
+        if (res.status == ParseStatus::error) {
+            fail("protocol error from " + target_.hostip() + " while " + phase_name() + ": " + res.error);
+            return;
+        }
+        evbuffer_drain(in, res.consumed);
+        handle_reply(r);
+        if (!alive.lock()) return;
+    }
+}
+
+void Session::handle_reply(const Reply& r) {
+    switch (phase_) {
+    case Phase::greeting: on_greeting(r); return;
+    case Phase::ehlo: on_ehlo(r); return;
+    case Phase::helo: on_helo(r); return;
+    case Phase::starttls: on_starttls(r); return;
+    case Phase::quit: {
+        phase_ = Phase::dead;
+        event_del(timer_);
+        auto cb = std::move(on_dead_);
+        if (cb) cb();
+        return;
+    }
+    default: on_tx_reply(r); return;
+    }
+}
+
+void Session::fail(const std::string& why) {
+    Phase p = phase_;
+    phase_ = Phase::dead;
+    event_del(timer_);
+    if (bev_) bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    switch (p) {
+    case Phase::connecting: case Phase::greeting: case Phase::ehlo: case Phase::helo:
+    case Phase::starttls: case Phase::handshake:
+        open_failed(why);
+        return;
+    case Phase::mail: case Phase::rcpt: case Phase::data: case Phase::body: case Phase::dot: case Phase::rset:
+        tx_failed(why);
+        return;
+    default: {
+        auto cb = std::move(on_dead_);
+        if (cb) cb();
+    }
+    }
+}
+
+void Session::on_greeting(const Reply& r) {
+    if (r.klass() != 2) {
+        write("QUIT\r\n");
+        fail("host " + target_.hostip() + " refused to talk to me: " + r.full());
+        return;
+    }
+    phase_ = Phase::ehlo;
+    arm(kCommandTimeout);
+    write("EHLO " + settings_.helo_name + "\r\n");
+}
+
+void Session::on_ehlo(const Reply& r) {
+    if (r.klass() == 2) {
+        ext_ = parse_ehlo(r);
+        esmtp_ = true;
+        if (!tls_active_ && settings_.tls && ext_.starttls) {
+            phase_ = Phase::starttls;
+            arm(kCommandTimeout);
+            write("STARTTLS\r\n");
+            return;
+        }
+        opened();
+        return;
+    }
+    if (r.klass() == 5 && !tls_active_) {
+        phase_ = Phase::helo;
+        arm(kCommandTimeout);
+        write("HELO " + settings_.helo_name + "\r\n");
+        return;
+    }
+    fail(said(r) + " (in reply to EHLO command)");
+}
+
+void Session::on_helo(const Reply& r) {
+    if (r.klass() != 2) {
+        fail(said(r) + " (in reply to HELO command)");
+        return;
+    }
+    ext_ = Extensions{};
+    esmtp_ = false;
+    opened();
+}
+
+void Session::on_starttls(const Reply& r) {
+    if (r.code != 220) {
+        // Opportunistic TLS: a refused STARTTLS command means plaintext, as at level "may".
+        LOG_INFO("event=starttls_refused relay=%s reply=\"%s\"", target_.label().c_str(), log::safe(r.summary()).c_str());
+        opened();
+        return;
+    }
+    // Bytes already buffered after the 220 were sent in plaintext and would be read as if they came
+    // through TLS (CVE-2011-0411 style injection): refuse the connection.
+    if (evbuffer_get_length(bufferevent_get_input(bev_)) != 0) {
+        fail("plaintext data from " + target_.hostip() + " after STARTTLS reply (injection attempt)");
+        return;
+    }
+    start_tls();
+}
+
+void Session::start_tls() {
+    SSL* ssl = SSL_new(settings_.tls);
+    if (!ssl) {
+        fail("TLS setup failed for " + target_.hostip());
+        return;
+    }
+    if (!is_ip_literal(target_.host)) SSL_set_tlsext_host_name(ssl, target_.host.c_str());
+    phase_ = Phase::handshake;
+    bufferevent* tb = bufferevent_openssl_filter_new(base_, bev_, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                     BEV_OPT_CLOSE_ON_FREE);
+    if (!tb) {
+        SSL_free(ssl);
+        fail("TLS setup failed for " + target_.hostip());
+        return;
+    }
+    bev_ = tb;  // owns the plaintext bufferevent now
+    bufferevent_openssl_set_allow_dirty_shutdown(bev_, 1);
+    setup_callbacks();
+    arm(kCommandTimeout);
+}
+
+void Session::opened() {
+    phase_ = Phase::idle;
+    event_del(timer_);
+    auto cb = std::move(open_done_);
+    cb(true, "");
+}
+
+void Session::open_failed(const std::string& why) {
+    phase_ = Phase::dead;
+    event_del(timer_);
+    auto cb = std::move(open_done_);
+    if (cb) cb(false, why);
+}
+
+void Session::park(int idle_seconds, std::function<void()> on_dead) {
+    on_dead_ = std::move(on_dead);
+    phase_ = Phase::parked;
+    arm(idle_seconds);
+}
+
+void Session::quit(std::function<void()> on_dead) {
+    on_dead_ = std::move(on_dead);
+    if (bev_ && (phase_ == Phase::idle || phase_ == Phase::parked)) {
+        phase_ = Phase::quit;
+        write("QUIT\r\n");
+        arm(kQuitTimeout);
+        return;
+    }
+    phase_ = Phase::dead;
+    arm(0);
+}
+
+}  // namespace mta::smtp

@@ -1,0 +1,83 @@
+// Turns a Destination into the ordered list of addresses to try (MX, then A/AAAA), asynchronously,
+// through an injected DnsClient (the resolver link in production, a fake in tests).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+#include "common/config.h"
+#include "smtp-client/smtp_nexthop.h"
+
+namespace mta::smtp {
+
+struct DnsAnswer {
+    uint64_t rcode = kRcodeTimeout;
+    uint64_t dnssec = 0;
+    std::string text;
+    std::vector<std::string> records;
+};
+
+class DnsClient {
+public:
+    using Callback = std::function<void(const DnsAnswer&)>;
+    virtual ~DnsClient() = default;
+    // Calls cb exactly once, later (never from inside query() itself: callers rely on that).
+    virtual void query(const std::string& name, uint16_t qtype, Callback cb) = 0;
+    // False when there is no resolver to ask (queries would all fail at once).
+    virtual bool available() const = 0;
+};
+
+struct Target {
+    std::string host;  // MX host name (or the literal)
+    std::string ip;    // textual address
+    uint16_t port = 25;
+    sockaddr_storage sa{};
+    socklen_t salen = 0;
+    std::string label() const;  // "host[ip]:port"
+    std::string hostip() const;  // "host[ip]"
+};
+
+struct TargetResult {
+    std::vector<Target> targets;           // non-empty on success
+    ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;  // when targets is empty
+    std::string text;                      // "5.1.2 ..." etc. when targets is empty
+};
+
+// Build a Target from a textual IP; false if `ip` is not an address.
+bool make_target(const std::string& host, const std::string& ip, uint16_t port, Target& out);
+
+// One lookup; owned by the delivery. Destroying it cancels the callback.
+class TargetResolver {
+public:
+    using Done = std::function<void(TargetResult)>;
+    TargetResolver(DnsClient& dns, const Config& cfg, std::function<uint32_t()> rng)
+        : dns_(dns), cfg_(cfg), rng_(std::move(rng)) {}
+    // `done` runs once; for an address literal already inside start(), so call start() last.
+    void start(const Destination& d, Done done);
+
+private:
+    struct HostAddrs {
+        std::string name;
+        std::vector<std::string> ips;
+    };
+    void on_mx(const DnsAnswer& a);
+    void lookup_hosts(std::vector<std::string> names);
+    void on_addr(std::size_t idx, const DnsAnswer& a, uint16_t qtype);
+    void finish_addrs();
+    void fail(ipc::DeliveryStatus st, std::string text);
+    bool is_own_address(const Target& t) const;
+
+    DnsClient& dns_;
+    const Config& cfg_;
+    std::function<uint32_t()> rng_;
+    Destination dest_;
+    Done done_;
+    std::vector<HostAddrs> hosts_;
+    int pending_ = 0;
+    std::string temp_error_;  // last temporary failure of an address lookup
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace mta::smtp

@@ -1,0 +1,268 @@
+// Session transactions: MAIL, RCPT (pipelined when offered), DATA, the body stream and the final reply,
+// mapped to per-recipient results. Replies are matched to commands strictly in order.
+#include "smtp-client/smtp_session.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/address.h"
+#include "common/log.h"
+
+namespace mta::smtp {
+namespace {
+
+std::string notify_param(uint64_t bits) {
+    if (bits & ipc::kNotifyNever) return "NEVER";
+    std::string s;
+    auto add = [&](const char* w) { s += s.empty() ? w : std::string(",") + w; };
+    if (bits & ipc::kNotifySuccess) add("SUCCESS");
+    if (bits & ipc::kNotifyFailure) add("FAILURE");
+    if (bits & ipc::kNotifyDelay) add("DELAY");
+    return s;
+}
+
+void settle(Recipient& r, int code, std::string text) {
+    r.final = true;
+    r.status = status_for_code(code);
+    r.text = std::move(text);
+}
+
+}  // namespace
+
+std::string Session::mail_command() const {
+    std::string c = "MAIL FROM:<" + job_->sender + ">";
+    if (ext_.size) {
+        uint64_t size = job_->size;
+        struct stat st;
+        if (size == 0 && fstat(job_->body.get(), &st) == 0) size = uint64_t(st.st_size);
+        c += " SIZE=" + std::to_string(size);
+    }
+    if (job_->body_type != 0 && ext_.eightbitmime) c += " BODY=8BITMIME";
+    if (job_->smtputf8 && ext_.smtputf8) c += " SMTPUTF8";
+    if (ext_.dsn) {
+        if (job_->ret == 1) c += " RET=FULL";
+        if (job_->ret == 2) c += " RET=HDRS";
+        if (!job_->envid.empty()) c += " ENVID=" + addr::xtext_encode(job_->envid);
+    }
+    return c + "\r\n";
+}
+
+std::string Session::rcpt_command(const Recipient& r) const {
+    std::string c = "RCPT TO:<" + r.addr + ">";
+    if (ext_.dsn) {
+        if (r.notify) c += " NOTIFY=" + notify_param(r.notify);
+        auto semi = r.orcpt.find(';');
+        if (semi != std::string::npos)
+            c += " ORCPT=" + r.orcpt.substr(0, semi + 1) + addr::xtext_encode(r.orcpt.substr(semi + 1));
+    }
+    return c + "\r\n";
+}
+
+void Session::transact(Job& job, TxDone done) {
+    job_ = &job;
+    tx_done_ = std::move(done);
+    on_dead_ = nullptr;  // taken out of the cache: the delivery owns us now
+    got_reply_ = mail_ok_ = false;
+    sent_.clear();
+    accepted_.clear();
+    todo_.clear();
+    expect_.clear();
+    next_rcpt_ = 0;
+    encoder_ = BodyEncoder{};
+    body_off_ = 0;
+    for (auto& r : job.rcpts)
+        if (!r.final) todo_.push_back(&r);
+    transactions_++;
+    if (job.body_type != 0 && !ext_.eightbitmime)
+        LOG_INFO("event=8bit_without_8bitmime qid=%s relay=%s", job.qid().c_str(), target_.label().c_str());
+    phase_ = Phase::mail;
+    arm(kCommandTimeout);
+    std::string out = mail_command();
+    expect_.push_back(Expect::mail);
+    if (ext_.pipelining) {
+        for (auto* r : todo_) {
+            out += rcpt_command(*r);
+            sent_.push_back(r);
+            expect_.push_back(Expect::rcpt);
+        }
+        out += "DATA\r\n";
+        expect_.push_back(Expect::data);
+        next_rcpt_ = todo_.size();
+    }
+    write(out);
+}
+
+void Session::on_tx_reply(const Reply& r) {
+    if (phase_ == Phase::body) {
+        // The server answered while we were still sending: it gave up on this message.
+        for (auto* a : accepted_)
+            if (!a->final) settle(*a, r.code, said(r) + " (in reply to DATA content)");
+        tx_finished(false);
+        return;
+    }
+    if (expect_.empty()) {
+        fail("unexpected reply from " + target_.hostip() + ": " + r.summary());
+        return;
+    }
+    got_reply_ = true;
+    Expect e = expect_.front();
+    expect_.pop_front();
+    switch (e) {
+    case Expect::mail: on_mail(r); return;
+    case Expect::rcpt: on_rcpt(r); return;
+    case Expect::data: on_data(r); return;
+    case Expect::dot: on_dot(r); return;
+    case Expect::discard: send_rset(); return;
+    case Expect::rset: tx_finished(r.klass() == 2); return;
+    }
+}
+
+void Session::on_mail(const Reply& r) {
+    if (r.klass() == 2) {
+        mail_ok_ = true;
+        phase_ = Phase::rcpt;
+        if (!ext_.pipelining) send_next_rcpt();
+        return;
+    }
+    for (auto* rc : todo_) settle(*rc, r.code, said(r) + " (in reply to MAIL FROM command)");
+    if (!ext_.pipelining) send_rset();  // else the RCPT and DATA replies are still due
+}
+
+void Session::send_next_rcpt() {
+    Recipient* rc = todo_[next_rcpt_++];
+    sent_.push_back(rc);
+    expect_.push_back(Expect::rcpt);
+    phase_ = Phase::rcpt;
+    arm(kCommandTimeout);
+    write(rcpt_command(*rc));
+}
+
+void Session::on_rcpt(const Reply& r) {
+    std::size_t replied = sent_.size() - std::size_t(std::count(expect_.begin(), expect_.end(), Expect::rcpt));
+    Recipient* rc = sent_[replied - 1];
+    if (mail_ok_) {
+        if (r.klass() == 2) accepted_.push_back(rc);
+        else settle(*rc, r.code, said(r) + " (in reply to RCPT TO command)");
+    }
+    if (ext_.pipelining) {
+        if (expect_.front() == Expect::data) phase_ = Phase::data;
+        return;
+    }
+    if (r.code == 452) {
+        // "Too many recipients": the rest waits for another transaction (the queue retries them).
+        for (std::size_t i = next_rcpt_; i < todo_.size(); i++)
+            settle(*todo_[i], 452, said(r) + " (in reply to RCPT TO command)");
+        next_rcpt_ = todo_.size();
+    }
+    if (next_rcpt_ < todo_.size()) send_next_rcpt();
+    else after_rcpts();
+}
+
+void Session::after_rcpts() {
+    if (accepted_.empty()) {
+        send_rset();
+        return;
+    }
+    expect_.push_back(Expect::data);
+    phase_ = Phase::data;
+    arm(kCommandTimeout);
+    write("DATA\r\n");
+}
+
+void Session::on_data(const Reply& r) {
+    if (!mail_ok_ || accepted_.empty()) {
+        if (r.code == 354) {  // a server that wants data with no recipients: send an empty message
+            expect_.push_back(Expect::discard);
+            phase_ = Phase::dot;
+            arm(kCommandTimeout);
+            write(".\r\n");
+        } else {
+            send_rset();
+        }
+        return;
+    }
+    if (r.code != 354) {
+        for (auto* a : accepted_) {
+            a->final = true;
+            a->status = r.klass() == 5 ? ipc::DeliveryStatus::bounced : ipc::DeliveryStatus::deferred;
+            a->text = said(r) + " (in reply to DATA command)";
+        }
+        send_rset();
+        return;
+    }
+    phase_ = Phase::body;
+    pump_body();
+}
+
+void Session::pump_body() {
+    evbuffer* out = bufferevent_get_output(bev_);
+    std::string enc;
+    while (evbuffer_get_length(out) < kBodyHighWater) {
+        scratch_.resize(kBodyChunk);
+        ssize_t n = pread(job_->body.get(), scratch_.data(), kBodyChunk, off_t(body_off_));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            // Our own storage failed: drop the connection without the final dot so nothing is delivered.
+            fail(std::string("4.3.0 error reading the queued message: ") + strerror(errno));
+            return;
+        }
+        enc.clear();
+        if (n == 0) {
+            encoder_.finish(enc);
+            write(enc);
+            expect_.push_back(Expect::dot);
+            phase_ = Phase::dot;
+            arm(kDotTimeout);
+            return;
+        }
+        body_off_ += uint64_t(n);
+        encoder_.feed(std::string_view(scratch_.data(), std::size_t(n)), enc);
+        write(enc);
+    }
+    arm(kBodyStallTimeout);
+}
+
+void Session::on_dot(const Reply& r) {
+    for (auto* a : accepted_) {
+        if (r.klass() == 2) settle(*a, r.code, said(r));
+        else settle(*a, r.code, said(r) + " (in reply to end of DATA command)");
+    }
+    tx_finished(true);
+}
+
+void Session::send_rset() {
+    expect_.push_back(Expect::rset);
+    phase_ = Phase::rset;
+    arm(kCommandTimeout);
+    write("RSET\r\n");
+}
+
+void Session::tx_finished(bool usable) {
+    event_del(timer_);
+    phase_ = usable ? Phase::idle : Phase::dead;
+    if (!usable && bev_) bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    job_ = nullptr;
+    TxOutcome o;
+    o.usable = usable;
+    auto cb = std::move(tx_done_);
+    cb(std::move(o));
+}
+
+void Session::tx_failed(const std::string& why) {
+    // Undecided recipients stay undecided: the delivery chooses between retrying and deferring.
+    job_ = nullptr;
+    TxOutcome o;
+    o.usable = false;
+    o.nothing_received = !got_reply_;
+    o.error = why;
+    auto cb = std::move(tx_done_);
+    if (cb) cb(std::move(o));
+}
+
+}  // namespace mta::smtp

@@ -1,0 +1,318 @@
+// DATA and BDAT: ask the queue for a body file, stream the body through BodyReader into it, then
+// fsync and commit. The final 250 is sent only after the queue's commit_ok (DESIGN §6).
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "smtpd/smtpd_policy.h"
+#include "smtpd/smtpd_session.h"
+
+namespace mta::smtpd {
+namespace {
+
+constexpr std::size_t kWriteBuffer = 64 * 1024;
+
+}  // namespace
+
+void BodySink::write(std::string_view s) {
+    buf.append(s);
+    if (buf.size() >= kWriteBuffer) flush();
+}
+
+void BodySink::flush() {
+    std::size_t off = 0;
+    while (off < buf.size() && !failed) {
+        ssize_t n = ::write(fd.get(), buf.data() + off, buf.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            LOG_ERROR("event=body_write_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
+            failed = true;
+            break;
+        }
+        off += std::size_t(n);
+    }
+    buf.clear();
+}
+
+bool BodySink::finish() {
+    flush();
+    if (!failed && fsync(fd.get()) != 0) {
+        LOG_ERROR("event=body_fsync_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
+        failed = true;
+    }
+    if (::close(fd.release()) != 0 && !failed) {
+        LOG_ERROR("event=body_close_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
+        failed = true;
+    }
+    std::string().swap(buf);
+    return !failed;
+}
+
+void Session::cmd_data(const Command& c) {
+    if (!c.arg.empty()) {
+        reply(501, "5.5.4", "Syntax: DATA");
+    } else if (state_ != State::mail || !txn_) {
+        reply(503, "5.5.1", state_ == State::connected ? "Error: send HELO/EHLO first" : "Error: need MAIL command");
+    } else if (txn_->chunking) {
+        reply(503, "5.5.1", "Error: DATA after BDAT");
+    } else if (txn_->rcpts.empty()) {
+        reply(554, "5.5.1", "Error: no valid recipients");
+    } else {
+        open_body(Pending::open_data);
+    }
+}
+
+void Session::cmd_bdat(const Command& c) {
+    auto b = parse_bdat(c.arg);
+    if (!b) {  // without a size we cannot skip the chunk; the client is out of sync either way
+        reply(501, "5.5.4", "Syntax: BDAT size [LAST]");
+        return;
+    }
+    if (state_ != State::mail || !txn_ || !esmtp_) {
+        reply(503, "5.5.1", state_ == State::connected ? "Error: send EHLO first" : "Error: need MAIL command");
+        discard_chunk(b->size, state_);
+        return;
+    }
+    if (txn_->rcpts.empty()) {
+        reply(554, "5.5.1", "Error: no valid recipients");
+        discard_chunk(b->size, state_);
+        return;
+    }
+    if (b->size > cfg_->message_size_limit || txn_->bdat_octets + b->size > cfg_->message_size_limit) {
+        reply(552, "5.3.4", "Error: message too large");
+        abort_body();
+        reset_transaction();
+        discard_chunk(b->size, State::helo);
+        return;
+    }
+    txn_->bdat_octets += b->size;
+    bdat_remaining_ = bdat_chunk_ = b->size;
+    bdat_last_ = b->last;
+    if (!txn_->chunking) {
+        txn_->chunking = true;
+        open_body(Pending::open_bdat);
+        return;
+    }
+    state_ = State::bdat;
+}
+
+void Session::discard_chunk(uint64_t size, State after) {
+    bdat_discard_ = true;
+    bdat_remaining_ = size;
+    after_discard_ = after;
+    state_ = State::bdat;
+}
+
+void Session::open_body(Pending why) {
+    wait_queue(why, host_.queue_request(ipc::Message(ipc::Type::body_open), id_));
+}
+
+void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
+    if (!waiting_for(reqid, Pending::open_data) || !txn_) {  // stale (we timed out): give it back
+        host_.queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, msgid)));
+        return;
+    }
+    Pending why = pending_;
+    done_waiting();
+    txn_->body.emplace();
+    txn_->body->fd = std::move(fd);
+    txn_->body->msgid = msgid;
+    txn_->body->buf.reserve(kWriteBuffer);
+    txn_->body->write(received_header());
+    auto mode = why == Pending::open_data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
+    txn_->reader = std::make_unique<BodyReader>(mode, cfg_->message_size_limit);
+    if (why == Pending::open_data) {
+        state_ = State::data;
+        reply(354, "", "End data with <CR><LF>.<CR><LF>");
+    } else {
+        state_ = State::bdat;
+    }
+    resume();
+}
+
+void Session::read_data() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    BodyReader& reader = *txn_->reader;
+    BodySink& body = *txn_->body;
+    while (!reader.done() && evbuffer_get_length(in) > 0) {
+        evbuffer_iovec vec;
+        if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+        std::size_t used = reader.feed(std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len), body.buf);
+        evbuffer_drain(in, used);
+        if (body.buf.size() >= kWriteBuffer) body.flush();
+    }
+    if (!reader.done()) return;
+    if (!refuse_body()) commit_body();
+}
+
+void Session::read_bdat() {
+    evbuffer* in = bufferevent_get_input(bev_);
+    while (bdat_remaining_ > 0 && evbuffer_get_length(in) > 0) {
+        evbuffer_iovec vec;
+        if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+        std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(vec.iov_len, bdat_remaining_));
+        if (!bdat_discard_) {
+            txn_->reader->feed(std::string_view(static_cast<const char*>(vec.iov_base), n), txn_->body->buf);
+            if (txn_->body->buf.size() >= kWriteBuffer) txn_->body->flush();
+        }
+        evbuffer_drain(in, n);
+        bdat_remaining_ -= n;
+    }
+    if (bdat_remaining_ == 0) end_of_chunk();
+}
+
+void Session::end_of_chunk() {
+    if (bdat_discard_) {
+        bdat_discard_ = false;
+        state_ = after_discard_;
+        return;
+    }
+    if (bdat_last_) {
+        txn_->reader->finish();
+        if (!refuse_body()) commit_body();
+        return;
+    }
+    if (refuse_body()) return;
+    state_ = State::mail;
+    reply(250, "2.0.0", std::to_string(bdat_chunk_) + " octets received");
+}
+
+// Checks the finished (or partial, for BDAT) body; on refusal replies, aborts and resets.
+bool Session::refuse_body() {
+    const BodyReader& r = *txn_->reader;
+    Reply e;
+    if (r.too_big()) e = {552, "5.3.4", "Error: message too large"};
+    else if (r.nul()) e = {550, "5.6.0", "Error: NUL bytes not allowed in message"};
+    else if (r.bare_cr_lf()) e = {550, "5.6.11", "Error: bare CR or LF not allowed (RFC 5321 2.3.8)"};
+    else if (r.received_headers() > cfg_->hop_count_limit) e = {554, "5.4.6", "Error: too many hops"};
+    else if (txn_->body->failed) e = {451, "4.3.0", "Error: local problem writing the message"};
+    if (!e) return false;
+    LOG_INFO("event=refused qid=%s client=%s size=%llu", format_qid(txn_->body->msgid).c_str(), client_.ip.c_str(),
+             static_cast<unsigned long long>(r.size()));
+    abort_body();
+    reset_transaction();
+    state_ = State::helo;
+    reply(e.code, e.enhanced, e.text);
+    return true;
+}
+
+void Session::commit_body() {
+    BodySink& body = *txn_->body;
+    if (!body.finish()) {
+        abort_body();
+        reset_transaction();
+        state_ = State::helo;
+        reply(451, "4.3.0", "Error: local problem writing the message");
+        return;
+    }
+    committed_msgid_ = body.msgid;
+    ipc::Message m = commit_message();
+    txn_->body.reset();  // the fd is closed; from now on only the queue may discard the message
+    wait_queue(Pending::commit, host_.queue_request(std::move(m), id_));
+}
+
+void Session::on_commit_ok(uint64_t reqid, uint64_t msgid) {
+    if (!waiting_for(reqid, Pending::commit)) {
+        LOG_WARN("event=late_commit_ok qid=%s client=%s", format_qid(msgid).c_str(), client_.ip.c_str());
+        return;
+    }
+    if (msgid != committed_msgid_ || !txn_) {
+        LOG_ERROR("event=unexpected_commit_ok qid=%s client=%s", format_qid(msgid).c_str(), client_.ip.c_str());
+        queue_failed(451, "4.3.0", "Queue error, try again later");
+        resume();
+        return;
+    }
+    done_waiting();
+    messages_++;
+    LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu client=%s", format_qid(msgid).c_str(),
+             log::safe(txn_->sender.str()).c_str(), txn_->rcpts.size(),
+             static_cast<unsigned long long>(txn_->reader ? txn_->reader->size() : 0), client_.ip.c_str());
+    reset_transaction();
+    state_ = State::helo;
+    reply(250, "2.0.0", "Ok: queued as " + format_qid(msgid));
+    resume();
+}
+
+void Session::on_queue_fail(uint64_t reqid, int code, const std::string& enhanced, const std::string& text) {
+    if (state_ != State::wait_queue || reqid != pending_reqid_) return;
+    queue_failed(code, enhanced.c_str(), text);
+    resume();
+}
+
+void Session::on_queue_lost() {
+    if (state_ != State::wait_queue) return;
+    queue_failed(451, "4.3.0", "Queue unavailable, try again later");
+    resume();
+}
+
+// A request to the queue failed: reply, drop the transaction, and for BDAT skip the chunk.
+void Session::queue_failed(int code, const char* enhanced, const std::string& text) {
+    Pending was = pending_;
+    uint64_t chunk = bdat_remaining_;
+    done_waiting();
+    abort_body();
+    reset_transaction();
+    state_ = State::helo;
+    reply(code, enhanced, text);
+    if (was == Pending::open_bdat) discard_chunk(chunk, State::helo);
+}
+
+void Session::resume() {
+    if (state_ == State::closing || !bev_) return;
+    if (stopping_ && !in_transaction_io()) {
+        close_with(421, "4.3.2", cfg_->hostname + " Service shutting down");
+        return;
+    }
+    process_input();
+}
+
+void Session::abort_body() {
+    if (!txn_ || !txn_->body) return;
+    host_.queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, txn_->body->msgid)));
+    txn_->body.reset();
+}
+
+std::string Session::received_header() const {
+    TraceInfo t;
+    t.helo = helo_;
+    t.client_ip = client_.ip;
+    t.client_ipv6 = client_.ipv6;
+    t.hostname = cfg_->hostname;
+    t.protocol = !esmtp_ ? "SMTP" : txn_->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
+    t.msgid = txn_->body->msgid;
+    if (txn_->rcpts.size() == 1) t.single_rcpt = txn_->rcpts[0].addr;
+    t.when = host_.now();
+    struct tm tm {};
+    localtime_r(&t.when, &tm);
+    t.gmtoff = tm.tm_gmtoff;
+    return format_received(t);
+}
+
+ipc::Message Session::commit_message() const {
+    using ipc::Tag;
+    ipc::Message m(ipc::Type::commit);
+    m.add_u64(Tag::msgid, txn_->body->msgid);
+    m.add(Tag::sender, txn_->sender.str());
+    for (auto& r : txn_->rcpts) {
+        m.add(Tag::rcpt, r.addr);
+        m.add_u64(Tag::rcpt_notify, r.params.notify);
+        m.add(Tag::rcpt_orcpt, r.params.orcpt);
+    }
+    m.add_u64(Tag::size, txn_->params.size);
+    m.add_u64(Tag::body_type, static_cast<uint64_t>(txn_->params.body));
+    m.add_u64(Tag::smtputf8, txn_->params.smtputf8 ? 1 : 0);
+    m.add(Tag::envid, txn_->params.envid);
+    m.add_u64(Tag::ret, static_cast<uint64_t>(txn_->params.ret));
+    m.add(Tag::client_addr, client_.ip);
+    m.add(Tag::client_helo, helo_);
+    m.add_u64(Tag::arrival, static_cast<uint64_t>(txn_->arrival));
+    return m;
+}
+
+}  // namespace mta::smtpd

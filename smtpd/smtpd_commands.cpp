@@ -1,0 +1,200 @@
+// SMTP command handlers: check_<cmd> validates state and arguments, proceed_<cmd> changes state.
+// Every reply carries an enhanced status code (RFC 2034) except the greeting and the EHLO list.
+#include <string>
+
+#include "common/log.h"
+#include "smtpd/smtpd_policy.h"
+#include "smtpd/smtpd_session.h"
+
+namespace mta::smtpd {
+namespace {
+
+std::string trim_right(std::string_view s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return std::string(s);
+}
+
+// The parser reports 5.1.3 (bad destination syntax); for senders RFC 3463 has 5.1.7.
+Reply path_error(const addr::PathResult& r, bool sender) {
+    std::string enh = r.enhanced;
+    if (enh == "5.6.7") return Reply{553, "5.6.7", r.error};
+    if (sender && enh == "5.1.3") return Reply{501, "5.1.7", "Bad sender address syntax: " + r.error};
+    return Reply{501, r.enhanced, (sender ? "Bad sender address syntax: " : "Bad recipient address syntax: ") + r.error};
+}
+
+}  // namespace
+
+void Session::dispatch(const Command& c) {
+    if (c.bad_syntax) {
+        reply(501, "5.5.4", c.verb == Verb::mail ? "Syntax: MAIL FROM:<address>" : "Syntax: RCPT TO:<address>");
+        return;
+    }
+    switch (c.verb) {
+    case Verb::helo: cmd_helo(c, false); break;
+    case Verb::ehlo: cmd_helo(c, true); break;
+    case Verb::mail: cmd_mail(c); break;
+    case Verb::rcpt: cmd_rcpt(c); break;
+    case Verb::data: cmd_data(c); break;
+    case Verb::bdat: cmd_bdat(c); break;
+    case Verb::rset:
+        if (!c.arg.empty()) reply(501, "5.5.4", "Syntax: RSET");
+        else cmd_rset();
+        break;
+    case Verb::noop: reply(250, "2.0.0", "Ok"); break;
+    case Verb::quit: close_with(221, "2.0.0", "Bye"); break;
+    case Verb::vrfy:
+        if (c.arg.empty()) reply(501, "5.5.4", "Syntax: VRFY address");
+        else reply(252, "2.1.5", "Cannot VRFY user, but will accept message and attempt delivery");
+        break;
+    case Verb::expn: reply(502, "5.5.1", "EXPN not available"); break;
+    case Verb::help: reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY"); break;
+    case Verb::starttls:  // seam: advertised and implemented in a later issue
+    case Verb::auth: reply(502, "5.5.1", "Command not implemented"); break;
+    case Verb::unknown: reply(500, "5.5.2", "Error: command not recognized"); break;
+    }
+}
+
+void Session::cmd_helo(const Command& c, bool extended) {
+    std::string arg = trim_right(c.arg);
+    if (arg.empty()) {
+        reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+        return;
+    }
+    if (!addr::valid_domain(arg)) {
+        reply(501, "5.5.4", "Invalid domain name in HELO/EHLO");
+        return;
+    }
+    // RFC 5321 §4.1.4: EHLO/HELO mid-session is an implicit RSET.
+    abort_body();
+    reset_transaction();
+    helo_ = arg;
+    esmtp_ = extended;
+    state_ = State::helo;
+    if (!extended) {
+        reply(250, "", cfg_->hostname);
+        return;
+    }
+    reply_lines(250, "", {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->message_size_limit),
+                          "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"});
+}
+
+bool Session::check_mail(const Command& c) {
+    (void)c;
+    if (state_ == State::connected) {
+        reply(503, "5.5.1", "Error: send HELO/EHLO first");
+        return false;
+    }
+    if (state_ != State::helo) {
+        reply(503, "5.5.1", "Error: nested MAIL command");
+        return false;
+    }
+    return true;
+}
+
+void Session::cmd_mail(const Command& c) {
+    if (!check_mail(c)) return;
+    addr::PathOptions opts;
+    opts.allow_null = true;
+    opts.smtputf8 = true;  // decided below, once the SMTPUTF8 parameter has been seen
+    addr::PathResult r = addr::parse_path(c.arg, opts);
+    if (!r.ok) {
+        Reply e = path_error(r, true);
+        reply(e.code, e.enhanced, e.text);
+        return;
+    }
+    if (!esmtp_ && !r.rest.empty()) {
+        reply(555, "5.5.4", "Parameters need EHLO");
+        return;
+    }
+    MailParams params;
+    if (Reply e = parse_mail_params(r.rest, cfg_->message_size_limit, params)) {
+        reply(e.code, e.enhanced, e.text);
+        return;
+    }
+    if (r.mailbox.utf8 && !params.smtputf8) {
+        reply(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
+        return;
+    }
+    proceed_mail(r.mailbox, std::move(params));
+}
+
+void Session::proceed_mail(const addr::Mailbox& sender, MailParams params) {
+    txn_.emplace();
+    txn_->sender = sender;
+    txn_->params = std::move(params);
+    txn_->arrival = host_.now();
+    state_ = State::mail;
+    reply(250, "2.1.0", "Ok");
+}
+
+bool Session::check_rcpt() {
+    if (state_ != State::mail || !txn_) {
+        reply(503, "5.5.1", state_ == State::connected ? "Error: send HELO/EHLO first" : "Error: need MAIL command");
+        return false;
+    }
+    if (txn_->chunking) {
+        reply(503, "5.5.1", "Error: RCPT after BDAT");
+        return false;
+    }
+    if (txn_->rcpts.size() >= cfg_->recipient_limit) {
+        reply(452, "4.5.3", "Error: too many recipients");
+        errors_--;  // a normal part of large deliveries, not client misbehaviour
+        return false;
+    }
+    return true;
+}
+
+void Session::cmd_rcpt(const Command& c) {
+    if (!check_rcpt()) return;
+    addr::PathOptions opts;
+    opts.smtputf8 = txn_->params.smtputf8;
+    opts.allow_postmaster = true;
+    addr::PathResult r = addr::parse_path(c.arg, opts);
+    if (!r.ok) {
+        Reply e = path_error(r, false);
+        reply(e.code, e.enhanced, e.text);
+        return;
+    }
+    if (!esmtp_ && !r.rest.empty()) {
+        reply(555, "5.5.4", "Parameters need EHLO");
+        return;
+    }
+    RcptParams params;
+    if (Reply e = parse_rcpt_params(r.rest, params)) {
+        reply(e.code, e.enhanced, e.text);
+        return;
+    }
+    RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay());
+    if (v.reply) {
+        reply(v.reply.code, v.reply.enhanced, v.reply.text);
+        return;
+    }
+    proceed_rcpt(r.mailbox, std::move(params));
+}
+
+void Session::proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params) {
+    std::string a = rcpt.str();
+    bool dup = false;
+    for (auto& r : txn_->rcpts) dup = dup || r.addr == a;
+    if (!dup) txn_->rcpts.push_back({std::move(a), std::move(params)});
+    reply(250, "2.1.5", "Ok");
+}
+
+void Session::cmd_rset() {
+    abort_body();
+    reset_transaction();
+    if (state_ != State::connected) state_ = State::helo;
+    reply(250, "2.0.0", "Ok");
+}
+
+void Session::reset_transaction() {
+    txn_.reset();
+    bdat_remaining_ = 0;
+    bdat_last_ = false;
+}
+
+bool Session::may_relay() const {
+    return cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client_.addr));
+}
+
+}  // namespace mta::smtpd

@@ -1,0 +1,67 @@
+// Relay control and the Received: header. The relay rule: local and relay domains from anyone, any
+// other destination only for trusted clients; address literals are never local.
+#include "smtpd/smtpd_policy.h"
+
+#include <cstdio>
+
+#include "common/mailbox_name.h"
+
+namespace mta::smtpd {
+namespace {
+
+Reply reply(int code, const char* enh, const addr::Mailbox& m, const char* text) {
+    return Reply{code, enh, "<" + m.str() + ">: " + text};
+}
+
+}  // namespace
+
+RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_relay) {
+    RcptVerdict v;
+    // "<Postmaster>" without a domain (RFC 5321 §4.1.1.3) is always ours.
+    const bool local = m.domain.empty() || (!m.literal && cfg.is_local_domain(m.domain));
+    if (local) {
+        v.local = true;
+        // No percent hack, no bang paths, no quoted "user@remote": these would route elsewhere.
+        if (m.local.find_first_of("@%!") != std::string::npos)
+            v.reply = reply(550, "5.7.1", m, "Recipient address rejected: routing characters not allowed");
+        else if (!maildir_name(m.local))
+            v.reply = reply(550, "5.1.1", m, "Recipient address rejected: invalid local part");
+        return v;
+    }
+    if (!m.literal && cfg.is_relay_domain(m.domain)) return v;
+    if (may_relay) return v;
+    v.reply = reply(554, "5.7.1", m, "Relay access denied");
+    return v;
+}
+
+std::string format_qid(uint64_t msgid) {
+    char buf[17];
+    snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(msgid));
+    return buf;
+}
+
+std::string format_date(std::time_t t, long gmtoff) {
+    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    std::time_t local = t + gmtoff;
+    struct tm tm {};
+    gmtime_r(&local, &tm);
+    long off = gmtoff < 0 ? -gmtoff : gmtoff;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld", kDays[tm.tm_wday], tm.tm_mday,
+             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, gmtoff < 0 ? '-' : '+',
+             off / 3600, (off % 3600) / 60);
+    return buf;
+}
+
+std::string format_received(const TraceInfo& t) {
+    std::string s = "Received: from " + t.helo + " ([" + (t.client_ipv6 ? "IPv6:" : "") + t.client_ip + "])\r\n";
+    s += "\tby " + t.hostname + " with " + t.protocol + " id " + format_qid(t.msgid);
+    if (!t.single_rcpt.empty()) s += "\r\n\tfor <" + t.single_rcpt + ">; ";
+    else s += ";\r\n\t";
+    s += format_date(t.when, t.gmtoff) + "\r\n";
+    return s;
+}
+
+}  // namespace mta::smtpd

@@ -1,0 +1,43 @@
+// Recipient acceptance policy (relay control) and the Received: trace header. Pure functions:
+// the decision depends only on the parsed address, the configuration and what we know of the client.
+#pragma once
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+#include "common/address.h"
+#include "common/config.h"
+#include "smtpd/smtpd_command.h"
+
+namespace mta::smtpd {
+
+struct RcptVerdict {
+    Reply reply;        // code 0 = accepted
+    bool local = false; // delivered here (local domain or postmaster)
+};
+
+// `may_relay`: the client is in mynetworks (later: or authenticated).
+RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool may_relay);
+
+// "0000000000000ABC": the queue id as the client sees it.
+std::string format_qid(uint64_t msgid);
+
+// RFC 5322 date-time, e.g. "Sat, 28 Nov 2026 12:00:00 +0100"; `gmtoff` is seconds east of UTC.
+std::string format_date(std::time_t t, long gmtoff);
+
+struct TraceInfo {
+    std::string helo;          // validated EHLO/HELO argument
+    std::string client_ip;     // numeric, without brackets
+    bool client_ipv6 = false;
+    std::string hostname;      // ours
+    std::string protocol;      // SMTP, ESMTP, UTF8SMTP (RFC 3848)
+    uint64_t msgid = 0;
+    std::string single_rcpt;   // "for <...>" only when the message has exactly one recipient
+    std::time_t when = 0;
+    long gmtoff = 0;
+};
+
+// The complete header block, CRLF-terminated, folded over three lines.
+std::string format_received(const TraceInfo& t);
+
+}  // namespace mta::smtpd

@@ -1,0 +1,361 @@
+// mta-smtpd process logic: master and queue links, accepting connections within the per-process and
+// per-client limits, routing queue replies to sessions, reload and graceful stop.
+#include "smtpd/smtpd_server.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "smtpd/smtpd_policy.h"
+
+namespace mta::smtpd {
+namespace {
+
+constexpr int kStopGraceSeconds = 10;
+
+// Queue "fail" replies are shown to clients: only a sane code, enhanced code and printable text pass.
+bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string& text) {
+    const std::string* c = m.get(ipc::Tag::code);
+    if (!c) return false;
+    uint64_t v = 0;
+    if (auto u = ipc::as_u64(*c)) v = *u;
+    else if (c->size() == 3 && std::isdigit((unsigned char)(*c)[0]) && std::isdigit((unsigned char)(*c)[1]) &&
+             std::isdigit((unsigned char)(*c)[2]))
+        v = std::stoul(*c);
+    if (v < 400 || v > 599) return false;
+    code = int(v);
+    enh = m.str(ipc::Tag::enhanced);
+    bool enh_ok = enh.size() >= 5 && enh.size() <= 9 && enh[0] == char('0' + code / 100) && enh[1] == '.';
+    for (char ch : enh) enh_ok = enh_ok && (std::isdigit((unsigned char)ch) || ch == '.');
+    if (!enh_ok) enh = code < 500 ? "4.3.0" : "5.3.0";
+    text.clear();
+    for (char ch : m.str(ipc::Tag::text))
+        if (ch >= 0x20 && ch < 0x7f && text.size() < 200) text += ch;
+    if (text.empty()) text = "Queue error";
+    return true;
+}
+
+// IPv4-mapped IPv6 clients are IPv4 clients for mynetworks and connection limits.
+void unmap_v4(sockaddr_storage& ss) {
+    if (ss.ss_family != AF_INET6) return;
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) return;
+    sockaddr_in s4{};
+    s4.sin_family = AF_INET;
+    s4.sin_port = s6->sin6_port;
+    memcpy(&s4.sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, &s4, sizeof s4);
+}
+
+std::string numeric_ip(const sockaddr_storage& ss) {
+    char buf[INET6_ADDRSTRLEN] = "unknown";
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+    return buf;
+}
+
+}  // namespace
+
+void EventFree::operator()(event* e) const { event_free(e); }
+
+Server::Server(event_base* base, Config cfg, UniqueFd master)
+    : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))) {
+    master_ = std::make_unique<ipc::Link>(
+        base_, std::move(master), "smtpd", "master", [this](ipc::Message& m) { on_master(m); },
+        [this](bool bad, const std::string& why) {
+            if (bad) malformed("master", why);
+            LOG_INFO("event=master_gone reason=\"%s\"", log::safe(why).c_str());
+            exit(0);
+        },
+        /*peer_hello_seen=*/true);
+    reaper_.reset(event_new(base_, -1, 0, &Server::reap_cb, this));
+    resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
+    stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
+}
+
+Server::~Server() = default;
+
+void Server::malformed(const char* from, const std::string& why) {
+    LOG_ERROR("event=malformed_ipc peer=%s reason=\"%s\"", from, log::safe(why).c_str());
+    exit(2);
+}
+
+void Server::on_master(ipc::Message& m) {
+    switch (m.type) {
+    case ipc::Type::peer: handle_peer(m); break;
+    case ipc::Type::listen: handle_listen(m); break;
+    case ipc::Type::config: handle_config(m); break;
+    case ipc::Type::stop: begin_stop(); break;
+    case ipc::Type::loglevel: {
+        log::Level l;
+        if (!log::parse_level(m.str(ipc::Tag::text), l)) malformed("master", "bad loglevel");
+        log::set_level(l);
+        break;
+    }
+    default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
+    }
+}
+
+void Server::handle_peer(ipc::Message& m) {
+    const std::string* role = m.get(ipc::Tag::role);
+    if (!role || m.fds.size() != 1) malformed("master", "peer without role or fd");
+    if (*role != "queue") {
+        LOG_WARN("event=peer_ignored role=%s", log::safe(*role).c_str());
+        return;
+    }
+    set_queue(std::move(m.fds[0]));
+}
+
+void Server::set_queue(UniqueFd fd) {
+    if (queue_) queue_lost("replaced");
+    queue_ = std::make_unique<ipc::Link>(
+        base_, std::move(fd), "smtpd", "queue", [this](ipc::Message& m) { on_queue(m); },
+        [this](bool bad, const std::string& why) {
+            if (bad) malformed("queue", why);
+            LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
+            queue_lost(why);
+        });
+    LOG_INFO("event=queue_link_up");
+}
+
+// Every request still outstanding on the old link fails with 451; the link itself is dropped.
+void Server::queue_lost(const std::string& why) {
+    (void)why;
+    if (queue_) {
+        // Called from inside the link's own close callback: free it only after the stack unwinds.
+        dead_links_.push_back(std::move(queue_));
+        event_active(reaper_.get(), EV_TIMEOUT, 0);
+    }
+    auto pending = std::move(pending_);
+    pending_.clear();
+    for (auto& [reqid, sid] : pending) {
+        auto it = sessions_.find(sid);
+        if (it != sessions_.end()) it->second->on_queue_lost();
+    }
+}
+
+void Server::handle_listen(ipc::Message& m) {
+    std::string kind = m.str(ipc::Tag::listen_kind);
+    if (m.fds.size() != 1) malformed("master", "listen without fd");
+    auto l = std::make_unique<Listener>();
+    l->owner = this;
+    if (kind == "smtp") l->kind = ListenKind::smtp;
+    else if (kind == "submission") l->kind = ListenKind::submission;
+    else if (kind == "smtps") {
+        LOG_ERROR("event=listen_unsupported kind=smtps reason=\"implicit TLS is not implemented yet\"");
+        return;
+    } else {
+        malformed("master", "bad listen_kind");
+    }
+    if (stopping_) return;
+    l->fd = std::move(m.fds[0]);
+    l->ev.reset(event_new(base_, l->fd.get(), EV_READ | EV_PERSIST, &Server::accept_cb, l.get()));
+    if (accepting_) event_add(l->ev.get(), nullptr);
+    LOG_INFO("event=listening kind=%s", kind.c_str());
+    listeners_.push_back(std::move(l));
+}
+
+void Server::handle_config(ipc::Message& m) {
+    const std::string* text = m.get(ipc::Tag::config_text);
+    if (!text) malformed("master", "config without text");
+    Config c;
+    std::vector<ConfigError> errors;
+    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
+        LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
+        return;
+    }
+    log::Level lvl;
+    if (log::parse_level(c.log_level, lvl)) log::set_level(lvl);
+    cfg_ = std::make_shared<const Config>(std::move(c));  // new sessions only; running ones keep theirs
+    LOG_INFO("event=reloaded");
+}
+
+Session* Server::take_pending(uint64_t reqid, bool& known) {
+    auto p = pending_.find(reqid);
+    known = p != pending_.end();
+    if (!known) return nullptr;
+    uint64_t sid = p->second;
+    pending_.erase(p);
+    auto s = sessions_.find(sid);
+    return s == sessions_.end() ? nullptr : s->second.get();
+}
+
+void Server::on_queue(ipc::Message& m) {
+    bool known = false;
+    switch (m.type) {
+    case ipc::Type::body_open_ok: {
+        auto msgid = m.get_u64(ipc::Tag::msgid);
+        if (!msgid || m.fds.size() != 1) malformed("queue", "body_open_ok without msgid or fd");
+        Session* s = take_pending(m.reqid, known);
+        if (s) {
+            s->on_body_open(m.reqid, *msgid, std::move(m.fds[0]));
+        } else {  // the client left meanwhile: give the file back
+            LOG_INFO("event=body_unclaimed qid=%s", format_qid(*msgid).c_str());
+            queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, *msgid)));
+        }
+        break;
+    }
+    case ipc::Type::commit_ok: {
+        auto msgid = m.get_u64(ipc::Tag::msgid);
+        if (!msgid) malformed("queue", "commit_ok without msgid");
+        Session* s = take_pending(m.reqid, known);
+        if (s) s->on_commit_ok(m.reqid, *msgid);
+        else if (known) LOG_WARN("event=queued_client_gone qid=%s", format_qid(*msgid).c_str());
+        break;
+    }
+    case ipc::Type::fail: {
+        int code = 0;
+        std::string enh, text;
+        if (!parse_fail(m, code, enh, text)) malformed("queue", "fail without a valid code");
+        Session* s = take_pending(m.reqid, known);
+        if (s) s->on_queue_fail(m.reqid, code, enh, text);
+        break;
+    }
+    default: malformed("queue", std::string("unexpected message ") + ipc::type_name(m.type));
+    }
+    if (!known) LOG_WARN("event=queue_reply_unmatched type=%s reqid=%llu", ipc::type_name(m.type),
+                         static_cast<unsigned long long>(m.reqid));
+}
+
+std::optional<uint64_t> Server::queue_request(ipc::Message m, uint64_t session_id) {
+    if (!queue_ || !queue_->open()) return std::nullopt;
+    uint64_t reqid = next_reqid_++;
+    m.reqid = reqid;
+    pending_[reqid] = session_id;
+    queue_->send(std::move(m));
+    return reqid;
+}
+
+void Server::queue_notify(ipc::Message m) {
+    if (queue_ && queue_->open()) queue_->send(std::move(m));
+}
+
+std::time_t Server::now() const { return std::time(nullptr); }
+
+void Server::accept_cb(int, short, void* arg) {
+    auto* l = static_cast<Listener*>(arg);
+    l->owner->accept_from(*l);
+}
+
+void Server::accept_from(Listener& l) {
+    for (int i = 0; i < 32 && accepting_; i++) {  // bounded: other sessions need the loop too
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        int fd = accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                LOG_WARN("event=accept_failed error=\"%s\"", strerror(errno));
+                pause_accepting(1);
+            }
+            return;  // EAGAIN: another smtpd process took it; ECONNABORTED etc.: nothing to do
+        }
+        unmap_v4(ss);
+        start_session(UniqueFd(fd), ss, l.kind);
+    }
+}
+
+void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind kind) {
+    ClientInfo client;
+    client.addr = ss;
+    client.ip = numeric_ip(ss);
+    client.ipv6 = ss.ss_family == AF_INET6;
+    client.kind = kind;
+    uint64_t& count = per_ip_[client.ip];
+    if (count >= cfg_->smtpd_client_connection_limit) {
+        std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: too many connections from your address\r\n";
+        (void)!send(fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        LOG_INFO("event=reject client=%s code=421 enhanced=4.7.0 reason=\"connection limit per client\"",
+                 client.ip.c_str());
+        if (count == 0) per_ip_.erase(client.ip);
+        return;
+    }
+    count++;
+    uint64_t id = next_session_++;
+    auto s = std::make_unique<Session>(*this, base_, cfg_, id, std::move(fd), std::move(client));
+    Session* raw = s.get();
+    sessions_[id] = std::move(s);
+    if (sessions_.size() >= cfg_->smtpd_max_connections) pause_accepting(0);
+    raw->start();
+}
+
+void Server::session_done(uint64_t session_id) {
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return;
+    auto c = per_ip_.find(it->second->client().ip);
+    if (c != per_ip_.end() && --c->second == 0) per_ip_.erase(c);
+    graveyard_.push_back(std::move(it->second));
+    sessions_.erase(it);
+    event_active(reaper_.get(), EV_TIMEOUT, 0);
+    if (!accepting_ && !stopping_ && sessions_.size() < cfg_->smtpd_max_connections &&
+        !evtimer_pending(resume_timer_.get(), nullptr))
+        resume_accepting();
+}
+
+// seconds == 0: until a session ends; otherwise (EMFILE) retry after a pause.
+void Server::pause_accepting(int seconds) {
+    accepting_ = false;
+    for (auto& l : listeners_) event_del(l->ev.get());
+    if (seconds > 0) {
+        timeval tv{seconds, 0};
+        evtimer_add(resume_timer_.get(), &tv);
+    }
+}
+
+void Server::resume_accepting() {
+    if (stopping_) return;
+    accepting_ = true;
+    for (auto& l : listeners_) event_add(l->ev.get(), nullptr);
+}
+
+void Server::begin_stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    LOG_INFO("event=stopping sessions=%zu", sessions_.size());
+    listeners_.clear();  // closes our copies of the listening sockets
+    std::vector<uint64_t> ids;
+    for (auto& [id, s] : sessions_) ids.push_back(id);
+    for (uint64_t id : ids) {
+        auto it = sessions_.find(id);
+        if (it != sessions_.end()) it->second->shutdown();
+    }
+    timeval tv{kStopGraceSeconds, 0};
+    evtimer_add(stop_timer_.get(), &tv);
+    event_active(reaper_.get(), EV_TIMEOUT, 0);
+}
+
+void Server::reap_cb(int, short, void* arg) {
+    auto* self = static_cast<Server*>(arg);
+    self->graveyard_.clear();
+    self->dead_links_.clear();
+    if (self->stopping_ && self->sessions_.empty()) {
+        LOG_INFO("event=stopped");
+        if (self->queue_) self->queue_->drain();
+        exit(0);
+    }
+}
+
+void Server::stop_deadline_cb(int, short, void* arg) {
+    auto* self = static_cast<Server*>(arg);
+    LOG_WARN("event=stop_deadline sessions=%zu", self->sessions_.size());
+    if (self->queue_) self->queue_->drain();
+    exit(0);
+}
+
+void Server::timer_cb(int, short, void* arg) {
+    auto* self = static_cast<Server*>(arg);
+    if (self->stopping_) return;
+    if (self->sessions_.size() < self->cfg_->smtpd_max_connections) self->resume_accepting();
+    else self->accepting_ = false;  // a finishing session will resume
+}
+
+}  // namespace mta::smtpd

@@ -1,0 +1,175 @@
+// One inbound SMTP session: an explicit state machine (check_<cmd> -> proceed_<cmd>) over a
+// bufferevent. Trusts nothing from the client; trusts the queue's replies only after the server
+// validated their shape. All I/O goes through bev_ so STARTTLS can later swap in an SSL filter.
+#pragma once
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+#include "common/config.h"
+#include "common/fd.h"
+#include "common/ipc.h"
+#include "smtpd/smtpd_command.h"
+#include "smtpd/smtpd_data.h"
+
+struct bufferevent;
+struct event;
+struct event_base;
+
+namespace mta::smtpd {
+
+// What a session needs from its process (implemented by Server).
+class SessionHost {
+public:
+    virtual ~SessionHost() = default;
+    // Sends a request to the queue; returns its reqid, or nullopt when there is no queue link.
+    virtual std::optional<uint64_t> queue_request(ipc::Message m, uint64_t session_id) = 0;
+    // Fire-and-forget (abort). Lost silently when there is no link: the queue reaps orphans.
+    virtual void queue_notify(ipc::Message m) = 0;
+    // The session has finished; the host frees it later (never inside the session's own call).
+    virtual void session_done(uint64_t session_id) = 0;
+    virtual std::time_t now() const = 0;
+};
+
+enum class ListenKind { smtp, submission, smtps };
+
+struct ClientInfo {
+    sockaddr_storage addr{};
+    std::string ip;       // numeric
+    bool ipv6 = false;
+    ListenKind kind = ListenKind::smtp;
+};
+
+// An open body file from the queue and the write buffer in front of it.
+struct BodySink {
+    UniqueFd fd;
+    uint64_t msgid = 0;
+    std::string buf;
+    bool failed = false;
+
+    void write(std::string_view s);
+    void flush();
+    bool finish();  // flush, fsync, close; false on any I/O error
+};
+
+struct Transaction {
+    addr::Mailbox sender;
+    MailParams params;
+    struct Rcpt {
+        std::string addr;
+        RcptParams params;
+    };
+    std::vector<Rcpt> rcpts;
+    std::time_t arrival = 0;
+    bool chunking = false;               // BDAT used in this transaction
+    uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
+    std::optional<BodySink> body;
+    std::unique_ptr<BodyReader> reader;
+};
+
+class Session {
+public:
+    Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg, uint64_t id, UniqueFd fd,
+            ClientInfo client);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    void start();
+
+    // Queue replies, routed by the server after it validated them.
+    // `reqid` must be the request this session is waiting for; stale replies are ignored.
+    void on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd);
+    void on_commit_ok(uint64_t reqid, uint64_t msgid);
+    void on_queue_fail(uint64_t reqid, int code, const std::string& enhanced, const std::string& text);
+    void on_queue_lost();
+
+    // Master said stop: idle sessions get 421 now, a transaction in flight may finish first.
+    void shutdown();
+    bool in_transaction_io() const;
+    const ClientInfo& client() const { return client_; }
+    uint64_t id() const { return id_; }
+
+private:
+    enum class State { connected, helo, mail, data, bdat, wait_queue, closing };
+    enum class Pending { none, open_data, open_bdat, commit };
+
+    // I/O (smtpd_session.cpp)
+    static void read_cb(bufferevent*, void*);
+    static void write_cb(bufferevent*, void*);
+    static void event_cb(bufferevent*, short, void*);
+    static void queue_timeout_cb(int, short, void*);
+    void process_input();
+    bool output_full();
+    void handle_line(std::string_view line);
+    void reply(int code, const char* enhanced, const std::string& text);
+    void reply_lines(int code, const char* enhanced, const std::vector<std::string>& lines);
+    void close_with(int code, const char* enhanced, const std::string& text);
+    void finish();
+    void wait_queue(Pending what, std::optional<uint64_t> reqid);
+    void done_waiting();
+    bool waiting_for(uint64_t reqid, Pending what) const;
+
+    // Commands (smtpd_commands.cpp)
+    void dispatch(const Command& c);
+    void cmd_helo(const Command& c, bool extended);
+    void cmd_mail(const Command& c);
+    void cmd_rcpt(const Command& c);
+    void cmd_rset();
+    bool check_mail(const Command& c);
+    bool check_rcpt();
+    void proceed_mail(const addr::Mailbox& sender, MailParams params);
+    void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params);
+    void reset_transaction();
+    bool may_relay() const;
+
+    // Body (smtpd_body.cpp)
+    void cmd_data(const Command& c);
+    void discard_chunk(uint64_t size, State after);
+    void queue_failed(int code, const char* enhanced, const std::string& text);
+    void resume();
+    void cmd_bdat(const Command& c);
+    void open_body(Pending why);
+    void read_data();
+    void read_bdat();
+    void end_of_chunk();
+    bool refuse_body();
+    void commit_body();
+    std::string received_header() const;
+    ipc::Message commit_message() const;
+    void abort_body();
+
+    SessionHost& host_;
+    event_base* base_;
+    std::shared_ptr<const Config> cfg_;
+    uint64_t id_;
+    ClientInfo client_;
+    bufferevent* bev_ = nullptr;
+    event* queue_timer_ = nullptr;
+
+    State state_ = State::connected;
+    Pending pending_ = Pending::none;
+    uint64_t pending_reqid_ = 0;
+    bool discarding_ = false;     // framer: dropping the tail of an over-long line
+    bool read_paused_ = false;    // client is not reading our replies
+    bool stopping_ = false;
+    bool esmtp_ = false;
+    std::string helo_;
+    std::optional<Transaction> txn_;
+    uint64_t bdat_remaining_ = 0;
+    uint64_t bdat_chunk_ = 0;
+    bool bdat_last_ = false;
+    bool bdat_discard_ = false;   // chunk bytes read only to stay in sync (failed BDAT)
+    State after_discard_ = State::helo;
+    uint64_t committed_msgid_ = 0; // body handed to the queue, waiting for commit_ok
+    uint64_t errors_ = 0;
+    uint64_t messages_ = 0;
+};
+
+}  // namespace mta::smtpd

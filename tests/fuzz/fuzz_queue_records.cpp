@@ -1,0 +1,44 @@
+// libFuzzer target for the queue's decoders: stored records (records.cpp) and the commit /
+// deliver_result IPC payloads (envelope.cpp). No crash or UB on any bytes; anything accepted re-encodes
+// to the same bytes (records) or satisfies the documented limits (IPC).
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "common/ipc.h"
+#include "queue-manager/envelope.h"
+#include "queue-manager/records.h"
+
+using namespace mta;
+using namespace mta::queue;
+
+namespace {
+void require(bool cond) {
+    if (!cond) std::abort();
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    std::string_view in(reinterpret_cast<const char*>(data), size);
+    std::string err;
+    MessageRecord m;
+    if (decode(in, m, err)) require(encode(m) == in && m.nrcpt > 0 && clean_text(m.sender, kMaxAddress));
+    RecipientRecord r;
+    if (decode(in, r, err)) require(encode(r) == in && !r.addr.empty() && clean_text(r.addr, kMaxAddress));
+
+    ipc::Message msg;
+    if (!ipc::decode(in, msg, err)) return 0;
+    CommitRequest c;
+    if (parse_commit(msg, c, err)) {
+        require(!c.rcpts.empty() && c.rcpts.size() <= kMaxCommitRecipients && c.msgid != 0);
+        for (auto& rc : c.rcpts) require(clean_text(rc.addr, kMaxAddress) && !rc.addr.empty() && rc.notify <= 15);
+        require(c.msg.body_type <= 2 && c.msg.ret <= 2 && c.msg.smtputf8 <= 1 && c.msg.requiretls <= 1);
+    }
+    DeliverResult d;
+    if (parse_deliver_result(msg, d, err)) {
+        require(!d.results.empty());
+        for (auto& x : d.results) require(uint64_t(x.status) <= 2);
+    }
+    return 0;
+}

@@ -1,0 +1,273 @@
+// Unit tests for queue-manager/store and recovery: batched commits, durability across reopen, id
+// high-water, schedule scans, corrupt/orphan handling. Runs in a temp dir; no network, no sleeps.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
+#include "queue-manager/qid.h"
+#include "queue-manager/store.h"
+
+using namespace mta::queue;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempSpool {
+    std::string dir;
+    TempSpool() {
+        char tmpl[] = "/tmp/test-queue-XXXXXX";
+        dir = mkdtemp(tmpl);
+        fs::create_directory(dir + "/body");
+    }
+    ~TempSpool() { fs::remove_all(dir); }
+    std::string db() const { return dir + "/db"; }
+    std::string body() const { return dir + "/body"; }
+    void write_body(uint64_t id) const {
+        int fd = ::open((body() + "/" + format_qid(id)).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        REQUIRE(fd >= 0);
+        REQUIRE(::write(fd, "Subject: x\r\n\r\nhi\r\n", 18) == 18);
+        ::close(fd);
+    }
+    bool has_body(uint64_t id) const { return fs::exists(body() + "/" + format_qid(id)); }
+};
+
+void add_message(std::vector<Op>& ops, uint64_t id, int nrcpt, uint64_t when) {
+    Op m;
+    m.kind = Op::Kind::put_message;
+    m.msgid = id;
+    m.msg.arrival = when;
+    m.msg.sender = "s@example.org";
+    m.msg.nrcpt = uint32_t(nrcpt);
+    ops.push_back(m);
+    for (int i = 0; i < nrcpt; i++) {
+        Op r;
+        r.kind = Op::Kind::put_recipient;
+        r.msgid = id;
+        r.index = uint32_t(i);
+        r.rcpt.addr = "r" + std::to_string(i) + "@example.net";
+        r.rcpt.next_attempt = when;
+        ops.push_back(r);
+    }
+}
+
+ScanResult scan(Store& s, uint64_t now) {
+    return s.scan_due(now, 1000, [](uint64_t, uint32_t) { return false; });
+}
+
+}  // namespace
+
+TEST_CASE("ids are never reused across reopen") {
+    TempSpool t;
+    uint64_t last = 0;
+    {
+        Store s;
+        std::string err;
+        REQUIRE(s.open(t.db(), err));
+        for (int i = 0; i < 10; i++) {
+            uint64_t id;
+            REQUIRE(s.allocate_id(id, err));
+            CHECK(id > last);
+            last = id;
+        }
+    }
+    Store s;
+    std::string err;
+    REQUIRE(s.open(t.db(), err));
+    uint64_t id;
+    REQUIRE(s.allocate_id(id, err));
+    CHECK(id > last);
+    CHECK(id >= Store::kIdBlock);  // the whole reserved block is skipped
+}
+
+TEST_CASE("a committed batch survives reopen and is scheduled in time order") {
+    TempSpool t;
+    std::string err;
+    {
+        Store s;
+        REQUIRE(s.open(t.db(), err));
+        std::vector<Op> ops;
+        add_message(ops, 5, 2, 200);
+        add_message(ops, 6, 1, 100);
+        REQUIRE(s.apply(ops) == 0);
+    }
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    CHECK(s.count("messages") == 2);
+    CHECK(s.count("recipients") == 3);
+    CHECK(s.count("schedule") == 3);
+    ScanResult r = s.scan_due(150, 1000, [](uint64_t, uint32_t) { return false; });
+    REQUIRE(r.msgids.size() == 1);
+    CHECK(r.msgids[0] == 6);
+    CHECK(r.next_time == 200);
+    r = scan(s, 300);
+    REQUIRE(r.msgids.size() == 2);
+    CHECK(r.msgids[0] == 6);
+    CHECK(r.msgids[1] == 5);
+    CHECK(r.entries == 3);
+    r = s.scan_due(300, 1000, [](uint64_t id, uint32_t) { return id == 6; });
+    CHECK(r.msgids == std::vector<uint64_t>{5});
+    r = s.scan_due(300, 1, [](uint64_t, uint32_t) { return false; });
+    CHECK(r.more);
+
+    int loaded = 0;
+    s.load_messages({5, 99}, [&](uint64_t id, Store::Load l, MessageRecord& m, RcptList& rc) {
+        if (id == 5) {
+            CHECK(l == Store::Load::ok);
+            CHECK(m.sender == "s@example.org");
+            REQUIRE(rc.size() == 2);
+            CHECK(rc[1].first == 1);
+            CHECK(rc[1].second.addr == "r1@example.net");
+        } else {
+            CHECK(l == Store::Load::missing);
+        }
+        loaded++;
+    });
+    CHECK(loaded == 2);
+}
+
+TEST_CASE("deferral moves the schedule entry; delivery deletes records") {
+    TempSpool t;
+    std::string err;
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    std::vector<Op> ops;
+    add_message(ops, 7, 2, 100);
+    REQUIRE(s.apply(ops) == 0);
+    Op d;
+    d.kind = Op::Kind::put_recipient;
+    d.msgid = 7;
+    d.index = 0;
+    d.had_schedule = true;
+    d.old_next = 100;
+    d.rcpt.addr = "r0@example.net";
+    d.rcpt.state = RcptState::deferred;
+    d.rcpt.next_attempt = 500;
+    Op g;
+    g.kind = Op::Kind::delete_recipient;
+    g.msgid = 7;
+    g.index = 1;
+    g.had_schedule = true;
+    g.old_next = 100;
+    REQUIRE(s.apply({d, g}) == 0);
+    CHECK(s.count("recipients") == 1);
+    CHECK(s.count("schedule") == 1);
+    CHECK(scan(s, 400).msgids.empty());
+    CHECK(scan(s, 400).next_time == 500);
+    CHECK(scan(s, 500).msgids.size() == 1);
+    // Bounced: record kept, no schedule entry.
+    d.old_next = 500;
+    d.rcpt.state = RcptState::bounced;
+    REQUIRE(s.apply({d}) == 0);
+    CHECK(s.count("recipients") == 1);
+    CHECK(s.count("schedule") == 0);
+}
+
+TEST_CASE("the map grows instead of failing when full") {
+    TempSpool t;
+    std::string err;
+    Store s;
+    REQUIRE(s.open(t.db(), err, 64 * 1024));
+    std::size_t before = s.map_size();
+    std::vector<Op> ops;
+    for (uint64_t id = 1; id <= 400; id++) add_message(ops, id, 3, 100);
+    REQUIRE(s.apply(ops) == 0);
+    CHECK(s.map_size() > before);
+    CHECK(s.count("recipients") == 1200);
+}
+
+TEST_CASE("recovery: orphan bodies removed, missing body quarantined, schedule rebuilt") {
+    TempSpool t;
+    std::string err;
+    {
+        Store s;
+        REQUIRE(s.open(t.db(), err));
+        std::vector<Op> ops;
+        add_message(ops, 10, 2, 100);  // body present
+        add_message(ops, 11, 1, 100);  // body missing -> corrupt
+        add_message(ops, 12, 1, 100);  // all recipients gone -> finished
+        REQUIRE(s.apply(ops) == 0);
+        Op g;
+        g.kind = Op::Kind::delete_recipient;
+        g.msgid = 12;
+        g.had_schedule = false;  // leave a stale schedule entry behind on purpose
+        REQUIRE(s.apply({g}) == 0);
+    }
+    t.write_body(10);
+    t.write_body(12);
+    t.write_body(13);  // never committed
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    RecoveryReport rep;
+    REQUIRE(s.recover(t.body(), rep, err));
+    CHECK(rep.corrupt == 1);
+    CHECK(rep.finished == 1);
+    CHECK(rep.orphan_bodies == 2);
+    CHECK(t.has_body(10));
+    CHECK_FALSE(t.has_body(12));
+    CHECK_FALSE(t.has_body(13));
+    CHECK(s.count("messages") == 2);   // 10 and corrupt 11
+    CHECK(s.count("schedule") == 2);   // only message 10's recipients
+    CHECK(scan(s, 1000).msgids == std::vector<uint64_t>{10});
+    s.load_messages({11}, [](uint64_t, Store::Load l, MessageRecord&, RcptList&) { CHECK(l == Store::Load::corrupt); });
+}
+
+TEST_CASE("recovery quarantines undecodable records and never crashes") {
+    TempSpool t;
+    std::string err;
+    {
+        Store s;
+        REQUIRE(s.open(t.db(), err));
+        std::vector<Op> ops;
+        add_message(ops, 20, 2, 100);
+        REQUIRE(s.apply(ops) == 0);
+    }
+    {  // damage one recipient and plant a garbage message record behind the store's back
+        MDB_env* e;
+        REQUIRE(mdb_env_create(&e) == 0);
+        mdb_env_set_maxdbs(e, 8);
+        REQUIRE(mdb_env_open(e, t.db().c_str(), 0, 0600) == 0);
+        MDB_txn* txn;
+        REQUIRE(mdb_txn_begin(e, nullptr, 0, &txn) == 0);
+        MDB_dbi rd, md;
+        REQUIRE(mdb_dbi_open(txn, "recipients", 0, &rd) == 0);
+        REQUIRE(mdb_dbi_open(txn, "messages", 0, &md) == 0);
+        Key rk = recipient_key(20, 1), mk = message_key(21);
+        MDB_val k = to_val(rk.view()), v = to_val("\x01garbage");
+        REQUIRE(mdb_put(txn, rd, &k, &v, 0) == 0);
+        k = to_val(mk.view());
+        REQUIRE(mdb_put(txn, md, &k, &v, 0) == 0);
+        REQUIRE(mdb_txn_commit(txn) == 0);
+        mdb_env_close(e);
+    }
+    t.write_body(20);
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    RecoveryReport rep;
+    REQUIRE(s.recover(t.body(), rep, err));
+    CHECK(rep.quarantined == 2);
+    CHECK(s.count("corrupt") == 2);
+    CHECK(s.count("messages") == 1);
+    CHECK(s.count("recipients") == 1);
+    CHECK(s.count("schedule") == 1);
+}
+
+TEST_CASE("mark_corrupt takes a message out of the schedule") {
+    TempSpool t;
+    std::string err;
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    std::vector<Op> ops;
+    add_message(ops, 30, 3, 100);
+    REQUIRE(s.apply(ops) == 0);
+    Op c;
+    c.kind = Op::Kind::mark_corrupt;
+    c.msgid = 30;
+    REQUIRE(s.apply({c}) == 0);
+    CHECK(s.count("schedule") == 0);
+    CHECK(s.count("recipients") == 3);
+    s.load_messages({30}, [](uint64_t, Store::Load l, MessageRecord&, RcptList&) { CHECK(l == Store::Load::corrupt); });
+}

@@ -1,0 +1,113 @@
+// Unit tests for the relay policy (every known trick, table-driven) and the Received: header.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "smtpd/smtpd_policy.h"
+
+using namespace mta;
+using namespace mta::smtpd;
+
+namespace {
+
+Config test_config() {
+    Config c;
+    std::vector<ConfigError> errors;
+    REQUIRE(parse_config("local_domains = localhost example.com\nrelay_domains = relay.test\n", "t", c, errors));
+    return c;
+}
+
+struct Case {
+    const char* path;   // as the client writes it after "RCPT TO:"
+    bool trusted;       // client in mynetworks
+    int code;           // expected reply code, 0 = accepted
+    const char* enhanced;
+};
+
+}  // namespace
+
+TEST_CASE("relay policy: table of tricks") {
+    const Config cfg = test_config();
+    const Case cases[] = {
+        {"<user@localhost>", false, 0, ""},
+        {"<User@EXAMPLE.com>", false, 0, ""},
+        {"<Postmaster>", false, 0, ""},
+        {"<postmaster@example.com>", false, 0, ""},
+        {"<x@relay.test>", false, 0, ""},
+        {"<x@elsewhere.test>", false, 554, "5.7.1"},
+        {"<x@elsewhere.test>", true, 0, ""},
+        {"<x@sub.example.com>", false, 554, "5.7.1"},         // subdomains are not local
+        {"<x@example.com.evil.test>", false, 554, "5.7.1"},
+        {"<user%remote.test@example.com>", false, 550, "5.7.1"},  // percent hack
+        {"<user%remote.test@example.com>", true, 550, "5.7.1"},
+        {"<remote.test!user@example.com>", false, 550, "5.7.1"},  // bang path
+        {"<\"user@remote.test\"@example.com>", false, 550, "5.7.1"},  // quoted user@remote
+        {"<\"user@remote.test\"@localhost>", true, 550, "5.7.1"},
+        {"<@example.com:user@remote.test>", false, 554, "5.7.1"},  // source route: real rcpt is remote
+        {"<@localhost,@example.com:x@elsewhere.test>", false, 554, "5.7.1"},
+        {"<user@[127.0.0.1]>", false, 554, "5.7.1"},          // literals are never local
+        {"<user@[IPv6:::1]>", false, 554, "5.7.1"},
+        {"<user@[127.0.0.1]>", true, 0, ""},
+        {"<\".hidden\"@localhost>", false, 550, "5.1.1"},    // maildir_name refuses
+        {"<\"a/b\"@localhost>", false, 550, "5.1.1"},
+        {"<\"a b\"@localhost>", false, 550, "5.1.1"},
+        {"<\"..\"@localhost>", false, 550, "5.1.1"},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(std::string(c.path));
+        CAPTURE(c.trusted);
+        addr::PathOptions o;
+        o.allow_postmaster = true;
+        addr::PathResult r = addr::parse_path(c.path, o);
+        REQUIRE(r.ok);
+        RcptVerdict v = check_recipient(r.mailbox, cfg, c.trusted);
+        CHECK(v.reply.code == c.code);
+        if (c.code) {
+            CHECK(std::string(v.reply.enhanced) == c.enhanced);
+            CHECK(v.reply.text.find('<') == 0);
+        }
+    }
+}
+
+TEST_CASE("relay policy: relay denied text names the address") {
+    const Config cfg = test_config();
+    addr::PathResult r = addr::parse_path("<x@elsewhere.test>", {});
+    REQUIRE(r.ok);
+    RcptVerdict v = check_recipient(r.mailbox, cfg, false);
+    CHECK(v.reply.text == "<x@elsewhere.test>: Relay access denied");
+}
+
+TEST_CASE("qid format") {
+    CHECK(format_qid(0x1a2b) == "0000000000001A2B");
+    CHECK(format_qid(UINT64_MAX) == "FFFFFFFFFFFFFFFF");
+}
+
+TEST_CASE("RFC 5322 date") {
+    CHECK(format_date(0, 0) == "Thu, 01 Jan 1970 00:00:00 +0000");
+    CHECK(format_date(1795867200, 3600) == "Sat, 28 Nov 2026 13:00:00 +0100");
+    CHECK(format_date(1795867200, -(5 * 3600 + 1800)) == "Sat, 28 Nov 2026 06:30:00 -0530");
+}
+
+TEST_CASE("Received: header format") {
+    TraceInfo t;
+    t.helo = "client.example";
+    t.client_ip = "192.0.2.7";
+    t.hostname = "mx.test";
+    t.protocol = "ESMTP";
+    t.msgid = 0xabc;
+    t.single_rcpt = "user@localhost";
+    t.when = 1795867200;
+    CHECK(format_received(t) ==
+          "Received: from client.example ([192.0.2.7])\r\n"
+          "\tby mx.test with ESMTP id 0000000000000ABC\r\n"
+          "\tfor <user@localhost>; Sat, 28 Nov 2026 12:00:00 +0000\r\n");
+    t.single_rcpt.clear();
+    t.client_ip = "2001:db8::1";
+    t.client_ipv6 = true;
+    t.protocol = "UTF8SMTP";
+    CHECK(format_received(t) ==
+          "Received: from client.example ([IPv6:2001:db8::1])\r\n"
+          "\tby mx.test with UTF8SMTP id 0000000000000ABC;\r\n"
+          "\tSat, 28 Nov 2026 12:00:00 +0000\r\n");
+}
