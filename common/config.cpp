@@ -37,7 +37,7 @@ bool parse_u64(std::string_view s, uint64_t& out) {
 
 std::string default_hostname() {
     char buf[256] = {};
-    if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+    if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0] || !addr::valid_domain(addr::lower(buf))) return "localhost";
     return addr::lower(buf);
 }
 
@@ -62,15 +62,9 @@ Setter num(uint64_t Config::*m, uint64_t lo, uint64_t hi) {
         return true;
     };
 }
-Setter size(uint64_t Config::*m) {
-    return [m](Config& c, const std::string& v, std::string& err) {
-        if (!parse_size(v, c.*m)) { err = "expected a size in bytes (e.g. 10240000 or 10m), got \"" + log::safe(v) + "\""; return false; }
-        return true;
-    };
-}
-Setter duration(uint64_t Config::*m) {
-    return [m](Config& c, const std::string& v, std::string& err) {
-        if (!parse_duration(v, c.*m)) { err = "expected a duration (e.g. 300s, 5m, 1h, 5d), got \"" + log::safe(v) + "\""; return false; }
+Setter duration(uint64_t Config::*m, bool nonzero = true) {
+    return [m, nonzero](Config& c, const std::string& v, std::string& err) {
+        if (!parse_duration(v, c.*m) || (nonzero && c.*m == 0)) { err = "expected a duration (e.g. 300s, 5m, 1h, 5d), got \"" + log::safe(v) + "\""; return false; }
         return true;
     };
 }
@@ -148,7 +142,14 @@ const std::vector<KeyDef>& key_defs() {
         {{"tls_key", "", "PEM private key for tls_cert"}, path(&Config::tls_key)},
         {{"auth_users", "", "LMDB table of SMTP AUTH users (built with mtamap)"}, path(&Config::auth_users)},
         {{"local_recipients", "", "LMDB table of valid local parts; unset accepts any valid local part"}, path(&Config::local_recipients)},
-        {{"message_size_limit", "10240000", "largest accepted message in bytes"}, size(&Config::message_size_limit)},
+        {{"message_size_limit", "10240000", "largest accepted message in bytes (at least 1k)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!parse_size(v, c.message_size_limit) || c.message_size_limit < 1024) {
+                 err = "expected a size of at least 1024 bytes (e.g. 10240000 or 10m), got \"" + log::safe(v) + "\"";
+                 return false;
+             }
+             return true;
+         }},
         {{"recipient_limit", "1000", "recipients per message (452 4.5.3 past it)"}, num(&Config::recipient_limit, 1, 100000)},
         {{"mail_owner", "_mtalocal", "user owning the Maildirs (local delivery runs as it)"}, user(&Config::mail_owner)},
         {{"smtpd_user", "_mtad", "user of mta-smtpd"}, user(&Config::smtpd_user)},
@@ -189,7 +190,7 @@ const std::vector<KeyDef>& key_defs() {
         {{"maximal_backoff_time", "1h", "longest retry delay"}, duration(&Config::maximal_backoff_time)},
         {{"maximal_queue_lifetime", "5d", "how long a message may stay deferred"}, duration(&Config::maximal_queue_lifetime)},
         {{"bounce_queue_lifetime", "1d", "lifetime of mail from the null sender"}, duration(&Config::bounce_queue_lifetime)},
-        {{"delay_warning_time", "4h", "send one delay DSN after this long (0 disables)"}, duration(&Config::delay_warning_time)},
+        {{"delay_warning_time", "4h", "send one delay DSN after this long (0 disables)"}, duration(&Config::delay_warning_time, false)},
         {{"delivery_concurrency", "20", "concurrent deliveries per destination (upper bound)"}, num(&Config::delivery_concurrency, 1, 1000)},
         {{"log_level", "info", "debug, info, warn or error"},
          [](Config& c, const std::string& v, std::string& err) {
@@ -409,6 +410,41 @@ bool load_config(const std::string& path, bool missing_ok, Config& out, std::vec
         return false;
     }
     return parse_config(text, path, out, errors);
+}
+
+void absolutize_paths(Config& c) {
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return;
+    std::string appended;
+    for (auto m : {&Config::spool_dir, &Config::mail_dir, &Config::control_socket, &Config::libexec_dir,
+                   &Config::tls_cert, &Config::tls_key, &Config::auth_users, &Config::local_recipients,
+                   &Config::transport_map, &Config::dns_trust_anchors}) {
+        std::string& v = c.*m;
+        if (v.empty() || v[0] == '/') continue;
+        v = std::string(cwd) + "/" + v;
+    }
+    // Re-derive the textual values so mtaconf/children see what is in force.
+    auto set_text = [&](const char* key, const std::string& v) {
+        for (auto& [k, val] : c.values)
+            if (k == key && val != v && !v.empty()) {
+                val = v;
+                appended += std::string(key) + " = " + v + "\n";
+            }
+    };
+    set_text("spool_dir", c.spool_dir);
+    set_text("mail_dir", c.mail_dir);
+    set_text("control_socket", c.control_socket);
+    set_text("libexec_dir", c.libexec_dir);
+    set_text("tls_cert", c.tls_cert);
+    set_text("tls_key", c.tls_key);
+    set_text("auth_users", c.auth_users);
+    set_text("local_recipients", c.local_recipients);
+    set_text("transport_map", c.transport_map);
+    set_text("dns_trust_anchors", c.dns_trust_anchors);
+    if (!appended.empty()) {
+        if (!c.text.empty() && c.text.back() != '\n') c.text += "\n";
+        c.text += "# absolute paths resolved by mtad\n" + appended;
+    }
 }
 
 std::string config_value_text(const Config& c, std::string_view key) {

@@ -82,6 +82,13 @@ const std::vector<KeyInfo>& config_keys();
 bool parse_config(std::string_view text, const std::string& filename, Config& out, std::vector<ConfigError>& errors);
 // Read path; a missing file when `missing_ok` means "embedded defaults".
 bool load_config(const std::string& path, bool missing_ok, Config& out, std::vector<ConfigError>& errors);
+// Rewrites relative path keys (spool_dir, mail_dir, ...) as absolute paths against the current
+// directory, and appends them to `text` so that roles re-parsing it inside a chroot agree.
+void absolutize_paths(Config& c);
+// Where mta-queue keeps its LMDB environment and bodies, and chroots: a subdirectory, so that the
+// spool root, the chroot dirs of other roles and the control socket stay root-owned.
+inline std::string queue_dir(const Config& c) { return c.spool_dir + "/queue"; }
+
 // The value of a key as the config has it (for mtaconf); "" for unknown keys.
 std::string config_value_text(const Config& c, std::string_view key);
 

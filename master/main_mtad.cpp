@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
         for (auto& e : errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
         return 1;
     }
+    mta::absolutize_paths(cfg);
     if (check_only) {
         printf("mtad: configuration %s is valid\n", cfg.source.c_str());
         return 0;
@@ -47,12 +48,6 @@ int main(int argc, char** argv) {
     mta::log::init("mtad", foreground);
     mta::log::Level lvl;
     if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
-    if (!foreground) {
-        if (daemon(1, 0) != 0) {
-            perror("mtad: daemon");
-            return 1;
-        }
-    }
-    mta::master::Master m(path, std::move(cfg), foreground);
+    mta::master::Master m(path, explicit_path, std::move(cfg), foreground);
     return m.run();
 }

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -28,8 +29,8 @@ constexpr int kStopGraceSeconds = 12;
 
 void EventDeleter::operator()(event* e) const { event_free(e); }
 
-Master::Master(std::string config_path, Config cfg, bool foreground)
-    : config_path_(std::move(config_path)), cfg_(std::move(cfg)), foreground_(foreground) {
+Master::Master(std::string config_path, bool explicit_path, Config cfg, bool foreground)
+    : config_path_(std::move(config_path)), explicit_path_(explicit_path), cfg_(std::move(cfg)), foreground_(foreground) {
     base_ = event_base_new();
 }
 
@@ -54,7 +55,16 @@ int Master::run() {
     std::string err;
     if (!prepare_filesystem(err) || !open_listeners(err) || !open_control(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        if (!foreground_) fprintf(stderr, "mtad: %s\n", err.c_str());
         return 1;
+    }
+    // Detach only now, so that start-up errors above still reach the terminal and the exit status.
+    if (!foreground_) {
+        if (::daemon(1, 0) != 0) {
+            LOG_ERROR("event=startup_failed reason=\"daemon: %s\"", strerror(errno));
+            return 1;
+        }
+        event_reinit(base_);
     }
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) {
         events_.emplace_back(evsignal_new(base_, sig, &Master::on_signal, this));
@@ -231,12 +241,15 @@ void Master::on_signal(int sig, short, void* arg) {
 bool Master::reload(std::string& msg) {
     Config fresh;
     std::vector<ConfigError> errors;
-    if (!load_config(config_path_, true, fresh, errors)) {
+    if (!load_config(config_path_, !explicit_path_, fresh, errors)) {
         for (auto& e : errors) LOG_ERROR("event=reload_failed error=\"%s\"", log::safe(e.str()).c_str());
         msg = "reload refused:";
         for (auto& e : errors) msg += "\n" + e.str();
         return false;
     }
+    absolutize_paths(fresh);
+    // The control socket cannot move under a running mtad; keep the one we listen on.
+    fresh.control_socket = cfg_.control_socket;
     if (fresh.spool_dir != cfg_.spool_dir || fresh.mail_dir != cfg_.mail_dir ||
         fresh.smtp_listen.size() != cfg_.smtp_listen.size())
         LOG_WARN("event=reload_partial detail=\"listeners and directories change only on restart\"");

@@ -38,7 +38,7 @@ struct EventDeleter { void operator()(event* e) const; };
 
 class Master {
 public:
-    Master(std::string config_path, Config cfg, bool foreground);
+    Master(std::string config_path, bool explicit_path, Config cfg, bool foreground);
     ~Master();
     int run();  // returns the exit status
 
@@ -69,6 +69,7 @@ private:
     static void on_control(int, short, void* arg);
 
     std::string config_path_;
+    bool explicit_path_;
     Config cfg_;
     bool foreground_;
     event_base* base_ = nullptr;

@@ -116,7 +116,7 @@ void QueueServer::after_results(const std::vector<Op>& ops) {
             release_rcpt(op.msgid, op.index);
             break;
         case Op::Kind::delete_message:
-            unlinkat(body_dir_fd_.get(), format_qid(op.msgid).c_str(), 0);
+            pool_->remove(op.msgid);
             LOG_INFO("event=removed qid=%s", format_qid(op.msgid).c_str());
             break;
         default:

@@ -1,4 +1,4 @@
-// mta-queue: the queue manager. Runs as queue_user chrooted into spool_dir; recovers the LMDB queue
+// mta-queue: the queue manager. Runs as queue_user chrooted into <spool_dir>/queue; recovers the LMDB queue
 // before answering anyone, then serves smtpd (new mail) and the deliverers (smtp, local).
 #include <cerrno>
 #include <cstring>
@@ -19,13 +19,15 @@ struct BaseFree { void operator()(event_base* b) const { event_base_free(b); } }
 
 int main(int argc, char** argv) {
     auto b = daemon::start("mta-queue", argc, argv);
-    // Relative paths from here on: "db" and "body" resolve inside the spool both with and without chroot.
-    if (chdir(b.cfg.spool_dir.c_str()) != 0) {
-        LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(b.cfg.spool_dir).c_str(), strerror(errno));
+    // Relative paths from here on: "db" and "body" resolve inside the queue dir both with and without
+    // chroot; the chroot itself is "." so it works whether spool_dir was given relative or absolute.
+    const std::string dir = queue_dir(b.cfg);
+    if (chdir(dir.c_str()) != 0) {
+        LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(dir).c_str(), strerror(errno));
         return 1;
     }
     std::string err;
-    if (!daemon::drop_privileges(b.cfg.queue_user, b.cfg.spool_dir, err)) {
+    if (!daemon::drop_privileges(b.cfg.queue_user, ".", err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         return 1;
     }

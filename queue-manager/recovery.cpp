@@ -154,7 +154,7 @@ bool Store::recover(const std::string& body_dir, RecoveryReport& rep, std::strin
         }
         if (std::binary_search(live.begin(), live.end(), *id)) continue;
         if (unlinkat(dirfd(d.get()), e->d_name, 0) == 0) {
-            LOG_INFO("event=orphan_body_removed qid=%s", format_qid(*id).c_str());
+            LOG_DEBUG("event=orphan_body_removed qid=%s", format_qid(*id).c_str());
             rep.orphan_bodies++;
         }
     }

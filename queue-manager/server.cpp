@@ -35,8 +35,7 @@ QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock
         auto* self = static_cast<QueueServer*>(a);
         LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->jobs_.size());
         self->flush();
-        if (self->master_) self->master_->drain();
-        exit(0);
+        self->exit_now(0);
     });
 }
 
@@ -48,6 +47,8 @@ bool QueueServer::start(std::string& err) {
         err = "open " + body_dir_ + ": " + strerror(errno);
         return false;
     }
+    pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
+    top_up_pool();
     wake_at(clock_.now());
     return true;
 }
@@ -58,9 +59,28 @@ void QueueServer::attach_master(UniqueFd fd) {
         [this](bool bad, const std::string& why) {
             if (bad) malformed("master", why);
             LOG_INFO("event=master_gone action=exit");
-            exit(0);
+            exit_now(0);
         },
         true);
+}
+
+void QueueServer::top_up_pool() {
+    if (pool_->stocked() >= kPoolLow) return;
+    std::vector<uint64_t> ids;
+    std::string err;
+    for (std::size_t i = 0; i < kPoolBatch; i++) {
+        uint64_t id;
+        if (!store_.allocate_id(id, err)) break;
+        ids.push_back(id);
+    }
+    pool_->create(std::move(ids));
+}
+
+void QueueServer::exit_now(int code) {
+    if (pool_) pool_->shutdown();
+    if (master_) master_->drain();
+    for (auto& [id, p] : peers_) p->link->drain();
+    exit(code);
 }
 
 void QueueServer::malformed(const std::string& who, const std::string& why) {
@@ -142,7 +162,7 @@ void QueueServer::reap() {
         if (p->role == "smtpd") {
             for (auto it = pending_bodies_.begin(); it != pending_bodies_.end();) {
                 if (it->second != id) { ++it; continue; }
-                unlinkat(body_dir_fd_.get(), format_qid(it->first).c_str(), 0);
+                pool_->remove(it->first);
                 it = pending_bodies_.erase(it);
             }
         } else {
@@ -173,6 +193,14 @@ void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enha
 void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
     if (!m.fields.empty() || !m.fds.empty()) malformed(p.link->desc(), "body_open takes no fields");
     if (stopping_) return reply_fail(p, m.reqid, 451, "4.3.0", "Queue shutting down");
+    if (auto ready = pool_->take()) {
+        pending_bodies_[ready->first] = p.id;
+        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
+        ok.add_u64(ipc::Tag::msgid, ready->first).add_fd(std::move(ready->second));
+        p.link->send(std::move(ok));
+        top_up_pool();
+        return;
+    }
     for (int tries = 0; tries < 3; tries++) {
         uint64_t id;
         std::string err;
@@ -227,7 +255,7 @@ void QueueServer::on_abort(Peer& p, ipc::Message& m) {
         return;
     }
     pending_bodies_.erase(it);
-    unlinkat(body_dir_fd_.get(), format_qid(*msgid).c_str(), 0);
+    pool_->remove(*msgid);
 }
 
 void QueueServer::apply_config(ipc::Message& m) {
@@ -260,10 +288,8 @@ void QueueServer::begin_stop() {
 
 void QueueServer::maybe_finish_stop() {
     if (!stopping_ || !jobs_.empty() || !commits_.empty() || !result_ops_.empty()) return;
-    if (master_) master_->drain();
-    for (auto& [id, p] : peers_) p->link->drain();
     LOG_INFO("event=stopped");
-    exit(0);
+    exit_now(0);
 }
 
 }  // namespace mta::queue

@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
+#include "queue-manager/body_pool.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/policy.h"
 #include "queue-manager/store.h"
@@ -42,6 +43,7 @@ public:
     static constexpr std::size_t kJobBytes = 200 * 1024;
     static constexpr long kResultDelayUsec = 20000;         // results wait at most this for a commit
     static constexpr uint64_t kLinkLossRetry = 5;           // seconds, after a deliverer went away
+    static constexpr std::size_t kPoolLow = 128, kPoolBatch = 256;  // pre-created body files
 
     QueueServer(event_base* base, Config cfg, Store& store, Clock clock, std::string body_dir = "body");
     ~QueueServer();
@@ -101,6 +103,8 @@ private:
     void on_body_open(Peer& p, ipc::Message& m);
     void on_commit(Peer& p, ipc::Message& m);
     void on_abort(Peer& p, ipc::Message& m);
+    void top_up_pool();
+    [[noreturn]] void exit_now(int code);
     void reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text);
     [[noreturn]] void malformed(const std::string& who, const std::string& why);
     void apply_config(ipc::Message& m);
@@ -143,6 +147,7 @@ private:
     Clock clock_;
     std::string body_dir_;
     UniqueFd body_dir_fd_;
+    std::unique_ptr<BodyPool> pool_;
 
     std::unique_ptr<ipc::Link> master_;
     std::map<std::pair<std::string, uint64_t>, uint64_t> peer_ids_;  // (role, instance) -> peer id

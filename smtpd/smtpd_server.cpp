@@ -116,25 +116,29 @@ void Server::handle_peer(ipc::Message& m) {
 }
 
 void Server::set_queue(UniqueFd fd) {
-    if (queue_) queue_lost("replaced");
-    queue_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), "smtpd", "queue", [this](ipc::Message& m) { on_queue(m); },
-        [this](bool bad, const std::string& why) {
-            if (bad) malformed("queue", why);
-            LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
-            queue_lost(why);
-        });
-    LOG_INFO("event=queue_link_up");
-}
-
-// Every request still outstanding on the old link fails with 451; the link itself is dropped.
-void Server::queue_lost(const std::string& why) {
-    (void)why;
+    // Retire the old link first (its requests fail below), so nothing new is sent on it.
     if (queue_) {
-        // Called from inside the link's own close callback: free it only after the stack unwinds.
         dead_links_.push_back(std::move(queue_));
         event_active(reaper_.get(), EV_TIMEOUT, 0);
     }
+    uint64_t gen = ++queue_generation_;
+    queue_ = std::make_unique<ipc::Link>(
+        base_, std::move(fd), "smtpd", "queue", [this](ipc::Message& m) { on_queue(m); },
+        [this, gen](bool bad, const std::string& why) {
+            if (bad) malformed("queue", why);
+            if (gen != queue_generation_) return;  // an already replaced link
+            LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
+            // Inside the link's own close callback: free it only after the stack unwinds.
+            dead_links_.push_back(std::move(queue_));
+            event_active(reaper_.get(), EV_TIMEOUT, 0);
+            fail_pending();
+        });
+    LOG_INFO("event=queue_link_up");
+    fail_pending();
+}
+
+// Every request outstanding on a dead or replaced link fails with 451.
+void Server::fail_pending() {
     auto pending = std::move(pending_);
     pending_.clear();
     for (auto& [reqid, sid] : pending) {

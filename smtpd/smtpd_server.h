@@ -47,7 +47,7 @@ private:
     void handle_listen(ipc::Message& m);
     void handle_config(ipc::Message& m);
     void set_queue(UniqueFd fd);
-    void queue_lost(const std::string& why);
+    void fail_pending();
     Session* take_pending(uint64_t reqid, bool& known);
     static void accept_cb(int fd, short, void* arg);
     void accept_from(Listener& l);
@@ -71,6 +71,7 @@ private:
     std::map<std::string, uint64_t> per_ip_;
     uint64_t next_session_ = 1;
     uint64_t next_reqid_ = 1;
+    uint64_t queue_generation_ = 0;
     bool accepting_ = true;
     bool stopping_ = false;
     EventPtr reaper_;

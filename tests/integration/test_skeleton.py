@@ -142,16 +142,17 @@ def queue_crash(m, limit=3000):
         t.start()
     kills = 0
     for _ in range(3):
+        wait_for(lambda: m.pids("mta-queue"), 30)
         time.sleep(0.7)
         for p in m.pids("mta-queue"):
             os.kill(p, signal.SIGKILL)
             kills += 1
-        wait_for(lambda: m.pids("mta-queue"), 10)
+    wait_for(lambda: m.pids("mta-queue"), 30)
     time.sleep(0.5)
     stop.set()
     for t in threads:
         t.join(120)
-    check("queue crash: mta-queue was killed and restarted", kills >= 2 and m.pids("mta-queue"), kills)
+    check("queue crash: mta-queue was killed and restarted", kills == 3 and m.pids("mta-queue"), kills)
     users = ["kill%d" % i for i in range(3)]
 
     def delivered():
