@@ -16,6 +16,8 @@ enum class Type : uint16_t {
     loglevel = 6,      // master -> child: text = debug|info|warn|error
     resolve_request = 7,   // anyone -> resolver (also master for mtadns): name, qtype
     resolve_reply = 8,     // rcode, dnssec, record*, text
+    admin_request = 9,     // master -> queue: text (the command line after "queue "), uid, privileged (u64 0/1)
+    admin_reply = 10,      // queue -> master: text (a chunk of the answer), status (u64: 1 = more follows, 0 = last)
 
     body_open = 20,        // smtpd -> queue: ask for a fresh writable body file
     body_open_ok = 21,     // queue -> smtpd: msgid, fd (O_WRONLY body file)
@@ -56,6 +58,8 @@ enum class Tag : uint16_t {
     arrival = 35,        // unix seconds
     nexthop = 36,        // deliver: the destination (domain, or [host]:port)
     requiretls = 37,
+    uid = 38,            // admin_request: the admin tool's uid (SO_PEERCRED)
+    privileged = 39,     // admin_request: 1 when the tool may change the queue (root or mtad's uid)
 
     name = 40,
     qtype = 41,

@@ -173,8 +173,15 @@ void Master::connect_peers(Child& c) {
 }
 
 void Master::on_child_message(Child& c, ipc::Message& m) {
-    // Roles have nothing to tell the master yet except answers relayed for admin tools.
-    LOG_DEBUG("event=child_message role=%s type=%s", c.role.c_str(), ipc::type_name(m.type));
+    // Roles tell the master nothing but answers relayed for admin tools; anything else is a protocol
+    // violation by a less privileged process.
+    if ((m.type == ipc::Type::admin_reply && c.role == "queue") ||
+        (m.type == ipc::Type::resolve_reply && c.role == "resolver")) {
+        relay_reply(m);
+        return;
+    }
+    LOG_ERROR("event=unexpected_message role=%s type=%s", c.role.c_str(), ipc::type_name(m.type));
+    kill_child(c, "unexpected control message");
 }
 
 void Master::kill_child(Child& c, const char* why) {
@@ -190,6 +197,7 @@ void Master::on_child_exit(pid_t pid, int status) {
         if (c.pid != pid) continue;
         c.pid = -1;
         c.link.reset();
+        fail_pending(c.role);
         if (WIFSIGNALED(status))
             LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", c.role.c_str(),
                      (unsigned long long)c.instance, int(pid), WTERMSIG(status));

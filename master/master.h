@@ -77,6 +77,17 @@ private:
     std::vector<std::unique_ptr<Child>> children_;
     std::vector<std::unique_ptr<event, EventDeleter>> events_;
     UniqueFd control_fd_;
+    // Admin tool connections waiting for an answer relayed from a role, by request id.
+    struct PendingAdmin {
+        UniqueFd fd;
+        std::string role;  // which role answers
+        std::string command;
+    };
+    std::map<uint64_t, PendingAdmin> pending_admin_;
+    uint64_t admin_seq_ = 0;
+    Child* live_child(const std::string& role);
+    void relay_reply(ipc::Message& m);
+    void fail_pending(const std::string& role);
     bool stopping_ = false;
     int stop_phase_ = 0;
     int exit_status_ = 0;

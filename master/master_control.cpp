@@ -1,6 +1,8 @@
 // The control socket: one command line per connection from mtactl, a text answer, then close.
 // Peers are identified with SO_PEERCRED; only root (or mtad's own uid) may change anything.
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <event2/event.h>
 #include <sys/socket.h>
@@ -71,6 +73,34 @@ void Master::accept_control() {
     std::string arg = line.size() > cmd.size() ? line.substr(cmd.size() + 1) : "";
     if (cmd == "status") {
         reply = status_text();
+    } else if (cmd == "queue" || cmd == "resolve") {
+        // Forwarded to the role that owns the data; the answer is relayed when it arrives.
+        std::string role = cmd == "queue" ? "queue" : "resolver";
+        Child* c = live_child(role);
+        if (!c) {
+            reply = "error: " + role + " process is not running\n";
+        } else {
+            uint64_t id = ++admin_seq_;
+            ipc::Message m(cmd == "queue" ? ipc::Type::admin_request : ipc::Type::resolve_request, id);
+            if (cmd == "queue") {
+                m.add(ipc::Tag::text, arg).add_u64(ipc::Tag::uid, cred.uid).add_u64(ipc::Tag::privileged, privileged);
+            } else {
+                // "resolve NAME QTYPE": the resolver validates the name; the qtype must be a number.
+                auto sp = arg.find(' ');
+                std::string name = arg.substr(0, sp), qt = sp == std::string::npos ? "" : arg.substr(sp + 1);
+                if (name.empty() || qt.empty() || qt.size() > 5 || qt.find_first_not_of("0123456789") != std::string::npos) {
+                    reply = "error: usage: resolve NAME QTYPE\n";
+                    ssize_t w = write(fd.get(), reply.data(), reply.size());
+                    (void)w;
+                    return;
+                }
+                m.add(ipc::Tag::name, name).add_u64(ipc::Tag::qtype, std::stoull(qt));
+            }
+            LOG_INFO("event=control uid=%u command=%s", unsigned(cred.uid), log::safe(cmd).c_str());
+            c->link->send(std::move(m));
+            pending_admin_[id] = PendingAdmin{std::move(fd), role, cmd};
+            return;
+        }
     } else if (cmd == "reload" || cmd == "stop" || cmd == "loglevel") {
         if (!privileged) {
             reply = "error: permission denied\n";
@@ -95,6 +125,57 @@ void Master::accept_control() {
     LOG_INFO("event=control uid=%u command=%s", unsigned(cred.uid), log::safe(cmd).c_str());
     ssize_t w = write(fd.get(), reply.data(), reply.size());
     (void)w;
+}
+
+Child* Master::live_child(const std::string& role) {
+    for (auto& c : children_)
+        if (c->role == role && c->pid > 0 && c->link && c->link->open() && !c->stopping) return c.get();
+    return nullptr;
+}
+
+namespace {
+void write_all(int fd, const std::string& s) {
+    std::size_t off = 0;
+    while (off < s.size()) {
+        ssize_t n = write(fd, s.data() + off, s.size() - off);
+        if (n <= 0) return;  // the tool went away or stalled past SO_SNDTIMEO
+        off += std::size_t(n);
+    }
+}
+
+std::string format_resolve(const ipc::Message& m) {
+    static const char* sec[] = {"insecure", "secure", "bogus"};
+    auto rcode = m.get_u64(ipc::Tag::rcode).value_or(65535);
+    auto dnssec = m.get_u64(ipc::Tag::dnssec).value_or(0);
+    std::string out = "rcode=" + std::to_string(rcode) + " dnssec=" + (dnssec < 3 ? sec[dnssec] : "unknown");
+    if (auto t = m.get(ipc::Tag::text); t && !t->empty()) out += " text=\"" + log::safe(*t) + "\"";
+    out += "\n";
+    for (auto& f : m.fields)
+        if (f.tag == ipc::Tag::record) out += log::safe(f.value) + "\n";
+    return out;
+}
+}  // namespace
+
+// An answer from a role for an admin tool: the queue may send it in several chunks.
+void Master::relay_reply(ipc::Message& m) {
+    auto it = pending_admin_.find(m.reqid);
+    if (it == pending_admin_.end()) return;  // the tool gave up, or the id is stale
+    bool more = false;
+    if (m.type == ipc::Type::admin_reply) {
+        write_all(it->second.fd.get(), m.str(ipc::Tag::text));
+        more = m.get_u64(ipc::Tag::status).value_or(0) == 1;
+    } else {
+        write_all(it->second.fd.get(), format_resolve(m));
+    }
+    if (!more) pending_admin_.erase(it);
+}
+
+void Master::fail_pending(const std::string& role) {
+    for (auto it = pending_admin_.begin(); it != pending_admin_.end();) {
+        if (it->second.role != role) { ++it; continue; }
+        write_all(it->second.fd.get(), "error: " + role + " process exited before answering\n");
+        it = pending_admin_.erase(it);
+    }
 }
 
 std::string Master::status_text() const {
