@@ -1,6 +1,8 @@
 // mta-resolver's loop: serves resolve_request on the master link and on peer links, one libunbound
 // async query per request, each answered within kRequestTimeoutSeconds. Peers are not trusted: a
-// request with missing or ill-typed fields is malformed and ends the process (exit 2).
+// request with missing or ill-typed fields is malformed and ends the process (exit 2). A name that is
+// not a valid DNS name is data, not a violation (it can come from a remote envelope): it is answered
+// with rcode 65535 "invalid query name". An unsupported qtype is fatal from a peer, answered from the master.
 #include "resolver/server.h"
 
 #include <cstdlib>
@@ -160,7 +162,12 @@ void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
     auto name_field = m.get(ipc::Tag::name);
     auto qtype = m.get_u64(ipc::Tag::qtype);
     if (!name_field || !qtype) malformed(link_id, "resolve_request needs name and qtype");
-    if (!supported_qtype(*qtype)) malformed(link_id, "unsupported qtype " + std::to_string(*qtype));
+    if (!supported_qtype(*qtype)) {
+        // From a peer this is a protocol violation; from the master it is an admin's relayed
+        // "resolve NAME QTYPE" (mtactl/mtadns), and a typo there must not restart us.
+        if (link_id != master_id_) malformed(link_id, "unsupported qtype " + std::to_string(*qtype));
+        return send_reply(link_id, m.reqid, error_answer("unsupported qtype"));
+    }
     // A badly formed name is data (it may come from a remote envelope), not a protocol violation.
     auto name = normalize_name(*name_field);
     if (!name) {

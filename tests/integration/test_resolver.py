@@ -1,7 +1,9 @@
 """mta-resolver on its own: this script plays the master (HELLO + CONFIG over a SEQPACKET pair on
 fd 3), serves a test zone with NSD on a loopback address, and checks the resolve_reply messages:
 MX order/values, A, AAAA, null MX, TLSA, TXT, PTR, CNAME, NXDOMAIN, NODATA, a bogus (unvalidated)
-zone, a peer link, privilege drop + chroot (as root), a malformed request (exit 2) and stop."""
+zone, a DNSSEC-signed zone validated through dns_trust_anchors (secure), peer links (and their
+replacement), reload, privilege drop + chroot (as root), a malformed request (exit 2), stop, and an
+upstream that stopped answering (answered within the 10 s bound)."""
 import os
 import pwd
 import random
@@ -17,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mtatest import BIN, check, finish, wait_for  # noqa: E402
 
-T_HELLO, T_CONFIG, T_PEER, T_STOP, T_REQ, T_REPLY = 1, 2, 3, 5, 7, 8
+T_HELLO, T_CONFIG, T_PEER, T_STOP, T_LOGLEVEL, T_REQ, T_REPLY = 1, 2, 3, 5, 6, 7, 8
 TAG_VERSION, TAG_ROLE, TAG_INSTANCE, TAG_CONFIG_TEXT, TAG_TEXT = 1, 2, 3, 4, 6
 TAG_NAME, TAG_QTYPE, TAG_RCODE, TAG_DNSSEC, TAG_RECORD = 40, 41, 42, 43, 44
 A, PTR, MX, TXT, AAAA, TLSA = 1, 12, 15, 16, 28, 52
@@ -49,6 +51,15 @@ $TTL 300
 @       IN NS ns
 ns      IN A 127.0.0.1
 www     IN A 192.0.2.99
+"""
+
+SIGNED = """$ORIGIN signed.example.
+$TTL 300
+@       IN SOA ns.signed.example. hostmaster.signed.example. 1 3600 600 86400 300
+@       IN NS ns
+ns      IN A 127.0.0.1
+@       IN MX 5 mx
+mx      IN A 192.0.2.50
 """
 
 
@@ -119,9 +130,10 @@ class Nsd:
     def __init__(self, tmp, addr, port):
         self.dir = os.path.join(tmp, "nsd")
         os.makedirs(self.dir)
-        for name, text in (("test.example", ZONE), ("unsigned.example", UNSIGNED)):
+        for name, text in (("test.example", ZONE), ("unsigned.example", UNSIGNED), ("signed.example", SIGNED)):
             with open(os.path.join(self.dir, name + ".zone"), "w") as f:
                 f.write(text)
+        self.anchors = self.sign("signed.example")
         conf = os.path.join(self.dir, "nsd.conf")
         with open(conf, "w") as f:
             f.write('server:\n  ip-address: %s@%d\n  username: ""\n  chroot: ""\n  database: ""\n'
@@ -130,10 +142,21 @@ class Nsd:
                     '  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\n'
                     'zone:\n  name: test.example\n  zonefile: test.example.zone\n'
                     'zone:\n  name: unsigned.example\n  zonefile: unsigned.example.zone\n'
+                    'zone:\n  name: signed.example\n  zonefile: signed.example.zone.signed\n'
                     % (addr, port, self.dir, self.dir, self.dir, self.dir, self.dir))
         self.proc = subprocess.Popen(["nsd", "-c", conf, "-d"], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "stderr"), "wb"), start_new_session=True)
         self.addr, self.port = addr, port
+
+    def sign(self, zone):
+        """Signs the zone with a fresh KSK; returns the path of a trust anchor file holding its DS."""
+        key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", zone], cwd=self.dir, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        subprocess.run(["ldns-signzone", zone + ".zone", key], cwd=self.dir, check=True)
+        path = os.path.join(self.dir, "anchors")
+        with open(os.path.join(self.dir, key + ".ds")) as src, open(path, "w") as dst:
+            dst.write("; DS of the test's signed zone\n" + src.read())
+        return path
 
     def answering(self):
         r = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "-p", str(self.port), "@" + self.addr,
@@ -276,10 +299,16 @@ def check_answers(link):
     check("resolver_nodata", r.rcode == 0 and r.records == [], r)
     r = link.resolve("www.unsigned.example", A)
     check("resolver_bogus_unvalidated_zone", r.dnssec == BOGUS and r.records == [] and r.text != "", r)
+    r = link.resolve("signed.example", MX)
+    check("resolver_secure_signed_zone", r.rcode == 0 and r.dnssec == SECURE and r.records == ["5 mx.signed.example"], r)
+    r = link.resolve("nope.signed.example", A)
+    check("resolver_secure_nxdomain", r.rcode == 3 and r.dnssec == SECURE, r)
     r = link.resolve("bad name!.test.example", A)
     check("resolver_invalid_name_answered", r.rcode == 65535 and r.text == "invalid query name", r)
     r = link.resolve("a" * 64 + ".test.example", A)
     check("resolver_long_label_answered", r.rcode == 65535, r)
+    r = link.resolve("test.example", 99)  # on the master link: an admin's typo, answered, not fatal
+    check("resolver_master_bad_qtype_answered", r.rcode == 65535 and r.text == "unsupported qtype", r)
 
 
 def check_peer(res):
@@ -291,7 +320,32 @@ def check_peer(res):
     mtype, _, fields = peer.recv(10)
     r = peer.resolve("test.example", MX)
     check("resolver_peer_link", mtype == T_HELLO and sorted(r.records) == ["10 mx1.test.example", "20 mx2.test.example"], r)
-    return peer
+
+    # A second peer for the same role+instance replaces the first: the old link is closed by the
+    # resolver (which only works if no other process, e.g. libunbound's worker, holds a copy of it).
+    ours2, theirs2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    res.link.send(message(T_PEER, [(TAG_ROLE, "smtp"), (TAG_INSTANCE, 1)]), [theirs2.fileno()])
+    theirs2.close()
+    peer.sock.settimeout(10)
+    try:
+        eof = peer.sock.recv(65536) == b""
+    except OSError:
+        eof = False
+    check("resolver_peer_replaced_old_closed", eof, "old peer link still open")
+    peer2 = Link(ours2)
+    peer2.send(message(T_HELLO, [(TAG_VERSION, 1), (TAG_ROLE, "smtp")]))
+    peer2.recv(10)
+    r = peer2.resolve("mx1.test.example", A)
+    check("resolver_peer_replacement_works", r.records == ["192.0.2.10"], r)
+    return peer2
+
+
+def check_reload(res, config):
+    res.link.send(message(T_LOGLEVEL, [(TAG_TEXT, "info")]))
+    res.link.send(message(T_CONFIG, [(TAG_CONFIG_TEXT, config)]))
+    r = res.link.resolve("mx1.test.example", A)
+    check("resolver_reload", r.records == ["192.0.2.10"] and
+          wait_for(lambda: "event=reloaded" in res.log_text(), 5), res.log_text()[-500:])
 
 
 def main():
@@ -314,11 +368,12 @@ def main():
         if not check("resolver_nsd_up", wait_for(nsd.answering, 15), "nsd did not answer"):
             return
         config = ("spool_dir = %s\ndns_forwarder = %s@%d\ndns_insecure_domains = test.example\n"
-                  "log_level = debug\n" % (spool, addr, port))
+                  "dns_trust_anchors = %s\nlog_level = debug\n" % (spool, addr, port, nsd.anchors))
         res = Resolver(tmp, config)
         check_answers(res.link)
         check_privileges(res, spool)
         peer = check_peer(res)
+        check_reload(res, config)
 
         # A malformed request on a peer link ends the process with status 2.
         peer.send(message(T_REQ, [(TAG_NAME, "test.example"), (TAG_QTYPE, 99)], 7))
