@@ -88,8 +88,11 @@ void Master::accept_control() {
                 // "resolve NAME QTYPE": the resolver validates the name; the qtype must be a number.
                 auto sp = arg.find(' ');
                 std::string name = arg.substr(0, sp), qt = sp == std::string::npos ? "" : arg.substr(sp + 1);
-                if (name.empty() || qt.empty() || qt.size() > 5 || qt.find_first_not_of("0123456789") != std::string::npos) {
-                    reply = "error: usage: resolve NAME QTYPE\n";
+                static const char* kTypes[] = {"1", "12", "15", "16", "28", "52"};  // A PTR MX TXT AAAA TLSA
+                bool known = false;
+                for (auto* t : kTypes) known = known || qt == t;
+                if (name.empty() || !known) {
+                    reply = "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28 or 52)\n";
                     ssize_t w = write(fd.get(), reply.data(), reply.size());
                     (void)w;
                     return;

@@ -92,6 +92,7 @@ std::string encode(const MessageRecord& m) {
     w.str(m.client_addr);
     w.str(m.client_helo);
     w.str(m.auth_user);
+    w.u64(m.submit_uid);
     return w.take();
 }
 
@@ -102,9 +103,10 @@ bool decode(std::string_view bytes_in, MessageRecord& out, std::string& err) {
     bool ok = r.u8(version) && r.u8(state) && r.u64(m.arrival) && r.u64(m.size) && r.u8(m.body_type) &&
               r.u8(m.smtputf8) && r.u8(m.ret) && r.u8(m.requiretls) && r.u32(m.nrcpt) &&
               r.str(m.sender, kMaxAddress) && r.str(m.envid, kMaxEnvid) && r.str(m.client_addr, kMaxClientField) &&
-              r.str(m.client_helo, kMaxClientField) && r.str(m.auth_user, kMaxClientField) && r.done();
+              r.str(m.client_helo, kMaxClientField) && r.str(m.auth_user, kMaxClientField) &&
+              (version < 2 || r.u64(m.submit_uid)) && r.done();
     if (!ok) { err = r.err(); return false; }
-    if (version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
     if (state > uint8_t(MessageState::corrupt)) { err = "bad message state"; return false; }
     if (m.body_type > 2 || m.smtputf8 > 1 || m.ret > 2 || m.requiretls > 1) { err = "bad flag value"; return false; }
     if (m.nrcpt == 0) { err = "no recipients"; return false; }
@@ -130,6 +132,7 @@ std::string encode(const RecipientRecord& rc) {
     w.str(rc.addr);
     w.str(rc.orcpt);
     w.str(rc.last_error);
+    w.u8(rc.flags);
     return w.take();
 }
 
@@ -139,9 +142,10 @@ bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
     uint8_t version = 0, state = 0;
     bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
               r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxAddress) &&
-              r.str(rc.last_error, kMaxErrorText) && r.done();
+              r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) && r.done();
     if (!ok) { err = r.err(); return false; }
-    if (version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (rc.flags & ~kRcptDelayWarned) { err = "bad recipient flags"; return false; }
     if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
     if (rc.addr.empty()) { err = "empty recipient"; return false; }
     if (!clean_text(rc.addr, kMaxAddress) || !clean_text(rc.orcpt, kMaxAddress) ||

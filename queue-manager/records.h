@@ -8,7 +8,9 @@
 
 namespace mta::queue {
 
-inline constexpr uint8_t kRecordVersion = 1;
+// Version 2 added MessageRecord::submit_uid and RecipientRecord::flags; version 1 records still decode.
+inline constexpr uint8_t kRecordVersion = 2;
+inline constexpr uint64_t kNoUid = UINT64_MAX;     // message did not come from the local sendmail
 inline constexpr std::size_t kMaxAddress = 1000;     // sender, rcpt, orcpt
 inline constexpr std::size_t kMaxEnvid = 100;        // RFC 3461 ENVID
 inline constexpr std::size_t kMaxClientField = 1000; // client_addr, client_helo, auth_user
@@ -28,8 +30,11 @@ struct MessageRecord {
     uint8_t requiretls = 0;
     uint32_t nrcpt = 0;       // recipients at arrival
     std::string sender, envid, client_addr, client_helo, auth_user;
+    uint64_t submit_uid = kNoUid;  // sendmail/maildrop: the submitting user's uid (from the file owner)
     bool operator==(const MessageRecord&) const = default;
 };
+
+inline constexpr uint8_t kRcptDelayWarned = 1;  // a delay DSN was sent for this recipient
 
 struct RecipientRecord {
     RcptState state = RcptState::queued;
@@ -38,6 +43,7 @@ struct RecipientRecord {
     uint64_t next_attempt = 0;  // key of its schedule entry while queued/deferred
     uint64_t last_attempt = 0;
     std::string addr, orcpt, last_error;
+    uint8_t flags = 0;          // kRcptDelayWarned
     bool operator==(const RecipientRecord&) const = default;
     bool scheduled() const { return state == RcptState::queued || state == RcptState::deferred; }
 };

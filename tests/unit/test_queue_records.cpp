@@ -78,7 +78,7 @@ TEST_CASE("inconsistent fields are rejected") {
     RecipientRecord ro;
     std::string m = encode(sample_message());
     std::string bad = m;
-    bad[0] = 2;  // version
+    bad[0] = 9;  // version
     CHECK_FALSE(decode(bad, mo, err));
     bad = m;
     bad[1] = 7;  // state
