@@ -1,1 +1,0 @@
-build/obj/tests/unit/main.o: tests/unit/main.cpp
