@@ -1,0 +1,416 @@
+#!/usr/bin/python3
+"""Benchmark harness: the same workloads against our MTA and a private Postfix instance on this machine,
+both relaying to Postfix's smtp-sink on loopback. Prints a table; exits non-zero only when the harness
+itself failed (a system did not start, a phase timed out, the sink count differs from what was accepted).
+Timings are reported, never asserted. See tests/bench/README.md for what each figure means."""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procstat  # noqa: E402
+import smtpload  # noqa: E402
+import systems  # noqa: E402
+from systems import HarnessError  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STALL = 30.0      # a phase fails when nothing moves for this long
+PHASE_CAP = 240.0  # and in any case after this long
+DEADLINE = [float("inf")]  # and when the run's time budget is used up (set in main)
+
+
+def phase_end(start):
+    return min(start + PHASE_CAP, DEADLINE[0])
+
+
+# key, label, message size, concurrent sessions, recipients, messages via smtp-source, via the latency client
+WORKLOADS = [
+    dict(key="4k", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000, nlat=1500),
+    dict(key="100k", label="100 KiB x 20 sessions, 1 rcpt", size=102400, sessions=20, rcpts=1, n=1500, nlat=500),
+    dict(key="4k-10rcpt", label="4 KiB x 20 sessions, 10 rcpts", size=4096, sessions=20, rcpts=10, n=2000,
+         nlat=600),
+    dict(key="idle", label="1000 idle connections", conns=1000),
+]
+
+
+def log(msg):
+    print("bench: %s" % msg, file=sys.stderr, flush=True)
+
+
+def become_subreaper():
+    """Daemons started by `postfix start` detach; as a child subreaper we can still reap them."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def wait_sink(sink, expected, what):
+    """Until the sink has `expected` messages; fails after STALL seconds without progress."""
+    start = last_change = time.time()
+    last = -1
+    while True:
+        c = sink.count()
+        now = time.time()
+        if c >= expected:
+            return now, c
+        if c != last:
+            last, last_change = c, now
+        if now - last_change > STALL or now > phase_end(start):
+            why = ("no progress for %.0fs" % (now - last_change) if now - last_change > STALL
+                   else "phase time limit or run budget reached")
+            raise HarnessError("%s: timeout waiting for the sink: it has %d of %d messages (%s)"
+                               % (what, c, expected, why))
+        time.sleep(0.02)
+
+
+def check_exact(sink, expected, what):
+    """After the expected count arrived, nothing more may trickle in (duplicates, split transactions)."""
+    time.sleep(1.0)
+    c = sink.count()
+    if c != expected:
+        raise HarnessError("%s: sink received %d messages but %d were accepted" % (what, c, expected))
+
+
+def read_counter(path):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64))
+            parts = f.read().replace(b"\n", b"\r").split(b"\r")
+    except OSError:
+        return 0
+    for p in reversed(parts):
+        if p.strip().isdigit():
+            return int(p.strip())
+    return 0
+
+
+def smtp_source(system, wl, workdir):
+    """Runs smtp-source to completion; returns (accepted, seconds). Killed when it stalls."""
+    out_path = os.path.join(workdir, "source-%s-%s.out" % (system.name, wl["key"]))
+    cmd = ["smtp-source", "-c", "-N", "-m", str(wl["n"]), "-s", str(wl["sessions"]), "-l", str(wl["size"]),
+           "-r", str(wl["rcpts"]), "-f", "bench@client.test", "-t", "rcpt@sink.test", "-M", "client.test",
+           "-S", "bench", "127.0.0.1:%d" % system.port]
+    with open(out_path, "wb") as out:
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        last, last_change = -1, t0
+        try:
+            while p.poll() is None:
+                time.sleep(0.05)
+                c, now = read_counter(out_path), time.time()
+                if c != last:
+                    last, last_change = c, now
+                if now - last_change > STALL or now > phase_end(t0):
+                    raise HarnessError("smtp-source stalled at %d of %d messages; killed" % (c, wl["n"]))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        elapsed = time.time() - t0
+    accepted = read_counter(out_path)
+    if p.returncode != 0:
+        with open(out_path, "rb") as f:
+            tail = f.read().decode("latin-1").replace("\r", "\n").strip().splitlines()[-3:]
+        raise HarnessError("smtp-source failed (rc=%d) after %d messages: %s" % (p.returncode, accepted,
+                                                                                " | ".join(tail)))
+    return wl["n"], elapsed
+
+
+def throughput_workload(system, sink, wl, workdir):
+    res = {}
+    what = "%s/%s" % (system.name, wl["key"])
+    # Phase 1: smtp-source for the throughput, CPU and memory figures.
+    cpu0 = procstat.cpu_seconds(procstat.tree(system.root_pid()))
+    with procstat.PeakMemory(system.root_pid) as peak:
+        t0 = time.time()
+        accepted, src_secs = smtp_source(system, wl, workdir)
+        t_done, _ = wait_sink(sink, accepted, what + " smtp-source phase")
+        root = system.root_pid()
+        if not root:
+            raise HarnessError("%s: the system died during the run" % what)
+        cpu1 = procstat.cpu_seconds(procstat.tree(root))
+    check_exact(sink, accepted, what)
+    res["accepted_per_s"] = accepted / src_secs
+    res["e2e_per_s"] = accepted / (t_done - t0)
+    res["cpu_s_per_1000"] = (cpu1 - cpu0) / accepted * 1000.0
+    res["peak_rss_mib"] = peak.peak_rss / 1048576.0
+    res["peak_pss_mib"] = peak.peak_pss / 1048576.0
+    res["messages"] = accepted
+    # Phase 2: our own client, same shape, for the final-dot latency.
+    if wl["nlat"]:
+        r = smtpload.run_load("127.0.0.1", system.port, wl["nlat"], wl["sessions"], wl["size"], wl["rcpts"],
+                              timeout=STALL, deadline=phase_end(time.time()))
+        if r["failed"] or r["accepted"] != wl["nlat"]:
+            raise HarnessError("%s latency phase: %d accepted, %d failed: %s" % (what, r["accepted"], r["failed"],
+                                                                                "; ".join(r["errors"])))
+        wait_sink(sink, accepted + r["accepted"], what + " latency phase")
+        check_exact(sink, accepted + r["accepted"], what + " latency phase")
+        res["p50_ms"] = smtpload.percentile(r["latencies"], 50) * 1000
+        res["p99_ms"] = smtpload.percentile(r["latencies"], 99) * 1000
+        res["lat_client_per_s"] = r["accepted"] / r["elapsed"]
+    return res
+
+
+def idle_workload(system, wl):
+    root = system.root_pid()
+    snap = procstat.tree(root)
+    before = dict(smtpd_rss=procstat.rss_bytes(snap, system.smtpd_comm),
+                  smtpd_pss=procstat.pss_bytes(snap, system.smtpd_comm),
+                  tree_rss=procstat.rss_bytes(snap), tree_pss=procstat.pss_bytes(snap))
+    timeout = max(5.0, min(90.0, DEADLINE[0] - time.time()))
+    conns = smtpload.IdleConnections("127.0.0.1", system.port, wl["conns"], timeout=timeout)
+    try:
+        t0 = time.time()
+        try:
+            ready = conns.open()
+        except smtpload.SmtpError as e:
+            raise HarnessError("%s/idle: %s" % (system.name, e))
+        if ready != wl["conns"]:
+            raise HarnessError("%s/idle: only %d of %d connections got their 220 and EHLO reply within %.0fs"
+                               % (system.name, ready, wl["conns"], timeout))
+        open_secs = time.time() - t0
+        time.sleep(1.0)
+        snap = procstat.tree(system.root_pid())
+        after = dict(smtpd_rss=procstat.rss_bytes(snap, system.smtpd_comm),
+                     smtpd_pss=procstat.pss_bytes(snap, system.smtpd_comm),
+                     tree_rss=procstat.rss_bytes(snap), tree_pss=procstat.pss_bytes(snap))
+        nsmtpd = sum(1 for p in snap.values() if p.comm == system.smtpd_comm)
+    finally:
+        conns.close()
+    n = float(wl["conns"])
+    return dict(smtpd_rss_before_mib=before["smtpd_rss"] / 1048576.0, smtpd_rss_after_mib=after["smtpd_rss"] / 1048576.0,
+                rss_kib_per_conn=(after["smtpd_rss"] - before["smtpd_rss"]) / n / 1024,
+                pss_kib_per_conn=(after["smtpd_pss"] - before["smtpd_pss"]) / n / 1024,
+                tree_pss_kib_per_conn=(after["tree_pss"] - before["tree_pss"]) / n / 1024,
+                smtpd_processes=nsmtpd, open_secs=open_secs)
+
+
+class Direct:
+    """smtp-source straight into the sink: the client's own ceiling for a workload."""
+    name = "direct"
+
+    def __init__(self, port):
+        self.port = port
+
+
+def client_ceiling(wl, workdir, live):
+    sink = systems.Sink(workdir)
+    live.append(sink)
+    try:
+        sink.start()
+        accepted, secs = smtp_source(Direct(sink.port), wl, workdir)
+        wait_sink(sink, accepted, "direct/%s" % wl["key"])
+        return accepted / secs
+    finally:
+        sink.stop()
+        live.remove(sink)
+
+
+def run_one(sysname, wl, workdir, args, live):
+    sink = systems.Sink(workdir)
+    system = None
+    live.append(sink)
+    try:
+        sink.start()
+        if sysname == "ours":
+            system = systems.OurMTA(workdir, sink.port, args.bin)
+        else:
+            system = systems.Postfix(workdir, sink.port)
+        live.append(system)
+        log("%s: %s (port %d, sink %d)" % (sysname, wl["label"], system.port, sink.port))
+        system.start()
+        try:
+            if "conns" in wl:
+                return idle_workload(system, wl)
+            return throughput_workload(system, sink, wl, workdir)
+        except HarnessError as e:
+            raise HarnessError("%s\n%s" % (e, system.diagnose()))
+    finally:
+        for obj in (system, sink):
+            if obj is not None:
+                obj.stop()
+                live.remove(obj)
+        procstat.reap_orphans()
+
+
+ROWS_TP = [("accepted msg/s", "accepted_per_s", "%.0f"), ("end-to-end msg/s", "e2e_per_s", "%.0f"),
+           ("final-dot p50 ms", "p50_ms", "%.2f"), ("final-dot p99 ms", "p99_ms", "%.2f"),
+           ("CPU s / 1000 msgs", "cpu_s_per_1000", "%.2f"), ("peak RSS MiB (sum)", "peak_rss_mib", "%.1f"),
+           ("peak PSS MiB (sum)", "peak_pss_mib", "%.1f")]
+ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
+             ("smtpd RSS after MiB", "smtpd_rss_after_mib", "%.1f"),
+             ("smtpd RSS KiB / conn", "rss_kib_per_conn", "%.1f"),
+             ("smtpd PSS KiB / conn", "pss_kib_per_conn", "%.1f"),
+             ("all procs PSS KiB / conn", "tree_pss_kib_per_conn", "%.1f"),
+             ("smtpd processes", "smtpd_processes", "%d")]
+
+
+def table(results, sysnames):
+    lines = []
+    w = (32, 26, 10, 10, 14)
+    head = ("workload", "figure", "ours", "postfix", "ours/postfix")
+    lines.append("".join(h.ljust(x) if i < 2 else h.rjust(x) for i, (h, x) in enumerate(zip(head, w))))
+    lines.append("-" * sum(w))
+    for wl in WORKLOADS:
+        if wl["key"] not in results:
+            continue
+        rows = ROWS_IDLE if "conns" in wl else ROWS_TP
+        per = results[wl["key"]]
+        for i, (label, key, fmt) in enumerate(rows):
+            cells = []
+            for s in ("ours", "postfix"):
+                r = per.get(s)
+                if s not in sysnames:
+                    cells.append("-")
+                elif r is None or "error" in r:
+                    cells.append("FAILED" if i == 0 else "")
+                elif r.get(key) is None:
+                    cells.append("n/a")
+                else:
+                    cells.append(fmt % r[key])
+            o, p = per.get("ours") or {}, per.get("postfix") or {}
+            ratio = ""
+            if isinstance(o.get(key), (int, float)) and isinstance(p.get(key), (int, float)) and p[key]:
+                q = o[key] / p[key]
+                ratio = "%.2f" % q if q >= 0.1 else "%.2g" % q
+            lines.append((wl["label"] if i == 0 else "").ljust(w[0]) + label.ljust(w[1])
+                         + "".join(c.rjust(x) for c, x in zip(cells + [ratio], w[2:])))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def describe_env(workdir):
+    fs = subprocess.run(["stat", "-f", "-c", "%T", workdir], capture_output=True, text=True).stdout.strip()
+    pf = subprocess.run(["postconf", "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                         text=True).stdout.strip()
+    return dict(cpus=os.cpu_count(), kernel=platform.release(), fs=fs, postfix=pf, ours=rev or "?")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--systems", default="ours,postfix", help="comma list of: ours, postfix")
+    ap.add_argument("--workloads", default=",".join(w["key"] for w in WORKLOADS),
+                    help="comma list of: " + ", ".join(w["key"] for w in WORKLOADS))
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1")),
+                    help="multiply every message count (default 1, or $BENCH_SCALE)")
+    ap.add_argument("--bin", default=os.environ.get("MTA_BIN_DIR", os.path.join(ROOT, "build", "bin")))
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, spools) even on success")
+    ap.add_argument("--budget", type=float, default=540.0,
+                    help="time budget in seconds for the whole run: phases end by then, workloads not started are "
+                         "skipped (default 540)")
+    args = ap.parse_args()
+
+    sysnames = [s for s in args.systems.split(",") if s]
+    keys = [k for k in args.workloads.split(",") if k]
+    bad = [s for s in sysnames if s not in ("ours", "postfix")] + [k for k in keys if k not in [w["key"] for w in WORKLOADS]]
+    if bad:
+        ap.error("unknown system/workload: %s" % ", ".join(bad))
+    if "eatmydata" in os.environ.get("LD_PRELOAD", ""):
+        print("bench: refusing to run under eatmydata: durability must stay on", file=sys.stderr)
+        return 2
+    for wl in WORKLOADS:
+        for k in ("n", "nlat"):
+            if k in wl:
+                wl[k] = max(1, int(wl[k] * args.scale))
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    become_subreaper()
+    signal.signal(signal.SIGTERM, interrupted)
+
+    workdir = tempfile.mkdtemp(prefix="mta-bench-")
+    os.chmod(workdir, 0o755)
+    env = describe_env(workdir)
+    log("workdir %s (%s), %d CPUs, kernel %s, postfix %s, ours %s"
+        % (workdir, env["fs"], env["cpus"], env["kernel"], env["postfix"], env["ours"]))
+    if env["fs"] in ("tmpfs", "ramfs"):
+        log("WARNING: %s is on %s: fsync costs nothing there, numbers are not durable-disk numbers"
+            % (workdir, env["fs"]))
+
+    results, errors, live = {}, [], []
+    ours_dead = None
+    started = time.time()
+    DEADLINE[0] = started + args.budget
+    try:
+        for wl in [w for w in WORKLOADS if w["key"] in keys]:
+            results[wl["key"]] = {}
+            if "n" in wl and time.time() < DEADLINE[0] - 20:
+                try:
+                    results[wl["key"]]["direct"] = {"accepted_per_s": client_ceiling(wl, workdir, live)}
+                except HarnessError as e:
+                    errors.append("direct/%s: %s" % (wl["key"], e))
+            for s in sysnames:
+                if time.time() > DEADLINE[0] - 20:
+                    results[wl["key"]][s] = {"error": "skipped: time budget used up"}
+                    errors.append("%s/%s: skipped (time budget)" % (s, wl["key"]))
+                    continue
+                if s == "ours" and ours_dead:
+                    results[wl["key"]][s] = {"error": ours_dead}
+                    continue
+                t0 = time.time()
+                try:
+                    results[wl["key"]][s] = run_one(s, wl, workdir, args, live)
+                    log("%s/%s done in %.1fs" % (s, wl["key"], time.time() - t0))
+                except HarnessError as e:
+                    msg = str(e)
+                    results[wl["key"]][s] = {"error": msg}
+                    errors.append("%s/%s: %s" % (s, wl["key"], msg))
+                    log("FAILED %s/%s: %s" % (s, wl["key"], msg.splitlines()[0]))
+                    if s == "ours" and ("did not answer 220" in msg or "is missing" in msg):
+                        ours_dead = "not started: " + msg.splitlines()[0]
+    except KeyboardInterrupt:
+        errors.append("interrupted")
+    finally:
+        for obj in reversed(live):
+            try:
+                obj.stop()
+            except Exception as e:  # cleanup must go on
+                log("cleanup of %r failed: %s" % (obj, e))
+        procstat.reap_orphans()
+
+    print()
+    print("MTA benchmark: %d CPUs, kernel %s, spool on %s, Postfix %s, ours %s, %.0fs"
+          % (env["cpus"], env["kernel"], env["fs"], env["postfix"], env["ours"], time.time() - started))
+    print("(msg/s: higher is better; latency, CPU and memory: lower is better)")
+    print()
+    print(table(results, sysnames))
+    ceil = ["%s %.0f" % (k, r["direct"]["accepted_per_s"]) for k, r in results.items() if "direct" in r]
+    if ceil:
+        print("Client ceiling, smtp-source straight into smtp-sink without an MTA (msg/s): " + ", ".join(ceil))
+        print()
+    if errors:
+        print("Problems:")
+        for e in errors:
+            print("  - " + e.replace("\n", "\n    "))
+    out = dict(env=env, workloads={w["key"]: w for w in WORKLOADS}, results=results, errors=errors)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    if errors or args.keep:
+        print("logs, spools and results.json kept in %s" % workdir)
+    else:
+        subprocess.run(["rm", "-rf", workdir])
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
