@@ -178,11 +178,37 @@ const std::vector<KeyDef>& key_defs() {
              c.smtp_port = uint16_t(n);
              return true;
          }},
+        {{"smtp_tls_level", "may", "outbound TLS: none, may (opportunistic STARTTLS), encrypt (TLS required, unverified), "
+                                   "dane (RFC 7672: verified TLS where DNSSEC-signed TLSA records exist, else may)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (v != "none" && v != "may" && v != "encrypt" && v != "dane") {
+                 err = "expected none, may, encrypt or dane";
+                 return false;
+             }
+             c.smtp_tls_level = v;
+             return true;
+         }},
+        {{"local_transport", "maildir", "delivery for local_domains: maildir (mta-local), or LMTP: "
+                                        "lmtp:unix:/path or lmtp:[host]:port"},
+         [](Config& c, const std::string& v, std::string& err) {
+             bool ok = v == "maildir" || (v.rfind("lmtp:unix:/", 0) == 0 && v.size() < 100) ||
+                       (v.rfind("lmtp:[", 0) == 0 && v.find("]:") != std::string::npos);
+             if (!ok || v.find_first_of(" \t") != std::string::npos) {
+                 err = "expected maildir, lmtp:unix:/path or lmtp:[host]:port";
+                 return false;
+             }
+             c.local_transport = v;
+             return true;
+         }},
         {{"smtpd_processes", "2", "number of mta-smtpd processes"}, num(&Config::smtpd_processes, 1, 64)},
         {{"smtp_processes", "2", "number of mta-smtp processes"}, num(&Config::smtp_processes, 1, 64)},
         {{"smtpd_line_length_limit", "2048", "longest SMTP command line accepted"}, num(&Config::smtpd_line_length_limit, 512, 65536)},
         {{"smtpd_timeout", "300s", "idle time allowed between client commands"}, duration(&Config::smtpd_timeout)},
         {{"smtpd_error_limit", "20", "errors before the session is closed"}, num(&Config::smtpd_error_limit, 1, 1000)},
+        {{"smtpd_auth_failure_limit", "3", "failed AUTH attempts before the session is closed (421 4.7.0)"},
+         num(&Config::smtpd_auth_failure_limit, 1, 100)},
+        {{"smtpd_auth_failure_delay", "1s", "pause before answering a failed AUTH"},
+         duration(&Config::smtpd_auth_failure_delay, false)},
         {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
         {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
         {{"hop_count_limit", "50", "Received: headers allowed before a loop is declared"}, num(&Config::hop_count_limit, 1, 1000)},

@@ -46,9 +46,12 @@ struct Config {
     std::string dns_forwarder, dns_trust_anchors;
     std::vector<std::string> dns_insecure_domains;
     uint16_t smtp_port = 25;
+    std::string smtp_tls_level;    // none, may, encrypt or dane
+    std::string local_transport;   // "maildir" or "lmtp:unix:/path" / "lmtp:[host]:port"
     uint64_t smtpd_processes = 0, smtp_processes = 0;
     uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0;
     uint64_t smtpd_client_connection_limit = 0, smtpd_max_connections = 0;
+    uint64_t smtpd_auth_failure_limit = 0, smtpd_auth_failure_delay = 0;
     uint64_t hop_count_limit = 0;
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
              bounce_queue_lifetime = 0, delay_warning_time = 0, delivery_concurrency = 0;

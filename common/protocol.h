@@ -66,6 +66,9 @@ enum class Tag : uint16_t {
     rcode = 42,
     dnssec = 43,         // see DnssecStatus
     record = 44,
+
+    tls_cert_pem = 70,   // config (optional, master -> smtpd): tls_cert's PEM text, read by the master on reload
+    tls_key_pem = 71,    // config (optional): tls_key's PEM text
 };
 
 enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };

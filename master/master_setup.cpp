@@ -89,7 +89,7 @@ bool Master::prepare_filesystem(std::string& err) {
     }
     // The spool root stays root's: it holds the control socket and the other roles' chroots, which the
     // queue user must not be able to rename or replace. The queue owns only its subdirectory.
-    return owned_dir(cfg_.spool_dir, "", 0755, err) && owned_dir(queue_dir(cfg_), cfg_.queue_user, 0700, err) &&
+    return owned_dir(cfg_.spool_dir, "", 0755, err) && owned_dir(queue_dir(cfg_), cfg_.queue_user, 0711, err) &&
            owned_dir(cfg_.spool_dir + "/empty", "", 0555, err) &&
            owned_dir(cfg_.spool_dir + "/resolver", cfg_.resolver_user, 0700, err) &&
            owned_dir(cfg_.mail_dir, cfg_.mail_owner, 0700, err);

@@ -42,6 +42,9 @@ void QueueServer::flush() {
     std::size_t nresults = result_ops_.size();
     std::vector<Op> ops = std::move(result_ops_);
     result_ops_.clear();
+    std::vector<Op> notes;
+    std::vector<uint64_t> dsn_ids = make_notifications(ops, notes);
+    for (auto& n : notes) ops.push_back(std::move(n));
     for (auto& c : commits) {
         Op m;
         m.kind = Op::Kind::put_message;
@@ -64,10 +67,13 @@ void QueueServer::flush() {
               (long long)std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
     ops.resize(nresults);
     if (rc != 0) {
+        // The DSNs are made again from the kept result ops on the retry.
+        for (uint64_t id : dsn_ids) unlinkat(body_dir_fd_.get(), format_qid(id).c_str(), 0);
         result_ops_ = std::move(ops);
         flush_failed(rc, commits);
         return;
     }
+    if (!dsn_ids.empty()) wake_at(now);
     result_failures_ = 0;
     after_results(ops);
     after_commits(commits);
@@ -80,6 +86,7 @@ void QueueServer::flush_failed(int rc, std::vector<CommitItem>& commits) {
               log::safe(Store::error_text(rc)).c_str(), commits.size(), result_ops_.size());
     for (auto& c : commits) {
         unlinkat(body_dir_fd_.get(), format_qid(c.msgid).c_str(), 0);
+        maildrop_busy_.erase(c.maildrop);  // the file stays and is picked up again later
         if (Peer* p = find_peer(c.peer); p && !p->closed) {
             if (space) reply_fail(*p, c.reqid, 452, "4.3.1", "Insufficient system storage");
             else reply_fail(*p, c.reqid, 451, "4.3.0", "Local error in processing: queue write failed");
@@ -130,6 +137,12 @@ void QueueServer::after_commits(std::vector<CommitItem>& commits) {
         std::string qid = format_qid(c.msgid);
         LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu", qid.c_str(), log::safe(c.msg.sender).c_str(),
                  c.rcpts.size(), (unsigned long long)c.msg.size);
+        if (!c.maildrop.empty()) {
+            if (unlinkat(maildrop_fd_.get(), c.maildrop.c_str(), 0) != 0)
+                LOG_ERROR("event=maildrop_unlink_failed qid=%s file=%s reason=\"%s\"", qid.c_str(),
+                          log::safe(c.maildrop).c_str(), strerror(errno));
+            maildrop_busy_.erase(c.maildrop);
+        }
         if (Peer* p = find_peer(c.peer); p && !p->closed) {
             ipc::Message ok(ipc::Type::commit_ok, c.reqid);
             ok.add_u64(ipc::Tag::msgid, c.msgid);

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/routing.h"
+#include "queue-manager/dsn.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/server.h"
 
@@ -35,12 +37,13 @@ void QueueServer::activate(uint64_t msgid, ActiveMessage& am, const std::vector<
     for (uint32_t idx : indices) {
         const RecipientRecord& r = am.rcpts.at(idx).rec;
         std::string domain = rcpt_domain(r.addr);
-        bool local = domain.empty() || cfg_.is_local_domain(domain);
-        std::string key = (local ? "L:" : "S:") + domain;
+        Route rt = route(cfg_, domain);
+        bool local = rt.role == "local";
+        std::string key = (local ? "L:" : "S:") + rt.nexthop;
         auto [it, fresh] = dests_.try_emplace(key);
         Destination& d = it->second;
         if (fresh) {
-            d.nexthop = domain;
+            d.nexthop = rt.nexthop;
             d.local = local;
         }
         // Append to this message's last job for the destination while it has room.
@@ -72,7 +75,8 @@ void QueueServer::pump(const std::string& key) {
     auto it = dests_.find(key);
     if (it == dests_.end()) return;
     Destination& d = it->second;
-    std::size_t cap = cfg_.delivery_concurrency ? cfg_.delivery_concurrency : 1;
+    if (defer_if_dead(d, key)) return;
+    std::size_t cap = dest_window(key, d);
     while (!stopping_ && !d.waiting.empty() && d.inflight < cap) {
         Peer* p = pick_peer(d);
         if (!p) return;  // no deliverer yet: pump_all() runs when one appears
@@ -87,7 +91,12 @@ void QueueServer::pump(const std::string& key) {
         d.waiting.pop_front();
         send_job(d, key, *p, wj);
     }
-    if (d.waiting.empty() && d.inflight == 0 && !d.blocked) dests_.erase(it);
+    if (d.waiting.empty() && d.inflight == 0 && !d.blocked) {
+        // An idle healthy destination forgets its slow-start window; failure counts and deadness stay.
+        if (auto h = health_.find(key); h != health_.end() && h->second.dead_until == 0 && h->second.conn_failures == 0)
+            health_.erase(h);
+        dests_.erase(it);
+    }
 }
 
 void QueueServer::pump_blocked() {
@@ -127,7 +136,11 @@ bool QueueServer::send_job(Destination& d, const std::string& key, Peer& p, Wait
     ipc::Message m = make_deliver(wj.msgid, am.msg, d.nexthop, list);
     m.add_fd(UniqueFd(fd));
     uint64_t job_id = next_job_id_++;
-    jobs_[job_id] = Job{wj.msgid, key, p.id, list.size()};
+    Job& job = jobs_[job_id];
+    job.msgid = wj.msgid;
+    job.dest = key;
+    job.peer = p.id;
+    job.remaining = list.size();
     for (auto& [idx, rec] : list) {
         p.rcpt_jobs[{wj.msgid, idx}] = job_id;
         am.rcpts[idx].stage = RcptStage::inflight;
@@ -144,6 +157,7 @@ void QueueServer::finish_job(uint64_t job_id) {
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return;
     std::string key = it->second.dest;
+    note_job_outcome(it->second);
     if (Peer* p = find_peer(it->second.peer); p && p->inflight) p->inflight--;
     jobs_.erase(it);
     if (auto d = dests_.find(key); d != dests_.end() && d->second.inflight) d->second.inflight--;
@@ -176,7 +190,15 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
             release_rcpt(res.msgid, r.index);
         }
         auto job = jobs_.find(job_id);
-        if (job != jobs_.end() && --job->second.remaining == 0) done.push_back(job_id);
+        if (job != jobs_.end()) {
+            job->second.answered = true;
+            if (r.status == ipc::DeliveryStatus::delivered) job->second.delivered = true;
+            else if (r.text.rfind("4.4.1", 0) == 0) {
+                job->second.conn_failed = true;
+                job->second.conn_error = r.text;
+            }
+            if (--job->second.remaining == 0) done.push_back(job_id);
+        }
     }
     arm_flush();
     for (uint64_t id : done) finish_job(id);
@@ -192,32 +214,50 @@ void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& a
     op.index = index;
     op.had_schedule = ar.rec.scheduled();
     op.old_next = ar.rec.next_attempt;
-    if (r.status == ipc::DeliveryStatus::delivered) {
-        LOG_INFO("event=delivered qid=%s to=<%s> relay=%s detail=\"%s\"", qid.c_str(), to.c_str(),
-                 log::safe(relay).c_str(), text.c_str());
-        op.kind = Op::Kind::delete_recipient;
-        result_ops_.push_back(std::move(op));
-        if (am.records_left) am.records_left--;
-        if (am.records_left == 0) {
-            Op del;
-            del.kind = Op::Kind::delete_message;
-            del.msgid = msgid;
-            result_ops_.push_back(std::move(del));
-        }
-        return;
-    }
     uint64_t now = clock_.now();
-    op.kind = Op::Kind::put_recipient;
     op.rcpt = ar.rec;
-    Outcome want = r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced : Outcome::deferred;
+    Outcome want = r.status == ipc::DeliveryStatus::delivered  ? Outcome::delivered
+                   : r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced
+                                                               : Outcome::deferred;
     Outcome got = apply_attempt(op.rcpt, am.msg, want, r.text, policy_, now, clock_.jitter());
-    if (got == Outcome::bounced)
-        LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s reason=\"%s\"", qid.c_str(), to.c_str(),
-                 log::safe(relay).c_str(), log::safe(op.rcpt.last_error).c_str());
-    else
+    if (got == Outcome::deferred) {
         LOG_INFO("event=deferred qid=%s to=<%s> relay=%s reason=\"%s\" next=%llus", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), text.c_str(), (unsigned long long)(op.rcpt.next_attempt - now));
+        op.kind = Op::Kind::put_recipient;
+        if (delay_warning_due(am.msg, op.rcpt, now)) {
+            op.rcpt.flags |= kRcptDelayWarned;
+            op.dsn = Op::Dsn::delay;
+            op.msg = am.msg;
+        }
+        result_ops_.push_back(std::move(op));
+        return;
+    }
+    // Delivered or bounced: the recipient record goes (a bounce leaves as a DSN in the same transaction).
+    if (got == Outcome::delivered) {
+        LOG_INFO("event=delivered qid=%s to=<%s> relay=%s detail=\"%s\"", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), text.c_str());
+        if (notify_allows(op.rcpt.notify, DsnKind::success)) op.dsn = Op::Dsn::success;
+    } else {
+        LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s reason=\"%s\"", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), log::safe(op.rcpt.last_error).c_str());
+        if (notify_allows(op.rcpt.notify, DsnKind::failure)) op.dsn = Op::Dsn::failure;
+    }
+    if (op.dsn != Op::Dsn::none) op.msg = am.msg;
+    op.kind = Op::Kind::delete_recipient;
     result_ops_.push_back(std::move(op));
+    if (am.records_left) am.records_left--;
+    if (am.records_left == 0) {
+        Op del;
+        del.kind = Op::Kind::delete_message;
+        del.msgid = msgid;
+        result_ops_.push_back(std::move(del));
+    }
+}
+
+// One delay DSN per recipient, once it has waited delay_warning_time, if its NOTIFY allows it.
+bool QueueServer::delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const {
+    return cfg_.delay_warning_time > 0 && !m.sender.empty() && !(r.flags & kRcptDelayWarned) &&
+           now >= m.arrival + cfg_.delay_warning_time && notify_allows(r.notify, DsnKind::delay);
 }
 
 // A deliverer went away: what it had in flight is retried soon. The failure was ours, so the

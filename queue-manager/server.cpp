@@ -47,6 +47,7 @@ bool QueueServer::start(std::string& err) {
         err = "open " + body_dir_ + ": " + strerror(errno);
         return false;
     }
+    if (!open_maildrop(err)) return false;
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
     wake_at(clock_.now());
@@ -93,6 +94,7 @@ void QueueServer::on_master(ipc::Message& m) {
     case ipc::Type::peer: on_master_peer(m); break;
     case ipc::Type::stop: begin_stop(); break;
     case ipc::Type::config: apply_config(m); break;
+    case ipc::Type::admin_request: on_admin(m); break;
     case ipc::Type::loglevel: {
         log::Level l;
         if (!log::parse_level(m.str(ipc::Tag::text), l)) malformed("master", "bad loglevel");
@@ -241,7 +243,7 @@ void QueueServer::on_commit(Peer& p, ipc::Message& m) {
     req.msg.size = uint64_t(st.st_size);
     if (!req.has_arrival) req.msg.arrival = clock_.now();
     commit_rcpts_ += req.rcpts.size();
-    commits_.push_back(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts)});
+    commits_.push_back(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts), {}});
     if (commits_.size() >= kBatchCommits || commit_rcpts_ >= kBatchRecipients) flush();
     else arm_flush(true);
 }

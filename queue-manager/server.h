@@ -7,6 +7,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -14,6 +16,7 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
+#include "queue-manager/admin.h"
 #include "queue-manager/body_pool.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/policy.h"
@@ -44,6 +47,8 @@ public:
     static constexpr long kResultDelayUsec = 20000;         // results wait at most this for a commit
     static constexpr uint64_t kLinkLossRetry = 5;           // seconds, after a deliverer went away
     static constexpr std::size_t kPoolLow = 128, kPoolBatch = 256;  // pre-created body files
+    static constexpr std::size_t kSlowStartWindow = 2;      // first concurrency of a remote destination
+    static constexpr unsigned kDeadAfter = 3;               // connection failures in a row -> dead
 
     QueueServer(event_base* base, Config cfg, Store& store, Clock clock, std::string body_dir = "body");
     ~QueueServer();
@@ -88,11 +93,21 @@ private:
         std::string dest;
         uint64_t peer = 0;
         std::size_t remaining = 0;
+        bool answered = false, delivered = false, conn_failed = false;  // outcome so far, for slow start and dead marking
+        std::string conn_error;
+    };
+    // Per-destination delivery health, kept while the destination has work or is dead.
+    struct DestHealth {
+        std::size_t window = kSlowStartWindow;  // concurrency allowed now (slow start)
+        unsigned conn_failures = 0;             // consecutive jobs that could not connect
+        uint64_t dead_until = 0;
+        std::string last_error;
     };
     struct CommitItem {
         uint64_t peer = 0, reqid = 0, msgid = 0;
         MessageRecord msg;
         std::vector<RecipientRecord> rcpts;
+        std::string maildrop;  // file name in maildrop/ to remove once committed ("" for smtpd mail)
     };
 
     // server.cpp: links and the smtpd flows
@@ -121,10 +136,34 @@ private:
     void after_results(const std::vector<Op>& ops);
     void after_commits(std::vector<CommitItem>& commits);
 
+    // admin_ops.cpp: mtaqueue/mailq requests relayed by mtad
+    void on_admin(ipc::Message& m);
+    std::string run_admin(const AdminCommand& cmd, std::optional<uint64_t> only_uid);
+    std::string admin_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
+    void forget_waiting(const std::set<std::pair<uint64_t, uint32_t>>& rcpts);
+    bool rcpt_busy(uint64_t msgid, uint32_t index) const;
+
+    // destinations.cpp: slow start and dead-destination back-off
+    std::size_t dest_window(const std::string& key, const Destination& d);
+    void note_job_outcome(const Job& job);
+    bool defer_if_dead(Destination& d, const std::string& key);
+    void revive_destinations();
+
+    // maildrop.cpp/pickup.cpp: sendmail submissions
+    bool open_maildrop(std::string& err);
+    void scan_maildrop();
+    void pick_up(const std::string& name);
+    void maildrop_bad(const std::string& name, const std::string& why);
+
+    // bounce.cpp: DSNs for result ops that ask for one; returns the new messages' ids
+    std::vector<uint64_t> make_notifications(const std::vector<Op>& results, std::vector<Op>& out);
+    std::string read_body_prefix(uint64_t msgid, std::size_t limit);
+
     // dispatch.cpp: active set, destinations, results
     void on_deliver_result(Peer& p, ipc::Message& m);
     void record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& ar, uint32_t index, const RcptResult& r,
                        const std::string& relay);
+    bool delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const;
     void activate(uint64_t msgid, ActiveMessage& am, const std::vector<uint32_t>& indices);
     void pump(const std::string& key);
     void pump_blocked();
@@ -159,7 +198,9 @@ private:
     std::size_t commit_rcpts_ = 0;
     std::vector<Op> result_ops_;
     unsigned result_failures_ = 0;
-    EventPtr flush_ev_, timer_ev_, stop_ev_, reap_ev_;
+    EventPtr flush_ev_, timer_ev_, stop_ev_, reap_ev_, maildrop_ev_;
+    UniqueFd maildrop_fd_;
+    std::set<std::string> maildrop_busy_;  // picked up, commit pending
     std::vector<uint64_t> reap_;
     bool flush_armed_ = false, flush_urgent_ = false;
     uint64_t wake_at_ = 0;
@@ -171,6 +212,7 @@ private:
     std::unordered_map<std::string, Destination> dests_;
     std::deque<std::string> blocked_;
     std::unordered_map<uint64_t, Job> jobs_;
+    std::unordered_map<std::string, DestHealth> health_;
     std::unordered_map<uint64_t, bool> dead_msgids_;  // corrupt or missing: never scanned again this run
 };
 

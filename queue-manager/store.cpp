@@ -260,6 +260,34 @@ void Store::load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn)
     }
 }
 
+void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, RcptList&)>& fn) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return;
+    CursorPtr mc = open_cursor(t.get(), messages_, rc);
+    CursorPtr rcur = open_cursor(t.get(), recipients_, rc);
+    if (!mc || !rcur) return;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(mc.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(mc.get(), &k, &v, MDB_NEXT)) {
+        uint64_t msgid;
+        MessageRecord m;
+        std::string err;
+        if (!parse_message_key(from_val(k), msgid) || !decode(from_val(v), m, err)) continue;
+        RcptList rcpts;
+        Key start = recipient_key(msgid, 0);
+        MDB_val rk = to_val(start.view()), rv;
+        for (int r = mdb_cursor_get(rcur.get(), &rk, &rv, MDB_SET_RANGE); r == 0;
+             r = mdb_cursor_get(rcur.get(), &rk, &rv, MDB_NEXT)) {
+            uint64_t id;
+            uint32_t idx;
+            if (!parse_recipient_key(from_val(rk), id, idx) || id != msgid) break;
+            RecipientRecord rec;
+            if (decode(from_val(rv), rec, err)) rcpts.emplace_back(idx, std::move(rec));
+        }
+        fn(msgid, m, rcpts);
+    }
+}
+
 std::size_t Store::count(const char* db) {
     struct { const char* name; MDB_dbi dbi; } dbs[] = {{"meta", meta_}, {"messages", messages_},
         {"recipients", recipients_}, {"schedule", schedule_}, {"destinations", destinations_}, {"corrupt", corrupt_}};

@@ -30,6 +30,10 @@ struct Op {
     uint64_t old_next = 0;
     MessageRecord msg;
     RecipientRecord rcpt;
+    // Not stored: a result op that also asks for a DSN about rcpt (msg then holds the original
+    // message's record). The server turns these into new queued messages in the same transaction.
+    enum class Dsn : uint8_t { none, failure, delay, success };
+    Dsn dsn = Dsn::none;
 };
 
 using RcptList = std::vector<std::pair<uint32_t, RecipientRecord>>;
@@ -67,6 +71,10 @@ public:
     ScanResult scan_due(uint64_t now, std::size_t limit, const std::function<bool(uint64_t, uint32_t)>& skip);
     // Loads each message with all its recipient records, in one read transaction.
     void load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn);
+
+    // Every message (active or corrupt) with its recipient records, in key order, in one read
+    // transaction. Undecodable records are skipped (recovery or mark_corrupt quarantines them).
+    void for_each_message(const std::function<void(uint64_t msgid, MessageRecord&, RcptList&)>& fn);
 
     // Startup: quarantine undecodable records, mark messages without a readable body corrupt, remove
     // finished messages and orphan recipients, rebuild the schedule, remove orphan body files.

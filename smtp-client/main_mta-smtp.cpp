@@ -20,12 +20,15 @@ struct EventBaseFree {
     void operator()(event_base* b) const { event_base_free(b); }
 };
 
-// Opportunistic TLS ("may"): encryption without certificate verification, TLS 1.2 or newer.
+// The client TLS context: TLS 1.2 or newer, no default verification (levels may/encrypt); DANE-enabled
+// so that sessions at level dane can add their TLSA records.
 std::unique_ptr<SSL_CTX, SslCtxFree> make_tls_context() {
     std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
     if (!ctx) return nullptr;
     SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+    // DANE (RFC 7672) per connection; no CA store: WebPKI is not how SMTP servers are authenticated.
+    if (SSL_CTX_dane_enable(ctx.get()) <= 0) return nullptr;
     SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
     // Touch everything OpenSSL loads lazily while the filesystem is still visible (before chroot).
     if (SSL* probe = SSL_new(ctx.get())) SSL_free(probe);

@@ -9,6 +9,10 @@ namespace mta::smtp {
 using ipc::DeliveryStatus;
 
 void Delivery::start() {
+    if (is_lmtp_nexthop(job_.nexthop)) {
+        start_lmtp();
+        return;
+    }
     if (job_.requiretls) {
         // RFC 8689: such mail may only travel over verified TLS, which this client does not do (yet).
         finish(DeliveryStatus::bounced, "5.7.30 REQUIRETLS support required: no verified TLS transport to " +
@@ -24,13 +28,42 @@ void Delivery::start() {
         return;
     }
     dest_ = *d;
-    if (auto s = env_.cache->take(dest_.key())) {
+    parse_tls_level(env_.cfg->smtp_tls_level, level_);  // validated by the config parser
+    if (!env_.tls && level_ != TlsLevel::none && level_ != TlsLevel::may) {
+        finish(DeliveryStatus::deferred, "4.7.5 TLS is required (smtp_tls_level=" + std::string(tls_level_name(level_)) +
+                                             ") but the TLS client context is unavailable");
+        return;
+    }
+    cache_key_ = dest_.key() + "/" + tls_level_name(level_);
+    if (auto s = env_.cache->take(cache_key_)) {
         session_ = std::move(s);
         relay_ = session_->target().label();
         run(true);
         return;
     }
     resolve();
+}
+
+void Delivery::start_lmtp() {
+    // Final delivery to a local LMTP server: no DNS, no TLS, REQUIRETLS does not apply (RFC 8689 §5).
+    Target t;
+    std::string err;
+    if (!parse_lmtp_nexthop(job_.nexthop, t, err)) {
+        finish(DeliveryStatus::deferred, "4.3.5 mail transport unavailable: " + err);
+        return;
+    }
+    lmtp_ = true;
+    level_ = TlsLevel::none;
+    cache_key_ = job_.nexthop;
+    targets_ = {t};
+    next_target_ = 0;
+    if (auto s = env_.cache->take(cache_key_)) {
+        session_ = std::move(s);
+        relay_ = session_->target().label();
+        run(true);
+        return;
+    }
+    try_next();
 }
 
 void Delivery::resolve() {
@@ -55,12 +88,68 @@ void Delivery::on_targets(TargetResult r) {
 
 void Delivery::try_next() {
     if (next_target_ >= targets_.size()) {
-        finish(DeliveryStatus::deferred, "4.4.1 " + last_error_);
+        bool coded = last_error_.size() > 2 && last_error_[0] == '4' && last_error_[1] == '.';
+        finish(DeliveryStatus::deferred, coded ? last_error_ : "4.4.1 " + last_error_);
         return;
     }
     const Target& t = targets_[next_target_++];
     relay_ = t.label();
-    session_ = std::make_unique<Session>(env_.base, t, SessionSettings{env_.cfg->hostname, env_.tls});
+    if (level_ != TlsLevel::dane || !t.dnssec_secure) {
+        // DANE applies only where the MX and address answers were DNSSEC-validated; elsewhere "dane"
+        // means opportunistic TLS (RFC 7672 §2.2).
+        SessionSettings s = settings();
+        s.level = level_ == TlsLevel::dane ? TlsLevel::may : level_;
+        connect(t, std::move(s));
+        return;
+    }
+    auto known = dane_.find(t.host);
+    if (known != dane_.end()) {
+        on_tlsa(t, known->second);
+        return;
+    }
+    std::weak_ptr<bool> alive = alive_;
+    Target copy = t;
+    env_.dns->query(tlsa_name(t.host, t.port), kQtypeTlsa, [this, alive, copy](const DnsAnswer& a) {
+        if (!alive.lock()) return;
+        DaneDecision d = decide_dane(a);
+        dane_[copy.host] = d;
+        on_tlsa(copy, d);
+    });
+}
+
+void Delivery::on_tlsa(const Target& t, const DaneDecision& d) {
+    SessionSettings s = settings();
+    switch (d.kind) {
+    case DaneDecision::skip:
+        LOG_INFO("event=dane_skip qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
+                 log::safe(d.why).c_str());
+        last_error_ = "4.7.5 " + d.why + " for " + t.host;
+        try_next();
+        return;
+    case DaneDecision::may: break;
+    case DaneDecision::encrypt: s.level = TlsLevel::encrypt; break;
+    case DaneDecision::dane:
+        s.level = TlsLevel::dane;
+        s.tlsa = d.records;
+        s.names = {t.host};
+        if (dest_.mx && dest_.host != t.host) s.names.push_back(dest_.host);
+        break;
+    }
+    LOG_DEBUG("event=tls_policy qid=%s relay=%s level=%s tlsa=%zu", job_.qid().c_str(), relay_.c_str(),
+              tls_level_name(s.level), s.tlsa.size());
+    connect(t, std::move(s));
+}
+
+SessionSettings Delivery::settings() const {
+    SessionSettings s;
+    s.helo_name = env_.cfg->hostname;
+    s.tls = env_.tls;
+    s.lmtp = lmtp_;
+    return s;
+}
+
+void Delivery::connect(const Target& t, SessionSettings settings) {
+    session_ = std::make_unique<Session>(env_.base, t, std::move(settings));
     session_->open([this](bool ok, const std::string& err) { on_open(ok, err); });
 }
 
@@ -92,7 +181,12 @@ void Delivery::on_tx(TxOutcome o, bool reused) {
         if (reused && o.nothing_received) {
             // The cached connection died while idle (server timeout): nothing was sent, start afresh.
             LOG_DEBUG("event=cache_stale qid=%s relay=%s", job_.qid().c_str(), relay_.c_str());
-            resolve();
+            if (lmtp_) {
+                next_target_ = 0;
+                try_next();
+            } else {
+                resolve();
+            }
             return;
         }
         bool coded = o.error.size() > 2 && o.error[1] == '.' && (o.error[0] == '4' || o.error[0] == '5');
@@ -104,7 +198,7 @@ void Delivery::on_tx(TxOutcome o, bool reused) {
     finish(DeliveryStatus::deferred, "4.4.2 protocol error: no reply for this recipient");
 }
 
-void Delivery::release_session() { env_.cache->put(dest_.key(), std::move(session_)); }
+void Delivery::release_session() { env_.cache->put(cache_key_, std::move(session_)); }
 
 void Delivery::finish(DeliveryStatus st, const std::string& text) {
     job_.settle_rest(st, text);

@@ -2,11 +2,13 @@
 // (trying up to kMaxAddressesPerAttempt addresses), the transaction, and per-recipient results.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "common/config.h"
 #include "smtp-client/smtp_cache.h"
+#include "smtp-client/lmtp_nexthop.h"
 #include "smtp-client/smtp_job.h"
 #include "smtp-client/smtp_session.h"
 #include "smtp-client/smtp_targets.h"
@@ -28,15 +30,21 @@ class Delivery {
 public:
     using Done = std::function<void(Delivery&)>;
     Delivery(const DeliveryEnv& env, Job job, Done done) : env_(env), job_(std::move(job)), done_(std::move(done)) {}
+    ~Delivery() { *alive_ = false; }
+    Delivery(const Delivery&) = delete;
+    Delivery& operator=(const Delivery&) = delete;
     // Runs the delivery; `done` is called exactly once (maybe inside start()), and may destroy *this.
     void start();
     const Job& job() const { return job_; }
 
 private:
-    void use_cached(std::unique_ptr<Session> s);
+    void start_lmtp();
     void resolve();
     void on_targets(TargetResult r);
     void try_next();
+    void on_tlsa(const Target& t, const DaneDecision& d);
+    void connect(const Target& t, SessionSettings settings);
+    SessionSettings settings() const;  // common part: HELO name, TLS context
     void on_open(bool ok, const std::string& err);
     void run(bool reused);
     void on_tx(TxOutcome o, bool reused);
@@ -49,12 +57,17 @@ private:
     Job job_;
     Done done_;
     Destination dest_;
+    TlsLevel level_ = TlsLevel::may;
+    bool lmtp_ = false;
+    std::string cache_key_;                      // destination + TLS level
+    std::map<std::string, DaneDecision> dane_;   // per MX host, this delivery only
     std::unique_ptr<TargetResolver> resolver_;
     std::vector<Target> targets_;
     std::size_t next_target_ = 0;
     std::string last_error_;
     std::unique_ptr<Session> session_;
     std::string relay_;  // "host[ip]:port" of the session used
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards DNS callbacks
 };
 
 }  // namespace mta::smtp

@@ -101,13 +101,7 @@ void Session::on_event_cb(bufferevent* bev, short what, void* arg) {
             s->phase_ = Phase::greeting;
             s->arm(kGreetingTimeout);
         } else if (s->phase_ == Phase::handshake) {
-            s->tls_active_ = true;
-            SSL* ssl = bufferevent_openssl_get_ssl(bev);
-            LOG_INFO("event=tls_established relay=%s protocol=%s cipher=%s", s->target_.label().c_str(),
-                     ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?");
-            s->phase_ = Phase::ehlo;
-            s->arm(kCommandTimeout);
-            s->write("EHLO " + s->settings_.helo_name + "\r\n");
+            s->handshake_done();
         }
         return;
     }
@@ -221,29 +215,34 @@ void Session::on_greeting(const Reply& r) {
     }
     phase_ = Phase::ehlo;
     arm(kCommandTimeout);
-    write("EHLO " + settings_.helo_name + "\r\n");
+    write(std::string(settings_.lmtp ? "LHLO " : "EHLO ") + settings_.helo_name + "\r\n");
 }
 
 void Session::on_ehlo(const Reply& r) {
     if (r.klass() == 2) {
         ext_ = parse_ehlo(r);
         esmtp_ = true;
-        if (!tls_active_ && settings_.tls && ext_.starttls) {
+        if (!tls_active_ && settings_.tls && ext_.starttls && settings_.level != TlsLevel::none) {
             phase_ = Phase::starttls;
             arm(kCommandTimeout);
             write("STARTTLS\r\n");
             return;
         }
+        if (!tls_active_ && tls_required()) {
+            write("QUIT\r\n");
+            fail("4.7.4 TLS is required, but was not offered by host " + target_.hostip());
+            return;
+        }
         opened();
         return;
     }
-    if (r.klass() == 5 && !tls_active_) {
+    if (r.klass() == 5 && !tls_active_ && !tls_required() && !settings_.lmtp) {
         phase_ = Phase::helo;
         arm(kCommandTimeout);
         write("HELO " + settings_.helo_name + "\r\n");
         return;
     }
-    fail(said(r) + " (in reply to EHLO command)");
+    fail(said(r) + (settings_.lmtp ? " (in reply to LHLO command)" : " (in reply to EHLO command)"));
 }
 
 void Session::on_helo(const Reply& r) {
@@ -257,6 +256,11 @@ void Session::on_helo(const Reply& r) {
 }
 
 void Session::on_starttls(const Reply& r) {
+    if (r.code != 220 && tls_required()) {
+        write("QUIT\r\n");
+        fail("4.7.4 TLS is required, but host " + target_.hostip() + " refused STARTTLS: " + r.summary());
+        return;
+    }
     if (r.code != 220) {
         // Opportunistic TLS: a refused STARTTLS command means plaintext, as at level "may".
         LOG_INFO("event=starttls_refused relay=%s reply=\"%s\"", target_.label().c_str(), log::safe(r.summary()).c_str());
@@ -279,6 +283,12 @@ void Session::start_tls() {
         return;
     }
     if (!is_ip_literal(target_.host)) SSL_set_tlsext_host_name(ssl, target_.host.c_str());
+    std::string err;
+    if (settings_.level == TlsLevel::dane && !dane_attach(ssl, settings_.names, settings_.tlsa, err)) {
+        SSL_free(ssl);
+        fail("4.7.5 DANE set-up for " + target_.hostip() + " failed: " + err);
+        return;
+    }
     phase_ = Phase::handshake;
     bufferevent* tb = bufferevent_openssl_filter_new(base_, bev_, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                      BEV_OPT_CLOSE_ON_FREE);
@@ -291,6 +301,27 @@ void Session::start_tls() {
     bufferevent_openssl_set_allow_dirty_shutdown(bev_, 1);
     setup_callbacks();
     arm(kCommandTimeout);
+}
+
+void Session::handshake_done() {
+    tls_active_ = true;
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    std::string detail;
+    if (settings_.level == TlsLevel::dane) {
+        if (!ssl || !dane_verified(ssl, detail)) {
+            // RFC 7672 §2.2: a server whose certificate matches none of its secure TLSA records gets no mail.
+            LOG_WARN("event=dane_verify_failed relay=%s reason=\"%s\"", target_.label().c_str(), log::safe(detail).c_str());
+            fail("4.7.5 DANE verification failed for host " + target_.hostip() + ": " + detail);
+            return;
+        }
+        tls_verified_ = true;
+    }
+    LOG_INFO("event=tls_established relay=%s protocol=%s cipher=%s verified=%s%s%s", target_.label().c_str(),
+             ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?", tls_verified_ ? "dane" : "no",
+             detail.empty() ? "" : " tlsa=", log::safe(detail).c_str());
+    phase_ = Phase::ehlo;
+    arm(kCommandTimeout);
+    write(std::string(settings_.lmtp ? "LHLO " : "EHLO ") + settings_.helo_name + "\r\n");
 }
 
 void Session::opened() {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "smtp-client/smtp_body.h"
+#include "smtp-client/smtp_dane.h"
 #include "smtp-client/smtp_job.h"
 #include "smtp-client/smtp_reply.h"
 #include "smtp-client/smtp_targets.h"
@@ -32,7 +33,13 @@ inline constexpr std::size_t kBodyHighWater = 256 * 1024;  // stop reading the b
 
 struct SessionSettings {
     std::string helo_name;
-    SSL_CTX* tls = nullptr;  // opportunistic STARTTLS when set
+    SSL_CTX* tls = nullptr;  // no TLS at all when null
+    // none: never STARTTLS; may: STARTTLS when offered; encrypt: TLS required (unverified);
+    // dane: TLS required and verified against `tlsa` (names: MX host, then the next-hop domain).
+    TlsLevel level = TlsLevel::may;
+    std::vector<Tlsa> tlsa;
+    std::vector<std::string> names;
+    bool lmtp = false;  // RFC 2033: LHLO, and one reply per accepted recipient after the dot
 };
 
 struct TxOutcome {
@@ -67,6 +74,7 @@ public:
     const Target& target() const { return target_; }
     const Extensions& ext() const { return ext_; }
     bool tls_active() const { return tls_active_; }
+    bool tls_verified() const { return tls_verified_; }
     unsigned transactions() const { return transactions_; }
 
 private:
@@ -93,6 +101,8 @@ private:
     void on_ehlo(const Reply& r);
     void on_helo(const Reply& r);
     void on_starttls(const Reply& r);
+    void handshake_done();
+    bool tls_required() const { return settings_.level == TlsLevel::encrypt || settings_.level == TlsLevel::dane; }
     void start_tls();
     void opened();
     void open_failed(const std::string& why);
@@ -120,6 +130,7 @@ private:
     Phase phase_ = Phase::none;
     Extensions ext_;
     bool tls_active_ = false;
+    bool tls_verified_ = false;
     bool esmtp_ = false;
     int connect_errno_ = 0;
     unsigned transactions_ = 0;
@@ -135,6 +146,7 @@ private:
     std::size_t next_rcpt_ = 0;         // index into open recipients for non-pipelined sending
     std::vector<Recipient*> todo_;      // undecided recipients at transaction start
     std::vector<Recipient*> accepted_;
+    std::size_t lmtp_replies_ = 0;      // LMTP: per-recipient replies after the dot received so far
     bool mail_ok_ = false;
     bool got_reply_ = false;
     BodyEncoder encoder_;

@@ -46,6 +46,7 @@ void TargetResolver::start(const Destination& d, Done done) {
         return;
     }
     if (!d.mx) {
+        mx_secure_ = true;  // no MX step: the address answers alone decide
         lookup_hosts({d.host});
         return;
     }
@@ -57,6 +58,7 @@ void TargetResolver::start(const Destination& d, Done done) {
 
 void TargetResolver::on_mx(const DnsAnswer& a) {
     const std::string& dom = dest_.host;
+    mx_secure_ = a.dnssec == uint64_t(ipc::DnssecStatus::secure);
     DnsVerdict v = classify_dns(a.rcode, a.dnssec, a.records.size(), a.text);
     if (v.kind == DnsVerdict::nxdomain)
         return fail(DeliveryStatus::bounced, "5.1.2 Host or domain name not found. Name service error for name=" +
@@ -104,6 +106,7 @@ void TargetResolver::lookup_hosts(std::vector<std::string> names) {
 
 void TargetResolver::on_addr(std::size_t idx, const DnsAnswer& a, uint16_t qtype) {
     DnsVerdict v = classify_dns(a.rcode, a.dnssec, a.records.size(), a.text);
+    if (a.dnssec != uint64_t(ipc::DnssecStatus::secure)) hosts_[idx].secure = false;
     if (v.kind == DnsVerdict::temporary)
         temp_error_ = "Name service error for name=" + hosts_[idx].name + " type=" + (qtype == kQtypeA ? "A" : "AAAA") +
                       ": " + sanitize(v.why, 120);
@@ -148,6 +151,7 @@ void TargetResolver::finish_addrs() {
         for (auto& ip : h.ips) {
             Target t;
             if (!make_target(h.name, ip, dest_.port, t)) continue;
+            t.dnssec_secure = mx_secure_ && h.secure && !is_ip_literal(h.name);
             if (dest_.mx && is_own_address(t)) { looped = true; continue; }
             bool dup = std::any_of(res.targets.begin(), res.targets.end(),
                                    [&](const Target& o) { return o.ip == t.ip; });

@@ -35,6 +35,7 @@ struct Target {
     uint16_t port = 25;
     sockaddr_storage sa{};
     socklen_t salen = 0;
+    bool dnssec_secure = false;  // MX (if any) and address answers all DNSSEC-validated (RFC 7672 §2.2)
     std::string label() const;  // "host[ip]:port"
     std::string hostip() const;  // "host[ip]"
 };
@@ -61,6 +62,7 @@ private:
     struct HostAddrs {
         std::string name;
         std::vector<std::string> ips;
+        bool secure = true;  // every address answer for this host was DNSSEC-secure
     };
     void on_mx(const DnsAnswer& a);
     void lookup_hosts(std::vector<std::string> names);
@@ -76,6 +78,7 @@ private:
     Done done_;
     std::vector<HostAddrs> hosts_;
     int pending_ = 0;
+    bool mx_secure_ = false;  // the MX answer (or its absence) was DNSSEC-secure
     std::string temp_error_;  // last temporary failure of an address lookup
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -74,6 +74,7 @@ void Session::transact(Job& job, TxDone done) {
     todo_.clear();
     expect_.clear();
     next_rcpt_ = 0;
+    lmtp_replies_ = 0;
     encoder_ = BodyEncoder{};
     body_off_ = 0;
     for (auto& r : job.rcpts)
@@ -216,7 +217,8 @@ void Session::pump_body() {
         if (n == 0) {
             encoder_.finish(enc);
             write(enc);
-            expect_.push_back(Expect::dot);
+            // LMTP (RFC 2033 §4.2): one reply per accepted recipient, in RCPT order; SMTP: one reply.
+            for (std::size_t i = 0; i < (settings_.lmtp ? accepted_.size() : 1); i++) expect_.push_back(Expect::dot);
             phase_ = Phase::dot;
             arm(kDotTimeout);
             return;
@@ -229,6 +231,16 @@ void Session::pump_body() {
 }
 
 void Session::on_dot(const Reply& r) {
+    if (settings_.lmtp) {
+        Recipient* a = accepted_[lmtp_replies_++];
+        settle(*a, r.code, r.klass() == 2 ? said(r) : said(r) + " (in reply to end of DATA command)");
+        if (lmtp_replies_ < accepted_.size()) {
+            arm(kDotTimeout);
+            return;
+        }
+        tx_finished(true);
+        return;
+    }
     for (auto* a : accepted_) {
         if (r.klass() == 2) settle(*a, r.code, said(r));
         else settle(*a, r.code, said(r) + " (in reply to end of DATA command)");

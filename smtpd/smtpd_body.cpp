@@ -284,7 +284,10 @@ std::string Session::received_header() const {
     t.client_ip = client_.ip;
     t.client_ipv6 = client_.ipv6;
     t.hostname = cfg_->hostname;
-    t.protocol = !esmtp_ ? "SMTP" : txn_->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
+    t.protocol = protocol_name();
+    t.tls_version = tls_version_;
+    t.tls_cipher = tls_cipher_;
+    t.tls_bits = tls_bits_;
     t.msgid = txn_->body->msgid;
     if (txn_->rcpts.size() == 1) t.single_rcpt = txn_->rcpts[0].addr;
     t.when = host_.now();
@@ -311,6 +314,7 @@ ipc::Message Session::commit_message() const {
     m.add_u64(Tag::ret, static_cast<uint64_t>(txn_->params.ret));
     m.add(Tag::client_addr, client_.ip);
     m.add(Tag::client_helo, helo_);
+    if (!auth_user_.empty()) m.add(Tag::auth_user, auth_user_);
     m.add_u64(Tag::arrival, static_cast<uint64_t>(txn_->arrival));
     return m;
 }

@@ -145,7 +145,8 @@ Command parse_command(std::string_view line) {
 }
 
 Reply parse_mail_params(std::string_view params, uint64_t size_limit, MailParams& out) {
-    bool seen_size = false, seen_body = false, seen_utf8 = false, seen_ret = false, seen_envid = false;
+    bool seen_size = false, seen_body = false, seen_utf8 = false, seen_ret = false, seen_envid = false,
+         seen_auth = false;
     auto once = [](bool& seen) { bool dup = seen; seen = true; return dup; };
     return for_each_param(params, [&](const Param& p) -> Reply {
         if (iequals(p.key, "SIZE")) {
@@ -174,6 +175,12 @@ Reply parse_mail_params(std::string_view params, uint64_t size_limit, MailParams
             if (!v || v->empty() || v->size() > 100 || v->find(' ') != std::string::npos)
                 return syntax("Bad ENVID parameter");
             out.envid = std::move(*v);
+        } else if (iequals(p.key, "AUTH")) {
+            // RFC 4954 §5: accepted, but as we do not trust other servers' AUTH= it is recorded as <>.
+            if (once(seen_auth) || !p.has_value) return syntax("Bad AUTH parameter");
+            auto v = addr::xtext_decode(p.value);  // refuses CR, LF, NUL and other controls
+            if (!v || v->empty() || v->size() > 500) return syntax("Bad AUTH parameter");
+            out.auth = std::move(*v);
         } else {
             return unknown_param(p);
         }

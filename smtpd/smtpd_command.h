@@ -57,6 +57,7 @@ struct MailParams {
     bool smtputf8 = false;
     Ret ret = Ret::unset;
     std::string envid;          // decoded xtext
+    std::string auth;           // AUTH= as decoded (RFC 4954 §5); informational only
 };
 
 struct RcptParams {

@@ -48,8 +48,8 @@ void Session::dispatch(const Command& c) {
         break;
     case Verb::expn: reply(502, "5.5.1", "EXPN not available"); break;
     case Verb::help: reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY"); break;
-    case Verb::starttls:  // seam: advertised and implemented in a later issue
-    case Verb::auth: reply(502, "5.5.1", "Command not implemented"); break;
+    case Verb::starttls: cmd_starttls(c); break;
+    case Verb::auth: cmd_auth(c); break;
     case Verb::unknown: reply(500, "5.5.2", "Error: command not recognized"); break;
     }
 }
@@ -74,8 +74,11 @@ void Session::cmd_helo(const Command& c, bool extended) {
         reply(250, "", cfg_->hostname);
         return;
     }
-    reply_lines(250, "", {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->message_size_limit),
-                          "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"});
+    std::vector<std::string> ext = {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->message_size_limit),
+                                    "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"};
+    if (res_->tls && !tls_) ext.push_back("STARTTLS");
+    if (auth_offered()) ext.push_back("AUTH PLAIN LOGIN");
+    reply_lines(250, "", ext);
 }
 
 bool Session::check_mail(const Command& c) {
@@ -92,7 +95,7 @@ bool Session::check_mail(const Command& c) {
 }
 
 void Session::cmd_mail(const Command& c) {
-    if (!check_mail(c)) return;
+    if (!check_mail(c) || !check_submission()) return;
     addr::PathOptions opts;
     opts.allow_null = true;
     opts.smtputf8 = true;  // decided below, once the SMTPUTF8 parameter has been seen
@@ -164,7 +167,7 @@ void Session::cmd_rcpt(const Command& c) {
         reply(e.code, e.enhanced, e.text);
         return;
     }
-    RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay());
+    RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay(), res_->local_recipients.get());
     if (v.reply) {
         reply(v.reply.code, v.reply.enhanced, v.reply.text);
         return;
@@ -194,7 +197,7 @@ void Session::reset_transaction() {
 }
 
 bool Session::may_relay() const {
-    return cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client_.addr));
+    return !auth_user_.empty() || cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client_.addr));
 }
 
 }  // namespace mta::smtpd

@@ -15,7 +15,7 @@ Reply reply(int code, const char* enh, const addr::Mailbox& m, const char* text)
 
 }  // namespace
 
-RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_relay) {
+RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_relay, const table::Table* recipients) {
     RcptVerdict v;
     // "<Postmaster>" without a domain (RFC 5321 §4.1.1.3) is always ours.
     const bool local = m.domain.empty() || (!m.literal && cfg.is_local_domain(m.domain));
@@ -26,6 +26,9 @@ RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_
             v.reply = reply(550, "5.7.1", m, "Recipient address rejected: routing characters not allowed");
         else if (!maildir_name(m.local))
             v.reply = reply(550, "5.1.1", m, "Recipient address rejected: invalid local part");
+        else if (recipients && addr::lower(m.local) != "postmaster" &&
+                 !recipients->lookup(addr::lower(m.local) + "@" + m.domain) && !recipients->lookup(addr::lower(m.local)))
+            v.reply = reply(550, "5.1.1", m, "Recipient address rejected: User unknown in local recipient table");
         return v;
     }
     if (!m.literal && cfg.is_relay_domain(m.domain)) return v;
@@ -57,6 +60,8 @@ std::string format_date(std::time_t t, long gmtoff) {
 
 std::string format_received(const TraceInfo& t) {
     std::string s = "Received: from " + t.helo + " ([" + (t.client_ipv6 ? "IPv6:" : "") + t.client_ip + "])\r\n";
+    if (!t.tls_version.empty())
+        s += "\t(using " + t.tls_version + " with cipher " + t.tls_cipher + " (" + std::to_string(t.tls_bits) + " bits))\r\n";
     s += "\tby " + t.hostname + " with " + t.protocol + " id " + format_qid(t.msgid);
     if (!t.single_rcpt.empty()) s += "\r\n\tfor <" + t.single_rcpt + ">; ";
     else s += ";\r\n\t";

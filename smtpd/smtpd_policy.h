@@ -7,6 +7,7 @@
 
 #include "common/address.h"
 #include "common/config.h"
+#include "common/table.h"
 #include "smtpd/smtpd_command.h"
 
 namespace mta::smtpd {
@@ -16,8 +17,11 @@ struct RcptVerdict {
     bool local = false; // delivered here (local domain or postmaster)
 };
 
-// `may_relay`: the client is in mynetworks (later: or authenticated).
-RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool may_relay);
+// `may_relay`: the client is in mynetworks or authenticated. `recipients` (local_recipients, may be
+// null) lists the valid local addresses: a key "local@domain" or "local", lower-cased; Postmaster is
+// always valid (RFC 5321 §4.5.1).
+RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool may_relay,
+                            const table::Table* recipients = nullptr);
 
 // "0000000000000ABC": the queue id as the client sees it.
 std::string format_qid(uint64_t msgid);
@@ -30,7 +34,10 @@ struct TraceInfo {
     std::string client_ip;     // numeric, without brackets
     bool client_ipv6 = false;
     std::string hostname;      // ours
-    std::string protocol;      // SMTP, ESMTP, UTF8SMTP (RFC 3848)
+    std::string protocol;      // SMTP, ESMTP[S][A], UTF8SMTP[S][A] (RFC 3848, RFC 6531)
+    std::string tls_version;   // e.g. "TLSv1.3"; empty without TLS
+    std::string tls_cipher;
+    int tls_bits = 0;
     uint64_t msgid = 0;
     std::string single_rcpt;   // "for <...>" only when the message has exactly one recipient
     std::time_t when = 0;

@@ -13,11 +13,13 @@
 
 #include "common/log.h"
 #include "smtpd/smtpd_policy.h"
+#include "smtpd/smtpd_tls.h"
 
 namespace mta::smtpd {
 namespace {
 
 constexpr int kStopGraceSeconds = 10;
+constexpr int kTableCheckSeconds = 10;
 
 // Queue "fail" replies are shown to clients: only a sane code, enhanced code and printable text pass.
 bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string& text) {
@@ -67,8 +69,8 @@ std::string numeric_ip(const sockaddr_storage& ss) {
 
 void EventFree::operator()(event* e) const { event_free(e); }
 
-Server::Server(event_base* base, Config cfg, UniqueFd master)
-    : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))) {
+Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master)
+    : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))), res_(std::move(res)) {
     master_ = std::make_unique<ipc::Link>(
         base_, std::move(master), "smtpd", "master", [this](ipc::Message& m) { on_master(m); },
         [this](bool bad, const std::string& why) {
@@ -80,6 +82,11 @@ Server::Server(event_base* base, Config cfg, UniqueFd master)
     reaper_.reset(event_new(base_, -1, 0, &Server::reap_cb, this));
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
+    table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
+    if (res_->auth_users || res_->local_recipients) {
+        timeval tv{kTableCheckSeconds, 0};
+        event_add(table_timer_.get(), &tv);
+    }
 }
 
 Server::~Server() = default;
@@ -155,8 +162,11 @@ void Server::handle_listen(ipc::Message& m) {
     if (kind == "smtp") l->kind = ListenKind::smtp;
     else if (kind == "submission") l->kind = ListenKind::submission;
     else if (kind == "smtps") {
-        LOG_ERROR("event=listen_unsupported kind=smtps reason=\"implicit TLS is not implemented yet\"");
-        return;
+        l->kind = ListenKind::smtps;
+        if (!res_->tls) {
+            LOG_ERROR("event=listen_unsupported kind=smtps reason=\"tls_cert/tls_key not set or not loadable\"");
+            return;
+        }
     } else {
         malformed("master", "bad listen_kind");
     }
@@ -180,8 +190,52 @@ void Server::handle_config(ipc::Message& m) {
     }
     log::Level lvl;
     if (log::parse_level(c.log_level, lvl)) log::set_level(lvl);
+    // Certificates and tables were opened as root before the chroot. New PEM text from the master
+    // gives a new TLS context in place; any other change to them needs a fresh process.
+    const std::string* cert_pem = m.get(ipc::Tag::tls_cert_pem);
+    const std::string* key_pem = m.get(ipc::Tag::tls_key_pem);
+    bool tls_wanted = !c.tls_cert.empty() || !c.tls_key.empty();
+    std::string restart_for;
+    if (cert_pem && key_pem) {
+        std::string err;
+        TlsContext ctx = tls_context_from_pem(*cert_pem, *key_pem, err);
+        if (!ctx) {
+            LOG_ERROR("event=tls_reload_failed reason=\"%s\" action=\"keeping the old certificate\"",
+                      log::safe(err).c_str());
+        } else {
+            auto fresh = std::make_shared<Resources>(*res_);
+            fresh->tls = std::move(ctx);
+            res_ = std::move(fresh);
+            LOG_INFO("event=tls_reloaded");
+        }
+    } else if (tls_wanted || c.tls_cert != cfg_->tls_cert || c.tls_key != cfg_->tls_key) {
+        restart_for = "tls certificate";  // the files may have new contents under the same names
+    }
+    if (c.auth_users != cfg_->auth_users || c.local_recipients != cfg_->local_recipients) restart_for = "tables";
     cfg_ = std::make_shared<const Config>(std::move(c));  // new sessions only; running ones keep theirs
     LOG_INFO("event=reloaded");
+    if (!restart_for.empty()) recycle(restart_for);
+}
+
+void Server::table_check_cb(int, short, void* arg) {
+    auto* self = static_cast<Server*>(arg);
+    for (auto* t : {self->res_->auth_users.get(), self->res_->local_recipients.get()})
+        if (t && t->replaced()) {
+            LOG_INFO("event=table_changed path=\"%s\"", log::safe(t->path()).c_str());
+            self->recycle("table changed");
+            return;
+        }
+}
+
+// Like Postfix daemons after a table change: stop taking connections and exit once the current
+// sessions are done (idle ones get 421 via the graceful stop); the master starts a fresh process,
+// which opens the new files before it chroots.
+void Server::recycle(const std::string& why) {
+    if (recycling_ || stopping_) return;
+    recycling_ = true;
+    LOG_INFO("event=recycle reason=\"%s\" sessions=%zu", log::safe(why).c_str(), sessions_.size());
+    event_del(table_timer_.get());
+    begin_stop();
 }
 
 Session* Server::take_pending(uint64_t reqid, bool& known) {
@@ -285,7 +339,7 @@ void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind k
     }
     count++;
     uint64_t id = next_session_++;
-    auto s = std::make_unique<Session>(*this, base_, cfg_, id, std::move(fd), std::move(client));
+    auto s = std::make_unique<Session>(*this, base_, cfg_, res_, id, std::move(fd), std::move(client));
     Session* raw = s.get();
     sessions_[id] = std::move(s);
     if (sessions_.size() >= cfg_->smtpd_max_connections) pause_accepting(0);

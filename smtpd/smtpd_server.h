@@ -23,7 +23,7 @@ using EventPtr = std::unique_ptr<event, EventFree>;
 
 class Server final : public SessionHost {
 public:
-    Server(event_base* base, Config cfg, UniqueFd master);
+    Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master);
     ~Server() override;
 
     // SessionHost
@@ -55,12 +55,15 @@ private:
     void pause_accepting(int seconds);
     void resume_accepting();
     void begin_stop();
+    void recycle(const std::string& why);
+    static void table_check_cb(int, short, void* arg);
     static void reap_cb(int, short, void* arg);
     static void timer_cb(int, short, void* arg);
     static void stop_deadline_cb(int, short, void* arg);
 
     event_base* base_;
     std::shared_ptr<const Config> cfg_;
+    std::shared_ptr<const Resources> res_;
     std::unique_ptr<ipc::Link> master_;
     std::unique_ptr<ipc::Link> queue_;
     std::vector<std::unique_ptr<Listener>> listeners_;
@@ -74,9 +77,11 @@ private:
     uint64_t queue_generation_ = 0;
     bool accepting_ = true;
     bool stopping_ = false;
+    bool recycling_ = false;  // exiting so that the master starts us again with fresh tables/certs
     EventPtr reaper_;
     EventPtr resume_timer_;   // re-enables accept after EMFILE
     EventPtr stop_timer_;     // hard deadline after `stop`
+    EventPtr table_timer_;    // periodic check for replaced tables
 };
 
 }  // namespace mta::smtpd

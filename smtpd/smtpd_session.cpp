@@ -4,9 +4,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
+
+#include <openssl/err.h>
 
 #include "common/log.h"
 
@@ -18,33 +22,49 @@ constexpr std::size_t kInputHigh = 64 * 1024;   // libevent stops reading past t
 
 }  // namespace
 
-Session::Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg, uint64_t id, UniqueFd fd,
-                 ClientInfo client)
-    : host_(host), base_(base), cfg_(std::move(cfg)), id_(id), client_(std::move(client)) {
-    bev_ = bufferevent_socket_new(base_, fd.get(), BEV_OPT_CLOSE_ON_FREE);
+Session::Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg,
+                 std::shared_ptr<const Resources> res, uint64_t id, UniqueFd fd, ClientInfo client)
+    : host_(host), base_(base), cfg_(std::move(cfg)), res_(std::move(res)), id_(id), client_(std::move(client)) {
+    if (client_.kind == ListenKind::smtps) {  // RFC 8314 implicit TLS: the greeting waits for the handshake
+        SSL* ssl = res_->tls ? SSL_new(res_->tls.get()) : nullptr;
+        if (ssl)
+            bev_ = bufferevent_openssl_socket_new(base_, fd.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (ssl && !bev_) SSL_free(ssl);
+        tls_ = true;
+    } else {
+        bev_ = bufferevent_socket_new(base_, fd.get(), BEV_OPT_CLOSE_ON_FREE);
+    }
     if (bev_) fd.release();  // owned by the bufferevent now; otherwise UniqueFd closes it
     queue_timer_ = evtimer_new(base_, &Session::queue_timeout_cb, this);
+    auth_timer_ = evtimer_new(base_, &Session::auth_delay_cb, this);
 }
 
 Session::~Session() {
     if (bev_) bufferevent_free(bev_);
     if (queue_timer_) event_free(queue_timer_);
+    if (auth_timer_) event_free(auth_timer_);
 }
 
-void Session::start() {
-    if (!bev_ || !queue_timer_) {
-        LOG_ERROR("event=session_failed client=%s reason=\"out of memory\"", client_.ip.c_str());
-        state_ = State::closing;
-        host_.session_done(id_);
-        return;
-    }
+// Callbacks, watermarks and timeouts; again after STARTTLS put an SSL filter in front.
+void Session::setup_bev() {
     bufferevent_setcb(bev_, &Session::read_cb, &Session::write_cb, &Session::event_cb, this);
     std::size_t high = std::max<std::size_t>(kInputHigh, cfg_->smtpd_line_length_limit + 4);
     bufferevent_setwatermark(bev_, EV_READ, 0, high);
     timeval tv{static_cast<time_t>(cfg_->smtpd_timeout), 0};
     bufferevent_set_timeouts(bev_, &tv, &tv);
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
-    LOG_INFO("event=connect client=%s session=%llu", client_.ip.c_str(), static_cast<unsigned long long>(id_));
+}
+
+void Session::start() {
+    if (!bev_ || !queue_timer_ || !auth_timer_) {
+        LOG_ERROR("event=session_failed client=%s reason=\"out of memory\"", client_.ip.c_str());
+        state_ = State::closing;
+        host_.session_done(id_);
+        return;
+    }
+    setup_bev();
+    LOG_INFO("event=connect client=%s session=%llu%s", client_.ip.c_str(), static_cast<unsigned long long>(id_),
+             client_.kind == ListenKind::smtps ? " tls=implicit" : "");
     reply(220, "", cfg_->hostname + " ESMTP");
 }
 
@@ -65,6 +85,16 @@ void Session::write_cb(bufferevent*, void* arg) {
 
 void Session::event_cb(bufferevent*, short what, void* arg) {
     auto* s = static_cast<Session*>(arg);
+    if (what & BEV_EVENT_CONNECTED) {  // TLS handshake done (STARTTLS or smtps)
+        s->tls_ready();
+        return;
+    }
+    if ((what & BEV_EVENT_ERROR) && s->tls_) {
+        unsigned long e = bufferevent_get_openssl_error(s->bev_);
+        char buf[256] = "";
+        if (e) ERR_error_string_n(e, buf, sizeof buf);
+        LOG_INFO("event=tls_error client=%s error=\"%s\"", s->client_.ip.c_str(), log::safe(buf).c_str());
+    }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && s->state_ != State::closing) {
         s->close_with(421, "4.4.2", s->cfg_->hostname + " Error: timeout exceeded");
         return;
@@ -90,9 +120,9 @@ bool Session::output_full() {
 // Pipelining: handle every complete command already buffered, in order; replies collect in the
 // output buffer and leave together when the loop returns.
 void Session::process_input() {
-    evbuffer* in = bufferevent_get_input(bev_);
     while (state_ != State::closing && !output_full()) {
-        if (state_ == State::wait_queue) return;
+        if (state_ == State::wait_queue || state_ == State::auth_delay) return;
+        evbuffer* in = bufferevent_get_input(bev_);  // STARTTLS swaps bev_ between two commands
         if (state_ == State::data) {
             read_data();
             if (state_ == State::data) return;
@@ -120,10 +150,13 @@ void Session::process_input() {
             handle_line(line);
             break;
         case FrameKind::bare_lf:
-            reply(500, "5.5.2", "Syntax error: bare <LF> received, commands end with <CR><LF>");
-            break;
         case FrameKind::too_long:
-            reply(500, "5.5.2", "Line too long");
+            if (state_ == State::auth) {  // a broken SASL response ends the exchange
+                state_ = State::helo;
+                auth_step_ = AuthStep::none;
+            }
+            reply(500, "5.5.2", f.kind == FrameKind::too_long ? "Line too long"
+                                : "Syntax error: bare <LF> received, commands end with <CR><LF>");
             break;
         }
         if (state_ != State::closing && errors_ >= cfg_->smtpd_error_limit)
@@ -132,6 +165,10 @@ void Session::process_input() {
 }
 
 void Session::handle_line(std::string_view line) {
+    if (state_ == State::auth) {  // a SASL response line, not a command
+        auth_input(line);
+        return;
+    }
     Command c = parse_command(line);
     if (c.bad_chars) {
         reply(500, "5.5.2", "Syntax error: invalid character in command");
@@ -179,11 +216,13 @@ void Session::finish() {
     if (!bev_) return;
     abort_body();
     evtimer_del(queue_timer_);
+    evtimer_del(auth_timer_);
     if (pending_ != Pending::none)
         LOG_WARN("event=disconnect_while_waiting client=%s pending=%s", client_.ip.c_str(),
                  pending_ == Pending::commit ? "commit" : "body_open");
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    if (tls_) tls_shutdown();
     bufferevent_free(bev_);
     bev_ = nullptr;
     state_ = State::closing;
@@ -191,6 +230,19 @@ void Session::finish() {
              static_cast<unsigned long long>(id_), static_cast<unsigned long long>(messages_),
              static_cast<unsigned long long>(errors_));
     host_.session_done(id_);
+}
+
+// Best effort, never blocking: send close_notify, and for STARTTLS sessions push out what the SSL
+// filter already handed to the socket bufferevent (the last reply), which freeing would drop.
+void Session::tls_shutdown() {
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    if (ssl && SSL_is_init_finished(ssl)) SSL_shutdown(ssl);
+    bufferevent* under = bufferevent_get_underlying(bev_);
+    if (!under) return;
+    evbuffer* out = bufferevent_get_output(under);
+    evbuffer_unfreeze(out, 1);  // a bufferevent's output is drained only by the bufferevent itself
+    for (int i = 0; i < 8 && evbuffer_get_length(out) > 0; i++)
+        if (evbuffer_write(out, bufferevent_getfd(under)) <= 0) break;
 }
 
 void Session::wait_queue(Pending what, std::optional<uint64_t> reqid) {

@@ -15,8 +15,10 @@
 #include "common/config.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/table.h"
 #include "smtpd/smtpd_command.h"
 #include "smtpd/smtpd_data.h"
+#include "smtpd/smtpd_tls.h"
 
 struct bufferevent;
 struct event;
@@ -38,6 +40,13 @@ public:
 };
 
 enum class ListenKind { smtp, submission, smtps };
+
+// What only root could open (before the chroot): shared by the sessions started while it is current.
+struct Resources {
+    TlsContext tls;                                          // null: no STARTTLS, no smtps
+    std::shared_ptr<const table::Table> auth_users;          // null: no AUTH
+    std::shared_ptr<const table::Table> local_recipients;    // null: every valid local part exists
+};
 
 struct ClientInfo {
     sockaddr_storage addr{};
@@ -75,8 +84,8 @@ struct Transaction {
 
 class Session {
 public:
-    Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg, uint64_t id, UniqueFd fd,
-            ClientInfo client);
+    Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg,
+            std::shared_ptr<const Resources> res, uint64_t id, UniqueFd fd, ClientInfo client);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -97,7 +106,8 @@ public:
     uint64_t id() const { return id_; }
 
 private:
-    enum class State { connected, helo, mail, data, bdat, wait_queue, closing };
+    enum class State { connected, helo, mail, data, bdat, wait_queue, auth, auth_delay, closing };
+    enum class AuthStep { none, plain, login_user, login_password };
     enum class Pending { none, open_data, open_bdat, commit };
 
     // I/O (smtpd_session.cpp)
@@ -105,6 +115,8 @@ private:
     static void write_cb(bufferevent*, void*);
     static void event_cb(bufferevent*, short, void*);
     static void queue_timeout_cb(int, short, void*);
+    void setup_bev();
+    void tls_shutdown();
     void process_input();
     bool output_full();
     void handle_line(std::string_view line);
@@ -129,6 +141,18 @@ private:
     void reset_transaction();
     bool may_relay() const;
 
+    // STARTTLS and AUTH (smtpd_tls_session.cpp)
+    void cmd_starttls(const Command& c);
+    void tls_ready();
+    void cmd_auth(const Command& c);
+    void auth_input(std::string_view line);
+    void auth_check(const std::string& user, const std::string& password);
+    void auth_fail(int code, const char* enhanced, const std::string& text);
+    static void auth_delay_cb(int, short, void*);
+    bool auth_offered() const;
+    bool check_submission();
+    std::string protocol_name() const;
+
     // Body (smtpd_body.cpp)
     void cmd_data(const Command& c);
     void discard_chunk(uint64_t size, State after);
@@ -148,10 +172,12 @@ private:
     SessionHost& host_;
     event_base* base_;
     std::shared_ptr<const Config> cfg_;
+    std::shared_ptr<const Resources> res_;
     uint64_t id_;
     ClientInfo client_;
     bufferevent* bev_ = nullptr;
     event* queue_timer_ = nullptr;
+    event* auth_timer_ = nullptr;     // delays the reply to a failed AUTH
 
     State state_ = State::connected;
     Pending pending_ = Pending::none;
@@ -170,6 +196,14 @@ private:
     uint64_t committed_msgid_ = 0; // body handed to the queue, waiting for commit_ok
     uint64_t errors_ = 0;
     uint64_t messages_ = 0;
+    bool tls_ = false;                // STARTTLS done or smtps: no plaintext is ever read again
+    std::string tls_version_, tls_cipher_;
+    int tls_bits_ = 0;
+    std::string auth_user_;           // non-empty once authenticated
+    AuthStep auth_step_ = AuthStep::none;
+    std::string auth_login_user_;
+    uint64_t auth_failures_ = 0;
+    Reply auth_delayed_reply_;        // sent when auth_timer_ fires
 };
 
 }  // namespace mta::smtpd

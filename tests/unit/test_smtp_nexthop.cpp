@@ -122,3 +122,27 @@ TEST_CASE("smtp nexthop: ip literals") {
     CHECK_FALSE(is_ip_literal("example.com"));
     CHECK_FALSE(is_ip_literal("1.2.3"));
 }
+
+#include "smtp-client/lmtp_nexthop.h"
+
+TEST_CASE("lmtp next hops") {
+    Target t;
+    std::string err;
+    REQUIRE(parse_lmtp_nexthop("lmtp:[127.0.0.1]:24", t, err));
+    CHECK(t.ip == "127.0.0.1");
+    CHECK(t.port == 24);
+    REQUIRE(parse_lmtp_nexthop("lmtp:[::1]:2424", t, err));
+    CHECK(t.sa.ss_family == AF_INET6);
+    REQUIRE(parse_lmtp_nexthop("lmtp:unix:/run/dovecot/lmtp", t, err));
+    CHECK(t.sa.ss_family == AF_UNIX);
+    CHECK(t.ip == "unix:/run/dovecot/lmtp");
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:unix:relative", t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:unix:/" + std::string(200, 'x'), t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:[host.example]:24", t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:[127.0.0.1]", t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:[127.0.0.1]:0", t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("lmtp:127.0.0.1:24", t, err));
+    CHECK_FALSE(parse_lmtp_nexthop("smtp:[127.0.0.1]:24", t, err));
+    CHECK(is_lmtp_nexthop("lmtp:x"));
+    CHECK_FALSE(is_lmtp_nexthop("example.com"));
+}

@@ -162,3 +162,28 @@ TEST_CASE("smtp targets: malformed address records are skipped") {
     auto r = f.resolve("m.example", false);
     CHECK(labels(r) == std::vector<std::string>{"m.example[192.0.2.1]:25"});
 }
+
+TEST_CASE("smtp targets: DNSSEC status for DANE (MX and address answers all secure)") {
+    Fixture f;
+    auto secure = uint64_t(ipc::DnssecStatus::secure);
+    f.dns.set("example.com", kQtypeMx, {"10 mx1.example.com", "20 mx2.example.com"});
+    f.dns.set("mx1.example.com", kQtypeA, {"192.0.2.1"});
+    f.dns.set("mx2.example.com", kQtypeA, {"192.0.2.2"});
+    f.dns.table[{"example.com", kQtypeMx}].dnssec = secure;
+    for (auto h : {"mx1.example.com", "mx2.example.com"})
+        for (uint16_t q : {kQtypeA, kQtypeAaaa}) f.dns.table[{h, q}].dnssec = secure;
+    f.dns.table[{"mx2.example.com", kQtypeAaaa}].dnssec = 0;  // one insecure answer taints the host
+    auto r = f.resolve("example.com");
+    REQUIRE(r.targets.size() == 2);
+    CHECK(r.targets[0].dnssec_secure);
+    CHECK_FALSE(r.targets[1].dnssec_secure);
+
+    f.dns.table[{"example.com", kQtypeMx}].dnssec = 0;  // insecure MX: no DANE anywhere
+    r = f.resolve("example.com");
+    REQUIRE(r.targets.size() == 2);
+    CHECK_FALSE(r.targets[0].dnssec_secure);
+
+    r = f.resolve("192.0.2.9", false);  // literals never
+    REQUIRE(r.targets.size() == 1);
+    CHECK_FALSE(r.targets[0].dnssec_secure);
+}

@@ -147,7 +147,17 @@ TEST_CASE("MAIL parameters") {
     r = parse_mail_params("XFOO=1", 1000, p);
     CHECK(r.code == 555);
     CHECK(std::string(r.enhanced) == "5.5.4");
-    CHECK(parse_mail_params("AUTH=<>", 1000, p).code == 555);
+    // AUTH= (RFC 4954 §5): xtext, decoded values with CR/LF/NUL refused, at most once.
+    MailParams pa;
+    CHECK(parse_mail_params("AUTH=<>", 1000, pa).code == 0);
+    CHECK(pa.auth == "<>");
+    MailParams pb;
+    CHECK(parse_mail_params("AUTH=alice+40example.org", 1000, pb).code == 0);
+    CHECK(pb.auth == "alice@example.org");
+    for (const char* bad : {"AUTH=a+0Db", "AUTH=a+0Ab", "AUTH=a+00b", "AUTH", "AUTH=<> AUTH=<>"}) {
+        MailParams pc;
+        CHECK(parse_mail_params(bad, 1000, pc).code == 501);
+    }
     CHECK(parse_mail_params("=1", 1000, p).code == 501);
     CHECK(parse_mail_params("SIZE=", 1000, p).code == 501);
     CHECK(parse_mail_params("SIZE=1=2", 1000, p).code == 501);

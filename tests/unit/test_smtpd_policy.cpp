@@ -1,5 +1,8 @@
 // Unit tests for the relay policy (every known trick, table-driven) and the Received: header.
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <string>
 #include <vector>
@@ -110,4 +113,51 @@ TEST_CASE("Received: header format") {
           "Received: from client.example ([IPv6:2001:db8::1])\r\n"
           "\tby mx.test with UTF8SMTP id 0000000000000ABC;\r\n"
           "\tSat, 28 Nov 2026 12:00:00 +0000\r\n");
+}
+
+TEST_CASE("Received: header with TLS details (RFC 3848 protocol names come from the session)") {
+    TraceInfo t;
+    t.helo = "client.example";
+    t.client_ip = "192.0.2.7";
+    t.hostname = "mx.test";
+    t.protocol = "ESMTPSA";
+    t.tls_version = "TLSv1.3";
+    t.tls_cipher = "TLS_AES_256_GCM_SHA384";
+    t.tls_bits = 256;
+    t.msgid = 0xabc;
+    t.when = 1795867200;
+    CHECK(format_received(t) ==
+          "Received: from client.example ([192.0.2.7])\r\n"
+          "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256 bits))\r\n"
+          "\tby mx.test with ESMTPSA id 0000000000000ABC;\r\n"
+          "\tSat, 28 Nov 2026 12:00:00 +0000\r\n");
+}
+
+TEST_CASE("local_recipients: unknown local recipients refused 550 5.1.1, Postmaster always valid") {
+    char tmpl[] = "/tmp/test_policy.XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    std::string path = dir + "/rcpt.lmdb", err;
+    REQUIRE(table::write_table(path, {{"alice", "ok"}, {"bob@example.com", "ok"}}, 0644, err));
+    auto t = table::Table::open(path, err);
+    REQUIRE(t);
+    Config cfg = test_config();
+    auto verdict = [&](const char* path_text) {
+        addr::PathOptions o;
+        o.allow_postmaster = true;
+        auto r = addr::parse_path(path_text, o);
+        REQUIRE(r.ok);
+        return check_recipient(r.mailbox, cfg, false, t.get());
+    };
+    CHECK(verdict("<alice@localhost>").reply.code == 0);
+    CHECK(verdict("<ALICE@example.com>").reply.code == 0);        // local part listed for any local domain
+    CHECK(verdict("<bob@example.com>").reply.code == 0);          // full address listed
+    RcptVerdict v = verdict("<bob@localhost>");                   // bob only exists @example.com
+    CHECK(v.reply.code == 550);
+    CHECK(std::string(v.reply.enhanced) == "5.1.1");
+    CHECK(verdict("<nobody@localhost>").reply.code == 550);
+    CHECK(verdict("<Postmaster>").reply.code == 0);
+    CHECK(verdict("<postmaster@localhost>").reply.code == 0);
+    CHECK(verdict("<x@relay.test>").reply.code == 0);             // not local: table not consulted
+    unlink(path.c_str());
+    rmdir(dir.c_str());
 }

@@ -1,0 +1,99 @@
+// mtamap: build and query the LMDB lookup tables (auth_users, local_recipients, aliases, virtual).
+// Trusts its command line and source file (the admin's); writes tables only by atomic rename.
+//   mtamap [-c FILE] [-t auth|aliases|virtual|recipients] SOURCE     build SOURCE.lmdb (".txt" dropped)
+//   mtamap [-c FILE] -q KEY TABLE                                     print the value, exit 1 if absent
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "common/config.h"
+#include "common/table.h"
+
+namespace {
+
+void usage() {
+    fprintf(stderr,
+            "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients] SOURCE\n"
+            "       mtamap [-c FILE] -q KEY TABLE\n");
+    exit(2);
+}
+
+std::string output_path(const std::string& source) {
+    const std::string txt = ".txt";
+    if (source.size() > txt.size() && source.compare(source.size() - txt.size(), txt.size(), txt) == 0)
+        return source.substr(0, source.size() - txt.size()) + ".lmdb";
+    return source + ".lmdb";
+}
+
+int build(const std::string& source, mta::table::Kind kind) {
+    std::ifstream in(source, std::ios::binary);
+    if (!in) {
+        fprintf(stderr, "mtamap: %s: %s\n", source.c_str(), strerror(errno));
+        return 1;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    mta::table::Entries entries;
+    std::vector<std::string> errors;
+    if (!mta::table::parse_source(ss.str(), kind, entries, errors, &mta::table::hash_password)) {
+        for (auto& e : errors) fprintf(stderr, "mtamap: %s: %s\n", source.c_str(), e.c_str());
+        return 1;
+    }
+    std::string out = output_path(source);
+    std::string err;
+    // Password hashes are secrets: readable by root only (mta-smtpd opens the table before it drops root).
+    mode_t mode = kind == mta::table::Kind::auth ? 0600 : 0644;
+    if (!mta::table::write_table(out, entries, mode, err)) {
+        fprintf(stderr, "mtamap: %s\n", err.c_str());
+        return 1;
+    }
+    printf("mtamap: %s: %zu entries\n", out.c_str(), entries.size());
+    return 0;
+}
+
+int query(const std::string& key, const std::string& path) {
+    std::string err;
+    auto t = mta::table::Table::open(path, err);
+    if (!t) {
+        fprintf(stderr, "mtamap: %s\n", err.c_str());
+        return 2;
+    }
+    auto v = t->lookup(key);
+    if (!v) return 1;
+    printf("%s\n", v->c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string conf, type = "recipients", qkey;
+    bool do_query = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:t:q:h")) != -1) {
+        switch (opt) {
+        case 'c': conf = optarg; break;
+        case 't': type = optarg; break;
+        case 'q': do_query = true; qkey = optarg; break;
+        default: usage();
+        }
+    }
+    if (optind + 1 != argc) usage();
+    if (!conf.empty()) {  // only checked: the tables are named on the command line
+        mta::Config c;
+        std::vector<mta::ConfigError> errors;
+        if (!mta::load_config(conf, false, c, errors)) {
+            for (auto& e : errors) fprintf(stderr, "mtamap: %s\n", e.str().c_str());
+            return 2;
+        }
+    }
+    if (do_query) return query(qkey, argv[optind]);
+    auto kind = mta::table::parse_kind(type);
+    if (!kind) usage();
+    return build(argv[optind], *kind);
+}

@@ -1,0 +1,313 @@
+// Admin command parsing, filter matching and listing formats (text for people, JSON for scripts).
+// The command text comes from any local user through mtad, so parsing is strict and bounded.
+#include "queue-manager/admin.h"
+
+#include <cstdio>
+#include <ctime>
+
+#include "common/address.h"
+#include "common/config.h"
+#include "queue-manager/envelope.h"
+#include "queue-manager/qid.h"
+
+namespace mta::queue {
+namespace {
+
+constexpr std::size_t kMaxIds = 10000;
+
+std::vector<std::string_view> words(std::string_view s) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        while (i < s.size() && s[i] == ' ') i++;
+        std::size_t j = s.find(' ', i);
+        if (j == std::string_view::npos) j = s.size();
+        if (j > i) out.push_back(s.substr(i, j - i));
+        i = j;
+    }
+    return out;
+}
+
+std::string utc(uint64_t t) {
+    if (!t) return "-";
+    time_t tt = time_t(t);
+    struct tm tm {};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+    return buf;
+}
+
+// Printable for a terminal: escapes anything outside printable ASCII.
+std::string printable(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if ((c >= 0x20 && c < 0x7f) || c == '\t') out += char(c);
+        else {
+            char b[8];
+            snprintf(b, sizeof b, "\\x%02X", c);
+            out += b;
+        }
+    }
+    return out;
+}
+
+const char* notify_text(uint64_t n, std::string& buf) {
+    buf.clear();
+    if (n == 0) return "";
+    static const struct { uint64_t bit; const char* name; } names[] = {
+        {1, "NEVER"}, {2, "SUCCESS"}, {4, "FAILURE"}, {8, "DELAY"}};
+    for (auto& x : names)
+        if (n & x.bit) buf += (buf.empty() ? "" : ",") + std::string(x.name);
+    return buf.c_str();
+}
+
+}  // namespace
+
+bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
+    out = AdminCommand{};
+    if (line.size() > 64 * 1024) { err = "command too long"; return false; }
+    for (char c : line)
+        if (c < 0x20 || c == 0x7f) { err = "control character in command"; return false; }
+    auto w = words(line);
+    if (w.empty()) { err = "no command"; return false; }
+    out.verb = std::string(w[0]);
+    static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue"};
+    bool known = false;
+    for (auto* v : verbs) known = known || out.verb == v;
+    if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
+    AdminFilter& f = out.filter;
+    for (std::size_t i = 1; i < w.size(); i++) {
+        std::string_view a = w[i];
+        auto value = [&](std::string& into) {
+            if (i + 1 >= w.size()) { err = std::string(a) + " needs a value"; return false; }
+            into = addr::lower(w[++i]);
+            if (into.size() > kMaxAddress) { err = std::string(a) + " value too long"; return false; }
+            return true;
+        };
+        if (a == "--json") out.json = true;
+        else if (a == "--corrupt") out.corrupt = true;
+        else if (a == "--all") out.all = true;
+        else if (a == "--from") { if (!value(f.from)) return false; }
+        else if (a == "--to") { if (!value(f.to)) return false; }
+        else if (a == "--domain") { if (!value(f.domain)) return false; }
+        else if (a == "--state") {
+            if (!value(f.state)) return false;
+            static const char* states[] = {"queued", "deferred", "held", "bounced", "in-flight", "corrupt"};
+            bool ok = false;
+            for (auto* s : states) ok = ok || f.state == s;
+            if (!ok) { err = "unknown state \"" + printable(f.state) + "\""; return false; }
+        } else if (a == "--older-than") {
+            std::string d;
+            if (!value(d)) return false;
+            if (!parse_duration(d, f.older_than) || f.older_than == 0) { err = "bad duration for --older-than"; return false; }
+        } else if (auto id = parse_qid(a)) {
+            if (f.ids.size() >= kMaxIds) { err = "too many queue ids"; return false; }
+            f.ids.push_back(*id);
+        } else {
+            err = "unexpected argument \"" + printable(a) + "\"";
+            return false;
+        }
+    }
+    if (out.verb == "show" && f.ids.size() != 1) { err = "show needs exactly one queue id"; return false; }
+    if ((out.verb == "hold" || out.verb == "release" || out.verb == "delete") && f.empty() && !out.all) {
+        err = out.verb + " needs queue ids, filters or --all";
+        return false;
+    }
+    return true;
+}
+
+std::string rcpt_state_name(const RcptView& r) {
+    if (r.inflight) return "in-flight";
+    switch (r.rec.state) {
+    case RcptState::queued: return "queued";
+    case RcptState::deferred: return "deferred";
+    case RcptState::bounced: return "bounced";
+    case RcptState::held: return "held";
+    }
+    return "unknown";
+}
+
+std::string message_state_name(const MessageView& v) {
+    if (v.msg.state == MessageState::corrupt) return "corrupt";
+    // The most urgent recipient state names the message.
+    static const char* order[] = {"in-flight", "queued", "deferred", "held", "bounced"};
+    for (auto* s : order)
+        for (auto& r : v.rcpts)
+            if (rcpt_state_name(r) == s) return s;
+    return "finished";
+}
+
+bool matches(const AdminFilter& f, const MessageView& v, uint64_t now) {
+    if (!f.ids.empty()) {
+        bool any = false;
+        for (uint64_t id : f.ids) any = any || id == v.msgid;
+        if (!any) return false;
+    }
+    if (!f.from.empty()) {
+        std::string s = addr::lower(v.msg.sender);
+        if (f.from == "<>" ? !s.empty() : s != f.from) return false;
+    }
+    if (f.older_than && (now < v.msg.arrival || now - v.msg.arrival < f.older_than)) return false;
+    if (f.state == "corrupt") {
+        if (v.msg.state != MessageState::corrupt) return false;
+    } else if (!f.state.empty() && v.msg.state == MessageState::corrupt) {
+        return false;
+    }
+    if (f.to.empty() && f.domain.empty() && (f.state.empty() || f.state == "corrupt")) return true;
+    for (auto& r : v.rcpts) {
+        if (!f.to.empty() && addr::lower(r.rec.addr) != f.to) continue;
+        if (!f.domain.empty() && rcpt_domain(r.rec.addr) != f.domain) continue;
+        if (!f.state.empty() && f.state != "corrupt" && rcpt_state_name(r) != f.state) continue;
+        return true;
+    }
+    return false;
+}
+
+std::string json_string(std::string_view s) {
+    std::string out = "\"";
+    std::size_t i = 0;
+    while (i < s.size()) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            if (c == '"') out += "\\\"";
+            else if (c == '\\') out += "\\\\";
+            else if (c < 0x20 || c == 0x7f) {
+                char b[8];
+                snprintf(b, sizeof b, "\\u%04x", c);
+                out += b;
+            } else out += char(c);
+            i++;
+            continue;
+        }
+        // A well-formed UTF-8 sequence (no overlongs, no surrogates) passes through.
+        std::size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+        bool ok = n && i + n <= s.size();
+        for (std::size_t k = 1; ok && k < n; k++) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+        if (ok && n == 3) {
+            unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+        }
+        if (ok && n == 4) {
+            unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+        }
+        if (ok) {
+            out.append(s.substr(i, n));
+            i += n;
+        } else {
+            out += "\\ufffd";
+            i++;
+        }
+    }
+    return out + "\"";
+}
+
+namespace {
+
+std::string rcpt_json(const RcptView& r) {
+    std::string nb;
+    std::string s = "{\"index\":" + std::to_string(r.index) + ",\"address\":" + json_string(r.rec.addr) +
+                    ",\"state\":" + json_string(rcpt_state_name(r)) + ",\"attempts\":" + std::to_string(r.rec.attempts);
+    s += ",\"next_attempt\":" + std::to_string(r.rec.scheduled() ? r.rec.next_attempt : 0);
+    s += ",\"last_attempt\":" + std::to_string(r.rec.last_attempt);
+    s += ",\"last_error\":" + json_string(r.rec.last_error);
+    s += ",\"orcpt\":" + json_string(r.rec.orcpt);
+    s += ",\"notify\":" + json_string(notify_text(r.rec.notify, nb));
+    s += ",\"delay_warned\":" + std::string(r.rec.flags & kRcptDelayWarned ? "true" : "false") + "}";
+    return s;
+}
+
+std::string message_json(const MessageView& v, bool with_headers) {
+    const MessageRecord& m = v.msg;
+    std::string s = "{\"id\":\"" + format_qid(v.msgid) + "\",\"state\":" + json_string(message_state_name(v)) +
+                    ",\"sender\":" + json_string(m.sender) + ",\"arrival\":" + std::to_string(m.arrival) +
+                    ",\"size\":" + std::to_string(m.size) + ",\"envid\":" + json_string(m.envid) +
+                    ",\"ret\":" + json_string(m.ret == 1 ? "FULL" : m.ret == 2 ? "HDRS" : "") +
+                    ",\"client_addr\":" + json_string(m.client_addr) + ",\"client_helo\":" + json_string(m.client_helo) +
+                    ",\"auth_user\":" + json_string(m.auth_user);
+    s += ",\"submit_uid\":" + (m.submit_uid == kNoUid ? std::string("null") : std::to_string(m.submit_uid));
+    s += ",\"recipients\":[";
+    for (std::size_t i = 0; i < v.rcpts.size(); i++) s += (i ? "," : "") + rcpt_json(v.rcpts[i]);
+    s += "]";
+    if (with_headers) s += ",\"headers\":" + json_string(v.headers);
+    return s + "}";
+}
+
+std::string rcpt_lines(const RcptView& r, uint64_t now) {
+    std::string s = "    " + printable(r.rec.addr) + "  [" + rcpt_state_name(r);
+    if (r.rec.attempts) s += ", " + std::to_string(r.rec.attempts) + " attempt" + (r.rec.attempts == 1 ? "" : "s");
+    if (r.rec.scheduled() && !r.inflight)
+        s += r.rec.next_attempt <= now ? ", due now" : ", next " + utc(r.rec.next_attempt);
+    s += "]\n";
+    if (!r.rec.last_error.empty()) s += "      (" + printable(r.rec.last_error) + ")\n";
+    return s;
+}
+
+}  // namespace
+
+std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now) {
+    if (msgs.empty()) return "Mail queue is empty\n";
+    std::string s = "-Queue ID-------- --Size-- ----Arrival Time---- -State---- -Sender/Recipient-------\n";
+    std::size_t nrcpt = 0;
+    uint64_t bytes = 0;
+    for (auto& v : msgs) {
+        char line[160];
+        snprintf(line, sizeof line, "%s %8llu %-20s %-10s ", format_qid(v.msgid).c_str(),
+                 (unsigned long long)v.msg.size, utc(v.msg.arrival).c_str(), message_state_name(v).c_str());
+        s += line;
+        s += (v.msg.sender.empty() ? std::string("<>") : printable(v.msg.sender)) + "\n";
+        for (auto& r : v.rcpts) s += rcpt_lines(r, now);
+        s += "\n";
+        nrcpt += v.rcpts.size();
+        bytes += v.msg.size;
+    }
+    s += "-- " + std::to_string(bytes / 1024) + " Kbytes in " + std::to_string(msgs.size()) + " Request" +
+         (msgs.size() == 1 ? "" : "s") + ", " + std::to_string(nrcpt) + " Recipient" + (nrcpt == 1 ? "" : "s") + ".\n";
+    return s;
+}
+
+std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined) {
+    std::string s = "{\"now\":" + std::to_string(now) + ",\"count\":" + std::to_string(msgs.size()) +
+                    ",\"quarantined_records\":" + std::to_string(quarantined) + ",\"messages\":[";
+    for (std::size_t i = 0; i < msgs.size(); i++) s += (i ? ",\n" : "\n") + message_json(msgs[i], false);
+    return s + "]}\n";
+}
+
+std::string format_show_text(const MessageView& v, uint64_t now) {
+    const MessageRecord& m = v.msg;
+    std::string s = "Queue ID:   " + format_qid(v.msgid) + "\nState:      " + message_state_name(v) +
+                    "\nSender:     <" + printable(m.sender) + ">\nArrival:    " + utc(m.arrival) +
+                    "\nSize:       " + std::to_string(m.size) + "\n";
+    if (!m.envid.empty()) s += "ENVID:      " + printable(m.envid) + "\n";
+    if (m.ret) s += std::string("RET:        ") + (m.ret == 1 ? "FULL" : "HDRS") + "\n";
+    if (!m.client_addr.empty())
+        s += "Client:     " + printable(m.client_helo) + " [" + printable(m.client_addr) + "]\n";
+    if (!m.auth_user.empty()) s += "Auth user:  " + printable(m.auth_user) + "\n";
+    if (m.submit_uid != kNoUid) s += "Submitted:  by uid " + std::to_string(m.submit_uid) + " (sendmail)\n";
+    s += "Recipients:\n";
+    for (auto& r : v.rcpts) {
+        s += rcpt_lines(r, now);
+        std::string nb;
+        if (!r.rec.orcpt.empty()) s += "      ORCPT " + printable(r.rec.orcpt) + "\n";
+        if (r.rec.notify) s += "      NOTIFY " + std::string(notify_text(r.rec.notify, nb)) + "\n";
+        if (r.rec.last_attempt) s += "      last attempt " + utc(r.rec.last_attempt) + "\n";
+    }
+    s += "Headers:\n";
+    std::size_t i = 0;
+    while (i < v.headers.size()) {
+        std::size_t j = v.headers.find('\n', i);
+        if (j == std::string::npos) j = v.headers.size();
+        std::string_view l(v.headers.data() + i, j - i);
+        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+        if (!l.empty()) s += "  " + printable(l) + "\n";
+        i = j + 1;
+    }
+    return s;
+}
+
+std::string format_show_json(const MessageView& v, uint64_t now) {
+    return "{\"now\":" + std::to_string(now) + ",\"message\":" + message_json(v, true) + "}\n";
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,60 @@
+// The queue's admin commands as pure functions: parse the command line mtad relays from mtaqueue/mailq
+// (untrusted: any local user may send one), match messages against filters, and format listings as
+// text or JSON. No I/O here; queue-manager/admin_ops.cpp applies them to the live queue.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue-manager/records.h"
+
+namespace mta::queue {
+
+struct AdminFilter {
+    std::vector<uint64_t> ids;        // explicit queue ids (any of)
+    std::string from, to, domain;     // exact, case-insensitive; from "<>" is the null sender
+    uint64_t older_than = 0;          // seconds; 0 = no age filter
+    std::string state;                // queued|deferred|held|bounced|in-flight|corrupt; "" = any
+    bool empty() const { return ids.empty() && from.empty() && to.empty() && domain.empty() && !older_than && state.empty(); }
+};
+
+struct AdminCommand {
+    std::string verb;     // list, show, hold, release, delete, flush, requeue
+    AdminFilter filter;
+    bool json = false;
+    bool corrupt = false; // list --corrupt: only messages in the corrupt state, plus quarantined records
+    bool all = false;     // hold/release/delete without filters need --all
+    bool mutates() const { return verb != "list" && verb != "show"; }
+};
+
+// Parses "VERB [ID...] [--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--corrupt]
+// [--all]". False with a human-readable err on anything unexpected.
+bool parse_admin(std::string_view line, AdminCommand& out, std::string& err);
+
+struct RcptView {
+    uint32_t index = 0;
+    RecipientRecord rec;
+    bool inflight = false;  // being delivered right now (in memory only)
+};
+struct MessageView {
+    uint64_t msgid = 0;
+    MessageRecord msg;
+    std::vector<RcptView> rcpts;
+    std::string headers;    // show: the message's header block
+};
+
+std::string rcpt_state_name(const RcptView& r);
+std::string message_state_name(const MessageView& v);  // corrupt, in-flight, held, deferred, queued, bounced
+
+bool matches(const AdminFilter& f, const MessageView& v, uint64_t now);
+
+// JSON string literal: escapes quotes, backslashes and control bytes; invalid UTF-8 becomes U+FFFD.
+std::string json_string(std::string_view s);
+
+std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now);
+std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined);
+std::string format_show_text(const MessageView& v, uint64_t now);
+std::string format_show_json(const MessageView& v, uint64_t now);
+
+}  // namespace mta::queue

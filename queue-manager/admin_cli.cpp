@@ -1,0 +1,65 @@
+// mtaqueue/mailq client side: argument checks, one control request, exit status from the answer.
+#include "queue-manager/admin_cli.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/control_client.h"
+
+namespace mta::queue {
+
+int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv) {
+    std::string path = kDefaultConfigPath;
+    bool explicit_path = false;
+    int opt;
+    // '+': stop at the first non-option so "--json", "--from" etc. reach the queue untouched.
+    while ((opt = getopt(argc, argv, "+c:h")) != -1) {
+        if (opt == 'c') { path = optarg; explicit_path = true; }
+        else {
+            if (*prefix)
+                fprintf(stderr, "usage: %s [-c config_file] [--json] [filters]\n", prog);
+            else
+                fprintf(stderr, "usage: %s [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
+                                "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n", prog);
+            return 2;
+        }
+    }
+    std::string line = prefix;
+    for (int i = optind; i < argc; i++) {
+        for (const char* p = argv[i]; *p; p++) {
+            unsigned char c = static_cast<unsigned char>(*p);
+            if (c <= 0x20 || c == 0x7f) {
+                fprintf(stderr, "%s: arguments may not contain spaces or control characters\n", prog);
+                return 2;
+            }
+        }
+        if (!line.empty()) line += " ";
+        line += argv[i];
+    }
+    if (line.empty()) {
+        fprintf(stderr, "%s: no command; try %s list\n", prog, prog);
+        return 2;
+    }
+    Config cfg;
+    std::vector<ConfigError> errors;
+    if (!load_config(path, !explicit_path, cfg, errors)) {
+        for (auto& e : errors) fprintf(stderr, "%s: %s\n", prog, e.str().c_str());
+        return 1;
+    }
+    std::string answer, err;
+    if (!control_request(cfg.control_socket, "queue " + line, answer, err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.c_str());
+        return 1;
+    }
+    if (answer.rfind("error:", 0) == 0) {
+        fputs(answer.c_str(), stderr);
+        return 1;
+    }
+    fwrite(answer.data(), 1, answer.size(), stdout);
+    return 0;
+}
+
+}  // namespace mta::queue

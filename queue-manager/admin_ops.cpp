@@ -1,0 +1,176 @@
+// Admin requests relayed by mtad (mtaqueue, mailq): read the queue's true state (store + in-memory
+// in-flight set) and apply hold/release/delete/flush/requeue as one LMDB transaction. Recipients that
+// are in flight are never touched. Non-privileged users may only list/show mail they submitted with
+// sendmail (submit_uid == their uid); mtad decides who is privileged (root or its own uid).
+#include <optional>
+#include <set>
+
+#include "common/address.h"
+#include "common/log.h"
+#include "queue-manager/admin.h"
+#include "queue-manager/dsn.h"
+#include "queue-manager/qid.h"
+#include "queue-manager/server.h"
+
+namespace mta::queue {
+namespace {
+
+constexpr std::size_t kReplyChunk = 128 * 1024;  // mtad relays each chunk; the IPC cap is 256 KiB
+
+// A recipient filter (--to, --domain, --state) narrows a change to the matching recipients.
+bool rcpt_selected(const AdminFilter& f, const RcptView& r) {
+    if (!f.to.empty() && addr::lower(r.rec.addr) != f.to) return false;
+    if (!f.domain.empty() && rcpt_domain(r.rec.addr) != f.domain) return false;
+    if (!f.state.empty() && f.state != "corrupt" && rcpt_state_name(r) != f.state) return false;
+    return true;
+}
+
+}  // namespace
+
+bool QueueServer::rcpt_busy(uint64_t msgid, uint32_t index) const {
+    auto it = active_.find(msgid);
+    if (it == active_.end()) return false;
+    auto r = it->second.rcpts.find(index);
+    return r != it->second.rcpts.end() && r->second.stage != RcptStage::ready;
+}
+
+void QueueServer::on_admin(ipc::Message& m) {
+    const std::string* text = m.get(ipc::Tag::text);
+    auto uid = m.get_u64(ipc::Tag::uid);
+    auto priv = m.get_u64(ipc::Tag::privileged);
+    if (!text || !uid || !priv || *priv > 1 || m.fields.size() != 3 || !m.fds.empty())
+        malformed("master", "admin_request needs text, uid and privileged");
+    LOG_INFO("event=admin uid=%llu privileged=%llu command=\"%s\"", (unsigned long long)*uid,
+             (unsigned long long)*priv, log::safe(*text).c_str());
+    flush();  // pending results first, so what we show and change is the true state
+    AdminCommand cmd;
+    std::string err, reply;
+    if (!parse_admin(*text, cmd, err)) reply = "error: " + err + "\n";
+    else if (cmd.mutates() && !*priv) reply = "error: permission denied\n";
+    else reply = run_admin(cmd, *priv ? std::nullopt : std::optional<uint64_t>(*uid));
+    std::size_t off = 0;
+    do {
+        std::size_t n = std::min(kReplyChunk, reply.size() - off);
+        ipc::Message r(ipc::Type::admin_reply, m.reqid);
+        r.add(ipc::Tag::text, std::string_view(reply).substr(off, n));
+        off += n;
+        r.add_u64(ipc::Tag::status, off < reply.size() ? 1 : 0);
+        master_->send(std::move(r));
+    } while (off < reply.size());
+}
+
+std::string QueueServer::run_admin(const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
+    uint64_t now = clock_.now();
+    std::vector<MessageView> msgs;
+    store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
+        if (only_uid && msg.submit_uid != *only_uid) return;
+        if (cmd.corrupt && msg.state != MessageState::corrupt) return;
+        MessageView v;
+        v.msgid = id;
+        v.msg = std::move(msg);
+        for (auto& [idx, rec] : rcpts) v.rcpts.push_back(RcptView{idx, std::move(rec), rcpt_busy(id, idx)});
+        if (matches(cmd.filter, v, now)) msgs.push_back(std::move(v));
+    });
+    if (cmd.verb == "list")
+        return cmd.json ? format_list_json(msgs, now, store_.count("corrupt")) : format_list_text(msgs, now);
+    if (cmd.verb == "show") {
+        if (msgs.empty()) return "error: no such message\n";
+        msgs[0].headers = header_block(read_body_prefix(msgs[0].msgid, kMaxReturnedHeaders + 4));
+        return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
+    }
+    return admin_change(cmd, msgs, now);
+}
+
+std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now) {
+    const std::string& verb = cmd.verb;
+    std::vector<Op> ops;
+    std::set<std::pair<uint64_t, uint32_t>> released;  // were waiting in memory: drop from the active set
+    std::vector<std::pair<uint64_t, uint32_t>> deleted_left;  // (msgid, records deleted) of active messages
+    std::vector<uint64_t> gone;                          // messages removed entirely
+    std::size_t nmsg = 0, nrcpt = 0, busy = 0;
+    for (auto& v : msgs) {
+        bool corrupt = v.msg.state == MessageState::corrupt;
+        std::size_t changed = 0, deleted = 0, busy_here = 0;
+        for (auto& r : v.rcpts) {
+            if (r.inflight) { busy++; busy_here++; continue; }
+            if (!corrupt && !rcpt_selected(cmd.filter, r)) continue;
+            Op op;
+            op.msgid = v.msgid;
+            op.index = r.index;
+            op.had_schedule = !corrupt && r.rec.scheduled();
+            op.old_next = r.rec.next_attempt;
+            op.rcpt = r.rec;
+            op.kind = Op::Kind::put_recipient;
+            if (verb == "delete") {
+                op.kind = Op::Kind::delete_recipient;
+                deleted++;
+            } else if (corrupt) {
+                continue;
+            } else if (verb == "hold") {
+                if (!r.rec.scheduled()) continue;
+                op.rcpt.state = RcptState::held;
+            } else if (verb == "release") {
+                if (r.rec.state != RcptState::held) continue;
+                op.rcpt.state = r.rec.attempts ? RcptState::deferred : RcptState::queued;
+                op.rcpt.next_attempt = now;
+            } else if (verb == "flush") {
+                if (!r.rec.scheduled() || r.rec.next_attempt <= now) continue;
+                op.rcpt.next_attempt = now;
+            } else {  // requeue: back through routing, due now
+                if (!r.rec.scheduled()) continue;
+                op.rcpt.next_attempt = now;
+            }
+            if (auto a = active_.find(v.msgid); a != active_.end() && a->second.rcpts.count(r.index))
+                released.insert({v.msgid, r.index});
+            ops.push_back(std::move(op));
+            changed++;
+        }
+        if (verb == "delete" && deleted == v.rcpts.size() && busy_here == 0) {
+            Op del;
+            del.kind = Op::Kind::delete_message;
+            del.msgid = v.msgid;
+            ops.push_back(std::move(del));
+            gone.push_back(v.msgid);
+            changed++;
+        } else if (deleted) {
+            deleted_left.emplace_back(v.msgid, uint32_t(deleted));
+        }
+        if (changed) nmsg++;
+        nrcpt += verb == "delete" ? deleted : changed;
+    }
+    if (int rc = ops.empty() ? 0 : store_.apply(ops))
+        return "error: queue write failed: " + Store::error_text(rc) + "\n";
+    // Memory follows the store only after the commit.
+    for (auto& [msgid, idx] : released) release_rcpt(msgid, idx);
+    forget_waiting(released);
+    for (auto& [msgid, n] : deleted_left)
+        if (auto it = active_.find(msgid); it != active_.end())
+            it->second.records_left = it->second.records_left > n ? it->second.records_left - n : 0;
+    for (uint64_t msgid : gone) {
+        dead_msgids_.erase(msgid);
+        pool_->remove(msgid);
+        LOG_INFO("event=removed qid=%s reason=\"admin delete\"", format_qid(msgid).c_str());
+    }
+    if (verb == "flush" || verb == "requeue") revive_destinations();
+    if (verb != "delete" && verb != "hold") wake_at(now);
+    std::string s = "ok: " + verb + " " + std::to_string(nmsg) + " message" + (nmsg == 1 ? "" : "s") + ", " +
+                    std::to_string(nrcpt) + " recipient" + (nrcpt == 1 ? "" : "s");
+    if (busy) s += " (" + std::to_string(busy) + " in flight left alone)";
+    LOG_INFO("event=admin_done verb=%s messages=%zu recipients=%zu in_flight=%zu", verb.c_str(), nmsg, nrcpt, busy);
+    return s + "\n";
+}
+
+// Waiting jobs still name recipients that left the active set; drop them so a re-activated recipient
+// is routed afresh and never sent twice.
+void QueueServer::forget_waiting(const std::set<std::pair<uint64_t, uint32_t>>& rcpts) {
+    if (rcpts.empty()) return;
+    for (auto& [key, d] : dests_) {
+        for (auto it = d.waiting.begin(); it != d.waiting.end();) {
+            auto& idx = it->indices;
+            std::erase_if(idx, [&](uint32_t i) { return rcpts.count({it->msgid, i}) != 0; });
+            it = idx.empty() ? d.waiting.erase(it) : it + 1;
+        }
+    }
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,187 @@
+// DSN text: a human-readable part, the machine-readable message/delivery-status part, and the returned
+// original (text/rfc822-headers or message/rfc822). Remote replies are sanitised and folded.
+#include "queue-manager/dsn.h"
+
+#include <cstdio>
+#include <ctime>
+
+#include "common/protocol.h"
+#include "queue-manager/qid.h"
+
+namespace mta::queue {
+namespace {
+
+bool is_code(std::string_view t) {
+    // class "." subject "." detail: 2/4/5, 1-3 digits, 1-3 digits
+    if (t.size() < 5 || (t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.') return false;
+    std::size_t i = 2, n = 0;
+    for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; i++) n++;
+    if (n < 1 || n > 3 || i >= t.size() || t[i] != '.') return false;
+    n = 0;
+    for (i++; i < t.size() && t[i] >= '0' && t[i] <= '9'; i++) n++;
+    return n >= 1 && n <= 3 && i == t.size();
+}
+
+// Fold a header value at spaces so no line exceeds ~78 characters (hard-split very long words).
+std::string fold(std::string_view name, std::string_view value) {
+    std::string out(name);
+    out += ":";
+    std::size_t col = out.size();
+    std::size_t i = 0;
+    while (i < value.size()) {
+        while (i < value.size() && value[i] == ' ') i++;
+        std::size_t j = value.find(' ', i);
+        if (j == std::string_view::npos) j = value.size();
+        std::string_view word = value.substr(i, std::min<std::size_t>(j - i, 900));
+        if (word.empty()) break;
+        if (col + 1 + word.size() > 78 && col > name.size() + 1) {
+            out += "\r\n";
+            col = 0;
+        }
+        out += " ";
+        out += word;
+        col += 1 + word.size();
+        i += word.size();
+    }
+    return out + "\r\n";
+}
+
+const char* action(DsnKind k) {
+    return k == DsnKind::failure ? "failed" : k == DsnKind::delay ? "delayed" : "delivered";
+}
+
+}  // namespace
+
+bool notify_allows(uint64_t notify, DsnKind kind) {
+    if (notify & ipc::kNotifyNever) return false;
+    if (notify == 0) return kind != DsnKind::success;
+    switch (kind) {
+    case DsnKind::failure: return notify & ipc::kNotifyFailure;
+    case DsnKind::delay: return notify & ipc::kNotifyDelay;
+    case DsnKind::success: return notify & ipc::kNotifySuccess;
+    }
+    return false;
+}
+
+bool return_full(const MessageRecord& m, DsnKind kind) {
+    return kind == DsnKind::failure && m.ret == 1 && m.size <= kMaxReturnedBody;
+}
+
+std::string status_code(std::string_view text, DsnKind kind) {
+    // The first enhanced code among the first words: "5.1.1 ...", "550 5.1.1 ..." or
+    // "host[addr] said: 550 5.1.1 ..." (as mta-smtp reports a remote reply).
+    std::size_t i = 0;
+    for (int w = 0; w < 8 && i < text.size(); w++) {
+        std::size_t j = text.find(' ', i);
+        if (j == std::string_view::npos) j = text.size();
+        std::string_view word = text.substr(i, j - i);
+        if (is_code(word)) {
+            // The code must agree with the outcome (an expired deferral carries a 4.x.x code).
+            char want = kind == DsnKind::failure ? '5' : kind == DsnKind::delay ? '4' : '2';
+            if (word[0] == want) return std::string(word);
+            if (kind == DsnKind::failure && word[0] == '4') return "5" + std::string(word.substr(1));
+        }
+        i = j + 1;
+    }
+    return kind == DsnKind::failure ? "5.0.0" : kind == DsnKind::delay ? "4.0.0" : "2.0.0";
+}
+
+std::string header_block(std::string_view message) {
+    std::size_t end = message.find("\r\n\r\n");
+    std::size_t n = end == std::string_view::npos ? message.size() : end + 2;
+    if (n > kMaxReturnedHeaders) {
+        n = message.rfind("\r\n", kMaxReturnedHeaders);
+        n = n == std::string_view::npos ? 0 : n + 2;
+    }
+    return std::string(message.substr(0, n));
+}
+
+std::string rfc5322_date(uint64_t t) {
+    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t tt = time_t(t);
+    struct tm tm {};
+    gmtime_r(&tt, &tm);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday], tm.tm_mday,
+             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+std::string dsn_sanitise(std::string_view s, std::size_t max) {
+    std::string out;
+    for (char c : s.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+    return out;
+}
+
+std::string build_dsn(const DsnInput& in) {
+    std::string host = dsn_sanitise(in.hostname, 255);
+    std::string qid = format_qid(in.orig_msgid), dsn_qid = format_qid(in.dsn_msgid);
+    std::string boundary = dsn_qid + "/" + host;
+    std::string subject = in.kind == DsnKind::failure ? "Undelivered Mail Returned to Sender"
+                          : in.kind == DsnKind::delay ? "Delayed Mail (still being retried)"
+                                                      : "Successful Mail Delivery Report";
+    std::string s;
+    s += "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\r\n";
+    s += fold("To", "<" + dsn_sanitise(in.orig.sender) + ">");
+    s += "Subject: " + subject + "\r\n";
+    s += "Date: " + rfc5322_date(in.now) + "\r\n";
+    s += "Message-ID: <" + dsn_qid + ".dsn@" + host + ">\r\n";
+    s += "Auto-Submitted: auto-replied\r\n";
+    s += "MIME-Version: 1.0\r\n";
+    s += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n";
+    s += "\r\nThis is a MIME-encapsulated message.\r\n\r\n";
+
+    s += "--" + boundary + "\r\n";
+    s += "Content-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
+    s += "This is the mail system at host " + host + ".\r\n\r\n";
+    if (in.kind == DsnKind::failure)
+        s += "I'm sorry to have to inform you that your message could not\r\nbe delivered to one or more "
+             "recipients. It's attached below.\r\n\r\nThe mail system\r\n\r\n";
+    else if (in.kind == DsnKind::delay)
+        s += "####################################################################\r\n"
+             "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+             "####################################################################\r\n\r\n"
+             "Your message could not be delivered for " +
+             std::to_string((in.now > in.orig.arrival ? in.now - in.orig.arrival : 0) / 60) +
+             " minutes. It will be retried until " + rfc5322_date(in.retry_until) + ".\r\n\r\nThe mail system\r\n\r\n";
+    else
+        s += "Your message was successfully delivered to the destination(s)\r\nlisted below.\r\n\r\n"
+             "The mail system\r\n\r\n";
+    for (auto& r : in.rcpts) {
+        std::string line = "<" + dsn_sanitise(r.addr) + ">: " + dsn_sanitise(r.last_error);
+        s += fold("", line).substr(2);  // fold without a header name
+        s += "\r\n";
+    }
+
+    s += "--" + boundary + "\r\n";
+    s += "Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n";
+    s += "Reporting-MTA: dns; " + host + "\r\n";
+    s += "X-Queue-ID: " + qid + "\r\n";
+    if (!in.orig.envid.empty()) s += "Original-Envelope-Id: " + dsn_sanitise(in.orig.envid, 100) + "\r\n";
+    if (!in.orig.sender.empty()) s += fold("X-Original-Sender", "rfc822; " + dsn_sanitise(in.orig.sender));
+    s += "Arrival-Date: " + rfc5322_date(in.orig.arrival) + "\r\n";
+    for (auto& r : in.rcpts) {
+        s += "\r\n";
+        s += fold("Final-Recipient", "rfc822; " + dsn_sanitise(r.addr));
+        if (!r.orcpt.empty() && r.orcpt.find(';') != std::string::npos)
+            s += fold("Original-Recipient", dsn_sanitise(r.orcpt));
+        s += "Action: " + std::string(action(in.kind)) + "\r\n";
+        s += "Status: " + status_code(r.last_error, in.kind) + "\r\n";
+        if (!r.last_error.empty()) s += fold("Diagnostic-Code", "smtp; " + dsn_sanitise(r.last_error, 2000));
+        if (r.last_attempt) s += "Last-Attempt-Date: " + rfc5322_date(r.last_attempt) + "\r\n";
+        if (in.kind == DsnKind::delay) s += "Will-Retry-Until: " + rfc5322_date(in.retry_until) + "\r\n";
+    }
+    s += "\r\n--" + boundary + "\r\n";
+    if (in.full)
+        s += "Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n\r\n";
+    else
+        s += "Content-Description: Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
+    s += in.original;
+    if (s.size() < 2 || s.compare(s.size() - 2, 2, "\r\n") != 0) s += "\r\n";
+    s += "\r\n--" + boundary + "--\r\n";
+    return s;
+}
+
+}  // namespace mta::queue

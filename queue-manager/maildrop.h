@@ -1,0 +1,57 @@
+// The maildrop file written by sendmail (any local user) and read by mta-queue, plus the pure message
+// preparation sendmail does (line ends, -t recipients, missing headers). The queue trusts nothing in a
+// maildrop file: parse_maildrop is strict, bounded and fuzzed; the uid comes from the file's owner.
+//
+// Format (all lines LF-terminated, no other control bytes):
+//   MTA-MAILDROP 1
+//   U <uid, decimal>
+//   S <sender, empty for the null sender>
+//   R <recipient>            (one or more)
+//   <empty line>
+//   <message, CRLF line ends, no bare CR or LF>
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mta::queue {
+
+inline constexpr std::string_view kMaildropMagic = "MTA-MAILDROP 1";
+inline constexpr std::size_t kMaxMaildropRecipients = 10000;
+
+struct Maildrop {
+    uint64_t uid = 0;
+    std::string sender;
+    std::vector<std::string> rcpts;
+    std::string body;
+};
+
+std::string encode_maildrop(const Maildrop& m);
+bool parse_maildrop(std::string_view bytes, Maildrop& out, std::string& err);
+
+// A plausible envelope address for the maildrop: 1..kMaxAddress bytes, no spaces or control bytes,
+// exactly one '@' with something on both sides.
+bool maildrop_address_ok(std::string_view a);
+
+// LF, CRLF and lone CR all become CRLF; with dot_ends (no -i), a line holding only "." ends the message.
+std::string to_crlf(std::string_view in, bool dot_ends);
+
+// Addresses of an address-list header value ("A <a@x>, b@y (comment), group: c@z;").
+std::vector<std::string> header_addresses(std::string_view value);
+
+struct PreparedMessage {
+    std::string text;                  // final message, CRLF
+    std::vector<std::string> rcpts;    // from To/Cc/Bcc when extract_rcpts
+};
+struct PrepareOptions {
+    bool extract_rcpts = false;        // -t: take To/Cc/Bcc, and drop Bcc
+    std::string sender;                // for a missing From:
+    std::string full_name;             // -F
+    std::string date;                  // for a missing Date:
+    std::string message_id;            // for a missing Message-ID: (with brackets)
+};
+// Takes a CRLF message; adds From:/Date:/Message-ID: when missing.
+PreparedMessage prepare_message(std::string_view crlf_message, const PrepareOptions& o);
+
+}  // namespace mta::queue

@@ -1,0 +1,170 @@
+// sendmail: the sendmail-compatible submission command (see man/sendmail.1). Runs as the calling user
+// with no privilege: it writes one maildrop file into <spool_dir>/queue/maildrop/ (mode 1733) and exits;
+// mta-queue picks it up (now, or when it next starts) and treats the file as untrusted input.
+// Exit codes follow sysexits.h.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <pwd.h>
+#include <string>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+#include <vector>
+
+#include "common/config.h"
+#include "common/fd.h"
+#include "queue-manager/dsn.h"
+#include "queue-manager/maildrop.h"
+
+using namespace mta;
+using namespace mta::queue;
+
+namespace {
+
+std::string random_hex(std::size_t bytes) {
+    unsigned char b[32] = {};
+    if (getrandom(b, bytes, 0) != ssize_t(bytes)) {
+        uint64_t x = uint64_t(time(nullptr)) ^ (uint64_t(getpid()) << 32) ^ uint64_t(clock());
+        for (std::size_t i = 0; i < bytes; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
+            b[i] = static_cast<unsigned char>(x >> 56);
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    std::string s;
+    for (std::size_t i = 0; i < bytes; i++) s += hex[b[i] >> 4], s += hex[b[i] & 15];
+    return s;
+}
+
+std::string clean_name(const char* s) {
+    std::string out;
+    for (; *s && out.size() < 200; s++) {
+        unsigned char c = static_cast<unsigned char>(*s);
+        if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\') out += char(c);
+    }
+    return out;
+}
+
+int usage() {
+    fprintf(stderr, "usage: sendmail [-C|-c config_file] [-t] [-i] [-oi] [-f sender] [-F full_name] [recipient ...]\n");
+    return EX_USAGE;
+}
+
+bool write_all(int fd, const std::string& s) {
+    std::size_t off = 0;
+    while (off < s.size()) {
+        ssize_t n = write(fd, s.data() + off, s.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        off += std::size_t(n);
+    }
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string path = kDefaultConfigPath, sender, full_name;
+    bool explicit_path = false, extract = false, dot_ends = true, have_sender = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "C:c:tif:r:F:o:B:N:R:V:b:e:")) != -1) {
+        switch (opt) {
+        case 'C': case 'c': path = optarg; explicit_path = true; break;
+        case 't': extract = true; break;
+        case 'i': dot_ends = false; break;
+        case 'f': case 'r': sender = optarg; have_sender = true; break;
+        case 'F': full_name = clean_name(optarg); break;
+        case 'o': if (optarg[0] == 'i' && optarg[1] == '\0') dot_ends = false; break;  // other -oX: ignored
+        case 'b':
+            if (strcmp(optarg, "m") != 0) { fprintf(stderr, "sendmail: only -bm (deliver mail) is supported\n"); return EX_USAGE; }
+            break;
+        case 'B': case 'N': case 'R': case 'V': case 'e': break;  // accepted for compatibility, ignored
+        default: return usage();
+        }
+    }
+    Config cfg;
+    std::vector<ConfigError> errors;
+    if (!load_config(path, !explicit_path, cfg, errors)) {
+        for (auto& e : errors) fprintf(stderr, "sendmail: %s\n", e.str().c_str());
+        return EX_CONFIG;
+    }
+    std::string local_domain = cfg.local_domains.empty() ? cfg.hostname : cfg.local_domains.front();
+    if (!have_sender) {
+        struct passwd* pw = getpwuid(getuid());
+        if (!pw) { fprintf(stderr, "sendmail: who are you? (no passwd entry for uid %u)\n", unsigned(getuid())); return EX_NOUSER; }
+        sender = std::string(pw->pw_name) + "@" + cfg.hostname;
+    } else if (sender == "<>") {
+        sender.clear();
+    } else if (sender.size() > 2 && sender.front() == '<' && sender.back() == '>') {
+        sender = sender.substr(1, sender.size() - 2);
+    }
+    if (!sender.empty() && sender.find('@') == std::string::npos) sender += "@" + cfg.hostname;
+    if (!sender.empty() && !maildrop_address_ok(sender)) {
+        fprintf(stderr, "sendmail: bad sender address\n");
+        return EX_USAGE;
+    }
+    std::vector<std::string> rcpts;
+    for (int i = optind; i < argc; i++) rcpts.emplace_back(argv[i]);
+
+    std::string raw;
+    char buf[65536];
+    uint64_t limit = cfg.message_size_limit ? cfg.message_size_limit : UINT64_MAX;
+    ssize_t n;
+    while ((n = read(0, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { fprintf(stderr, "sendmail: read: %s\n", strerror(errno)); return EX_IOERR; }
+        raw.append(buf, std::size_t(n));
+        if (raw.size() > limit) { fprintf(stderr, "sendmail: message too large\n"); return EX_DATAERR; }
+    }
+    time_t now = time(nullptr);
+    PrepareOptions po;
+    po.extract_rcpts = extract;
+    po.sender = sender.empty() ? "MAILER-DAEMON@" + cfg.hostname : sender;
+    po.full_name = full_name;
+    po.date = rfc5322_date(uint64_t(now));
+    po.message_id = "<" + std::to_string(now) + "." + random_hex(8) + "@" + cfg.hostname + ">";
+    PreparedMessage pm = prepare_message(to_crlf(raw, dot_ends), po);
+    for (auto& r : pm.rcpts) rcpts.push_back(r);
+    if (rcpts.empty()) { fprintf(stderr, "sendmail: no recipients\n"); return EX_USAGE; }
+
+    Maildrop md;
+    md.uid = getuid();
+    md.sender = sender;
+    md.body = std::move(pm.text);
+    for (auto r : rcpts) {
+        if (r.size() > 2 && r.front() == '<' && r.back() == '>') r = r.substr(1, r.size() - 2);
+        if (r.find('@') == std::string::npos) r += "@" + local_domain;
+        if (!maildrop_address_ok(r)) {
+            fprintf(stderr, "sendmail: bad recipient address \"%s\"\n", clean_name(r.c_str()).c_str());
+            return EX_DATAERR;
+        }
+        md.rcpts.push_back(r);
+    }
+    std::string dir = queue_dir(cfg) + "/maildrop";
+    std::string tmp = dir + "/t" + random_hex(12), final_name = dir + "/m" + std::to_string(now) + "." + random_hex(12);
+    // 0644 in a directory others cannot list: the unguessable name keeps it private, and the queue
+    // (another user) must be able to read it.
+    UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd) {
+        fprintf(stderr, "sendmail: cannot create a file in %s: %s (has mtad been started once?)\n", dir.c_str(), strerror(errno));
+        return errno == ENOENT ? EX_UNAVAILABLE : EX_TEMPFAIL;
+    }
+    fchmod(fd.get(), 0644);
+    if (!write_all(fd.get(), encode_maildrop(md)) || fsync(fd.get()) != 0) {
+        fprintf(stderr, "sendmail: writing %s: %s\n", tmp.c_str(), strerror(errno));
+        unlink(tmp.c_str());
+        return EX_TEMPFAIL;
+    }
+    fd.reset();
+    if (rename(tmp.c_str(), final_name.c_str()) != 0) {
+        fprintf(stderr, "sendmail: rename into %s: %s\n", dir.c_str(), strerror(errno));
+        unlink(tmp.c_str());
+        return EX_TEMPFAIL;
+    }
+    // Make the rename durable where we may (root, or the queue user); others cannot open the directory.
+    UniqueFd d(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d) fsync(d.get());
+    return EX_OK;
+}

@@ -1,0 +1,150 @@
+// Maildrop pickup: sendmail (any local user) leaves files in maildrop/ (mode 1733: anyone may add,
+// nobody but the queue may list). Checked at start and every second; each file is untrusted input:
+// strictly parsed, its uid taken from the file owner, anything wrong moved to maildrop/bad/ and logged.
+// A good file becomes a body file with our Received: header and joins the next group commit like an
+// smtpd message; the maildrop file is removed only after the LMDB commit (at-least-once).
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "queue-manager/dsn.h"
+#include "queue-manager/maildrop.h"
+#include "queue-manager/qid.h"
+#include "queue-manager/server.h"
+
+namespace mta::queue {
+namespace {
+
+constexpr std::size_t kPickupPerScan = 200;
+constexpr uint64_t kStaleTemp = 86400;        // a sendmail temp file older than this was abandoned
+constexpr uint64_t kHeaderAllowance = 1 << 20; // envelope lines on top of message_size_limit
+
+struct DirClose { void operator()(DIR* d) const { closedir(d); } };
+
+}  // namespace
+
+bool QueueServer::open_maildrop(std::string& err) {
+    if (mkdir("maildrop", 01733) != 0 && errno != EEXIST) { err = std::string("mkdir maildrop: ") + strerror(errno); return false; }
+    if (chmod("maildrop", 01733) != 0) { err = std::string("chmod maildrop: ") + strerror(errno); return false; }
+    if (mkdir("maildrop/bad", 0700) != 0 && errno != EEXIST) { err = std::string("mkdir maildrop/bad: ") + strerror(errno); return false; }
+    maildrop_fd_.reset(::open("maildrop", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!maildrop_fd_) { err = std::string("open maildrop: ") + strerror(errno); return false; }
+    maildrop_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
+        static_cast<QueueServer*>(a)->scan_maildrop();
+    }, this));
+    struct timeval tv = {1, 0};
+    evtimer_add(maildrop_ev_.get(), &tv);
+    return true;
+}
+
+void QueueServer::maildrop_bad(const std::string& name, const std::string& why) {
+    LOG_ERROR("event=maildrop_rejected file=%s reason=\"%s\" action=moved_to_bad", log::safe(name).c_str(),
+              log::safe(why).c_str());
+    std::string to = "bad/" + name;
+    if (renameat(maildrop_fd_.get(), name.c_str(), maildrop_fd_.get(), to.c_str()) != 0)
+        unlinkat(maildrop_fd_.get(), name.c_str(), 0);
+}
+
+void QueueServer::scan_maildrop() {
+    if (stopping_ || !maildrop_fd_) return;
+    int dfd = openat(maildrop_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    std::unique_ptr<DIR, DirClose> d(fdopendir(dfd));
+    if (!d) { ::close(dfd); return; }
+    std::vector<std::string> names;
+    uint64_t now = clock_.now();
+    while (struct dirent* e = readdir(d.get())) {
+        std::string name = e->d_name;
+        if (name == "." || name == ".." || name == "bad") continue;
+        if (name[0] == 't') {  // sendmail still writing, or gave up long ago
+            struct stat st;
+            if (fstatat(maildrop_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                uint64_t(st.st_mtime) + kStaleTemp < now)
+                unlinkat(maildrop_fd_.get(), name.c_str(), 0);
+            continue;
+        }
+        if (maildrop_busy_.count(name)) continue;
+        names.push_back(std::move(name));
+        if (names.size() >= kPickupPerScan) break;
+    }
+    d.reset();
+    for (auto& n : names) pick_up(n);
+}
+
+void QueueServer::pick_up(const std::string& name) {
+    if (name[0] != 'm' || name.size() > 64) return maildrop_bad(name, "unexpected file name");
+    UniqueFd fd(openat(maildrop_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    struct stat st;
+    if (!fd || fstat(fd.get(), &st) != 0) return maildrop_bad(name, std::string("open: ") + strerror(errno));
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) return maildrop_bad(name, "not a plain file");
+    uint64_t limit = (cfg_.message_size_limit ? cfg_.message_size_limit : (uint64_t(1) << 30)) + kHeaderAllowance;
+    if (uint64_t(st.st_size) > limit) return maildrop_bad(name, "too large");
+    std::string data(std::size_t(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < data.size()) {
+        ssize_t n = read(fd.get(), data.data() + got, data.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += std::size_t(n);
+    }
+    if (got != data.size()) return maildrop_bad(name, "short read");
+    Maildrop md;
+    std::string err;
+    if (!parse_maildrop(data, md, err)) return maildrop_bad(name, err);
+    // Only root may speak for another user: everyone else's file must carry its owner's uid.
+    if (md.uid != uint64_t(st.st_uid) && st.st_uid != 0) return maildrop_bad(name, "uid does not match file owner");
+    uint64_t id;
+    if (!store_.allocate_id(id, err)) {
+        LOG_ERROR("event=maildrop_deferred file=%s reason=\"%s\"", log::safe(name).c_str(), log::safe(err).c_str());
+        return;
+    }
+    uint64_t now = clock_.now();
+    std::string qid = format_qid(id);
+    std::string received = "Received: by " + cfg_.hostname + " (mta sendmail, from userid " + std::to_string(md.uid) +
+                           ")\r\n\tid " + qid + ";\r\n\t" + rfc5322_date(now) + "\r\n";
+    UniqueFd out(openat(body_dir_fd_.get(), qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    bool ok = bool(out);
+    for (const std::string* part : {&received, &md.body}) {
+        std::size_t off = 0;
+        while (ok && off < part->size()) {
+            ssize_t n = write(out.get(), part->data() + off, part->size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) ok = false;
+            else off += std::size_t(n);
+        }
+    }
+    if (!ok || fsync(out.get()) != 0) {
+        LOG_ERROR("event=maildrop_deferred file=%s reason=\"body write: %s\"", log::safe(name).c_str(), strerror(errno));
+        unlinkat(body_dir_fd_.get(), qid.c_str(), 0);
+        return;
+    }
+    CommitItem c;
+    c.msgid = id;
+    c.maildrop = name;
+    c.msg.arrival = now;
+    c.msg.size = received.size() + md.body.size();
+    c.msg.sender = md.sender;
+    c.msg.submit_uid = md.uid;
+    c.msg.nrcpt = uint32_t(md.rcpts.size());
+    bool eight = false;
+    for (unsigned char ch : md.body) eight = eight || ch >= 0x80;
+    c.msg.body_type = eight ? 1 : 0;
+    for (auto& r : md.rcpts) {
+        RecipientRecord rec;
+        rec.addr = r;
+        c.rcpts.push_back(std::move(rec));
+    }
+    LOG_INFO("event=maildrop_picked qid=%s file=%s uid=%llu", qid.c_str(), log::safe(name).c_str(),
+             (unsigned long long)md.uid);
+    maildrop_busy_.insert(name);
+    commit_rcpts_ += c.rcpts.size();
+    commits_.push_back(std::move(c));
+    arm_flush(true);
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,150 @@
+// mtadns: what the MTA would see and do for a mail domain, asked through mtad's control socket of the
+// running resolver (so the answers, DNSSEC status and forwarder are exactly the MTA's): MX set in
+// order with addresses, DNSSEC status, TLSA per MX host and the resulting outbound TLS level.
+// Trusts the control socket's text format; record text was already made printable by mtad.
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "common/address.h"
+#include "common/config.h"
+#include "common/control_client.h"
+
+namespace {
+
+struct Answer {
+    long rcode = 65535;
+    std::string dnssec = "insecure", text;
+    std::vector<std::string> records;
+    bool ok() const { return rcode == 0 && dnssec != "bogus"; }
+    std::string status() const {
+        std::string s = rcode == 0 ? "NOERROR" : rcode == 2 ? "SERVFAIL" : rcode == 3 ? "NXDOMAIN"
+                      : rcode == 65535 ? "FAILED" : "rcode " + std::to_string(rcode);
+        s += ", " + dnssec;
+        if (!text.empty()) s += ", " + text;
+        return s;
+    }
+};
+
+bool ask(const mta::Config& cfg, const std::string& name, int qtype, Answer& a, std::string& err) {
+    std::string raw;
+    if (!mta::control_request(cfg.control_socket, "resolve " + name + " " + std::to_string(qtype), raw, err))
+        return false;
+    if (raw.rfind("error:", 0) == 0) {
+        err = raw.substr(0, raw.find('\n'));
+        return false;
+    }
+    std::istringstream in(raw);
+    std::string head;
+    std::getline(in, head);
+    if (sscanf(head.c_str(), "rcode=%ld", &a.rcode) != 1) {
+        err = "unexpected answer: " + head;
+        return false;
+    }
+    if (auto p = head.find("dnssec="); p != std::string::npos) a.dnssec = head.substr(p + 7, head.find(' ', p) - p - 7);
+    if (auto p = head.find("text=\""); p != std::string::npos) a.text = head.substr(p + 6, head.rfind('"') - p - 6);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) a.records.push_back(line);
+    return true;
+}
+
+// RFC 7672 §3.1 usable TLSA: DANE-TA(2)/DANE-EE(3), selector 0/1, matching type 0/1/2 (mta-smtp's
+// smtp_dane.cpp applies the same rule, with the data length checks, before handing records to OpenSSL).
+bool usable_tlsa(const std::string& rec) {
+    unsigned u = 9, s = 9, m = 9;
+    return sscanf(rec.c_str(), "%u %u %u", &u, &s, &m) == 3 && (u == 2 || u == 3) && s <= 1 && m <= 2;
+}
+
+struct Mx {
+    unsigned pref = 0;
+    std::string host;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string path = mta::kDefaultConfigPath;
+    bool explicit_path = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        if (opt == 'c') { path = optarg; explicit_path = true; }
+        else { fprintf(stderr, "usage: mtadns [-c config_file] DOMAIN\n"); return 2; }
+    }
+    if (optind + 1 != argc) { fprintf(stderr, "usage: mtadns [-c config_file] DOMAIN\n"); return 2; }
+    std::string domain = mta::addr::lower(argv[optind]);
+    if (!domain.empty() && domain.back() == '.') domain.pop_back();
+    if (!mta::addr::valid_domain(domain)) { fprintf(stderr, "mtadns: invalid domain name\n"); return 2; }
+    mta::Config cfg;
+    std::vector<mta::ConfigError> errors;
+    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
+        for (auto& e : errors) fprintf(stderr, "mtadns: %s\n", e.str().c_str());
+        return 1;
+    }
+    std::string err;
+    Answer mx;
+    if (!ask(cfg, domain, 15, mx, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
+    printf("domain %s\nMX: %s\n", domain.c_str(), mx.status().c_str());
+    if (mx.dnssec == "bogus" || (mx.rcode != 0 && mx.rcode != 3)) {
+        printf("result: deferred (4.4.3 temporary DNS failure)\n");
+        return 0;
+    }
+    if (mx.rcode == 3) {
+        printf("result: bounced (5.1.2 domain not found)\n");
+        return 0;
+    }
+    std::vector<Mx> hosts;
+    for (auto& r : mx.records) {
+        Mx m;
+        char name[300] = {};
+        if (sscanf(r.c_str(), "%u %299s", &m.pref, name) != 2) continue;
+        m.host = name;
+        if (m.host.size() > 1 && m.host.back() == '.') m.host.pop_back();
+        hosts.push_back(m);
+    }
+    if (std::any_of(hosts.begin(), hosts.end(), [](const Mx& m) { return m.host == "."; })) {
+        printf("null MX (RFC 7505)\nresult: bounced (5.1.10 domain does not accept mail)\n");
+        return 0;
+    }
+    bool implicit = hosts.empty();
+    if (implicit) hosts.push_back({0, domain});
+    std::stable_sort(hosts.begin(), hosts.end(), [](const Mx& a, const Mx& b) { return a.pref < b.pref; });
+    bool dane = cfg.smtp_tls_level == "dane";
+    for (auto& h : hosts) {
+        if (implicit) printf("no MX: implicit MX %s\n", h.host.c_str());
+        else printf("MX %u %s\n", h.pref, h.host.c_str());
+        bool addr_secure = true;
+        for (int qt : {1, 28}) {
+            Answer a;
+            if (!ask(cfg, h.host, qt, a, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
+            printf("  %s: %s\n", qt == 1 ? "A" : "AAAA", a.status().c_str());
+            for (auto& r : a.records) printf("    %s\n", r.c_str());
+            if (a.dnssec != "secure") addr_secure = false;
+        }
+        std::string tlsa_name = "_" + std::to_string(cfg.smtp_port) + "._tcp." + h.host;
+        Answer t;
+        if (!ask(cfg, tlsa_name, 52, t, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
+        printf("  TLSA %s: %s\n", tlsa_name.c_str(), t.status().c_str());
+        std::size_t usable = 0;
+        for (auto& r : t.records) {
+            bool u = usable_tlsa(r);
+            usable += u;
+            printf("    %s%s\n", r.c_str(), u ? "" : "  (unusable for SMTP)");
+        }
+        std::string level = cfg.smtp_tls_level;
+        if (dane) {
+            // RFC 7672 §2.2, as mta-smtp applies it.
+            bool chain = mx.dnssec == "secure" && addr_secure;
+            if (!chain) level = "may (DANE not applicable: MX or address records not DNSSEC-secure)";
+            else if (t.dnssec == "bogus" || (t.rcode != 0 && t.rcode != 3)) level = "skip (TLSA lookup failed: host not used)";
+            else if (t.dnssec != "secure" || t.records.empty()) level = "may (no secure TLSA records)";
+            else if (!usable) level = "encrypt (secure TLSA records, none usable)";
+            else level = "dane (TLS required, certificate verified against " + std::to_string(usable) + " TLSA record" +
+                         (usable == 1 ? ")" : "s)");
+        }
+        printf("  TLS level: %s\n", level.c_str());
+    }
+    return 0;
+}

@@ -1,0 +1,434 @@
+"""Queue lifecycle end to end: retries against a scripted receiving server (the relayhost), per-recipient
+results, DSNs (parsed with Python's email package), delay warnings, expiry, dead destinations, the
+mtaqueue/mailq admin tools (their --json must match the true state), sendmail with its maildrop (also
+while the daemon is down), and a fault test that SIGKILLs mta-queue and mta-smtp while 2,000 messages
+flow: every message that got 250 must reach the sink."""
+import collections
+import email
+import email.policy
+import json
+import os
+import random
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+from mtatest import BIN, MTA, check, finish, free_port, wait_for
+
+
+class ScriptedServer:
+    """A tiny SMTP server: decide(rcpt, attempt_number) gives each RCPT reply; records everything."""
+
+    def __init__(self, decide=None):
+        self.decide = decide or (lambda rcpt, n: "250 2.1.5 ok")
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.attempts = collections.Counter()
+        self.sessions = []          # (mail_from, [rcpts offered])
+        self.delivered = []         # (mail_from, [rcpts accepted], data)
+        self.message_ids = collections.Counter()
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        f = conn.makefile("rb")
+        out = lambda s: conn.sendall(s.encode() + b"\r\n")
+        try:
+            out("220 sink.test ESMTP")
+            mail, offered, accepted = None, [], []
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.decode("ascii", "replace").strip()
+                verb = cmd[:4].upper()
+                if verb in ("EHLO", "HELO"):
+                    out("250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES")
+                elif verb == "MAIL":
+                    mail, offered, accepted = re.search(r"<(.*?)>", cmd).group(1), [], []
+                    out("250 2.1.0 ok")
+                elif verb == "RCPT":
+                    rcpt = re.search(r"<(.*?)>", cmd).group(1)
+                    with self.lock:
+                        self.attempts[rcpt] += 1
+                        n = self.attempts[rcpt]
+                        offered.append(rcpt)
+                    reply = self.decide(rcpt, n)
+                    if reply.startswith("2"):
+                        accepted.append(rcpt)
+                    out(reply)
+                elif verb == "DATA":
+                    with self.lock:
+                        self.sessions.append((mail, list(offered)))
+                    if not accepted:
+                        out("554 5.5.1 no valid recipients")
+                        continue
+                    out("354 go ahead")
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l or l == b".\r\n":
+                            break
+                        data += l[1:] if l.startswith(b".") else l
+                    with self.lock:
+                        self.delivered.append((mail, list(accepted), data))
+                        mid = re.search(rb"(?im)^Message-ID:\s*(<[^>]*>)", data)
+                        if mid:
+                            self.message_ids[mid.group(1).decode()] += 1
+                    out("250 2.0.0 queued")
+                elif verb == "RSET":
+                    mail, offered, accepted = None, [], []
+                    out("250 2.0.0 ok")
+                elif verb == "QUIT":
+                    out("221 2.0.0 bye")
+                    return
+                else:
+                    out("250 2.0.0 ok")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
+def mtaqueue(m, *args, user=None):
+    cmd = [os.path.join(BIN, "mtaqueue"), "-c", m.conf] + list(args)
+    if user:
+        cmd = ["runuser", "-u", user, "--"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def queue_json(m):
+    for _ in range(3):
+        try:
+            r = mtaqueue(m, "list", "--json")
+            return json.loads(r.stdout)
+        except (ValueError, OSError) as e:
+            err = "%s %r" % (e, locals().get("r") and (r.stdout + r.stderr))
+            time.sleep(0.5)  # e.g. the binary is being relinked by a parallel build
+    return {"error": err}
+
+
+def send(m, sender, rcpts, subject, extra_headers=""):
+    body = ("From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\nMessage-ID: <%s@test>\r\n%s\r\n"
+            "Hello.\r\n" % (sender, subject, subject.replace(" ", "-"), extra_headers))
+    with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
+        s.sendmail(sender, rcpts, body.encode())
+
+
+def dsns(m, user, subject_word=""):
+    out = []
+    for path in m.mailbox(user):
+        msg = email.message_from_bytes(open(path, "rb").read(), policy=email.policy.default)
+        if subject_word in str(msg["Subject"]):
+            out.append(msg)
+    return out
+
+
+def status_fields(report):
+    """Per-recipient field dicts of a multipart/report's message/delivery-status part."""
+    for part in report.walk():
+        if part.get_content_type() == "message/delivery-status":
+            blocks = part.get_payload()
+            return [dict((k.lower(), str(v)) for k, v in b.items()) for b in blocks[1:]]
+    return []
+
+
+def retry_then_deliver(m, srv):
+    send(m, "retry@localhost", ["slowok@remote.test"], "retry test")
+    ok = wait_for(lambda: any("slowok@remote.test" in d[1] for d in srv.delivered), 30)
+    check("retry: 451 twice then 250 is delivered", ok, "attempts=%r" % srv.attempts)
+    check("retry: delivered on exactly the third attempt", srv.attempts["slowok@remote.test"] == 3, srv.attempts)
+    check("retry: delivered once", sum("slowok@remote.test" in d[1] for d in srv.delivered) == 1, srv.delivered)
+    wait_for(lambda: queue_json(m).get("count") == 0, 10)
+    j = queue_json(m)
+    check("retry: queue empty afterwards (list --json)", j.get("count") == 0 and j.get("messages") == [], j)
+
+
+def one_of_three_bounces(m, srv):
+    send(m, "bouncer@localhost", ["a1@remote.test", "nouser@remote.test", "a2@remote.test"], "three rcpts")
+    got = wait_for(lambda: dsns(m, "bouncer", "Undelivered"), 30)
+    time.sleep(1.5)  # a second DSN would have arrived by now
+    reports = dsns(m, "bouncer", "Undelivered")
+    check("bounce: exactly one DSN to the sender", len(reports) == 1, "got %d" % len(reports))
+    if not got:
+        return
+    r = reports[0]
+    check("bounce: multipart/report; report-type=delivery-status",
+          r.get_content_type() == "multipart/report" and r.get_param("report-type") == "delivery-status", r["Content-Type"])
+    check("bounce: from the null sender", open(m.mailbox("bouncer")[0], "rb").read().startswith(b"Return-Path: <>"), "")
+    fields = status_fields(r)
+    check("bounce: one failed recipient reported", len(fields) == 1 and fields[0].get("final-recipient") ==
+          "rfc822; nouser@remote.test" and fields[0].get("action") == "failed" and fields[0].get("status") == "5.1.1", fields)
+    check("bounce: remote reply included", "No such user" in fields[0].get("diagnostic-code", "") if fields else False, fields)
+    kinds = [p.get_content_type() for p in r.walk()]
+    check("bounce: text part and returned headers", "text/plain" in kinds and "text/rfc822-headers" in kinds, kinds)
+    delivered = [rc for d in srv.delivered for rc in d[1]]
+    check("bounce: the other two were delivered", "a1@remote.test" in delivered and "a2@remote.test" in delivered, delivered)
+    wait_for(lambda: queue_json(m).get("count") == 0, 10)
+    check("bounce: nothing left in the queue", queue_json(m).get("count") == 0, queue_json(m))
+
+
+def mixed_five(m, srv):
+    rcpts = ["m-ok1@remote.test", "m-tmp1@remote.test", "m-bad@remote.test", "m-tmp2@remote.test", "m-ok2@remote.test"]
+    send(m, "mixed@localhost", rcpts, "mixed five")
+    wait_for(lambda: "to=<m-tmp2@remote.test>" in m.log_text() and "to=<m-tmp1@remote.test>" in m.log_text(), 20)
+    j = queue_json(m)
+    listed = {r["address"]: r for msg in j.get("messages", []) if msg["sender"] == "mixed@localhost" for r in msg["recipients"]}
+    check("mixed: list --json shows only the two deferred recipients", set(listed) == {"m-tmp1@remote.test", "m-tmp2@remote.test"}, j)
+    check("mixed: their state and attempts are true",
+          all(r["state"] in ("deferred", "in-flight") and r["attempts"] >= 1 and "451 4.2.0" in r["last_error"] for r in listed.values()), listed)
+    ok = wait_for(lambda: srv.attempts["m-tmp1@remote.test"] >= 2 and srv.attempts["m-tmp2@remote.test"] >= 2
+                  and queue_json(m).get("count") == 0, 30)
+    check("mixed: deferred recipients delivered later", ok, srv.attempts)
+    retried = [s for s in srv.sessions if s[0] == "mixed@localhost"][1:]
+    offered_later = {r for s in retried for r in s[1]}
+    check("mixed: retries offered only the deferred recipients",
+          offered_later == {"m-tmp1@remote.test", "m-tmp2@remote.test"}, offered_later)
+    check("mixed: the others were tried once", all(srv.attempts[r] == 1 for r in rcpts if "tmp" not in r), srv.attempts)
+    check("mixed: one DSN for the 550", len(wait_for(lambda: dsns(m, "mixed", "Undelivered"), 10) or []) == 1, "")
+
+
+def admin_tools(m, srv):
+    srv_block = {"on": True}
+    old = srv.decide
+    srv.decide = lambda rcpt, n: "452 4.2.2 full" if "held" in rcpt and srv_block["on"] else old(rcpt, n)
+    send(m, "admin@localhost", ["held1@remote.test"], "admin one")
+    wait_for(lambda: "to=<held1@remote.test>" in m.log_text(), 20)
+    j = queue_json(m)
+    ids = [msg["id"] for msg in j.get("messages", []) if msg["sender"] == "admin@localhost"]
+    if not check("admin: message listed", len(ids) == 1, j):
+        return
+    qid = ids[0]
+    r = mtaqueue(m, "hold", qid)
+    check("admin: hold", r.returncode == 0 and r.stdout.startswith("ok: hold"), r.stdout + r.stderr)
+    wait_for(lambda: queue_json(m)["messages"][0]["recipients"][0]["state"] == "held", 10)
+    j = queue_json(m)
+    check("admin: json shows held", j["messages"][0]["recipients"][0]["state"] == "held", j)
+    r = mtaqueue(m, "list", "--state", "held")
+    check("admin: list --state held (text)", qid in r.stdout and "held1@remote.test" in r.stdout, r.stdout)
+    r = subprocess.run([os.path.join(BIN, "mailq"), "-c", m.conf], capture_output=True, text=True, timeout=30)
+    check("admin: mailq lists it", qid in r.stdout and "452 4.2.2" in r.stdout, r.stdout + r.stderr)
+    r = mtaqueue(m, "show", qid, "--json")
+    try:
+        s = json.loads(r.stdout)["message"]
+        check("admin: show --json has envelope, attempts, headers",
+              s["sender"] == "admin@localhost" and s["recipients"][0]["attempts"] >= 1 and "Subject: admin one" in s["headers"], s)
+    except (ValueError, KeyError) as e:
+        check("admin: show --json parses", False, "%s %r" % (e, r.stdout + r.stderr))
+    r = mtaqueue(m, "show", qid)
+    check("admin: show text", "Subject: admin one" in r.stdout and "Recipients:" in r.stdout, r.stdout)
+    check("admin: filters select", qid in mtaqueue(m, "list", "--domain", "remote.test").stdout and
+          qid not in mtaqueue(m, "list", "--from", "nobody@else").stdout, "")
+    r = mtaqueue(m, "delete")
+    check("admin: bulk delete needs ids, filters or --all", r.returncode != 0 and "needs" in r.stderr, r.stderr)
+    r = mtaqueue(m, "frobnicate")
+    check("admin: unknown command refused", r.returncode != 0 and "unknown command" in r.stderr, r.stderr)
+    before = srv.attempts["held1@remote.test"]
+    srv_block["on"] = False
+    time.sleep(2.5)
+    check("admin: held mail is not attempted", srv.attempts["held1@remote.test"] == before, srv.attempts)
+    r = mtaqueue(m, "release", "--from", "admin@localhost")
+    check("admin: release by filter", r.returncode == 0 and "1 recipient" in r.stdout, r.stdout + r.stderr)
+    ok = wait_for(lambda: any("held1@remote.test" in d[1] for d in srv.delivered), 15)
+    check("admin: released mail delivered", ok, srv.attempts)
+    # delete: a message to a never-answering recipient
+    srv.decide = lambda rcpt, n: "451 4.3.0 later" if "gone" in rcpt else old(rcpt, n)
+    send(m, "admin@localhost", ["gone@remote.test"], "admin two")
+    wait_for(lambda: "to=<gone@remote.test>" in m.log_text(), 20)
+    r = mtaqueue(m, "delete", "--to", "gone@remote.test")
+    check("admin: delete by recipient", r.returncode == 0 and "1 message" in r.stdout, r.stdout + r.stderr)
+    check("admin: queue empty after delete", wait_for(lambda: queue_json(m).get("count") == 0, 10), queue_json(m))
+    r = mtaqueue(m, "flush")
+    check("admin: flush", r.returncode == 0 and r.stdout.startswith("ok: flush"), r.stdout + r.stderr)
+    srv.decide = old
+
+
+def sendmail_tests(m):
+    sm = os.path.join(BIN, "sendmail")
+    msg = "To: smuser@localhost\nBcc: smhidden@localhost\nSubject: via sendmail\n\nline one\n.\nafter dot\n"
+    r = subprocess.run([sm, "-C", m.conf, "-t", "-i", "-f", "smsender@localhost", "-F", "Send Mail"],
+                       input=msg, capture_output=True, text=True, timeout=30)
+    check("sendmail: -t -i exit 0", r.returncode == 0, r.stderr)
+    got = wait_for(lambda: m.mailbox("smuser") and m.mailbox("smhidden"), 15)
+    check("sendmail: To and Bcc recipients delivered", got, m.log_text()[-1500:])
+    if got:
+        data = open(m.mailbox("smuser")[0], "rb").read()
+        check("sendmail: Bcc removed, From added, -i keeps the dot line",
+              b"Bcc:" not in data and b'From: "Send Mail" <smsender@localhost>' in data and b"\n.\nafter dot" in data, data)
+        check("sendmail: Received by the queue", b"(mta sendmail, from userid" in data, data[:300])
+    r = subprocess.run([sm, "-C", m.conf], input="Subject: x\n\nno rcpt\n", capture_output=True, text=True, timeout=30)
+    check("sendmail: no recipients is EX_USAGE", r.returncode == 64, "%d %s" % (r.returncode, r.stderr))
+    if os.geteuid() == 0:
+        r = subprocess.run(["runuser", "-u", "nobody", "--", sm, "-C", m.conf, "nbuser@localhost"],
+                           input="Subject: from nobody\n\nhi\n.\nnot this\n", capture_output=True, text=True, timeout=30)
+        check("sendmail: works as an ordinary user", r.returncode == 0, r.stderr)
+        got = wait_for(lambda: m.mailbox("nbuser"), 15)
+        data = open(got[0], "rb").read() if got else b""
+        check("sendmail: ordinary user's mail delivered, sender login@hostname, dot ends input",
+              b"Return-Path: <nobody@mx.test.example>" in data and b"not this" not in data, data[:400])
+    drop = os.path.join(m.spool, "queue", "maildrop")
+    with open(os.path.join(drop, "mBADFILE"), "w") as f:
+        f.write("MTA-MAILDROP 1\nU 0\nS a@b\nR bad address\n\nx\r\n")
+    moved = wait_for(lambda: os.path.exists(os.path.join(drop, "bad", "mBADFILE")), 10)
+    check("maildrop: a bad file is moved to bad/ and the queue lives on", moved and m.pids("mta-queue"), os.listdir(drop))
+
+
+def sendmail_while_down(m):
+    m.stop()
+    r = subprocess.run([os.path.join(BIN, "sendmail"), "-C", m.conf, "-f", "x@localhost", "downuser@localhost"],
+                       input="Subject: while down\n\nqueued while the daemon was down\n", capture_output=True, text=True, timeout=30)
+    check("sendmail: accepted while the daemon is down", r.returncode == 0, r.stderr)
+    m.proc = None
+    m.start()
+    check("sendmail: picked up at start", wait_for(lambda: m.mailbox("downuser"), 15), m.log_text()[-1500:])
+
+
+def delay_expiry_dead():
+    dead_port = free_port()
+    m = MTA(extra="relayhost = [127.0.0.1]:%d\nmaximal_backoff_time = 1s\ndelay_warning_time = 1s\n"
+                  "maximal_queue_lifetime = 5s\nbounce_queue_lifetime = 3s\n" % dead_port, name="delay").start()
+    try:
+        send(m, "warn@localhost", ["far@remote.test"], "delay test")
+        got = wait_for(lambda: dsns(m, "warn", "Delayed"), 20)
+        if check("delay: one delay warning DSN", got and len(got) == 1, m.log_text()[-2000:]):
+            f = status_fields(got[0])
+            check("delay: Action delayed, 4.x.x status, Will-Retry-Until",
+                  f and f[0]["action"] == "delayed" and f[0]["status"].startswith("4.") and "will-retry-until" in f[0], f)
+        got = wait_for(lambda: dsns(m, "warn", "Undelivered"), 20)
+        check("expiry: the expired message bounces", got and len(got) == 1, m.log_text()[-2000:])
+        if got:
+            f = status_fields(got[0])
+            check("expiry: failed with a 5.x.x status", f and f[0]["action"] == "failed" and f[0]["status"].startswith("5."), f)
+        check("delay: still exactly one delay warning", len(dsns(m, "warn", "Delayed")) == 1, "")
+        check("dead destination: marked dead after repeated connection failures",
+              "event=destination_dead" in m.log_text(), m.log_text()[-2000:])
+        send(m, "", ["nullbounce@remote.test"], "null sender")
+        wait_for(lambda: "event=dsn_suppressed" in m.log_text(), 20)
+        check("bounce: never bounce a null-sender message", "event=dsn_suppressed" in m.log_text(), m.log_text()[-1500:])
+        check("delay: queue empty at the end", wait_for(lambda: queue_json(m).get("count") == 0, 10), queue_json(m))
+    finally:
+        m.stop()
+
+
+def fault_test():
+    srv = ScriptedServer()
+    m = MTA(extra="relayhost = [127.0.0.1]:%d\nmaximal_backoff_time = 2s\n" % srv.port, name="fault").start()
+    accepted, lock, total = [], threading.Lock(), 2000
+    counter = iter(range(total))
+    stop_killing = threading.Event()
+
+    def sender():
+        s = None
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            mid = "<fault-%d@test>" % i
+            body = "From: <f@localhost>\r\nSubject: fault %d\r\nMessage-ID: %s\r\n\r\nbody %d\r\n" % (i, mid, i)
+            for attempt in range(40):  # a killed queue makes smtpd answer 451 until it is back
+                if attempt:
+                    time.sleep(0.25)
+                try:
+                    if s is None:
+                        s = smtplib.SMTP("127.0.0.1", m.port, timeout=30)
+                    s.sendmail("f@localhost", ["sink%d@remote.test" % (i % 7)], body.encode())
+                    with lock:
+                        accepted.append(mid)
+                    break
+                except (smtplib.SMTPException, OSError):
+                    try:
+                        s and s.close()
+                    except Exception:
+                        pass
+                    s = None
+        if s:
+            try:
+                s.quit()
+            except Exception:
+                pass
+
+    def killer():
+        kills = 0
+        while not stop_killing.wait(random.uniform(0.8, 2.0)):
+            prog = random.choice(["mta-queue", "mta-smtp"])
+            pids = m.pids(prog)
+            if pids:
+                os.kill(random.choice(pids), signal.SIGKILL)
+                kills += 1
+        killer.kills = kills
+
+    try:
+        k = threading.Thread(target=killer)
+        k.start()
+        threads = [threading.Thread(target=sender) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop_killing.set()
+        k.join()
+        want = set(accepted)
+        ok = wait_for(lambda: want <= set(srv.message_ids), 180, 0.5)
+        missing = want - set(srv.message_ids)
+        dups = sum(n - 1 for n in srv.message_ids.values() if n > 1)
+        print("fault: accepted=%d delivered_unique=%d duplicates=%d kills=%d" %
+              (len(want), len(srv.message_ids), dups, getattr(killer, "kills", 0)), flush=True)
+        check("fault: most submissions accepted despite kills", len(want) >= total * 0.8, len(want))
+        check("fault: every message that got 250 reached the sink", ok and not missing, "missing %d e.g. %r" % (len(missing), sorted(missing)[:5]))
+        check("fault: queue empty at the end", wait_for(lambda: queue_json(m).get("count") == 0, 60), queue_json(m).get("count"))
+    finally:
+        m.stop()
+        srv.stop()
+
+
+def main():
+    def decide(rcpt, n):
+        if rcpt.startswith("slowok"):
+            return "451 4.3.0 try again later" if n <= 2 else "250 2.1.5 ok"
+        if rcpt.startswith("nouser") or rcpt.startswith("m-bad"):
+            return "550 5.1.1 <%s>: No such user" % rcpt
+        if rcpt.startswith("m-tmp"):
+            return "451 4.2.0 greylisted" if n == 1 else "250 2.1.5 ok"
+        return "250 2.1.5 ok"
+
+    srv = ScriptedServer(decide)
+    m = MTA(extra="relayhost = [127.0.0.1]:%d\nmaximal_backoff_time = 2s\ndelay_warning_time = 0\n" % srv.port,
+            name="queue").start()
+    try:
+        retry_then_deliver(m, srv)
+        one_of_three_bounces(m, srv)
+        mixed_five(m, srv)
+        admin_tools(m, srv)
+        sendmail_tests(m)
+        sendmail_while_down(m)
+    finally:
+        m.stop()
+        srv.stop()
+    delay_expiry_dead()
+    fault_test()
+    finish()
+
+
+if __name__ == "__main__":
+    main()

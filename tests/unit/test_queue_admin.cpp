@@ -1,0 +1,128 @@
+// Unit tests for queue-manager/admin: command parsing (untrusted text from any local user), filter
+// matching, and listing formats (JSON escaping of hostile bytes).
+#include <doctest/doctest.h>
+
+#include "queue-manager/admin.h"
+
+using namespace mta::queue;
+
+namespace {
+MessageView sample() {
+    MessageView v;
+    v.msgid = 0x2A;
+    v.msg.sender = "Alice@Example.org";
+    v.msg.arrival = 1000;
+    v.msg.nrcpt = 2;
+    RcptView a, b;
+    a.index = 0;
+    a.rec.addr = "bob@remote.test";
+    a.rec.state = RcptState::deferred;
+    a.rec.attempts = 2;
+    a.rec.last_error = "451 4.3.0 \"later\"\\";
+    b.index = 1;
+    b.rec.addr = "carol@other.test";
+    b.rec.state = RcptState::held;
+    v.rcpts = {a, b};
+    return v;
+}
+}  // namespace
+
+TEST_CASE("admin command parsing") {
+    AdminCommand c;
+    std::string err;
+    REQUIRE(parse_admin("list --from a@b --older-than 2h --state held --json", c, err));
+    CHECK(c.verb == "list");
+    CHECK(c.filter.from == "a@b");
+    CHECK(c.filter.older_than == 7200);
+    CHECK(c.filter.state == "held");
+    CHECK(c.json);
+    REQUIRE(parse_admin("show 000000000000002A", c, err));
+    CHECK(c.filter.ids == std::vector<uint64_t>{0x2A});
+    CHECK_FALSE(parse_admin("show", c, err));
+    CHECK_FALSE(parse_admin("show 2A", c, err));
+    CHECK_FALSE(parse_admin("delete", c, err));
+    CHECK(err.find("--all") != std::string::npos);
+    CHECK(parse_admin("delete --all", c, err));
+    CHECK(parse_admin("flush", c, err));
+    CHECK_FALSE(parse_admin("rm -rf", c, err));
+    CHECK_FALSE(parse_admin("list --state nonsense", c, err));
+    CHECK_FALSE(parse_admin("list --from", c, err));
+    CHECK_FALSE(parse_admin("list --older-than 0", c, err));
+    CHECK_FALSE(parse_admin("list\n--json", c, err));
+    CHECK_FALSE(parse_admin("", c, err));
+    CHECK(parse_admin("list", c, err));
+    CHECK_FALSE(c.mutates());
+    REQUIRE(parse_admin("hold --domain Remote.TEST", c, err));
+    CHECK(c.mutates());
+    CHECK(c.filter.domain == "remote.test");
+}
+
+TEST_CASE("filters") {
+    MessageView v = sample();
+    AdminFilter f;
+    CHECK(matches(f, v, 5000));
+    f.from = "alice@example.org";
+    CHECK(matches(f, v, 5000));
+    f.from = "<>";
+    CHECK_FALSE(matches(f, v, 5000));
+    f = AdminFilter{};
+    f.to = "carol@other.test";
+    CHECK(matches(f, v, 5000));
+    f.to = "dave@other.test";
+    CHECK_FALSE(matches(f, v, 5000));
+    f = AdminFilter{};
+    f.domain = "remote.test";
+    f.state = "deferred";
+    CHECK(matches(f, v, 5000));
+    f.state = "held";
+    CHECK_FALSE(matches(f, v, 5000));  // the held recipient is in another domain
+    f = AdminFilter{};
+    f.older_than = 3600;
+    CHECK_FALSE(matches(f, v, 2000));
+    CHECK(matches(f, v, 5000));
+    f = AdminFilter{};
+    f.ids = {0x2B};
+    CHECK_FALSE(matches(f, v, 5000));
+    f.state = "corrupt";
+    f.ids.clear();
+    CHECK_FALSE(matches(f, v, 5000));
+    v.msg.state = MessageState::corrupt;
+    CHECK(matches(f, v, 5000));
+}
+
+TEST_CASE("state names") {
+    MessageView v = sample();
+    CHECK(message_state_name(v) == "deferred");
+    v.rcpts[1].inflight = true;
+    CHECK(rcpt_state_name(v.rcpts[1]) == "in-flight");
+    CHECK(message_state_name(v) == "in-flight");
+    v.msg.state = MessageState::corrupt;
+    CHECK(message_state_name(v) == "corrupt");
+}
+
+TEST_CASE("json strings escape everything hostile and keep valid UTF-8") {
+    CHECK(json_string("a\"b\\c") == "\"a\\\"b\\\\c\"");
+    CHECK(json_string("\r\n\x01") == "\"\\u000d\\u000a\\u0001\"");
+    CHECK(json_string("caf\xc3\xa9") == "\"caf\xc3\xa9\"");
+    CHECK(json_string("\xff") == "\"\\ufffd\"");
+    CHECK(json_string("\xc3") == "\"\\ufffd\"");
+    CHECK(json_string("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
+}
+
+TEST_CASE("listings") {
+    std::vector<MessageView> none;
+    CHECK(format_list_text(none, 0) == "Mail queue is empty\n");
+    std::vector<MessageView> one = {sample()};
+    std::string t = format_list_text(one, 5000);
+    CHECK(t.find("000000000000002A") != std::string::npos);
+    CHECK(t.find("bob@remote.test  [deferred, 2 attempts") != std::string::npos);
+    CHECK(t.find("1 Request, 2 Recipients") != std::string::npos);
+    std::string j = format_list_json(one, 5000, 0);
+    CHECK(j.find("\"id\":\"000000000000002A\"") != std::string::npos);
+    CHECK(j.find("\"last_error\":\"451 4.3.0 \\\"later\\\"\\\\\"") != std::string::npos);
+    CHECK(j.find("\"state\":\"held\"") != std::string::npos);
+    MessageView v = sample();
+    v.headers = "Subject: hi\r\n\tthere\r\n";
+    CHECK(format_show_text(v, 5000).find("  Subject: hi\n  \tthere\n") != std::string::npos);
+    CHECK(format_show_json(v, 5000).find("\"headers\":\"Subject: hi\\u000d\\u000a") != std::string::npos);
+}
