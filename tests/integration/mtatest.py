@@ -109,10 +109,12 @@ class MTA:
                 with open("/proc/%s/stat" % p) as f:
                     st = f.read()
                 comm = st[st.index("(") + 1:st.rindex(")")]
-                ppid = int(st[st.rindex(")") + 2:].split()[1])
+                state, ppid = st[st.rindex(")") + 2:].split()[:2]
+                ppid = int(ppid)
             except (OSError, ValueError):
                 continue
-            if comm == program[:15] and self.proc and ppid == self.proc.pid:
+            # A killed child stays a zombie until mtad reaps it: it is not a running role.
+            if comm == program[:15] and self.proc and ppid == self.proc.pid and state != "Z":
                 out.append(int(p))
         return out
 

@@ -147,6 +147,7 @@ def queue_crash(m, limit=3000):
         for p in m.pids("mta-queue"):
             os.kill(p, signal.SIGKILL)
             kills += 1
+            wait_for(lambda: p not in m.pids("mta-queue"), 10)
     wait_for(lambda: m.pids("mta-queue"), 30)
     time.sleep(0.5)
     stop.set()
