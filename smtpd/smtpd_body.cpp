@@ -1,5 +1,5 @@
 // DATA and BDAT: ask the queue for a body file, stream the body through BodyReader into it, then
-// fsync and commit. The final 250 is sent only after the queue's commit_ok (DESIGN §6).
+// commit. The final 250 is sent only after the queue's commit_ok (DESIGN §6).
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -42,10 +42,8 @@ void BodySink::flush() {
 
 bool BodySink::finish() {
     flush();
-    if (!failed && fsync(fd.get()) != 0) {
-        LOG_ERROR("event=body_fsync_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
-        failed = true;
-    }
+    // No fsync here: mta-queue makes the whole commit batch durable with one syncfs before it
+    // answers commit_ok (queue-manager/batch.cpp), so this process never blocks on the disk.
     if (::close(fd.release()) != 0 && !failed) {
         LOG_ERROR("event=body_close_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
         failed = true;
