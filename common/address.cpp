@@ -236,6 +236,16 @@ std::string lower(std::string_view s) {
     return out;
 }
 
+bool utf8_valid(std::string_view s) {
+    for (std::size_t i = 0; i < s.size();) {
+        if (static_cast<unsigned char>(s[i]) < 0x80) { ++i; continue; }
+        std::size_t n = utf8_len(s, i);
+        if (n == 0) return false;
+        i += n;
+    }
+    return true;
+}
+
 bool valid_domain(std::string_view d, bool smtputf8) {
     if (!d.empty() && d.front() == '[') return d.size() <= kMaxDomain && valid_literal(d);
     return valid_dot_domain(d, smtputf8);

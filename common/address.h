@@ -53,6 +53,9 @@ bool valid_domain(std::string_view d, bool smtputf8 = false);
 std::optional<std::string> xtext_decode(std::string_view s);
 std::string xtext_encode(std::string_view s);
 
+// True when every byte >= 0x80 in s is part of a well-formed UTF-8 sequence (RFC 3629).
+bool utf8_valid(std::string_view s);
+
 // Lower-case ASCII copy.
 std::string lower(std::string_view s);
 

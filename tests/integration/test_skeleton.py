@@ -72,6 +72,15 @@ def swaks(m):
     check("swaks: delivered", wait_for(lambda: m.mailbox("carol"), 10), "no file")
 
 
+def smtputf8(m):
+    """RFC 6531: a UTF-8 local part of a local domain gets its own Maildir."""
+    msg = "From: =?utf-8?q?J=C3=B6rg?= <j\u00f6rg@example.org>\r\nSubject: utf8\r\n\r\nHall\u00f6\r\n"
+    with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
+        s.ehlo("client.test.example")
+        s.sendmail("j\u00f6rg@example.org", ["\u00fcser@localhost"], msg.encode("utf-8"), mail_options=["SMTPUTF8"])
+    check("smtputf8: UTF-8 local part delivered", wait_for(lambda: m.mailbox("\u00fcser"), 10), os.listdir(m.maildir))
+
+
 def privsep(m):
     if os.geteuid() != 0:
         check("privsep: skipped (not root)", True)
@@ -186,6 +195,7 @@ def main():
     try:
         basic(m)
         swaks(m)
+        smtputf8(m)
         privsep(m)
         concurrency(m)
         queue_crash(m)

@@ -378,3 +378,13 @@ TEST_CASE("lower") {
     CHECK(lower("\xc3\x96") == "\xc3\x96");  // non-ASCII untouched
     CHECK(lower("") == "");
 }
+
+TEST_CASE("utf8_valid accepts well-formed UTF-8 and refuses the rest") {
+    CHECK(mta::addr::utf8_valid("plain"));
+    CHECK(mta::addr::utf8_valid("\xc3\xbc"));              // ü
+    CHECK(mta::addr::utf8_valid("\xf0\x9f\x98\x80"));      // U+1F600
+    CHECK_FALSE(mta::addr::utf8_valid("\xc3"));            // truncated
+    CHECK_FALSE(mta::addr::utf8_valid("\xc0\xaf"));        // overlong '/'
+    CHECK_FALSE(mta::addr::utf8_valid("\xed\xa0\x80"));    // surrogate
+    CHECK_FALSE(mta::addr::utf8_valid("\xff"));
+}
