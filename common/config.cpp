@@ -211,6 +211,15 @@ const std::vector<KeyDef>& key_defs() {
          duration(&Config::smtpd_auth_failure_delay, false)},
         {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
         {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
+        {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute and mta-smtpd process, "
+          "then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
+        {{"smtpd_client_auth_failure_rate_limit", "0", "failed AUTH attempts per client IP per minute and mta-smtpd "
+          "process, across sessions; then AUTH gets 421 4.7.0 (0 = no limit)"},
+         num(&Config::smtpd_client_auth_failure_rate_limit, 0, 1000000)},
+        {{"smtpd_min_data_rate", "500", "slowest DATA/BDAT transfer in bytes/s, measured over "
+          "smtpd_min_data_rate_window; slower clients get 421 4.4.2 (0 = no limit)"}, num(&Config::smtpd_min_data_rate, 0, 1000000000)},
+        {{"smtpd_min_data_rate_window", "30s", "time over which smtpd_min_data_rate is measured"},
+         duration(&Config::smtpd_min_data_rate_window)},
         {{"hop_count_limit", "50", "Received: headers allowed before a loop is declared"}, num(&Config::hop_count_limit, 1, 1000)},
         {{"minimal_backoff_time", "5m", "first retry delay"}, duration(&Config::minimal_backoff_time)},
         {{"maximal_backoff_time", "1h", "longest retry delay"}, duration(&Config::maximal_backoff_time)},

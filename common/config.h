@@ -52,6 +52,8 @@ struct Config {
     uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0;
     uint64_t smtpd_client_connection_limit = 0, smtpd_max_connections = 0;
     uint64_t smtpd_auth_failure_limit = 0, smtpd_auth_failure_delay = 0;
+    uint64_t smtpd_client_connection_rate_limit = 0, smtpd_client_auth_failure_rate_limit = 0;
+    uint64_t smtpd_min_data_rate = 0, smtpd_min_data_rate_window = 0;
     uint64_t hop_count_limit = 0;
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
              bounce_queue_lifetime = 0, delay_warning_time = 0, delivery_concurrency = 0;

@@ -143,6 +143,7 @@ void Session::read_data() {
         if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
         std::size_t used = reader.feed(std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len), body.buf);
         evbuffer_drain(in, used);
+        rate_bytes_ += used;
         if (body.buf.size() >= kWriteBuffer) body.flush();
     }
     if (!reader.done()) return;
@@ -160,6 +161,7 @@ void Session::read_bdat() {
             if (txn_->body->buf.size() >= kWriteBuffer) txn_->body->flush();
         }
         evbuffer_drain(in, n);
+        rate_bytes_ += n;
         bdat_remaining_ -= n;
     }
     if (bdat_remaining_ == 0) end_of_chunk();
@@ -310,6 +312,7 @@ ipc::Message Session::commit_message() const {
     m.add_u64(Tag::smtputf8, txn_->params.smtputf8 ? 1 : 0);
     m.add(Tag::envid, txn_->params.envid);
     m.add_u64(Tag::ret, static_cast<uint64_t>(txn_->params.ret));
+    if (txn_->params.requiretls) m.add_u64(Tag::requiretls, 1);
     m.add(Tag::client_addr, client_.ip);
     m.add(Tag::client_helo, helo_);
     if (!auth_user_.empty()) m.add(Tag::auth_user, auth_user_);

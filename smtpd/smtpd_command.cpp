@@ -146,7 +146,7 @@ Command parse_command(std::string_view line) {
 
 Reply parse_mail_params(std::string_view params, uint64_t size_limit, MailParams& out) {
     bool seen_size = false, seen_body = false, seen_utf8 = false, seen_ret = false, seen_envid = false,
-         seen_auth = false;
+         seen_auth = false, seen_requiretls = false;
     auto once = [](bool& seen) { bool dup = seen; seen = true; return dup; };
     return for_each_param(params, [&](const Param& p) -> Reply {
         if (iequals(p.key, "SIZE")) {
@@ -163,6 +163,9 @@ Reply parse_mail_params(std::string_view params, uint64_t size_limit, MailParams
         } else if (iequals(p.key, "SMTPUTF8")) {
             if (once(seen_utf8) || p.has_value) return syntax("Bad SMTPUTF8 parameter");
             out.smtputf8 = true;
+        } else if (iequals(p.key, "REQUIRETLS")) {
+            if (once(seen_requiretls) || p.has_value) return syntax("Bad REQUIRETLS parameter");
+            out.requiretls = true;
         } else if (iequals(p.key, "RET")) {
             if (once(seen_ret)) return syntax("Duplicate RET parameter");
             if (iequals(p.value, "FULL")) out.ret = Ret::full;

@@ -55,6 +55,7 @@ struct MailParams {
     uint64_t size = 0;          // SIZE= as declared, 0 if absent
     BodyType body = BodyType::seven_bit;
     bool smtputf8 = false;
+    bool requiretls = false;    // RFC 8689; the session checks that it runs over TLS
     Ret ret = Ret::unset;
     std::string envid;          // decoded xtext
     std::string auth;           // AUTH= as decoded (RFC 4954 §5); informational only

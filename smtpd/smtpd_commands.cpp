@@ -77,6 +77,7 @@ void Session::cmd_helo(const Command& c, bool extended) {
     std::vector<std::string> ext = {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->message_size_limit),
                                     "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"};
     if (res_->tls && !tls_) ext.push_back("STARTTLS");
+    if (tls_) ext.push_back("REQUIRETLS");  // RFC 8689 §4.1: only on a TLS-protected session
     if (auth_offered()) ext.push_back("AUTH PLAIN LOGIN");
     reply_lines(250, "", ext);
 }
@@ -112,6 +113,10 @@ void Session::cmd_mail(const Command& c) {
     MailParams params;
     if (Reply e = parse_mail_params(r.rest, cfg_->message_size_limit, params)) {
         reply(e.code, e.enhanced, e.text);
+        return;
+    }
+    if (params.requiretls && !tls_) {  // never advertised in plaintext; RFC 8689 §4.1
+        reply(530, "5.7.10", "REQUIRETLS needs TLS");
         return;
     }
     if (r.mailbox.utf8 && !params.smtputf8) {
@@ -192,6 +197,7 @@ void Session::cmd_rset() {
 
 void Session::reset_transaction() {
     txn_.reset();
+    rate_bytes_ = rate_seconds_ = 0;
     bdat_remaining_ = 0;
     bdat_last_ = false;
 }

@@ -328,6 +328,7 @@ void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind k
     client.ip = numeric_ip(ss);
     client.ipv6 = ss.ss_family == AF_INET6;
     client.kind = kind;
+    if (!rate_allowed(client, fd)) return;
     uint64_t& count = per_ip_[client.ip];
     if (count >= cfg_->smtpd_client_connection_limit) {
         std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: too many connections from your address\r\n";
@@ -344,6 +345,31 @@ void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind k
     sessions_[id] = std::move(s);
     if (sessions_.size() >= cfg_->smtpd_max_connections) pause_accepting(0);
     raw->start();
+}
+
+// smtpd_client_connection_rate_limit: every attempt counts (also refused ones, so a client that keeps
+// hammering stays out); mynetworks is exempt, like Postfix's smtpd_client_event_limit_exceptions.
+bool Server::rate_allowed(const ClientInfo& client, const UniqueFd& fd) {
+    uint64_t limit = cfg_->smtpd_client_connection_rate_limit;
+    if (limit == 0 || cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client.addr))) return true;
+    if (conn_rate_.hit(client.ip, now()) <= limit) return true;
+    std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: too many connections from your address, try later\r\n";
+    (void)!send(fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    LOG_INFO("event=reject client=%s code=421 enhanced=4.7.0 reason=\"connection rate limit per client\"",
+             client.ip.c_str());
+    return false;
+}
+
+void Server::auth_failed(const ClientInfo& client) {
+    if (cfg_->smtpd_client_auth_failure_rate_limit == 0 ||
+        cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client.addr)))
+        return;
+    auth_fail_rate_.hit(client.ip, now());
+}
+
+bool Server::auth_blocked(const ClientInfo& client) const {
+    uint64_t limit = cfg_->smtpd_client_auth_failure_rate_limit;
+    return limit != 0 && auth_fail_rate_.count(client.ip, now()) >= limit;
 }
 
 void Server::session_done(uint64_t session_id) {

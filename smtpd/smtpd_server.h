@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
+#include "smtpd/smtpd_rate.h"
 #include "smtpd/smtpd_session.h"
 
 struct event;
@@ -31,6 +32,8 @@ public:
     void queue_notify(ipc::Message m) override;
     void session_done(uint64_t session_id) override;
     std::time_t now() const override;
+    void auth_failed(const ClientInfo& client) override;
+    bool auth_blocked(const ClientInfo& client) const override;
 
 private:
     struct Listener {
@@ -52,6 +55,7 @@ private:
     static void accept_cb(int fd, short, void* arg);
     void accept_from(Listener& l);
     void start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind kind);
+    bool rate_allowed(const ClientInfo& client, const UniqueFd& fd);
     void pause_accepting(int seconds);
     void resume_accepting();
     void begin_stop();
@@ -72,6 +76,8 @@ private:
     std::vector<std::unique_ptr<ipc::Link>> dead_links_;
     std::map<uint64_t, uint64_t> pending_;   // queue reqid -> session id
     std::map<std::string, uint64_t> per_ip_;
+    RateCounter conn_rate_;       // connections per client IP per minute
+    RateCounter auth_fail_rate_;  // failed AUTH per client IP per minute
     uint64_t next_session_ = 1;
     uint64_t next_reqid_ = 1;
     uint64_t queue_generation_ = 0;

@@ -37,12 +37,14 @@ Session::Session(SessionHost& host, event_base* base, std::shared_ptr<const Conf
     if (bev_) fd.release();  // owned by the bufferevent now; otherwise UniqueFd closes it
     queue_timer_ = evtimer_new(base_, &Session::queue_timeout_cb, this);
     auth_timer_ = evtimer_new(base_, &Session::auth_delay_cb, this);
+    rate_timer_ = event_new(base_, -1, EV_PERSIST, &Session::rate_tick_cb, this);
 }
 
 Session::~Session() {
     if (bev_) bufferevent_free(bev_);
     if (queue_timer_) event_free(queue_timer_);
     if (auth_timer_) event_free(auth_timer_);
+    if (rate_timer_) event_free(rate_timer_);
 }
 
 // Callbacks, watermarks and timeouts; again after STARTTLS put an SSL filter in front.
@@ -56,7 +58,7 @@ void Session::setup_bev() {
 }
 
 void Session::start() {
-    if (!bev_ || !queue_timer_ || !auth_timer_) {
+    if (!bev_ || !queue_timer_ || !auth_timer_ || !rate_timer_) {
         LOG_ERROR("event=session_failed client=%s reason=\"out of memory\"", client_.ip.c_str());
         state_ = State::closing;
         host_.session_done(id_);
@@ -108,6 +110,32 @@ void Session::queue_timeout_cb(int, short, void* arg) {
     s->on_queue_lost();
 }
 
+// smtpd_min_data_rate: a client that trickles its body (each byte within smtpd_timeout, but far too
+// slowly overall) would hold a session and a queue file for ever. Only seconds spent in DATA/BDAT
+// count; waiting for the queue or for the next BDAT command does not.
+void Session::watch_data_rate() {
+    if (cfg_->smtpd_min_data_rate == 0 || evtimer_pending(rate_timer_, nullptr)) return;
+    timeval tv{1, 0};
+    event_add(rate_timer_, &tv);
+}
+
+void Session::rate_tick_cb(int, short, void* arg) {
+    auto* s = static_cast<Session*>(arg);
+    if (s->state_ != State::data && s->state_ != State::bdat) {
+        event_del(s->rate_timer_);  // the window's counts stay until the transaction ends
+        return;
+    }
+    if (++s->rate_seconds_ < s->cfg_->smtpd_min_data_rate_window) return;
+    uint64_t want = s->cfg_->smtpd_min_data_rate * s->rate_seconds_;
+    if (s->rate_bytes_ < want) {
+        LOG_INFO("event=slow_data client=%s bytes=%llu seconds=%llu", s->client_.ip.c_str(),
+                 static_cast<unsigned long long>(s->rate_bytes_), static_cast<unsigned long long>(s->rate_seconds_));
+        s->close_with(421, "4.4.2", s->cfg_->hostname + " Error: data transfer too slow");
+        return;
+    }
+    s->rate_bytes_ = s->rate_seconds_ = 0;
+}
+
 bool Session::output_full() {
     if (evbuffer_get_length(bufferevent_get_output(bev_)) <= kOutputHigh) return false;
     if (!read_paused_) {
@@ -124,11 +152,13 @@ void Session::process_input() {
         if (state_ == State::wait_queue || state_ == State::auth_delay) return;
         evbuffer* in = bufferevent_get_input(bev_);  // STARTTLS swaps bev_ between two commands
         if (state_ == State::data) {
+            watch_data_rate();
             read_data();
             if (state_ == State::data) return;
             continue;
         }
         if (state_ == State::bdat) {
+            watch_data_rate();
             read_bdat();
             if (state_ == State::bdat) return;
             continue;
@@ -217,6 +247,7 @@ void Session::finish() {
     abort_body();
     evtimer_del(queue_timer_);
     evtimer_del(auth_timer_);
+    event_del(rate_timer_);
     if (pending_ != Pending::none)
         LOG_WARN("event=disconnect_while_waiting client=%s pending=%s", client_.ip.c_str(),
                  pending_ == Pending::commit ? "commit" : "body_open");

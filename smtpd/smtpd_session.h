@@ -26,6 +26,8 @@ struct event_base;
 
 namespace mta::smtpd {
 
+struct ClientInfo;
+
 // What a session needs from its process (implemented by Server).
 class SessionHost {
 public:
@@ -37,6 +39,10 @@ public:
     // The session has finished; the host frees it later (never inside the session's own call).
     virtual void session_done(uint64_t session_id) = 0;
     virtual std::time_t now() const = 0;
+    // Cross-session AUTH failure accounting per client IP (smtpd_client_auth_failure_rate_limit,
+    // mynetworks exempt): record one failure; and whether the client is over the limit now.
+    virtual void auth_failed(const ClientInfo& client) = 0;
+    virtual bool auth_blocked(const ClientInfo& client) const = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -115,6 +121,8 @@ private:
     static void write_cb(bufferevent*, void*);
     static void event_cb(bufferevent*, short, void*);
     static void queue_timeout_cb(int, short, void*);
+    static void rate_tick_cb(int, short, void*);
+    void watch_data_rate();
     void setup_bev();
     void tls_shutdown();
     void process_input();
@@ -178,6 +186,9 @@ private:
     bufferevent* bev_ = nullptr;
     event* queue_timer_ = nullptr;
     event* auth_timer_ = nullptr;     // delays the reply to a failed AUTH
+    event* rate_timer_ = nullptr;     // 1 s tick while body bytes are expected (smtpd_min_data_rate)
+    uint64_t rate_bytes_ = 0;         // body bytes read in the current measuring window
+    uint64_t rate_seconds_ = 0;       // seconds spent in DATA/BDAT in the current window
 
     State state_ = State::connected;
     Pending pending_ = Pending::none;

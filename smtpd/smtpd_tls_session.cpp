@@ -106,6 +106,10 @@ void Session::cmd_auth(const Command& c) {
         reply(503, "5.5.1", "Error: authentication not enabled");
         return;
     }
+    if (host_.auth_blocked(client_)) {  // smtpd_client_auth_failure_rate_limit, across sessions
+        close_with(421, "4.7.0", cfg_->hostname + " Error: too many authentication failures from your address");
+        return;
+    }
     if (state_ != State::helo || !esmtp_) {
         reply(503, "5.5.1", state_ == State::connected || !esmtp_ ? "Error: send EHLO first"
                                                                   : "Error: MAIL transaction in progress");
@@ -186,6 +190,7 @@ void Session::auth_check(const std::string& user, const std::string& password) {
 // smtpd_auth_failure_limit the session ends: password guessing costs the guesser time.
 void Session::auth_fail(int code, const char* enhanced, const std::string& text) {
     auth_failures_++;
+    host_.auth_failed(client_);
     auth_delayed_reply_ = Reply{code, enhanced, text};
     state_ = State::auth_delay;
     timeval tv{static_cast<time_t>(cfg_->smtpd_auth_failure_delay), 0};
@@ -198,7 +203,7 @@ void Session::auth_delay_cb(int, short, void* arg) {
     s->state_ = State::helo;
     const Reply& r = s->auth_delayed_reply_;
     s->reply(r.code, r.enhanced, r.text);
-    if (s->auth_failures_ >= s->cfg_->smtpd_auth_failure_limit) {
+    if (s->auth_failures_ >= s->cfg_->smtpd_auth_failure_limit || s->host_.auth_blocked(s->client_)) {
         s->close_with(421, "4.7.0", s->cfg_->hostname + " Error: too many authentication failures");
         return;
     }

@@ -4,6 +4,7 @@ outside hosts bind 127.0.0.9 (the MTA's mynetworks is 127.0.0.1/32 here)."""
 import base64
 import os
 import resource
+import select
 import smtplib
 import socket
 import ssl
@@ -196,6 +197,81 @@ def timeout():
         m.stop()
 
 
+def trickle(c, data, per, interval, seconds):
+    """Sends `data` `per` bytes every `interval` seconds for at most `seconds`; returns the first reply
+    line the server sends meanwhile, or "" if none came."""
+    end, off = time.time() + seconds, 0
+    while time.time() < end:
+        if off < len(data):
+            try:
+                c.send(data[off:off + per])
+            except OSError:
+                pass
+            off += per
+        r, _, _ = select.select([c.s], [], [], interval)
+        if r:
+            return c.last()
+    return ""
+
+
+def rates():
+    extra = ("mynetworks = 127.0.0.1/32\nsmtpd_client_connection_rate_limit = 3\n"
+             "smtpd_min_data_rate = 1000\nsmtpd_min_data_rate_window = 2s\n")
+    m = MTA(name="smtpd-rates", extra=extra, smtpd_processes=1).start()
+    try:
+        greet = []
+        for _ in range(4):
+            c = Client(m.port, "127.0.0.11")
+            greet.append(c.last()[:9])
+            c.close()
+        check("rate: 4th connection in a minute 421 4.7.0",
+              [g[:3] for g in greet[:3]] == ["220"] * 3 and greet[3] == "421 4.7.0", greet)
+        c = Client(m.port, "127.0.0.12")
+        r = c.last()
+        c.close()
+        check("rate: another IP still gets 220", r.startswith("220"), r)
+        codes = []
+        for _ in range(5):
+            c = Client(m.port, "127.0.0.1")
+            codes.append(c.last()[:3])
+            c.close()
+        check("rate: mynetworks exempt", codes == ["220"] * 5, codes)
+        # Minimum data rate (1000 bytes/s over 2 s): 10 bytes every 0.5 s is refused, nothing queued.
+        c = session(m, "127.0.0.13")
+        r = start_data(c, "slow@localhost")
+        body = b"Subject: slow\r\n\r\n" + b"abcdefgh\r\n" * 100 + b".\r\n"
+        t0 = time.time()
+        r = trickle(c, body, 10, 0.5, 10)
+        check("rate: slow DATA 421 4.4.2 and close", r.startswith("421 4.4.2") and c.closed(), r)
+        check("rate: slow DATA cut after about the window", 1.5 < time.time() - t0 < 6, time.time() - t0)
+        c = session(m, "127.0.0.13")
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<slowbdat@localhost>")
+        c.send("BDAT 1000 LAST\r\n")
+        r = trickle(c, b"x" * 1000, 10, 0.5, 10)
+        check("rate: slow BDAT 421 4.4.2", r.startswith("421 4.4.2"), r)
+        c.close()
+        # A client at ~6000 bytes/s over more than the window is fine.
+        c = session(m, "127.0.0.14")
+        start_data(c, "steady@localhost")
+        body = b"Subject: steady\r\n\r\n" + (b"y" * 998 + b"\r\n") * 30 + b".\r\n"
+        r = trickle(c, body, 3000, 0.5, 15)
+        check("rate: steady DATA over several windows queued", r.startswith("250 2.0.0"), r)
+        c.close()
+        c = Client(m.port, "127.0.0.1")
+        c.last()
+        c.cmd("EHLO client.test.example")
+        start_data(c, "marker@localhost")
+        c.send("Subject: rates-flush\r\n\r\nmarker\r\n.\r\n")
+        c.last()
+        c.close()
+        wait_for(lambda: m.mailbox("marker"), 15)
+        check("rate: nothing queued for the slow clients", not m.mailbox("slow") and not m.mailbox("slowbdat") and
+              m.mailbox("steady"), os.listdir(m.maildir) if os.path.isdir(m.maildir) else [])
+    finally:
+        m.stop()
+
+
 def pipelining_and_dsn(m):
     r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % m.port, "--pipeline", "--to", "pipe@localhost",
                         "--from", "s@x.example", "--helo", "swaks.test.example"],
@@ -306,7 +382,7 @@ def tls_instance():
     with open(m.conf, "a") as f:
         f.write("mynetworks = 127.0.0.1/32\nsubmission_listen = 127.0.0.1:%d\nsmtps_listen = 127.0.0.1:%d\n"
                 "tls_cert = %s\ntls_key = %s\nauth_users = %s\nlocal_recipients = %s\n"
-                "smtpd_auth_failure_delay = 0\n" % (m.sub_port, m.smtps_port, m.cert, m.key,
+                "smtpd_auth_failure_delay = 0\nsmtpd_client_auth_failure_rate_limit = 20\n" % (m.sub_port, m.smtps_port, m.cert, m.key,
                                                     os.path.join(m.dir, "users.lmdb"), os.path.join(m.dir, "recipients.lmdb")))
     return m.start()
 
@@ -369,6 +445,65 @@ def starttls_tests(m):
     data = open(files[-1], "rb").read() if files else b""
     check("starttls: Received says ESMTPS with TLS version and cipher",
           b"with ESMTPS id" in data and b"(using TLSv1.3 with cipher" in data, data[:400])
+
+
+def requiretls_tests(m):
+    c = Client(m.port, OUTSIDE)
+    c.last()
+    ext = ehlo(c)
+    check("requiretls: not advertised without TLS", "REQUIRETLS" not in ext, ext)
+    r = c.cmd("MAIL FROM:<a@b.example> REQUIRETLS")
+    check("requiretls: MAIL ... REQUIRETLS in plaintext 530 5.7.10", r.startswith("530 5.7.10"), r)
+    c.close()
+    # Over STARTTLS from mynetworks: accepted, and the flag reaches the queue, which shows as the
+    # outbound client's 5.7.30 bounce (it has no verified TLS); without the flag the mail would just wait.
+    with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
+        s.starttls(context=client_ctx(m))
+        s.ehlo("client.test.example")
+        check("requiretls: advertised inside TLS", s.has_extn("requiretls"), s.esmtp_features)
+        bad = s.sendmail("alice@localhost", ["someone@remote.test.example"],
+                         b"Subject: requiretls-probe\r\n\r\nsecret\r\n", mail_options=["REQUIRETLS"])
+    check("requiretls: MAIL ... REQUIRETLS accepted over TLS", bad == {}, bad)
+
+    def bounced():
+        return [f for f in m.mailbox("alice") if b"requiretls-probe" in open(f, "rb").read()
+                and b"5.7.30" in open(f, "rb").read()]
+    check("requiretls: flag stored with the message (5.7.30 bounce back to the sender)", wait_for(bounced, 20), "")
+
+
+def auth_rate_tests(m):
+    """smtpd_client_auth_failure_rate_limit = 20 in this instance: failures add up across sessions."""
+    def tls_session(src):
+        c = TlsClient(m.sub_port, src)
+        c.last()
+        c.cmd("EHLO x.example")
+        c.cmd("STARTTLS")
+        c.starttls(m)
+        c.cmd("EHLO x.example")
+        return c
+    wrong = "AUTH PLAIN %s" % base64.b64encode(b"\0alice\0wrong").decode()
+    right = "AUTH PLAIN %s" % base64.b64encode(b"\0alice\0wonderland").decode()
+    failures, last = 0, ""
+    for _ in range(10):
+        c = tls_session("127.0.0.11")
+        for _ in range(3):  # smtpd_auth_failure_limit per session
+            c.send(wrong + "\r\n")
+            rs = c.reply()
+            failures += sum(1 for x in rs if x.startswith("535"))
+            last = rs[-1]
+            if failures >= 20 or last.startswith("421"):
+                break
+        c.close()
+        if failures >= 20:
+            break
+    check("auth rate: failures counted across sessions", failures == 20, (failures, last))
+    c = tls_session("127.0.0.11")
+    r = c.cmd(right)
+    check("auth rate: over the limit even the right password gets 421 4.7.0", r.startswith("421 4.7.0") and c.closed(), r)
+    c = tls_session("127.0.0.12")
+    r = c.cmd(right)
+    check("auth rate: another IP still authenticates", r.startswith("235"), r)
+    c.close()
 
 
 def submission_tests(m):
@@ -510,7 +645,7 @@ def main():
     m = None
     try:
         m = tls_instance()
-        for fn in (starttls_tests, submission_tests, smtps_tests, recipients_tests, table_reload_tests):
+        for fn in (starttls_tests, requiretls_tests, submission_tests, auth_rate_tests, smtps_tests, recipients_tests, table_reload_tests):
             attempt(lambda: fn(m), fn.__name__)
     except Exception as e:  # noqa: BLE001
         check("tls instance", False, "%s: %s" % (type(e).__name__, e))
@@ -518,6 +653,7 @@ def main():
         if m:
             m.stop()
     attempt(timeout)
+    attempt(rates)
     attempt(idle_thousand)
     finish()
 

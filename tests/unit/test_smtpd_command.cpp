@@ -137,6 +137,12 @@ TEST_CASE("MAIL parameters") {
     CHECK(parse_mail_params("SIZE=1 SIZE=2", 1000, p).code == 501);
     CHECK(parse_mail_params("BODY=BINARYMIME", 1000, p).code == 501);
     CHECK(parse_mail_params("SMTPUTF8=yes", 1000, p).code == 501);
+    p = {};
+    CHECK_FALSE(p.requiretls);
+    CHECK_FALSE(parse_mail_params("requiretls", 1000, p));  // RFC 8689: keyword without value
+    CHECK(p.requiretls);
+    CHECK(parse_mail_params("REQUIRETLS=yes", 1000, p).code == 501);
+    CHECK(parse_mail_params("REQUIRETLS REQUIRETLS", 1000, p).code == 501);
     CHECK(parse_mail_params("RET=ALL", 1000, p).code == 501);
     CHECK(parse_mail_params("ENVID=a+0Db", 1000, p).code == 501);   // CR after decoding
     CHECK(parse_mail_params("ENVID=a+0Ab", 1000, p).code == 501);   // LF
