@@ -46,6 +46,14 @@ Bootstrap start(const char* role, int argc, char** argv) {
     return b;
 }
 
+bool apply_loglevel(const ipc::Message& m) {
+    log::Level l;
+    const std::string* text = m.get(ipc::Tag::text);
+    if (!text || !log::parse_level(*text, l)) return false;
+    log::set_level(l);
+    return true;
+}
+
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err) {
     if (geteuid() != 0) {
         LOG_WARN("event=privdrop_skipped reason=\"not running as root\" user=%s", user.c_str());

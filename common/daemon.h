@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/fd.h"
+#include "common/ipc.h"
 
 namespace mta::daemon {
 
@@ -23,6 +24,10 @@ Bootstrap start(const char* role, int argc, char** argv);
 // As root: setgroups, setresgid, setresuid to `user`, chroot to `chroot_dir` if non-empty,
 // PR_SET_NO_NEW_PRIVS. As non-root: one warning line, nothing changes. Returns false with `err`.
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err);
+
+// Applies a `loglevel` message from the master; false when it carries no valid level (the caller
+// treats that as a malformed message).
+bool apply_loglevel(const ipc::Message& m);
 
 // Ignore SIGPIPE; common to all roles.
 void ignore_sigpipe();

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/daemon.h"
 #include "common/log.h"
 #include "queue-manager/qid.h"
 
@@ -95,12 +96,9 @@ void QueueServer::on_master(ipc::Message& m) {
     case ipc::Type::stop: begin_stop(); break;
     case ipc::Type::config: apply_config(m); break;
     case ipc::Type::admin_request: on_admin(m); break;
-    case ipc::Type::loglevel: {
-        log::Level l;
-        if (!log::parse_level(m.str(ipc::Tag::text), l)) malformed("master", "bad loglevel");
-        log::set_level(l);
+    case ipc::Type::loglevel:
+        if (!daemon::apply_loglevel(m)) malformed("master", "bad loglevel");
         break;
-    }
     default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
     }
 }

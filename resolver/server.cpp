@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <unbound.h>
 
+#include "common/daemon.h"
 #include "common/log.h"
 #include "resolver/rdata.h"
 
@@ -109,10 +110,7 @@ void Server::handle_master(ipc::Message& m) {
     case ipc::Type::config: handle_config(m); return;
     case ipc::Type::resolve_request: handle_resolve(master_id_, m); return;
     case ipc::Type::loglevel: {
-        log::Level l;
-        if (!m.get(ipc::Tag::text) || !log::parse_level(m.str(ipc::Tag::text), l))
-            malformed(master_id_, "loglevel without a valid level");
-        log::set_level(l);
+        if (!daemon::apply_loglevel(m)) malformed(master_id_, "loglevel without a valid level");
         LOG_INFO("event=loglevel level=%s", m.str(ipc::Tag::text).c_str());
         return;
     }

@@ -58,12 +58,9 @@ private:
         case ipc::Type::peer: return add_peer(m);
         case ipc::Type::stop: return stop();
         case ipc::Type::config: return reload(m);
-        case ipc::Type::loglevel: {
-            log::Level l;
-            if (!log::parse_level(m.str(ipc::Tag::text), l)) die_malformed("master", "bad loglevel");
-            log::set_level(l);
+        case ipc::Type::loglevel:
+            if (!daemon::apply_loglevel(m)) die_malformed("master", "bad loglevel");
             return;
-        }
         default: die_malformed("master", std::string("unexpected ") + ipc::type_name(m.type));
         }
     }

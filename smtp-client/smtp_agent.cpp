@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <event2/event.h>
 
+#include "common/daemon.h"
 #include "common/log.h"
 
 namespace mta::smtp {
@@ -40,12 +41,9 @@ void Agent::on_master(ipc::Message& m) {
     case ipc::Type::peer: on_peer(m); return;
     case ipc::Type::stop: begin_stop(); return;
     case ipc::Type::config: reload(m); return;
-    case ipc::Type::loglevel: {
-        log::Level l;
-        if (!log::parse_level(m.str(ipc::Tag::text), l)) die_malformed("master", "bad loglevel");
-        log::set_level(l);
+    case ipc::Type::loglevel:
+        if (!daemon::apply_loglevel(m)) die_malformed("master", "bad loglevel");
         return;
-    }
     default: die_malformed("master", std::string("unexpected ") + ipc::type_name(m.type));
     }
 }

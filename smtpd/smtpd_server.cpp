@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/daemon.h"
 #include "common/log.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_tls.h"
@@ -102,12 +103,9 @@ void Server::on_master(ipc::Message& m) {
     case ipc::Type::listen: handle_listen(m); break;
     case ipc::Type::config: handle_config(m); break;
     case ipc::Type::stop: begin_stop(); break;
-    case ipc::Type::loglevel: {
-        log::Level l;
-        if (!log::parse_level(m.str(ipc::Tag::text), l)) malformed("master", "bad loglevel");
-        log::set_level(l);
+    case ipc::Type::loglevel:
+        if (!daemon::apply_loglevel(m)) malformed("master", "bad loglevel");
         break;
-    }
     default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
     }
 }
