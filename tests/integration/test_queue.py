@@ -34,7 +34,12 @@ class ScriptedServer:
         self.attempts = collections.Counter()
         self.sessions = []          # (mail_from, [rcpts offered])
         self.delivered = []         # (mail_from, [rcpts accepted], data)
-        self.message_ids = collections.Counter()
+        self.message_ids = collections.Counter()   # Message-ID -> bodies received in full (acked or not)
+        # data_fault(accepted, n) -> None (accept), "drop-354", "drop-body", "drop-dot" or a reply to the
+        # final dot; n counts the DATA commands whose first accepted recipient is accepted[0].
+        self.data_fault = None
+        self.data_attempts = collections.Counter()
+        self.faults = collections.Counter()        # action -> times it was carried out
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -79,18 +84,33 @@ class ScriptedServer:
                     if not accepted:
                         out("554 5.5.1 no valid recipients")
                         continue
+                    with self.lock:
+                        self.data_attempts[accepted[0]] += 1
+                        n = self.data_attempts[accepted[0]]
+                    action = self.data_fault(list(accepted), n) if self.data_fault else None
                     out("354 go ahead")
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l or l == b".\r\n":
-                            break
-                        data += l[1:] if l.startswith(b".") else l
+                    if action in ("drop-354", "drop-body"):
+                        if action == "drop-body":
+                            self._read_body(f, limit=64 * 1024)
+                        self._drop(conn, action)
+                        return
+                    data, complete = self._read_body(f)
+                    if not complete:
+                        return
+                    mid = re.search(rb"(?im)^Message-ID:\s*(<[^>]*>)", data)
+                    if mid and action in (None, "drop-dot"):  # delivered, or possibly so (no reply)
+                        with self.lock:
+                            self.message_ids[mid.group(1).decode()] += 1
+                    if action == "drop-dot":  # the whole message arrived, but the client never hears so
+                        self._drop(conn, action)
+                        return
+                    if action:  # a refusal (or deferral) after the final dot
+                        with self.lock:
+                            self.faults[action[:3]] += 1
+                        out(action)
+                        continue
                     with self.lock:
                         self.delivered.append((mail, list(accepted), data))
-                        mid = re.search(rb"(?im)^Message-ID:\s*(<[^>]*>)", data)
-                        if mid:
-                            self.message_ids[mid.group(1).decode()] += 1
                     out("250 2.0.0 queued")
                 elif verb == "RSET":
                     mail, offered, accepted = None, [], []
@@ -104,6 +124,27 @@ class ScriptedServer:
             pass
         finally:
             conn.close()
+
+    @staticmethod
+    def _read_body(f, limit=None):
+        """The dot-unstuffed body up to the final dot (complete=True), or up to limit bytes / EOF."""
+        data = bytearray()
+        while limit is None or len(data) < limit:
+            l = f.readline()
+            if not l:
+                return bytes(data), False
+            if l == b".\r\n":
+                return bytes(data), True
+            data += l[1:] if l.startswith(b".") else l
+        return bytes(data), False
+
+    def _drop(self, conn, action):
+        with self.lock:
+            self.faults[action] += 1
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def stop(self):
         self.stopped = True
@@ -128,9 +169,9 @@ def queue_json(m):
     return {"error": err}
 
 
-def send(m, sender, rcpts, subject, extra_headers=""):
+def send(m, sender, rcpts, subject, extra_headers="", text="Hello.\r\n"):
     body = ("From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\nMessage-ID: <%s@test>\r\n%s\r\n"
-            "Hello.\r\n" % (sender, subject, subject.replace(" ", "-"), extra_headers))
+            "%s" % (sender, subject, subject.replace(" ", "-"), extra_headers, text))
     with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
         s.sendmail(sender, rcpts, body.encode())
 
@@ -206,6 +247,110 @@ def mixed_five(m, srv):
           offered_later == {"m-tmp1@remote.test", "m-tmp2@remote.test"}, offered_later)
     check("mixed: the others were tried once", all(srv.attempts[r] == 1 for r in rcpts if "tmp" not in r), srv.attempts)
     check("mixed: one DSN for the 550", len(wait_for(lambda: dsns(m, "mixed", "Undelivered"), 10) or []) == 1, "")
+
+
+def listed_rcpts(m, sender):
+    """(list --json document, {address: recipient} of sender's queued messages)."""
+    j = queue_json(m)
+    return j, {r["address"]: r for msg in j.get("messages", []) if msg.get("sender") == sender
+               for r in msg.get("recipients", [])}
+
+
+def queue_is_empty(m, label):
+    ok = wait_for(lambda: queue_json(m).get("count") == 0, 10)
+    j = queue_json(m)
+    check("%s: list --json parses and shows an empty queue" % label,
+          ok and j.get("count") == 0 and j.get("messages") == [], j)
+
+
+def drop_then_deliver(m, srv, tag, action, text="Hello.\r\n"):
+    """The server fails the transaction (action) on the first two DATA attempts, then accepts: the queue
+    must show the recipients deferred with the connection loss, retry them, and deliver each exactly once
+    (counting duplicates: only a drop after the final dot may cause one)."""
+    sender, subject = "%s@localhost" % tag, "%s test" % tag
+    rcpts = ["%s-a@remote.test" % tag, "%s-b@remote.test" % tag]
+    mid = "<%s-test@test>" % tag
+    srv.data_fault = lambda acc, n: action if acc[0].startswith(tag + "-") and n <= 2 else None
+    t0 = time.time()
+    send(m, sender, rcpts, subject, text=text)
+    seen = {}
+
+    def deferred_seen():
+        j, rs = listed_rcpts(m, sender)
+        if set(rs) == set(rcpts) and all(r["state"] == "deferred" for r in rs.values()):
+            seen.update(rs)
+            return True
+        return False
+    ok = wait_for(deferred_seen, 15, 0.02)
+    check("%s: list --json shows both recipients deferred after the drop" % tag, ok, listed_rcpts(m, sender)[0])
+    if ok:
+        check("%s: deferred with the connection loss as last error, a retry scheduled" % tag,
+              all(r["attempts"] >= 1 and "lost connection" in r["last_error"] and r["next_attempt"] > 0
+                  for r in seen.values()), seen)
+    ok = wait_for(lambda: all(sum(rc in d[1] for d in srv.delivered) for rc in rcpts), 30)
+    check("%s: retried and delivered later" % tag, ok, "faults=%r data=%r" % (srv.faults, srv.data_attempts))
+    check("%s: the server saw the drop twice, then a third DATA" % tag,
+          srv.faults[action] == 2 and srv.data_attempts[rcpts[0]] == 3, "faults=%r data=%r" % (srv.faults, srv.data_attempts))
+    time.sleep(1.2)  # an extra (wrong) retry would have come by now
+    acked = [rc for d in srv.delivered for rc in d[1] if rc in rcpts]
+    check("%s: each recipient accepted exactly once" % tag, sorted(acked) == sorted(rcpts), acked)
+    dups = srv.message_ids[mid] - 1
+    print("%s: received %d time(s), duplicates=%d, %.1fs" % (tag, srv.message_ids[mid], dups, time.time() - t0), flush=True)
+    if action == "drop-dot":
+        check("%s: received at least once, duplicates only from the unanswered dots" % tag,
+              1 <= srv.message_ids[mid] <= 3, srv.message_ids[mid])
+    else:
+        check("%s: no duplicate (the server never saw the final dot before accepting)" % tag,
+              srv.message_ids[mid] == 1, srv.message_ids[mid])
+    check("%s: no DSN to the sender" % tag, dsns(m, tag) == [], [str(d["Subject"]) for d in dsns(m, tag)])
+    srv.data_fault = None
+    queue_is_empty(m, tag)
+
+
+def reject_after_dot(m, srv):
+    """554 after the final dot for a two-recipient message: one DSN naming both, no retry."""
+    tag = "rejdot"
+    rcpts = ["rejdot-a@remote.test", "rejdot-b@remote.test"]
+    srv.data_fault = lambda acc, n: "554 5.7.1 content rejected by policy" if acc[0].startswith("rejdot-") else None
+    send(m, "rejdot@localhost", rcpts, "rejdot test")
+    got = wait_for(lambda: dsns(m, tag, "Undelivered"), 20)
+    time.sleep(1.5)  # a second DSN, or a retry, would have come by now
+    reports = dsns(m, tag, "Undelivered")
+    check("rejdot: exactly one DSN to the sender", len(reports) == 1, "got %d" % len(reports))
+    check("rejdot: not retried", srv.data_attempts["rejdot-a@remote.test"] == 1 and
+          srv.attempts["rejdot-a@remote.test"] == 1, srv.data_attempts)
+    check("rejdot: nothing counted as delivered", srv.message_ids["<rejdot-test@test>"] == 0 and
+          not [d for d in srv.delivered if d[0] == "rejdot@localhost"], srv.message_ids)
+    if got:
+        fields = status_fields(reports[0])
+        check("rejdot: both recipients failed with the 5.7.1 from the end of data",
+              sorted(f.get("final-recipient", "") for f in fields) == ["rfc822; " + r for r in rcpts] and
+              all(f.get("action") == "failed" and f.get("status") == "5.7.1" and "content rejected" in
+                  f.get("diagnostic-code", "") for f in fields), fields)
+    srv.data_fault = None
+    queue_is_empty(m, "rejdot")
+
+
+def defer_after_dot(m, srv):
+    """451 after the final dot once, then 250: delivered on the second attempt, once."""
+    srv.data_fault = lambda acc, n: "451 4.3.0 try later" if acc[0].startswith("tmpdot-") and n == 1 else None
+    send(m, "tmpdot@localhost", ["tmpdot-a@remote.test"], "tmpdot test")
+    ok = wait_for(lambda: any("tmpdot-a@remote.test" in d[1] for d in srv.delivered), 20)
+    check("tmpdot: 451 after the dot is retried and delivered", ok and srv.data_attempts["tmpdot-a@remote.test"] == 2,
+          srv.data_attempts)
+    check("tmpdot: received (accepted) once", srv.message_ids["<tmpdot-test@test>"] == 1, srv.message_ids)
+    check("tmpdot: no DSN", dsns(m, "tmpdot") == [], "")
+    srv.data_fault = None
+    queue_is_empty(m, "tmpdot")
+
+
+def data_faults(m, srv):
+    drop_then_deliver(m, srv, "drop354", "drop-354")
+    # 1 MB; the server hangs up after 64 kB, often while the client still streams (socket buffers may hold it all)
+    drop_then_deliver(m, srv, "dropbody", "drop-body", text=("x" * 998 + "\r\n") * 1000)
+    drop_then_deliver(m, srv, "dropdot", "drop-dot")
+    reject_after_dot(m, srv)
+    defer_after_dot(m, srv)
 
 
 def admin_tools(m, srv):
@@ -370,7 +515,7 @@ def fault_test():
 
     def killer():
         kills = 0
-        while not stop_killing.wait(random.uniform(0.8, 2.0)):
+        while not stop_killing.wait(random.uniform(0.3, 0.8)):
             prog = random.choice(["mta-queue", "mta-smtp"])
             pids = m.pids(prog)
             if pids:
@@ -394,6 +539,7 @@ def fault_test():
         dups = sum(n - 1 for n in srv.message_ids.values() if n > 1)
         print("fault: accepted=%d delivered_unique=%d duplicates=%d kills=%d" %
               (len(want), len(srv.message_ids), dups, getattr(killer, "kills", 0)), flush=True)
+        check("fault: processes were killed while mail flowed", getattr(killer, "kills", 0) >= 2, getattr(killer, "kills", 0))
         check("fault: most submissions accepted despite kills", len(want) >= total * 0.8, len(want))
         check("fault: every message that got 250 reached the sink", ok and not missing, "missing %d e.g. %r" % (len(missing), sorted(missing)[:5]))
         check("fault: queue empty at the end", wait_for(lambda: queue_json(m).get("count") == 0, 60), queue_json(m).get("count"))
@@ -419,6 +565,7 @@ def main():
         retry_then_deliver(m, srv)
         one_of_three_bounces(m, srv)
         mixed_five(m, srv)
+        data_faults(m, srv)
         admin_tools(m, srv)
         sendmail_tests(m)
         sendmail_while_down(m)
