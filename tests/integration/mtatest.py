@@ -25,7 +25,16 @@ def check(name, ok, detail=""):
     return ok
 
 
+CREATED_DIRS = []
+
+
 def finish():
+    """Exit with the suite's status; temp dirs are removed when everything passed (kept for a look
+    at the logs otherwise, or when MTA_TEST_KEEP is set)."""
+    if not FAILED and not os.environ.get("MTA_TEST_KEEP"):
+        import shutil
+        for d in CREATED_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
     sys.exit(1 if FAILED else 0)
 
 
@@ -52,6 +61,7 @@ class MTA:
 
     def __init__(self, extra="", smtpd_processes=2, name="mta"):
         self.dir = tempfile.mkdtemp(prefix="mtatest-%s-" % name)
+        CREATED_DIRS.append(self.dir)
         # Chrooted roles must be able to reach their directories: /tmp is world-traversable.
         os.chmod(self.dir, 0o755)
         self.port = free_port()
