@@ -6,9 +6,11 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sstream>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/address.h"
@@ -35,10 +37,55 @@ bool parse_u64(std::string_view s, uint64_t& out) {
     return true;
 }
 
-std::string default_hostname() {
+// The system host name, made fully qualified through the resolver's canonical name (/etc/hosts, then
+// DNS) when that has a dot; else the short name as it is. Looked up once per process. The roles
+// re-parse the config inside a chroot where the lookup fails, so absolutize_paths pins the result.
+std::string lookup_hostname() {
     char buf[256] = {};
     if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0] || !addr::valid_domain(addr::lower(buf))) return "localhost";
-    return addr::lower(buf);
+    std::string name = addr::lower(buf);
+    if (name.find('.') != std::string::npos) return name;
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_CANONNAME;
+    if (getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0) return name;
+    std::string canon = res && res->ai_canonname ? addr::lower(res->ai_canonname) : "";
+    freeaddrinfo(res);
+    if (canon.find('.') == std::string::npos || !addr::valid_domain(canon)) return name;
+    return canon;
+}
+const std::string& default_hostname() {
+    static const std::string name = lookup_hostname();
+    return name;
+}
+
+// The same rules mta-smtp applies to the next hop (smtp-client/lmtp_nexthop.cpp), so a value it
+// could not use is refused here with file:line rather than deferring every local message.
+bool check_local_transport(const std::string& v, std::string& err) {
+    if (v == "maildir") return true;
+    const char* usage = "expected maildir, lmtp:unix:/path or lmtp:[IP address]:port";
+    if (v.rfind("lmtp:unix:", 0) == 0) {
+        std::string p = v.substr(10);
+        if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
+            p.find_first_of(std::string(" \t\0", 3)) != std::string::npos) {
+            err = std::string(usage) + " (an absolute socket path of at most " +
+                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)";
+            return false;
+        }
+        return true;
+    }
+    auto close = v.find("]:");
+    if (v.rfind("lmtp:[", 0) != 0 || close == std::string::npos) { err = usage; return false; }
+    std::string host = v.substr(6, close - 6);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1) {
+        err = "LMTP host must be an IP address, got \"" + log::safe(host) + "\" (mta-smtp does not resolve it)";
+        return false;
+    }
+    uint64_t port;
+    if (!parse_u64(v.substr(close + 2), port) || port == 0 || port > 65535) { err = "expected a port 1..65535"; return false; }
+    return true;
 }
 
 using Setter = std::function<bool(Config&, const std::string&, std::string&)>;
@@ -110,7 +157,8 @@ struct KeyDef {
 
 const std::vector<KeyDef>& key_defs() {
     static const std::vector<KeyDef> defs = {
-        {{"hostname", "", "FQDN used in the greeting, EHLO and Received: (default: the system host name)"},
+        {{"hostname", "", "FQDN used in the greeting, EHLO and Received: (default: the system host name, "
+          "made fully qualified via getaddrinfo when possible)"},
          [](Config& c, const std::string& v, std::string& err) {
              c.hostname = v.empty() ? default_hostname() : addr::lower(v);
              if (!addr::valid_domain(c.hostname)) { err = "invalid host name"; return false; }
@@ -130,18 +178,26 @@ const std::vector<KeyDef>& key_defs() {
              c.mynetworks = std::move(out);
              return true;
          }},
-        {{"local_domains", "localhost", "domains delivered here, to Maildirs"}, domains(&Config::local_domains)},
+        {{"local_domains", "localhost", "domains delivered on this host: to Maildirs, or over LMTP (see local_transport)"}, domains(&Config::local_domains)},
         {{"relay_domains", "", "domains accepted from anyone and relayed onwards"}, domains(&Config::relay_domains)},
-        {{"relayhost", "", "send all non-local mail via this host: [host]:port, or a domain for MX lookup"}, str(&Config::relayhost)},
-        {{"transport_map", "", "LMDB table: domain -> next hop"}, path(&Config::transport_map)},
-        {{"spool_dir", "run/spool", "queue directory (LMDB queue and message bodies)"}, path(&Config::spool_dir)},
+        {{"relayhost", "", "send all non-local mail via this host: [host] or [host]:port (no MX lookup), "
+          "or host[:port] (its MX hosts)"}, str(&Config::relayhost)},
+        {{"transport_map", "", "LMDB table (mtamap -t transport) of recipient domain -> smtp:[host]:port, smtp:host, lmtp:..., "
+                               "local:, error:5.x.y text or retry:4.x.y text; overrides relayhost and MX"}, path(&Config::transport_map)},
+        {{"smtp_tls_policy_map", "", "LMDB table (mtamap -t tls_policy) of recipient domain -> TLS level; "
+                                     "overrides smtp_tls_level per destination"}, path(&Config::smtp_tls_policy_map)},
+        {{"spool_dir", "run/spool", "spool root (root-owned): control socket, role chroots, and queue/ (mta-queue's LMDB, bodies, maildrop)"}, path(&Config::spool_dir)},
         {{"mail_dir", "run/mail", "Maildir root: <mail_dir>/<localpart>/new/"}, path(&Config::mail_dir)},
         {{"libexec_dir", "", "where the role binaries live (default: beside mtad)"}, path(&Config::libexec_dir)},
         {{"control_socket", "", "admin control socket (default: <spool_dir>/mtad.sock)"}, path(&Config::control_socket)},
-        {{"tls_cert", "", "PEM certificate chain for STARTTLS and smtps"}, path(&Config::tls_cert)},
+        {{"tls_cert", "", "PEM certificate chain for inbound STARTTLS and smtps"}, path(&Config::tls_cert)},
         {{"tls_key", "", "PEM private key for tls_cert"}, path(&Config::tls_key)},
         {{"auth_users", "", "LMDB table of SMTP AUTH users (built with mtamap)"}, path(&Config::auth_users)},
         {{"local_recipients", "", "LMDB table of valid local parts; unset accepts any valid local part"}, path(&Config::local_recipients)},
+        {{"alias_map", "", "LMDB aliases table (mtamap -t aliases, newaliases): local part -> addresses, "
+          "for local_domains"}, path(&Config::alias_map)},
+        {{"virtual_map", "", "LMDB virtual alias table (mtamap -t virtual): user@domain or @domain -> addresses; "
+          "a domain-only key makes a virtual alias domain"}, path(&Config::virtual_map)},
         {{"message_size_limit", "10240000", "largest accepted message in bytes (at least 1k)"},
          [](Config& c, const std::string& v, std::string& err) {
              if (!parse_size(v, c.message_size_limit) || c.message_size_limit < 1024) {
@@ -153,10 +209,10 @@ const std::vector<KeyDef>& key_defs() {
         {{"recipient_limit", "1000", "recipients per message (452 4.5.3 past it)"}, num(&Config::recipient_limit, 1, 100000)},
         {{"mail_owner", "_mtalocal", "user owning the Maildirs (local delivery runs as it)"}, user(&Config::mail_owner)},
         {{"smtpd_user", "_mtad", "user of mta-smtpd"}, user(&Config::smtpd_user)},
-        {{"queue_user", "_mtaq", "user of mta-queue (owns spool_dir)"}, user(&Config::queue_user)},
+        {{"queue_user", "_mtaq", "user of mta-queue (owns <spool_dir>/queue, not spool_dir)"}, user(&Config::queue_user)},
         {{"smtp_user", "_mtac", "user of mta-smtp"}, user(&Config::smtp_user)},
         {{"resolver_user", "_mtar", "user of mta-resolver"}, user(&Config::resolver_user)},
-        {{"dns_forwarder", "", "send DNS queries to this server instead of full recursion"},
+        {{"dns_forwarder", "", "send DNS queries to this server (IP address, optionally addr@port) instead of full recursion"},
          [](Config& c, const std::string& v, std::string& err) {
              unsigned char buf[16];
              std::string h = v;
@@ -179,24 +235,30 @@ const std::vector<KeyDef>& key_defs() {
              return true;
          }},
         {{"smtp_tls_level", "may", "outbound TLS: none, may (opportunistic STARTTLS), encrypt (TLS required, unverified), "
-                                   "dane (RFC 7672: verified TLS where DNSSEC-signed TLSA records exist, else may)"},
+                                   "dane (RFC 7672: verified TLS where DNSSEC-signed TLSA records exist, else may), "
+                                   "mta-sts (DANE where it applies, else the domain's RFC 8461 policy)"},
          [](Config& c, const std::string& v, std::string& err) {
-             if (v != "none" && v != "may" && v != "encrypt" && v != "dane") {
-                 err = "expected none, may, encrypt or dane";
+             if (v != "none" && v != "may" && v != "encrypt" && v != "dane" && v != "mta-sts") {
+                 err = "expected none, may, encrypt, dane or mta-sts";
                  return false;
              }
              c.smtp_tls_level = v;
              return true;
          }},
-        {{"local_transport", "maildir", "delivery for local_domains: maildir (mta-local), or LMTP: "
-                                        "lmtp:unix:/path or lmtp:[host]:port"},
+        {{"smtp_tls_ca_file", "/etc/ssl/certs/ca-certificates.crt",
+          "CA certificates (PEM) for WebPKI checks: MTA-STS policy fetches and MX certificates under MTA-STS enforce"},
+         path(&Config::smtp_tls_ca_file)},
+        {{"mta_sts_port", "443", "TCP port of MTA-STS policy servers (change only for tests)"},
          [](Config& c, const std::string& v, std::string& err) {
-             bool ok = v == "maildir" || (v.rfind("lmtp:unix:/", 0) == 0 && v.size() < 100) ||
-                       (v.rfind("lmtp:[", 0) == 0 && v.find("]:") != std::string::npos);
-             if (!ok || v.find_first_of(" \t") != std::string::npos) {
-                 err = "expected maildir, lmtp:unix:/path or lmtp:[host]:port";
-                 return false;
-             }
+             uint64_t n;
+             if (!parse_u64(v, n) || n == 0 || n > 65535) { err = "expected a port 1..65535"; return false; }
+             c.mta_sts_port = uint16_t(n);
+             return true;
+         }},
+        {{"local_transport", "maildir", "delivery for local_domains: maildir (mta-local), or LMTP via mta-smtp: "
+                                        "lmtp:unix:/path or lmtp:[IP address]:port"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!check_local_transport(v, err)) return false;
              c.local_transport = v;
              return true;
          }},
@@ -209,7 +271,7 @@ const std::vector<KeyDef>& key_defs() {
          num(&Config::smtpd_auth_failure_limit, 1, 100)},
         {{"smtpd_auth_failure_delay", "1s", "pause before answering a failed AUTH"},
          duration(&Config::smtpd_auth_failure_delay, false)},
-        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
+        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP and mta-smtpd process (421 4.7.0 past it)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
         {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
         {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute and mta-smtpd process, "
           "then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
@@ -453,7 +515,8 @@ void absolutize_paths(Config& c) {
     std::string appended;
     for (auto m : {&Config::spool_dir, &Config::mail_dir, &Config::control_socket, &Config::libexec_dir,
                    &Config::tls_cert, &Config::tls_key, &Config::auth_users, &Config::local_recipients,
-                   &Config::transport_map, &Config::dns_trust_anchors}) {
+                   &Config::alias_map, &Config::virtual_map, &Config::transport_map, &Config::smtp_tls_policy_map,
+                   &Config::dns_trust_anchors, &Config::smtp_tls_ca_file}) {
         std::string& v = c.*m;
         if (v.empty() || v[0] == '/') continue;
         v = std::string(cwd) + "/" + v;
@@ -474,11 +537,16 @@ void absolutize_paths(Config& c) {
     set_text("tls_key", c.tls_key);
     set_text("auth_users", c.auth_users);
     set_text("local_recipients", c.local_recipients);
+    set_text("alias_map", c.alias_map);
+    set_text("virtual_map", c.virtual_map);
     set_text("transport_map", c.transport_map);
+    set_text("smtp_tls_policy_map", c.smtp_tls_policy_map);
     set_text("dns_trust_anchors", c.dns_trust_anchors);
+    set_text("smtp_tls_ca_file", c.smtp_tls_ca_file);
+    set_text("hostname", c.hostname);  // the looked-up default: chrooted roles cannot look it up
     if (!appended.empty()) {
         if (!c.text.empty() && c.text.back() != '\n') c.text += "\n";
-        c.text += "# absolute paths resolved by mtad\n" + appended;
+        c.text += "# absolute paths and default host name resolved by mtad\n" + appended;
     }
 }
 

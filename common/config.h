@@ -38,15 +38,19 @@ struct Config {
     std::vector<Cidr> mynetworks;
     std::vector<std::string> local_domains, relay_domains;  // lower-cased
     std::string relayhost;          // "[host]:port", "host" (MX lookup) or ""
-    std::string transport_map;
+    std::string transport_map;          // LMDB table domain -> transport:nexthop (mtamap -t transport)
+    std::string smtp_tls_policy_map;    // LMDB table domain -> TLS level (mtamap -t tls_policy)
     std::string spool_dir, mail_dir, libexec_dir, control_socket;
     std::string tls_cert, tls_key, auth_users, local_recipients;
+    std::string alias_map, virtual_map;  // LMDB aliases / virtual tables (common/alias_expand.h)
     uint64_t message_size_limit = 0, recipient_limit = 0;
     std::string mail_owner, smtpd_user, queue_user, smtp_user, resolver_user;
     std::string dns_forwarder, dns_trust_anchors;
     std::vector<std::string> dns_insecure_domains;
     uint16_t smtp_port = 25;
-    std::string smtp_tls_level;    // none, may, encrypt or dane
+    std::string smtp_tls_level;    // none, may, encrypt, dane or mta-sts
+    std::string smtp_tls_ca_file;  // CA store for MTA-STS (policy fetch and MX certificates)
+    uint16_t mta_sts_port = 443;
     std::string local_transport;   // "maildir" or "lmtp:unix:/path" / "lmtp:[host]:port"
     uint64_t smtpd_processes = 0, smtp_processes = 0;
     uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0;
@@ -88,7 +92,8 @@ bool parse_config(std::string_view text, const std::string& filename, Config& ou
 // Read path; a missing file when `missing_ok` means "embedded defaults".
 bool load_config(const std::string& path, bool missing_ok, Config& out, std::vector<ConfigError>& errors);
 // Rewrites relative path keys (spool_dir, mail_dir, ...) as absolute paths against the current
-// directory, and appends them to `text` so that roles re-parsing it inside a chroot agree.
+// directory, and appends them and the looked-up default hostname to `text` so that roles re-parsing
+// it inside a chroot agree.
 void absolutize_paths(Config& c);
 // Where mta-queue keeps its LMDB environment and bodies, and chroots: a subdirectory, so that the
 // spool root, the chroot dirs of other roles and the control socket stay root-owned.

@@ -6,7 +6,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/tool_config.h"
 
 int main(int argc, char** argv) {
     std::string path = mta::kDefaultConfigPath;
@@ -21,8 +21,9 @@ int main(int argc, char** argv) {
         }
     }
     mta::Config cfg, defaults;
+    if (!mta::load_tool_config("mtaconf", path, explicit_path, cfg)) return 1;
     std::vector<mta::ConfigError> errors;
-    if (!mta::load_config(path, !explicit_path, cfg, errors) || !mta::parse_config("", "(defaults)", defaults, errors)) {
+    if (!mta::parse_config("", "(defaults)", defaults, errors)) {  // built-in defaults: cannot fail
         for (auto& e : errors) fprintf(stderr, "mtaconf: %s\n", e.str().c_str());
         return 1;
     }

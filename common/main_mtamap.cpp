@@ -1,7 +1,10 @@
-// mtamap: build and query the LMDB lookup tables (auth_users, local_recipients, aliases, virtual).
+// mtamap: build and query the LMDB lookup tables (auth_users, local_recipients, aliases, virtual,
+// transport_map, smtp_tls_policy_map).
 // Trusts its command line and source file (the admin's); writes tables only by atomic rename.
 //   mtamap [-c FILE] [-t auth|aliases|virtual|recipients] SOURCE     build SOURCE.lmdb (".txt" dropped)
 //   mtamap [-c FILE] -q KEY TABLE                                     print the value, exit 1 if absent
+//   mtamap [-c FILE] -t transport|tls_policy -q DOMAIN TABLE          the entry the router would use
+//                                                                     (exact, .parent..., *): "KEY VALUE"
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,15 +14,17 @@
 #include <sstream>
 #include <string>
 
-#include "common/config.h"
+#include "common/tool_config.h"
+#include "common/address.h"
+#include "common/routing.h"
 #include "common/table.h"
 
 namespace {
 
 void usage() {
     fprintf(stderr,
-            "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients] SOURCE\n"
-            "       mtamap [-c FILE] -q KEY TABLE\n");
+            "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy] SOURCE\n"
+            "       mtamap [-c FILE] [-t transport|tls_policy] -q KEY TABLE\n");
     exit(2);
 }
 
@@ -41,7 +46,8 @@ int build(const std::string& source, mta::table::Kind kind) {
     mta::table::Entries entries;
     std::vector<std::string> errors;
     if (!mta::table::parse_source(ss.str(), kind, entries, errors, &mta::table::hash_password)) {
-        for (auto& e : errors) fprintf(stderr, "mtamap: %s: %s\n", source.c_str(), e.c_str());
+        for (auto& e : errors)  // "line N: ..." -> "FILE:N: ..."
+            fprintf(stderr, "mtamap: %s:%s\n", source.c_str(), e.c_str() + (e.rfind("line ", 0) == 0 ? 5 : 0));
         return 1;
     }
     std::string out = output_path(source);
@@ -56,12 +62,18 @@ int build(const std::string& source, mta::table::Kind kind) {
     return 0;
 }
 
-int query(const std::string& key, const std::string& path) {
+int query(const std::string& key, const std::string& path, bool domain_lookup) {
     std::string err;
     auto t = mta::table::Table::open(path, err);
     if (!t) {
         fprintf(stderr, "mtamap: %s\n", err.c_str());
         return 2;
+    }
+    if (domain_lookup) {  // what the queue's router would find for this recipient domain
+        auto hit = mta::lookup_domain([&](std::string_view k) { return t->lookup(k); }, mta::addr::lower(key));
+        if (!hit) return 1;
+        printf("%s %s\n", hit->first.c_str(), hit->second.c_str());
+        return 0;
     }
     auto v = t->lookup(key);
     if (!v) return 1;
@@ -86,13 +98,9 @@ int main(int argc, char** argv) {
     if (optind + 1 != argc) usage();
     if (!conf.empty()) {  // only checked: the tables are named on the command line
         mta::Config c;
-        std::vector<mta::ConfigError> errors;
-        if (!mta::load_config(conf, false, c, errors)) {
-            for (auto& e : errors) fprintf(stderr, "mtamap: %s\n", e.str().c_str());
-            return 2;
-        }
+        if (!mta::load_tool_config("mtamap", conf, true, c)) return 2;
     }
-    if (do_query) return query(qkey, argv[optind]);
+    if (do_query) return query(qkey, argv[optind], type == "transport" || type == "tls_policy");
     auto kind = mta::table::parse_kind(type);
     if (!kind) usage();
     return build(argv[optind], *kind);

@@ -69,6 +69,8 @@ enum class Tag : uint16_t {
 
     tls_cert_pem = 70,   // config (optional, master -> smtpd): tls_cert's PEM text, read by the master on reload
     tls_key_pem = 71,    // config (optional): tls_key's PEM text
+
+    tls_level = 80,      // deliver (optional): per-destination TLS level from smtp_tls_policy_map (text)
 };
 
 enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };

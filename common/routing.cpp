@@ -1,13 +1,199 @@
-// Recipient domain -> delivery role and next hop (see routing.h).
+// Recipient domain -> delivery role, next hop and TLS level (see routing.h). Table values are admin
+// data checked by mtamap at build time; they are parsed again here so that a hand-made or damaged
+// table defers mail instead of misrouting it.
 #include "common/routing.h"
 
-namespace mta {
+#include <arpa/inet.h>
+#include <charconv>
+#include <sys/un.h>
 
-Route route(const Config& cfg, std::string_view domain) {
+#include "common/address.h"
+
+namespace mta {
+namespace {
+
+bool ip_literal(const std::string& h) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
+bool parse_port(std::string_view s) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && p == s.data() + s.size() && v > 0 && v <= 65535;
+}
+
+// The SMTP next-hop forms mta-smtp accepts (smtp-client/smtp_nexthop.cpp parse_target).
+bool check_smtp_nexthop(std::string_view s, std::string& err) {
+    std::string host;
+    if (!s.empty() && s.front() == '[') {
+        auto close = s.find(']');
+        if (close == std::string_view::npos) { err = "missing ]"; return false; }
+        host = addr::lower(s.substr(1, close - 1));
+        std::string_view rest = s.substr(close + 1);
+        if (!rest.empty() && (rest.front() != ':' || !parse_port(rest.substr(1)))) { err = "bad port"; return false; }
+        if (host.rfind("ipv6:", 0) == 0) host.erase(0, 5);
+    } else {
+        auto colon = s.rfind(':');
+        host = addr::lower(s.substr(0, colon));
+        if (colon != std::string_view::npos && !parse_port(s.substr(colon + 1))) { err = "bad port"; return false; }
+    }
+    if (host.empty() || !(ip_literal(host) || addr::valid_domain(host))) { err = "invalid host name"; return false; }
+    return true;
+}
+
+// The LMTP next hops mta-smtp accepts (smtp-client/lmtp_nexthop.cpp), the same as local_transport.
+bool check_lmtp_nexthop(std::string_view v, std::string& err) {
+    if (v.rfind("lmtp:unix:", 0) == 0) {
+        std::string_view p = v.substr(10);
+        if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
+            p.find_first_of(std::string_view(" \t\0", 3)) != std::string_view::npos) {
+            err = "expected lmtp:unix:/absolute/socket/path";
+            return false;
+        }
+        return true;
+    }
+    auto close = v.find("]:");
+    if (v.rfind("lmtp:[", 0) != 0 || close == std::string_view::npos) {
+        err = "expected lmtp:unix:/path or lmtp:[IP address]:port";
+        return false;
+    }
+    if (!ip_literal(std::string(v.substr(6, close - 6)))) { err = "LMTP host must be an IP address"; return false; }
+    if (!parse_port(v.substr(close + 2))) { err = "expected a port 1..65535"; return false; }
+    return true;
+}
+
+// "C.S.D text" with class C = `cls`, subject and detail 1-3 digits (RFC 3463); text printable ASCII.
+bool check_status_text(std::string_view v, char cls, std::string& err) {
+    auto digits = [&](std::size_t& i) {
+        std::size_t b = i;
+        while (i < v.size() && i - b < 4 && v[i] >= '0' && v[i] <= '9') i++;
+        return i - b >= 1 && i - b <= 3;
+    };
+    std::size_t i = 2;
+    bool ok = v.size() >= 5 && v[0] == cls && v[1] == '.' && digits(i) && i < v.size() && v[i++] == '.' && digits(i) &&
+              (i == v.size() || v[i] == ' ');
+    if (!ok) {
+        err = std::string("expected an enhanced status code ") + cls + ".x.y, then optional text";
+        return false;
+    }
+    if (v.size() > 300) { err = "text too long"; return false; }
+    for (char c : v)
+        if (c < 0x20 || c > 0x7e) { err = "text must be printable ASCII"; return false; }
+    return true;
+}
+
+}  // namespace
+
+bool valid_domain_key(std::string_view key) {
+    if (key == "*") return true;
+    bool parent = !key.empty() && key.front() == '.';
+    if (parent) key.remove_prefix(1);
+    if (key.empty() || (parent && key.front() == '[')) return false;
+    return addr::valid_domain(key, true);  // also an address literal such as "[192.0.2.1]"
+}
+
+std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLookup& table, std::string_view domain,
+                                                                 bool wildcard) {
+    if (!table) return std::nullopt;
+    std::string key(domain);
+    if (!key.empty()) {
+        if (auto v = table(key)) return std::make_pair(key, *v);
+        if (key.front() != '[') {
+            for (std::size_t dot = key.find('.', 1); dot != std::string::npos; dot = key.find('.', dot + 1)) {
+                std::string parent = key.substr(dot);
+                if (parent.size() < 2) break;
+                if (auto v = table(parent)) return std::make_pair(parent, *v);
+            }
+        }
+    }
+    if (wildcard)
+        if (auto v = table("*")) return std::make_pair(std::string("*"), *v);
+    return std::nullopt;
+}
+
+bool parse_transport(std::string_view value, TransportEntry& out, std::string& err) {
+    out = TransportEntry{};
+    auto colon = value.find(':');
+    if (colon == std::string_view::npos) {
+        err = "expected TRANSPORT:NEXTHOP (smtp:, lmtp:, local:, error: or retry:)";
+        return false;
+    }
+    std::string method = addr::lower(value.substr(0, colon));
+    std::string_view rest = value.substr(colon + 1);
+    if (method == "smtp") {
+        out.kind = TransportEntry::smtp;
+        out.nexthop = std::string(rest);
+        if (rest.empty()) return true;
+        if (!check_smtp_nexthop(rest, err)) { err = "smtp:" + std::string(rest) + ": " + err; return false; }
+        return true;
+    }
+    if (method == "lmtp") {
+        out.kind = TransportEntry::lmtp;
+        out.nexthop = "lmtp:" + std::string(rest);
+        return check_lmtp_nexthop(out.nexthop, err);
+    }
+    if (method == "local") {
+        out.kind = TransportEntry::local;
+        if (!rest.empty()) { err = "local: takes no next hop"; return false; }
+        return true;
+    }
+    if (method == "error" || method == "retry") {
+        out.kind = method == "error" ? TransportEntry::error : TransportEntry::retry;
+        if (!check_status_text(rest, method == "error" ? '5' : '4', err)) return false;
+        out.text = std::string(rest);
+        return true;
+    }
+    err = "unknown transport \"" + method + "\" (expected smtp, lmtp, local, error or retry)";
+    return false;
+}
+
+bool valid_tls_policy_level(std::string_view level) {
+    return level == "none" || level == "may" || level == "encrypt" || level == "dane" || level == "mta-sts";
+}
+
+Route route(const Config& cfg, std::string_view domain, const RouteTables& tables) {
     bool local = domain.empty() || cfg.is_local_domain(domain);
-    if (!local) return {"smtp", std::string(domain)};
-    if (cfg.local_transport.rfind("lmtp:", 0) == 0) return {"smtp", cfg.local_transport};
-    return {"local", std::string(domain)};
+    Route r;
+    r.transport = "default";
+    std::optional<std::pair<std::string, std::string>> hit;
+    if (!domain.empty() && !tables.transport_error.empty())
+        return {"retry", "", "4.3.0 transport_map unavailable: " + tables.transport_error, "", "unavailable"};
+    // "*" is a catch-all for remote mail only: mail for our own domains moves elsewhere only by name.
+    if (!domain.empty()) hit = lookup_domain(tables.transport, domain, !local);
+    if (hit) {
+        TransportEntry e;
+        std::string err;
+        r.transport = hit->first + " " + hit->second;
+        if (!parse_transport(hit->second, e, err))
+            return {"retry", "", "4.3.5 bad transport_map entry for " + hit->first + ": " + err, "", r.transport};
+        switch (e.kind) {
+        case TransportEntry::smtp: r.role = "smtp"; r.nexthop = "smtp:" + (e.nexthop.empty() ? std::string(domain) : e.nexthop); break;
+        case TransportEntry::lmtp: r.role = "smtp"; r.nexthop = e.nexthop; break;
+        case TransportEntry::local: r.role = "local"; r.nexthop = std::string(domain); break;
+        case TransportEntry::error: r.role = "error"; r.text = e.text; return r;
+        case TransportEntry::retry: r.role = "retry"; r.text = e.text; return r;
+        }
+    } else if (!local) {
+        r.role = "smtp";
+        r.nexthop = std::string(domain);
+    } else if (cfg.local_transport.rfind("lmtp:", 0) == 0) {
+        r.role = "smtp";
+        r.nexthop = cfg.local_transport;
+    } else {
+        r.role = "local";
+        r.nexthop = std::string(domain);
+    }
+    // TLS policy concerns SMTP to other hosts; LMTP and Maildir delivery stay on this host.
+    if (r.role != "smtp" || r.nexthop.rfind("lmtp:", 0) == 0) return r;
+    if (!tables.tls_policy_error.empty())
+        return {"retry", "", "4.3.0 smtp_tls_policy_map unavailable: " + tables.tls_policy_error, "", r.transport};
+    if (auto p = lookup_domain(tables.tls_policy, domain)) {
+        if (!valid_tls_policy_level(p->second))
+            return {"retry", "", "4.3.5 bad smtp_tls_policy_map entry for " + p->first, "", r.transport};
+        r.tls_level = p->second;
+    }
+    return r;
 }
 
 }  // namespace mta

@@ -1,20 +1,64 @@
-// Which delivery role gets a recipient domain, and with what next hop: the one place that knows that
-// local domains go to mta-local (Maildir) unless `local_transport` sends them to an LMTP server
-// through mta-smtp. Pure; the queue calls it when it groups recipients into deliveries.
+// Which delivery role gets a recipient domain, and with what next hop and TLS level: the one place that
+// knows the precedence transport_map > relayhost > MX, that local domains go to mta-local (Maildir)
+// unless `local_transport` or a transport_map entry says otherwise, and how smtp_tls_policy_map picks a
+// per-destination TLS level. Pure: the tables are injected as lookup functions; the queue calls it when
+// it groups recipients into deliveries, mtamap uses the parsers to validate table sources.
 #pragma once
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/config.h"
 
 namespace mta {
 
 struct Route {
-    std::string role;     // "local" or "smtp"
-    std::string nexthop;  // the domain, or "lmtp:unix:/path" / "lmtp:[host]:port" for LMTP
+    // "local" (mta-local), "smtp" (mta-smtp, SMTP or LMTP), or settled at once by the queue:
+    // "error" (bounce with `text`) / "retry" (defer with `text`).
+    std::string role;
+    // The domain (MX lookup, relayhost applies), "smtp:DEST" (a transport_map next hop: relayhost does
+    // not apply; DEST is "host", "host:port", "[host]" or "[host]:port"), or "lmtp:unix:/path" /
+    // "lmtp:[host]:port". For "local": the recipient domain.
+    std::string nexthop;
+    std::string text;       // error/retry: "5.x.y text" / "4.x.y text"
+    std::string tls_level;  // from smtp_tls_policy_map; "" = smtp_tls_level applies
+    std::string transport;  // for logs: the transport_map entry used ("KEY VALUE"), or "default"
 };
 
-// `domain` lower-cased; "" (a bare local part such as "postmaster") counts as local.
-Route route(const Config& cfg, std::string_view domain);
+// An exact-key lookup in one table (an LMDB table in production, a map in tests).
+using TableLookup = std::function<std::optional<std::string>(std::string_view key)>;
+
+struct RouteTables {
+    TableLookup transport;          // unset: no transport_map
+    std::string transport_error;    // set: transport_map is configured but unusable (mail defers 4.3.0)
+    TableLookup tls_policy;         // unset: no smtp_tls_policy_map
+    std::string tls_policy_error;
+};
+
+// `domain` lower-cased; "" (a bare local part such as "postmaster") counts as local and ignores tables.
+Route route(const Config& cfg, std::string_view domain, const RouteTables& tables = {});
+
+// Domain table lookup order: the exact domain, then ".parent" suffixes from the longest, then "*" (when
+// `wildcard`). Returns the matching key and its value.
+std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLookup& table, std::string_view domain,
+                                                                 bool wildcard = true);
+
+// A key of a transport or tls_policy table: "domain", ".domain" or "*".
+bool valid_domain_key(std::string_view key);
+
+struct TransportEntry {
+    enum Kind { smtp, lmtp, local, error, retry } kind = smtp;
+    std::string nexthop;  // smtp: "" (the recipient domain) or "host[:port]" / "[host][:port]"; lmtp: the whole value
+    std::string text;     // error/retry: "5.x.y text" / "4.x.y text"
+};
+
+// A transport_map value: "smtp:", "smtp:host[:port]", "smtp:[host][:port]", "lmtp:unix:/path",
+// "lmtp:[IP]:port", "local:", "error:5.x.y text", "retry:4.x.y text". False with `err` otherwise.
+bool parse_transport(std::string_view value, TransportEntry& out, std::string& err);
+
+// A tls_policy level: none, may, encrypt, dane or mta-sts (the names mta-smtp's parse_tls_level knows).
+bool valid_tls_policy_level(std::string_view level);
 
 }  // namespace mta

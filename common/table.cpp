@@ -14,7 +14,9 @@
 #include <cstring>
 
 #include "common/address.h"
+#include "common/alias_expand.h"
 #include "common/fd.h"
+#include "common/routing.h"
 
 namespace mta::table {
 
@@ -42,6 +44,22 @@ std::string trim(std::string_view s) {
 bool has_ctl(std::string_view s) {
     for (char c : s)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+    return false;
+}
+
+// transport and tls_policy: a domain key and a value the router can use (common/routing.h).
+template <class Fail>
+bool check_domain_entry(Kind kind, const std::string& key, const std::string& value, Fail& fail) {
+    if (!valid_domain_key(key)) { fail("bad key \"" + key + "\": expected domain, .domain or *"); return false; }
+    if (kind == Kind::tls_policy) {
+        if (valid_tls_policy_level(value)) return true;
+        fail("bad TLS level \"" + value + "\": expected none, may, encrypt, dane or mta-sts");
+        return false;
+    }
+    TransportEntry e;
+    std::string err;
+    if (parse_transport(value, e, err)) return true;
+    fail(err);
     return false;
 }
 
@@ -143,6 +161,8 @@ std::optional<Kind> parse_kind(std::string_view s) {
     if (s == "aliases") return Kind::aliases;
     if (s == "virtual") return Kind::virtual_map;
     if (s == "recipients") return Kind::recipients;
+    if (s == "transport") return Kind::transport;
+    if (s == "tls_policy") return Kind::tls_policy;
     return std::nullopt;
 }
 
@@ -191,6 +211,13 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
             }
         } else {
             key = addr::lower(key);
+            std::string why;
+            if ((kind == Kind::transport || kind == Kind::tls_policy) && !check_domain_entry(kind, key, value, fail))
+                continue;
+            if ((kind == Kind::aliases || kind == Kind::virtual_map) && !alias::check_entry(kind == Kind::virtual_map, key, value, why)) {
+                fail(why);
+                continue;
+            }
         }
         bool dup = false;
         for (auto& k : keys) dup = dup || k == key;

@@ -46,14 +46,17 @@ using Entries = std::vector<std::pair<std::string, std::string>>;
 // over `path`, and the directory synced. Readers holding the old file keep a consistent view.
 bool write_table(const std::string& path, const Entries& entries, mode_t mode, std::string& err);
 
-enum class Kind { auth, aliases, virtual_map, recipients };
+enum class Kind { auth, aliases, virtual_map, recipients, transport, tls_policy };
 std::optional<Kind> parse_kind(std::string_view s);
 
 // Parses a source text. Formats (one entry a line, '#' comments, blank lines ignored):
 //   auth:       user:password      (a password that already is a $6$/$y$/$2b$ crypt hash is kept)
 //   aliases:    name: target, target...
 //   virtual:    address target...
+//               (aliases/virtual keys and targets are checked by alias::check_entry: addresses only)
 //   recipients: address-or-localpart [anything]
+//   transport:  domain|.domain|* transport:nexthop   (values checked by common/routing parse_transport)
+//   tls_policy: domain|.domain|* level                (none, may, encrypt, dane, mta-sts)
 // Keys of aliases/virtual/recipients are lower-cased; auth keys are kept as written. Errors are
 // "line N: message". Passwords are hashed with `hash` (injected so tests need no randomness).
 bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<std::string>& errors,

@@ -3,7 +3,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/tool_config.h"
 #include "common/control_client.h"
 
 int main(int argc, char** argv) {
@@ -24,11 +24,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     mta::Config cfg;
-    std::vector<mta::ConfigError> errors;
-    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
-        for (auto& e : errors) fprintf(stderr, "mtactl: %s\n", e.str().c_str());
-        return 1;
-    }
+    if (!mta::load_tool_config("mtactl", path, explicit_path, cfg)) return 1;
     std::string answer, err;
     if (!mta::control_request(cfg.control_socket, cmd, answer, err)) {
         fprintf(stderr, "mtactl: %s\n", err.c_str());

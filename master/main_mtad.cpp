@@ -4,8 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/tool_config.h"
 #include "common/log.h"
+#include "master/listener_checks.h"
 #include "master/master.h"
 
 namespace {
@@ -34,20 +35,22 @@ int main(int argc, char** argv) {
     }
     if (optind != argc) { usage(); return 2; }
     mta::Config cfg;
-    std::vector<mta::ConfigError> errors;
     // Only the implicit default path may be absent: a named file that is missing is a mistake.
-    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
-        for (auto& e : errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
-        return 1;
-    }
+    if (!mta::load_tool_config("mtad", path, explicit_path, cfg)) return 1;
     mta::absolutize_paths(cfg);
+    // Before daemonizing: these reach the terminal (or the service manager's journal) either way.
+    auto problems = mta::master::check_listeners(cfg);
+    for (auto& e : problems.errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
+    if (!problems.errors.empty()) return 1;
     if (check_only) {
+        for (auto& w : problems.warnings) fprintf(stderr, "mtad: warning: %s\n", w.str().c_str());
         printf("mtad: configuration %s is valid\n", cfg.source.c_str());
         return 0;
     }
     mta::log::init("mtad", foreground);
     mta::log::Level lvl;
     if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
+    for (auto& w : problems.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w.str()).c_str());
     mta::master::Master m(path, explicit_path, std::move(cfg), foreground);
     return m.run();
 }

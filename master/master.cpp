@@ -14,6 +14,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "master/listener_checks.h"
 
 namespace mta::master {
 namespace {
@@ -71,6 +72,12 @@ int Master::run() {
         event_add(events_.back().get(), nullptr);
     }
     signal(SIGPIPE, SIG_IGN);
+    // Tables first: mta-queue opens its copies as soon as it starts.
+    tables_.configure(cfg_);
+    tables_.sync();
+    events_.emplace_back(event_new(base_, -1, EV_PERSIST, &TablePublisher::on_timer, &tables_));
+    struct timeval table_tv = {TablePublisher::kCheckSeconds, 0};
+    event_add(events_.back().get(), &table_tv);
     auto add_role = [&](const char* role, const char* program, uint64_t count) {
         for (uint64_t i = 0; i < count; i++) {
             auto c = std::make_unique<Child>();
@@ -256,12 +263,27 @@ bool Master::reload(std::string& msg) {
         return false;
     }
     absolutize_paths(fresh);
+    auto problems = check_listeners(fresh);
+    if (!problems.errors.empty()) {
+        msg = "reload refused:";
+        for (auto& e : problems.errors) {
+            LOG_ERROR("event=reload_failed error=\"%s\"", log::safe(e.str()).c_str());
+            msg += "\n" + e.str();
+        }
+        return false;
+    }
+    for (auto& w : problems.warnings) LOG_WARN("event=config_warning detail=\"%s\"", log::safe(w.str()).c_str());
     // The control socket cannot move under a running mtad; keep the one we listen on.
     fresh.control_socket = cfg_.control_socket;
-    if (fresh.spool_dir != cfg_.spool_dir || fresh.mail_dir != cfg_.mail_dir ||
-        fresh.smtp_listen.size() != cfg_.smtp_listen.size())
+    if (fresh.spool_dir != cfg_.spool_dir || fresh.mail_dir != cfg_.mail_dir || listeners_changed(fresh, cfg_))
         LOG_WARN("event=reload_partial detail=\"listeners and directories change only on restart\"");
+    // Keep the lists the open sockets were bound from, so that the next reload compares against them.
+    fresh.smtp_listen = cfg_.smtp_listen;
+    fresh.submission_listen = cfg_.submission_listen;
+    fresh.smtps_listen = cfg_.smtps_listen;
     cfg_ = std::move(fresh);
+    tables_.configure(cfg_);
+    tables_.sync();  // before the roles get the new config, so the queue finds the new tables
     log::Level lvl;
     if (log::parse_level(cfg_.log_level, lvl)) log::set_level(lvl);
     for (auto& c : children_) {

@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "master/publish.h"
 
 struct event_base;
 struct event;
@@ -77,6 +78,7 @@ private:
     std::vector<std::unique_ptr<Child>> children_;
     std::vector<std::unique_ptr<event, EventDeleter>> events_;
     UniqueFd control_fd_;
+    TablePublisher tables_;  // copies of transport_map etc. inside mta-queue's chroot
     // Admin tool connections waiting for an answer relayed from a role, by request id.
     struct PendingAdmin {
         UniqueFd fd;

@@ -90,11 +90,12 @@ void Master::accept_control() {
                 // "resolve NAME QTYPE": the resolver validates the name; the qtype must be a number.
                 auto sp = arg.find(' ');
                 std::string name = arg.substr(0, sp), qt = sp == std::string::npos ? "" : arg.substr(sp + 1);
-                static const char* kTypes[] = {"1", "12", "15", "16", "28", "52"};  // A PTR MX TXT AAAA TLSA
+                // A PTR MX TXT AAAA TLSA, and 65280: the domain's MTA-STS policy (common/mta_sts.h)
+                static const char* kTypes[] = {"1", "12", "15", "16", "28", "52", "65280"};
                 bool known = false;
                 for (auto* t : kTypes) known = known || qt == t;
                 if (name.empty() || !known) {
-                    reply = "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28 or 52)\n";
+                    reply = "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28, 52 or 65280)\n";
                     ssize_t w = write(fd.get(), reply.data(), reply.size());
                     (void)w;
                     return;

@@ -6,7 +6,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "common/config.h"
+#include "common/tool_config.h"
 #include "common/control_client.h"
 
 namespace mta::queue {
@@ -44,11 +44,7 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
         return 2;
     }
     Config cfg;
-    std::vector<ConfigError> errors;
-    if (!load_config(path, !explicit_path, cfg, errors)) {
-        for (auto& e : errors) fprintf(stderr, "%s: %s\n", prog, e.str().c_str());
-        return 1;
-    }
+    if (!load_tool_config(prog, path, explicit_path, cfg)) return 1;
     std::string answer, err;
     if (!control_request(cfg.control_socket, "queue " + line, answer, err)) {
         fprintf(stderr, "%s: %s\n", prog, err.c_str());

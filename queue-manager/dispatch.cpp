@@ -34,16 +34,30 @@ void QueueServer::release_rcpt(uint64_t msgid, uint32_t index) {
 // failure can mark the message corrupt and drop it from the active set.
 void QueueServer::activate(uint64_t msgid, ActiveMessage& am, const std::vector<uint32_t>& indices) {
     std::vector<std::string> touched;
+    tables_.refresh();
+    RouteTables tables = tables_.tables();
+    bool settled = false;
     for (uint32_t idx : indices) {
         const RecipientRecord& r = am.rcpts.at(idx).rec;
         std::string domain = rcpt_domain(r.addr);
-        Route rt = route(cfg_, domain);
+        Route rt = route(cfg_, domain, tables);
+        LOG_DEBUG("event=route qid=%s rcpt=<%s> transport=\"%s\" role=%s nexthop=%s tls_level=%s",
+                  format_qid(msgid).c_str(), log::safe(r.addr).c_str(), log::safe(rt.transport).c_str(),
+                  rt.role.c_str(), log::safe(rt.nexthop).c_str(), rt.tls_level.empty() ? "default" : rt.tls_level.c_str());
+        if (rt.role == "error" || rt.role == "retry") {
+            // transport_map error:/retry:, or a table we need is unusable: settled here, no deliverer.
+            RcptResult res{idx, rt.role == "error" ? ipc::DeliveryStatus::bounced : ipc::DeliveryStatus::deferred, rt.text};
+            record_result(msgid, am, am.rcpts.at(idx), idx, res, "none");
+            settled = true;
+            continue;
+        }
         bool local = rt.role == "local";
-        std::string key = (local ? "L:" : "S:") + rt.nexthop;
+        std::string key = (local ? "L:" : "S:") + rt.nexthop + (rt.tls_level.empty() ? "" : " tls=" + rt.tls_level);
         auto [it, fresh] = dests_.try_emplace(key);
         Destination& d = it->second;
         if (fresh) {
             d.nexthop = rt.nexthop;
+            d.tls_level = rt.tls_level;
             d.local = local;
         }
         // Append to this message's last job for the destination while it has room.
@@ -54,6 +68,7 @@ void QueueServer::activate(uint64_t msgid, ActiveMessage& am, const std::vector<
         d.waiting.back().indices.push_back(idx);
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }
+    if (settled) arm_flush();
     for (auto& key : touched) pump(key);
 }
 
@@ -133,7 +148,7 @@ bool QueueServer::send_job(Destination& d, const std::string& key, Peer& p, Wait
         corrupt_message(wj.msgid, strerror(errno));
         return false;
     }
-    ipc::Message m = make_deliver(wj.msgid, am.msg, d.nexthop, list);
+    ipc::Message m = make_deliver(wj.msgid, am.msg, d.nexthop, list, d.tls_level);
     m.add_fd(UniqueFd(fd));
     uint64_t job_id = next_job_id_++;
     Job& job = jobs_[job_id];
@@ -147,8 +162,9 @@ bool QueueServer::send_job(Destination& d, const std::string& key, Peer& p, Wait
     }
     d.inflight++;
     p.inflight++;
-    LOG_DEBUG("event=dispatch qid=%s nexthop=%s nrcpt=%zu peer=%s", qid.c_str(), log::safe(d.nexthop).c_str(),
-              list.size(), p.link->desc().c_str());
+    LOG_DEBUG("event=dispatch qid=%s nexthop=%s tls_level=%s nrcpt=%zu peer=%s", qid.c_str(),
+              log::safe(d.nexthop).c_str(), d.tls_level.empty() ? "default" : d.tls_level.c_str(), list.size(),
+              p.link->desc().c_str());
     p.link->send(std::move(m));  // a send error only marks the peer closed; reap() requeues later
     return true;
 }

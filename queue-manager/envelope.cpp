@@ -139,12 +139,14 @@ std::string rcpt_domain(std::string_view addr) {
 }
 
 ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
-                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts) {
+                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
+                          const std::string& tls_level) {
     ipc::Message d(ipc::Type::deliver, msgid);
     d.add_u64(Tag::msgid, msgid).add(Tag::sender, m.sender).add(Tag::nexthop, nexthop);
     d.add_u64(Tag::size, m.size).add_u64(Tag::body_type, m.body_type).add_u64(Tag::smtputf8, m.smtputf8);
     if (!m.envid.empty()) d.add(Tag::envid, m.envid);
     d.add_u64(Tag::ret, m.ret).add_u64(Tag::requiretls, m.requiretls);
+    if (!tls_level.empty()) d.add(Tag::tls_level, tls_level);
     for (auto& [index, r] : rcpts) {
         d.add(Tag::rcpt, r->addr).add_u64(Tag::rcpt_index, index).add_u64(Tag::rcpt_notify, r->notify);
         if (!r->orcpt.empty()) d.add(Tag::rcpt_orcpt, r->orcpt);

@@ -37,9 +37,11 @@ bool parse_deliver_result(const ipc::Message& m, DeliverResult& out, std::string
 // Lower-cased domain of a recipient ("" if it has none).
 std::string rcpt_domain(std::string_view addr);
 
-// `deliver` for the given recipients (rcpt first in each group, then rcpt_index, rcpt_notify, rcpt_orcpt).
+// `deliver` for the given recipients (rcpt first in each group, then rcpt_index, rcpt_notify, rcpt_orcpt);
+// `tls_level` (from smtp_tls_policy_map) travels only when set.
 ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
-                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts);
+                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
+                          const std::string& tls_level = "");
 // Bytes a recipient adds to a `deliver`, to keep each job under the IPC size cap.
 std::size_t deliver_cost(const RecipientRecord& r);
 

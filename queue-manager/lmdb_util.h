@@ -35,4 +35,20 @@ inline CursorPtr open_cursor(MDB_txn* t, MDB_dbi d, int& rc) {
     return CursorPtr(rc ? nullptr : c);
 }
 
+// What a walk() visitor returns to end the walk early without an error.
+inline constexpr int kWalkStop = MDB_LAST_ERRCODE + 1;
+
+// Visits the cursor's entries in key order, from the first key or, when `from` is not empty, from the
+// first key >= from. fn(key, value) returns 0 to go on, kWalkStop to stop, or an error code to stop
+// with. Returns 0 at the end or on kWalkStop, else the error (the visitor's or LMDB's). The visitor
+// may delete the current entry with mdb_cursor_del.
+template <class Fn>
+int walk(MDB_cursor* c, std::string_view from, Fn&& fn) {
+    MDB_val k = to_val(from), v;
+    int rc = mdb_cursor_get(c, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (int r = fn(from_val(k), from_val(v))) return r == kWalkStop ? 0 : r;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 }  // namespace mta::queue

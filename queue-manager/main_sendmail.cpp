@@ -7,7 +7,9 @@
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
+#include <memory>
 #include <pwd.h>
+#include <set>
 #include <string>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -15,7 +17,9 @@
 #include <unistd.h>
 #include <vector>
 
-#include "common/config.h"
+#include "common/address.h"
+#include "common/alias_expand.h"
+#include "common/tool_config.h"
 #include "common/fd.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/maildrop.h"
@@ -45,6 +49,47 @@ std::string clean_name(const char* s) {
         if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\') out += char(c);
     }
     return out;
+}
+
+// The expansion mta-smtpd does at RCPT, when this user can read the tables (mtamap makes them 0644);
+// an unreadable table leaves the recipients as they are. Returns an exit code, EX_OK when fine.
+int expand_aliases(const Config& cfg, std::vector<std::string>& rcpts) {
+    std::string err;
+    std::unique_ptr<table::Table> virt, aliases;
+    if (!cfg.virtual_map.empty()) virt = table::Table::open(cfg.virtual_map, err);
+    if (!cfg.alias_map.empty()) aliases = table::Table::open(cfg.alias_map, err);
+    alias::Maps maps = alias::from_tables(virt.get(), aliases.get());
+    if (maps.empty()) return EX_OK;
+    std::vector<std::string> out;
+    std::set<std::string> seen;
+    for (auto& r : rcpts) {
+        alias::Result res = alias::expand(r, cfg, maps);
+        if (res.status == alias::Status::error) {
+            fprintf(stderr, "sendmail: %s: %s\n", clean_name(r.c_str()).c_str(), clean_name(res.error.c_str()).c_str());
+            return EX_TEMPFAIL;
+        }
+        std::string domain = addr::lower(r.substr(r.rfind('@') + 1));
+        if (res.status == alias::Status::not_found && !cfg.is_local_domain(domain) && alias::is_virtual_domain(domain, maps)) {
+            fprintf(stderr, "sendmail: %s: User unknown in virtual alias table\n", clean_name(r.c_str()).c_str());
+            return EX_NOUSER;
+        }
+        if (res.status == alias::Status::not_found) res.rcpts = {r};
+        for (auto& x : res.rcpts) {
+            if (!seen.insert(addr::lower(x)).second) continue;
+            if (!maildrop_address_ok(x)) {
+                fprintf(stderr, "sendmail: %s: alias target \"%s\" is not usable\n", clean_name(r.c_str()).c_str(),
+                        clean_name(x.c_str()).c_str());
+                return EX_CONFIG;
+            }
+            out.push_back(x);
+        }
+    }
+    if (out.size() > kMaxMaildropRecipients) {
+        fprintf(stderr, "sendmail: more than %zu recipients after alias expansion\n", kMaxMaildropRecipients);
+        return EX_USAGE;
+    }
+    rcpts = std::move(out);
+    return EX_OK;
 }
 
 int usage() {
@@ -85,11 +130,7 @@ int main(int argc, char** argv) {
         }
     }
     Config cfg;
-    std::vector<ConfigError> errors;
-    if (!load_config(path, !explicit_path, cfg, errors)) {
-        for (auto& e : errors) fprintf(stderr, "sendmail: %s\n", e.str().c_str());
-        return EX_CONFIG;
-    }
+    if (!load_tool_config("sendmail", path, explicit_path, cfg)) return EX_CONFIG;
     std::string local_domain = cfg.local_domains.empty() ? cfg.hostname : cfg.local_domains.front();
     if (!have_sender) {
         struct passwd* pw = getpwuid(getuid());
@@ -142,6 +183,7 @@ int main(int argc, char** argv) {
         }
         md.rcpts.push_back(r);
     }
+    if (int rc = expand_aliases(cfg, md.rcpts); rc != EX_OK) return rc;
     std::string dir = queue_dir(cfg) + "/maildrop";
     std::string tmp = dir + "/t" + random_hex(12), final_name = dir + "/m" + std::to_string(now) + "." + random_hex(12);
     // 0644 in a directory others cannot list: the unguessable name keeps it private, and the queue

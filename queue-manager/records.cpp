@@ -2,6 +2,8 @@
 // returns, which may be damaged: every length, enum and trailing byte is checked.
 #include "queue-manager/records.h"
 
+#include <initializer_list>
+
 namespace mta::queue {
 namespace {
 
@@ -67,6 +69,25 @@ uint64_t get_be(const unsigned char* p, int n) {
 }
 const unsigned char* bytes(std::string_view k) { return reinterpret_cast<const unsigned char*>(k.data()); }
 
+// The checks both record decoders make once the fields are read: framing and a known version first,
+// the record's own value checks next, clean text fields last (so the first error reported is the same
+// whichever decoder runs).
+bool check_framing(bool read_ok, const Reader& r, uint8_t version, std::string& err) {
+    if (!read_ok) { err = r.err(); return false; }
+    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
+    return true;
+}
+
+struct TextField {
+    const std::string& value;
+    std::size_t max;
+};
+bool check_texts(std::initializer_list<TextField> fields, std::string& err) {
+    for (auto& f : fields)
+        if (!clean_text(f.value, f.max)) { err = "control characters in text"; return false; }
+    return true;
+}
+
 }  // namespace
 
 bool clean_text(std::string_view s, std::size_t max) {
@@ -105,17 +126,13 @@ bool decode(std::string_view bytes_in, MessageRecord& out, std::string& err) {
               r.str(m.sender, kMaxAddress) && r.str(m.envid, kMaxEnvid) && r.str(m.client_addr, kMaxClientField) &&
               r.str(m.client_helo, kMaxClientField) && r.str(m.auth_user, kMaxClientField) &&
               (version < 2 || r.u64(m.submit_uid)) && r.done();
-    if (!ok) { err = r.err(); return false; }
-    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (!check_framing(ok, r, version, err)) return false;
     if (state > uint8_t(MessageState::corrupt)) { err = "bad message state"; return false; }
     if (m.body_type > 2 || m.smtputf8 > 1 || m.ret > 2 || m.requiretls > 1) { err = "bad flag value"; return false; }
     if (m.nrcpt == 0) { err = "no recipients"; return false; }
-    if (!clean_text(m.sender, kMaxAddress) || !clean_text(m.envid, kMaxEnvid) ||
-        !clean_text(m.client_addr, kMaxClientField) || !clean_text(m.client_helo, kMaxClientField) ||
-        !clean_text(m.auth_user, kMaxClientField)) {
-        err = "control characters in text";
+    if (!check_texts({{m.sender, kMaxAddress}, {m.envid, kMaxEnvid}, {m.client_addr, kMaxClientField},
+                      {m.client_helo, kMaxClientField}, {m.auth_user, kMaxClientField}}, err))
         return false;
-    }
     m.state = MessageState(state);
     out = std::move(m);
     return true;
@@ -143,16 +160,12 @@ bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
     bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
               r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxAddress) &&
               r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) && r.done();
-    if (!ok) { err = r.err(); return false; }
-    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (!check_framing(ok, r, version, err)) return false;
     if (rc.flags & ~kRcptDelayWarned) { err = "bad recipient flags"; return false; }
     if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
     if (rc.addr.empty()) { err = "empty recipient"; return false; }
-    if (!clean_text(rc.addr, kMaxAddress) || !clean_text(rc.orcpt, kMaxAddress) ||
-        !clean_text(rc.last_error, kMaxErrorText)) {
-        err = "control characters in text";
+    if (!check_texts({{rc.addr, kMaxAddress}, {rc.orcpt, kMaxAddress}, {rc.last_error, kMaxErrorText}}, err))
         return false;
-    }
     rc.state = RcptState(state);
     out = std::move(rc);
     return true;

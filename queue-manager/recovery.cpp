@@ -56,29 +56,29 @@ int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryRepo
     int rc;
     CursorPtr c = open_cursor(t, messages_, rc);
     if (!c) return rc;
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    rc = walk(c.get(), {}, [&](std::string_view k, std::string_view v) {
         uint64_t msgid;
         MessageRecord m;
         std::string err;
-        if (!parse_message_key(from_val(k), msgid) || !decode(from_val(v), m, err)) {
-            LOG_ERROR("event=corrupt record=message key_len=%zu reason=\"%s\" action=quarantined", k.mv_size,
+        if (!parse_message_key(k, msgid) || !decode(v, m, err)) {
+            LOG_ERROR("event=corrupt record=message key_len=%zu reason=\"%s\" action=quarantined", k.size(),
                       log::safe(err.empty() ? "bad key" : err).c_str());
-            bad.emplace_back(from_val(k), from_val(v));
-            continue;
+            bad.emplace_back(k, v);
+            return 0;
         }
         rep.messages++;
         if (m.state == MessageState::active && !body_readable(body_dir, msgid)) {
             LOG_ERROR("event=corrupt qid=%s reason=\"body missing or unreadable\"", format_qid(msgid).c_str());
             m.state = MessageState::corrupt;
-            rewrite.emplace_back(from_val(k), encode(m));
+            rewrite.emplace_back(k, encode(m));
             rep.corrupt++;
         } else if (m.state == MessageState::corrupt) {
             LOG_WARN("event=corrupt qid=%s reason=\"kept from an earlier run\"", format_qid(msgid).c_str());
         }
         msgs[msgid].corrupt = m.state == MessageState::corrupt;
-    }
-    if (rc != MDB_NOTFOUND) return rc;
+        return 0;
+    });
+    if (rc) return rc;
     for (auto& [key, raw] : bad) {
         if ((rc = quarantine(t, 'm', key, raw)) || (rc = del_raw(t, messages_, key))) return rc;
         rep.quarantined++;
@@ -91,26 +91,26 @@ int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryRepo
     std::vector<std::string> orphans;
     c = open_cursor(t, recipients_, rc);
     if (!c) return rc;
-    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    rc = walk(c.get(), {}, [&](std::string_view k, std::string_view v) {
         uint64_t msgid;
         uint32_t idx;
         RecipientRecord r;
         std::string err;
-        if (!parse_recipient_key(from_val(k), msgid, idx) || !decode(from_val(v), r, err)) {
+        if (!parse_recipient_key(k, msgid, idx) || !decode(v, r, err)) {
             LOG_ERROR("event=corrupt record=recipient reason=\"%s\" action=quarantined",
                       log::safe(err.empty() ? "bad key" : err).c_str());
-            bad.emplace_back(from_val(k), from_val(v));
-            continue;
+            bad.emplace_back(k, v);
+            return 0;
         }
         auto it = msgs.find(msgid);
-        if (it == msgs.end()) { orphans.emplace_back(from_val(k)); continue; }
+        if (it == msgs.end()) { orphans.emplace_back(k); return 0; }
         rep.recipients++;
         it->second.records++;
-        if (it->second.corrupt || !r.scheduled()) continue;
-        if ((rc = put_raw(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view(), {}))) return rc;
+        if (it->second.corrupt || !r.scheduled()) return 0;
         rep.scheduled++;
-    }
-    if (rc != MDB_NOTFOUND) return rc;
+        return put_raw(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view(), {});
+    });
+    if (rc) return rc;
     c.reset();
     for (auto& [key, raw] : bad) {
         if ((rc = quarantine(t, 'r', key, raw)) || (rc = del_raw(t, recipients_, key))) return rc;

@@ -49,6 +49,7 @@ bool QueueServer::start(std::string& err) {
         return false;
     }
     if (!open_maildrop(err)) return false;
+    tables_.configure(cfg_);
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
     wake_at(clock_.now());
@@ -269,6 +270,7 @@ void QueueServer::apply_config(ipc::Message& m) {
     }
     if (c.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
     cfg_ = std::move(c);
+    tables_.configure(cfg_);
     policy_ = RetryPolicy::from(cfg_);
     log::Level l;
     if (log::parse_level(cfg_.log_level, l)) log::set_level(l);

@@ -20,6 +20,7 @@
 #include "queue-manager/body_pool.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/policy.h"
+#include "queue-manager/route_tables.h"
 #include "queue-manager/store.h"
 
 struct event_base;
@@ -83,6 +84,7 @@ private:
     };
     struct Destination {
         std::string nexthop;
+        std::string tls_level;  // from smtp_tls_policy_map, "" = smtp_tls_level
         bool local = false;
         std::deque<WaitingJob> waiting;
         std::size_t inflight = 0;
@@ -181,6 +183,7 @@ private:
 
     event_base* base_;
     Config cfg_;
+    RouteTableSet tables_;  // transport_map and smtp_tls_policy_map, as published by mtad
     RetryPolicy policy_;
     Store& store_;
     Clock clock_;

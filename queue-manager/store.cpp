@@ -39,6 +39,18 @@ int del(MDB_txn* t, MDB_dbi d, std::string_view k) {
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+// Visits the recipient records of one message in index order: fn(index, key, value) as for walk().
+template <class Fn>
+int walk_recipients(MDB_cursor* c, uint64_t msgid, Fn&& fn) {
+    Key start = recipient_key(msgid, 0);
+    return walk(c, start.view(), [&](std::string_view k, std::string_view v) {
+        uint64_t id;
+        uint32_t idx;
+        if (!parse_recipient_key(k, id, idx) || id != msgid) return kWalkStop;
+        return fn(idx, k, v);
+    });
+}
+
 }  // namespace
 
 bool Store::open(const std::string& dir, std::string& err, std::size_t initial_map) {
@@ -185,22 +197,16 @@ int Store::mark_corrupt(MDB_txn* t, uint64_t msgid) {
     // Its recipients leave the schedule (undecodable ones are quarantined).
     CursorPtr c = open_cursor(t, recipients_, rc);
     if (!c) return rc;
-    Key start = recipient_key(msgid, 0);
-    k = to_val(start.view());
-    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
-        uint64_t id;
-        uint32_t idx;
-        if (!parse_recipient_key(from_val(k), id, idx) || id != msgid) break;
+    return walk_recipients(c.get(), msgid, [&](uint32_t idx, std::string_view rk, std::string_view rv) {
         RecipientRecord r;
         std::string err;
-        if (decode(from_val(v), r, err)) {
-            if (r.scheduled() && (rc = del(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view()))) return rc;
-        } else {
-            std::string raw(from_val(v)), key(from_val(k));
-            if ((rc = quarantine(t, 'r', key, raw)) || (rc = mdb_cursor_del(c.get(), 0))) return rc;
-        }
-    }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+        if (decode(rv, r, err))
+            return r.scheduled() ? del(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view()) : 0;
+        // Copies: the put below may move the pages rk and rv point into.
+        std::string raw(rv), key(rk);
+        int e = quarantine(t, 'r', key, raw);
+        return e ? e : mdb_cursor_del(c.get(), 0);
+    });
 }
 
 ScanResult Store::scan_due(uint64_t now, std::size_t limit, const std::function<bool(uint64_t, uint32_t)>& skip) {
@@ -210,23 +216,23 @@ ScanResult Store::scan_due(uint64_t now, std::size_t limit, const std::function<
     if (rc) return res;
     CursorPtr c = open_cursor(t.get(), schedule_, rc);
     if (!c) return res;
-    MDB_val k, v;
     uint64_t last_msgid = 0;
     std::unordered_set<uint64_t> seen;
-    for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    walk(c.get(), {}, [&](std::string_view k, std::string_view) {
         uint64_t time, msgid;
         uint32_t idx;
-        if (!parse_schedule_key(from_val(k), time, msgid, idx)) continue;  // recovery rebuilds the index
-        if (time > now) { res.next_time = time; break; }
-        if (skip(msgid, idx)) continue;
-        if (res.entries >= limit) { res.more = true; break; }
+        if (!parse_schedule_key(k, time, msgid, idx)) return 0;  // recovery rebuilds the index
+        if (time > now) { res.next_time = time; return kWalkStop; }
+        if (skip(msgid, idx)) return 0;
+        if (res.entries >= limit) { res.more = true; return kWalkStop; }
         res.entries++;
         if (msgid != last_msgid && seen.insert(msgid).second) {
-            if (res.msgids.size() >= kMaxScanMessages) { res.more = true; break; }
+            if (res.msgids.size() >= kMaxScanMessages) { res.more = true; return kWalkStop; }
             res.msgids.push_back(msgid);
         }
         last_msgid = msgid;
-    }
+        return 0;
+    });
     return res;
 }
 
@@ -245,17 +251,13 @@ void Store::load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn)
         rc = mdb_get(t.get(), messages_, &k, &v);
         if (rc) { fn(msgid, Load::missing, m, rcpts); continue; }
         bool ok = decode(from_val(v), m, err) && m.state == MessageState::active;
-        Key start = recipient_key(msgid, 0);
-        k = to_val(start.view());
-        for (rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE); ok && rc == 0;
-             rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
-            uint64_t id;
-            uint32_t idx;
-            if (!parse_recipient_key(from_val(k), id, idx) || id != msgid) break;
-            RecipientRecord r;
-            if (!decode(from_val(v), r, err)) ok = false;
-            else rcpts.emplace_back(idx, std::move(r));
-        }
+        if (ok)
+            walk_recipients(c.get(), msgid, [&](uint32_t idx, std::string_view, std::string_view rv) {
+                RecipientRecord r;
+                if (!decode(rv, r, err)) { ok = false; return kWalkStop; }
+                rcpts.emplace_back(idx, std::move(r));
+                return 0;
+            });
         fn(msgid, ok ? Load::ok : Load::corrupt, m, rcpts);
     }
 }
@@ -267,25 +269,20 @@ void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, 
     CursorPtr mc = open_cursor(t.get(), messages_, rc);
     CursorPtr rcur = open_cursor(t.get(), recipients_, rc);
     if (!mc || !rcur) return;
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(mc.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(mc.get(), &k, &v, MDB_NEXT)) {
+    walk(mc.get(), {}, [&](std::string_view k, std::string_view v) {
         uint64_t msgid;
         MessageRecord m;
         std::string err;
-        if (!parse_message_key(from_val(k), msgid) || !decode(from_val(v), m, err)) continue;
+        if (!parse_message_key(k, msgid) || !decode(v, m, err)) return 0;
         RcptList rcpts;
-        Key start = recipient_key(msgid, 0);
-        MDB_val rk = to_val(start.view()), rv;
-        for (int r = mdb_cursor_get(rcur.get(), &rk, &rv, MDB_SET_RANGE); r == 0;
-             r = mdb_cursor_get(rcur.get(), &rk, &rv, MDB_NEXT)) {
-            uint64_t id;
-            uint32_t idx;
-            if (!parse_recipient_key(from_val(rk), id, idx) || id != msgid) break;
+        walk_recipients(rcur.get(), msgid, [&](uint32_t idx, std::string_view, std::string_view rv) {
             RecipientRecord rec;
-            if (decode(from_val(rv), rec, err)) rcpts.emplace_back(idx, std::move(rec));
-        }
+            if (decode(rv, rec, err)) rcpts.emplace_back(idx, std::move(rec));
+            return 0;
+        });
         fn(msgid, m, rcpts);
-    }
+        return 0;
+    });
 }
 
 std::size_t Store::count(const char* db) {

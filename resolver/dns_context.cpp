@@ -91,9 +91,16 @@ UbCtxPtr make_context(const DnsSettings& s, std::string& err) {
     if (!check(ub_ctx_async(ctx.get(), 0), "ub_ctx_async", err)) return nullptr;
     if (!s.forwarder.empty() && !check(ub_ctx_set_fwd(ctx.get(), s.forwarder.c_str()), "dns_forwarder", err))
         return nullptr;
-    for (auto& d : s.insecure_domains)
+    for (auto& d : s.insecure_domains) {
         if (!check(ub_ctx_set_option(ctx.get(), "domain-insecure:", d.c_str()), "dns_insecure_domains", err))
             return nullptr;
+        // libunbound answers the special-use names (test, invalid, onion, home.arpa) itself with NXDOMAIN;
+        // a private zone the admin lists here (e.g. mail.test) must reach the forwarder instead. A
+        // transparent local zone without data does exactly that, and changes nothing for other names.
+        if (!check(ub_ctx_set_option(ctx.get(), "local-zone:", (d + " transparent").c_str()), "dns_insecure_domains",
+                   err))
+            return nullptr;
+    }
     std::size_t anchors = 0;
     for (std::size_t i = 0; i < s.trust_anchor_files.size(); i++) {
         const std::string& path = s.trust_anchor_files[i];

@@ -4,14 +4,20 @@
 #include <cstdlib>
 #include <event2/event.h>
 #include <memory>
+#include <openssl/ssl.h>
+#include <unistd.h>
 
 #include "common/daemon.h"
 #include "common/log.h"
 #include "resolver/dns_context.h"
+#include "resolver/mta_sts_fetch.h"
 #include "resolver/server.h"
 
 namespace {
 
+struct SslCtxDeleter {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
 struct EventBaseDeleter {
     void operator()(event_base* b) const { event_base_free(b); }
 };
@@ -27,6 +33,11 @@ int main(int argc, char** argv) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         return 1;
     }
+    // MTA-STS: the CA store is read now, while the filesystem is visible; the policy cache lives in
+    // our own writable directory (the chroot root once privileges are dropped).
+    std::unique_ptr<SSL_CTX, SslCtxDeleter> https(resolver::make_sts_https_context(boot.cfg.smtp_tls_ca_file, err));
+    if (!https) LOG_WARN("event=mta_sts_https_unavailable reason=\"%s\"", log::safe(err).c_str());
+    std::string sts_dir = geteuid() == 0 ? "/mta-sts" : boot.cfg.spool_dir + "/resolver/mta-sts";
     if (!daemon::drop_privileges(boot.cfg.resolver_user, boot.cfg.spool_dir + "/resolver", err)) {
         LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
         return 1;
@@ -37,6 +48,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     resolver::Server server(base.get(), std::move(ctx), boot.cfg);
+    server.enable_mta_sts(https.get(), sts_dir);
     if (!server.start(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         return 1;

@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "common/address.h"
-#include "common/config.h"
+#include "common/tool_config.h"
 #include "common/control_client.h"
+#include "common/mta_sts.h"
 
 namespace {
 
@@ -78,11 +79,7 @@ int main(int argc, char** argv) {
     if (!domain.empty() && domain.back() == '.') domain.pop_back();
     if (!mta::addr::valid_domain(domain)) { fprintf(stderr, "mtadns: invalid domain name\n"); return 2; }
     mta::Config cfg;
-    std::vector<mta::ConfigError> errors;
-    if (!mta::load_config(path, !explicit_path, cfg, errors)) {
-        for (auto& e : errors) fprintf(stderr, "mtadns: %s\n", e.str().c_str());
-        return 1;
-    }
+    if (!mta::load_tool_config("mtadns", path, explicit_path, cfg)) return 1;
     std::string err;
     Answer mx;
     if (!ask(cfg, domain, 15, mx, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
@@ -111,7 +108,35 @@ int main(int argc, char** argv) {
     bool implicit = hosts.empty();
     if (implicit) hosts.push_back({0, domain});
     std::stable_sort(hosts.begin(), hosts.end(), [](const Mx& a, const Mx& b) { return a.pref < b.pref; });
-    bool dane = cfg.smtp_tls_level == "dane";
+    bool sts_level = cfg.smtp_tls_level == "mta-sts";
+    bool dane = cfg.smtp_tls_level == "dane" || sts_level;  // RFC 8461 §2: DANE wins where it applies
+    // The MTA-STS policy exactly as mta-smtp would get it (the resolver fetches or uses its cache).
+    mta::sts::Lookup sts;
+    {
+        Answer p;
+        if (!ask(cfg, domain, mta::sts::kQtypeMtaSts, p, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
+        if (p.rcode != 0) {
+            printf("MTA-STS: lookup failed: %s\n", p.status().c_str());
+        } else if (!mta::sts::decode_lookup(p.records, sts)) {
+            printf("MTA-STS: malformed answer from the resolver\n");
+        } else if (!sts.found) {
+            printf("MTA-STS: none (%s)\n", p.text.empty() ? "no policy" : p.text.c_str());
+        } else {
+            printf("MTA-STS: mode %s, max_age %llu, id %s, %s (expires %llu)%s%s\n", mta::sts::mode_name(sts.policy.mode),
+                   (unsigned long long)sts.policy.max_age, sts.id.c_str(), sts.source.c_str(),
+                   (unsigned long long)sts.expires, p.text.empty() ? "" : ", ", p.text.c_str());
+            for (auto& m : sts.policy.mx) printf("  mx: %s\n", m.c_str());
+        }
+    }
+    auto sts_decision = [&](const std::string& host) -> std::string {
+        if (!sts.found || sts.policy.mode == mta::sts::Mode::none) return "may (no MTA-STS policy in force)";
+        bool match = mta::sts::policy_matches(sts.policy, host);
+        if (sts.policy.mode == mta::sts::Mode::testing)
+            return std::string("may (MTA-STS testing: ") + (match ? "" : "host not in the policy; ") +
+                   "failures are only logged)";
+        if (!match) return "skip (MTA-STS enforce: host not in the policy, not used)";
+        return "mta-sts (TLS required, certificate verified by WebPKI for " + host + ")";
+    };
     for (auto& h : hosts) {
         if (implicit) printf("no MX: implicit MX %s\n", h.host.c_str());
         else printf("MX %u %s\n", h.pref, h.host.c_str());
@@ -144,6 +169,7 @@ int main(int argc, char** argv) {
             else level = "dane (TLS required, certificate verified against " + std::to_string(usable) + " TLSA record" +
                          (usable == 1 ? ")" : "s)");
         }
+        if (sts_level && level.rfind("may", 0) == 0) level = sts_decision(h.host);
         printf("  TLS level: %s\n", level.c_str());
     }
     return 0;

@@ -11,6 +11,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/mta_sts.h"
 #include "resolver/rdata.h"
 
 namespace mta::resolver {
@@ -49,7 +50,19 @@ Server::~Server() {
     retired_.clear();
 }
 
+void Server::enable_mta_sts(SSL_CTX* https, std::string cache_dir) {
+    sts_https_ = https;
+    sts_cache_dir_ = std::move(cache_dir);
+}
+
 bool Server::start(std::string& err) {
+    if (!sts_cache_dir_.empty()) {
+        auto dns = [this](const std::string& name, uint16_t qtype, StsService::AnswerCb cb) {
+            start_query(0, 0, name, qtype, std::move(cb));
+        };
+        sts_ = std::make_unique<StsService>(base_, sts_https_, sts_cache_dir_, cfg_.mta_sts_port, dns);
+        if (!sts_->start(err)) return false;
+    }
     ub_event_.reset(event_new(base_, ub_fd(ctx_.get()), EV_READ | EV_PERSIST, &Server::on_ub_readable, this));
     if (!ub_event_ || event_add(ub_event_.get(), nullptr) != 0) {
         err = "cannot watch the libunbound result pipe";
@@ -153,6 +166,7 @@ void Server::handle_config(ipc::Message& m) {
         next.dns_trust_anchors != cfg_.dns_trust_anchors)
         LOG_WARN("event=reload_partial reason=\"DNS settings change only when mta-resolver restarts\"");
     cfg_ = std::move(next);
+    if (sts_) sts_->set_port(cfg_.mta_sts_port);
     LOG_INFO("event=reloaded");
 }
 
@@ -160,6 +174,14 @@ void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
     auto name_field = m.get(ipc::Tag::name);
     auto qtype = m.get_u64(ipc::Tag::qtype);
     if (!name_field || !qtype) malformed(link_id, "resolve_request needs name and qtype");
+    if (*qtype == sts::kQtypeMtaSts) {
+        auto domain = normalize_name(*name_field);
+        if (!domain || domain->find('.') == std::string::npos) return send_reply(link_id, m.reqid, error_answer("invalid domain"));
+        if (!sts_) return send_reply(link_id, m.reqid, error_answer("MTA-STS is not available"));
+        if (stopping_) return send_reply(link_id, m.reqid, error_answer("shutting down"));
+        uint64_t reqid = m.reqid;
+        return sts_->lookup(*domain, [this, link_id, reqid](const Answer& a) { send_reply(link_id, reqid, a); });
+    }
     if (!supported_qtype(*qtype)) {
         // From a peer this is a protocol violation; from the master it is an admin's relayed
         // "resolve NAME QTYPE" (mtactl/mtadns), and a typo there must not restart us.
@@ -174,19 +196,28 @@ void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
         return send_reply(link_id, m.reqid, error_answer("invalid query name"));
     }
     if (stopping_) return send_reply(link_id, m.reqid, error_answer("shutting down"));
-    if (pending_.size() >= kMaxPending) return send_reply(link_id, m.reqid, error_answer("resolver busy"));
+    start_query(link_id, m.reqid, *name, uint16_t(*qtype), nullptr);
+}
 
+void Server::start_query(uint64_t link_id, uint64_t reqid, const std::string& name, uint16_t qtype,
+                         StsService::AnswerCb done) {
+    auto answer_now = [&](const Answer& a) {
+        if (done) done(a);  // synchronously: StsService registered its flight before asking
+        else send_reply(link_id, reqid, a);
+    };
+    if (pending_.size() >= kMaxPending) return answer_now(error_answer("resolver busy"));
     auto p = std::make_unique<Pending>();
     p->self = this;
     p->id = next_pending_id_++;
     p->link_id = link_id;
-    p->reqid = m.reqid;
-    p->name = *name;
-    p->qtype = uint16_t(*qtype);
+    p->reqid = reqid;
+    p->name = name;
+    p->qtype = qtype;
+    p->done = std::move(done);
     int rc = ub_resolve_async(ctx_.get(), p->name.c_str(), p->qtype, 1, p.get(), &Server::on_ub_result, &p->async_id);
     if (rc != 0) {
         LOG_WARN("event=resolve_failed name=%s type=%s error=\"%s\"", p->name.c_str(), qtype_name(p->qtype), ub_strerror(rc));
-        return send_reply(link_id, m.reqid, error_answer(ub_strerror(rc)));
+        return answer_now(error_answer(ub_strerror(rc)));
     }
     p->timer.reset(evtimer_new(base_, &Server::on_timeout, p.get()));
     timeval tv = {kRequestTimeoutSeconds, 0};
@@ -228,7 +259,8 @@ void Server::finish(uint64_t pending_id, const Answer& a) {
               a.text.empty() ? "" : " text=\"", log::safe(a.text).c_str(), a.text.empty() ? "" : "\"");
     if (a.dropped && a.dnssec != ipc::DnssecStatus::bogus)
         LOG_WARN("event=records_dropped name=%s type=%s dropped=%zu", p->name.c_str(), qtype_name(p->qtype), a.dropped);
-    send_reply(p->link_id, p->reqid, a);
+    if (p->done) p->done(a);
+    else send_reply(p->link_id, p->reqid, a);
     maybe_exit_after_stop();
 }
 

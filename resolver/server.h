@@ -12,6 +12,7 @@
 #include "common/ipc.h"
 #include "resolver/answer.h"
 #include "resolver/dns_context.h"
+#include "resolver/mta_sts.h"
 
 struct event_base;
 struct event;
@@ -36,6 +37,9 @@ public:
     // After the privilege drop: fork libunbound's worker and watch its result pipe.
     bool start(std::string& err);
     void attach_master(UniqueFd fd);
+    // Before start(): serve MTA-STS lookups (pseudo qtype sts::kQtypeMtaSts). `https` verifies policy
+    // servers (null: every fetch fails, cached policies still apply); `cache_dir` holds one file per domain.
+    void enable_mta_sts(SSL_CTX* https, std::string cache_dir);
 
 private:
     struct Pending {
@@ -47,6 +51,7 @@ private:
         uint16_t qtype = 0;
         int async_id = 0;
         EventPtr timer;
+        StsService::AnswerCb done;  // internal lookup (MTA-STS): called instead of replying on a link
     };
 
     static void on_ub_readable(int, short, void*);
@@ -65,6 +70,9 @@ private:
     void handle_peer_offer(ipc::Message& m);
     void handle_config(ipc::Message& m);
     void handle_resolve(uint64_t link_id, ipc::Message& m);
+    // Starts one libunbound query; `done` set = internal, else the answer goes to link_id/reqid.
+    void start_query(uint64_t link_id, uint64_t reqid, const std::string& name, uint16_t qtype,
+                     StsService::AnswerCb done);
     void begin_stop();
 
     void finish(uint64_t pending_id, const Answer& a);
@@ -82,6 +90,9 @@ private:
     std::vector<std::unique_ptr<ipc::Link>> retired_;  // destroyed from the loop, never inside their own callback
     std::map<std::string, uint64_t> peers_;            // "role/instance" -> link id
     std::map<uint64_t, std::unique_ptr<Pending>> pending_;
+    std::unique_ptr<StsService> sts_;
+    SSL_CTX* sts_https_ = nullptr;
+    std::string sts_cache_dir_;
     uint64_t master_id_ = 0;
     uint64_t next_link_id_ = 1;
     uint64_t next_pending_id_ = 1;

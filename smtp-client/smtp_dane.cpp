@@ -33,6 +33,7 @@ bool parse_tls_level(std::string_view s, TlsLevel& out) {
     else if (s == "may" || s.empty()) out = TlsLevel::may;
     else if (s == "encrypt") out = TlsLevel::encrypt;
     else if (s == "dane") out = TlsLevel::dane;
+    else if (s == "mta-sts") out = TlsLevel::mta_sts;
     else return false;
     return true;
 }
@@ -43,6 +44,7 @@ const char* tls_level_name(TlsLevel l) {
     case TlsLevel::may: return "may";
     case TlsLevel::encrypt: return "encrypt";
     case TlsLevel::dane: return "dane";
+    case TlsLevel::mta_sts: return "mta-sts";
     }
     return "?";
 }

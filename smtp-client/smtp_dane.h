@@ -1,4 +1,4 @@
-// Outbound TLS policy: the configured level (none/may/encrypt/dane) and DANE for SMTP (RFC 7672):
+// Outbound TLS policy: the configured level (none/may/encrypt/dane/mta-sts) and DANE for SMTP (RFC 7672):
 // TLSA records parsed from the resolver's text, the per-host decision from a TLSA answer, and the
 // OpenSSL glue (SSL_dane_*). TLSA data is remote DNS data: parsed strictly, bounded, never trusted
 // unless the resolver says the answer was DNSSEC-validated ("secure").
@@ -17,7 +17,9 @@ namespace mta::smtp {
 inline constexpr uint16_t kQtypeTlsa = 52;
 inline constexpr std::size_t kMaxTlsaRecords = 20;
 
-enum class TlsLevel { none, may, encrypt, dane };
+// mta_sts: DANE where it applies, else the domain's MTA-STS policy (smtp_mta_sts.h); as a session
+// level it means TLS required and the certificate verified by WebPKI for the MX host name.
+enum class TlsLevel { none, may, encrypt, dane, mta_sts };
 bool parse_tls_level(std::string_view s, TlsLevel& out);
 const char* tls_level_name(TlsLevel l);
 

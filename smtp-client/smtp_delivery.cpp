@@ -13,32 +13,46 @@ void Delivery::start() {
         start_lmtp();
         return;
     }
-    if (job_.requiretls) {
-        // RFC 8689: such mail may only travel over verified TLS, which this client does not do (yet).
-        finish(DeliveryStatus::bounced, "5.7.30 REQUIRETLS support required: no verified TLS transport to " +
-                                            job_.nexthop);
-        return;
-    }
     std::string err;
     auto d = choose_destination(job_.nexthop, env_.cfg->relayhost, env_.cfg->smtp_port, err);
     if (!d) {
         // A bad relayhost is our configuration (wait for a fix); a bad recipient domain will never work.
-        if (err.rfind("relayhost", 0) == 0) finish(DeliveryStatus::deferred, "4.3.5 mail transport unavailable: " + err);
+        if (err.rfind("relayhost", 0) == 0 || err.rfind("transport_map", 0) == 0)
+            finish(DeliveryStatus::deferred, "4.3.5 mail transport unavailable: " + err);
         else finish(DeliveryStatus::bounced, "5.1.2 bad destination domain: " + err);
         return;
     }
     dest_ = *d;
-    parse_tls_level(env_.cfg->smtp_tls_level, level_);  // validated by the config parser
+    // smtp_tls_policy_map's level for this destination (sent by the queue) wins over smtp_tls_level.
+    if (!job_.tls_level.empty() && !parse_tls_level(job_.tls_level, level_)) {
+        finish(DeliveryStatus::deferred, "4.3.5 unknown TLS level \"" + job_.tls_level + "\" from smtp_tls_policy_map");
+        return;
+    }
+    if (job_.tls_level.empty()) parse_tls_level(env_.cfg->smtp_tls_level, level_);  // validated by the config parser
     if (!env_.tls && level_ != TlsLevel::none && level_ != TlsLevel::may) {
         finish(DeliveryStatus::deferred, "4.7.5 TLS is required (smtp_tls_level=" + std::string(tls_level_name(level_)) +
                                              ") but the TLS client context is unavailable");
         return;
     }
+    if (job_.requiretls && level_ != TlsLevel::dane && level_ != TlsLevel::mta_sts) {
+        // RFC 8689 §5: only DANE or MTA-STS can verify the next hop; no level here could.
+        finish(DeliveryStatus::bounced, "5.7.30 REQUIRETLS support required: TLS level " +
+                                            std::string(tls_level_name(level_)) + " for " + dest_.host +
+                                            " cannot verify the server (needs dane or mta-sts)");
+        return;
+    }
     cache_key_ = dest_.key() + "/" + tls_level_name(level_);
-    if (auto s = env_.cache->take(cache_key_)) {
-        session_ = std::move(s);
-        relay_ = session_->target().label();
-        run(true);
+    // REQUIRETLS mail decides TLS afresh (policy lookup, verification) instead of reusing a connection.
+    if (!job_.requiretls) {
+        if (auto s = env_.cache->take(cache_key_)) {
+            session_ = std::move(s);
+            relay_ = session_->target().label();
+            run(true);
+            return;
+        }
+    }
+    if (sts_applies()) {
+        lookup_sts();  // the recipient domain's own MX set (not a relayhost or transport_map host)
         return;
     }
     resolve();
@@ -88,13 +102,22 @@ void Delivery::on_targets(TargetResult r) {
 
 void Delivery::try_next() {
     if (next_target_ >= targets_.size()) {
+        if (!requiretls_error_.empty() && temp_failures_ == 0) {
+            finish(DeliveryStatus::bounced, "5.7.30 REQUIRETLS support required: " + requiretls_error_);
+            return;
+        }
         bool coded = last_error_.size() > 2 && last_error_[0] == '4' && last_error_[1] == '.';
         finish(DeliveryStatus::deferred, coded ? last_error_ : "4.4.1 " + last_error_);
         return;
     }
     const Target& t = targets_[next_target_++];
     relay_ = t.label();
-    if (level_ != TlsLevel::dane || !t.dnssec_secure) {
+    bool dane_level = level_ == TlsLevel::dane || level_ == TlsLevel::mta_sts;  // RFC 8461 §2: DANE wins
+    if (level_ == TlsLevel::mta_sts && !t.dnssec_secure) {
+        apply_sts(t);
+        return;
+    }
+    if (!dane_level || !t.dnssec_secure) {
         // DANE applies only where the MX and address answers were DNSSEC-validated; elsewhere "dane"
         // means opportunistic TLS (RFC 7672 §2.2).
         SessionSettings s = settings();
@@ -123,10 +146,16 @@ void Delivery::on_tlsa(const Target& t, const DaneDecision& d) {
     case DaneDecision::skip:
         LOG_INFO("event=dane_skip qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
                  log::safe(d.why).c_str());
+        temp_failures_++;
         last_error_ = "4.7.5 " + d.why + " for " + t.host;
         try_next();
         return;
-    case DaneDecision::may: break;
+    case DaneDecision::may:
+        if (level_ == TlsLevel::mta_sts) {
+            apply_sts(t);
+            return;
+        }
+        break;
     case DaneDecision::encrypt: s.level = TlsLevel::encrypt; break;
     case DaneDecision::dane:
         s.level = TlsLevel::dane;
@@ -149,12 +178,17 @@ SessionSettings Delivery::settings() const {
 }
 
 void Delivery::connect(const Target& t, SessionSettings settings) {
+    if (job_.requiretls && !lmtp_ && settings.level != TlsLevel::dane && settings.level != TlsLevel::mta_sts) {
+        refuse_for_requiretls(t.host + " cannot be verified by DANE or an MTA-STS enforce policy");
+        return;
+    }
     session_ = std::make_unique<Session>(env_.base, t, std::move(settings));
     session_->open([this](bool ok, const std::string& err) { on_open(ok, err); });
 }
 
 void Delivery::on_open(bool ok, const std::string& err) {
     if (!ok) {
+        temp_failures_++;
         LOG_INFO("event=connect_failed qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
                  log::safe(err).c_str());
         last_error_ = err;
@@ -166,6 +200,14 @@ void Delivery::on_open(bool ok, const std::string& err) {
 }
 
 void Delivery::run(bool reused) {
+    if (job_.requiretls && !lmtp_ && (!session_->tls_verified() || !session_->ext().requiretls)) {
+        std::string host = session_->target().hostip();
+        std::string why = session_->tls_verified() ? host + " does not offer REQUIRETLS"
+                                                   : "TLS with " + host + " is not verified";
+        release_session();  // fine for other mail
+        refuse_for_requiretls(why);
+        return;
+    }
     if (job_.smtputf8 && job_.envelope_utf8() && !session_->ext().smtputf8) {
         std::string host = session_->target().hostip();
         release_session();
@@ -184,6 +226,8 @@ void Delivery::on_tx(TxOutcome o, bool reused) {
             if (lmtp_) {
                 next_target_ = 0;
                 try_next();
+            } else if (sts_applies()) {
+                lookup_sts();  // the policy was not looked up for the cached connection
             } else {
                 resolve();
             }

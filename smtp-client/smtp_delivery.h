@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/config.h"
+#include "common/mta_sts.h"
 #include "smtp-client/smtp_cache.h"
 #include "smtp-client/lmtp_nexthop.h"
 #include "smtp-client/smtp_job.h"
@@ -36,6 +37,9 @@ public:
     // Runs the delivery; `done` is called exactly once (maybe inside start()), and may destroy *this.
     void start();
     const Job& job() const { return job_; }
+    // MTA-STS is about the recipient domain's own MX set: the plain next hop, or a transport_map `smtp:`
+    // entry without a host (next hop "smtp:<recipient domain>"), never a relayhost or a table's host.
+    bool sts_applies() const;
 
 private:
     void start_lmtp();
@@ -43,6 +47,11 @@ private:
     void on_targets(TargetResult r);
     void try_next();
     void on_tlsa(const Target& t, const DaneDecision& d);
+    // MTA-STS (smtp_delivery_sts.cpp): the policy for the recipient domain, then per MX host.
+    void lookup_sts();
+    void apply_sts(const Target& t);
+    // REQUIRETLS (RFC 8689): this host cannot take the message; try the next one.
+    void refuse_for_requiretls(const std::string& why);
     void connect(const Target& t, SessionSettings settings);
     SessionSettings settings() const;  // common part: HELO name, TLS context
     void on_open(bool ok, const std::string& err);
@@ -61,6 +70,9 @@ private:
     bool lmtp_ = false;
     std::string cache_key_;                      // destination + TLS level
     std::map<std::string, DaneDecision> dane_;   // per MX host, this delivery only
+    sts::Lookup sts_;                            // the domain's MTA-STS policy (found = false: none)
+    std::string requiretls_error_;               // why the last host could not take REQUIRETLS mail
+    std::size_t temp_failures_ = 0;              // hosts that failed for reasons that may go away
     std::unique_ptr<TargetResolver> resolver_;
     std::vector<Target> targets_;
     std::size_t next_target_ = 0;

@@ -118,6 +118,14 @@ bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
         case Tag::smtputf8: if (!get_u64(f, v) || v > 1) { err = "bad smtputf8"; return false; } out.smtputf8 = v; break;
         case Tag::requiretls: if (!get_u64(f, v) || v > 1) { err = "bad requiretls"; return false; } out.requiretls = v; break;
         case Tag::ret: if (!get_u64(f, out.ret) || out.ret > 2) { err = "bad ret"; return false; } break;
+        case Tag::tls_level:  // a level name; whether mta-smtp knows it is the delivery's question
+            if (f.value.empty() || f.value.size() > 20 ||
+                f.value.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
+                err = "bad tls_level";
+                return false;
+            }
+            out.tls_level = f.value;
+            break;
         case Tag::envid:
             if (!clean(f.value, 100) || f.value.find(' ') != std::string::npos) { err = "bad envid"; return false; }
             out.envid = f.value;

@@ -33,6 +33,7 @@ struct Job {
     std::string envid;
     uint64_t ret = 0;        // 0 default, 1 FULL, 2 HDRS
     bool requiretls = false;
+    std::string tls_level;   // from the queue's smtp_tls_policy_map lookup; "" = smtp_tls_level
     std::vector<Recipient> rcpts;
     UniqueFd body;
 

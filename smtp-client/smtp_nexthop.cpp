@@ -69,6 +69,13 @@ std::optional<Destination> choose_destination(std::string_view nexthop, std::str
                                               uint16_t default_port, std::string& err) {
     Destination d;
     if (nexthop.empty()) { err = "empty nexthop"; return std::nullopt; }
+    if (nexthop.rfind("smtp:", 0) == 0) {  // chosen by transport_map: relayhost does not apply
+        if (!parse_target(nexthop.substr(5), default_port, d, err)) {
+            err = "transport_map: " + err;
+            return std::nullopt;
+        }
+        return d;
+    }
     if (nexthop.front() == '[') {
         if (!parse_target(nexthop, default_port, d, err)) { err = "nexthop: " + err; return std::nullopt; }
         return d;

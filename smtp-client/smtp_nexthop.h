@@ -25,8 +25,9 @@ struct Destination {
     std::string key() const;
 };
 
-// The destination for a message: an explicit "[host]" / "[host]:port" nexthop wins, then relayhost
-// ("[host]:port", "[host]", "host:port", "host"), then the MX of the nexthop domain.
+// The destination for a message: a transport_map nexthop "smtp:DEST" or an explicit "[host]" /
+// "[host]:port" nexthop wins, then relayhost ("[host]:port", "[host]", "host:port", "host"), then the
+// MX of the nexthop domain. DEST is any of the relayhost forms.
 // nullopt when nexthop or relayhost is syntactically invalid (`err` says why).
 std::optional<Destination> choose_destination(std::string_view nexthop, std::string_view relayhost,
                                               uint16_t default_port, std::string& err);

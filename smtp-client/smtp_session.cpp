@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "common/log.h"
 
@@ -228,6 +229,8 @@ void Session::on_ehlo(const Reply& r) {
             write("STARTTLS\r\n");
             return;
         }
+        if (!tls_active_ && settings_.sts_testing)
+            LOG_WARN("event=mta_sts_failure relay=%s mode=testing reason=\"STARTTLS not offered\"", target_.label().c_str());
         if (!tls_active_ && tls_required()) {
             write("QUIT\r\n");
             fail("4.7.4 TLS is required, but was not offered by host " + target_.hostip());
@@ -284,6 +287,11 @@ void Session::start_tls() {
     }
     if (!is_ip_literal(target_.host)) SSL_set_tlsext_host_name(ssl, target_.host.c_str());
     std::string err;
+    if (webpki_check() && !settings_.names.empty()) {
+        // RFC 8461 §4.1: the certificate must be valid for the MX host name; checked after the handshake.
+        SSL_set1_host(ssl, settings_.names[0].c_str());
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
+    }
     if (settings_.level == TlsLevel::dane && !dane_attach(ssl, settings_.names, settings_.tlsa, err)) {
         SSL_free(ssl);
         fail("4.7.5 DANE set-up for " + target_.hostip() + " failed: " + err);
@@ -315,13 +323,35 @@ void Session::handshake_done() {
             return;
         }
         tls_verified_ = true;
+    } else if (webpki_check()) {
+        bool ok = ssl && webpki_verified(ssl, detail);
+        if (!ok && settings_.level == TlsLevel::mta_sts) {
+            LOG_WARN("event=mta_sts_verify_failed relay=%s reason=\"%s\"", target_.label().c_str(), log::safe(detail).c_str());
+            fail("4.7.5 MTA-STS: certificate verification failed for host " + target_.hostip() + ": " + detail);
+            return;
+        }
+        if (!ok)
+            LOG_WARN("event=mta_sts_failure relay=%s mode=testing reason=\"certificate: %s\"", target_.label().c_str(),
+                     log::safe(detail).c_str());
+        tls_verified_ = ok && settings_.level == TlsLevel::mta_sts;
+        detail.clear();
     }
+    const char* how = !tls_verified_ ? "no" : settings_.level == TlsLevel::dane ? "dane" : "mta-sts";
     LOG_INFO("event=tls_established relay=%s protocol=%s cipher=%s verified=%s%s%s", target_.label().c_str(),
-             ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?", tls_verified_ ? "dane" : "no",
+             ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?", how,
              detail.empty() ? "" : " tlsa=", log::safe(detail).c_str());
     phase_ = Phase::ehlo;
     arm(kCommandTimeout);
     write(std::string(settings_.lmtp ? "LHLO " : "EHLO ") + settings_.helo_name + "\r\n");
+}
+
+bool Session::webpki_verified(SSL* ssl, std::string& detail) const {
+    X509* peer = SSL_get0_peer_certificate(ssl);
+    long v = SSL_get_verify_result(ssl);
+    if (!peer) detail = "no certificate";
+    else if (v != X509_V_OK) detail = X509_verify_cert_error_string(v);
+    else return true;
+    return false;
 }
 
 void Session::opened() {

@@ -17,6 +17,7 @@ struct bufferevent;
 struct event;
 struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 
 namespace mta::smtp {
 
@@ -35,8 +36,10 @@ struct SessionSettings {
     std::string helo_name;
     SSL_CTX* tls = nullptr;  // no TLS at all when null
     // none: never STARTTLS; may: STARTTLS when offered; encrypt: TLS required (unverified);
-    // dane: TLS required and verified against `tlsa` (names: MX host, then the next-hop domain).
+    // dane: TLS required and verified against `tlsa` (names: MX host, then the next-hop domain);
+    // mta_sts: TLS required and the certificate verified against the CA store for names[0] (the MX host).
     TlsLevel level = TlsLevel::may;
+    bool sts_testing = false;  // MTA-STS testing mode: check as mta_sts would, but only log failures
     std::vector<Tlsa> tlsa;
     std::vector<std::string> names;
     bool lmtp = false;  // RFC 2033: LHLO, and one reply per accepted recipient after the dot
@@ -74,7 +77,7 @@ public:
     const Target& target() const { return target_; }
     const Extensions& ext() const { return ext_; }
     bool tls_active() const { return tls_active_; }
-    bool tls_verified() const { return tls_verified_; }
+    bool tls_verified() const { return tls_verified_; }  // by DANE or MTA-STS (WebPKI)
     unsigned transactions() const { return transactions_; }
 
 private:
@@ -102,7 +105,12 @@ private:
     void on_helo(const Reply& r);
     void on_starttls(const Reply& r);
     void handshake_done();
-    bool tls_required() const { return settings_.level == TlsLevel::encrypt || settings_.level == TlsLevel::dane; }
+    bool tls_required() const {
+        return settings_.level == TlsLevel::encrypt || settings_.level == TlsLevel::dane ||
+               settings_.level == TlsLevel::mta_sts;
+    }
+    bool webpki_check() const { return settings_.level == TlsLevel::mta_sts || settings_.sts_testing; }
+    bool webpki_verified(SSL* ssl, std::string& detail) const;
     void start_tls();
     void opened();
     void open_failed(const std::string& why);

@@ -45,6 +45,7 @@ std::string Session::mail_command() const {
     }
     if (job_->body_type != 0 && ext_.eightbitmime) c += " BODY=8BITMIME";
     if (job_->smtputf8 && ext_.smtputf8) c += " SMTPUTF8";
+    if (job_->requiretls && ext_.requiretls) c += " REQUIRETLS";  // RFC 8689 §4.2; the delivery checked TLS
     if (ext_.dsn) {
         if (job_->ret == 1) c += " RET=FULL";
         if (job_->ret == 2) c += " RET=HDRS";

@@ -24,7 +24,9 @@ int main(int argc, char** argv) {
             LOG_ERROR("event=tls_disabled reason=\"%s\"", log::safe(err).c_str());
     }
     for (auto [path, slot] : {std::pair{&b.cfg.auth_users, &res->auth_users},
-                              std::pair{&b.cfg.local_recipients, &res->local_recipients}}) {
+                              std::pair{&b.cfg.local_recipients, &res->local_recipients},
+                              std::pair{&b.cfg.alias_map, &res->alias_map},
+                              std::pair{&b.cfg.virtual_map, &res->virtual_map}}) {
         if (path->empty()) continue;
         std::shared_ptr<const table::Table> t = table::Table::open(*path, err);
         if (!t) {  // refusing every recipient, or every login, is safer than guessing

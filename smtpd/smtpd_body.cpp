@@ -289,7 +289,7 @@ std::string Session::received_header() const {
     t.tls_cipher = tls_cipher_;
     t.tls_bits = tls_bits_;
     t.msgid = txn_->body->msgid;
-    if (txn_->rcpts.size() == 1) t.single_rcpt = txn_->rcpts[0].addr;
+    if (txn_->client_rcpts == 1) t.single_rcpt = txn_->first_rcpt;  // as the client wrote it, not expanded
     t.when = host_.now();
     struct tm tm {};
     localtime_r(&t.when, &tm);

@@ -144,7 +144,7 @@ bool Session::check_rcpt() {
         reply(503, "5.5.1", "Error: RCPT after BDAT");
         return false;
     }
-    if (txn_->rcpts.size() >= cfg_->recipient_limit) {
+    if (txn_->client_rcpts >= cfg_->recipient_limit) {
         reply(452, "4.5.3", "Error: too many recipients");
         errors_--;  // a normal part of large deliveries, not client misbehaviour
         return false;
@@ -172,19 +172,52 @@ void Session::cmd_rcpt(const Command& c) {
         reply(e.code, e.enhanced, e.text);
         return;
     }
-    RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay(), res_->local_recipients.get());
+    alias::Maps maps = alias::from_tables(res_->virtual_map.get(), res_->alias_map.get());
+    RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay(), res_->local_recipients.get(), &maps);
     if (v.reply) {
+        if (!v.log_detail.empty())
+            LOG_WARN("event=alias_error client=%s rcpt=\"%s\" reason=\"%s\"", client_.ip.c_str(),
+                     log::safe(r.mailbox.str()).c_str(), log::safe(v.log_detail).c_str());
         reply(v.reply.code, v.reply.enhanced, v.reply.text);
         return;
     }
-    proceed_rcpt(r.mailbox, std::move(params));
+    proceed_rcpt(r.mailbox, std::move(params), std::move(v.expanded));
 }
 
-void Session::proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params) {
+// An expanded recipient is queued as its final addresses, each remembering the original address as
+// ORCPT (RFC 3461 §4.2) unless the client gave one, and the client's NOTIFY.
+void Session::proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded) {
     std::string a = rcpt.str();
-    bool dup = false;
-    for (auto& r : txn_->rcpts) dup = dup || r.addr == a;
-    if (!dup) txn_->rcpts.push_back({std::move(a), std::move(params)});
+    std::vector<Transaction::Rcpt> add;
+    if (expanded.empty()) {
+        add.push_back({a, std::move(params)});
+    } else {
+        if (params.orcpt.empty()) params.orcpt = "rfc822;" + a;
+        for (auto& e : expanded) add.push_back({std::move(e), params});
+    }
+    std::size_t bytes = 0;
+    for (auto it = add.begin(); it != add.end();) {
+        bool dup = false;
+        for (auto& r : txn_->rcpts) dup = dup || r.addr == it->addr;
+        if (dup) {
+            it = add.erase(it);
+            continue;
+        }
+        bytes += 3 * 6 + 8 + it->addr.size() + it->params.orcpt.size();  // rcpt, notify, orcpt fields
+        ++it;
+    }
+    // The commit message to the queue is one IPC datagram: keep the recipients well inside it.
+    if (txn_->rcpt_bytes + bytes > ipc::kMaxMessage - 16 * 1024) {
+        reply(452, "4.5.3", expanded.empty() ? "Error: too many recipients" : "Error: too many recipients after alias expansion");
+        errors_--;  // like recipient_limit: the client sends the rest in another transaction
+        return;
+    }
+    if (!expanded.empty())
+        LOG_DEBUG("event=rcpt_expanded client=%s rcpt=\"%s\" count=%zu", client_.ip.c_str(), log::safe(a).c_str(),
+                  expanded.size());
+    txn_->rcpt_bytes += bytes;
+    for (auto& r : add) txn_->rcpts.push_back(std::move(r));
+    if (txn_->client_rcpts++ == 0) txn_->first_rcpt = a;  // every accepted RCPT counts, as in Postfix
     reply(250, "2.1.5", "Ok");
 }
 

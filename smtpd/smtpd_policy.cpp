@@ -15,25 +15,44 @@ Reply reply(int code, const char* enh, const addr::Mailbox& m, const char* text)
 
 }  // namespace
 
-RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_relay, const table::Table* recipients) {
+RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_relay, const table::Table* recipients,
+                            const alias::Maps* maps) {
     RcptVerdict v;
     // "<Postmaster>" without a domain (RFC 5321 §4.1.1.3) is always ours.
     const bool local = m.domain.empty() || (!m.literal && cfg.is_local_domain(m.domain));
+    const bool vdomain = !local && !m.literal && maps && alias::is_virtual_domain(m.domain, *maps);
+    v.local = local;
     if (local) {
-        v.local = true;
         // No percent hack, no bang paths, no quoted "user@remote": these would route elsewhere.
         if (m.local.find_first_of("@%!") != std::string::npos)
             v.reply = reply(550, "5.7.1", m, "Recipient address rejected: routing characters not allowed");
         else if (!maildir_name(m.local))
             v.reply = reply(550, "5.1.1", m, "Recipient address rejected: invalid local part");
-        else if (recipients && addr::lower(m.local) != "postmaster" &&
-                 !recipients->lookup(addr::lower(m.local) + "@" + m.domain) && !recipients->lookup(addr::lower(m.local)))
-            v.reply = reply(550, "5.1.1", m, "Recipient address rejected: User unknown in local recipient table");
+        if (v.reply) return v;
+    } else if (!vdomain && !(!m.literal && cfg.is_relay_domain(m.domain)) && !may_relay) {
+        v.reply = reply(554, "5.7.1", m, "Relay access denied");
         return v;
     }
-    if (!m.literal && cfg.is_relay_domain(m.domain)) return v;
-    if (may_relay) return v;
-    v.reply = reply(554, "5.7.1", m, "Relay access denied");
+    if (maps && !maps->empty()) {
+        alias::Result r = alias::expand(m.str(), cfg, *maps);
+        if (r.status == alias::Status::error) {  // a table problem: Postfix defers too, the admin fixes it
+            v.reply = reply(451, "4.3.0", m, (std::string("Recipient address rejected: ") + r.summary).c_str());
+            v.log_detail = std::move(r.error);
+            return v;
+        }
+        if (r.status == alias::Status::expanded) {
+            v.expanded = std::move(r.rcpts);
+            return v;
+        }
+    }
+    if (vdomain)
+        v.reply = reply(550, "5.1.1", m, "Recipient address rejected: User unknown in virtual alias table");
+    else if (local && addr::lower(m.local) != "postmaster" && (recipients || (maps && maps->aliases)) &&
+             !(recipients && (recipients->lookup(addr::lower(m.local) + "@" + m.domain) ||
+                              recipients->lookup(addr::lower(m.local)))))
+        // DESIGN §6: once a recipient table exists (local_recipients or aliases), it is the whole list of
+        // local users; an aliases-only site lists every user there (no backscatter from guessing).
+        v.reply = reply(550, "5.1.1", m, "Recipient address rejected: User unknown in local recipient table");
     return v;
 }
 

@@ -4,8 +4,10 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <vector>
 
 #include "common/address.h"
+#include "common/alias_expand.h"
 #include "common/config.h"
 #include "common/table.h"
 #include "smtpd/smtpd_command.h"
@@ -15,13 +17,17 @@ namespace mta::smtpd {
 struct RcptVerdict {
     Reply reply;        // code 0 = accepted
     bool local = false; // delivered here (local domain or postmaster)
+    std::vector<std::string> expanded;  // matched aliases/virtual: queue these instead of the address
+    std::string log_detail;             // why expansion failed (451 4.3.0), for the log only
 };
 
 // `may_relay`: the client is in mynetworks or authenticated. `recipients` (local_recipients, may be
 // null) lists the valid local addresses: a key "local@domain" or "local", lower-cased; Postmaster is
-// always valid (RFC 5321 §4.5.1).
+// always valid (RFC 5321 §4.5.1). `maps` (alias_map, virtual_map; may be null): an address they
+// expand is valid whatever local_recipients says, and a virtual alias domain is ours (no relay needed)
+// but has no other users than its table entries (550 5.1.1 even for relay clients).
 RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool may_relay,
-                            const table::Table* recipients = nullptr);
+                            const table::Table* recipients = nullptr, const alias::Maps* maps = nullptr);
 
 // "0000000000000ABC": the queue id as the client sees it.
 std::string format_qid(uint64_t msgid);

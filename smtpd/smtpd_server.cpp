@@ -84,7 +84,7 @@ Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> re
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
-    if (res_->auth_users || res_->local_recipients) {
+    if (res_->auth_users || res_->local_recipients || res_->alias_map || res_->virtual_map) {
         timeval tv{kTableCheckSeconds, 0};
         event_add(table_timer_.get(), &tv);
     }
@@ -209,7 +209,9 @@ void Server::handle_config(ipc::Message& m) {
     } else if (tls_wanted || c.tls_cert != cfg_->tls_cert || c.tls_key != cfg_->tls_key) {
         restart_for = "tls certificate";  // the files may have new contents under the same names
     }
-    if (c.auth_users != cfg_->auth_users || c.local_recipients != cfg_->local_recipients) restart_for = "tables";
+    if (c.auth_users != cfg_->auth_users || c.local_recipients != cfg_->local_recipients ||
+        c.alias_map != cfg_->alias_map || c.virtual_map != cfg_->virtual_map)
+        restart_for = "tables";
     cfg_ = std::make_shared<const Config>(std::move(c));  // new sessions only; running ones keep theirs
     LOG_INFO("event=reloaded");
     if (!restart_for.empty()) recycle(restart_for);
@@ -217,7 +219,8 @@ void Server::handle_config(ipc::Message& m) {
 
 void Server::table_check_cb(int, short, void* arg) {
     auto* self = static_cast<Server*>(arg);
-    for (auto* t : {self->res_->auth_users.get(), self->res_->local_recipients.get()})
+    for (auto* t : {self->res_->auth_users.get(), self->res_->local_recipients.get(), self->res_->alias_map.get(),
+                    self->res_->virtual_map.get()})
         if (t && t->replaced()) {
             LOG_INFO("event=table_changed path=\"%s\"", log::safe(t->path()).c_str());
             self->recycle("table changed");

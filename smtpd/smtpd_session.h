@@ -52,6 +52,8 @@ struct Resources {
     TlsContext tls;                                          // null: no STARTTLS, no smtps
     std::shared_ptr<const table::Table> auth_users;          // null: no AUTH
     std::shared_ptr<const table::Table> local_recipients;    // null: every valid local part exists
+    std::shared_ptr<const table::Table> alias_map;           // null: no aliases
+    std::shared_ptr<const table::Table> virtual_map;         // null: no virtual aliases
 };
 
 struct ClientInfo {
@@ -80,7 +82,10 @@ struct Transaction {
         std::string addr;
         RcptParams params;
     };
-    std::vector<Rcpt> rcpts;
+    std::vector<Rcpt> rcpts;             // after alias expansion: what is queued
+    std::size_t client_rcpts = 0;        // accepted RCPT commands (recipient_limit counts these)
+    std::string first_rcpt;              // the first one as the client wrote it (Received: for)
+    std::size_t rcpt_bytes = 0;          // commit message bytes the recipients need
     std::time_t arrival = 0;
     bool chunking = false;               // BDAT used in this transaction
     uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
@@ -145,7 +150,7 @@ private:
     bool check_mail(const Command& c);
     bool check_rcpt();
     void proceed_mail(const addr::Mailbox& sender, MailParams params);
-    void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params);
+    void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded);
     void reset_transaction();
     bool may_relay() const;
 

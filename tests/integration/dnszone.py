@@ -1,6 +1,6 @@
 """A throw-away authoritative DNS server for integration tests: NSD in the foreground on a 127.x address,
 serving the given zones, optionally DNSSEC-signed with ldns (a fresh KSK per zone, its DS written to a
-trust anchor file for `dns_trust_anchors`). Used by test_outbound.py; test_resolver.py has its own copy."""
+trust anchor file for `dns_trust_anchors`). Used by test_outbound.py and test_resolver.py."""
 import os
 import random
 import signal

@@ -1,197 +1,17 @@
 """Queue lifecycle end to end: retries against a scripted receiving server (the relayhost), per-recipient
-results, DSNs (parsed with Python's email package), delay warnings, expiry, dead destinations, the
-mtaqueue/mailq admin tools (their --json must match the true state), sendmail with its maildrop (also
-while the daemon is down), and a fault test that SIGKILLs mta-queue and mta-smtp while 2,000 messages
-flow: every message that got 250 must reach the sink."""
-import collections
-import email
-import email.policy
-import json
+results, DSNs (parsed with Python's email package), connection drops and refusals around DATA, delay
+warnings, expiry, dead destinations, and a fault test that SIGKILLs mta-queue and mta-smtp while 2,000
+messages flow: every message that got 250 must reach the sink. The admin tools and sendmail are in
+test_queue_admin.py."""
 import os
 import random
-import re
 import signal
 import smtplib
-import socket
-import subprocess
 import threading
 import time
 
-from mtatest import BIN, MTA, check, finish, free_port, wait_for
-
-
-class ScriptedServer:
-    """A tiny SMTP server: decide(rcpt, attempt_number) gives each RCPT reply; records everything."""
-
-    def __init__(self, decide=None):
-        self.decide = decide or (lambda rcpt, n: "250 2.1.5 ok")
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.attempts = collections.Counter()
-        self.sessions = []          # (mail_from, [rcpts offered])
-        self.delivered = []         # (mail_from, [rcpts accepted], data)
-        self.message_ids = collections.Counter()   # Message-ID -> bodies received in full (acked or not)
-        # data_fault(accepted, n) -> None (accept), "drop-354", "drop-body", "drop-dot" or a reply to the
-        # final dot; n counts the DATA commands whose first accepted recipient is accepted[0].
-        self.data_fault = None
-        self.data_attempts = collections.Counter()
-        self.faults = collections.Counter()        # action -> times it was carried out
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
-
-    def _session(self, conn):
-        f = conn.makefile("rb")
-        out = lambda s: conn.sendall(s.encode() + b"\r\n")
-        try:
-            out("220 sink.test ESMTP")
-            mail, offered, accepted = None, [], []
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                cmd = line.decode("ascii", "replace").strip()
-                verb = cmd[:4].upper()
-                if verb in ("EHLO", "HELO"):
-                    out("250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES")
-                elif verb == "MAIL":
-                    mail, offered, accepted = re.search(r"<(.*?)>", cmd).group(1), [], []
-                    out("250 2.1.0 ok")
-                elif verb == "RCPT":
-                    rcpt = re.search(r"<(.*?)>", cmd).group(1)
-                    with self.lock:
-                        self.attempts[rcpt] += 1
-                        n = self.attempts[rcpt]
-                        offered.append(rcpt)
-                    reply = self.decide(rcpt, n)
-                    if reply.startswith("2"):
-                        accepted.append(rcpt)
-                    out(reply)
-                elif verb == "DATA":
-                    with self.lock:
-                        self.sessions.append((mail, list(offered)))
-                    if not accepted:
-                        out("554 5.5.1 no valid recipients")
-                        continue
-                    with self.lock:
-                        self.data_attempts[accepted[0]] += 1
-                        n = self.data_attempts[accepted[0]]
-                    action = self.data_fault(list(accepted), n) if self.data_fault else None
-                    out("354 go ahead")
-                    if action in ("drop-354", "drop-body"):
-                        if action == "drop-body":
-                            self._read_body(f, limit=64 * 1024)
-                        self._drop(conn, action)
-                        return
-                    data, complete = self._read_body(f)
-                    if not complete:
-                        return
-                    mid = re.search(rb"(?im)^Message-ID:\s*(<[^>]*>)", data)
-                    if mid and action in (None, "drop-dot"):  # delivered, or possibly so (no reply)
-                        with self.lock:
-                            self.message_ids[mid.group(1).decode()] += 1
-                    if action == "drop-dot":  # the whole message arrived, but the client never hears so
-                        self._drop(conn, action)
-                        return
-                    if action:  # a refusal (or deferral) after the final dot
-                        with self.lock:
-                            self.faults[action[:3]] += 1
-                        out(action)
-                        continue
-                    with self.lock:
-                        self.delivered.append((mail, list(accepted), data))
-                    out("250 2.0.0 queued")
-                elif verb == "RSET":
-                    mail, offered, accepted = None, [], []
-                    out("250 2.0.0 ok")
-                elif verb == "QUIT":
-                    out("221 2.0.0 bye")
-                    return
-                else:
-                    out("250 2.0.0 ok")
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _read_body(f, limit=None):
-        """The dot-unstuffed body up to the final dot (complete=True), or up to limit bytes / EOF."""
-        data = bytearray()
-        while limit is None or len(data) < limit:
-            l = f.readline()
-            if not l:
-                return bytes(data), False
-            if l == b".\r\n":
-                return bytes(data), True
-            data += l[1:] if l.startswith(b".") else l
-        return bytes(data), False
-
-    def _drop(self, conn, action):
-        with self.lock:
-            self.faults[action] += 1
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-
-
-def mtaqueue(m, *args, user=None):
-    cmd = [os.path.join(BIN, "mtaqueue"), "-c", m.conf] + list(args)
-    if user:
-        cmd = ["runuser", "-u", user, "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-
-
-def queue_json(m):
-    for _ in range(3):
-        try:
-            r = mtaqueue(m, "list", "--json")
-            return json.loads(r.stdout)
-        except (ValueError, OSError) as e:
-            err = "%s %r" % (e, locals().get("r") and (r.stdout + r.stderr))
-            time.sleep(0.5)  # e.g. the binary is being relinked by a parallel build
-    return {"error": err}
-
-
-def send(m, sender, rcpts, subject, extra_headers="", text="Hello.\r\n"):
-    body = ("From: <%s>\r\nTo: undisclosed-recipients:;\r\nSubject: %s\r\nMessage-ID: <%s@test>\r\n%s\r\n"
-            "%s" % (sender, subject, subject.replace(" ", "-"), extra_headers, text))
-    with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
-        s.sendmail(sender, rcpts, body.encode())
-
-
-def dsns(m, user, subject_word=""):
-    out = []
-    for path in m.mailbox(user):
-        msg = email.message_from_bytes(open(path, "rb").read(), policy=email.policy.default)
-        if subject_word in str(msg["Subject"]):
-            out.append(msg)
-    return out
-
-
-def status_fields(report):
-    """Per-recipient field dicts of a multipart/report's message/delivery-status part."""
-    for part in report.walk():
-        if part.get_content_type() == "message/delivery-status":
-            blocks = part.get_payload()
-            return [dict((k.lower(), str(v)) for k, v in b.items()) for b in blocks[1:]]
-    return []
+from mtatest import MTA, check, finish, free_port, wait_for
+from queuetest import ScriptedServer, decide_by_name, dsns, queue_json, relay_config, send, status_fields
 
 
 def retry_then_deliver(m, srv):
@@ -353,101 +173,6 @@ def data_faults(m, srv):
     defer_after_dot(m, srv)
 
 
-def admin_tools(m, srv):
-    srv_block = {"on": True}
-    old = srv.decide
-    srv.decide = lambda rcpt, n: "452 4.2.2 full" if "held" in rcpt and srv_block["on"] else old(rcpt, n)
-    send(m, "admin@localhost", ["held1@remote.test"], "admin one")
-    wait_for(lambda: "to=<held1@remote.test>" in m.log_text(), 20)
-    j = queue_json(m)
-    ids = [msg["id"] for msg in j.get("messages", []) if msg["sender"] == "admin@localhost"]
-    if not check("admin: message listed", len(ids) == 1, j):
-        return
-    qid = ids[0]
-    r = mtaqueue(m, "hold", qid)
-    check("admin: hold", r.returncode == 0 and r.stdout.startswith("ok: hold"), r.stdout + r.stderr)
-    wait_for(lambda: queue_json(m)["messages"][0]["recipients"][0]["state"] == "held", 10)
-    j = queue_json(m)
-    check("admin: json shows held", j["messages"][0]["recipients"][0]["state"] == "held", j)
-    r = mtaqueue(m, "list", "--state", "held")
-    check("admin: list --state held (text)", qid in r.stdout and "held1@remote.test" in r.stdout, r.stdout)
-    r = subprocess.run([os.path.join(BIN, "mailq"), "-c", m.conf], capture_output=True, text=True, timeout=30)
-    check("admin: mailq lists it", qid in r.stdout and "452 4.2.2" in r.stdout, r.stdout + r.stderr)
-    r = mtaqueue(m, "show", qid, "--json")
-    try:
-        s = json.loads(r.stdout)["message"]
-        check("admin: show --json has envelope, attempts, headers",
-              s["sender"] == "admin@localhost" and s["recipients"][0]["attempts"] >= 1 and "Subject: admin one" in s["headers"], s)
-    except (ValueError, KeyError) as e:
-        check("admin: show --json parses", False, "%s %r" % (e, r.stdout + r.stderr))
-    r = mtaqueue(m, "show", qid)
-    check("admin: show text", "Subject: admin one" in r.stdout and "Recipients:" in r.stdout, r.stdout)
-    check("admin: filters select", qid in mtaqueue(m, "list", "--domain", "remote.test").stdout and
-          qid not in mtaqueue(m, "list", "--from", "nobody@else").stdout, "")
-    r = mtaqueue(m, "delete")
-    check("admin: bulk delete needs ids, filters or --all", r.returncode != 0 and "needs" in r.stderr, r.stderr)
-    r = mtaqueue(m, "frobnicate")
-    check("admin: unknown command refused", r.returncode != 0 and "unknown command" in r.stderr, r.stderr)
-    before = srv.attempts["held1@remote.test"]
-    srv_block["on"] = False
-    time.sleep(2.5)
-    check("admin: held mail is not attempted", srv.attempts["held1@remote.test"] == before, srv.attempts)
-    r = mtaqueue(m, "release", "--from", "admin@localhost")
-    check("admin: release by filter", r.returncode == 0 and "1 recipient" in r.stdout, r.stdout + r.stderr)
-    ok = wait_for(lambda: any("held1@remote.test" in d[1] for d in srv.delivered), 15)
-    check("admin: released mail delivered", ok, srv.attempts)
-    # delete: a message to a never-answering recipient
-    srv.decide = lambda rcpt, n: "451 4.3.0 later" if "gone" in rcpt else old(rcpt, n)
-    send(m, "admin@localhost", ["gone@remote.test"], "admin two")
-    wait_for(lambda: "to=<gone@remote.test>" in m.log_text(), 20)
-    r = mtaqueue(m, "delete", "--to", "gone@remote.test")
-    check("admin: delete by recipient", r.returncode == 0 and "1 message" in r.stdout, r.stdout + r.stderr)
-    check("admin: queue empty after delete", wait_for(lambda: queue_json(m).get("count") == 0, 10), queue_json(m))
-    r = mtaqueue(m, "flush")
-    check("admin: flush", r.returncode == 0 and r.stdout.startswith("ok: flush"), r.stdout + r.stderr)
-    srv.decide = old
-
-
-def sendmail_tests(m):
-    sm = os.path.join(BIN, "sendmail")
-    msg = "To: smuser@localhost\nBcc: smhidden@localhost\nSubject: via sendmail\n\nline one\n.\nafter dot\n"
-    r = subprocess.run([sm, "-C", m.conf, "-t", "-i", "-f", "smsender@localhost", "-F", "Send Mail"],
-                       input=msg, capture_output=True, text=True, timeout=30)
-    check("sendmail: -t -i exit 0", r.returncode == 0, r.stderr)
-    got = wait_for(lambda: m.mailbox("smuser") and m.mailbox("smhidden"), 15)
-    check("sendmail: To and Bcc recipients delivered", got, m.log_text()[-1500:])
-    if got:
-        data = open(m.mailbox("smuser")[0], "rb").read()
-        check("sendmail: Bcc removed, From added, -i keeps the dot line",
-              b"Bcc:" not in data and b'From: "Send Mail" <smsender@localhost>' in data and b"\n.\nafter dot" in data, data)
-        check("sendmail: Received by the queue", b"(mta sendmail, from userid" in data, data[:300])
-    r = subprocess.run([sm, "-C", m.conf], input="Subject: x\n\nno rcpt\n", capture_output=True, text=True, timeout=30)
-    check("sendmail: no recipients is EX_USAGE", r.returncode == 64, "%d %s" % (r.returncode, r.stderr))
-    if os.geteuid() == 0:
-        r = subprocess.run(["runuser", "-u", "nobody", "--", sm, "-C", m.conf, "nbuser@localhost"],
-                           input="Subject: from nobody\n\nhi\n.\nnot this\n", capture_output=True, text=True, timeout=30)
-        check("sendmail: works as an ordinary user", r.returncode == 0, r.stderr)
-        got = wait_for(lambda: m.mailbox("nbuser"), 15)
-        data = open(got[0], "rb").read() if got else b""
-        check("sendmail: ordinary user's mail delivered, sender login@hostname, dot ends input",
-              b"Return-Path: <nobody@mx.test.example>" in data and b"not this" not in data, data[:400])
-    drop = os.path.join(m.spool, "queue", "maildrop")
-    with open(os.path.join(drop, "mBADFILE"), "w") as f:
-        f.write("MTA-MAILDROP 1\nU 0\nS a@b\nR bad address\n\nx\r\n")
-    moved = wait_for(lambda: os.path.exists(os.path.join(drop, "bad", "mBADFILE")), 10)
-    check("maildrop: a bad file is moved to bad/ and the queue lives on", moved and m.pids("mta-queue"), os.listdir(drop))
-
-
-def sendmail_while_down(m):
-    m.stop()
-    r = subprocess.run([os.path.join(BIN, "sendmail"), "-C", m.conf, "-f", "x@localhost", "downuser@localhost"],
-                       input="Subject: while down\n\nqueued while the daemon was down\n", capture_output=True, text=True, timeout=30)
-    check("sendmail: accepted while the daemon is down", r.returncode == 0, r.stderr)
-    m.proc = None
-    m.start()
-    check("sendmail: picked up at start", wait_for(lambda: m.mailbox("downuser"), 15), m.log_text()[-1500:])
-
-
 def delay_expiry_dead():
     dead_port = free_port()
     m = MTA(extra="relayhost = [127.0.0.1]:%d\nmaximal_backoff_time = 1s\ndelay_warning_time = 1s\n"
@@ -549,26 +274,13 @@ def fault_test():
 
 
 def main():
-    def decide(rcpt, n):
-        if rcpt.startswith("slowok"):
-            return "451 4.3.0 try again later" if n <= 2 else "250 2.1.5 ok"
-        if rcpt.startswith("nouser") or rcpt.startswith("m-bad"):
-            return "550 5.1.1 <%s>: No such user" % rcpt
-        if rcpt.startswith("m-tmp"):
-            return "451 4.2.0 greylisted" if n == 1 else "250 2.1.5 ok"
-        return "250 2.1.5 ok"
-
-    srv = ScriptedServer(decide)
-    m = MTA(extra="relayhost = [127.0.0.1]:%d\nmaximal_backoff_time = 2s\ndelay_warning_time = 0\n" % srv.port,
-            name="queue").start()
+    srv = ScriptedServer(decide_by_name)
+    m = MTA(extra=relay_config(srv), name="queue").start()
     try:
         retry_then_deliver(m, srv)
         one_of_three_bounces(m, srv)
         mixed_five(m, srv)
         data_faults(m, srv)
-        admin_tools(m, srv)
-        sendmail_tests(m)
-        sendmail_while_down(m)
     finally:
         m.stop()
         srv.stop()

@@ -6,7 +6,6 @@ replacement), reload, privilege drop + chroot (as root), a malformed request (ex
 upstream that stopped answering (answered within the 10 s bound)."""
 import os
 import pwd
-import random
 import shutil
 import signal
 import socket
@@ -17,7 +16,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mtatest import BIN, check, finish, wait_for  # noqa: E402
+from dnszone import Nsd, group_alive  # noqa: E402
+from mtatest import BIN, CREATED_DIRS, check, finish, wait_for  # noqa: E402
 
 T_HELLO, T_CONFIG, T_PEER, T_STOP, T_LOGLEVEL, T_REQ, T_REPLY = 1, 2, 3, 5, 6, 7, 8
 TAG_VERSION, TAG_ROLE, TAG_INSTANCE, TAG_CONFIG_TEXT, TAG_TEXT = 1, 2, 3, 4, 6
@@ -51,6 +51,17 @@ $TTL 300
 @       IN NS ns
 ns      IN A 127.0.0.1
 www     IN A 192.0.2.99
+"""
+
+# A private zone under the special-use .test TLD (RFC 6761), listed in dns_insecure_domains: libunbound
+# would answer NXDOMAIN itself unless the resolver lets it through to the forwarder.
+PRIVATE_TEST = """$ORIGIN mail.test.
+$TTL 300
+@       IN SOA ns.mail.test. hostmaster.mail.test. 1 3600 600 86400 300
+@       IN NS ns
+ns      IN A 127.0.0.1
+@       IN MX 10 mx
+mx      IN A 192.0.2.77
 """
 
 SIGNED = """$ORIGIN signed.example.
@@ -124,63 +135,6 @@ class Link:
             mtype, reqid, fields = self.recv(timeout)
             if mtype == T_REPLY and reqid == self.reqid:
                 return Reply(fields)
-
-
-class Nsd:
-    def __init__(self, tmp, addr, port):
-        self.dir = os.path.join(tmp, "nsd")
-        os.makedirs(self.dir)
-        for name, text in (("test.example", ZONE), ("unsigned.example", UNSIGNED), ("signed.example", SIGNED)):
-            with open(os.path.join(self.dir, name + ".zone"), "w") as f:
-                f.write(text)
-        self.anchors = self.sign("signed.example")
-        conf = os.path.join(self.dir, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write('server:\n  ip-address: %s@%d\n  username: ""\n  chroot: ""\n  database: ""\n'
-                    '  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n  xfrdfile: "%s/xfrd.state"\n'
-                    '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n  server-count: 1\n'
-                    '  do-ip6: no\n  verbosity: 1\nremote-control:\n  control-enable: no\n'
-                    'zone:\n  name: test.example\n  zonefile: test.example.zone\n'
-                    'zone:\n  name: unsigned.example\n  zonefile: unsigned.example.zone\n'
-                    'zone:\n  name: signed.example\n  zonefile: signed.example.zone.signed\n'
-                    % (addr, port, self.dir, self.dir, self.dir, self.dir, self.dir))
-        self.proc = subprocess.Popen(["nsd", "-c", conf, "-d"], stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "wb"), start_new_session=True)
-        self.addr, self.port = addr, port
-
-    def sign(self, zone):
-        """Signs the zone with a fresh KSK; returns the path of a trust anchor file holding its DS."""
-        key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", zone], cwd=self.dir, check=True,
-                             capture_output=True, text=True).stdout.strip()
-        subprocess.run(["ldns-signzone", zone + ".zone", key], cwd=self.dir, check=True)
-        path = os.path.join(self.dir, "anchors")
-        with open(os.path.join(self.dir, key + ".ds")) as src, open(path, "w") as dst:
-            dst.write("; DS of the test's signed zone\n" + src.read())
-        return path
-
-    def answering(self):
-        r = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "-p", str(self.port), "@" + self.addr,
-                            "mx1.test.example", "A"], capture_output=True, text=True)
-        return "192.0.2.10" in r.stdout
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        # NSD forks helpers; they share its process group. Wait until every one is gone.
-        wait_for(lambda: not group_alive(self.proc.pid), 10)
-
-
-def group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def ensure_user():
@@ -303,6 +257,8 @@ def check_answers(link):
     check("resolver_secure_signed_zone", r.rcode == 0 and r.dnssec == SECURE and r.records == ["5 mx.signed.example"], r)
     r = link.resolve("nope.signed.example", A)
     check("resolver_secure_nxdomain", r.rcode == 3 and r.dnssec == SECURE, r)
+    r = link.resolve("mail.test", MX)
+    check("resolver_private_special_use_tld", r.rcode == 0 and r.records == ["10 mx.mail.test"], r)
     r = link.resolve("bad name!.test.example", A)
     check("resolver_invalid_name_answered", r.rcode == 65535 and r.text == "invalid query name", r)
     r = link.resolve("a" * 64 + ".test.example", A)
@@ -353,22 +309,23 @@ def main():
         print("FAIL resolver_setup: nsd not installed")
         sys.exit(1)
     tmp = tempfile.mkdtemp(prefix="mtatest-resolver-")
+    CREATED_DIRS.append(tmp)
     os.chmod(tmp, 0o755)
-    addr = "127.0.0.%d" % random.randint(100, 250)
-    port = random.randint(20000, 60000)
     spool = os.path.join(tmp, "spool")
     os.makedirs(os.path.join(spool, "resolver"))
     if os.geteuid() == 0:
         pw = ensure_user()
         os.chown(os.path.join(spool, "resolver"), pw.pw_uid, pw.pw_gid)
         os.chmod(os.path.join(spool, "resolver"), 0o700)
-    nsd = Nsd(tmp, addr, port)
+    nsd = Nsd(tmp, {"test.example": ZONE, "unsigned.example": UNSIGNED, "signed.example": SIGNED,
+                    "mail.test": PRIVATE_TEST}, signed=("signed.example",))
     res = None
     try:
-        if not check("resolver_nsd_up", wait_for(nsd.answering, 15), "nsd did not answer"):
+        if not check("resolver_nsd_up", nsd.wait_answering("mx1.test.example", "192.0.2.10", 15),
+                     "nsd did not answer"):
             return
-        config = ("spool_dir = %s\ndns_forwarder = %s@%d\ndns_insecure_domains = test.example\n"
-                  "dns_trust_anchors = %s\nlog_level = debug\n" % (spool, addr, port, nsd.anchors))
+        config = ("spool_dir = %s\ndns_forwarder = %s\ndns_insecure_domains = test.example mail.test\n"
+                  "dns_trust_anchors = %s\nlog_level = debug\n" % (spool, nsd.forwarder(), nsd.anchors))
         res = Resolver(tmp, config)
         check_answers(res.link)
         check_privileges(res, spool)
@@ -402,10 +359,6 @@ def main():
         if res:
             res.kill()
         nsd.stop()
-    if os.environ.get("MTA_KEEP_TMP") is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print("kept %s" % tmp)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from mtatest import BIN, MTA, check, finish, wait_for
+from mtatest import BIN, MTA, check, finish, free_port, wait_for
 
 MESSAGE = ("From: Alice <alice@example.org>\r\nTo: bob@localhost\r\nSubject: skeleton %s\r\n"
            "Message-ID: <%s@test>\r\n\r\nHello Bob.\r\n.leading dot line\r\n\r\nBye.\r\n")
@@ -45,6 +45,56 @@ def config_errors():
     check("config: unknown key refused", r.returncode != 0 and "no_such_key" in r.stderr, r.stderr)
     r = subprocess.run([os.path.join(BIN, "mtad"), "-c", "/nonexistent/mta.conf", "-n"], capture_output=True, text=True)
     check("config: missing explicit file refused", r.returncode != 0, r.stderr)
+
+
+def listener_checks():
+    """Listener settings that cannot work: smtps without a certificate refuses to start, submission
+    without one (or without auth_users) only warns; an LMTP next hop must be an IP address."""
+    d = MTA(name="listen")
+    base = open(d.conf).read()
+    mtad = os.path.join(BIN, "mtad")
+    with open(d.conf, "a") as f:
+        f.write("smtps_listen = 127.0.0.1:%d\n" % free_port())
+    r = subprocess.run([mtad, "-c", d.conf, "-n"], capture_output=True, text=True)
+    check("listen: smtps without tls_cert refused by -n",
+          r.returncode != 0 and "smtps_listen" in r.stderr and "tls_cert" in r.stderr, r.stdout + r.stderr)
+    r = subprocess.run([mtad, "-c", d.conf, "-d"], capture_output=True, text=True, timeout=10)
+    check("listen: smtps without tls_cert refuses to start",
+          r.returncode != 0 and "smtps_listen" in r.stderr, r.stderr)
+    with open(d.conf, "w") as f:
+        f.write(base + "submission_listen = 127.0.0.1:%d\n" % free_port())
+    r = subprocess.run([mtad, "-c", d.conf, "-n"], capture_output=True, text=True)
+    check("listen: submission without tls_cert/auth_users is valid with warnings",
+          r.returncode == 0 and "warning" in r.stderr and "tls_cert" in r.stderr and "auth_users" in r.stderr,
+          r.stdout + r.stderr)
+    with open(d.conf, "w") as f:
+        f.write(base + "local_transport = lmtp:[mail.example]:24\n")
+    r = subprocess.run([mtad, "-c", d.conf, "-n"], capture_output=True, text=True)
+    line = (base + "x\n").count("\n")
+    check("listen: lmtp host name refused with file:line",
+          r.returncode != 0 and ("%s:%d: local_transport:" % (d.conf, line)) in r.stderr, r.stderr)
+
+
+def reload_listeners(m):
+    """A reload that changes a listener says a restart is needed; one adding smtps without a
+    certificate is refused and the running configuration stays."""
+    base = open(m.conf).read()
+    with open(m.conf, "a") as f:
+        f.write("submission_listen = 127.0.0.1:%d\n" % free_port())
+    r = m.ctl("reload")
+    check("reload: listener change applied with restart warning",
+          r.returncode == 0 and wait_for(lambda: "event=reload_partial" in m.log_text() and
+                                         "event=config_warning" in m.log_text(), 5), r.stdout + r.stderr)
+    with open(m.conf, "a") as f:
+        f.write("smtps_listen = 127.0.0.1:%d\n" % free_port())
+    r = m.ctl("reload")
+    out = r.stdout + r.stderr
+    check("reload: smtps without tls_cert refused", "refused" in out and "smtps_listen" in out, out)
+    with open(m.conf, "w") as f:
+        f.write(base)
+    r = m.ctl("reload")
+    code, resp = send(m.port, ["reloadcheck@localhost"], "after-reload")
+    check("reload: still accepting mail", r.returncode == 0 and code == 250, "%s %s %s" % (out, code, resp))
 
 
 def basic(m):
@@ -191,9 +241,11 @@ def clean_stop(m):
 
 def main():
     config_errors()
+    listener_checks()
     m = MTA(name="skel").start()
     try:
         basic(m)
+        reload_listeners(m)
         swaks(m)
         smtputf8(m)
         privsep(m)

@@ -27,6 +27,9 @@ TEST_CASE("tls levels") {
     CHECK((parse_tls_level("", l) && l == TlsLevel::may));
     CHECK_FALSE(parse_tls_level("verify", l));
     CHECK(std::string(tls_level_name(TlsLevel::dane)) == "dane");
+    CHECK((parse_tls_level("mta-sts", l) && l == TlsLevel::mta_sts));
+    CHECK(std::string(tls_level_name(TlsLevel::mta_sts)) == "mta-sts");
+    CHECK_FALSE(parse_tls_level("mta_sts", l));
 }
 
 TEST_CASE("tlsa record parsing") {

@@ -119,3 +119,24 @@ TEST_CASE("smtp job: envelope utf8") {
     j.rcpts[0].addr = "\xc3\xa9@y";
     CHECK(j.envelope_utf8());
 }
+
+TEST_CASE("smtp job: tls_level from smtp_tls_policy_map") {
+    Job j;
+    std::string err;
+    ipc::Message m = base_deliver();
+    m.add(Tag::rcpt, "x@example.com").add_u64(Tag::rcpt_index, 0);
+    REQUIRE(parse_deliver(m, j, err));
+    CHECK(j.tls_level.empty());  // absent: smtp_tls_level applies
+    Job k;
+    m = base_deliver();
+    m.add(Tag::tls_level, "mta-sts").add(Tag::rcpt, "x@example.com").add_u64(Tag::rcpt_index, 0);
+    REQUIRE(parse_deliver(m, k, err));
+    CHECK(k.tls_level == "mta-sts");
+    for (const char* bad : {"", "Encrypt", "may may", "a-very-long-level-name-indeed", "dane\r\n"}) {
+        INFO(bad);
+        Job b;
+        m = base_deliver();
+        m.add(Tag::tls_level, bad).add(Tag::rcpt, "x@example.com").add_u64(Tag::rcpt_index, 0);
+        CHECK_FALSE(parse_deliver(m, b, err));
+    }
+}

@@ -161,3 +161,46 @@ TEST_CASE("local_recipients: unknown local recipients refused 550 5.1.1, Postmas
     unlink(path.c_str());
     rmdir(dir.c_str());
 }
+
+TEST_CASE("aliases and virtual at RCPT: valid despite local_recipients, virtual domains, relay rules") {
+    char tmpl[] = "/tmp/test_policy.XXXXXX";
+    std::string dir = mkdtemp(tmpl), err;
+    REQUIRE(table::write_table(dir + "/rcpt.lmdb", {{"alice", "ok"}}, 0644, err));
+    REQUIRE(table::write_table(dir + "/aliases.lmdb", {{"staff", "alice, bob"}, {"fwd", "someone@far.test"}}, 0644, err));
+    REQUIRE(table::write_table(dir + "/virtual.lmdb",
+                               {{"info@example.org", "alice@localhost"}, {"example.org", "x"},
+                                {"sales@far.test", "alice@localhost"}},
+                               0644, err));
+    auto rcpt = table::Table::open(dir + "/rcpt.lmdb", err);
+    auto al = table::Table::open(dir + "/aliases.lmdb", err);
+    auto vt = table::Table::open(dir + "/virtual.lmdb", err);
+    REQUIRE((rcpt && al && vt));
+    const Config cfg = test_config();
+    const alias::Maps maps = alias::from_tables(vt.get(), al.get());
+    auto verdict = [&](const char* text, bool trusted) {
+        auto r = addr::parse_path(text, {});
+        REQUIRE(r.ok);
+        return check_recipient(r.mailbox, cfg, trusted, rcpt.get(), &maps);
+    };
+    RcptVerdict v = verdict("<Staff@localhost>", false);  // bob is not in local_recipients: aliases win
+    CHECK(v.reply.code == 0);
+    CHECK(v.expanded == std::vector<std::string>{"alice@localhost", "bob@localhost"});
+    v = verdict("<fwd@example.com>", false);                // forwarding to a remote address is fine
+    CHECK(v.reply.code == 0);
+    CHECK(v.expanded == std::vector<std::string>{"someone@far.test"});
+    v = verdict("<info@example.org>", false);               // virtual alias domain: no relay needed
+    CHECK(v.reply.code == 0);
+    CHECK(v.expanded == std::vector<std::string>{"alice@localhost"});
+    for (bool trusted : {false, true}) {
+        v = verdict("<nobody@example.org>", trusted);       // unknown there, even for relay clients
+        CHECK(v.reply.code == 550);
+        CHECK(std::string(v.reply.enhanced) == "5.1.1");
+    }
+    CHECK(verdict("<sales@far.test>", false).reply.code == 554);  // virtual does not open relaying
+    v = verdict("<sales@far.test>", true);
+    CHECK(v.expanded == std::vector<std::string>{"alice@localhost"});
+    CHECK(verdict("<nobody@localhost>", false).reply.code == 550);
+    CHECK(verdict("<alice@localhost>", false).expanded.empty());
+    for (auto f : {"rcpt.lmdb", "aliases.lmdb", "virtual.lmdb"}) unlink((dir + "/" + f).c_str());
+    rmdir(dir.c_str());
+}

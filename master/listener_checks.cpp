@@ -1,0 +1,35 @@
+// Cross-key checks of the listening services (see listener_checks.h).
+#include "master/listener_checks.h"
+
+#include <algorithm>
+
+namespace mta::master {
+
+ListenerProblems check_listeners(const Config& c) {
+    ListenerProblems p;
+    const bool have_tls = !c.tls_cert.empty() && !c.tls_key.empty();
+    auto add = [&](std::vector<ConfigError>& to, const char* key, const std::string& msg) {
+        to.push_back({c.source, 0, key, msg});
+    };
+    if (!c.smtps_listen.empty() && !have_tls)
+        add(p.errors, "smtps_listen", "needs tls_cert and tls_key: implicit TLS cannot work without a certificate");
+    if (!c.submission_listen.empty() && !have_tls)
+        add(p.warnings, "submission_listen",
+            "no tls_cert/tls_key: STARTTLS, and so AUTH, cannot be offered; every MAIL there gets 530 5.7.0");
+    for (auto [key, list] : {std::pair{"submission_listen", &c.submission_listen},
+                             std::pair{"smtps_listen", &c.smtps_listen}})
+        if (!list->empty() && c.auth_users.empty())
+            add(p.warnings, key, "no auth_users: no client can authenticate, so every MAIL there gets 530 5.7.0");
+    return p;
+}
+
+bool listeners_changed(const Config& a, const Config& b) {
+    auto same = [](const std::vector<HostPort>& x, const std::vector<HostPort>& y) {
+        return std::equal(x.begin(), x.end(), y.begin(), y.end(),
+                          [](const HostPort& l, const HostPort& r) { return l.host == r.host && l.port == r.port; });
+    };
+    return !same(a.smtp_listen, b.smtp_listen) || !same(a.submission_listen, b.submission_listen) ||
+           !same(a.smtps_listen, b.smtps_listen);
+}
+
+}  // namespace mta::master

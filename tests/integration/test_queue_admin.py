@@ -1,0 +1,123 @@
+"""The queue's admin side end to end: mtaqueue (list/show/hold/release/delete/flush, filters, --json
+that must match the true state), mailq, sendmail (-t -i -f -F, as an ordinary user) with its maildrop
+(a bad file is set aside; mail dropped while the daemon is down is picked up at start). Mail goes to a
+scripted receiving server (the relayhost); the lifecycle tests are in test_queue.py."""
+import json
+import os
+import subprocess
+import time
+
+from mtatest import BIN, MTA, check, finish, wait_for
+from queuetest import ScriptedServer, decide_by_name, mtaqueue, queue_json, relay_config, send
+
+
+def admin_tools(m, srv):
+    srv_block = {"on": True}
+    old = srv.decide
+    srv.decide = lambda rcpt, n: "452 4.2.2 full" if "held" in rcpt and srv_block["on"] else old(rcpt, n)
+    send(m, "admin@localhost", ["held1@remote.test"], "admin one")
+    wait_for(lambda: "to=<held1@remote.test>" in m.log_text(), 20)
+    j = queue_json(m)
+    ids = [msg["id"] for msg in j.get("messages", []) if msg["sender"] == "admin@localhost"]
+    if not check("admin: message listed", len(ids) == 1, j):
+        return
+    qid = ids[0]
+    r = mtaqueue(m, "hold", qid)
+    check("admin: hold", r.returncode == 0 and r.stdout.startswith("ok: hold"), r.stdout + r.stderr)
+    wait_for(lambda: queue_json(m)["messages"][0]["recipients"][0]["state"] == "held", 10)
+    j = queue_json(m)
+    check("admin: json shows held", j["messages"][0]["recipients"][0]["state"] == "held", j)
+    r = mtaqueue(m, "list", "--state", "held")
+    check("admin: list --state held (text)", qid in r.stdout and "held1@remote.test" in r.stdout, r.stdout)
+    r = subprocess.run([os.path.join(BIN, "mailq"), "-c", m.conf], capture_output=True, text=True, timeout=30)
+    check("admin: mailq lists it", qid in r.stdout and "452 4.2.2" in r.stdout, r.stdout + r.stderr)
+    r = mtaqueue(m, "show", qid, "--json")
+    try:
+        s = json.loads(r.stdout)["message"]
+        check("admin: show --json has envelope, attempts, headers",
+              s["sender"] == "admin@localhost" and s["recipients"][0]["attempts"] >= 1 and "Subject: admin one" in s["headers"], s)
+    except (ValueError, KeyError) as e:
+        check("admin: show --json parses", False, "%s %r" % (e, r.stdout + r.stderr))
+    r = mtaqueue(m, "show", qid)
+    check("admin: show text", "Subject: admin one" in r.stdout and "Recipients:" in r.stdout, r.stdout)
+    check("admin: filters select", qid in mtaqueue(m, "list", "--domain", "remote.test").stdout and
+          qid not in mtaqueue(m, "list", "--from", "nobody@else").stdout, "")
+    r = mtaqueue(m, "delete")
+    check("admin: bulk delete needs ids, filters or --all", r.returncode != 0 and "needs" in r.stderr, r.stderr)
+    r = mtaqueue(m, "frobnicate")
+    check("admin: unknown command refused", r.returncode != 0 and "unknown command" in r.stderr, r.stderr)
+    before = srv.attempts["held1@remote.test"]
+    srv_block["on"] = False
+    time.sleep(2.5)
+    check("admin: held mail is not attempted", srv.attempts["held1@remote.test"] == before, srv.attempts)
+    r = mtaqueue(m, "release", "--from", "admin@localhost")
+    check("admin: release by filter", r.returncode == 0 and "1 recipient" in r.stdout, r.stdout + r.stderr)
+    ok = wait_for(lambda: any("held1@remote.test" in d[1] for d in srv.delivered), 15)
+    check("admin: released mail delivered", ok, srv.attempts)
+    # delete: a message to a never-answering recipient
+    srv.decide = lambda rcpt, n: "451 4.3.0 later" if "gone" in rcpt else old(rcpt, n)
+    send(m, "admin@localhost", ["gone@remote.test"], "admin two")
+    wait_for(lambda: "to=<gone@remote.test>" in m.log_text(), 20)
+    r = mtaqueue(m, "delete", "--to", "gone@remote.test")
+    check("admin: delete by recipient", r.returncode == 0 and "1 message" in r.stdout, r.stdout + r.stderr)
+    check("admin: queue empty after delete", wait_for(lambda: queue_json(m).get("count") == 0, 10), queue_json(m))
+    r = mtaqueue(m, "flush")
+    check("admin: flush", r.returncode == 0 and r.stdout.startswith("ok: flush"), r.stdout + r.stderr)
+    srv.decide = old
+
+
+def sendmail_tests(m):
+    sm = os.path.join(BIN, "sendmail")
+    msg = "To: smuser@localhost\nBcc: smhidden@localhost\nSubject: via sendmail\n\nline one\n.\nafter dot\n"
+    r = subprocess.run([sm, "-C", m.conf, "-t", "-i", "-f", "smsender@localhost", "-F", "Send Mail"],
+                       input=msg, capture_output=True, text=True, timeout=30)
+    check("sendmail: -t -i exit 0", r.returncode == 0, r.stderr)
+    got = wait_for(lambda: m.mailbox("smuser") and m.mailbox("smhidden"), 15)
+    check("sendmail: To and Bcc recipients delivered", got, m.log_text()[-1500:])
+    if got:
+        data = open(m.mailbox("smuser")[0], "rb").read()
+        check("sendmail: Bcc removed, From added, -i keeps the dot line",
+              b"Bcc:" not in data and b'From: "Send Mail" <smsender@localhost>' in data and b"\n.\nafter dot" in data, data)
+        check("sendmail: Received by the queue", b"(mta sendmail, from userid" in data, data[:300])
+    r = subprocess.run([sm, "-C", m.conf], input="Subject: x\n\nno rcpt\n", capture_output=True, text=True, timeout=30)
+    check("sendmail: no recipients is EX_USAGE", r.returncode == 64, "%d %s" % (r.returncode, r.stderr))
+    if os.geteuid() == 0:
+        r = subprocess.run(["runuser", "-u", "nobody", "--", sm, "-C", m.conf, "nbuser@localhost"],
+                           input="Subject: from nobody\n\nhi\n.\nnot this\n", capture_output=True, text=True, timeout=30)
+        check("sendmail: works as an ordinary user", r.returncode == 0, r.stderr)
+        got = wait_for(lambda: m.mailbox("nbuser"), 15)
+        data = open(got[0], "rb").read() if got else b""
+        check("sendmail: ordinary user's mail delivered, sender login@hostname, dot ends input",
+              b"Return-Path: <nobody@mx.test.example>" in data and b"not this" not in data, data[:400])
+    drop = os.path.join(m.spool, "queue", "maildrop")
+    with open(os.path.join(drop, "mBADFILE"), "w") as f:
+        f.write("MTA-MAILDROP 1\nU 0\nS a@b\nR bad address\n\nx\r\n")
+    moved = wait_for(lambda: os.path.exists(os.path.join(drop, "bad", "mBADFILE")), 10)
+    check("maildrop: a bad file is moved to bad/ and the queue lives on", moved and m.pids("mta-queue"), os.listdir(drop))
+
+
+def sendmail_while_down(m):
+    m.stop()
+    r = subprocess.run([os.path.join(BIN, "sendmail"), "-C", m.conf, "-f", "x@localhost", "downuser@localhost"],
+                       input="Subject: while down\n\nqueued while the daemon was down\n", capture_output=True, text=True, timeout=30)
+    check("sendmail: accepted while the daemon is down", r.returncode == 0, r.stderr)
+    m.proc = None
+    m.start()
+    check("sendmail: picked up at start", wait_for(lambda: m.mailbox("downuser"), 15), m.log_text()[-1500:])
+
+
+def main():
+    srv = ScriptedServer(decide_by_name)
+    m = MTA(extra=relay_config(srv), name="queueadm").start()
+    try:
+        admin_tools(m, srv)
+        sendmail_tests(m)
+        sendmail_while_down(m)
+    finally:
+        m.stop()
+        srv.stop()
+    finish()
+
+
+if __name__ == "__main__":
+    main()
