@@ -267,16 +267,19 @@ const std::vector<KeyDef>& key_defs() {
         {{"smtpd_line_length_limit", "2048", "longest SMTP command line accepted"}, num(&Config::smtpd_line_length_limit, 512, 65536)},
         {{"smtpd_timeout", "300s", "idle time allowed between client commands"}, duration(&Config::smtpd_timeout)},
         {{"smtpd_error_limit", "20", "errors before the session is closed"}, num(&Config::smtpd_error_limit, 1, 1000)},
+        {{"smtpd_junk_command_limit", "100", "commands without progress (NOOP RSET VRFY EXPN HELP HELO EHLO) "
+          "before the session is closed with 421 4.7.0; an accepted MAIL, RCPT or message starts the count again"},
+         num(&Config::smtpd_junk_command_limit, 1, 100000)},
         {{"smtpd_auth_failure_limit", "3", "failed AUTH attempts before the session is closed (421 4.7.0)"},
          num(&Config::smtpd_auth_failure_limit, 1, 100)},
         {{"smtpd_auth_failure_delay", "1s", "pause before answering a failed AUTH"},
          duration(&Config::smtpd_auth_failure_delay, false)},
-        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP and mta-smtpd process (421 4.7.0 past it)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
+        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP, counted by mtad across all mta-smtpd processes (421 4.7.0 past it)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
         {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
-        {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute and mta-smtpd process, "
-          "then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
-        {{"smtpd_client_auth_failure_rate_limit", "0", "failed AUTH attempts per client IP per minute and mta-smtpd "
-          "process, across sessions; then AUTH gets 421 4.7.0 (0 = no limit)"},
+        {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute across all mta-smtpd "
+          "processes, then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
+        {{"smtpd_client_auth_failure_rate_limit", "0", "failed AUTH attempts per client IP per minute across "
+          "sessions and mta-smtpd processes; then AUTH gets 421 4.7.0 (0 = no limit; mynetworks exempt)"},
          num(&Config::smtpd_client_auth_failure_rate_limit, 0, 1000000)},
         {{"smtpd_min_data_rate", "500", "slowest DATA/BDAT transfer in bytes/s, measured over "
           "smtpd_min_data_rate_window; slower clients get 421 4.4.2 (0 = no limit)"}, num(&Config::smtpd_min_data_rate, 0, 1000000000)},

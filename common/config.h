@@ -53,7 +53,7 @@ struct Config {
     uint16_t mta_sts_port = 443;
     std::string local_transport;   // "maildir" or "lmtp:unix:/path" / "lmtp:[host]:port"
     uint64_t smtpd_processes = 0, smtp_processes = 0;
-    uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0;
+    uint64_t smtpd_line_length_limit = 0, smtpd_timeout = 0, smtpd_error_limit = 0, smtpd_junk_command_limit = 0;
     uint64_t smtpd_client_connection_limit = 0, smtpd_max_connections = 0;
     uint64_t smtpd_auth_failure_limit = 0, smtpd_auth_failure_delay = 0;
     uint64_t smtpd_client_connection_rate_limit = 0, smtpd_client_auth_failure_rate_limit = 0;

@@ -29,6 +29,8 @@ bool known_type(uint16_t t) {
     case Type::admin_request: case Type::admin_reply:
     case Type::body_open: case Type::body_open_ok: case Type::fail: case Type::commit:
     case Type::commit_ok: case Type::abort: case Type::deliver: case Type::deliver_result:
+    case Type::anvil_connect: case Type::anvil_verdict: case Type::anvil_disconnect:
+    case Type::anvil_auth_fail: case Type::anvil_auth_count:
         return true;
     }
     return false;
@@ -80,6 +82,11 @@ const char* type_name(Type t) {
     case Type::abort: return "abort";
     case Type::deliver: return "deliver";
     case Type::deliver_result: return "deliver_result";
+    case Type::anvil_connect: return "anvil_connect";
+    case Type::anvil_verdict: return "anvil_verdict";
+    case Type::anvil_disconnect: return "anvil_disconnect";
+    case Type::anvil_auth_fail: return "anvil_auth_fail";
+    case Type::anvil_auth_count: return "anvil_auth_count";
     }
     return "unknown";
 }

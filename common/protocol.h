@@ -28,6 +28,14 @@ enum class Type : uint16_t {
 
     deliver = 30,          // queue -> deliverer: msgid, sender, rcpt groups (rcpt_index, rcpt, ...), fd (O_RDONLY body)
     deliver_result = 31,   // deliverer -> queue: msgid, then per recipient: rcpt_index, status, text
+
+    // anvil (master/anvil.h): per-client limits counted by mtad across all smtpd processes.
+    // The reqid of anvil_connect names the connection; anvil_disconnect repeats it.
+    anvil_connect = 40,    // smtpd -> master: client_addr (numeric), listen_kind; answered by anvil_verdict
+    anvil_verdict = 41,    // master -> smtpd: anvil_status, anvil_concurrent, anvil_rate, anvil_auth_failures
+    anvil_disconnect = 42, // smtpd -> master: reqid of the connection's anvil_connect; no answer
+    anvil_auth_fail = 43,  // smtpd -> master: client_addr; answered by anvil_auth_count
+    anvil_auth_count = 44, // master -> smtpd: anvil_auth_failures (this window, this one included)
 };
 
 enum class Tag : uint16_t {
@@ -71,10 +79,16 @@ enum class Tag : uint16_t {
     tls_key_pem = 71,    // config (optional): tls_key's PEM text
 
     tls_level = 80,      // deliver (optional): per-destination TLS level from smtp_tls_policy_map (text)
+
+    anvil_status = 90,         // see AnvilStatus
+    anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)
+    anvil_rate = 92,           // the client's connections in the current rate window
+    anvil_auth_failures = 93,  // the client's failed AUTH attempts in the current window
 };
 
 enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };
 enum class DnssecStatus : uint64_t { insecure = 0, secure = 1, bogus = 2 };
+enum class AnvilStatus : uint64_t { allow = 0, refuse_concurrency = 1, refuse_rate = 2 };
 
 // DSN NOTIFY bits (RFC 3461); zero means "not given" (default: FAILURE, and DELAY at our discretion).
 inline constexpr uint64_t kNotifyNever = 1, kNotifySuccess = 2, kNotifyFailure = 4, kNotifyDelay = 8;

@@ -180,13 +180,14 @@ void Master::connect_peers(Child& c) {
 }
 
 void Master::on_child_message(Child& c, ipc::Message& m) {
-    // Roles tell the master nothing but answers relayed for admin tools; anything else is a protocol
-    // violation by a less privileged process.
+    // Roles tell the master nothing but answers relayed for admin tools and smtpd's anvil questions;
+    // anything else is a protocol violation by a less privileged process.
     if ((m.type == ipc::Type::admin_reply && c.role == "queue") ||
         (m.type == ipc::Type::resolve_reply && c.role == "resolver")) {
         relay_reply(m);
         return;
     }
+    if (m.type >= ipc::Type::anvil_connect && m.type <= ipc::Type::anvil_auth_count && on_anvil_message(c, m)) return;
     LOG_ERROR("event=unexpected_message role=%s type=%s", c.role.c_str(), ipc::type_name(m.type));
     kill_child(c, "unexpected control message");
 }
@@ -202,6 +203,7 @@ void Master::on_child_exit(pid_t pid, int status) {
     for (auto& cp : children_) {
         Child& c = *cp;
         if (c.pid != pid) continue;
+        anvil_.drop_link(uint64_t(pid));  // its connections are gone with it
         c.pid = -1;
         c.link.reset();
         fail_pending(c.role);

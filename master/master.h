@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "master/anvil.h"
 #include "master/publish.h"
 
 struct event_base;
@@ -90,6 +91,11 @@ private:
     Child* live_child(const std::string& role);
     void relay_reply(ipc::Message& m);
     void fail_pending(const std::string& role);
+    // anvil: per-client limits across all smtpd processes (master_anvil.cpp); links keyed by pid.
+    Anvil anvil_;
+    Anvil::Limits anvil_limits() const;
+    bool on_anvil_message(Child& c, ipc::Message& m);
+    std::string anvil_status_line() const;
     bool stopping_ = false;
     int stop_phase_ = 0;
     int exit_status_ = 0;

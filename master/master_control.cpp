@@ -207,7 +207,7 @@ std::string Master::status_text() const {
                  c->pid > 0 ? (long long)(now - c->started) : 0LL, c->restarts);
         out += line;
     }
-    return out;
+    return out + anvil_status_line();
 }
 
 }  // namespace mta::master

@@ -230,6 +230,7 @@ void Session::on_commit_ok(uint64_t reqid, uint64_t msgid) {
     }
     done_waiting();
     messages_++;
+    junk_ = 0;
     LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu client=%s", format_qid(msgid).c_str(),
              log::safe(txn_->sender.str()).c_str(), txn_->rcpts.size(),
              static_cast<unsigned long long>(txn_->reader ? txn_->reader->size() : 0), client_.ip.c_str());

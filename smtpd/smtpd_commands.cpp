@@ -22,9 +22,26 @@ Reply path_error(const addr::PathResult& r, bool sender) {
     return Reply{501, r.enhanced, (sender ? "Bad sender address syntax: " : "Bad recipient address syntax: ") + r.error};
 }
 
+// smtpd_junk_command_limit: commands that never move mail forward. A client may use them, but not
+// for ever: each accepted MAIL, RCPT or message starts the count again.
+bool junk_command(Verb v) {
+    switch (v) {
+    case Verb::noop: case Verb::rset: case Verb::vrfy: case Verb::expn: case Verb::help:
+    case Verb::helo: case Verb::ehlo:
+        return true;
+    default:
+        return false;
+    }
+}
+
 }  // namespace
 
 void Session::dispatch(const Command& c) {
+    if (junk_command(c.verb) && ++junk_ > cfg_->smtpd_junk_command_limit) {
+        LOG_INFO("event=junk_limit client=%s commands=%llu", client_.ip.c_str(), static_cast<unsigned long long>(junk_));
+        close_with(421, "4.7.0", cfg_->hostname + " Error: too many commands without progress");
+        return;
+    }
     if (c.bad_syntax) {
         reply(501, "5.5.4", c.verb == Verb::mail ? "Syntax: MAIL FROM:<address>" : "Syntax: RCPT TO:<address>");
         return;
@@ -132,6 +149,7 @@ void Session::proceed_mail(const addr::Mailbox& sender, MailParams params) {
     txn_->params = std::move(params);
     txn_->arrival = host_.now();
     state_ = State::mail;
+    junk_ = 0;
     reply(250, "2.1.0", "Ok");
 }
 
@@ -218,6 +236,7 @@ void Session::proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::ve
     txn_->rcpt_bytes += bytes;
     for (auto& r : add) txn_->rcpts.push_back(std::move(r));
     if (txn_->client_rcpts++ == 0) txn_->first_rcpt = a;  // every accepted RCPT counts, as in Postfix
+    junk_ = 0;
     reply(250, "2.1.5", "Ok");
 }
 

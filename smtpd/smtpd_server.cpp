@@ -1,5 +1,5 @@
-// mta-smtpd process logic: master and queue links, accepting connections within the per-process and
-// per-client limits, routing queue replies to sessions, reload and graceful stop.
+// mta-smtpd process logic: master and queue links, routing queue replies to sessions, reload and
+// graceful stop. Accepting and the per-client limits are in smtpd_accept.cpp.
 #include "smtpd/smtpd_server.h"
 
 #include <arpa/inet.h>
@@ -44,28 +44,6 @@ bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string&
     return true;
 }
 
-// IPv4-mapped IPv6 clients are IPv4 clients for mynetworks and connection limits.
-void unmap_v4(sockaddr_storage& ss) {
-    if (ss.ss_family != AF_INET6) return;
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) return;
-    sockaddr_in s4{};
-    s4.sin_family = AF_INET;
-    s4.sin_port = s6->sin6_port;
-    memcpy(&s4.sin_addr, s6->sin6_addr.s6_addr + 12, 4);
-    memset(&ss, 0, sizeof ss);
-    memcpy(&ss, &s4, sizeof s4);
-}
-
-std::string numeric_ip(const sockaddr_storage& ss) {
-    char buf[INET6_ADDRSTRLEN] = "unknown";
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
-    return buf;
-}
-
 }  // namespace
 
 void EventFree::operator()(event* e) const { event_free(e); }
@@ -84,6 +62,7 @@ Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> re
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
+    anvil_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::anvil_timer_cb, this));
     if (res_->auth_users || res_->local_recipients || res_->alias_map || res_->virtual_map) {
         timeval tv{kTableCheckSeconds, 0};
         event_add(table_timer_.get(), &tv);
@@ -103,6 +82,8 @@ void Server::on_master(ipc::Message& m) {
     case ipc::Type::listen: handle_listen(m); break;
     case ipc::Type::config: handle_config(m); break;
     case ipc::Type::stop: begin_stop(); break;
+    case ipc::Type::anvil_verdict: on_anvil_verdict(m); break;
+    case ipc::Type::anvil_auth_count: on_anvil_auth_count(m); break;
     case ipc::Type::loglevel:
         if (!daemon::apply_loglevel(m)) malformed("master", "bad loglevel");
         break;
@@ -301,112 +282,12 @@ void Server::queue_notify(ipc::Message m) {
 
 std::time_t Server::now() const { return std::time(nullptr); }
 
-void Server::accept_cb(int, short, void* arg) {
-    auto* l = static_cast<Listener*>(arg);
-    l->owner->accept_from(*l);
-}
-
-void Server::accept_from(Listener& l) {
-    for (int i = 0; i < 32 && accepting_; i++) {  // bounded: other sessions need the loop too
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        int fd = accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                LOG_WARN("event=accept_failed error=\"%s\"", strerror(errno));
-                pause_accepting(1);
-            }
-            return;  // EAGAIN: another smtpd process took it; ECONNABORTED etc.: nothing to do
-        }
-        unmap_v4(ss);
-        start_session(UniqueFd(fd), ss, l.kind);
-    }
-}
-
-void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind kind) {
-    ClientInfo client;
-    client.addr = ss;
-    client.ip = numeric_ip(ss);
-    client.ipv6 = ss.ss_family == AF_INET6;
-    client.kind = kind;
-    if (!rate_allowed(client, fd)) return;
-    uint64_t& count = per_ip_[client.ip];
-    if (count >= cfg_->smtpd_client_connection_limit) {
-        std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: too many connections from your address\r\n";
-        (void)!send(fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-        LOG_INFO("event=reject client=%s code=421 enhanced=4.7.0 reason=\"connection limit per client\"",
-                 client.ip.c_str());
-        if (count == 0) per_ip_.erase(client.ip);
-        return;
-    }
-    count++;
-    uint64_t id = next_session_++;
-    auto s = std::make_unique<Session>(*this, base_, cfg_, res_, id, std::move(fd), std::move(client));
-    Session* raw = s.get();
-    sessions_[id] = std::move(s);
-    if (sessions_.size() >= cfg_->smtpd_max_connections) pause_accepting(0);
-    raw->start();
-}
-
-// smtpd_client_connection_rate_limit: every attempt counts (also refused ones, so a client that keeps
-// hammering stays out); mynetworks is exempt, like Postfix's smtpd_client_event_limit_exceptions.
-bool Server::rate_allowed(const ClientInfo& client, const UniqueFd& fd) {
-    uint64_t limit = cfg_->smtpd_client_connection_rate_limit;
-    if (limit == 0 || cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client.addr))) return true;
-    if (conn_rate_.hit(client.ip, now()) <= limit) return true;
-    std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: too many connections from your address, try later\r\n";
-    (void)!send(fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    LOG_INFO("event=reject client=%s code=421 enhanced=4.7.0 reason=\"connection rate limit per client\"",
-             client.ip.c_str());
-    return false;
-}
-
-void Server::auth_failed(const ClientInfo& client) {
-    if (cfg_->smtpd_client_auth_failure_rate_limit == 0 ||
-        cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client.addr)))
-        return;
-    auth_fail_rate_.hit(client.ip, now());
-}
-
-bool Server::auth_blocked(const ClientInfo& client) const {
-    uint64_t limit = cfg_->smtpd_client_auth_failure_rate_limit;
-    return limit != 0 && auth_fail_rate_.count(client.ip, now()) >= limit;
-}
-
-void Server::session_done(uint64_t session_id) {
-    auto it = sessions_.find(session_id);
-    if (it == sessions_.end()) return;
-    auto c = per_ip_.find(it->second->client().ip);
-    if (c != per_ip_.end() && --c->second == 0) per_ip_.erase(c);
-    graveyard_.push_back(std::move(it->second));
-    sessions_.erase(it);
-    event_active(reaper_.get(), EV_TIMEOUT, 0);
-    if (!accepting_ && !stopping_ && sessions_.size() < cfg_->smtpd_max_connections &&
-        !evtimer_pending(resume_timer_.get(), nullptr))
-        resume_accepting();
-}
-
-// seconds == 0: until a session ends; otherwise (EMFILE) retry after a pause.
-void Server::pause_accepting(int seconds) {
-    accepting_ = false;
-    for (auto& l : listeners_) event_del(l->ev.get());
-    if (seconds > 0) {
-        timeval tv{seconds, 0};
-        evtimer_add(resume_timer_.get(), &tv);
-    }
-}
-
-void Server::resume_accepting() {
-    if (stopping_) return;
-    accepting_ = true;
-    for (auto& l : listeners_) event_add(l->ev.get(), nullptr);
-}
-
 void Server::begin_stop() {
     if (stopping_) return;
     stopping_ = true;
     LOG_INFO("event=stopping sessions=%zu", sessions_.size());
     listeners_.clear();  // closes our copies of the listening sockets
+    close_waiting();
     std::vector<uint64_t> ids;
     for (auto& [id, s] : sessions_) ids.push_back(id);
     for (uint64_t id : ids) {
@@ -434,13 +315,6 @@ void Server::stop_deadline_cb(int, short, void* arg) {
     LOG_WARN("event=stop_deadline sessions=%zu", self->sessions_.size());
     if (self->queue_) self->queue_->drain();
     exit(0);
-}
-
-void Server::timer_cb(int, short, void* arg) {
-    auto* self = static_cast<Server*>(arg);
-    if (self->stopping_) return;
-    if (self->sessions_.size() < self->cfg_->smtpd_max_connections) self->resume_accepting();
-    else self->accepting_ = false;  // a finishing session will resume
 }
 
 }  // namespace mta::smtpd

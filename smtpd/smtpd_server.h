@@ -1,5 +1,6 @@
 // The mta-smtpd process: listening sockets from the master, the link to mta-queue, and the set of
-// sessions. Validates every message from the master and the queue before acting on it.
+// sessions; per-client limits are asked of mtad's anvil before the greeting. Validates every message
+// from the master and the queue before acting on it.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -9,7 +10,6 @@
 
 #include "common/config.h"
 #include "common/ipc.h"
-#include "smtpd/smtpd_rate.h"
 #include "smtpd/smtpd_session.h"
 
 struct event;
@@ -54,8 +54,17 @@ private:
     Session* take_pending(uint64_t reqid, bool& known);
     static void accept_cb(int fd, short, void* arg);
     void accept_from(Listener& l);
+    // Accepting and the per-client limits asked of mtad's anvil (smtpd_accept.cpp).
     void start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind kind);
-    bool rate_allowed(const ClientInfo& client, const UniqueFd& fd);
+    void on_anvil_verdict(ipc::Message& m);
+    void on_anvil_auth_count(ipc::Message& m);
+    void open_session(uint64_t id, UniqueFd fd, ClientInfo client);
+    void refuse_client(UniqueFd fd, const ClientInfo& client, const std::string& why);
+    void close_waiting();
+    void anvil_disconnect(uint64_t id);
+    static void anvil_timer_cb(int, short, void* arg);
+    std::size_t connections() const { return sessions_.size() + waiting_.size(); }
+    void maybe_resume();
     void pause_accepting(int seconds);
     void resume_accepting();
     void begin_stop();
@@ -75,9 +84,22 @@ private:
     std::vector<std::unique_ptr<Session>> graveyard_;
     std::vector<std::unique_ptr<ipc::Link>> dead_links_;
     std::map<uint64_t, uint64_t> pending_;   // queue reqid -> session id
-    std::map<std::string, uint64_t> per_ip_;
-    RateCounter conn_rate_;       // connections per client IP per minute
-    RateCounter auth_fail_rate_;  // failed AUTH per client IP per minute
+    // Accepted connections waiting for mtad's anvil_verdict (greeting held back), by anvil reqid,
+    // which is also the session id.
+    struct Waiting {
+        UniqueFd fd;
+        ClientInfo client;
+        std::time_t deadline = 0;  // then fail open: never hang a client on a slow master
+    };
+    std::map<uint64_t, Waiting> waiting_;
+    // Per client IP with live sessions here: the AUTH failure count last learned from mtad plus our
+    // own failures not yet answered (smtpd_client_auth_failure_rate_limit).
+    struct ClientState {
+        uint64_t sessions = 0;
+        uint64_t auth_failures = 0;
+        uint64_t auth_in_flight = 0;
+    };
+    std::map<std::string, ClientState> clients_;
     uint64_t next_session_ = 1;
     uint64_t next_reqid_ = 1;
     uint64_t queue_generation_ = 0;
@@ -88,6 +110,7 @@ private:
     EventPtr resume_timer_;   // re-enables accept after EMFILE
     EventPtr stop_timer_;     // hard deadline after `stop`
     EventPtr table_timer_;    // periodic check for replaced tables
+    EventPtr anvil_timer_;    // 1 s tick while connections wait for a verdict
 };
 
 }  // namespace mta::smtpd

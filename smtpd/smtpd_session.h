@@ -211,6 +211,7 @@ private:
     State after_discard_ = State::helo;
     uint64_t committed_msgid_ = 0; // body handed to the queue, waiting for commit_ok
     uint64_t errors_ = 0;
+    uint64_t junk_ = 0;           // commands without progress (smtpd_junk_command_limit)
     uint64_t messages_ = 0;
     bool tls_ = false;                // STARTTLS done or smtps: no plaintext is ever read again
     std::string tls_version_, tls_cipher_;

@@ -169,17 +169,7 @@ def limits(m):
     r = c.last()
     check("limit: error limit closes with 421 4.7.0", codes == ["500"] * 5 and r.startswith("421 4.7.0") and c.closed(),
           (codes, r))
-    # Per-IP connection limit (smtpd_client_connection_limit = 5 in this instance).
-    cs = [Client(m.port, OUTSIDE) for _ in range(5)]
-    greet = [x.last()[:3] for x in cs]
-    extra = Client(m.port, OUTSIDE)
-    r = extra.last()
-    check("limit: per-IP connection limit 421 4.7.0", greet == ["220"] * 5 and r.startswith("421 4.7.0"), (greet, r))
-    other = Client(m.port, "127.0.0.10")
-    r = other.last()
-    check("limit: another IP still gets 220", r.startswith("220"), r)
-    for x in cs + [extra, other]:
-        x.close()
+    # Per-IP connection count and rate limits: tests/integration/test_limits.py (across processes).
     check("smuggling: size-limit body not delivered", not m.mailbox("big"), m.mailbox("big"))
 
 
@@ -215,28 +205,10 @@ def trickle(c, data, per, interval, seconds):
 
 
 def rates():
-    extra = ("mynetworks = 127.0.0.1/32\nsmtpd_client_connection_rate_limit = 3\n"
-             "smtpd_min_data_rate = 1000\nsmtpd_min_data_rate_window = 2s\n")
+    extra = "mynetworks = 127.0.0.1/32\nsmtpd_min_data_rate = 1000\nsmtpd_min_data_rate_window = 2s\n"
     m = MTA(name="smtpd-rates", extra=extra, smtpd_processes=1).start()
     try:
-        greet = []
-        for _ in range(4):
-            c = Client(m.port, "127.0.0.11")
-            greet.append(c.last()[:9])
-            c.close()
-        check("rate: 4th connection in a minute 421 4.7.0",
-              [g[:3] for g in greet[:3]] == ["220"] * 3 and greet[3] == "421 4.7.0", greet)
-        c = Client(m.port, "127.0.0.12")
-        r = c.last()
-        c.close()
-        check("rate: another IP still gets 220", r.startswith("220"), r)
-        codes = []
-        for _ in range(5):
-            c = Client(m.port, "127.0.0.1")
-            codes.append(c.last()[:3])
-            c.close()
-        check("rate: mynetworks exempt", codes == ["220"] * 5, codes)
-        # Minimum data rate (1000 bytes/s over 2 s): 10 bytes every 0.5 s is refused, nothing queued.
+        # Connection rate per client: tests/integration/test_limits.py. Minimum data rate (1000 bytes/s over 2 s): 10 bytes every 0.5 s is refused, nothing queued.
         c = session(m, "127.0.0.13")
         r = start_data(c, "slow@localhost")
         body = b"Subject: slow\r\n\r\n" + b"abcdefgh\r\n" * 100 + b".\r\n"
@@ -635,7 +607,7 @@ def table_reload_tests(m):
 
 def main():
     extra = ("mynetworks = 127.0.0.1/32\nrecipient_limit = 5\nsmtpd_error_limit = 5\n"
-             "smtpd_client_connection_limit = 5\nmessage_size_limit = 100k\nrelay_domains = relay.test.example\n")
+             "message_size_limit = 100k\nrelay_domains = relay.test.example\n")
     m = MTA(name="smtpd", extra=extra, smtpd_processes=1).start()
     try:
         for fn in (smuggling, relay, limits, pipelining_and_dsn, bdat):

@@ -1,11 +1,17 @@
-// Fixed-window per-key event counters for the smtpd rate limits (see smtpd_rate.h).
-#include "smtpd/smtpd_rate.h"
+// Fixed-window per-key event counters for the per-client rate limits (see rate.h).
+#include "common/rate.h"
 
-namespace mta::smtpd {
+namespace mta {
 
 uint64_t RateCounter::hit(const std::string& key, std::time_t now) {
     if (now - last_prune_ >= window_ || now < last_prune_) prune(now);
-    Entry& e = entries_[key];
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+        if (entries_.size() >= max_keys_) prune(now);
+        if (entries_.size() >= max_keys_) return 1;
+        it = entries_.emplace(key, Entry{now, 0}).first;
+    }
+    Entry& e = it->second;
     if (e.count == 0 || expired(e, now)) e = Entry{now, 0};
     return ++e.count;
 }
@@ -22,4 +28,4 @@ void RateCounter::prune(std::time_t now) {
         it = expired(it->second, now) ? entries_.erase(it) : std::next(it);
 }
 
-}  // namespace mta::smtpd
+}  // namespace mta
