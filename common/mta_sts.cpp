@@ -4,24 +4,14 @@
 
 #include <charconv>
 
+#include "common/address.h"
+
 namespace mta::sts {
 namespace {
 
 bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-char lc(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = lc(c);
-    return o;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_wsp(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_wsp(s.back())) s.remove_suffix(1);
-    return s;
-}
+using addr::lower;
 
 // A host name as an MX pattern may name it: LDH (and '_') labels of 1..63 bytes, at most 253 bytes.
 bool valid_hostname(std::string_view d) {
@@ -50,6 +40,12 @@ bool parse_decimal(std::string_view s, std::size_t max_digits, uint64_t& out) {
 }
 
 }  // namespace
+
+std::string_view trim_wsp(std::string_view s) {
+    while (!s.empty() && is_wsp(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_wsp(s.back())) s.remove_suffix(1);
+    return s;
+}
 
 const char* mode_name(Mode m) {
     switch (m) {
@@ -132,7 +128,7 @@ bool parse_policy(std::string_view body, Policy& out, std::string& err) {
         body.remove_prefix(nl == std::string_view::npos ? body.size() : nl + 1);
         line_no++;
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (trim(line).empty()) continue;
+        if (trim_wsp(line).empty()) continue;
         std::string where = "line " + std::to_string(line_no) + ": ";
         for (char c : line)
             if ((c < 0x20 || c > 0x7e) && c != '\t') {
@@ -144,7 +140,7 @@ bool parse_policy(std::string_view body, Policy& out, std::string& err) {
             err = where + "not a \"key: value\" line";
             return false;
         }
-        std::string_view key = line.substr(0, colon), value = trim(line.substr(colon + 1));
+        std::string_view key = line.substr(0, colon), value = trim_wsp(line.substr(colon + 1));
         for (char c : key)
             if (!is_alnum(c) && c != '_' && c != '-' && c != '.') {
                 err = where + "bad key";

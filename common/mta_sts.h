@@ -23,6 +23,9 @@ inline constexpr std::size_t kMaxIdLength = 32;
 enum class Mode { none, testing, enforce };
 const char* mode_name(Mode m);
 
+// `s` without leading and trailing spaces and tabs (the WSP of RFC 5234).
+std::string_view trim_wsp(std::string_view s);
+
 struct Policy {
     Mode mode = Mode::none;
     uint64_t max_age = 0;              // capped at kMaxAgeCap

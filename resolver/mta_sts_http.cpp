@@ -4,22 +4,14 @@
 
 #include <charconv>
 
+#include "common/address.h"
+#include "common/mta_sts.h"
+
 namespace mta::resolver {
 namespace {
 
-char lc(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = lc(c);
-    return o;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
+using addr::lower;
+using sts::trim_wsp;
 
 bool parse_u64(std::string_view s, uint64_t& out) {
     if (s.empty() || s.size() > 19) return false;
@@ -76,11 +68,11 @@ std::optional<std::string> parse_sts_http_response(std::string_view raw, std::st
                 return std::nullopt;
             }
         std::string name = lower(line.substr(0, colon));
-        std::string_view value = trim(line.substr(colon + 1));
+        std::string_view value = trim_wsp(line.substr(colon + 1));
         if (name == "content-type") {
             if (have_type) { err = "duplicate Content-Type"; return std::nullopt; }
             have_type = true;
-            std::string media = lower(trim(value.substr(0, value.find(';'))));
+            std::string media = lower(trim_wsp(value.substr(0, value.find(';'))));
             text_plain = media == "text/plain";
         } else if (name == "content-length") {
             uint64_t n = 0;

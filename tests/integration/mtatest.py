@@ -56,6 +56,20 @@ def wait_for(cond, timeout=10.0, interval=0.05):
     return cond()
 
 
+def delivery_events(m, addr):
+    """(event, relay, text) per delivery outcome logged for a recipient, oldest first: mta-smtp and
+    mta-local log reply=, the queue's own decisions (transport_map error:/retry:, table trouble) reason=."""
+    import re
+    pat = re.compile(r"event=(delivered|deferred|bounced) qid=\S+ (?:to|rcpt)=<%s> relay=(\S+) "
+                     r"(?:reply|reason)=\"([^\"]*)\"" % re.escape(addr))
+    return pat.findall(m.log_text())
+
+
+def first_delivery_event(m, addr, timeout=20):
+    r = wait_for(lambda: delivery_events(m, addr), timeout)
+    return r[0] if r else (None, None, None)
+
+
 class MTA:
     """A running mtad with its own spool, Maildir root and ports."""
 

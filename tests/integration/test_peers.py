@@ -24,7 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, finish, wait_for  # noqa: E402
+from mtatest import BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
 from peers import PostfixSink, Recorder, aio_lmtp_tcp, aio_lmtp_unix, aio_smtp  # noqa: E402
 from smtpsink import refuses  # noqa: E402
 
@@ -83,15 +83,8 @@ def send(m, rcpts, tag, sender="alice@localhost"):
         return re.search(r"queued as ([0-9A-F]{16})", resp.decode()).group(1)
 
 
-def results(m, addr):
-    pat = re.compile(r"event=(delivered|deferred|bounced) qid=\S+ (?:to|rcpt)=<%s> relay=(\S+) (?:reply|reason)=\"([^\"]*)\""
-                     % re.escape(addr))
-    return pat.findall(m.log_text())
-
-
-def first(m, addr, timeout=20):
-    r = wait_for(lambda: results(m, addr), timeout)
-    return r[0] if r else (None, None, None)
+results = delivery_events
+first = first_delivery_event
 
 
 def queue(m):

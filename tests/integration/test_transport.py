@@ -15,7 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, finish, wait_for  # noqa: E402
+from mtatest import BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
 from smtpsink import Sink, refuses  # noqa: E402
 
 ZONE = """$ORIGIN tr.example.
@@ -70,16 +70,8 @@ def send(m, rcpt, tag, sender="sender@localhost"):
         return re.search(r"queued as ([0-9A-F]{16})", resp.decode()).group(1)
 
 
-def events(m, addr):
-    """(event, relay, text) for a recipient, from mta-smtp (reply=) and the queue (reason=)."""
-    pat = re.compile(r"event=(delivered|deferred|bounced) qid=\S+ (?:to|rcpt)=<%s> relay=(\S+) (?:reply|reason)=\"([^\"]*)\""
-                     % re.escape(addr))
-    return pat.findall(m.log_text())
-
-
-def wait_event(m, addr, timeout=20):
-    r = wait_for(lambda: events(m, addr), timeout)
-    return r[0] if r else (None, None, None)
+events = delivery_events
+wait_event = first_delivery_event
 
 
 def routing(m, sinks, port):
