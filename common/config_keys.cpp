@@ -1,0 +1,300 @@
+// mta.conf's key table: every key with its default, help text and a validating setter. Split from
+// config.cpp (the parser and the Config helpers) to keep both readable; see config_keys.h.
+#include "common/config_keys.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/address.h"
+#include "common/log.h"
+
+namespace mta::config_detail {
+
+std::string trim(std::string_view s) {
+    std::size_t b = 0, e = s.size();
+    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) b++;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) e--;
+    return std::string(s.substr(b, e - b));
+}
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+    if (s.empty() || s.size() > 19) return false;
+    uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + uint64_t(c - '0');
+    }
+    out = v;
+    return true;
+}
+
+// The system host name, made fully qualified through the resolver's canonical name (/etc/hosts, then
+// DNS) when that has a dot; else the short name as it is. Looked up once per process. The roles
+// re-parse the config inside a chroot where the lookup fails, so absolutize_paths pins the result.
+std::string lookup_hostname() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0] || !addr::valid_domain(addr::lower(buf))) return "localhost";
+    std::string name = addr::lower(buf);
+    if (name.find('.') != std::string::npos) return name;
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_CANONNAME;
+    if (getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0) return name;
+    std::string canon = res && res->ai_canonname ? addr::lower(res->ai_canonname) : "";
+    freeaddrinfo(res);
+    if (canon.find('.') == std::string::npos || !addr::valid_domain(canon)) return name;
+    return canon;
+}
+const std::string& default_hostname() {
+    static const std::string name = lookup_hostname();
+    return name;
+}
+
+
+namespace {
+
+// The same rules mta-smtp applies to the next hop (smtp-client/lmtp_nexthop.cpp), so a value it
+// could not use is refused here with file:line rather than deferring every local message.
+bool check_local_transport(const std::string& v, std::string& err) {
+    if (v == "maildir") return true;
+    const char* usage = "expected maildir, lmtp:unix:/path or lmtp:[IP address]:port";
+    if (v.rfind("lmtp:unix:", 0) == 0) {
+        std::string p = v.substr(10);
+        if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
+            p.find_first_of(std::string(" \t\0", 3)) != std::string::npos) {
+            err = std::string(usage) + " (an absolute socket path of at most " +
+                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)";
+            return false;
+        }
+        return true;
+    }
+    auto close = v.find("]:");
+    if (v.rfind("lmtp:[", 0) != 0 || close == std::string::npos) { err = usage; return false; }
+    std::string host = v.substr(6, close - 6);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1) {
+        err = "LMTP host must be an IP address, got \"" + log::safe(host) + "\" (mta-smtp does not resolve it)";
+        return false;
+    }
+    uint64_t port;
+    if (!parse_u64(v.substr(close + 2), port) || port == 0 || port > 65535) { err = "expected a port 1..65535"; return false; }
+    return true;
+}
+
+Setter str(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string&) { c.*m = v; return true; };
+}
+Setter path(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (v.find('\0') != std::string::npos) { err = "invalid path"; return false; }
+        c.*m = v;
+        return true;
+    };
+}
+Setter num(uint64_t Config::*m, uint64_t lo, uint64_t hi) {
+    return [m, lo, hi](Config& c, const std::string& v, std::string& err) {
+        uint64_t n;
+        if (!parse_u64(v, n)) { err = "expected a number, got \"" + log::safe(v) + "\""; return false; }
+        if (n < lo || n > hi) { err = "value out of range " + std::to_string(lo) + ".." + std::to_string(hi); return false; }
+        c.*m = n;
+        return true;
+    };
+}
+Setter duration(uint64_t Config::*m, bool nonzero = true) {
+    return [m, nonzero](Config& c, const std::string& v, std::string& err) {
+        if (!parse_duration(v, c.*m) || (nonzero && c.*m == 0)) { err = "expected a duration (e.g. 300s, 5m, 1h, 5d), got \"" + log::safe(v) + "\""; return false; }
+        return true;
+    };
+}
+Setter listen(std::vector<HostPort> Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        std::vector<HostPort> out;
+        for (auto& item : split_list(v)) {
+            HostPort hp;
+            if (!parse_hostport(item, hp)) { err = "expected host:port, got \"" + log::safe(item) + "\""; return false; }
+            out.push_back(hp);
+        }
+        c.*m = std::move(out);
+        return true;
+    };
+}
+Setter domains(std::vector<std::string> Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        std::vector<std::string> out;
+        for (auto& item : split_list(v)) {
+            std::string d = addr::lower(item);
+            if (!addr::valid_domain(d)) { err = "invalid domain \"" + log::safe(item) + "\""; return false; }
+            out.push_back(d);
+        }
+        c.*m = std::move(out);
+        return true;
+    };
+}
+Setter user(std::string Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (v.empty() || v.size() > 32 || v.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-.") != std::string::npos) {
+            err = "invalid user name \"" + log::safe(v) + "\"";
+            return false;
+        }
+        c.*m = v;
+        return true;
+    };
+}
+
+}  // namespace
+
+const std::vector<KeyDef>& key_defs() {
+    static const std::vector<KeyDef> defs = {
+        {{"hostname", "", "FQDN used in the greeting, EHLO and Received: (default: the system host name, "
+          "made fully qualified via getaddrinfo when possible)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             c.hostname = v.empty() ? default_hostname() : addr::lower(v);
+             if (!addr::valid_domain(c.hostname)) { err = "invalid host name"; return false; }
+             return true;
+         }},
+        {{"smtp_listen", "127.0.0.1:2525", "addresses for inbound SMTP (MX service); empty disables"}, listen(&Config::smtp_listen)},
+        {{"submission_listen", "", "addresses for message submission (STARTTLS, then AUTH)"}, listen(&Config::submission_listen)},
+        {{"smtps_listen", "", "addresses for submission over implicit TLS"}, listen(&Config::smtps_listen)},
+        {{"mynetworks", "127.0.0.0/8 ::1/128", "client networks allowed to relay"},
+         [](Config& c, const std::string& v, std::string& err) {
+             std::vector<Cidr> out;
+             for (auto& item : split_list(v)) {
+                 Cidr n;
+                 if (!parse_cidr(item, n)) { err = "invalid network \"" + log::safe(item) + "\""; return false; }
+                 out.push_back(n);
+             }
+             c.mynetworks = std::move(out);
+             return true;
+         }},
+        {{"local_domains", "localhost", "domains delivered on this host: to Maildirs, or over LMTP (see local_transport)"}, domains(&Config::local_domains)},
+        {{"relay_domains", "", "domains accepted from anyone and relayed onwards"}, domains(&Config::relay_domains)},
+        {{"relayhost", "", "send all non-local mail via this host: [host] or [host]:port (no MX lookup), "
+          "or host[:port] (its MX hosts)"}, str(&Config::relayhost)},
+        {{"transport_map", "", "LMDB table (mtamap -t transport) of recipient domain -> smtp:[host]:port, smtp:host, lmtp:..., "
+                               "local:, error:5.x.y text or retry:4.x.y text; overrides relayhost and MX"}, path(&Config::transport_map)},
+        {{"smtp_tls_policy_map", "", "LMDB table (mtamap -t tls_policy) of recipient domain -> TLS level; "
+                                     "overrides smtp_tls_level per destination"}, path(&Config::smtp_tls_policy_map)},
+        {{"spool_dir", "run/spool", "spool root (root-owned): control socket, role chroots, and queue/ (mta-queue's LMDB, bodies, maildrop)"}, path(&Config::spool_dir)},
+        {{"mail_dir", "run/mail", "Maildir root: <mail_dir>/<localpart>/new/"}, path(&Config::mail_dir)},
+        {{"libexec_dir", "", "where the role binaries live (default: beside mtad)"}, path(&Config::libexec_dir)},
+        {{"control_socket", "", "admin control socket (default: <spool_dir>/mtad.sock)"}, path(&Config::control_socket)},
+        {{"tls_cert", "", "PEM certificate chain for inbound STARTTLS and smtps"}, path(&Config::tls_cert)},
+        {{"tls_key", "", "PEM private key for tls_cert"}, path(&Config::tls_key)},
+        {{"auth_users", "", "LMDB table of SMTP AUTH users (built with mtamap)"}, path(&Config::auth_users)},
+        {{"local_recipients", "", "LMDB table of valid local parts; unset accepts any valid local part"}, path(&Config::local_recipients)},
+        {{"alias_map", "", "LMDB aliases table (mtamap -t aliases, newaliases): local part -> addresses, "
+          "for local_domains"}, path(&Config::alias_map)},
+        {{"virtual_map", "", "LMDB virtual alias table (mtamap -t virtual): user@domain or @domain -> addresses; "
+          "a domain-only key makes a virtual alias domain"}, path(&Config::virtual_map)},
+        {{"message_size_limit", "10240000", "largest accepted message in bytes (at least 1k)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!parse_size(v, c.message_size_limit) || c.message_size_limit < 1024) {
+                 err = "expected a size of at least 1024 bytes (e.g. 10240000 or 10m), got \"" + log::safe(v) + "\"";
+                 return false;
+             }
+             return true;
+         }},
+        {{"recipient_limit", "1000", "recipients per message (452 4.5.3 past it)"}, num(&Config::recipient_limit, 1, 100000)},
+        {{"mail_owner", "_mtalocal", "user owning the Maildirs (local delivery runs as it)"}, user(&Config::mail_owner)},
+        {{"smtpd_user", "_mtad", "user of mta-smtpd"}, user(&Config::smtpd_user)},
+        {{"queue_user", "_mtaq", "user of mta-queue (owns <spool_dir>/queue, not spool_dir)"}, user(&Config::queue_user)},
+        {{"smtp_user", "_mtac", "user of mta-smtp"}, user(&Config::smtp_user)},
+        {{"resolver_user", "_mtar", "user of mta-resolver"}, user(&Config::resolver_user)},
+        {{"dns_forwarder", "", "send DNS queries to this server (IP address, optionally addr@port) instead of full recursion"},
+         [](Config& c, const std::string& v, std::string& err) {
+             unsigned char buf[16];
+             std::string h = v;
+             auto at = h.find('@');  // unbound's "addr@port"
+             std::string a = h.substr(0, at);
+             if (!v.empty() && inet_pton(AF_INET, a.c_str(), buf) != 1 && inet_pton(AF_INET6, a.c_str(), buf) != 1) {
+                 err = "expected an IP address (optionally addr@port)";
+                 return false;
+             }
+             c.dns_forwarder = v;
+             return true;
+         }},
+        {{"dns_insecure_domains", "", "private zones answered without DNSSEC validation"}, domains(&Config::dns_insecure_domains)},
+        {{"dns_trust_anchors", "", "file of extra DNSSEC trust anchors (DS/DNSKEY lines)"}, path(&Config::dns_trust_anchors)},
+        {{"smtp_port", "25", "TCP port for outbound SMTP"},
+         [](Config& c, const std::string& v, std::string& err) {
+             uint64_t n;
+             if (!parse_u64(v, n) || n == 0 || n > 65535) { err = "expected a port 1..65535"; return false; }
+             c.smtp_port = uint16_t(n);
+             return true;
+         }},
+        {{"smtp_tls_level", "may", "outbound TLS: none, may (opportunistic STARTTLS), encrypt (TLS required, unverified), "
+                                   "dane (RFC 7672: verified TLS where DNSSEC-signed TLSA records exist, else may), "
+                                   "mta-sts (DANE where it applies, else the domain's RFC 8461 policy)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (v != "none" && v != "may" && v != "encrypt" && v != "dane" && v != "mta-sts") {
+                 err = "expected none, may, encrypt, dane or mta-sts";
+                 return false;
+             }
+             c.smtp_tls_level = v;
+             return true;
+         }},
+        {{"smtp_tls_ca_file", "/etc/ssl/certs/ca-certificates.crt",
+          "CA certificates (PEM) for WebPKI checks: MTA-STS policy fetches and MX certificates under MTA-STS enforce"},
+         path(&Config::smtp_tls_ca_file)},
+        {{"mta_sts_port", "443", "TCP port of MTA-STS policy servers (change only for tests)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             uint64_t n;
+             if (!parse_u64(v, n) || n == 0 || n > 65535) { err = "expected a port 1..65535"; return false; }
+             c.mta_sts_port = uint16_t(n);
+             return true;
+         }},
+        {{"local_transport", "maildir", "delivery for local_domains: maildir (mta-local), or LMTP via mta-smtp: "
+                                        "lmtp:unix:/path or lmtp:[IP address]:port"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!check_local_transport(v, err)) return false;
+             c.local_transport = v;
+             return true;
+         }},
+        {{"smtpd_processes", "2", "number of mta-smtpd processes"}, num(&Config::smtpd_processes, 1, 64)},
+        {{"smtp_processes", "2", "number of mta-smtp processes"}, num(&Config::smtp_processes, 1, 64)},
+        {{"smtpd_line_length_limit", "2048", "longest SMTP command line accepted"}, num(&Config::smtpd_line_length_limit, 512, 65536)},
+        {{"smtpd_timeout", "300s", "idle time allowed between client commands"}, duration(&Config::smtpd_timeout)},
+        {{"smtpd_error_limit", "20", "errors before the session is closed"}, num(&Config::smtpd_error_limit, 1, 1000)},
+        {{"smtpd_junk_command_limit", "100", "commands without progress (NOOP RSET VRFY EXPN HELP HELO EHLO) "
+          "before the session is closed with 421 4.7.0; an accepted MAIL, RCPT or message starts the count again"},
+         num(&Config::smtpd_junk_command_limit, 1, 100000)},
+        {{"smtpd_auth_failure_limit", "3", "failed AUTH attempts before the session is closed (421 4.7.0)"},
+         num(&Config::smtpd_auth_failure_limit, 1, 100)},
+        {{"smtpd_auth_failure_delay", "1s", "pause before answering a failed AUTH"},
+         duration(&Config::smtpd_auth_failure_delay, false)},
+        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP, counted by mtad across all mta-smtpd processes (421 4.7.0 past it)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
+        {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
+        {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute across all mta-smtpd "
+          "processes, then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
+        {{"smtpd_client_auth_failure_rate_limit", "0", "failed AUTH attempts per client IP per minute across "
+          "sessions and mta-smtpd processes; then AUTH gets 421 4.7.0 (0 = no limit; mynetworks exempt)"},
+         num(&Config::smtpd_client_auth_failure_rate_limit, 0, 1000000)},
+        {{"smtpd_min_data_rate", "500", "slowest DATA/BDAT transfer in bytes/s, measured over "
+          "smtpd_min_data_rate_window; slower clients get 421 4.4.2 (0 = no limit)"}, num(&Config::smtpd_min_data_rate, 0, 1000000000)},
+        {{"smtpd_min_data_rate_window", "30s", "time over which smtpd_min_data_rate is measured"},
+         duration(&Config::smtpd_min_data_rate_window)},
+        {{"hop_count_limit", "50", "Received: headers allowed before a loop is declared"}, num(&Config::hop_count_limit, 1, 1000)},
+        {{"minimal_backoff_time", "5m", "first retry delay"}, duration(&Config::minimal_backoff_time)},
+        {{"maximal_backoff_time", "1h", "longest retry delay"}, duration(&Config::maximal_backoff_time)},
+        {{"maximal_queue_lifetime", "5d", "how long a message may stay deferred"}, duration(&Config::maximal_queue_lifetime)},
+        {{"bounce_queue_lifetime", "1d", "lifetime of mail from the null sender"}, duration(&Config::bounce_queue_lifetime)},
+        {{"delay_warning_time", "4h", "send one delay DSN after this long (0 disables)"}, duration(&Config::delay_warning_time, false)},
+        {{"delivery_concurrency", "20", "concurrent deliveries per destination (upper bound)"}, num(&Config::delivery_concurrency, 1, 1000)},
+        {{"log_level", "info", "debug, info, warn or error"},
+         [](Config& c, const std::string& v, std::string& err) {
+             log::Level l;
+             if (!log::parse_level(v, l)) { err = "expected debug, info, warn or error"; return false; }
+             c.log_level = v;
+             return true;
+         }},
+    };
+    return defs;
+}
+}  // namespace mta::config_detail
