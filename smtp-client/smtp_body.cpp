@@ -1,7 +1,9 @@
 // BodyEncoder: normalise line endings to CRLF and dot-stuff, across chunk boundaries (pure).
 #include "smtp-client/smtp_body.h"
 
+#include <cerrno>
 #include <cstring>
+#include <unistd.h>
 
 namespace mta::smtp {
 
@@ -46,6 +48,19 @@ void BodyEncoder::finish(std::string& out) {
     if (!line_start_) out += "\r\n";
     out += ".\r\n";
     line_start_ = true;
+}
+
+bool body_has_8bit(int fd) {
+    char buf[64 * 1024];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        for (ssize_t i = 0; i < n; i++)
+            if (static_cast<unsigned char>(buf[i]) >= 0x80) return true;
+        off += n;
+    }
 }
 
 }  // namespace mta::smtp

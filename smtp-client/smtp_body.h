@@ -1,5 +1,6 @@
 // Wire encoding of a stored message body for DATA: CRLF line endings only and dot-stuffing.
 // Pure and incremental: the body arrives in arbitrary chunks; state carries across chunk boundaries.
+// Also the 8-bit test RFC 6152 needs before sending to a server without 8BITMIME.
 #pragma once
 #include <string>
 #include <string_view>
@@ -18,5 +19,9 @@ private:
     bool line_start_ = true;
     bool pending_cr_ = false;  // last chunk ended in CR: CRLF or bare CR, decided by the next byte
 };
+
+// True if the stored body (read with pread from offset 0) holds an octet above 127. A read error
+// counts as "no": the transaction itself then fails on the same error and defers (4.3.0).
+bool body_has_8bit(int fd);
 
 }  // namespace mta::smtp

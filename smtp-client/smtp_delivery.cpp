@@ -3,6 +3,7 @@
 #include "smtp-client/smtp_delivery.h"
 
 #include "common/log.h"
+#include "smtp-client/smtp_body.h"
 
 namespace mta::smtp {
 
@@ -208,10 +209,12 @@ void Delivery::run(bool reused) {
         refuse_for_requiretls(why);
         return;
     }
-    if (job_.smtputf8 && job_.envelope_utf8() && !session_->ext().smtputf8) {
-        std::string host = session_->target().hostip();
-        release_session();
-        finish(DeliveryStatus::bounced, "5.6.7 SMTPUTF8 is required, but was not offered by host " + host);
+    const Extensions& ext = session_->ext();
+    std::string refusal = content_refusal(job_, ext.smtputf8, ext.eightbitmime, session_->target().hostip(),
+                                          [this] { return body_has_8bit(job_.body.get()); });
+    if (!refusal.empty()) {
+        release_session();  // fine for other mail
+        finish(DeliveryStatus::bounced, refusal);
         return;
     }
     session_->transact(job_, [this, reused](TxOutcome o) { on_tx(std::move(o), reused); });

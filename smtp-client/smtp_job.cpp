@@ -91,6 +91,15 @@ bool Job::envelope_utf8() const {
     return hi(sender) || std::any_of(rcpts.begin(), rcpts.end(), [&](const Recipient& r) { return hi(r.addr); });
 }
 
+std::string content_refusal(const Job& job, bool smtputf8, bool eightbitmime, const std::string& host,
+                            const std::function<bool()>& body_8bit) {
+    if (job.smtputf8 && !smtputf8 && job.envelope_utf8())
+        return "5.6.7 SMTPUTF8 is required, but was not offered by host " + host;
+    if (job.body_type != 0 && !eightbitmime && body_8bit && body_8bit())
+        return "5.6.3 8-bit message, but host " + host + " does not offer 8BITMIME (no conversion to 7 bit)";
+    return "";
+}
+
 bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
     std::vector<Group> groups;
     bool has_msgid = false, has_sender = false, has_nexthop = false;

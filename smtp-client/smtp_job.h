@@ -2,6 +2,7 @@
 // and encoding of the `deliver_result`. The queue is more privileged, but we still check everything.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,13 @@ struct Job {
     // True if the envelope needs SMTPUTF8 (non-ASCII sender or recipient).
     bool envelope_utf8() const;
 };
+
+// Why the message cannot go to a server with these extensions, as a permanent "5.6.x ..." text, or ""
+// when it can: SMTPUTF8 needed by the envelope but not offered (RFC 6531 §3.2: 5.6.7); an 8BITMIME
+// body holding 8-bit octets for a server without 8BITMIME (RFC 6152 §3: we do not convert to 7 bit,
+// so 5.6.3). `body_8bit` is asked only in that last case (it reads the body).
+std::string content_refusal(const Job& job, bool smtputf8, bool eightbitmime, const std::string& host,
+                            const std::function<bool()>& body_8bit);
 
 // Strict decoding. False (with `err`) means a malformed message: the caller treats the link as hostile.
 // Recipient groups: a group starts at `rcpt` or `rcpt_index` and a repeated per-recipient tag starts the

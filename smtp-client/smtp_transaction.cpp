@@ -81,8 +81,6 @@ void Session::transact(Job& job, TxDone done) {
     for (auto& r : job.rcpts)
         if (!r.final) todo_.push_back(&r);
     transactions_++;
-    if (job.body_type != 0 && !ext_.eightbitmime)
-        LOG_INFO("event=8bit_without_8bitmime qid=%s relay=%s", job.qid().c_str(), target_.label().c_str());
     phase_ = Phase::mail;
     arm(kCommandTimeout);
     std::string out = mail_command();

@@ -1,11 +1,14 @@
 // Unit tests for smtp-client/smtp_body: CRLF normalisation and dot-stuffing, across chunk boundaries.
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <string>
+#include <unistd.h>
 
 #include "smtp-client/smtp_body.h"
 
 using mta::smtp::BodyEncoder;
+using mta::smtp::body_has_8bit;
 
 namespace {
 
@@ -76,4 +79,18 @@ TEST_CASE("smtp body: output has only CRLF line ends and no lone terminator") {
     }
     // The only "CRLF . CRLF" is the terminator at the very end.
     CHECK(out.find("\r\n.\r\n") == out.size() - 5);
+}
+
+TEST_CASE("smtp body: body_has_8bit reads the whole file") {
+    FILE* f = tmpfile();
+    REQUIRE(f);
+    int fd = fileno(f);
+    CHECK_FALSE(body_has_8bit(fd));  // empty
+    std::string ascii(200000, 'a');
+    REQUIRE(pwrite(fd, ascii.data(), ascii.size(), 0) == ssize_t(ascii.size()));
+    CHECK_FALSE(body_has_8bit(fd));
+    REQUIRE(pwrite(fd, "\xe9", 1, 150000) == 1);  // past the first 64 KiB read
+    CHECK(body_has_8bit(fd));
+    fclose(f);
+    CHECK_FALSE(body_has_8bit(-1));  // unreadable: the transaction's own read fails and defers
 }

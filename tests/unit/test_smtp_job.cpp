@@ -120,6 +120,30 @@ TEST_CASE("smtp job: envelope utf8") {
     CHECK(j.envelope_utf8());
 }
 
+TEST_CASE("smtp job: content_refusal (SMTPUTF8, 8BITMIME)") {
+    Job j;
+    j.sender = "a@b";
+    j.rcpts.resize(1);
+    j.rcpts[0].addr = "x@y";
+    int asked = 0;
+    auto eight = [&] { asked++; return true; };
+    auto seven = [&] { asked++; return false; };
+    CHECK(content_refusal(j, false, false, "h[1.2.3.4]", eight).empty());  // 7bit, ASCII envelope
+    CHECK(asked == 0);  // the body is read only for 8BITMIME mail to a server without 8BITMIME
+    j.body_type = 1;
+    CHECK(content_refusal(j, false, true, "h", eight).empty());
+    CHECK(asked == 0);
+    CHECK(content_refusal(j, false, false, "h[1.2.3.4]", eight).rfind("5.6.3 8-bit message, but host h[1.2.3.4] ", 0) == 0);
+    CHECK(content_refusal(j, false, false, "h", seven).empty());  // declared 8BITMIME, but ASCII only
+    CHECK(asked == 2);
+    j.smtputf8 = true;
+    CHECK(content_refusal(j, false, true, "h", seven).empty());  // SMTPUTF8 flag, ASCII envelope
+    j.rcpts[0].addr = "\xc3\xa9@y";
+    CHECK(content_refusal(j, false, true, "h", seven) == "5.6.7 SMTPUTF8 is required, but was not offered by host h");
+    CHECK(content_refusal(j, true, true, "h", seven).empty());
+    CHECK(content_refusal(j, true, false, "h", eight).rfind("5.6.3 ", 0) == 0);
+}
+
 TEST_CASE("smtp job: tls_level from smtp_tls_policy_map") {
     Job j;
     std::string err;
