@@ -217,18 +217,22 @@ void Master::on_child_exit(pid_t pid, int status) {
             check_stopped();
         } else {
             if (time(nullptr) - c.started > 60) c.backoff = 1;  // it ran fine for a while: not a crash loop
-            schedule_restart(c);
+            // A clean exit that nobody asked for is a role recycling itself (smtpd after a table change):
+            // its replacement starts at once, without growing the crash back-off.
+            bool recycled = WIFEXITED(status) && WEXITSTATUS(status) == 0 && time(nullptr) - c.started >= 1;
+            schedule_restart(c, recycled);
         }
         return;
     }
 }
 
-void Master::schedule_restart(Child& c) {
+void Master::schedule_restart(Child& c, bool now) {
     if (stopping_) return;
     if (!c.restart_timer) c.restart_timer = evtimer_new(base_, &Master::on_restart_timer, this);
-    struct timeval tv = {time_t(c.backoff), 0};
-    LOG_INFO("event=restart_scheduled role=%s instance=%llu in=%us", c.role.c_str(), (unsigned long long)c.instance, c.backoff);
-    c.backoff = std::min(c.backoff * 2, kMaxBackoff);
+    unsigned delay = now ? 0 : c.backoff;
+    struct timeval tv = {time_t(delay), 0};
+    LOG_INFO("event=restart_scheduled role=%s instance=%llu in=%us", c.role.c_str(), (unsigned long long)c.instance, delay);
+    if (!now) c.backoff = std::min(c.backoff * 2, kMaxBackoff);
     c.restarts++;
     evtimer_add(c.restart_timer, &tv);
 }
@@ -254,6 +258,22 @@ void Master::on_signal(int sig, short, void* arg) {
         m->begin_stop();
     }
 }
+
+namespace {
+
+// A PEM file for the TLS roles: read as root, bounded so it fits one IPC message.
+bool read_small_file(const std::string& path, std::string& out) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    out.clear();
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0 && out.size() < 64 * 1024) out.append(buf, std::size_t(n));
+    close(fd);
+    return n == 0 && out.size() < 64 * 1024;
+}
+
+}  // namespace
 
 bool Master::reload(std::string& msg) {
     Config fresh;
@@ -288,10 +308,18 @@ bool Master::reload(std::string& msg) {
     tables_.sync();  // before the roles get the new config, so the queue finds the new tables
     log::Level lvl;
     if (log::parse_level(cfg_.log_level, lvl)) log::set_level(lvl);
+    // mta-smtpd is chrooted and unprivileged: it gets the certificate and key as PEM text and swaps
+    // its TLS context in place (or keeps the old one if they are broken), so sessions live on.
+    std::string cert_pem, key_pem;
+    bool have_pem = !cfg_.tls_cert.empty() && !cfg_.tls_key.empty() && read_small_file(cfg_.tls_cert, cert_pem) &&
+                    read_small_file(cfg_.tls_key, key_pem);
+    if (!cfg_.tls_cert.empty() && !have_pem)
+        LOG_ERROR("event=tls_read_failed cert=%s key=%s", log::safe(cfg_.tls_cert).c_str(), log::safe(cfg_.tls_key).c_str());
     for (auto& c : children_) {
         if (!c->link || !c->link->open()) continue;
         ipc::Message conf(ipc::Type::config);
         conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
+        if (have_pem && c->role == "smtpd") conf.add(ipc::Tag::tls_cert_pem, cert_pem).add(ipc::Tag::tls_key_pem, key_pem);
         c->link->send(std::move(conf));
     }
     LOG_INFO("event=reloaded config=%s", log::safe(cfg_.source).c_str());

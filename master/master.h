@@ -57,7 +57,7 @@ private:
     void spawn(Child& c);
     void connect_peers(Child& c);
     void on_child_exit(pid_t pid, int status);
-    void schedule_restart(Child& c);
+    void schedule_restart(Child& c, bool now = false);
     void kill_child(Child& c, const char* why);
     void on_child_message(Child& c, ipc::Message& m);
     void check_stopped();
