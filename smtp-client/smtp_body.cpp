@@ -1,6 +1,8 @@
-// BodyEncoder: normalise line endings to CRLF and dot-stuff, across chunk boundaries (pure).
+// BodyEncoder: normalise line endings to CRLF and dot-stuff, across chunk boundaries (pure);
+// BdatEncoder: the same without stuffing, framed into BDAT chunks.
 #include "smtp-client/smtp_body.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -20,7 +22,7 @@ void BodyEncoder::feed(std::string_view in, std::string& out) {
                 continue;
             }
         }
-        if (line_start_ && in[i] == '.') out.push_back('.');
+        if (stuff_ && line_start_ && in[i] == '.') out.push_back('.');
         // Copy the run of ordinary bytes up to the next CR or LF in one go.
         std::size_t j = i;
         while (j < in.size() && in[j] != '\r' && in[j] != '\n') j++;
@@ -46,8 +48,19 @@ void BodyEncoder::finish(std::string& out) {
         line_start_ = true;
     }
     if (!line_start_) out += "\r\n";
-    out += ".\r\n";
+    if (stuff_) out += ".\r\n";
     line_start_ = true;
+}
+
+bool BdatEncoder::next_chunk(std::string& out) {
+    if (last_sent_ || (!ended_ && buf_.size() <= chunk_)) return false;  // more may follow
+    std::size_t n = std::min(buf_.size(), chunk_);
+    bool last = ended_ && n == buf_.size();
+    out += "BDAT " + std::to_string(n) + (last ? " LAST\r\n" : "\r\n");
+    out.append(buf_, 0, n);
+    buf_.erase(0, n);
+    last_sent_ = last;
+    return true;
 }
 
 bool body_has_8bit(int fd) {

@@ -121,6 +121,7 @@ Extensions parse_ehlo(const Reply& r) {
         else if (kw == "STARTTLS") e.starttls = true;
         else if (kw == "ENHANCEDSTATUSCODES") e.enhanced = true;
         else if (kw == "REQUIRETLS") e.requiretls = true;
+        else if (kw == "CHUNKING") e.chunking = true;
         else if (kw == "SIZE") {
             e.size = true;
             uint64_t v = 0;

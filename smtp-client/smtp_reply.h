@@ -55,6 +55,7 @@ struct Extensions {
     uint64_t size_limit = 0;  // 0 = not announced / unlimited
     bool enhanced = false;    // ENHANCEDSTATUSCODES
     bool requiretls = false;
+    bool chunking = false;    // RFC 3030 BDAT
 };
 
 // Keywords from an EHLO reply (every line but the first). Unknown keywords are ignored.

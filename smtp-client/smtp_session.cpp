@@ -77,6 +77,7 @@ const char* Session::phase_name() const {
     case Phase::rcpt: return "sending RCPT TO";
     case Phase::data: return "sending DATA command";
     case Phase::body: return "sending message body";
+    case Phase::bdat: return "sending BDAT chunk";
     case Phase::dot: return "sending end of data -- message may be sent more than once";
     case Phase::rset: return "sending RSET";
     case Phase::quit: return "sending QUIT";
@@ -198,7 +199,8 @@ void Session::fail(const std::string& why) {
     case Phase::starttls: case Phase::handshake:
         open_failed(why);
         return;
-    case Phase::mail: case Phase::rcpt: case Phase::data: case Phase::body: case Phase::dot: case Phase::rset:
+    case Phase::mail: case Phase::rcpt: case Phase::data: case Phase::body: case Phase::bdat: case Phase::dot:
+    case Phase::rset:
         tx_failed(why);
         return;
     default: {

@@ -82,8 +82,8 @@ public:
 
 private:
     enum class Phase { none, connecting, greeting, ehlo, helo, starttls, handshake, idle, mail, rcpt, data,
-                       body, dot, rset, parked, quit, dead };
-    enum class Expect { mail, rcpt, data, dot, rset, discard };
+                       body, bdat, dot, rset, parked, quit, dead };
+    enum class Expect { mail, rcpt, data, bdat, dot, rset, discard };
 
     static void on_read_cb(bufferevent*, void*);
     static void on_write_cb(bufferevent*, void*);
@@ -126,6 +126,8 @@ private:
     void on_data(const Reply& r);
     void on_dot(const Reply& r);
     void pump_body();
+    void send_bdat();
+    void on_bdat(const Reply& r);
     void send_rset();
     void tx_finished(bool usable);
     void tx_failed(const std::string& why);
@@ -158,6 +160,8 @@ private:
     bool mail_ok_ = false;
     bool got_reply_ = false;
     BodyEncoder encoder_;
+    bool bdat_ = false;                 // CHUNKING offered and SMTP (not LMTP): the body goes as BDAT chunks
+    BdatEncoder bdat_enc_;
     uint64_t body_off_ = 0;
     std::string scratch_;
 

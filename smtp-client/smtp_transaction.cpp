@@ -1,5 +1,6 @@
-// Session transactions: MAIL, RCPT (pipelined when offered), DATA, the body stream and the final reply,
-// mapped to per-recipient results. Replies are matched to commands strictly in order.
+// Session transactions: MAIL, RCPT (pipelined when offered), DATA and the body stream, or BDAT chunks
+// when CHUNKING is offered (RFC 3030), and the final reply, mapped to per-recipient results.
+// Replies are matched to commands strictly in order.
 #include "smtp-client/smtp_session.h"
 
 #include <algorithm>
@@ -77,6 +78,8 @@ void Session::transact(Job& job, TxDone done) {
     next_rcpt_ = 0;
     lmtp_replies_ = 0;
     encoder_ = BodyEncoder{};
+    bdat_ = ext_.chunking && !settings_.lmtp;
+    bdat_enc_ = BdatEncoder{};
     body_off_ = 0;
     for (auto& r : job.rcpts)
         if (!r.final) todo_.push_back(&r);
@@ -91,8 +94,11 @@ void Session::transact(Job& job, TxDone done) {
             sent_.push_back(r);
             expect_.push_back(Expect::rcpt);
         }
-        out += "DATA\r\n";
-        expect_.push_back(Expect::data);
+        // BDAT is not sent ahead: the first chunk waits for the RCPT replies (no recipient, no chunk).
+        if (!bdat_) {
+            out += "DATA\r\n";
+            expect_.push_back(Expect::data);
+        }
         next_rcpt_ = todo_.size();
     }
     write(out);
@@ -117,6 +123,7 @@ void Session::on_tx_reply(const Reply& r) {
     case Expect::mail: on_mail(r); return;
     case Expect::rcpt: on_rcpt(r); return;
     case Expect::data: on_data(r); return;
+    case Expect::bdat: on_bdat(r); return;
     case Expect::dot: on_dot(r); return;
     case Expect::discard: send_rset(); return;
     case Expect::rset: tx_finished(r.klass() == 2); return;
@@ -151,7 +158,8 @@ void Session::on_rcpt(const Reply& r) {
         else settle(*rc, r.code, said(r) + " (in reply to RCPT TO command)");
     }
     if (ext_.pipelining) {
-        if (expect_.front() == Expect::data) phase_ = Phase::data;
+        if (bdat_ && expect_.empty()) after_rcpts();  // the last RCPT reply: chunks now, or RSET
+        else if (!expect_.empty() && expect_.front() == Expect::data) phase_ = Phase::data;
         return;
     }
     if (r.code == 452) {
@@ -167,6 +175,10 @@ void Session::on_rcpt(const Reply& r) {
 void Session::after_rcpts() {
     if (accepted_.empty()) {
         send_rset();
+        return;
+    }
+    if (bdat_) {
+        send_bdat();
         return;
     }
     expect_.push_back(Expect::data);
@@ -229,6 +241,47 @@ void Session::pump_body() {
     arm(kBodyStallTimeout);
 }
 
+void Session::send_bdat() {
+    std::string out;
+    while (!bdat_enc_.next_chunk(out)) {
+        scratch_.resize(kBodyChunk);
+        ssize_t n = pread(job_->body.get(), scratch_.data(), kBodyChunk, off_t(body_off_));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            // As for DATA: drop the connection without the LAST chunk so nothing is delivered.
+            fail(std::string("4.3.0 error reading the queued message: ") + strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            bdat_enc_.finish();
+            continue;
+        }
+        body_off_ += uint64_t(n);
+        bdat_enc_.feed(std::string_view(scratch_.data(), std::size_t(n)));
+    }
+    write(out);
+    if (bdat_enc_.last_sent()) {
+        expect_.push_back(Expect::dot);  // the reply to BDAT LAST is the final reply, like the one to "."
+        phase_ = Phase::dot;
+        arm(kDotTimeout);
+        return;
+    }
+    // One chunk in flight at a time: the next goes after this one's 250.
+    expect_.push_back(Expect::bdat);
+    phase_ = Phase::bdat;
+    arm(kBodyStallTimeout);
+}
+
+void Session::on_bdat(const Reply& r) {
+    if (r.klass() == 2) {
+        send_bdat();
+        return;
+    }
+    // RFC 3030 §2: after a failed chunk the transaction is over; no further BDAT, RSET to reuse.
+    for (auto* a : accepted_) settle(*a, r.code, said(r) + " (in reply to BDAT command)");
+    send_rset();
+}
+
 void Session::on_dot(const Reply& r) {
     if (settings_.lmtp) {
         Recipient* a = accepted_[lmtp_replies_++];
@@ -240,9 +293,10 @@ void Session::on_dot(const Reply& r) {
         tx_finished(true);
         return;
     }
+    const char* stage = bdat_ ? " (in reply to BDAT LAST command)" : " (in reply to end of DATA command)";
     for (auto* a : accepted_) {
         if (r.klass() == 2) settle(*a, r.code, said(r));
-        else settle(*a, r.code, said(r) + " (in reply to end of DATA command)");
+        else settle(*a, r.code, said(r) + stage);
     }
     tx_finished(true);
 }

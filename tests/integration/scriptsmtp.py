@@ -14,6 +14,7 @@ class Esmtp:
     def __init__(self, host, port, ext=BASE_EXT, greeting=b"220 scripted.test ESMTP\r\n", ehlo_reply=None,
                  max_rcpts=0, replies=None):
         """replies: {"MAIL"|"RCPT"|"DATA"|"DOT"|"EHLO"|"STARTTLS"|...: bytes or fn(server, conn, cmd)}.
+        "DOT" also answers "BDAT n LAST"; "BDAT" answers the chunks before it.
         A function returns the bytes to send, or None when it handled (and ended) the session itself."""
         self.host, self.port = host, port
         self.ext, self.greeting, self.ehlo_reply = list(ext), greeting, ehlo_reply
@@ -130,8 +131,7 @@ class Esmtp:
                     ok = self._reply(conn, "DOT", cmd, b"250 2.0.0 queued\r\n")
                     mail, rcpts, chunks, data = None, [], [], b""
                 else:
-                    conn.sendall(b"250 2.0.0 %d octets\r\n" % n)
-                    ok = True
+                    ok = self._reply(conn, "BDAT", cmd, b"250 2.0.0 %d octets\r\n" % n)
             elif verb == "RSET":
                 mail, rcpts, chunks, data = None, [], [], b""
                 ok = self._reply(conn, "RSET", cmd, b"250 2.0.0 ok\r\n")

@@ -3,7 +3,7 @@
 an MX reachable only over IPv6; SERVFAIL defers (queue keeps the message) and the mail goes once DNS
 works; 421 and 554 greetings move on to the next MX (554 from the only MX defers); 452 4.5.3 "too many
 recipients" with and without PIPELINING; extensions as offered or not (SIZE, DSN parameters, SMTPUTF8,
-8BITMIME, CHUNKING); EHLO refused -> HELO; hostile replies (2000-line reply, 100 KB line, bare codes,
+8BITMIME, CHUNKING: the body as BDAT chunks, a 5xx/4xx chunk reply bounces/defers); EHLO refused -> HELO; hostile replies (2000-line reply, 100 KB line, bare codes,
 NUL and bare CR, a greeting that never ends); plaintext injected after our STARTTLS. Finally: no
 process died, no raw NUL/CR from a server reached the log."""
 import os
@@ -23,7 +23,7 @@ from queuetest import mtaqueue, queue_json  # noqa: E402
 from scriptsmtp import BASE_EXT, Esmtp, trickle_greeting  # noqa: E402
 from smtpsink import refuses  # noqa: E402
 
-HOSTS = range(71, 87)
+HOSTS = range(71, 89)
 ZONE = """$ORIGIN client.example.
 $TTL 300
 @       IN SOA ns hostmaster 1 3600 600 86400 300
@@ -39,7 +39,8 @@ nosvconly IN MX 10 mx73
 """ + "".join("mx%d    IN A 127.0.0.%d\n" % (i, i) for i in HOSTS) + "".join(
     "%s IN MX 10 mx%d\n" % (n, i) for n, i in (("toomany", 74), ("toomanyseq", 75), ("rich", 76), ("plain", 77),
                                                 ("helo502", 78), ("helo500", 79), ("huge", 81), ("long", 82),
-                                                ("bare", 83), ("ctrl", 84), ("slow", 85), ("inject", 86)))
+                                                ("bare", 83), ("ctrl", 84), ("slow", 85), ("inject", 86),
+                                                ("bdat5", 87), ("bdat4", 88)))
 BROKEN = "$ORIGIN broken.example.\n@ IN SOA ns hostmaster ( this zone file does not parse\n"
 FIXED = """$ORIGIN broken.example.
 $TTL 300
@@ -52,6 +53,8 @@ mx      IN A 127.0.0.72
 BODY7 = b"From: sender@localhost\r\nSubject: client %s\r\n\r\nline one\r\n.dot line\r\nlast\r\n"
 BODY8 = b"From: sender@localhost\r\nSubject: client %s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; " \
         b"charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\xc3\xa9 \xe2\x82\xac\r\n"
+
+BIG = b"".join(b"%s%06d %s\r\n" % (b"." if i % 7 == 0 else b"", i, b"x" * 70) for i in range(3000))  # ~230 KB
 
 
 def send(m, rcpts, tag, mail_params="", rcpt_params="", body=BODY7, sender="sender@localhost"):
@@ -148,12 +151,17 @@ def extensions(m, s):
                   "%s (body %d bytes)" % (mail, len(body)))
             check("ext_dsn_mail_params", " RET=HDRS" in mail and " ENVID=env+2Bid" in mail, mail)
             check("ext_dsn_rcpt_params", " NOTIFY=SUCCESS,FAILURE" in rcpt and " ORCPT=rfc822;orig@example.org" in rcpt, rcpt)
-            # CHUNKING offered: mta-smtp sends the body with DATA (BDAT is not implemented, see report).
-            check("ext_chunking_offered_body_via_data", tx[0]["via"] == "DATA" and not any(
-                c.upper().startswith("BDAT") for _, c in rich.commands), tx[0]["via"])
+            # CHUNKING offered: the body goes as BDAT chunks, unstuffed, the last one marked LAST.
+            want = BODY7.replace(b"%s", b"dsn")
+            check("ext_chunking_offered_body_via_bdat", tx[0]["via"] == "BDAT" and sum(tx[0]["chunks"]) == len(body)
+                  and bdat_sequence_sent(rich, tx[0]) and body.endswith(want) and b"\r\n.dot line\r\n" in body
+                  and not any(c.upper().startswith("DATA") for c in rich.session_commands(tx[0]["session"])),
+                  "%s %r" % (tx[0]["via"], tx[0]["chunks"]))
         else:
+            check("ext_no_chunking_body_via_data", tx[0]["via"] == "DATA", tx[0]["via"])
             check("ext_no_esmtp_params_when_not_offered", mail == "MAIL FROM:<sender@localhost>" and
                   rcpt == "RCPT TO:<dsn@plain.client.example>", "%s | %s" % (mail, rcpt))
+    chunking(m, s)
     ev = final_event(m, "jörg@rich.client.example")
     tx = rich.messages_to("jörg@rich.client.example")
     check("smtputf8_offered_delivered", ev[0] == "delivered" and tx and tx[0]["mail"].endswith(" SMTPUTF8"), "%r %r" % (ev, tx))
@@ -168,6 +176,37 @@ def extensions(m, s):
     ev = final_event(m, "eight@plain.client.example")
     check("8bitmime_not_offered_bounced_5_6_3", ev[0] == "bounced" and ev[2].startswith("5.6.3") and
           not plain.messages_to("eight@plain.client.example"), ev)
+
+
+def bdat_sequence_sent(srv, t):
+    """The transaction's exact BDAT commands, LAST only on the final one, appear in its session (which
+    may carry other messages too)."""
+    want = ["BDAT %d" % n for n in t["chunks"][:-1]] + ["BDAT %d LAST" % n for n in t["chunks"][-1:]]
+    cmds = srv.session_commands(t["session"])
+    return bool(want) and any(cmds[i:i + len(want)] == want for i in range(len(cmds)))
+
+
+def chunking(m, s):
+    rich = s[76]
+    ev = final_event(m, "big@rich.client.example")
+    tx = rich.messages_to("big@rich.client.example")
+    body = tx[0]["data"] if tx else b""
+    chunks = tx[0]["chunks"] if tx else []
+    check("bdat_big_body_chunked_intact", ev[0] == "delivered" and len(tx) == 1 and body.endswith(BIG) and
+          len(chunks) >= 3 and all(n == 65536 for n in chunks[:-1]) and sum(chunks) == len(body) and
+          bdat_sequence_sent(rich, tx[0]), "%r %r" % (ev, chunks))
+    # A 5xx reply to the (only, LAST) chunk bounces; a 4xx to a middle chunk defers, then RSET, no more BDAT.
+    ev = final_event(m, "b@bdat5.client.example")
+    check("bdat_5xx_bounced", ev[0] == "bounced" and "554 5.6.0 content rejected" in ev[2] and "BDAT" in ev[2] and
+          [t["chunks"] for t in s[87].tx] == [[len(s[87].tx[0]["data"])]] and
+          rcpt_state(m, "b@bdat5.client.example") is None, "%r %r" % (ev, [t["chunks"] for t in s[87].tx]))
+    ev = first_delivery_event(m, "b@bdat4.client.example")
+    cmds = [c for _, c in s[88].commands]  # retries may reuse the cached connection
+    verbs = [c.split(" ")[0].upper() for c in cmds]
+    check("bdat_4xx_deferred", ev[0] == "deferred" and "452 4.3.1 no room" in ev[2] and "BDAT" in ev[2] and
+          not s[88].tx and not events_of(m, "b@bdat4.client.example", "bounced"), ev)
+    after = [verbs[i + 1] if i + 1 < len(verbs) else None for i, v in enumerate(verbs) if v == "BDAT"]
+    check("bdat_4xx_rset_no_more_chunks", after and all(v == "RSET" for v in after), cmds[:12])
 
 
 def helo_fallback(m, s):
@@ -268,6 +307,8 @@ def servers(port):
             srv.notes["after_starttls"] = got
         return None
     s[86] = Esmtp("127.0.0.86", port, ext=BASE_EXT + ("STARTTLS",), replies={"STARTTLS": inject})
+    s[87] = Esmtp("127.0.0.87", port, ext=BASE_EXT + ("CHUNKING",), replies={"DOT": b"554 5.6.0 content rejected\r\n"})
+    s[88] = Esmtp("127.0.0.88", port, ext=BASE_EXT + ("CHUNKING",), replies={"BDAT": b"452 4.3.1 no room\r\n"})
     return s
 
 
@@ -281,6 +322,9 @@ def submit_all(m):
     send(m, ["ok@ctrl.client.example", "evil@ctrl.client.example"], "ctrl")
     for dom in ("toomany", "toomanyseq"):
         send(m, ["t%d@%s.client.example" % (i, dom) for i in range(1, 6)], dom)
+    send(m, ["big@rich.client.example"], "big", body=b"Subject: big\r\n\r\n" + BIG)
+    send(m, ["b@bdat5.client.example"], "bdat5")
+    send(m, ["b@bdat4.client.example"], "bdat4", body=b"Subject: bdat4\r\n\r\n" + BIG)
     for dom in ("rich", "plain"):
         send(m, ["dsn@%s.client.example" % dom], "dsn", " RET=HDRS ENVID=env+2Bid",
              " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@example.org")

@@ -1,13 +1,17 @@
-// Unit tests for smtp-client/smtp_body: CRLF normalisation and dot-stuffing, across chunk boundaries.
+// Unit tests for smtp-client/smtp_body: CRLF normalisation and dot-stuffing, across chunk boundaries;
+// BDAT framing (no stuffing, same line ends, exact chunk sizes).
 #include <doctest/doctest.h>
 
 #include <cstdio>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 #include "smtp-client/smtp_body.h"
 
+using mta::smtp::BdatEncoder;
 using mta::smtp::BodyEncoder;
+using mta::smtp::kBdatChunk;
 using mta::smtp::body_has_8bit;
 
 namespace {
@@ -93,4 +97,112 @@ TEST_CASE("smtp body: body_has_8bit reads the whole file") {
     CHECK(body_has_8bit(fd));
     fclose(f);
     CHECK_FALSE(body_has_8bit(-1));  // unreadable: the transaction's own read fails and defers
+}
+
+namespace {
+
+// DATA output with the stuffing and terminator removed: what BDAT must carry.
+std::string unstuffed(const std::string& in) {
+    std::string d = encode_whole(in), out;
+    d.resize(d.size() - 3);  // ".\r\n"
+    bool bol = true;
+    for (std::size_t i = 0; i < d.size(); i++) {
+        if (bol && d[i] == '.') i++;  // the stuffed dot
+        if (i < d.size()) out.push_back(d[i]);
+        bol = i < d.size() && d[i] == '\n';
+    }
+    return out;
+}
+
+struct Chunk {
+    std::size_t n;
+    bool last;
+    std::string data;
+};
+
+// Feed `in` in pieces of `feed` bytes, taking chunks whenever one is ready; parse the framing back.
+std::vector<Chunk> bdat(const std::string& in, std::size_t chunk, std::size_t feed = 4096) {
+    BdatEncoder e(chunk);
+    std::string wire;
+    for (std::size_t i = 0; i < in.size(); i += feed) {
+        e.feed(std::string_view(in).substr(i, feed));
+        while (e.next_chunk(wire)) {}
+    }
+    e.finish();
+    while (e.next_chunk(wire)) {}
+    CHECK(e.last_sent());
+    CHECK_FALSE(e.next_chunk(wire));
+    std::vector<Chunk> out;
+    std::size_t p = 0;
+    while (p < wire.size()) {
+        std::size_t eol = wire.find("\r\n", p);
+        REQUIRE(eol != std::string::npos);
+        std::string cmd = wire.substr(p, eol - p);
+        REQUIRE(cmd.rfind("BDAT ", 0) == 0);
+        Chunk c;
+        c.n = std::stoul(cmd.substr(5));
+        c.last = cmd.size() > 5 && cmd.substr(cmd.size() - 5) == " LAST";
+        CHECK(cmd == "BDAT " + std::to_string(c.n) + (c.last ? " LAST" : ""));
+        REQUIRE(eol + 2 + c.n <= wire.size());
+        c.data = wire.substr(eol + 2, c.n);
+        p = eol + 2 + c.n;
+        out.push_back(c);
+    }
+    return out;
+}
+
+std::string joined(const std::vector<Chunk>& cs) {
+    std::string s;
+    for (auto& c : cs) s += c.data;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("bdat: no dot-stuffing, same line ends as DATA, no terminator") {
+    BodyEncoder e(false);
+    std::string out;
+    e.feed(".a\n..b\r.\r\n.", out);
+    e.finish(out);
+    CHECK(out == ".a\r\n..b\r\n.\r\n.\r\n");
+    auto cs = bdat("Subject: x\r\n\r\n.dot line\r\n.\r\nend", kBdatChunk);
+    REQUIRE(cs.size() == 1);
+    CHECK(cs[0].last);
+    CHECK(cs[0].data == "Subject: x\r\n\r\n.dot line\r\n.\r\nend\r\n");
+}
+
+TEST_CASE("bdat: byte counts equal the unstuffed DATA encoding") {
+    std::string in;
+    for (unsigned i = 0; i < 300000; i++) in.push_back("a.\r\n\0x"[i * 7919u % 7]);
+    for (std::size_t chunk : {std::size_t(1000), std::size_t(4096), kBdatChunk}) {
+        for (std::size_t feed : {std::size_t(1), std::size_t(999), std::size_t(65536)}) {
+            if (feed == 1 && chunk == kBdatChunk) continue;  // slow and adds nothing
+            auto cs = bdat(in, chunk, feed);
+            REQUIRE(!cs.empty());
+            std::string want = unstuffed(in);
+            CHECK(joined(cs) == want);
+            for (std::size_t i = 0; i + 1 < cs.size(); i++) {
+                CHECK(cs[i].n == chunk);
+                CHECK_FALSE(cs[i].last);
+            }
+            CHECK(cs.back().last);
+            CHECK(cs.back().n == want.size() - chunk * (cs.size() - 1));
+        }
+    }
+}
+
+TEST_CASE("bdat: a body of exactly one chunk, and the empty body") {
+    std::string line = std::string(98, 'x') + "\r\n";
+    std::string in;
+    while (in.size() < 1000) in += line;  // 1000 bytes, already CRLF
+    auto cs = bdat(in, 1000);
+    REQUIRE(cs.size() == 1);
+    CHECK(cs[0].last);
+    CHECK(cs[0].n == 1000);
+    cs = bdat(in + "y\r\n", 1000);  // one byte past: a full chunk, then the rest as LAST
+    REQUIRE(cs.size() == 2);
+    CHECK((cs[0].n == 1000 && !cs[0].last && cs[1].n == 3 && cs[1].last));
+    cs = bdat("", kBdatChunk);
+    REQUIRE(cs.size() == 1);
+    CHECK((cs[0].n == 0 && cs[0].last));
 }

@@ -83,7 +83,7 @@ TEST_CASE("smtp reply: status mapping") {
 TEST_CASE("smtp reply: EHLO extensions") {
     Reply r;
     REQUIRE(parse_reply("250-mx.example hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8bitmime\r\n"
-                        "250-DSN\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n",
+                        "250-DSN\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250-chunking\r\n250 ENHANCEDSTATUSCODES\r\n",
                         r)
                 .status == ParseStatus::complete);
     Extensions e = parse_ehlo(r);
@@ -96,10 +96,12 @@ TEST_CASE("smtp reply: EHLO extensions") {
     CHECK(e.smtputf8);
     CHECK(e.enhanced);
     CHECK_FALSE(e.requiretls);
+    CHECK(e.chunking);
 
     REQUIRE(parse_reply("250-host PIPELINING\r\n250 SIZE junk\r\n", r).status == ParseStatus::complete);
     e = parse_ehlo(r);
     CHECK_FALSE(e.pipelining);  // the greeting line is not a keyword
+    CHECK_FALSE(e.chunking);
     CHECK(e.size);
     CHECK(e.size_limit == 0);
 }
