@@ -229,6 +229,11 @@ const std::vector<KeyDef>& key_defs() {
              c.smtp_port = uint16_t(n);
              return true;
          }},
+        {{"smtp_connect_timeout", "30s", "outbound: time allowed for the TCP connection before the next address is tried"},
+         duration(&Config::smtp_connect_timeout)},
+        {{"smtp_helo_timeout", "60s", "outbound: time allowed for the server's greeting (Postfix smtp_helo_timeout); a server "
+          "slower than this is skipped for the next MX"},
+         duration(&Config::smtp_helo_timeout)},
         {{"smtp_tls_level", "may", "outbound TLS: none, may (opportunistic STARTTLS), encrypt (TLS required, unverified), "
                                    "dane (RFC 7672: verified TLS where DNSSEC-signed TLSA records exist, else may), "
                                    "mta-sts (DANE where it applies, else the domain's RFC 8461 policy)"},

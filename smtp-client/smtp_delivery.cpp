@@ -173,6 +173,8 @@ void Delivery::on_tlsa(const Target& t, const DaneDecision& d) {
 SessionSettings Delivery::settings() const {
     SessionSettings s;
     s.helo_name = env_.cfg->hostname;
+    s.connect_timeout = int(std::min<uint64_t>(env_.cfg->smtp_connect_timeout, 3600));
+    s.greeting_timeout = int(std::min<uint64_t>(env_.cfg->smtp_helo_timeout, 3600));
     s.tls = env_.tls;
     s.lmtp = lmtp_;
     return s;

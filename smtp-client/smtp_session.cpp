@@ -56,7 +56,7 @@ void Session::open(OpenDone done) {
         return;
     }
     setup_callbacks();
-    arm(kConnectTimeout);
+    arm(settings_.connect_timeout);
     if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&target_.sa), int(target_.salen)) < 0) {
         // Immediate failure (e.g. no route): report it asynchronously as well.
         connect_errno_ = errno;
@@ -101,7 +101,7 @@ void Session::on_event_cb(bufferevent* bev, short what, void* arg) {
             int one = 1;
             setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             s->phase_ = Phase::greeting;
-            s->arm(kGreetingTimeout);
+            s->arm(s->settings_.greeting_timeout);
         } else if (s->phase_ == Phase::handshake) {
             s->handshake_done();
         }

@@ -34,6 +34,8 @@ inline constexpr std::size_t kBodyHighWater = 256 * 1024;  // stop reading the b
 
 struct SessionSettings {
     std::string helo_name;
+    int connect_timeout = kConnectTimeout;    // smtp_connect_timeout
+    int greeting_timeout = kGreetingTimeout;  // smtp_helo_timeout
     SSL_CTX* tls = nullptr;  // no TLS at all when null
     // none: never STARTTLS; may: STARTTLS when offered; encrypt: TLS required (unverified);
     // dane: TLS required and verified against `tlsa` (names: MX host, then the next-hop domain);
