@@ -127,6 +127,7 @@ private:
     void on_rcpt(const Reply& r);
     void on_data(const Reply& r);
     void on_dot(const Reply& r);
+    bool read_body(ssize_t& n);
     void pump_body();
     void send_bdat();
     void on_bdat(const Reply& r);

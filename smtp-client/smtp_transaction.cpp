@@ -212,18 +212,23 @@ void Session::on_data(const Reply& r) {
     pump_body();
 }
 
+// The next piece of the stored body into scratch_ (n = 0 at the end). On a storage error the connection
+// is dropped before the final dot or BDAT LAST, so nothing half-read is ever delivered.
+bool Session::read_body(ssize_t& n) {
+    scratch_.resize(kBodyChunk);
+    do n = pread(job_->body.get(), scratch_.data(), kBodyChunk, off_t(body_off_));
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) return true;
+    fail(std::string("4.3.0 error reading the queued message: ") + strerror(errno));
+    return false;
+}
+
 void Session::pump_body() {
     evbuffer* out = bufferevent_get_output(bev_);
     std::string enc;
     while (evbuffer_get_length(out) < kBodyHighWater) {
-        scratch_.resize(kBodyChunk);
-        ssize_t n = pread(job_->body.get(), scratch_.data(), kBodyChunk, off_t(body_off_));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            // Our own storage failed: drop the connection without the final dot so nothing is delivered.
-            fail(std::string("4.3.0 error reading the queued message: ") + strerror(errno));
-            return;
-        }
+        ssize_t n = 0;
+        if (!read_body(n)) return;
         enc.clear();
         if (n == 0) {
             encoder_.finish(enc);
@@ -244,14 +249,8 @@ void Session::pump_body() {
 void Session::send_bdat() {
     std::string out;
     while (!bdat_enc_.next_chunk(out)) {
-        scratch_.resize(kBodyChunk);
-        ssize_t n = pread(job_->body.get(), scratch_.data(), kBodyChunk, off_t(body_off_));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            // As for DATA: drop the connection without the LAST chunk so nothing is delivered.
-            fail(std::string("4.3.0 error reading the queued message: ") + strerror(errno));
-            return;
-        }
+        ssize_t n = 0;
+        if (!read_body(n)) return;
         if (n == 0) {
             bdat_enc_.finish();
             continue;
