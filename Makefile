@@ -77,23 +77,28 @@ ifneq ($(NO_DEPS),1)
 	fi
 endif
 
+# The targets that build on the user's behalf (run, check, asan, bench) use every core: JOBS=1 for a
+# serial build. Plain `make` is left as make's own -j says.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SUBMAKE = $(MAKE) -j$(JOBS)
+
 run: deps
-	$(MAKE) all
+	$(SUBMAKE) all
 	$(BUILD)/bin/mtad -d
 
 asan:
-	$(MAKE) SAN=1 all
+	$(SUBMAKE) SAN=1 all
 
 unit: all
 	$(UNIT_BIN)
 
 check: deps
-	$(MAKE) all
-	$(MAKE) SAN=1 all
+	$(SUBMAKE) all
+	$(SUBMAKE) SAN=1 all
 	tests/run-all
 
 bench: deps
-	$(MAKE) all
+	$(SUBMAKE) all
 	tests/bench/run
 
 fuzz: deps
