@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/daemon.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "master/listener_checks.h"
 
@@ -259,22 +260,6 @@ void Master::on_signal(int sig, short, void* arg) {
     }
 }
 
-namespace {
-
-// A PEM file for the TLS roles: read as root, bounded so it fits one IPC message.
-bool read_small_file(const std::string& path, std::string& out) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    out.clear();
-    char buf[8192];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0 && out.size() < 64 * 1024) out.append(buf, std::size_t(n));
-    close(fd);
-    return n == 0 && out.size() < 64 * 1024;
-}
-
-}  // namespace
-
 bool Master::reload(std::string& msg) {
     Config fresh;
     std::vector<ConfigError> errors;
@@ -311,8 +296,9 @@ bool Master::reload(std::string& msg) {
     // mta-smtpd is chrooted and unprivileged: it gets the certificate and key as PEM text and swaps
     // its TLS context in place (or keeps the old one if they are broken), so sessions live on.
     std::string cert_pem, key_pem;
-    bool have_pem = !cfg_.tls_cert.empty() && !cfg_.tls_key.empty() && read_small_file(cfg_.tls_cert, cert_pem) &&
-                    read_small_file(cfg_.tls_key, key_pem);
+    const std::size_t pem_max = 64 * 1024 - 1;  // read as root, below 64 KiB so it fits one IPC message
+    bool have_pem = !cfg_.tls_cert.empty() && !cfg_.tls_key.empty() && read_file(cfg_.tls_cert, cert_pem, pem_max) &&
+                    read_file(cfg_.tls_key, key_pem, pem_max);
     if (!cfg_.tls_cert.empty() && !have_pem)
         LOG_ERROR("event=tls_read_failed cert=%s key=%s", log::safe(cfg_.tls_cert).c_str(), log::safe(cfg_.tls_key).c_str());
     for (auto& c : children_) {

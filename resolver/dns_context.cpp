@@ -4,10 +4,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <unbound.h>
 
+#include "common/file_util.h"
 #include "common/log.h"
 
 namespace mta::resolver {
@@ -30,15 +29,6 @@ std::string collapse_ws(std::string_view s) {
         out.push_back(c);
     }
     return out;
-}
-
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    out = ss.str();
-    return !in.bad();
 }
 
 bool check(int rc, const char* what, std::string& err) {

@@ -6,8 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
-#include <fstream>
-#include <sstream>
+#include "common/file_util.h"
 
 namespace mta::smtpd {
 namespace {
@@ -32,15 +31,6 @@ struct X509Free {
 struct PkeyFree {
     void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
-
-bool read_file(const std::string& path, std::string& out) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return false;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    out = ss.str();
-    return bool(in) || in.eof();
-}
 
 }  // namespace
 

@@ -1,0 +1,26 @@
+#include "common/file_util.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/fd.h"
+
+namespace mta {
+
+bool read_file(const std::string& path, std::string& out, std::size_t max_bytes) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return false;
+    out.clear();
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) return true;
+        if (std::size_t(n) > max_bytes - out.size()) return false;
+        out.append(buf, std::size_t(n));
+    }
+}
+
+}  // namespace mta
