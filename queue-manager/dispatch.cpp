@@ -220,6 +220,14 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     for (uint64_t id : done) finish_job(id);
 }
 
+// mtaqueue hold arrived while this recipient was in flight: its deferral leaves it held.
+void QueueServer::hold_if_asked(const std::string& qid, const ActiveRcpt& ar, RecipientRecord& rec) {
+    if (!ar.hold_after) return;
+    rec.state = RcptState::held;
+    LOG_INFO("event=held qid=%s to=<%s> reason=\"held by admin during the attempt\"", qid.c_str(),
+             log::safe(ar.rec.addr).c_str());
+}
+
 void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& ar, uint32_t index,
                                 const RcptResult& r, const std::string& relay) {
     std::string qid = format_qid(msgid);
@@ -239,6 +247,7 @@ void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& a
     if (got == Outcome::deferred) {
         LOG_INFO("event=deferred qid=%s to=<%s> relay=%s reason=\"%s\" next=%llus", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), text.c_str(), (unsigned long long)(op.rcpt.next_attempt - now));
+        hold_if_asked(qid, ar, op.rcpt);
         op.kind = Op::Kind::put_recipient;
         if (delay_warning_due(am.msg, op.rcpt, now)) {
             op.rcpt.flags |= kRcptDelayWarned;
@@ -300,6 +309,7 @@ void QueueServer::requeue_peer_jobs(Peer& p) {
             result_ops_.push_back(std::move(op));
             LOG_WARN("event=deferred qid=%s to=<%s> reason=\"delivery agent went away\" next=%llus",
                      format_qid(key.first).c_str(), log::safe(ar.rec.addr).c_str(), (unsigned long long)kLinkLossRetry);
+            hold_if_asked(format_qid(key.first), ar, result_ops_.back().rcpt);
         } else {
             release_rcpt(key.first, key.second);
         }

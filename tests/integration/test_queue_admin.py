@@ -5,6 +5,7 @@ scripted receiving server (the relayhost); the lifecycle tests are in test_queue
 import json
 import os
 import subprocess
+import threading
 import time
 
 from mtatest import BIN, MTA, check, finish, wait_for
@@ -66,6 +67,34 @@ def admin_tools(m, srv):
     srv.decide = old
 
 
+def hold_in_flight(m, srv):
+    """hold while the recipient is being delivered: the attempt runs on, and its deferral leaves it held."""
+    gate = threading.Event()
+    old = srv.decide
+
+    def stall(rcpt, n):
+        if "stall" not in rcpt:
+            return old(rcpt, n)
+        if n == 1:
+            gate.wait(20)
+        return "452 4.2.2 full" if n == 1 else "250 2.1.5 ok"
+    srv.decide = stall
+    send(m, "inflight@localhost", ["stall@remote.test"], "admin three")
+    wait_for(lambda: srv.attempts["stall@remote.test"] >= 1, 20)
+    r = mtaqueue(m, "hold", "--to", "stall@remote.test")
+    check("admin: hold in flight is promised", r.returncode == 0 and "1 recipient" in r.stdout and
+          "held if the current attempt defers" in r.stdout, r.stdout + r.stderr)
+    gate.set()
+    held = lambda: [x["state"] for msg in queue_json(m).get("messages", []) for x in msg["recipients"]] == ["held"]
+    check("admin: its deferral leaves it held", wait_for(held, 10), queue_json(m))
+    time.sleep(2.5)
+    check("admin: held after the attempt, not retried", srv.attempts["stall@remote.test"] == 1, srv.attempts)
+    r = mtaqueue(m, "release", "--to", "stall@remote.test")
+    ok = wait_for(lambda: any("stall@remote.test" in d[1] for d in srv.delivered), 15)
+    check("admin: released, then delivered", r.returncode == 0 and ok, r.stdout + str(srv.attempts))
+    srv.decide = old
+
+
 def sendmail_tests(m):
     sm = os.path.join(BIN, "sendmail")
     msg = "To: smuser@localhost\nBcc: smhidden@localhost\nSubject: via sendmail\n\nline one\n.\nafter dot\n"
@@ -111,6 +140,7 @@ def main():
     m = MTA(extra=relay_config(srv), name="queueadm").start()
     try:
         admin_tools(m, srv)
+        hold_in_flight(m, srv)
         sendmail_tests(m)
         sendmail_while_down(m)
     finally:
