@@ -41,10 +41,45 @@ std::string trim(std::string_view s) {
     return std::string(s.substr(b, e - b));
 }
 
+// Tab separates fields like a space; every other control character is an error.
 bool has_ctl(std::string_view s) {
     for (char c : s)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return true;
     return false;
+}
+
+struct LogicalLine {
+    int lineno;
+    std::string text;
+};
+
+// Postfix table syntax: a logical line starts with non-whitespace text; a line that starts with
+// whitespace continues it (joined with one space). Blank lines and '#' comment lines are skipped.
+// auth sources have no continuations: a password may begin with a blank.
+std::vector<LogicalLine> logical_lines(std::string_view text, bool continuations, std::vector<std::string>& errors) {
+    std::vector<LogicalLine> out;
+    int lineno = 0;
+    bool open = false;  // the last logical line may still be continued
+    while (!text.empty()) {
+        std::size_t nl = text.find('\n');
+        std::string_view raw = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+        lineno++;
+        std::string line = trim(raw);
+        if (line.empty() || line[0] == '#') continue;
+        if (continuations && (raw[0] == ' ' || raw[0] == '\t')) {
+            if (!open) {
+                errors.push_back("line " + std::to_string(lineno) + ": continuation line without an entry before it");
+                continue;
+            }
+            out.back().text += ' ';
+            out.back().text += line;
+            continue;
+        }
+        out.push_back({lineno, std::move(line)});
+        open = true;
+    }
+    return out;
 }
 
 // transport and tls_policy: a domain key and a value the router can use (common/routing.h).
@@ -176,14 +211,7 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
                   std::string (*hash)(const std::string&)) {
     std::size_t errs = errors.size();
     std::vector<std::string> keys;
-    int lineno = 0;
-    while (!text.empty()) {
-        std::size_t nl = text.find('\n');
-        std::string_view raw = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-        lineno++;
-        std::string line = trim(raw);
-        if (line.empty() || line[0] == '#') continue;
+    for (auto& [lineno, line] : logical_lines(text, kind != Kind::auth, errors)) {
         auto fail = [&](const std::string& m) { errors.push_back("line " + std::to_string(lineno) + ": " + m); };
         if (has_ctl(line)) { fail("control character in line"); continue; }
         std::string key, value;

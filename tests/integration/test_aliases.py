@@ -17,7 +17,9 @@ OUTSIDE = "127.0.0.9"
 ALIASES = """# aliases(5) style
 postmaster: root
 root: alice
-team: alice, Bob
+team:\talice,
+  # a comment line inside the entry
+\tBob
 fwd: faraway@remote.test
 bounceme: nouser-x@remote.test
 loopa: loopb
@@ -110,7 +112,7 @@ def rcpt_tests(m, srv):
     s.data(message("alias team"))
     s.quit()
     got = wait_for(lambda: with_subject(m, "alice", "alias team") and with_subject(m, "bob", "alias team"), 15)
-    check("alias: team -> alice, Bob: both Maildirs get it", got, m.log_text()[-1500:])
+    check("alias: team -> alice, Bob (tab, continuation line): both Maildirs get it", got, m.log_text()[-1500:])
     data = open(got[0], "rb").read() if got else b""
     check("alias: Received: names the address the client gave", b"for <team@localhost>" in data, data[:300])
 
@@ -186,7 +188,7 @@ def dsn_test(m):
 
 def replace_test(m):
     with open(m.aliases, "w") as f:
-        f.write(ALIASES.replace("team: alice, Bob", "team: carol"))
+        f.write(ALIASES.replace("team:\talice,\n  # a comment line inside the entry\n\tBob", "team: carol"))
     r = tool("mtamap", "-t", "aliases", m.aliases)
     check("mtamap: rebuilds the alias table in place", r.returncode == 0, r.stderr)
     check("smtpd: notices the replaced table and restarts",

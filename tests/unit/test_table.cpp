@@ -61,6 +61,30 @@ TEST_CASE("parse_source: recipients, aliases, virtual are lower-cased") {
     CHECK_FALSE(parse_source("lonely:\n", Kind::aliases, e, errors, fake_hash));
 }
 
+TEST_CASE("parse_source: tabs separate fields; indented lines continue an entry (Postfix syntax)") {
+    Entries e;
+    std::vector<std::string> errors;
+    REQUIRE(parse_source("team:\talice,\n\tbob,\n  # a comment inside\n   carol\nsolo: dave\n", Kind::aliases, e, errors,
+                         fake_hash));
+    REQUIRE(e.size() == 2);
+    CHECK(e[0] == std::pair<std::string, std::string>{"team", "alice, bob, carol"});
+    CHECK(e[1] == std::pair<std::string, std::string>{"solo", "dave"});
+    e.clear();
+    REQUIRE(parse_source("example.com\tsmtp:[127.0.0.1]:25\n", Kind::transport, e, errors, fake_hash));
+    CHECK(e[0] == std::pair<std::string, std::string>{"example.com", "smtp:[127.0.0.1]:25"});
+    e.clear();
+    errors.clear();
+    CHECK_FALSE(parse_source("  orphan@example.com\nok@example.com x\n", Kind::recipients, e, errors, fake_hash));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].rfind("line 1: continuation", 0) == 0);
+    e.clear();
+    errors.clear();
+    // auth: no continuations; a leading blank is just trimmed, and a tab inside a password is kept.
+    REQUIRE(parse_source("alice:pw\n bob:x\ty\n", Kind::auth, e, errors, fake_hash));
+    REQUIRE(e.size() == 2);
+    CHECK(e[1] == std::pair<std::string, std::string>{"bob", "$6$fakesalt$x\ty"});
+}
+
 TEST_CASE("passwords: SHA-512 crypt round trip") {
     std::string h = hash_password("correct horse");
     REQUIRE(h.rfind("$6$", 0) == 0);
