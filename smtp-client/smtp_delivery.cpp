@@ -214,11 +214,13 @@ void Delivery::run(bool reused) {
     const Extensions& ext = session_->ext();
     std::string refusal = content_refusal(job_, ext.smtputf8, ext.eightbitmime, session_->target().hostip(),
                                           [this] { return body_has_8bit(job_.body.get()); });
+    if (refusal.empty() && ext.size) refusal = size_refusal(job_.message_size(), ext.size_limit, session_->target().hostip());
     if (!refusal.empty()) {
         release_session();  // fine for other mail
         finish(DeliveryStatus::bounced, refusal);
         return;
     }
+    sessions_++;
     session_->transact(job_, [this, reused](TxOutcome o) { on_tx(std::move(o), reused); });
 }
 
@@ -239,12 +241,36 @@ void Delivery::on_tx(TxOutcome o, bool reused) {
             return;
         }
         bool coded = o.error.size() > 2 && o.error[1] == '.' && (o.error[0] == '4' || o.error[0] == '5');
-        finish(DeliveryStatus::deferred, coded ? o.error : "4.4.2 " + o.error);
+        std::string text = coded ? o.error : "4.4.2 " + o.error;
+        if (next_host_after_soft_failure(text)) return;
+        finish(DeliveryStatus::deferred, text);
         return;
     }
     if (o.usable) release_session();
     else session_.reset();
+    if (next_host_after_soft_failure("")) return;
     finish(DeliveryStatus::deferred, "4.4.2 protocol error: no reply for this recipient");
+}
+
+bool Delivery::next_host_after_soft_failure(const std::string& error) {
+    // Like Postfix's smtp_bulk_fail/smtp_rcpt_fail: a temporary failure from a host that is not the last
+    // one (a 4xx to MAIL, RCPT, DATA or the dot, a lost connection) leaves the recipients for the next.
+    if (next_target_ >= targets_.size() || sessions_ >= kMaxSessionsPerAttempt) return false;
+    std::size_t reopened = 0;
+    for (auto& r : job_.rcpts) {
+        if (r.final && r.status != DeliveryStatus::deferred) continue;
+        if (r.final) last_error_ = r.text;
+        r.final = false;
+        reopened++;
+    }
+    if (reopened == 0) return false;
+    if (!error.empty()) last_error_ = error;
+    temp_failures_++;
+    LOG_INFO("event=next_host qid=%s relay=%s recipients=%zu reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
+             reopened, log::safe(last_error_).c_str());
+    session_.reset();
+    try_next();
+    return true;
 }
 
 void Delivery::release_session() { env_.cache->put(cache_key_, std::move(session_)); }

@@ -57,6 +57,8 @@ private:
     void on_open(bool ok, const std::string& err);
     void run(bool reused);
     void on_tx(TxOutcome o, bool reused);
+    // Deferred recipients go to the next address when one is left: true if that was started.
+    bool next_host_after_soft_failure(const std::string& error);
     void release_session();
     void finish(ipc::DeliveryStatus st, const std::string& text);
     void complete();
@@ -73,6 +75,7 @@ private:
     sts::Lookup sts_;                            // the domain's MTA-STS policy (found = false: none)
     std::string requiretls_error_;               // why the last host could not take REQUIRETLS mail
     std::size_t temp_failures_ = 0;              // hosts that failed for reasons that may go away
+    std::size_t sessions_ = 0;                   // transactions started on a session, this attempt
     std::unique_ptr<TargetResolver> resolver_;
     std::vector<Target> targets_;
     std::size_t next_target_ = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <set>
+#include <sys/stat.h>
 
 namespace mta::smtp {
 namespace {
@@ -98,6 +99,18 @@ std::string content_refusal(const Job& job, bool smtputf8, bool eightbitmime, co
     if (job.body_type != 0 && !eightbitmime && body_8bit && body_8bit())
         return "5.6.3 8-bit message, but host " + host + " does not offer 8BITMIME (no conversion to 7 bit)";
     return "";
+}
+
+std::string size_refusal(uint64_t message_size, uint64_t server_limit, const std::string& host) {
+    if (server_limit == 0 || message_size <= server_limit) return "";
+    return "5.3.4 message size " + std::to_string(message_size) + " exceeds size limit " +
+           std::to_string(server_limit) + " of server " + host;
+}
+
+uint64_t Job::message_size() const {
+    struct stat st;
+    if (size == 0 && fstat(body.get(), &st) == 0 && st.st_size > 0) return uint64_t(st.st_size);
+    return size;
 }
 
 bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {

@@ -42,6 +42,8 @@ struct Job {
     // Set status/text of every recipient not decided yet.
     void settle_rest(ipc::DeliveryStatus st, const std::string& text);
     std::size_t open_count() const;
+    // `size` from the queue, or the stored body's size when the queue sent none.
+    uint64_t message_size() const;
     // True if the envelope needs SMTPUTF8 (non-ASCII sender or recipient).
     bool envelope_utf8() const;
 };
@@ -52,6 +54,10 @@ struct Job {
 // so 5.6.3). `body_8bit` is asked only in that last case (it reads the body).
 std::string content_refusal(const Job& job, bool smtputf8, bool eightbitmime, const std::string& host,
                             const std::function<bool()>& body_8bit);
+
+// RFC 1870 §6, as Postfix does: a message larger than the SIZE limit the server announced is not sent;
+// a permanent "5.3.4 ..." text, or "" when it fits or no limit (0) was announced.
+std::string size_refusal(uint64_t message_size, uint64_t server_limit, const std::string& host);
 
 // Strict decoding. False (with `err`) means a malformed message: the caller treats the link as hostile.
 // Recipient groups: a group starts at `rcpt` or `rcpt_index` and a repeated per-recipient tag starts the

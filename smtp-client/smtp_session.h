@@ -132,6 +132,7 @@ private:
     void send_bdat();
     void on_bdat(const Reply& r);
     void send_rset();
+    std::size_t unsent() const;  // bytes written but not yet handed to the kernel (TLS: both layers)
     void tx_finished(bool usable);
     void tx_failed(const std::string& why);
 

@@ -9,7 +9,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/address.h"
@@ -38,12 +37,7 @@ void settle(Recipient& r, int code, std::string text) {
 
 std::string Session::mail_command() const {
     std::string c = "MAIL FROM:<" + job_->sender + ">";
-    if (ext_.size) {
-        uint64_t size = job_->size;
-        struct stat st;
-        if (size == 0 && fstat(job_->body.get(), &st) == 0) size = uint64_t(st.st_size);
-        c += " SIZE=" + std::to_string(size);
-    }
+    if (ext_.size) c += " SIZE=" + std::to_string(job_->message_size());
     if (job_->body_type != 0 && ext_.eightbitmime) c += " BODY=8BITMIME";
     if (job_->smtputf8 && ext_.smtputf8) c += " SMTPUTF8";
     if (job_->requiretls && ext_.requiretls) c += " REQUIRETLS";  // RFC 8689 §4.2; the delivery checked TLS
@@ -106,7 +100,13 @@ void Session::transact(Job& job, TxDone done) {
 
 void Session::on_tx_reply(const Reply& r) {
     if (phase_ == Phase::body) {
-        // The server answered while we were still sending: it gave up on this message.
+        // The server answered while we were still sending: it gave up on this message. A 2xx there
+        // cannot accept a message the server has not seen: a protocol error, deferred (never "delivered").
+        if (r.klass() == 2) {
+            fail("protocol error from " + target_.hostip() + ": premature reply while sending message body: " +
+                 r.summary());
+            return;
+        }
         for (auto* a : accepted_)
             if (!a->final) settle(*a, r.code, said(r) + " (in reply to DATA content)");
         tx_finished(false);
@@ -117,6 +117,11 @@ void Session::on_tx_reply(const Reply& r) {
         return;
     }
     got_reply_ = true;
+    if (expect_.front() == Expect::dot && r.klass() == 2 && unsent() > 0) {
+        // Acceptance before our final "." (or BDAT LAST) left this host: the reply is not about this message.
+        fail("protocol error from " + target_.hostip() + ": premature reply before end of data: " + r.summary());
+        return;
+    }
     Expect e = expect_.front();
     expect_.pop_front();
     switch (e) {
@@ -298,6 +303,13 @@ void Session::on_dot(const Reply& r) {
         else settle(*a, r.code, said(r) + stage);
     }
     tx_finished(true);
+}
+
+std::size_t Session::unsent() const {
+    if (!bev_) return 0;
+    std::size_t n = evbuffer_get_length(bufferevent_get_output(bev_));
+    if (bufferevent* under = bufferevent_get_underlying(bev_)) n += evbuffer_get_length(bufferevent_get_output(under));
+    return n;
 }
 
 void Session::send_rset() {

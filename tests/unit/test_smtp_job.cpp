@@ -164,3 +164,11 @@ TEST_CASE("smtp job: tls_level from smtp_tls_policy_map") {
         CHECK_FALSE(parse_deliver(m, b, err));
     }
 }
+
+TEST_CASE("smtp job: size_refusal (SIZE limit announced by the server)") {
+    CHECK(size_refusal(5000, 0, "h").empty());      // no limit announced (or "SIZE" without a number)
+    CHECK(size_refusal(100, 100, "h").empty());     // exactly the limit fits
+    CHECK(size_refusal(99, 100, "h").empty());
+    CHECK(size_refusal(101, 100, "mx[192.0.2.1]") == "5.3.4 message size 101 exceeds size limit 100 of server mx[192.0.2.1]");
+    CHECK(size_refusal(UINT64_MAX, UINT64_MAX - 1, "h").rfind("5.3.4 ", 0) == 0);
+}

@@ -41,6 +41,9 @@ TEST_CASE("smtp reply: errors") {
     CHECK(parse_reply("150 ok\r\n", r).status == ParseStatus::error);
     CHECK(parse_reply("650 ok\r\n", r).status == ParseStatus::error);
     CHECK(parse_reply("250_ok\r\n", r).status == ParseStatus::error);
+    CHECK(parse_reply("2500 ok\r\n", r).status == ParseStatus::error);  // four digits
+    CHECK(parse_reply("25 ok\r\n", r).status == ParseStatus::error);    // two digits
+    CHECK(parse_reply("25\r\n", r).status == ParseStatus::error);
     CHECK(parse_reply("250-a\r\n251 b\r\n", r).status == ParseStatus::error);
     CHECK(parse_reply("\r\n", r).status == ParseStatus::error);
     std::string longline = "250 " + std::string(kMaxReplyLine + 10, 'x');
