@@ -14,7 +14,8 @@ namespace mta::smtp {
 using ipc::DeliveryStatus;
 
 std::string Target::hostip() const { return host + "[" + ip + "]"; }
-std::string Target::label() const { return hostip() + ":" + std::to_string(port); }
+// A Unix socket (LMTP) has no port: "localhost[unix:/path]".
+std::string Target::label() const { return ip.rfind("unix:", 0) == 0 ? hostip() : hostip() + ":" + std::to_string(port); }
 
 bool make_target(const std::string& host, const std::string& ip, uint16_t port, Target& out) {
     out = Target{};
