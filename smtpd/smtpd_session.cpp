@@ -7,6 +7,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -80,7 +81,7 @@ void Session::write_cb(bufferevent*, void* arg) {
     }
     if (s->read_paused_) {
         s->read_paused_ = false;
-        bufferevent_enable(s->bev_, EV_READ);
+        if (!s->peer_eof_) bufferevent_enable(s->bev_, EV_READ);
         s->process_input();
     }
 }
@@ -101,7 +102,15 @@ void Session::event_cb(bufferevent*, short what, void* arg) {
         s->close_with(421, "4.4.2", s->cfg_->hostname + " Error: timeout exceeded");
         return;
     }
-    s->finish();  // EOF, error, or a client that stopped reading
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        // Half-close (`printf ... | nc -N`): the client may still read. Like Postfix, answer every
+        // complete command it sent, including a message waiting for the queue, and only then close.
+        s->peer_eof_ = true;
+        if (s->state_ != State::closing) s->process_input();
+        else if (evbuffer_get_length(bufferevent_get_output(s->bev_)) == 0) s->finish();
+        return;
+    }
+    s->finish();  // error, or a client that stopped reading
 }
 
 void Session::queue_timeout_cb(int, short, void* arg) {
@@ -145,9 +154,22 @@ bool Session::output_full() {
     return true;
 }
 
+void Session::process_input() {
+    process_commands();
+    // After the client's EOF nothing new can arrive: once the buffered commands are answered (and no
+    // queue reply or delayed AUTH answer is due), flush the replies and close.
+    if (!peer_eof_ || !bev_ || state_ == State::closing || state_ == State::wait_queue ||
+        state_ == State::auth_delay || read_paused_)
+        return;
+    state_ = State::closing;
+    abort_body();
+    evtimer_del(queue_timer_);
+    if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) finish();
+}
+
 // Pipelining: handle every complete command already buffered, in order; replies collect in the
 // output buffer and leave together when the loop returns.
-void Session::process_input() {
+void Session::process_commands() {
     while (state_ != State::closing && !output_full()) {
         if (state_ == State::wait_queue || state_ == State::auth_delay) return;
         evbuffer* in = bufferevent_get_input(bev_);  // STARTTLS swaps bev_ between two commands
@@ -254,6 +276,7 @@ void Session::finish() {
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
     if (tls_) tls_shutdown();
+    discard_unread_input();
     bufferevent_free(bev_);
     bev_ = nullptr;
     state_ = State::closing;
@@ -261,6 +284,18 @@ void Session::finish() {
              static_cast<unsigned long long>(id_), static_cast<unsigned long long>(messages_),
              static_cast<unsigned long long>(errors_));
     host_.session_done(id_);
+}
+
+// close(2) on a socket with unread input sends RST instead of FIN, and the RST can make the client's
+// kernel drop our last reply (421, 221) before the client reads it. Discard what already arrived,
+// without blocking and bounded, so that the close is an orderly one in the usual case.
+void Session::discard_unread_input() {
+    bufferevent* under = bufferevent_get_underlying(bev_);
+    int fd = bufferevent_getfd(under ? under : bev_);
+    if (fd < 0) return;
+    char buf[4096];
+    for (int i = 0; i < 16; i++)
+        if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0) break;
 }
 
 // Best effort, never blocking: send close_notify, and for STARTTLS sessions push out what the SSL

@@ -130,7 +130,9 @@ private:
     void watch_data_rate();
     void setup_bev();
     void tls_shutdown();
+    void discard_unread_input();
     void process_input();
+    void process_commands();
     bool output_full();
     void handle_line(std::string_view line);
     void reply(int code, const char* enhanced, const std::string& text);
@@ -200,6 +202,7 @@ private:
     uint64_t pending_reqid_ = 0;
     bool discarding_ = false;     // framer: dropping the tail of an over-long line
     bool read_paused_ = false;    // client is not reading our replies
+    bool peer_eof_ = false;       // client half-closed: answer what it sent, then close
     bool stopping_ = false;
     bool esmtp_ = false;
     std::string helo_;

@@ -50,9 +50,14 @@ class Client:
         return self.last()
 
     def closed(self):
+        """True once the server has closed (FIN, or RST when our unread bytes were still on its side)."""
         try:
-            return self.s.recv(100) == b""
-        except (ConnectionResetError, socket.timeout):
+            while True:
+                if self.s.recv(4096) == b"":
+                    return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
             return False
 
     def close(self):
