@@ -132,11 +132,14 @@ Command parse_command(std::string_view line) {
         {"DATA", Verb::data}, {"BDAT", Verb::bdat}, {"RSET", Verb::rset}, {"NOOP", Verb::noop},
         {"QUIT", Verb::quit}, {"VRFY", Verb::vrfy}, {"EXPN", Verb::expn}, {"HELP", Verb::help},
         {"STARTTLS", Verb::starttls}, {"AUTH", Verb::auth},
+        {"TURN", Verb::not_implemented}, {"ETRN", Verb::not_implemented}, {"ATRN", Verb::not_implemented},
+        {"SEND", Verb::not_implemented}, {"SOML", Verb::not_implemented}, {"SAML", Verb::not_implemented},
     };
     for (auto& v : kVerbs)
         if (iequals(word, v.name)) c.verb = v.verb;
     if (c.verb == Verb::mail || c.verb == Verb::rcpt) {
         std::string_view prefix = c.verb == Verb::mail ? "FROM:" : "TO:";
+        while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);  // "MAIL  FROM:": Postfix takes it too
         if (!istarts(arg, prefix)) c.bad_syntax = true;
         else arg.remove_prefix(prefix.size());
     }

@@ -29,7 +29,9 @@ struct Frame {
 Frame next_command(std::string_view buf, std::size_t limit, bool& discarding);
 
 // ---- verbs ----
-enum class Verb { unknown, helo, ehlo, mail, rcpt, data, bdat, rset, noop, quit, vrfy, expn, help, starttls, auth };
+// not_implemented: verbs of RFC 821/1985/2645 that we recognise and refuse with 502 (TURN, ETRN, ...).
+enum class Verb { unknown, helo, ehlo, mail, rcpt, data, bdat, rset, noop, quit, vrfy, expn, help, starttls, auth,
+                  not_implemented };
 
 struct Command {
     Verb verb = Verb::unknown;

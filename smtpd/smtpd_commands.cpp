@@ -1,5 +1,6 @@
 // SMTP command handlers: check_<cmd> validates state and arguments, proceed_<cmd> changes state.
 // Every reply carries an enhanced status code (RFC 2034) except the greeting and the EHLO list.
+#include <algorithm>
 #include <string>
 
 #include "common/log.h"
@@ -67,6 +68,7 @@ void Session::dispatch(const Command& c) {
     case Verb::help: reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY"); break;
     case Verb::starttls: cmd_starttls(c); break;
     case Verb::auth: cmd_auth(c); break;
+    case Verb::not_implemented: reply(502, "5.5.1", "Error: command not implemented"); break;
     case Verb::unknown: reply(500, "5.5.2", "Error: command not recognized"); break;
     }
 }
@@ -77,7 +79,11 @@ void Session::cmd_helo(const Command& c, bool extended) {
         reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
         return;
     }
-    if (!addr::valid_domain(arg)) {
+    // Underscores are not valid in host names, but many Windows clients send them; Postfix takes any
+    // name. Tolerate them, nothing else: the name goes into Received: headers.
+    std::string probe = arg;
+    std::replace(probe.begin(), probe.end(), '_', 'x');
+    if (!addr::valid_domain(probe)) {
         reply(501, "5.5.4", "Invalid domain name in HELO/EHLO");
         return;
     }

@@ -120,6 +120,10 @@ void Session::cmd_auth(const Command& c) {
     std::string_view mech = arg.substr(0, sp);
     std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
     bool has_initial = sp != std::string_view::npos;
+    if (mech.empty()) {
+        reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
     if (iequal(mech, "PLAIN")) auth_step_ = AuthStep::plain;
     else if (iequal(mech, "LOGIN")) auth_step_ = AuthStep::login_user;
     else {

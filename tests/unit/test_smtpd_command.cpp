@@ -94,11 +94,19 @@ TEST_CASE("verbs are case-insensitive and MAIL/RCPT need FROM:/TO:") {
     CHECK(parse_command("STARTTLS").verb == Verb::starttls);
     CHECK(parse_command("FOO bar").verb == Verb::unknown);
     CHECK(parse_command("MAILFROM:<a@b>").verb == Verb::unknown);
+    // Known but refused (502): old relay-turnaround and terminal-delivery verbs.
+    for (const char* v : {"TURN", "etrn localhost", "ATRN a.example", "SEND FROM:<a@b>", "soml", "SAML FROM:<>"})
+        CHECK(parse_command(v).verb == Verb::not_implemented);
+    CHECK(parse_command("TURNX").verb == Verb::unknown);
     Command c = parse_command("mail from:<a@b> SIZE=10");
     CHECK(c.verb == Verb::mail);
     CHECK_FALSE(c.bad_syntax);
     CHECK(c.arg == "<a@b> SIZE=10");
     CHECK(parse_command("MAIL <a@b>").bad_syntax);
+    Command spaced = parse_command("RCPT   TO:<x@y>");
+    CHECK_FALSE(spaced.bad_syntax);
+    CHECK(spaced.arg == "<x@y>");
+    CHECK(parse_command("MAIL ").bad_syntax);
     c = parse_command("RCPT To:<x@y>");
     CHECK(c.verb == Verb::rcpt);
     CHECK(c.arg == "<x@y>");
