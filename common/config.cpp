@@ -5,12 +5,12 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <fcntl.h>
 #include <functional>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <sstream>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -199,6 +199,9 @@ bool parse_config(std::string_view text, const std::string& filename, Config& ou
             errors.push_back({filename, lineno, key, "NUL byte in value"});
             continue;
         }
+        if (lines[i])  // as Postfix: the last one wins, with a warning
+            c.warnings.push_back(ConfigError{filename, lineno, key,
+                                             "overrides the earlier setting on line " + std::to_string(lines[i])}.str());
         vals[i] = value;
         lines[i] = lineno;
     }
@@ -216,17 +219,31 @@ bool parse_config(std::string_view text, const std::string& filename, Config& ou
 }
 
 bool load_config(const std::string& path, bool missing_ok, Config& out, std::vector<ConfigError>& errors) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) {
+    constexpr std::size_t kMaxConfigFile = 1024 * 1024;
+    // O_NONBLOCK and a plain-file check: a directory must not read as an empty file, a FIFO must not hang.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
         if (missing_ok && errno == ENOENT) return parse_config("", "(built-in defaults)", out, errors);
         errors.push_back({path, 0, "", std::string("cannot read: ") + strerror(errno)});
         return false;
     }
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    std::string text = ss.str();
-    if (text.size() > 1024 * 1024) {
-        errors.push_back({path, 0, "", "file too large"});
+    struct stat st;
+    std::string text, why;
+    if (fstat(fd, &st) != 0) why = std::string("cannot read: ") + strerror(errno);
+    else if (!S_ISREG(st.st_mode)) why = "not a plain file";
+    else if (uint64_t(st.st_size) > kMaxConfigFile) why = "file too large";
+    char buf[65536];
+    while (why.empty()) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) why = std::string("cannot read: ") + strerror(errno);
+        if (n <= 0) break;
+        text.append(buf, std::size_t(n));
+        if (text.size() > kMaxConfigFile) why = "file too large";
+    }
+    ::close(fd);
+    if (!why.empty()) {
+        errors.push_back({path, 0, "", why});
         return false;
     }
     return parse_config(text, path, out, errors);

@@ -67,6 +67,7 @@ struct Config {
     std::vector<std::pair<std::string, std::string>> values;  // effective key -> text, in kKeys order
     std::string text;  // the source text this was parsed from (sent to children on start/reload)
     std::string source = "(built-in defaults)";
+    std::vector<std::string> warnings;  // "file:line: key: ..." for accepted oddities (a key given twice)
 
     bool is_local_domain(std::string_view domain_lower) const;
     bool is_relay_domain(std::string_view domain_lower) const;

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     }
     mta::Config cfg, defaults;
     if (!mta::load_tool_config("mtaconf", path, explicit_path, cfg)) return 1;
+    for (auto& w : cfg.warnings) fprintf(stderr, "mtaconf: warning: %s\n", w.c_str());
     std::vector<mta::ConfigError> errors;
     if (!mta::parse_config("", "(defaults)", defaults, errors)) {  // built-in defaults: cannot fail
         for (auto& e : errors) fprintf(stderr, "mtaconf: %s\n", e.str().c_str());

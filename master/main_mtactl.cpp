@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "mtactl: %s\n", err.c_str());
         return 1;
     }
-    fputs(answer.c_str(), stdout);
-    return answer.rfind("error:", 0) == 0 ? 1 : 0;
+    bool failed = answer.rfind("error:", 0) == 0;
+    fputs(answer.c_str(), failed ? stderr : stdout);  // a refusal is a message for stderr, with a non-zero exit
+    return failed ? 1 : 0;
 }

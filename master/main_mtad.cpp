@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     for (auto& e : problems.errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
     if (!problems.errors.empty()) return 1;
     if (check_only) {
+        for (auto& w : cfg.warnings) fprintf(stderr, "mtad: warning: %s\n", w.c_str());
         for (auto& w : problems.warnings) fprintf(stderr, "mtad: warning: %s\n", w.str().c_str());
         printf("mtad: configuration %s is valid\n", cfg.source.c_str());
         return 0;
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     mta::log::init("mtad", foreground);
     mta::log::Level lvl;
     if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
+    for (auto& w : cfg.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w).c_str());
     for (auto& w : problems.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w.str()).c_str());
     mta::master::Master m(path, explicit_path, std::move(cfg), foreground);
     return m.run();

@@ -279,6 +279,7 @@ bool Master::reload(std::string& msg) {
         }
         return false;
     }
+    for (auto& w : fresh.warnings) LOG_WARN("event=config_warning detail=\"%s\"", log::safe(w).c_str());
     for (auto& w : problems.warnings) LOG_WARN("event=config_warning detail=\"%s\"", log::safe(w.str()).c_str());
     // The control socket cannot move under a running mtad; keep the one we listen on.
     fresh.control_socket = cfg_.control_socket;

@@ -1,6 +1,8 @@
 // Unit tests for common/config: the default host name and what mtad pins for its chrooted roles.
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -45,4 +47,53 @@ TEST_CASE("config: absolutize_paths pins the looked-up hostname into the text th
     REQUIRE(parse_config("hostname = mx.example.org\n", "t", set, errors));
     absolutize_paths(set);
     CHECK(set.text.find("hostname = mx.example.org\n") == set.text.rfind("hostname = "));
+}
+
+TEST_CASE("config: a key given twice: the last wins, with a warning naming both lines") {
+    Config c;
+    std::vector<ConfigError> errors;
+    REQUIRE(parse_config("hostname = a.example\n# x\nhostname = b.example\n", "m.conf", c, errors));
+    CHECK(c.hostname == "b.example");
+    REQUIRE(c.warnings.size() == 1);
+    CHECK(c.warnings[0] == "m.conf:3: hostname: overrides the earlier setting on line 1");
+}
+
+TEST_CASE("config: CRLF lines, trailing blanks and NUL bytes") {
+    Config c;
+    std::vector<ConfigError> errors;
+    REQUIRE(parse_config("hostname = a.example  \r\nrecipient_limit = 7\r\n", "m.conf", c, errors));
+    CHECK(c.hostname == "a.example");
+    CHECK(c.recipient_limit == 7);
+    CHECK_FALSE(parse_config(std::string("hostname = a.ex\0ample\n", 22), "m.conf", c, errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].str() == "m.conf:1: hostname: NUL byte in value");
+}
+
+TEST_CASE("config: load_config refuses a directory, a FIFO and an oversized file with the path") {
+    char tmpl[] = "/tmp/test-config-XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    Config c;
+    for (std::string kind : {"dir", "fifo", "big"}) {
+        std::string path = dir + "/" + kind;
+        if (kind == "dir") REQUIRE(mkdir(path.c_str(), 0700) == 0);
+        if (kind == "fifo") REQUIRE(mkfifo(path.c_str(), 0600) == 0);  // must not block
+        if (kind == "big") {
+            FILE* f = fopen(path.c_str(), "w");
+            REQUIRE(f);
+            std::string line = "hostname = " + std::string(2 * 1024 * 1024, 'a') + "\n";
+            fwrite(line.data(), 1, line.size(), f);
+            fclose(f);
+        }
+        std::vector<ConfigError> errors;
+        CHECK_FALSE(load_config(path, true, c, errors));
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].file == path);
+        CHECK(errors[0].message == (kind == "big" ? "file too large" : "not a plain file"));
+        if (kind == "dir") rmdir(path.c_str());
+        else unlink(path.c_str());
+    }
+    std::vector<ConfigError> errors;
+    CHECK(load_config(dir + "/absent", true, c, errors));  // the implicit default path may be absent
+    CHECK_FALSE(load_config(dir + "/absent", false, c, errors));
+    rmdir(dir.c_str());
 }
