@@ -79,6 +79,8 @@ enum class Tag : uint16_t {
     tls_key_pem = 71,    // config (optional): tls_key's PEM text
 
     tls_level = 80,      // deliver (optional): per-destination TLS level from smtp_tls_policy_map (text)
+    dsn_handoff = 81,    // deliver_result (optional, after a delivered recipient's status): accepted by an
+                         // SMTP next hop without DSN (1: success DSN says "relayed") or with DSN (2: it reports)
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

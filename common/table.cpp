@@ -211,7 +211,9 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
                   std::string (*hash)(const std::string&)) {
     std::size_t errs = errors.size();
     std::vector<std::string> keys;
-    for (auto& [lineno, line] : logical_lines(text, kind != Kind::auth, errors)) {
+    for (auto& logical : logical_lines(text, kind != Kind::auth, errors)) {
+        const int lineno = logical.lineno;  // named copies: clang < 16 cannot capture structured bindings
+        const std::string& line = logical.text;
         auto fail = [&](const std::string& m) { errors.push_back("line " + std::to_string(lineno) + ": " + m); };
         if (has_ctl(line)) { fail("control character in line"); continue; }
         std::string key, value;

@@ -16,10 +16,13 @@
 namespace mta::queue {
 namespace {
 
+// Only a plain file is read: a FIFO or device planted in body/ must not block the queue.
 bool read_prefix(int dir_fd, uint64_t msgid, std::size_t limit, std::string& out) {
-    int fd = openat(dir_fd, format_qid(msgid).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dir_fd, format_qid(msgid).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return false;
     UniqueFd owner(fd);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
     out.clear();
     char buf[65536];
     while (out.size() < limit) {
@@ -98,8 +101,9 @@ std::vector<uint64_t> QueueServer::make_notifications(const std::vector<Op>& res
         m.msgid = in.dsn_msgid;
         m.msg.arrival = now;
         m.msg.size = text.size();
-        m.msg.body_type = in.full ? orig.body_type : 0;
-        m.msg.smtputf8 = in.full ? orig.smtputf8 : 0;
+        // The returned original (headers at least) may be 8-bit; a global DSN (RFC 6533) needs SMTPUTF8.
+        m.msg.body_type = orig.smtputf8 && orig.body_type == 0 ? 1 : orig.body_type;
+        m.msg.smtputf8 = orig.smtputf8;
         m.msg.nrcpt = 1;
         m.msg.client_addr = "127.0.0.1";
         m.msg.client_helo = "localhost";

@@ -65,7 +65,7 @@ bool QueueServer::defer_if_dead(Destination& d, const std::string& key) {
         for (uint32_t idx : wj.indices) {
             auto r = am->second.rcpts.find(idx);
             if (r == am->second.rcpts.end() || r->second.stage != RcptStage::ready) continue;
-            record_result(wj.msgid, am->second, r->second, idx, RcptResult{idx, ipc::DeliveryStatus::deferred, text},
+            record_result(wj.msgid, am->second, r->second, idx, RcptResult{idx, ipc::DeliveryStatus::deferred, text, 0},
                           "dead:" + d.nexthop);
             n++;
         }

@@ -143,9 +143,15 @@ bool QueueServer::send_job(Destination& d, const std::string& key, Peer& p, Wait
     }
     if (list.empty()) return false;
     std::string qid = format_qid(wj.msgid);
-    int fd = openat(body_dir_fd_.get(), qid.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO planted in body/ must not stall the queue; the check below refuses it.
+    int fd = openat(body_dir_fd_.get(), qid.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
-        corrupt_message(wj.msgid, strerror(errno));
+        corrupt_message(wj.msgid, (std::string("body: ") + strerror(errno)).c_str());
+        return false;
+    }
+    if (std::string why = body_fd_problem(fd, am.msg.size); !why.empty()) {
+        ::close(fd);
+        corrupt_message(wj.msgid, why.c_str());
         return false;
     }
     ipc::Message m = make_deliver(wj.msgid, am.msg, d.nexthop, list, d.tls_level);
@@ -261,7 +267,9 @@ void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& a
     if (got == Outcome::delivered) {
         LOG_INFO("event=delivered qid=%s to=<%s> relay=%s detail=\"%s\"", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), text.c_str());
-        if (notify_allows(op.rcpt.notify, DsnKind::success)) op.dsn = Op::Dsn::success;
+        // RFC 3461 §5.2.1: a next hop with DSN got NOTIFY=SUCCESS and reports; one without it: "relayed".
+        if (notify_allows(op.rcpt.notify, DsnKind::success) && r.handoff != 2) op.dsn = Op::Dsn::success;
+        if (r.handoff == 1) op.rcpt.flags |= kRcptRelayed;
     } else {
         LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s reason=\"%s\"", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), log::safe(op.rcpt.last_error).c_str());

@@ -14,17 +14,26 @@ namespace mta::queue {
 
 enum class DsnKind { failure, delay, success };
 
-// Largest original returned with RET=FULL; bigger messages come back as headers only.
-inline constexpr uint64_t kMaxReturnedBody = 10 * 1024 * 1024;
-// Largest header block returned (RET=HDRS or default).
+// Largest original returned in a failure DSN (RET=FULL or no RET, Postfix's bounce_size_limit): a
+// bigger message comes back as its headers only, so the returned MIME structure is never cut.
+inline constexpr uint64_t kMaxReturnedBody = 50000;
+// Largest header block returned (RET=HDRS, too big, delay and success reports).
 inline constexpr std::size_t kMaxReturnedHeaders = 256 * 1024;
 
 // NOTIFY (RFC 3461): not given = FAILURE and DELAY; NEVER = none; SUCCESS only when asked.
 bool notify_allows(uint64_t notify, DsnKind kind);
 
-// RET handling: FULL returns the whole message (up to kMaxReturnedBody), default and HDRS only its
-// header block; delay and success reports always carry the headers only.
+// RET handling (RFC 3461 §4.3): FULL and no RET (as Postfix) return the whole message up to
+// kMaxReturnedBody, HDRS only its header block; delay and success reports always carry the headers only.
 bool return_full(const MessageRecord& m, DsnKind kind);
+
+// A delivery error as the DSN shows it: "mx[1.2.3.4] said: 550 5.1.1 x (in reply to RCPT TO command)"
+// gives mta "mx", diagnostic "550 5.1.1 x", smtp true; our own texts ("4.4.1 connect ...") smtp false.
+struct RemoteReply {
+    std::string mta, diagnostic;
+    bool smtp = false;
+};
+RemoteReply split_remote(std::string_view text);
 
 // "5.1.1" from "550 5.1.1 no such user" or "5.1.1 no such user"; a class default otherwise.
 std::string status_code(std::string_view text, DsnKind kind);

@@ -108,7 +108,7 @@ bool parse_deliver_result(const ipc::Message& m, DeliverResult& out, std::string
         case Tag::rcpt_index:
             if (!out.results.empty() && !has_status) { err = "result without status"; return false; }
             if (!u64_in(f, UINT32_MAX, v)) { err = "bad rcpt_index"; return false; }
-            out.results.push_back({uint32_t(v), ipc::DeliveryStatus::deferred, {}});
+            out.results.push_back({uint32_t(v), ipc::DeliveryStatus::deferred, {}, 0});
             has_status = has_text = false;
             break;
         case Tag::status:
@@ -120,6 +120,11 @@ bool parse_deliver_result(const ipc::Message& m, DeliverResult& out, std::string
             if (out.results.empty() || has_text || f.value.size() > 4096) { err = "bad text"; return false; }
             out.results.back().text = f.value;
             has_text = true;
+            break;
+        case Tag::dsn_handoff:
+            if (!has_status || out.results.back().handoff || !u64_in(f, 2, v) || v == 0 ||
+                out.results.back().status != ipc::DeliveryStatus::delivered) { err = "bad dsn_handoff"; return false; }
+            out.results.back().handoff = uint8_t(v);
             break;
         default: err = "unexpected field " + std::to_string(uint16_t(f.tag)); return false;
         }

@@ -27,6 +27,7 @@ struct RcptResult {
     uint32_t index = 0;
     ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;
     std::string text;
+    uint8_t handoff = 0;  // ipc::Tag::dsn_handoff: 1 = relayed to a next hop without DSN, 2 = with DSN
 };
 struct DeliverResult {
     uint64_t msgid = 0;

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
     queue::Store store;
     queue::RecoveryReport rep;
     if (!store.open("db", err) || !store.recover("body", rep, err)) {
-        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+        // Paths in err are relative to the queue dir: name it, so the log line says which file.
+        LOG_ERROR("event=startup_failed queue_dir=%s reason=\"%s\"", log::safe(dir).c_str(), log::safe(err).c_str());
         return 1;
     }
     LOG_INFO("event=recovered messages=%zu recipients=%zu scheduled=%zu corrupt=%zu quarantined=%zu "

@@ -35,6 +35,8 @@ struct MessageRecord {
 };
 
 inline constexpr uint8_t kRcptDelayWarned = 1;  // a delay DSN was sent for this recipient
+// Never stored (only on a delivered recipient's DSN op): the next hop lacked DSN, the report says "relayed".
+inline constexpr uint8_t kRcptRelayed = 2;
 
 struct RecipientRecord {
     RcptState state = RcptState::queued;

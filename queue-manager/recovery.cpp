@@ -23,14 +23,13 @@ struct MsgInfo {
     uint32_t records = 0;
 };
 
-bool body_readable(const std::string& body_dir, uint64_t msgid) {
+std::string body_problem(const std::string& body_dir, uint64_t msgid, uint64_t size) {
     std::string path = body_dir + "/" + format_qid(msgid);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return false;
-    struct stat st;
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);  // a FIFO must not block
+    if (fd < 0) return std::string("body: ") + strerror(errno);
+    std::string why = body_fd_problem(fd, size);
     ::close(fd);
-    return ok;
+    return why;
 }
 
 int put_raw(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
@@ -46,6 +45,15 @@ int del_raw(MDB_txn* t, MDB_dbi d, std::string_view k) {
 struct DirClose { void operator()(DIR* d) const { closedir(d); } };
 
 }  // namespace
+
+std::string body_fd_problem(int fd, uint64_t recorded_size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return std::string("body: ") + strerror(errno);
+    if (!S_ISREG(st.st_mode)) return "body is not a plain file";
+    if (uint64_t(st.st_size) != recorded_size)
+        return "body size " + std::to_string(st.st_size) + " differs from the recorded " + std::to_string(recorded_size);
+    return "";
+}
 
 int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryReport& rep, std::vector<uint64_t>& live) {
     rep = RecoveryReport{};
@@ -67,8 +75,9 @@ int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryRepo
             return 0;
         }
         rep.messages++;
-        if (m.state == MessageState::active && !body_readable(body_dir, msgid)) {
-            LOG_ERROR("event=corrupt qid=%s reason=\"body missing or unreadable\"", format_qid(msgid).c_str());
+        std::string why;
+        if (m.state == MessageState::active && !(why = body_problem(body_dir, msgid, m.size)).empty()) {
+            LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());
             m.state = MessageState::corrupt;
             rewrite.emplace_back(k, encode(m));
             rep.corrupt++;

@@ -58,13 +58,21 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
         err = "mkdir " + dir + ": " + strerror(errno);
         return false;
     }
+    // LMDB silently makes a fresh, empty queue out of an empty data.mdb: refuse instead, as for garbage.
+    std::string data = dir + "/data.mdb";
+    struct stat st;
+    if (::stat(data.c_str(), &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0)) {
+        err = data + (S_ISREG(st.st_mode) ? " is empty" : " is not a plain file") +
+              ": the queue database is damaged; restore it, or move it away to start with an empty queue";
+        return false;
+    }
     MDB_env* e = nullptr;
     int rc = mdb_env_create(&e);
     if (rc) { err = error_text(rc); return false; }
     EnvPtr env(e);
     if ((rc = mdb_env_set_maxdbs(e, 8)) || (rc = mdb_env_set_mapsize(e, initial_map)) ||
         (rc = mdb_env_open(e, dir.c_str(), 0, 0600))) {
-        err = "lmdb open " + dir + ": " + error_text(rc);
+        err = "lmdb open " + data + ": " + error_text(rc);
         return false;
     }
     Txn t(e, 0, rc);

@@ -50,6 +50,10 @@ struct RecoveryReport {
     std::size_t corrupt = 0, quarantined = 0, orphan_bodies = 0, orphan_recipients = 0, finished = 0;
 };
 
+// Empty when fd is a plain file of the size recorded at commit; otherwise why it is not (the message is
+// corrupt: a truncated or appended-to body is never delivered as if complete).
+std::string body_fd_problem(int fd, uint64_t recorded_size);
+
 class Store {
 public:
     enum class Load { ok, missing, corrupt };

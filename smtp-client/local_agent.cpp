@@ -19,11 +19,12 @@ std::string Agent::next_unique() {
     return maildir_unique(c.secs, c.usecs, pid_, ++counter_, host_);
 }
 
-Outcome Agent::deliver_to(const DeliverRequest& req, const std::string& mailbox) {
+// Return-Path (RFC 5321 §4.4) first, then Delivered-To with the final recipient, as Postfix's local(8).
+Outcome Agent::deliver_to(const DeliverRequest& req, const std::string& mailbox, const std::string& rcpt) {
     MaildirWrite w;
     w.root_fd = root_fd_;
     w.mailbox = mailbox;
-    w.header = "Return-Path: <" + req.sender + ">\n";
+    w.header = "Return-Path: <" + req.sender + ">\nDelivered-To: " + rcpt + "\n";
     w.body_fd = req.body.get();
     w.unique = next_unique();
     return write_maildir(w);
@@ -47,7 +48,7 @@ std::vector<RcptResult> Agent::deliver(const DeliverRequest& req) {
             res.outcome = it->second;
             duplicate = true;
         } else {
-            res.outcome = deliver_to(req, *mailbox);
+            res.outcome = deliver_to(req, *mailbox, r.address);
             done.emplace(*mailbox, res.outcome);
         }
         const std::string to = log::safe(r.address);

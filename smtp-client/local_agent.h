@@ -27,7 +27,7 @@ public:
     std::vector<RcptResult> deliver(const DeliverRequest& req);
 
 private:
-    Outcome deliver_to(const DeliverRequest& req, const std::string& mailbox);
+    Outcome deliver_to(const DeliverRequest& req, const std::string& mailbox, const std::string& rcpt);
     std::string next_unique();
 
     int root_fd_;

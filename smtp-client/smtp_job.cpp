@@ -178,11 +178,12 @@ ipc::Message make_result(const Job& job, uint64_t reqid) {
     // two u64 values, and an equal share of what is left for the text.
     std::size_t n = std::max<std::size_t>(job.rcpts.size(), 1);
     std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64) / n;
-    std::size_t text_cap = budget > 34 ? std::min<std::size_t>(budget - 34, 1000) : 0;
+    std::size_t text_cap = budget > 48 ? std::min<std::size_t>(budget - 48, 1000) : 0;
     for (auto& r : job.rcpts) {
         m.add_u64(Tag::rcpt_index, r.index);
         m.add_u64(Tag::status, uint64_t(r.status));
         m.add(Tag::text, r.text.substr(0, text_cap));
+        if (r.handoff && r.status == ipc::DeliveryStatus::delivered) m.add_u64(Tag::dsn_handoff, r.handoff);
     }
     return m;
 }

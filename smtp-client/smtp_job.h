@@ -22,6 +22,7 @@ struct Recipient {
     bool final = false;   // status decided
     ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;
     std::string text;
+    uint8_t handoff = 0;  // delivered over SMTP: 1 = to a next hop without DSN, 2 = with DSN (ipc::Tag::dsn_handoff)
 };
 
 struct Job {

@@ -301,6 +301,8 @@ void Session::on_dot(const Reply& r) {
     for (auto* a : accepted_) {
         if (r.klass() == 2) settle(*a, r.code, said(r));
         else settle(*a, r.code, said(r) + stage);
+        // RFC 3461 §5.2.1/§5.2.2: a DSN-capable next hop got NOTIFY and reports success itself.
+        if (r.klass() == 2) a->handoff = ext_.dsn ? 2 : 1;
     }
     tx_finished(true);
 }

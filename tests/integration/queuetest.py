@@ -35,6 +35,8 @@ class ScriptedServer:
         self.data_fault = None
         self.data_attempts = collections.Counter()
         self.faults = collections.Counter()        # action -> times it was carried out
+        self.extensions = []        # extra EHLO keywords, e.g. ["DSN"]
+        self.commands = []          # every MAIL/RCPT command line as received
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -58,8 +60,12 @@ class ScriptedServer:
                     return
                 cmd = line.decode("ascii", "replace").strip()
                 verb = cmd[:4].upper()
+                if verb in ("MAIL", "RCPT"):
+                    with self.lock:
+                        self.commands.append(cmd)
                 if verb in ("EHLO", "HELO"):
-                    out("250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES")
+                    out("".join("250-%s\r\n" % e for e in ["sink.test", "PIPELINING", "8BITMIME"] + self.extensions)
+                        + "250 ENHANCEDSTATUSCODES")
                 elif verb == "MAIL":
                     mail, offered, accepted = re.search(r"<(.*?)>", cmd).group(1), [], []
                     out("250 2.1.0 ok")

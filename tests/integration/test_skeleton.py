@@ -105,8 +105,8 @@ def basic(m):
         return
     data = open(files[0], "rb").read()
     expected = (MESSAGE % ("basic", "basic")).replace("\r\n", "\n").encode()
-    m1 = re.match(rb"Return-Path: <alice@example\.org>\nReceived: [^\n]*\n(\t[^\n]*\n)*", data)
-    check("basic: Return-Path and Received prepended", m1 is not None, data[:300])
+    m1 = re.match(rb"Return-Path: <alice@example\.org>\nDelivered-To: alice@localhost\nReceived: [^\n]*\n(\t[^\n]*\n)*", data)
+    check("basic: Return-Path, Delivered-To and Received prepended", m1 is not None, data[:300])
     if m1:
         check("basic: body byte-identical", data[m1.end():] == expected, data[m1.end():][:300])
     qid = re.search(r"queued as ([0-9A-F]{16})", resp).group(1)

@@ -154,5 +154,5 @@ TEST_CASE("agent: one copy per mailbox, unsafe names bounced") {
 
     std::ifstream f(t.path + "/" + res[4].outcome.file, std::ios::binary);
     std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    CHECK(content == "Return-Path: <>\nSubject: x\n\nhi\n");
+    CHECK(content == "Return-Path: <>\nDelivered-To: bob@localhost\nSubject: x\n\nhi\n");
 }

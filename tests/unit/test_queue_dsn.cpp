@@ -20,10 +20,11 @@ TEST_CASE("NOTIFY decides which DSNs are sent") {
     CHECK_FALSE(notify_allows(ipc::kNotifyFailure, DsnKind::delay));
 }
 
-TEST_CASE("RET=FULL returns the message for failures only; default is headers") {
+TEST_CASE("RET=FULL and no RET return the message for failures only (Postfix); HDRS the headers") {
     MessageRecord m;
     m.size = 100;
-    CHECK_FALSE(return_full(m, DsnKind::failure));
+    CHECK(return_full(m, DsnKind::failure));
+    CHECK_FALSE(return_full(m, DsnKind::success));
     m.ret = 1;
     CHECK(return_full(m, DsnKind::failure));
     CHECK_FALSE(return_full(m, DsnKind::delay));
@@ -113,4 +114,76 @@ TEST_CASE("a delay DSN says delayed and when the queue gives up") {
     CHECK(d.find("Action: delayed\r\nStatus: 4.3.0\r\n") != std::string::npos);
     CHECK(d.find("Will-Retry-Until: Tue, 14 Nov 2023 22:13:20 +0000") != std::string::npos);
     CHECK(d.find("Subject: Delayed Mail") != std::string::npos);
+}
+
+TEST_CASE("a remote reply becomes Remote-MTA and an smtp Diagnostic-Code; our own texts an X- type") {
+    RemoteReply r = split_remote("mx.example[192.0.2.1] said: 550 5.1.1 <b@x>: no (in reply to RCPT TO command)");
+    CHECK(r.mta == "mx.example");
+    CHECK(r.diagnostic == "550 5.1.1 <b@x>: no");
+    CHECK(r.smtp);
+    r = split_remote("localhost[unix:/run/lmtp] said: 452 4.2.2 full");
+    CHECK(r.mta == "localhost");
+    CHECK(r.diagnostic == "452 4.2.2 full");
+    r = split_remote("4.4.1 connect to 192.0.2.1:25: Connection refused");
+    CHECK(r.mta.empty());
+    CHECK_FALSE(r.smtp);
+    CHECK(r.diagnostic == "4.4.1 connect to 192.0.2.1:25: Connection refused");
+    r = split_remote("550 5.7.1 refused");
+    CHECK(r.smtp);
+    CHECK(split_remote("a b[c] said: 550 x").mta.empty());  // not our "host[addr] said:" shape
+
+    DsnInput in;
+    in.kind = DsnKind::failure;
+    in.hostname = "mx.example";
+    in.orig.sender = "a@example.org";
+    RecipientRecord rc;
+    rc.addr = "b@example.net";
+    rc.last_error = "mx.example.net[192.0.2.1] said: 550 5.1.1 no such user (in reply to RCPT TO command)";
+    in.rcpts.push_back(rc);
+    rc.addr = "c@example.net";
+    rc.last_error = "5.4.4 Host not found";
+    in.rcpts.push_back(rc);
+    std::string d = build_dsn(in);
+    CHECK(d.find("Remote-MTA: dns; mx.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n") != std::string::npos);
+    CHECK(d.find("Diagnostic-Code: X-mta; 5.4.4 Host not found\r\n") != std::string::npos);
+}
+
+TEST_CASE("success DSN: relayed when the next hop lacked DSN, delivered otherwise") {
+    DsnInput in;
+    in.kind = DsnKind::success;
+    in.hostname = "mx.example";
+    in.orig.sender = "a@example.org";
+    RecipientRecord rc;
+    rc.addr = "far@example.net";
+    rc.flags = kRcptRelayed;
+    in.rcpts.push_back(rc);
+    rc.addr = "near@mx.example";
+    rc.flags = 0;
+    in.rcpts.push_back(rc);
+    std::string d = build_dsn(in);
+    CHECK(d.find("Final-Recipient: rfc822; far@example.net\r\nAction: relayed\r\nStatus: 2.0.0\r\n") != std::string::npos);
+    CHECK(d.find("Final-Recipient: rfc822; near@mx.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n") != std::string::npos);
+}
+
+TEST_CASE("an SMTPUTF8 message gets a global DSN (RFC 6533) with its UTF-8 addresses") {
+    DsnInput in;
+    in.kind = DsnKind::failure;
+    in.hostname = "mx.example";
+    in.orig.sender = "s\xc3\xa9nder@example.org";
+    in.orig.smtputf8 = 1;
+    RecipientRecord rc;
+    rc.addr = "b\xc3\xb6" "b@example.net";
+    rc.last_error = "550 5.1.1 no\xc3\xa9";
+    in.rcpts.push_back(rc);
+    in.full = true;
+    in.original = "Subject: x\r\n\r\nbody\r\n";
+    std::string d = build_dsn(in);
+    CHECK(d.find("To: <s\xc3\xa9nder@example.org>\r\n") != std::string::npos);
+    CHECK(d.find("report-type=global-delivery-status;") != std::string::npos);
+    CHECK(d.find("Content-Type: message/global-delivery-status\r\n") != std::string::npos);
+    CHECK(d.find("Final-Recipient: utf-8; b\xc3\xb6" "b@example.net\r\n") != std::string::npos);
+    CHECK(d.find("Content-Type: message/global\r\n") != std::string::npos);
+    CHECK(d.find("smtp; 550 5.1.1 no??\r\n") != std::string::npos);  // remote text stays ASCII
+    in.full = false;
+    CHECK(build_dsn(in).find("Content-Type: message/global-headers\r\n") != std::string::npos);
 }

@@ -5,7 +5,9 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "queue-manager/qid.h"
@@ -29,9 +31,10 @@ struct TempSpool {
     void write_body(uint64_t id) const {
         int fd = ::open((body() + "/" + format_qid(id)).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         REQUIRE(fd >= 0);
-        REQUIRE(::write(fd, "Subject: x\r\n\r\nhi\r\n", 18) == 18);
+        REQUIRE(::write(fd, "Subject: x\r\n\r\nhi\r\n", kBodySize) == kBodySize);
         ::close(fd);
     }
+    static constexpr ssize_t kBodySize = 18;  // what write_body writes and add_message records
     bool has_body(uint64_t id) const { return fs::exists(body() + "/" + format_qid(id)); }
 };
 
@@ -40,6 +43,7 @@ void add_message(std::vector<Op>& ops, uint64_t id, int nrcpt, uint64_t when) {
     m.kind = Op::Kind::put_message;
     m.msgid = id;
     m.msg.arrival = when;
+    m.msg.size = TempSpool::kBodySize;
     m.msg.sender = "s@example.org";
     m.msg.nrcpt = uint32_t(nrcpt);
     ops.push_back(m);
@@ -59,6 +63,21 @@ ScanResult scan(Store& s, uint64_t now) {
 }
 
 }  // namespace
+
+TEST_CASE("an empty or garbage data.mdb is refused, never turned into an empty queue") {
+    TempSpool t;
+    std::string err;
+    fs::create_directory(t.db());
+    { std::ofstream f(t.db() + "/data.mdb"); }
+    Store s;
+    CHECK_FALSE(s.open(t.db(), err));
+    CHECK(err.find("data.mdb is empty") != std::string::npos);
+    CHECK(fs::file_size(t.db() + "/data.mdb") == 0);  // left alone for the admin
+    { std::ofstream f(t.db() + "/data.mdb"); f << std::string(20000, 'x'); }
+    Store s2;
+    CHECK_FALSE(s2.open(t.db(), err));
+    CHECK(err.find("data.mdb") != std::string::npos);
+}
 
 TEST_CASE("ids are never reused across reopen") {
     TempSpool t;
@@ -213,6 +232,50 @@ TEST_CASE("recovery: orphan bodies removed, missing body quarantined, schedule r
     CHECK(s.count("schedule") == 2);   // only message 10's recipients
     CHECK(scan(s, 1000).msgids == std::vector<uint64_t>{10});
     s.load_messages({11}, [](uint64_t, Store::Load l, MessageRecord&, RcptList&) { CHECK(l == Store::Load::corrupt); });
+}
+
+TEST_CASE("recovery: a body that is not the committed plain file makes its message corrupt") {
+    TempSpool t;
+    std::string err;
+    {
+        Store s;
+        REQUIRE(s.open(t.db(), err));
+        std::vector<Op> ops;
+        for (uint64_t id = 30; id <= 35; id++) add_message(ops, id, 1, 100);
+        REQUIRE(s.apply(ops) == 0);
+    }
+    for (uint64_t id = 30; id <= 35; id++) t.write_body(id);
+    auto path = [&](uint64_t id) { return t.body() + "/" + format_qid(id); };
+    REQUIRE(::truncate(path(31).c_str(), 5) == 0);               // truncated
+    REQUIRE(::truncate(path(32).c_str(), 100) == 0);             // grown
+    fs::remove(path(33));
+    fs::create_directory(path(33));                              // a directory
+    fs::remove(path(34));
+    REQUIRE(::mkfifo(path(34).c_str(), 0600) == 0);              // a FIFO: must not block recovery
+    fs::remove(path(35));
+    fs::create_symlink(path(30), path(35));                      // a symlink, even to a good body
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    RecoveryReport rep;
+    REQUIRE(s.recover(t.body(), rep, err));
+    CHECK(rep.corrupt == 5);
+    CHECK(scan(s, 1000).msgids == std::vector<uint64_t>{30});
+    for (uint64_t id = 31; id <= 35; id++)
+        s.load_messages({id}, [](uint64_t, Store::Load l, MessageRecord&, RcptList&) { CHECK(l == Store::Load::corrupt); });
+}
+
+TEST_CASE("body_fd_problem compares type and size with the record") {
+    TempSpool t;
+    t.write_body(40);
+    int fd = ::open((t.body() + "/" + format_qid(40)).c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    CHECK(body_fd_problem(fd, TempSpool::kBodySize).empty());
+    CHECK(body_fd_problem(fd, TempSpool::kBodySize + 1).find("differs from the recorded 19") != std::string::npos);
+    ::close(fd);
+    fd = ::open(t.body().c_str(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(fd >= 0);
+    CHECK(body_fd_problem(fd, 0) == "body is not a plain file");
+    ::close(fd);
 }
 
 TEST_CASE("recovery quarantines undecodable records and never crashes") {
