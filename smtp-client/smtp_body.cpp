@@ -17,20 +17,32 @@ void BodyEncoder::feed(std::string_view in, std::string& out) {
             pending_cr_ = false;
             out += "\r\n";
             line_start_ = true;
+            col_ = 0;
             if (in[i] == '\n') {
                 i++;
                 continue;
             }
         }
-        if (stuff_ && line_start_ && in[i] == '.') out.push_back('.');
-        // Copy the run of ordinary bytes up to the next CR or LF in one go.
+        if (stuff_ && line_start_ && in[i] == '.') {
+            out.push_back('.');
+            col_++;
+        }
+        // Copy the run of ordinary bytes up to the next CR or LF, in pieces that fit the line limit.
         std::size_t j = i;
         while (j < in.size() && in[j] != '\r' && in[j] != '\n') j++;
-        if (j > i) {
-            out.append(in.data() + i, j - i);
+        while (i < j) {
+            if (col_ >= kMaxLine) {
+                out += "\r\n ";  // the continuation starts with a space: never a dot, never a new header
+                col_ = 1;
+            }
+            std::size_t n = std::min(j - i, kMaxLine - col_);
+            out.append(in.data() + i, n);
+            col_ += n;
+            i += n;
             line_start_ = false;
         }
         if (j == in.size()) break;
+        col_ = 0;
         if (in[j] == '\n') {
             out += "\r\n";
             line_start_ = true;
@@ -48,6 +60,7 @@ void BodyEncoder::finish(std::string& out) {
         line_start_ = true;
     }
     if (!line_start_) out += "\r\n";
+    col_ = 0;
     if (stuff_) out += ".\r\n";
     line_start_ = true;
 }

@@ -13,15 +13,19 @@ public:
     // dot_stuff false (BDAT): no stuffing and no "." terminator; line endings exactly as for DATA.
     explicit BodyEncoder(bool dot_stuff = true) : stuff_(dot_stuff) {}
     // Append the encoded form of `in` to `out`. A bare LF or a bare CR becomes CRLF; a line that
-    // starts with '.' gets another '.'.
+    // starts with '.' gets another '.'; a line longer than kMaxLine octets is broken by inserting
+    // CRLF SPACE (RFC 5321 4.5.3.1.6; Postfix's smtp_line_length_limit does the same).
     void feed(std::string_view in, std::string& out);
     // Append the terminator: CRLF first if the body did not end with a line break, then ".\r\n"
     // (only the CRLF without dot-stuffing).
     void finish(std::string& out);
 
+    static constexpr std::size_t kMaxLine = 998;  // octets per line on the wire, without the CRLF
+
 private:
     bool stuff_ = true;
     bool line_start_ = true;
+    std::size_t col_ = 0;      // octets already sent on the current line
     bool pending_cr_ = false;  // last chunk ended in CR: CRLF or bare CR, decided by the next byte
 };
 

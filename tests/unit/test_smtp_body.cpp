@@ -54,6 +54,27 @@ TEST_CASE("smtp body: dot-stuffing") {
     CHECK(encode_whole("a\r.b") == "a\r\n..b\r\n.\r\n");  // a bare CR ends the line too
 }
 
+TEST_CASE("smtp body: lines over 998 octets are broken with CRLF SPACE, in any chunking") {
+    std::string exact(998, 'x');
+    CHECK(encode_whole(exact + "\n") == exact + "\r\n.\r\n");
+    std::string over(999, 'y');
+    CHECK(encode_whole(over + "\n") == std::string(998, 'y') + "\r\n y\r\n.\r\n");
+    // A stuffed dot counts: "..", then 996 more octets fill the line.
+    std::string dotted = "." + std::string(998, 'z');
+    CHECK(encode_whole(dotted) == ".." + std::string(996, 'z') + "\r\n zz\r\n.\r\n");
+    std::string big(5000, 'q');
+    for (std::size_t n : {1, 7, 998, 999, 4096}) {
+        std::string out = encode_chunked("Subject: x\n\n" + big + "\nend\n", n);
+        std::size_t start = 0, longest = 0, pieces = 0;
+        for (std::size_t p; (p = out.find("\r\n", start)) != std::string::npos; start = p + 2) {
+            longest = std::max(longest, p - start);
+            pieces++;
+        }
+        CHECK(longest == 998);
+        CHECK(pieces == 2 + 6 + 1 + 1);  // 2 header lines, 5000 octets in 6 lines, "end", the dot
+    }
+}
+
 TEST_CASE("smtp body: chunk boundaries") {
     const std::string inputs[] = {
         "Subject: x\r\n\r\n.line\r\n..two\r\nbare\nlf\rcr\r\r\n.\r\nend.",
