@@ -68,7 +68,7 @@ bool parse_cidr(std::string_view s, Cidr& out) {
     if (inet_pton(AF_INET, a.c_str(), c.addr) == 1) c.family = AF_INET, c.prefix = 32;
     else if (inet_pton(AF_INET6, a.c_str(), c.addr) == 1) c.family = AF_INET6, c.prefix = 128;
     else return false;
-    if (!bits.empty()) {
+    if (slash != std::string::npos) {  // "127.0.0.1/" is a typo, not a /32
         uint64_t n;
         if (!parse_u64(bits, n) || n > uint64_t(c.prefix)) return false;
         c.prefix = int(n);

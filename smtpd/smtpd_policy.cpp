@@ -1,5 +1,6 @@
 // Relay control and the Received: header. The relay rule: local and relay domains from anyone, any
-// other destination only for trusted clients; address literals are never local.
+// other destination only for trusted clients; address literals are never local; local parts with
+// routing characters (% ! @) reach relay domains only from trusted clients.
 #include "smtpd/smtpd_policy.h"
 
 #include <cstdio>
@@ -22,14 +23,17 @@ RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_
     const bool local = m.domain.empty() || (!m.literal && cfg.is_local_domain(m.domain));
     const bool vdomain = !local && !m.literal && maps && alias::is_virtual_domain(m.domain, *maps);
     v.local = local;
+    // No percent hack, no bang paths, no quoted "user@remote": these would route elsewhere.
+    const bool routed = m.local.find_first_of("@%!") != std::string::npos;
     if (local) {
-        // No percent hack, no bang paths, no quoted "user@remote": these would route elsewhere.
-        if (m.local.find_first_of("@%!") != std::string::npos)
+        if (routed)
             v.reply = reply(550, "5.7.1", m, "Recipient address rejected: routing characters not allowed");
         else if (!maildir_name(m.local))
             v.reply = reply(550, "5.1.1", m, "Recipient address rejected: invalid local part");
         if (v.reply) return v;
-    } else if (!vdomain && !(!m.literal && cfg.is_relay_domain(m.domain)) && !may_relay) {
+    } else if (!vdomain && !(!m.literal && !routed && cfg.is_relay_domain(m.domain)) && !may_relay) {
+        // A relay domain's own server may still honour the percent hack or a bang path: like Postfix's
+        // reject_unauth_destination, only trusted clients may send it sender-specified routing.
         v.reply = reply(554, "5.7.1", m, "Relay access denied");
         return v;
     }

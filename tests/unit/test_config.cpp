@@ -1,5 +1,7 @@
 // Unit tests for common/config: the default host name and what mtad pins for its chrooted roles.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 
 #include <cstdio>
 #include <sys/stat.h>
@@ -96,4 +98,37 @@ TEST_CASE("config: load_config refuses a directory, a FIFO and an oversized file
     CHECK(load_config(dir + "/absent", true, c, errors));  // the implicit default path may be absent
     CHECK_FALSE(load_config(dir + "/absent", false, c, errors));
     rmdir(dir.c_str());
+}
+
+TEST_CASE("config: mynetworks entries parse strictly and match by family") {
+    Cidr n;
+    for (const char* bad : {"127.0.0.1/", "127.0.0.1/33", "::1/129", "127.0.0.1/-1", "127.0.0.1/8x", "127.1/8",
+                            "localhost", "10.0.0.0/8;"})
+        CHECK_MESSAGE(!parse_cidr(bad, n), bad);
+    auto v4 = [](const char* ip) {
+        sockaddr_in s{};
+        s.sin_family = AF_INET;
+        inet_pton(AF_INET, ip, &s.sin_addr);
+        return s;
+    };
+    auto v6 = [](const char* ip) {
+        sockaddr_in6 s{};
+        s.sin6_family = AF_INET6;
+        inet_pton(AF_INET6, ip, &s.sin6_addr);
+        return s;
+    };
+    auto match = [&](const char* net, const auto& sa) {
+        Cidr c;
+        REQUIRE(parse_cidr(net, c));
+        return c.matches(reinterpret_cast<const sockaddr*>(&sa));
+    };
+    CHECK(match("127.0.0.9/30", v4("127.0.0.10")));  // host bits are masked off
+    CHECK_FALSE(match("127.0.0.9/30", v4("127.0.0.12")));
+    CHECK(match("0.0.0.0/0", v4("192.0.2.1")));
+    CHECK_FALSE(match("::/0", v4("127.0.0.1")));         // IPv6 entries never match IPv4 clients
+    CHECK_FALSE(match("::ffff:0:0/96", v4("127.0.0.1")));
+    CHECK(match("::/0", v6("::1")));
+    CHECK(match("127.0.0.0/8", v6("::ffff:127.0.0.9")));  // IPv4 entries match IPv4-mapped clients
+    CHECK_FALSE(match("127.0.0.0/8", v6("::1")));
+    CHECK(match("[::1]/128", v6("::1")));
 }

@@ -38,6 +38,10 @@ TEST_CASE("relay policy: table of tricks") {
         {"<Postmaster>", false, 0, ""},
         {"<postmaster@example.com>", false, 0, ""},
         {"<x@relay.test>", false, 0, ""},
+        {"<user%remote.test@relay.test>", false, 554, "5.7.1"},  // routing via a relay domain
+        {"<remote.test!user@relay.test>", false, 554, "5.7.1"},
+        {"<\"user@remote.test\"@relay.test>", false, 554, "5.7.1"},
+        {"<user%remote.test@relay.test>", true, 0, ""},          // trusted clients may
         {"<x@elsewhere.test>", false, 554, "5.7.1"},
         {"<x@elsewhere.test>", true, 0, ""},
         {"<x@sub.example.com>", false, 554, "5.7.1"},         // subdomains are not local
