@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "common/tls_pair.h"
+
 namespace mta::master {
 
 ListenerProblems check_listeners(const Config& c) {
@@ -16,6 +18,13 @@ ListenerProblems check_listeners(const Config& c) {
     if (!c.submission_listen.empty() && !have_tls)
         add(p.warnings, "submission_listen",
             "no tls_cert/tls_key: STARTTLS, and so AUTH, cannot be offered; every MAIL there gets 530 5.7.0");
+    // Files that cannot serve: with smtps_listen nothing could be offered there, so refuse (like a
+    // missing tls_cert); otherwise mta-smtpd runs without STARTTLS (as Postfix does), and we say why.
+    std::string tls_err;
+    if (have_tls && !tls_check_pair_files(c.tls_cert, c.tls_key, tls_err))
+        add(c.smtps_listen.empty() ? p.warnings : p.errors, "tls_key",
+            "tls_cert " + c.tls_cert + " / tls_key " + c.tls_key + ": " + tls_err +
+                (c.smtps_listen.empty() ? "; STARTTLS (and AUTH) will not be offered" : ""));
     for (auto [key, list] : {std::pair{"submission_listen", &c.submission_listen},
                              std::pair{"smtps_listen", &c.smtps_listen}})
         if (!list->empty() && c.auth_users.empty())

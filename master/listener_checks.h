@@ -13,7 +13,8 @@ struct ListenerProblems {
 
 // smtps_listen without tls_cert/tls_key is an error (implicit TLS has nothing to offer);
 // submission_listen without them, or either without auth_users, is a warning: clients there
-// can never authenticate, so every MAIL gets 530 5.7.0.
+// can never authenticate, so every MAIL gets 530 5.7.0. tls_cert/tls_key that cannot be read, do not
+// parse or do not belong together: an error with smtps_listen, a warning otherwise.
 ListenerProblems check_listeners(const Config& c);
 
 // Whether any of smtp_listen, submission_listen, smtps_listen differ (only a restart rebinds them).

@@ -117,7 +117,11 @@ void Session::on_event_cb(bufferevent* bev, short what, void* arg) {
         if (e) ERR_error_string_n(e, buf, sizeof buf);
         s->fail("TLS handshake with " + s->target_.hostip() + " failed: " + buf);
     } else {
-        s->fail("lost connection with " + s->target_.hostip() + " while " + s->phase_name());
+        // A TLS 1.3 server may refuse us only after the handshake (e.g. certificate required): say so.
+        unsigned long e = s->tls_active_ ? bufferevent_get_openssl_error(bev) : 0;
+        char buf[256] = "";
+        if (e) ERR_error_string_n(e, buf, sizeof buf);
+        s->fail("lost connection with " + s->target_.hostip() + " while " + s->phase_name() + (e ? ": " : "") + buf);
     }
 }
 

@@ -76,7 +76,9 @@ void Session::read_cb(bufferevent*, void* arg) { static_cast<Session*>(arg)->pro
 void Session::write_cb(bufferevent*, void* arg) {
     auto* s = static_cast<Session*>(arg);
     if (s->state_ == State::closing) {
-        s->finish();
+        // An OpenSSL bufferevent runs this callback deferred: it may come from an earlier flush (the
+        // smtps greeting) after pipelined commands queued more replies (EHLO ... QUIT). Those go first.
+        if (evbuffer_get_length(bufferevent_get_output(s->bev_)) == 0) s->finish();
         return;
     }
     if (s->read_paused_) {

@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 
 #include "common/file_util.h"
+#include "common/tls_pair.h"
 
 namespace mta::smtpd {
 namespace {
@@ -32,9 +33,14 @@ struct PkeyFree {
     void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
 
+int no_passphrase(char*, int, int, void*) { return 0; }
+
 }  // namespace
 
 TlsContext tls_context_from_pem(const std::string& cert_pem, const std::string& key_pem, std::string& err) {
+    // The same verdict mtad -n gives: unparsable PEM, an encrypted key (never a passphrase prompt on
+    // the terminal) or a key of another certificate is named as such.
+    if (!tls_check_pair(cert_pem, key_pem, err)) return nullptr;
     ERR_clear_error();
     TlsContext ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
     if (!ctx) { err = ssl_errors(); return nullptr; }
@@ -55,7 +61,7 @@ TlsContext tls_context_from_pem(const std::string& cert_pem, const std::string& 
     }
     ERR_clear_error();  // the loop above ends with a "no start line" error
     std::unique_ptr<BIO, BioFree> kb(BIO_new_mem_buf(key_pem.data(), int(key_pem.size())));
-    std::unique_ptr<EVP_PKEY, PkeyFree> key(kb ? PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr) : nullptr);
+    std::unique_ptr<EVP_PKEY, PkeyFree> key(kb ? PEM_read_bio_PrivateKey(kb.get(), nullptr, no_passphrase, nullptr) : nullptr);
     if (!key || SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) { err = "private key: " + ssl_errors(); return nullptr; }
     if (SSL_CTX_check_private_key(ctx.get()) != 1) { err = "private key does not match the certificate"; return nullptr; }
     return ctx;

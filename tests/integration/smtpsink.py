@@ -1,7 +1,7 @@
 """A small scriptable SMTP/LMTP receiving server for the outbound tests. It records every session and
 transaction with the raw DATA bytes exactly as they came over the wire (dot-stuffing and CRLF intact).
 Behaviour per recipient is chosen by the local part: "reject*" 550, "defer*" 451, anything else 250;
-a DATA body containing FAILDATA is refused with 554. Optional STARTTLS with a given cert/key.
+a DATA body containing FAILDATA is refused with 554. Optional STARTTLS with a given (cert, key) or SSLContext.
 LMTP mode (RFC 2033): LHLO instead of EHLO, one reply per accepted recipient after the final dot
 ("lmtpfail*" recipients get 452 there)."""
 import socket
@@ -117,8 +117,11 @@ class Sink:
                 return
             elif u == "STARTTLS" and self.tls and not tls:
                 send("220 2.0.0 go ahead\r\n")
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(*self.tls)
+                if isinstance(self.tls, ssl.SSLContext):  # a test's own context (versions, client certs)
+                    ctx = self.tls
+                else:
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    ctx.load_cert_chain(*self.tls)
                 conn = ctx.wrap_socket(h.connection, server_side=True)
                 h.connection = conn
                 rfile, w = conn.makefile("rb"), conn.makefile("wb")
