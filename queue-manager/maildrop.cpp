@@ -1,6 +1,7 @@
 // Maildrop encoding/strict parsing and sendmail's message preparation (pure, no I/O).
 #include "queue-manager/maildrop.h"
 
+#include "common/protocol.h"
 #include "queue-manager/records.h"
 
 namespace mta::queue {
@@ -33,9 +34,24 @@ bool maildrop_address_ok(std::string_view a) {
     return at != std::string_view::npos && at > 0 && at + 1 < a.size() && a.find('@') == at;
 }
 
+bool maildrop_notify_ok(uint64_t n) {
+    constexpr uint64_t kAny = ipc::kNotifySuccess | ipc::kNotifyFailure | ipc::kNotifyDelay;
+    return n == ipc::kNotifyNever || (n != 0 && (n & ~kAny) == 0);
+}
+
+bool maildrop_envid_ok(std::string_view e) {
+    if (e.empty() || e.size() > 100) return false;
+    for (unsigned char c : e)
+        if (c <= 0x20 || c >= 0x7f) return false;
+    return true;
+}
+
 std::string encode_maildrop(const Maildrop& m) {
     std::string s(kMaildropMagic);
     s += "\nU " + std::to_string(m.uid) + "\nS " + m.sender + "\n";
+    if (m.notify) s += "N " + std::to_string(m.notify) + "\n";
+    if (m.ret) s += m.ret == 1 ? "T FULL\n" : "T HDRS\n";
+    if (!m.envid.empty()) s += "E " + m.envid + "\n";
     for (auto& r : m.rcpts) s += "R " + r + "\n";
     s += "\n";
     s += m.body;
@@ -67,8 +83,33 @@ bool parse_maildrop(std::string_view in, Maildrop& out, std::string& err) {
     if (!line(l) || l.substr(0, 2) != "S ") { err = "bad S line"; return false; }
     out.sender = std::string(l.substr(2));
     if (!out.sender.empty() && !maildrop_address_ok(out.sender)) { err = "bad sender"; return false; }
-    for (;;) {
+    // Optional DSN lines, each at most once and in this order; then the recipients.
+    if (!line(l)) { err = "bad recipient line"; return false; }
+    if (l.substr(0, 2) == "N ") {
+        uint64_t n = 0;
+        std::string_view d = l.substr(2);
+        if (d.empty() || d.size() > 2 || d[0] == '0') { err = "bad N line"; return false; }
+        for (char c : d) {
+            if (c < '0' || c > '9') { err = "bad N line"; return false; }
+            n = n * 10 + uint64_t(c - '0');
+        }
+        if (!maildrop_notify_ok(n)) { err = "bad N line"; return false; }
+        out.notify = n;
         if (!line(l)) { err = "bad recipient line"; return false; }
+    }
+    if (l.substr(0, 2) == "T ") {
+        if (l == "T FULL") out.ret = 1;
+        else if (l == "T HDRS") out.ret = 2;
+        else { err = "bad T line"; return false; }
+        if (!line(l)) { err = "bad recipient line"; return false; }
+    }
+    if (l.substr(0, 2) == "E ") {
+        if (!maildrop_envid_ok(l.substr(2))) { err = "bad E line"; return false; }
+        out.envid = std::string(l.substr(2));
+        if (!line(l)) { err = "bad recipient line"; return false; }
+    }
+    for (bool first = true;; first = false) {
+        if (!first && !line(l)) { err = "bad recipient line"; return false; }
         if (l.empty()) break;
         if (l.substr(0, 2) != "R " || !maildrop_address_ok(l.substr(2))) { err = "bad recipient"; return false; }
         if (out.rcpts.size() >= kMaxMaildropRecipients) { err = "too many recipients"; return false; }
@@ -163,12 +204,17 @@ PreparedMessage prepare_message(std::string_view msg, const PrepareOptions& o) {
         return true;
     };
     std::string name, field;  // the current header (with continuations)
+    std::vector<std::string> plain_rcpts, resent_rcpts;
+    bool resent = false;
     auto flush_field = [&]() {
         if (field.empty()) return;
-        bool bcc = lower_eq(name, "bcc");
-        if (o.extract_rcpts && (bcc || lower_eq(name, "to") || lower_eq(name, "cc"))) {
+        bool is_resent = name.size() > 7 && lower_eq(std::string_view(name).substr(0, 7), "resent-");
+        std::string_view base = is_resent ? std::string_view(name).substr(7) : std::string_view(name);
+        resent = resent || is_resent;
+        bool bcc = lower_eq(base, "bcc");
+        if (o.extract_rcpts && (bcc || lower_eq(base, "to") || lower_eq(base, "cc"))) {
             auto value = std::string_view(field).substr(name.size() + 1);
-            for (auto& a : header_addresses(value)) p.rcpts.push_back(a);
+            for (auto& a : header_addresses(value)) (is_resent ? resent_rcpts : plain_rcpts).push_back(a);
         }
         has_from = has_from || lower_eq(name, "from");
         has_date = has_date || lower_eq(name, "date");
@@ -196,6 +242,7 @@ PreparedMessage prepare_message(std::string_view msg, const PrepareOptions& o) {
         pos = next;
     }
     if (in_headers) flush_field();
+    p.rcpts = resent ? std::move(resent_rcpts) : std::move(plain_rcpts);
     std::string added;
     if (!has_from) {
         added += "From: ";

@@ -6,6 +6,9 @@
 //   MTA-MAILDROP 1
 //   U <uid, decimal>
 //   S <sender, empty for the null sender>
+//   N <DSN NOTIFY bits, decimal>     (optional, sendmail -N; ipc::kNotify* bits)
+//   T FULL|HDRS                      (optional, sendmail -R: DSN RET)
+//   E <envelope id>                  (optional, sendmail -V: DSN ENVID, printable ASCII, <= 100)
 //   R <recipient>            (one or more)
 //   <empty line>
 //   <message, CRLF line ends, no bare CR or LF>
@@ -23,9 +26,16 @@ inline constexpr std::size_t kMaxMaildropRecipients = 10000;
 struct Maildrop {
     uint64_t uid = 0;
     std::string sender;
+    uint64_t notify = 0;      // 0: not given; else ipc::kNotifyNever alone or success|failure|delay bits
+    uint8_t ret = 0;          // 0 not given, 1 FULL, 2 HDRS (as MessageRecord::ret)
+    std::string envid;
     std::vector<std::string> rcpts;
     std::string body;
 };
+
+// Valid values for the optional maildrop fields (the queue stores them as SMTP's DSN parameters).
+bool maildrop_notify_ok(uint64_t notify);
+bool maildrop_envid_ok(std::string_view envid);
 
 std::string encode_maildrop(const Maildrop& m);
 bool parse_maildrop(std::string_view bytes, Maildrop& out, std::string& err);
@@ -42,10 +52,11 @@ std::vector<std::string> header_addresses(std::string_view value);
 
 struct PreparedMessage {
     std::string text;                  // final message, CRLF
-    std::vector<std::string> rcpts;    // from To/Cc/Bcc when extract_rcpts
+    std::vector<std::string> rcpts;    // from To/Cc/Bcc (or Resent-To/Cc/Bcc) when extract_rcpts
 };
 struct PrepareOptions {
-    bool extract_rcpts = false;        // -t: take To/Cc/Bcc, and drop Bcc
+    bool extract_rcpts = false;        // -t: take To/Cc/Bcc, or Resent-To/Cc/Bcc when the message has
+                                       // any Resent- header (as Postfix); drop Bcc and Resent-Bcc
     std::string sender;                // for a missing From:
     std::string full_name;             // -F
     std::string date;                  // for a missing Date:

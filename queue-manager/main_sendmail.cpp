@@ -20,9 +20,11 @@
 #include "common/address.h"
 #include "common/alias_expand.h"
 #include "common/tool_config.h"
+#include "common/control_client.h"
 #include "common/fd.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/maildrop.h"
+#include "queue-manager/sendmail_opts.h"
 
 using namespace mta;
 using namespace mta::queue;
@@ -92,9 +94,56 @@ int expand_aliases(const Config& cfg, std::vector<std::string>& rcpts) {
     return EX_OK;
 }
 
-int usage() {
-    fprintf(stderr, "usage: sendmail [-C|-c config_file] [-t] [-i] [-oi] [-f sender] [-F full_name] [recipient ...]\n");
+int usage(const std::string& why) {
+    fprintf(stderr, "sendmail: %s\n", clean_name(why.c_str()).c_str());
+    fprintf(stderr, "usage: sendmail [-C config_file] [-t] [-i|-oi] [-f sender] [-F full_name] [-N dsn] [-R full|hdrs] "
+                    "[-V envid] [--] [recipient ...]\n       sendmail -bp | -q | -bi\n");
     return EX_USAGE;
+}
+
+// -bp and -q: one request on mtad's control socket, as mailq and `mtaqueue flush` send it. The queue
+// decides what this uid may see (its own sendmail mail) or do (flush: root and mtad's user only).
+int queue_request(const Config& cfg, const char* what) {
+    std::string answer, err;
+    if (!control_request(cfg.control_socket, std::string("queue ") + what, answer, err)) {
+        fprintf(stderr, "sendmail: mail system is down: %s\n", clean_name(err.c_str()).c_str());
+        return EX_UNAVAILABLE;
+    }
+    if (answer.rfind("error:", 0) == 0) {
+        fprintf(stderr, "sendmail: %s", answer.c_str());
+        if (answer.back() != '\n') fputc('\n', stderr);
+        return answer.find("permission denied") != std::string::npos ? EX_NOPERM : EX_UNAVAILABLE;
+    }
+    fwrite(answer.data(), 1, answer.size(), stdout);
+    return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+// -bi, -I, or invoked as newaliases: run the newaliases program installed beside this one.
+int run_newaliases(const SendmailArgs& a) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) { fprintf(stderr, "sendmail: cannot find my own directory: %s\n", strerror(errno)); return EX_OSERR; }
+    std::string dir(self, std::size_t(n));
+    std::string prog = dir.substr(0, dir.rfind('/') + 1) + "newaliases";
+    std::vector<const char*> args = {"newaliases"};
+    if (a.explicit_config) args.insert(args.end(), {"-c", a.config.c_str()});
+    args.push_back(nullptr);
+    execv(prog.c_str(), const_cast<char* const*>(args.data()));
+    fprintf(stderr, "sendmail: cannot run %s: %s\n", prog.c_str(), strerror(errno));
+    return EX_UNAVAILABLE;
+}
+
+// Descriptors 0-2 must be open, or a file we open could become "stderr". A closed stdin is noted: it is
+// an error only when a message is to be read.
+bool std_fds_open() {
+    bool stdin_open = true;
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) != -1) continue;
+        if (fd == 0) stdin_open = false;
+        int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (nfd != fd) _exit(EX_OSERR);
+    }
+    return stdin_open;
 }
 
 bool write_all(int fd, const std::string& s) {
@@ -111,28 +160,19 @@ bool write_all(int fd, const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string path = kDefaultConfigPath, sender, full_name;
-    bool explicit_path = false, extract = false, dot_ends = true, have_sender = false;
-    int opt;
-    while ((opt = getopt(argc, argv, "C:c:tif:r:F:o:B:N:R:V:b:e:")) != -1) {
-        switch (opt) {
-        case 'C': case 'c': path = optarg; explicit_path = true; break;
-        case 't': extract = true; break;
-        case 'i': dot_ends = false; break;
-        case 'f': case 'r': sender = optarg; have_sender = true; break;
-        case 'F': full_name = clean_name(optarg); break;
-        case 'o': if (optarg[0] == 'i' && optarg[1] == '\0') dot_ends = false; break;  // other -oX: ignored
-        case 'b':
-            if (strcmp(optarg, "m") != 0) { fprintf(stderr, "sendmail: only -bm (deliver mail) is supported\n"); return EX_USAGE; }
-            break;
-        case 'B': case 'N': case 'R': case 'V': case 'e': break;  // accepted for compatibility, ignored
-        default: return usage();
-        }
-    }
+    bool stdin_open = std_fds_open();
+    SendmailArgs a;
+    std::string why;
+    if (!parse_sendmail_args(std::vector<std::string>(argv, argv + argc), a, why)) return usage(why);
+    if (a.mode == SendmailMode::newaliases) return run_newaliases(a);
     Config cfg;
-    if (!load_tool_config("sendmail", path, explicit_path, cfg)) return EX_CONFIG;
+    if (!load_tool_config("sendmail", a.explicit_config ? a.config : kDefaultConfigPath, a.explicit_config, cfg))
+        return EX_CONFIG;
+    if (a.mode == SendmailMode::list_queue) return queue_request(cfg, "list");
+    if (a.mode == SendmailMode::flush_queue) return queue_request(cfg, "flush");
     std::string local_domain = cfg.local_domains.empty() ? cfg.hostname : cfg.local_domains.front();
-    if (!have_sender) {
+    std::string sender = a.sender, full_name = clean_name(a.full_name.c_str());
+    if (!a.have_sender) {
         struct passwd* pw = getpwuid(getuid());
         if (!pw) { fprintf(stderr, "sendmail: who are you? (no passwd entry for uid %u)\n", unsigned(getuid())); return EX_NOUSER; }
         sender = std::string(pw->pw_name) + "@" + cfg.hostname;
@@ -143,11 +183,12 @@ int main(int argc, char** argv) {
     }
     if (!sender.empty() && sender.find('@') == std::string::npos) sender += "@" + cfg.hostname;
     if (!sender.empty() && !maildrop_address_ok(sender)) {
-        fprintf(stderr, "sendmail: bad sender address\n");
+        fprintf(stderr, "sendmail: bad sender address \"%s\"\n", clean_name(sender.c_str()).c_str());
         return EX_USAGE;
     }
-    std::vector<std::string> rcpts;
-    for (int i = optind; i < argc; i++) rcpts.emplace_back(argv[i]);
+    std::vector<std::string> rcpts = a.rcpts;
+    if (!a.extract && rcpts.empty()) return usage("no recipients (give them as arguments, or use -t)");
+    if (!stdin_open) { fprintf(stderr, "sendmail: standard input is closed; no message to send\n"); return EX_NOINPUT; }
 
     std::string raw;
     char buf[65536];
@@ -155,25 +196,33 @@ int main(int argc, char** argv) {
     ssize_t n;
     while ((n = read(0, buf, sizeof buf)) != 0) {
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { fprintf(stderr, "sendmail: read: %s\n", strerror(errno)); return EX_IOERR; }
+        if (n < 0) { fprintf(stderr, "sendmail: reading the message: %s\n", strerror(errno)); return EX_IOERR; }
         raw.append(buf, std::size_t(n));
-        if (raw.size() > limit) { fprintf(stderr, "sendmail: message too large\n"); return EX_DATAERR; }
+        if (raw.size() > limit) {
+            fprintf(stderr, "sendmail: message larger than message_size_limit (%llu bytes)\n", (unsigned long long)limit);
+            return EX_DATAERR;
+        }
     }
+    if (raw.find('\0') != std::string::npos) { fprintf(stderr, "sendmail: the message contains a NUL byte\n"); return EX_DATAERR; }
     time_t now = time(nullptr);
     PrepareOptions po;
-    po.extract_rcpts = extract;
+    po.extract_rcpts = a.extract;
     po.sender = sender.empty() ? "MAILER-DAEMON@" + cfg.hostname : sender;
     po.full_name = full_name;
     po.date = rfc5322_date(uint64_t(now));
     po.message_id = "<" + std::to_string(now) + "." + random_hex(8) + "@" + cfg.hostname + ">";
-    PreparedMessage pm = prepare_message(to_crlf(raw, dot_ends), po);
+    PreparedMessage pm = prepare_message(to_crlf(raw, a.dot_ends), po);
     for (auto& r : pm.rcpts) rcpts.push_back(r);
-    if (rcpts.empty()) { fprintf(stderr, "sendmail: no recipients\n"); return EX_USAGE; }
+    if (rcpts.empty()) { fprintf(stderr, "sendmail: no recipients (none on the command line or in the headers)\n"); return EX_USAGE; }
 
     Maildrop md;
     md.uid = getuid();
     md.sender = sender;
+    md.notify = a.notify;
+    md.ret = a.ret;
+    md.envid = a.envid;
     md.body = std::move(pm.text);
+    std::set<std::string> seen;
     for (auto r : rcpts) {
         if (r.size() > 2 && r.front() == '<' && r.back() == '>') r = r.substr(1, r.size() - 2);
         if (r.find('@') == std::string::npos) r += "@" + local_domain;
@@ -181,7 +230,11 @@ int main(int argc, char** argv) {
             fprintf(stderr, "sendmail: bad recipient address \"%s\"\n", clean_name(r.c_str()).c_str());
             return EX_DATAERR;
         }
-        md.rcpts.push_back(r);
+        if (seen.insert(addr::lower(r)).second) md.rcpts.push_back(r);
+    }
+    if (md.rcpts.size() > kMaxMaildropRecipients) {
+        fprintf(stderr, "sendmail: more than %zu recipients\n", kMaxMaildropRecipients);
+        return EX_USAGE;
     }
     if (int rc = expand_aliases(cfg, md.rcpts); rc != EX_OK) return rc;
     std::string dir = queue_dir(cfg) + "/maildrop";

@@ -130,6 +130,8 @@ void QueueServer::pick_up(const std::string& name) {
     c.msg.size = received.size() + md.body.size();
     c.msg.sender = md.sender;
     c.msg.submit_uid = md.uid;
+    c.msg.ret = md.ret;      // sendmail -R, -V, -N: as MAIL FROM RET=/ENVID= and RCPT NOTIFY=
+    c.msg.envid = md.envid;
     c.msg.nrcpt = uint32_t(md.rcpts.size());
     bool eight = false;
     for (unsigned char ch : md.body) eight = eight || ch >= 0x80;
@@ -137,6 +139,7 @@ void QueueServer::pick_up(const std::string& name) {
     for (auto& r : md.rcpts) {
         RecipientRecord rec;
         rec.addr = r;
+        rec.notify = md.notify;
         c.rcpts.push_back(std::move(rec));
     }
     LOG_INFO("event=maildrop_picked qid=%s file=%s uid=%llu", qid.c_str(), log::safe(name).c_str(),

@@ -84,3 +84,49 @@ TEST_CASE("prepare_message: -t collects recipients, drops Bcc, adds missing head
     CHECK(p.text.find("From: \"Me Myself\" <me@host>\r\n") == 0);
     CHECK(p.text.find("\r\n\r\njust a body line\r\n") != std::string::npos);
 }
+
+TEST_CASE("maildrop DSN lines: round trip, strict values and order") {
+    Maildrop m;
+    m.uid = 7;
+    m.sender = "a@b";
+    m.rcpts = {"c@d"};
+    m.notify = 2 | 4;
+    m.ret = 2;
+    m.envid = "env-1+x";
+    Maildrop out;
+    std::string err;
+    REQUIRE(parse_maildrop(encode_maildrop(m), out, err));
+    CHECK(out.notify == 6);
+    CHECK(out.ret == 2);
+    CHECK(out.envid == "env-1+x");
+    CHECK(encode_maildrop(out) == encode_maildrop(m));
+    auto bad = [&](const std::string& mid) {
+        return !parse_maildrop("MTA-MAILDROP 1\nU 1\nS a@b\n" + mid + "R c@d\n\nx\r\n", out, err);
+    };
+    CHECK_FALSE(bad("N 1\n"));            // never
+    CHECK_FALSE(bad("N 14\nT FULL\nE e\n"));
+    CHECK(bad("N 3\n"));                  // never with success
+    CHECK(bad("N 0\n"));
+    CHECK(bad("N 016\n"));
+    CHECK(bad("N 16\n"));
+    CHECK(bad("N x\n"));
+    CHECK(bad("T full\n"));
+    CHECK(bad("E \n"));
+    CHECK(bad("E a b\n"));
+    CHECK(bad("E " + std::string(101, 'e') + "\n"));
+    CHECK(bad("T HDRS\nN 2\n"));          // out of order
+    CHECK(bad("N 2\nN 2\n"));             // twice
+}
+
+TEST_CASE("prepare_message -t: Resent-To/Cc/Bcc win when there are Resent- headers") {
+    PrepareOptions o;
+    o.extract_rcpts = true;
+    o.sender = "me@host";
+    auto p = prepare_message("To: old@x\r\nResent-From: me@host\r\nResent-To: new@x\r\nResent-Bcc: rb@x\r\n"
+                             "Bcc: ob@x\r\n\r\nb\r\n", o);
+    CHECK(p.rcpts == std::vector<std::string>{"new@x", "rb@x"});
+    CHECK(p.text.find("rb@x") == std::string::npos);
+    CHECK(p.text.find("ob@x") == std::string::npos);
+    CHECK(p.text.find("To: old@x\r\n") != std::string::npos);
+    CHECK(p.text.find("Resent-To: new@x\r\n") != std::string::npos);
+}
