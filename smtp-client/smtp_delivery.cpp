@@ -195,6 +195,17 @@ void Delivery::on_open(bool ok, const std::string& err) {
         LOG_INFO("event=connect_failed qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
                  log::safe(err).c_str());
         last_error_ = err;
+        if (session_->may_retry_plain() && !job_.requiretls) {
+            // Opportunistic TLS failed in the handshake: the same address once more, in plaintext.
+            Target t = session_->target();
+            LOG_INFO("event=tls_fallback qid=%s relay=%s reason=\"retrying without TLS\"", job_.qid().c_str(),
+                     relay_.c_str());
+            SessionSettings s = settings();
+            s.level = TlsLevel::none;
+            session_.reset();  // we are inside its callback: it returns without touching itself
+            connect(t, std::move(s));
+            return;
+        }
         session_.reset();  // we are inside its callback: it returns without touching itself
         try_next();
         return;

@@ -195,6 +195,7 @@ void Session::handle_reply(const Reply& r) {
 
 void Session::fail(const std::string& why) {
     Phase p = phase_;
+    if (p == Phase::handshake) tls_handshake_failed_ = true;
     phase_ = Phase::dead;
     event_del(timer_);
     if (bev_) bufferevent_disable(bev_, EV_READ | EV_WRITE);

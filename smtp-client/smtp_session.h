@@ -80,6 +80,10 @@ public:
     const Extensions& ext() const { return ext_; }
     bool tls_active() const { return tls_active_; }
     bool tls_verified() const { return tls_verified_; }  // by DANE or MTA-STS (WebPKI)
+    // The open failed in the TLS handshake of an opportunistic ("may") session: worth one retry of the
+    // same address without TLS, as Postfix does (an attacker able to break the handshake could as well
+    // have hidden STARTTLS).
+    bool may_retry_plain() const { return tls_handshake_failed_ && settings_.level == TlsLevel::may; }
     unsigned transactions() const { return transactions_; }
 
 private:
@@ -145,6 +149,7 @@ private:
     Extensions ext_;
     bool tls_active_ = false;
     bool tls_verified_ = false;
+    bool tls_handshake_failed_ = false;
     bool esmtp_ = false;
     int connect_errno_ = 0;
     unsigned transactions_ = 0;

@@ -229,10 +229,16 @@ def tls(m, s):
     check("starttls_454_may_delivered_plain", ev[0] == "delivered" and len(s[147].messages_to(addr("tls454"))) == 1, ev)
     deferred_only(m, addr("tls454enc"), s[148], r"^4\.7\.4 .*refused STARTTLS", "starttls_454_encrypt_deferred")
     check("starttls_454_encrypt_no_mail", not any(c.upper().startswith("MAIL") for _, c in s[148].commands), s[148].commands)
+    # Level may: a failed handshake means one more connection to the same address without TLS (as
+    # Postfix's RETRY_AS_PLAINTEXT); nothing is ever sent on the connection whose handshake failed.
     for name, octet in (("tlsjunk", 149), ("tlsclose", 150)):
-        deferred_only(m, addr(name), s[octet], "TLS handshake", "starttls_%s_deferred" % name)
-        check("starttls_%s_no_plaintext_mail" % name, s[octet].notes.get("client_hello") and
-              not any(c.upper().startswith("MAIL") for _, c in s[octet].commands), s[octet].commands)
+        ev = final(m, addr(name))
+        cmds = s[octet].commands
+        tls_sessions = {n for n, c in cmds if c.upper() == "STARTTLS"}
+        check("starttls_%s_may_retried_in_plaintext" % name, ev[0] == "delivered" and s[octet].notes.get("client_hello")
+              and len(s[octet].messages_to(addr(name))) == 1 and "event=tls_fallback" in m.log_text(), (ev, cmds))
+        check("starttls_%s_nothing_sent_on_the_failed_tls_session" % name,
+              not any(c.upper().startswith("MAIL") for n, c in cmds if n in tls_sessions), cmds)
 
 
 def reuse(m, s):
