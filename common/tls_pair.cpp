@@ -21,16 +21,6 @@ std::string first_error() {
     return buf;
 }
 
-struct BioFree {
-    void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-    void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-    void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
 }  // namespace
 
 bool tls_check_pair(const std::string& cert_pem, const std::string& key_pem, std::string& err) {

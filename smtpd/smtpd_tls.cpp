@@ -23,16 +23,6 @@ std::string ssl_errors() {
     return out.empty() ? "unknown OpenSSL error" : out;
 }
 
-struct BioFree {
-    void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-    void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-    void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
 int no_passphrase(char*, int, int, void*) { return 0; }
 
 }  // namespace
