@@ -2,6 +2,7 @@
 #include "common/config.h"
 #include "common/config_keys.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -72,6 +73,14 @@ bool parse_cidr(std::string_view s, Cidr& out) {
         uint64_t n;
         if (!parse_u64(bits, n) || n > uint64_t(c.prefix)) return false;
         c.prefix = int(n);
+    }
+    // Host bits after the prefix ("10.1.2.3/8") are a typo that would silently trust a whole network:
+    // refused, as Postfix refuses "non-null host address bits".
+    int len = c.family == AF_INET ? 4 : 16;
+    for (int i = 0; i < len; i++) {
+        int keep = std::clamp(c.prefix - i * 8, 0, 8);
+        unsigned mask = keep == 8 ? 0xffu : (0xff00u >> keep) & 0xffu;
+        if (c.addr[i] & ~mask & 0xffu) return false;
     }
     out = c;
     return true;

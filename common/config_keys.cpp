@@ -167,7 +167,10 @@ const std::vector<KeyDef>& key_defs() {
              std::vector<Cidr> out;
              for (auto& item : split_list(v)) {
                  Cidr n;
-                 if (!parse_cidr(item, n)) { err = "invalid network \"" + log::safe(item) + "\""; return false; }
+                 if (!parse_cidr(item, n)) {
+                     err = "invalid network \"" + log::safe(item) + "\" (address, or address/prefix with no host bits set)";
+                     return false;
+                 }
                  out.push_back(n);
              }
              c.mynetworks = std::move(out);

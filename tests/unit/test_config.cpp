@@ -122,8 +122,16 @@ TEST_CASE("config: mynetworks entries parse strictly and match by family") {
         REQUIRE(parse_cidr(net, c));
         return c.matches(reinterpret_cast<const sockaddr*>(&sa));
     };
-    CHECK(match("127.0.0.9/30", v4("127.0.0.10")));  // host bits are masked off
-    CHECK_FALSE(match("127.0.0.9/30", v4("127.0.0.12")));
+    Cidr hostbits;
+    CHECK_FALSE(parse_cidr("127.0.0.9/30", hostbits));  // host bits set: a typo, refused
+    CHECK_FALSE(parse_cidr("10.1.2.3/8", hostbits));
+    CHECK_FALSE(parse_cidr("2001:db8::1/64", hostbits));
+    CHECK(match("127.0.0.8/30", v4("127.0.0.10")));
+    CHECK_FALSE(match("127.0.0.8/30", v4("127.0.0.12")));
+    CHECK(match("10.0.0.0/8", v4("10.200.1.1")));
+    CHECK(match("2001:db8::/32", v6("2001:db8:ffff::1")));
+    CHECK(match("127.0.0.9", v4("127.0.0.9")));
+    CHECK(match("0.0.0.0/0", v4("192.0.2.1")));
     CHECK(match("0.0.0.0/0", v4("192.0.2.1")));
     CHECK_FALSE(match("::/0", v4("127.0.0.1")));         // IPv6 entries never match IPv4 clients
     CHECK_FALSE(match("::ffff:0:0/96", v4("127.0.0.1")));
