@@ -46,6 +46,30 @@ def free_port(host="127.0.0.1"):
     return port
 
 
+class Guard:
+    """`with Guard("client") as g:` around a suite's body. An exception inside becomes one FAIL line
+    `client_exception` with the end of g.log.log_text() (set g.log to the MTA or process under test);
+    then g.cleanups run in order, each on its own, on success and failure alike."""
+
+    def __init__(self, name, tail=3000):
+        self.name, self.tail, self.log, self.cleanups = name, tail, None, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, e, tb):
+        if isinstance(e, Exception):
+            check(self.name + "_exception", False, "%s: %s" % (type(e).__name__, e))
+            if self.log is not None:
+                print(self.log.log_text()[-self.tail:])
+        for fn in self.cleanups:
+            try:
+                fn()
+            except Exception as ce:  # noqa: BLE001 - the others still run
+                print("cleanup failed: %s" % ce)
+        return isinstance(e, Exception)
+
+
 def wait_for(cond, timeout=10.0, interval=0.05):
     end = time.time() + timeout
     while time.time() < end:

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
+from mtatest import Guard, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
 from queuetest import mtaqueue, queue_json  # noqa: E402
 from scriptsmtp import BASE_EXT, Esmtp, trickle_greeting  # noqa: E402
 from smtpsink import refuses  # noqa: E402
@@ -339,13 +339,15 @@ def main():
     while not (all(refuses("127.0.0.%d" % i, port) for i in HOSTS) and refuses("::1", port)):
         port = random.randint(20000, 60000)
     nsd = Nsd(tmp, {"client.example": ZONE, "broken.example": BROKEN})
-    s, m = {}, None
-    try:
+    s = {}
+    with Guard("client") as g:
+        g.cleanups += [lambda: [srv.close() for srv in s.values()], nsd.stop]
         if not check("client_nsd_up", nsd.wait_answering("mx72.client.example", "127.0.0.72"), "nsd did not answer"):
             return
         s = servers(port)
-        m = MTA(name="client", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = client.example "
+        g.log = m = MTA(name="client", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = client.example "
                 "broken.example\nmaximal_backoff_time = 2s\ndelay_warning_time = 0\nsmtp_helo_timeout = 6s\n" % (port, nsd.forwarder())).start()
+        g.cleanups.insert(0, m.stop)
         smtp_pids = sorted(m.pids("mta-smtp"))
         submit_all(m)
         ipv6_and_greetings(m, s)
@@ -354,16 +356,6 @@ def main():
         extensions(m, s)
         helo_fallback(m, s)
         hostile(m, s, smtp_pids)
-    except Exception as e:  # noqa: BLE001 - report, then clean up
-        check("client_exception", False, "%s: %s" % (type(e).__name__, e))
-        if m:
-            print(m.log_text()[-3000:])
-    finally:
-        if m:
-            m.stop()
-        for srv in s.values():
-            srv.close()
-        nsd.stop()
     if os.environ.get("MTA_KEEP_TMP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, delivery_events, finish, wait_for  # noqa: E402
+from mtatest import Guard, BIN, MTA, check, delivery_events, finish, wait_for  # noqa: E402
 from queuetest import dsns, queue_json  # noqa: E402
 from scriptsmtp import BASE_EXT, Esmtp  # noqa: E402
 from smtpsink import refuses  # noqa: E402
@@ -352,8 +352,9 @@ def main():
     while not all(refuses("127.0.0.%d" % i, port) for i in HOSTS):
         port = random.randint(20000, 60000)
     nsd = Nsd(tmp, {"hp.example": zone()})
-    s, m = {}, None
-    try:
+    s = {}
+    with Guard("hostile_peer") as g:
+        g.cleanups += [lambda: [srv.close() for srv in s.values()], nsd.stop]
         if not check("hostile_peer_nsd_up", nsd.wait_answering("mx139.hp.example", "127.0.0.139"), "nsd did not answer"):
             return
         s = {octet: Esmtp("127.0.0.%d" % octet, port, **kw) for octet, (_, kw) in SERVERS.items()}
@@ -367,10 +368,11 @@ def main():
                                text=True, timeout=30)
             if not check("hostile_peer_mtamap_" + kind, r.returncode == 0, r.stderr):
                 return
-        m = MTA(name="hostile-peer", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = hp.example\n"
+        g.log = m = MTA(name="hostile-peer", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = hp.example\n"
                 "maximal_backoff_time = 2s\ndelay_warning_time = 0\nsmtp_helo_timeout = 6s\ntransport_map = %s\n"
                 "smtp_tls_policy_map = %s\n" % (port, nsd.forwarder(), os.path.join(tmp, "transport.lmdb"),
                                                  os.path.join(tmp, "tls.lmdb"))).start()
+        g.cleanups.insert(0, m.stop)
         open(os.path.join(m.spool, "empty", "not-a-socket"), "w").close()
         smtp_pids = sorted(m.pids("mta-smtp"))
         hwm0 = max(vm_hwm(p) for p in smtp_pids)
@@ -383,16 +385,6 @@ def main():
         lmtp(m, s, port)
         dots(m, s)
         invariants(m, s, smtp_pids, hwm0)
-    except Exception as e:  # noqa: BLE001 - report, then clean up
-        check("hostile_peer_exception", False, "%s: %s" % (type(e).__name__, e))
-        if m:
-            print(m.log_text()[-3000:])
-    finally:
-        if m:
-            m.stop()
-        for srv in s.values():
-            srv.close()
-        nsd.stop()
     if os.environ.get("MTA_KEEP_TMP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
 

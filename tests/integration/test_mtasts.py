@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd, random_address  # noqa: E402
-from mtatest import BIN, MTA, check, finish, wait_for  # noqa: E402
+from mtatest import Guard, BIN, MTA, check, finish, wait_for  # noqa: E402
 from smtpsink import Sink, refuses  # noqa: E402
 
 DOMAINS = ("good", "wrongname", "nomatch", "testing", "plain")
@@ -258,46 +258,38 @@ def main():
     certs = make_certs(tmp)
     nsd_args = {"addr": random_address(), "port": random.randint(20000, 60000)}
     nsd = Nsd(os.path.join(tmp, "v1"), {"sts.example": ZONE.format(good_id="1", wrong_id="1")}, **nsd_args)
-    sinks, m, https, nsd2 = {}, None, None, None
-    try:
+    sinks, extra = {}, {}  # extra: the policy server and the second NSD, once started
+
+    def close_https():
+        try:
+            extra["https"].close()
+        except (KeyError, OSError):
+            pass
+    with Guard("mtasts", tail=4000) as g:
+        g.cleanups += [lambda: [s.close() for s in sinks.values()], close_https, nsd.stop,
+                       lambda: extra.get("nsd2") and extra["nsd2"].stop()]
         if not check("mtasts_nsd_up", nsd.wait_answering("mx.good.sts.example", "127.0.0.41"), "nsd did not answer"):
             return
-        https = PolicyServer("127.0.0.40", sts_port, certs["https"])
+        https = extra["https"] = PolicyServer("127.0.0.40", sts_port, certs["https"])
         withext = ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "REQUIRETLS")
         for i, name in ((41, "good"), (42, "wrong"), (43, "rogue"), (44, "nomatch"), (45, "testing"), (46, "plain")):
             sinks[i] = Sink("127.0.0.%d" % i, port, tls=certs[name], ext=withext if i in (41, 46) else
                             ("PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"))
         mcert = certs["plain"]
-        m = MTA(name="mtasts", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = sts.example\n"
+        g.log = m = MTA(name="mtasts", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = sts.example\n"
                 "smtp_tls_level = mta-sts\nsmtp_tls_ca_file = %s\nmta_sts_port = %d\ntls_cert = %s\ntls_key = %s\n"
                 "mynetworks = 127.0.0.0/8\n" % (port, nsd.forwarder(), certs["ca"][0], sts_port, mcert[0], mcert[1])).start()
+        g.cleanups.insert(0, m.stop)
         m.sinks = sinks
         deliveries(m, sinks)
         requiretls(m, sinks)
-        nsd2 = cache(m, tmp, nsd_args, https, nsd)
+        extra["nsd2"] = cache(m, tmp, nsd_args, https, nsd)
         # The cache survives a restart (the policy server is still down).
         m.stop()
         m.start()
         wait_for(lambda: "MTA-STS:" in mtadns(m, "good.sts.example")[1], 20)
         rc, out = mtadns(m, "good.sts.example")
         check("cache_survives_restart", "mode testing" in out and "id 2, cached" in out, out)
-    except Exception as e:  # noqa: BLE001 - report, then clean up
-        check("mtasts_exception", False, "%s: %s" % (type(e).__name__, e))
-        if m:
-            print(m.log_text()[-4000:])
-    finally:
-        if m:
-            m.stop()
-        for s in sinks.values():
-            s.close()
-        if https:
-            try:
-                https.close()
-            except OSError:
-                pass
-        nsd.stop()
-        if nsd2:
-            nsd2.stop()
     if os.environ.get("MTA_TEST_KEEP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, finish, wait_for  # noqa: E402
+from mtatest import Guard, BIN, MTA, check, finish, wait_for  # noqa: E402
 from smtpsink import Sink, refuses  # noqa: E402
 
 ZONE = """$ORIGIN out.example.
@@ -253,7 +253,8 @@ def main():
     tlsa, certs = make_certs(tmp)
     nsd = Nsd(tmp, {"out.example": ZONE, "dane.example": DANE_ZONE.format(port=port, **tlsa)}, signed=("dane.example",))
     sinks, m = [], None
-    try:
+    with Guard("outbound") as g:
+        g.cleanups += [lambda: [s.close() for s in sinks], nsd.stop]
         if not check("outbound_nsd_up", nsd.wait_answering("live.out.example", "127.0.0.22"), "nsd did not answer"):
             return
         live, first, second, plain = (Sink("127.0.0.%d" % i, port) for i in (22, 23, 24, 25))
@@ -261,9 +262,10 @@ def main():
         sinks += [Sink("127.0.0.26", port, tls=certs["good"]), Sink("127.0.0.27", port, tls=certs["good"]),
                   Sink("127.0.0.28", port, tls=certs["chain"]), Sink("127.0.0.29", port),
                   Sink("127.0.0.30", port, lmtp=True)]
-        m = MTA(name="outbound", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = out.example\n"
+        g.log = m = MTA(name="outbound", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = out.example\n"
                 "dns_trust_anchors = %s\nsmtp_tls_level = dane\nlocal_domains = lmtp.example\n"
                 "local_transport = lmtp:[127.0.0.30]:%d\n" % (port, nsd.forwarder(), nsd.anchors, port)).start()
+        g.cleanups.insert(0, m.stop)
         m.sinks = {int(s.host.rsplit(".", 1)[1]): s for s in sinks}
         basic_routing(m, live, first, second, plain)
         transactions(m, live)
@@ -271,16 +273,6 @@ def main():
         dane(m)
         mtadns(m)
         lmtp(m)
-    except Exception as e:  # noqa: BLE001 - report, then clean up
-        check("outbound_exception", False, "%s: %s" % (type(e).__name__, e))
-        if m:
-            print(m.log_text()[-3000:])
-    finally:
-        if m:
-            m.stop()
-        for s in sinks:
-            s.close()
-        nsd.stop()
     if os.environ.get("MTA_KEEP_TMP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
         if m:

@@ -15,7 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
+from mtatest import Guard, BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
 from smtpsink import Sink, refuses  # noqa: E402
 
 ZONE = """$ORIGIN tr.example.
@@ -213,8 +213,9 @@ def main():
     while not all(refuses("127.0.0.%d" % i, port) for i in SINKS):
         port = random.randint(20000, 60000)
     nsd = Nsd(tmp, {"tr.example": ZONE})
-    sinks, m = {}, None
-    try:
+    sinks = {}
+    with Guard("transport") as g:
+        g.cleanups += [lambda: [s.close() for s in sinks.values()], nsd.stop]
         if not check("transport_nsd_up", nsd.wait_answering("mxhost.tr.example", "127.0.0.41"), "nsd did not answer"):
             return
         for i in SINKS:
@@ -225,9 +226,10 @@ def main():
             r = mtamap("-t", kind, os.path.join(tmp, src))
             if not check("mtamap_build_" + kind, r.returncode == 0, r.stderr):
                 return
-        m = MTA(name="transport", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = tr.example\n"
+        g.log = m = MTA(name="transport", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = tr.example\n"
                 "log_level = debug\nrelayhost = [127.0.0.50]:%d\ntransport_map = %s\nsmtp_tls_policy_map = %s\n"
                 % (port, nsd.forwarder(), port, os.path.join(tmp, "transport.lmdb"), os.path.join(tmp, "tls.lmdb")))
+        g.cleanups.insert(0, m.stop)
         m.start()
         routing(m, sinks, port)
         tls_policy(m, sinks)
@@ -235,16 +237,6 @@ def main():
         replace_table(m, sinks, port, tmp)
         missing_table(m, tmp)
         reload_without_policy(m)
-    except Exception as e:  # noqa: BLE001 - report, then clean up
-        check("transport_exception", False, "%s: %s" % (type(e).__name__, e))
-        if m:
-            print(m.log_text()[-3000:])
-    finally:
-        if m:
-            m.stop()
-        for s in sinks.values():
-            s.close()
-        nsd.stop()
     if os.environ.get("MTA_TEST_KEEP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
 
