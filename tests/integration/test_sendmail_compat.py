@@ -212,6 +212,9 @@ def main():
     srv = ScriptedServer(decide)
     srv.extensions = ["DSN"]
     m = MTA(extra=relay_config(srv) + "message_size_limit = 100000\n", name="sendmail").start()
+    # start() waits for the SMTP greeting; the maildrop directory is made by mta-queue, which may
+    # come up a moment later (slower under ASan). sendmail before then fails with EX_TEMPFAIL.
+    wait_for(lambda: os.path.isdir(os.path.join(m.spool, "queue", "maildrop")), 20)
     tmp = tempfile.mkdtemp(prefix="smcompat-")
     os.chmod(tmp, 0o755)
     try:
