@@ -87,15 +87,16 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
     std::set<std::pair<uint64_t, uint32_t>> released;  // were waiting in memory: drop from the active set
     std::vector<std::pair<uint64_t, uint32_t>> deleted_left;  // (msgid, records deleted) of active messages
     std::vector<uint64_t> gone;                          // messages removed entirely
-    std::size_t nmsg = 0, nrcpt = 0, busy = 0, later = 0;
+    std::size_t nmsg = 0, nrcpt = 0, busy = 0, later = 0, later_deleted = 0;
     for (auto& v : msgs) {
         bool corrupt = v.msg.state == MessageState::corrupt;
         std::size_t changed = 0, deleted = 0, busy_here = 0;
         for (auto& r : v.rcpts) {
             if (r.inflight) {
-                if (!corrupt && rcpt_selected(cmd.filter, r) && mark_inflight_hold(v.msgid, r.index, verb)) {
+                if (!corrupt && rcpt_selected(cmd.filter, r) && mark_inflight(v.msgid, r.index, verb)) {
                     changed++;
                     later++;
+                    if (verb == "delete") later_deleted++;
                     continue;
                 }
                 busy++;
@@ -145,7 +146,8 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
             deleted_left.emplace_back(v.msgid, uint32_t(deleted));
         }
         if (changed) nmsg++;
-        nrcpt += verb == "delete" ? deleted : changed;
+        nrcpt += verb == "delete" ? deleted + later_deleted : changed;
+        later_deleted = 0;
     }
     if (int rc = ops.empty() ? 0 : store_.apply(ops))
         return "error: queue write failed: " + Store::error_text(rc) + "\n";
@@ -164,21 +166,28 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
     if (verb != "delete" && verb != "hold") wake_at(now);
     std::string s = "ok: " + verb + " " + std::to_string(nmsg) + " message" + (nmsg == 1 ? "" : "s") + ", " +
                     std::to_string(nrcpt) + " recipient" + (nrcpt == 1 ? "" : "s");
-    if (later) s += " (" + std::to_string(later) + " in flight: " + (verb == "hold" ? "held if" : "not held if") +
+    if (later) s += " (" + std::to_string(later) + " in flight: " +
+                    (verb == "hold" ? "held if" : verb == "delete" ? "deleted if" : "not held if") +
                     " the current attempt defers)";
     if (busy) s += " (" + std::to_string(busy) + " in flight left alone)";
     LOG_INFO("event=admin_done verb=%s messages=%zu recipients=%zu in_flight=%zu", verb.c_str(), nmsg, nrcpt, busy);
     return s + "\n";
 }
 
-// hold/release of a recipient in flight: the attempt runs on; if it defers, the recipient is held (hold)
-// or deferred as usual (release of an earlier hold). A delivery or bounce ends the recipient either way.
-bool QueueServer::mark_inflight_hold(uint64_t msgid, uint32_t index, const std::string& verb) {
-    if (verb != "hold" && verb != "release") return false;
+// hold/release/delete of a recipient in flight: the attempt runs on; if it defers, the recipient is held
+// (hold), deferred as usual (release of an earlier hold) or deleted without a DSN (delete). A delivery
+// or bounce ends the recipient either way.
+bool QueueServer::mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb) {
+    if (verb != "hold" && verb != "release" && verb != "delete") return false;
     auto am = active_.find(msgid);
     if (am == active_.end()) return false;
     auto f = am->second.rcpts.find(index);
     if (f == am->second.rcpts.end() || f->second.stage != RcptStage::inflight) return false;
+    if (verb == "delete") {
+        if (f->second.delete_after) return false;
+        f->second.delete_after = true;
+        return true;
+    }
     bool want = verb == "hold";
     if (f->second.hold_after == want) return false;
     f->second.hold_after = want;

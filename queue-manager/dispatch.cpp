@@ -250,7 +250,7 @@ void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& a
                    : r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced
                                                                : Outcome::deferred;
     Outcome got = apply_attempt(op.rcpt, am.msg, want, r.text, policy_, now, clock_.jitter());
-    if (got == Outcome::deferred) {
+    if (got == Outcome::deferred && !ar.delete_after) {
         LOG_INFO("event=deferred qid=%s to=<%s> relay=%s reason=\"%s\" next=%llus", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), text.c_str(), (unsigned long long)(op.rcpt.next_attempt - now));
         hold_if_asked(qid, ar, op.rcpt);
@@ -263,8 +263,12 @@ void QueueServer::record_result(uint64_t msgid, ActiveMessage& am, ActiveRcpt& a
         result_ops_.push_back(std::move(op));
         return;
     }
-    // Delivered or bounced: the recipient record goes (a bounce leaves as a DSN in the same transaction).
-    if (got == Outcome::delivered) {
+    // Delivered, bounced, or deleted by the admin during a deferred attempt: the recipient record goes
+    // (a bounce leaves as a DSN in the same transaction; an admin delete sends none).
+    if (got == Outcome::deferred) {
+        LOG_INFO("event=deleted qid=%s to=<%s> relay=%s reason=\"deleted by admin during the attempt: %s\"",
+                 qid.c_str(), to.c_str(), log::safe(relay).c_str(), text.c_str());
+    } else if (got == Outcome::delivered) {
         LOG_INFO("event=delivered qid=%s to=<%s> relay=%s detail=\"%s\"", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), text.c_str());
         // RFC 3461 §5.2.1: a next hop with DSN got NOTIFY=SUCCESS and reports; one without it: "relayed".

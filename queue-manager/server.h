@@ -71,7 +71,8 @@ private:
     struct ActiveRcpt {
         RecipientRecord rec;
         RcptStage stage = RcptStage::ready;
-        bool hold_after = false;  // held by mtaqueue while in flight: a deferral of this attempt becomes held
+        bool hold_after = false;    // held by mtaqueue while in flight: a deferral of this attempt becomes held
+        bool delete_after = false;  // deleted by mtaqueue while in flight: a deferral of this attempt deletes it
     };
     struct ActiveMessage {
         MessageRecord msg;
@@ -145,7 +146,7 @@ private:
     std::string admin_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
     void forget_waiting(const std::set<std::pair<uint64_t, uint32_t>>& rcpts);
     bool rcpt_busy(uint64_t msgid, uint32_t index) const;
-    bool mark_inflight_hold(uint64_t msgid, uint32_t index, const std::string& verb);
+    bool mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb);
     static void hold_if_asked(const std::string& qid, const ActiveRcpt& ar, RecipientRecord& rec);
 
     // destinations.cpp: slow start and dead-destination back-off

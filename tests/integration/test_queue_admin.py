@@ -92,6 +92,18 @@ def hold_in_flight(m, srv):
     r = mtaqueue(m, "release", "--to", "stall@remote.test")
     ok = wait_for(lambda: any("stall@remote.test" in d[1] for d in srv.delivered), 15)
     check("admin: released, then delivered", r.returncode == 0 and ok, r.stdout + str(srv.attempts))
+    # delete while in flight: the attempt's deferral removes the recipient (and the message), no DSN.
+    gate.clear()
+    srv.decide = lambda rcpt, n: (gate.wait(20) and "452 4.2.2 full") if "stall2" in rcpt else old(rcpt, n)
+    send(m, "inflight@localhost", ["stall2@remote.test"], "admin four")
+    wait_for(lambda: srv.attempts["stall2@remote.test"] >= 1, 20)
+    r = mtaqueue(m, "delete", "--to", "stall2@remote.test")
+    check("admin: delete in flight is promised", r.returncode == 0 and "1 message" in r.stdout and
+          "deleted if the current attempt defers" in r.stdout, r.stdout + r.stderr)
+    gate.set()
+    gone = lambda: not any(x["address"] == "stall2@remote.test" for msg in queue_json(m).get("messages", [])
+                           for x in msg["recipients"])
+    check("admin: its deferral removes it", wait_for(gone, 10) and "event=deleted" in m.log_text(), queue_json(m))
     srv.decide = old
 
 
