@@ -99,7 +99,7 @@ bool Cidr::matches(const sockaddr* sa) const {
     return false;
 }
 
-bool parse_hostport(std::string_view s, HostPort& out) {
+bool parse_hostport(std::string_view s, HostPort& out, bool allow_port_zero) {
     std::string host;
     std::string_view port;
     if (!s.empty() && s[0] == '[') {
@@ -118,7 +118,7 @@ bool parse_hostport(std::string_view s, HostPort& out) {
         if (!host.empty() && !addr::valid_domain(addr::lower(host))) return false;
     }
     uint64_t p;
-    if (!parse_u64(port, p) || p == 0 || p > 65535) return false;
+    if (!parse_u64(port, p) || (p == 0 && !allow_port_zero) || p > 65535) return false;
     out.host = host;
     out.port = uint16_t(p);
     return true;

@@ -27,7 +27,8 @@ struct Cidr {
 // Parse "1.2.3.0/24", "::1/128", "[::1]/128" or a bare address.
 bool parse_cidr(std::string_view s, Cidr& out);
 // Parse "host:port", "[v6]:port" or ":port" (all addresses).
-bool parse_hostport(std::string_view s, HostPort& out);
+// Port 0 is refused unless allow_port_zero (listeners: the kernel picks a free port, mtad logs it).
+bool parse_hostport(std::string_view s, HostPort& out, bool allow_port_zero = false);
 bool parse_duration(std::string_view s, uint64_t& seconds);   // "30", "30s", "5m", "1h", "5d"
 bool parse_size(std::string_view s, uint64_t& bytes);          // "1000", "10k", "10m", "1g"
 std::vector<std::string> split_list(std::string_view s);

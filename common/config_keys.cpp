@@ -118,7 +118,7 @@ Setter listen(std::vector<HostPort> Config::*m) {
         std::vector<HostPort> out;
         for (auto& item : split_list(v)) {
             HostPort hp;
-            if (!parse_hostport(item, hp)) { err = "expected host:port, got \"" + log::safe(item) + "\""; return false; }
+            if (!parse_hostport(item, hp, true)) { err = "expected host:port, got \"" + log::safe(item) + "\""; return false; }
             out.push_back(hp);
         }
         c.*m = std::move(out);

@@ -286,6 +286,7 @@ void Link::handle_read() {
             }
             got_hello_ = true;
             peer_role_ = *m.get(Tag::role);
+            if (on_hello_) on_hello_(peer_role_);
             continue;
         }
         if (m.type == Type::hello) { fail(true, "duplicate hello"); return; }

@@ -74,6 +74,9 @@ public:
     Link(const Link&) = delete;
     Link& operator=(const Link&) = delete;
 
+    // Called once, when the peer's HELLO has been validated (with the role it claims).
+    void set_hello_handler(std::function<void(const std::string& role)> h) { on_hello_ = std::move(h); }
+
     void send(Message m);
     // Sends everything queued now, blocking; used before exit so a final reply is not lost.
     void drain();
@@ -96,6 +99,7 @@ private:
     bool got_hello_ = false;
     Handler on_msg_;
     CloseHandler on_close_;
+    std::function<void(const std::string&)> on_hello_;
     event* rev_ = nullptr;
     event* wev_ = nullptr;
     std::deque<Message> out_;

@@ -144,6 +144,9 @@ void Master::spawn(Child& c) {
         [this, cp](bool malformed, const std::string&) {
             if (malformed) kill_child(*cp, "malformed control message");
         });
+    c.ready = false;
+    // A role says HELLO on its master link only after its privilege drop: from then on it serves.
+    c.link->set_hello_handler([this, cp](const std::string& role) { on_child_ready(*cp, role); });
     ipc::Message conf(ipc::Type::config);
     conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
     c.link->send(std::move(conf));
@@ -193,6 +196,19 @@ void Master::on_child_message(Child& c, ipc::Message& m) {
     kill_child(c, "unexpected control message");
 }
 
+void Master::on_child_ready(Child& c, const std::string& role) {
+    if (role != c.role) {
+        kill_child(c, "hello from the wrong role");
+        return;
+    }
+    c.ready = true;
+    LOG_INFO("event=ready role=%s instance=%llu pid=%d", c.role.c_str(), (unsigned long long)c.instance, int(c.pid));
+    for (auto& o : children_)
+        if (!o->ready) return;
+    if (!announced_ready_) LOG_INFO("event=all_ready roles=%zu", children_.size());
+    announced_ready_ = true;
+}
+
 void Master::kill_child(Child& c, const char* why) {
     if (c.pid > 0) {
         LOG_ERROR("event=kill_child role=%s pid=%d reason=\"%s\"", c.role.c_str(), int(c.pid), why);
@@ -206,6 +222,7 @@ void Master::on_child_exit(pid_t pid, int status) {
         if (c.pid != pid) continue;
         anvil_.drop_link(uint64_t(pid));  // its connections are gone with it
         c.pid = -1;
+        c.ready = false;
         c.link.reset();
         fail_pending(c.role);
         if (WIFSIGNALED(status))

@@ -32,6 +32,7 @@ struct Child {
     unsigned restarts = 0;
     unsigned backoff = 1;  // seconds before the next restart
     bool stopping = false;
+    bool ready = false;    // its HELLO arrived: it has dropped privileges and serves
     std::unique_ptr<ipc::Link> link;
     event* restart_timer = nullptr;
 };
@@ -60,6 +61,7 @@ private:
     void schedule_restart(Child& c, bool now = false);
     void kill_child(Child& c, const char* why);
     void on_child_message(Child& c, ipc::Message& m);
+    void on_child_ready(Child& c, const std::string& role);
     void check_stopped();
     bool open_control(std::string& err);
     void accept_control();
@@ -97,6 +99,7 @@ private:
     bool on_anvil_message(Child& c, ipc::Message& m);
     std::string anvil_status_line() const;
     bool stopping_ = false;
+    bool announced_ready_ = false;
     int stop_phase_ = 0;
     int exit_status_ = 0;
 };

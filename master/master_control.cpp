@@ -203,7 +203,7 @@ std::string Master::status_text() const {
         }
         snprintf(line, sizeof line, "role=%s instance=%llu pid=%d state=%s uid=%s uptime=%llds restarts=%u\n",
                  c->role.c_str(), (unsigned long long)c->instance, int(c->pid),
-                 c->pid > 0 ? (c->stopping ? "stopping" : "running") : "restarting", user.c_str(),
+                 c->pid <= 0 ? "restarting" : c->stopping ? "stopping" : c->ready ? "running" : "starting", user.c_str(),
                  c->pid > 0 ? (long long)(now - c->started) : 0LL, c->restarts);
         out += line;
     }

@@ -58,26 +58,41 @@ bool owned_dir(const std::string& path, const std::string& user, mode_t mode, st
 
 }  // namespace
 
-bool ensure_user(const std::string& name, std::string& err) {
-    if (getpwnam(name.c_str())) return true;
+namespace {
+// Runs useradd once; its exit status.
+int run_useradd(const std::string& name) {
     // The name was validated by the config parser ([a-z0-9_.-], <= 32 chars); no shell is involved.
     pid_t pid = fork();
-    if (pid < 0) { err = strerror(errno); return false; }
+    if (pid < 0) return -1;
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) dup2(devnull, 1);
+        if (devnull >= 0) { dup2(devnull, 1); dup2(devnull, 2); }
         execl("/usr/sbin/useradd", "useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
               "--shell", "/usr/sbin/nologin", "--user-group", name.c_str(), (char*)nullptr);
         _exit(127);
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (!getpwnam(name.c_str())) {
-        err = "could not create system user " + name + " (useradd exit " + std::to_string(WEXITSTATUS(status)) + ")";
-        return false;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+bool ensure_user(const std::string& name, std::string& err) {
+    if (getpwnam(name.c_str())) return true;
+    // Two mtad instances starting together (two spools on one host) race for /etc/passwd's lock: the
+    // loser's useradd fails while the winner's is still writing. Wait for the lock, a few seconds at most.
+    int rc = -1;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        rc = run_useradd(name);
+        if (getpwnam(name.c_str())) {
+            if (rc == 0) LOG_INFO("event=user_created user=%s", name.c_str());
+            return true;
+        }
+        if (rc == 127) break;  // no useradd at all: waiting will not help
+        usleep(100 * 1000);
     }
-    LOG_INFO("event=user_created user=%s", name.c_str());
-    return true;
+    err = "could not create system user " + name + " (useradd exit " + std::to_string(rc) + ")";
+    return false;
 }
 
 bool Master::prepare_filesystem(std::string& err) {
@@ -94,6 +109,29 @@ bool Master::prepare_filesystem(std::string& err) {
            owned_dir(cfg_.spool_dir + "/resolver", cfg_.resolver_user, 0700, err) &&
            owned_dir(cfg_.mail_dir, cfg_.mail_owner, 0700, err);
 }
+
+namespace {
+std::string bound_address(int fd, const HostPort& configured) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN];
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return configured.str();
+    HostPort hp;
+    if (ss.ss_family == AF_INET) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        hp.port = ntohs(s4->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        hp.port = ntohs(s6->sin6_port);
+    } else {
+        return configured.str();
+    }
+    hp.host = host;
+    return hp.str();
+}
+}  // namespace
 
 bool Master::open_listeners(std::string& err) {
     auto add = [&](const std::string& kind, const std::vector<HostPort>& addrs) {
@@ -114,8 +152,10 @@ bool Master::open_listeners(std::string& err) {
                     freeaddrinfo(res);
                     return false;
                 }
+                // The address actually bound: with port 0 the kernel chose the port, and this line is
+                // where an admin (or a test) learns it.
+                LOG_INFO("event=listening kind=%s addr=%s", kind.c_str(), bound_address(fd.get(), hp).c_str());
                 listeners_.push_back({kind, hp, std::move(fd)});
-                LOG_INFO("event=listening kind=%s addr=%s", kind.c_str(), hp.str().c_str());
             }
             freeaddrinfo(res);
         }

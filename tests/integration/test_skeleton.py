@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import threading
 import time
@@ -239,9 +240,32 @@ def clean_stop(m):
     check("stop: no half-written Maildir files", not leftovers, leftovers)
 
 
+def port_zero():
+    """smtp_listen with port 0: the kernel picks the port and mtad's event=listening line names it."""
+    m = MTA(name="port0")
+    with open(m.conf) as f:
+        conf = f.read()
+    with open(m.conf, "w") as f:
+        f.write(conf.replace("smtp_listen = 127.0.0.1:%d" % m.port, "smtp_listen = 127.0.0.1:0"))
+    m.start(wait=False)
+    try:
+        found = wait_for(lambda: "event=all_ready" in m.log_text() and
+                         re.search(r"event=listening kind=smtp addr=127\.0\.0\.1:(\d+)", m.log_text()), 20)
+        port = int(found.group(1)) if found else 0
+        check("listen: port 0 is logged as the port the kernel chose", port > 0, m.log_text()[-1500:])
+        banner = b""
+        if port:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                banner = s.recv(512)
+        check("listen: the logged port serves SMTP", banner.startswith(b"220"), banner)
+    finally:
+        m.stop()
+
+
 def main():
     config_errors()
     listener_checks()
+    port_zero()
     m = MTA(name="skel").start()
     try:
         basic(m)
