@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+from mtatest import free_port
+
 
 def _wait_for(cond, timeout, interval=0.05):
     end = time.time() + timeout
@@ -35,7 +37,7 @@ class Nsd:
 
     def __init__(self, tmp, zones, signed=(), addr=None, port=None):
         self.addr = addr or random_address()
-        self.port = port or random.randint(20000, 60000)
+        self.port = port or free_port(self.addr)
         self.dir = os.path.join(tmp, "nsd")
         os.makedirs(self.dir, exist_ok=True)
         self.anchors = None

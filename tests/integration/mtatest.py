@@ -1,7 +1,14 @@
 """Shared helpers for the integration tests: start the real mtad from the build tree with a generated
 config in a temp dir on free loopback ports, talk to it with real clients, and report PASS/FAIL lines.
-Run with /usr/bin/python3 (Debian's, so python3-aiosmtpd is importable); stdlib otherwise."""
+Run with /usr/bin/python3 (Debian's, so python3-aiosmtpd is importable); stdlib otherwise.
+
+Isolation, so that suites can run side by side (tests/run-all runs several at once):
+- every temp file of a suite lives under one directory, TMP_ROOT (TMPDIR points there for the suite
+  and its children); finish() removes it when the suite passed;
+- ports come from the suite's own block below the kernel's ephemeral range (MTA_TEST_SLOT, given by
+  run-all), so no other suite and no client socket can take a port between the choice and the bind."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +19,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("MTA_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 FAILED = 0
+
+# World-traversable (chrooted roles and tools run as other users reach their files through it). Under
+# tests/run-all (MTA_TEST_SLOT set) the name is short: unix socket paths below it must fit 108 bytes.
+TMP_ROOT = tempfile.mkdtemp(prefix="t" if os.environ.get("MTA_TEST_SLOT") else
+                            "mtatest-%s-" % os.path.splitext(os.path.basename(sys.argv[0]))[0])
+os.chmod(TMP_ROOT, 0o755)
+os.environ["TMPDIR"] = TMP_ROOT
+tempfile.tempdir = TMP_ROOT
 
 
 def check(name, ok, detail=""):
@@ -25,25 +40,73 @@ def check(name, ok, detail=""):
     return ok
 
 
-CREATED_DIRS = []
+def cleanup_tmp():
+    """Removes TMP_ROOT unless the suite failed (kept for a look at the logs) or MTA_TEST_KEEP is set."""
+    if FAILED or os.environ.get("MTA_TEST_KEEP"):
+        print("temp files kept in %s" % TMP_ROOT, flush=True)
+    else:
+        shutil.rmtree(TMP_ROOT, ignore_errors=True)
 
 
 def finish():
-    """Exit with the suite's status; temp dirs are removed when everything passed (kept for a look
-    at the logs otherwise, or when MTA_TEST_KEEP is set)."""
-    if not FAILED and not os.environ.get("MTA_TEST_KEEP"):
-        import shutil
-        for d in CREATED_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
+    """Exit with the suite's status."""
+    cleanup_tmp()
     sys.exit(1 if FAILED else 0)
 
 
-def free_port(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Ports: 10000-32767 lies below Linux's ephemeral range (32768-60999), so only other tests choose
+# them, and each suite has a block of its own. Run alone (no slot), a suite takes a block by its pid.
+PORTS_PER_SLOT = 200
+_slot = int(os.environ.get("MTA_TEST_SLOT", os.getpid() % 100))
+_next_port = 10000 + (_slot % 113) * PORTS_PER_SLOT
+
+
+def _bindable(host, port):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port(*hosts):
+    """The next port of this suite's block that every given host (default 127.0.0.1) can bind."""
+    global _next_port
+    hosts = hosts or ("127.0.0.1",)
+    end = 10000 + (_slot % 113 + 1) * PORTS_PER_SLOT
+    while _next_port < end:
+        port = _next_port
+        _next_port += 1
+        if all(_bindable(h, port) for h in hosts):
+            return port
+    raise RuntimeError("test slot %d has no free port left" % _slot)
+
+
+_user_bin = None
+
+
+def as_user(user, cmd):
+    """cmd run as `user` through runuser. A program of the build tree is run from a copy in a world-
+    readable directory: the checkout may sit where other users cannot enter (/root/project, 0700)."""
+    global _user_bin
+    if not user:
+        return list(cmd)
+    prog = os.fsdecode(cmd[0])
+    if os.path.dirname(os.path.abspath(prog)) == os.path.abspath(BIN):
+        if _user_bin is None:
+            _user_bin = tempfile.mkdtemp(prefix="bin-")
+            os.chmod(_user_bin, 0o755)
+        copy = os.path.join(_user_bin, os.path.basename(prog))
+        if not os.path.exists(copy):
+            shutil.copy2(prog, copy)
+        prog = copy
+    head = [b"runuser", b"-u", user.encode(), b"--"] if isinstance(cmd[0], bytes) else ["runuser", "-u", user, "--"]
+    first = os.fsencode(prog) if isinstance(cmd[0], bytes) else prog
+    return head + [first] + list(cmd[1:])
 
 
 class Guard:
@@ -98,9 +161,8 @@ class MTA:
     """A running mtad with its own spool, Maildir root and ports."""
 
     def __init__(self, extra="", smtpd_processes=2, name="mta"):
-        self.dir = tempfile.mkdtemp(prefix="mtatest-%s-" % name)
-        CREATED_DIRS.append(self.dir)
-        # Chrooted roles must be able to reach their directories: /tmp is world-traversable.
+        self.dir = tempfile.mkdtemp(prefix="%s-" % name)
+        # Chrooted roles must be able to reach their directories.
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.spool = os.path.join(self.dir, "spool")
@@ -119,6 +181,7 @@ class MTA:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
+        self.log_start = self.log.tell()
         self.proc = subprocess.Popen([os.path.join(BIN, "mtad"), "-c", self.conf, "-d"],
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait and not wait_for(self.ready, 20):
@@ -126,15 +189,20 @@ class MTA:
         return self
 
     def ready(self):
-        """Ready when a client gets its 220 and the whole chain is up (all roles spawned)."""
+        """Ready when every role has said HELLO to this mtad (so each has dropped its privileges and
+        serves: mtad logs event=all_ready) and a client gets its 220."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                if not s.recv(512).startswith(b"220"):
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                if b"event=all_ready" not in f.read():
                     return False
         except OSError:
             return False
-        txt = self.log_text()
-        return all(("role=%s" % r) in txt for r in ("queue", "local", "smtpd", "resolver", "smtp"))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                return s.recv(512).startswith(b"220")
+        except OSError:
+            return False
 
     def log_text(self):
         try:

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from mtatest import BIN
+from mtatest import as_user, BIN
 
 
 class ScriptedServer:
@@ -153,9 +153,7 @@ class ScriptedServer:
 
 
 def mtaqueue(m, *args, user=None):
-    cmd = [os.path.join(BIN, "mtaqueue"), "-c", m.conf] + list(args)
-    if user:
-        cmd = ["runuser", "-u", user, "--"] + cmd
+    cmd = as_user(user, [os.path.join(BIN, "mtaqueue"), "-c", m.conf] + list(args))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 

@@ -3,13 +3,11 @@ RCPT (valid even when local_recipients lacks the name; virtual alias domains; fo
 fan-out cap; ORCPT of the original address in the DSN), a replaced table changes the next session,
 and sendmail expands with the same code. Outside clients bind 127.0.0.9 (mynetworks is 127.0.0.1/32);
 remote mail goes to a scripted relayhost."""
-import email
-import email.policy
 import os
 import smtplib
 import subprocess
 
-from mtatest import BIN, MTA, check, finish, wait_for
+from mtatest import as_user, BIN, check, finish, MTA, wait_for
 from queuetest import ScriptedServer, dsns, queue_json, relay_config, status_fields
 
 OUTSIDE = "127.0.0.9"
@@ -41,9 +39,7 @@ def decide(rcpt, n):
 
 
 def tool(*args, user=None):
-    cmd = [os.path.join(BIN, args[0])] + list(args[1:])
-    if user:
-        cmd = ["runuser", "-u", user, "--"] + cmd
+    cmd = as_user(user, [os.path.join(BIN, args[0])] + list(args[1:]))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
@@ -211,7 +207,7 @@ def replace_test(m):
 
 
 def sendmail_test(m):
-    r = subprocess.run(["runuser", "-u", "nobody", "--", os.path.join(BIN, "sendmail"), "-C", m.conf, "root"],
+    r = subprocess.run(as_user("nobody", [os.path.join(BIN, "sendmail"), "-C", m.conf, "root"]),
                        input="Subject: sendmail root\n\nhi\n", capture_output=True, text=True, timeout=30)
     check("sendmail: exit 0, nothing printed", r.returncode == 0 and r.stderr == "", r.stderr)
     check("sendmail: root -> alice via the alias table", wait_for(lambda: with_subject(m, "alice", "sendmail root"), 15),
@@ -219,7 +215,7 @@ def sendmail_test(m):
     check("sendmail: nothing delivered to a root Maildir", not with_subject(m, "root", "sendmail root"))
     os.chmod(m.aliases + ".lmdb", 0o600)  # unreadable for nobody: recipients stay as they are, quietly
     try:
-        r = subprocess.run(["runuser", "-u", "nobody", "--", os.path.join(BIN, "sendmail"), "-C", m.conf, "root"],
+        r = subprocess.run(as_user("nobody", [os.path.join(BIN, "sendmail"), "-C", m.conf, "root"]),
                            input="Subject: unreadable table\n\nhi\n", capture_output=True, text=True, timeout=30)
     finally:
         os.chmod(m.aliases + ".lmdb", 0o644)

@@ -7,7 +7,6 @@ recipients" with and without PIPELINING; extensions as offered or not (SIZE, DSN
 NUL and bare CR, a greeting that never ends); plaintext injected after our STARTTLS. Finally: no
 process died, no raw NUL/CR from a server reached the log."""
 import os
-import random
 import re
 import shutil
 import signal
@@ -18,10 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import Guard, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
+from mtatest import check, delivery_events, finish, first_delivery_event, free_port, Guard, MTA, wait_for  # noqa: E402
 from queuetest import mtaqueue, queue_json  # noqa: E402
 from scriptsmtp import BASE_EXT, Esmtp, trickle_greeting  # noqa: E402
-from smtpsink import refuses  # noqa: E402
 
 HOSTS = range(71, 89)
 ZONE = """$ORIGIN client.example.
@@ -335,9 +333,7 @@ def submit_all(m):
 def main():
     tmp = tempfile.mkdtemp(prefix="mtatest-client-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not (all(refuses("127.0.0.%d" % i, port) for i in HOSTS) and refuses("::1", port)):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % i for i in HOSTS], "::1")
     nsd = Nsd(tmp, {"client.example": ZONE, "broken.example": BROKEN})
     s = {}
     with Guard("client") as g:

@@ -9,11 +9,10 @@ import json
 import os
 import shutil
 import smtplib
-import socket
 import subprocess
 import time
 
-from mtatest import BIN, MTA, check, finish, wait_for
+from mtatest import MTA, check, finish, wait_for
 from queuetest import ScriptedServer, mtaqueue, queue_json, relay_config, send
 
 

@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 
-from mtatest import BIN, MTA, check, finish, free_port, wait_for
-from queuetest import mtaqueue, queue_json, send
+from mtatest import as_user, BIN, check, finish, free_port, MTA, wait_for
+from queuetest import queue_json, send
 
 
 def run(args, user=None, stdin=""):
     cmd = [os.path.join(os.fsencode(BIN) if isinstance(args[0], bytes) else BIN, args[0])] + list(args[1:])
     if user:
-        cmd = [b"runuser", b"-u", user.encode(), b"--"] + [os.fsencode(a) for a in cmd]
+        cmd = as_user(user, [os.fsencode(a) for a in cmd])
     return subprocess.run(cmd, capture_output=True, input=stdin.encode() if isinstance(stdin, str) else stdin,
                           timeout=30)
 

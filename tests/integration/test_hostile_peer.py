@@ -10,11 +10,9 @@ connection closed silently, 421 to RSET, bare CR/LF bodies from sendmail -i. Inv
 logged delivered was received in full by that server; every recipient ends delivered, bounced with a
 DSN or still queued; nothing raw reaches the log or a DSN; mta-smtp never restarts, memory stays bounded."""
 import os
-import random
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,10 +20,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import Guard, BIN, MTA, check, delivery_events, finish, wait_for  # noqa: E402
-from queuetest import dsns, queue_json  # noqa: E402
+from mtatest import BIN, check, delivery_events, finish, free_port, Guard, MTA, wait_for  # noqa: E402
+from queuetest import queue_json  # noqa: E402
 from scriptsmtp import BASE_EXT, Esmtp  # noqa: E402
-from smtpsink import refuses  # noqa: E402
 
 HOSTS = range(121, 157)
 EVIL = b"\x1b[31mRED\x1b[0m \xff\xfe caf\xc3\xa9\x00nul\rX-Evil: 1"
@@ -348,9 +345,7 @@ def submit(m):
 def main():
     tmp = tempfile.mkdtemp(prefix="mtatest-hostile-peer-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % i, port) for i in HOSTS):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % i for i in HOSTS])
     nsd = Nsd(tmp, {"hp.example": zone()})
     s = {}
     with Guard("hostile_peer") as g:

@@ -6,7 +6,6 @@ the test CA. Checks enforce/testing behaviour, MX filtering, the policy cache (i
 failed fetch keeps the cached policy, the cache survives a restart), REQUIRETLS and mtadns."""
 import http.server
 import os
-import random
 import re
 import shutil
 import smtplib
@@ -19,8 +18,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd, random_address  # noqa: E402
-from mtatest import Guard, BIN, MTA, check, finish, wait_for  # noqa: E402
-from smtpsink import Sink, refuses  # noqa: E402
+from mtatest import BIN, check, finish, free_port, Guard, MTA, wait_for  # noqa: E402
+from smtpsink import Sink  # noqa: E402
 
 DOMAINS = ("good", "wrongname", "nomatch", "testing", "plain")
 ZONE = """$ORIGIN sts.example.
@@ -251,12 +250,10 @@ def cache(m, tmp, nsd_args, https, nsd1):
 def main():
     tmp = tempfile.mkdtemp(prefix="mtatest-mtasts-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % i, port) for i in range(40, 47)):
-        port = random.randint(20000, 60000)
-    sts_port = port + 1 if port < 60000 else port - 1
+    port = free_port(*["127.0.0.%d" % i for i in range(40, 47)])
+    sts_port = free_port(*["127.0.0.%d" % i for i in range(40, 47)])
     certs = make_certs(tmp)
-    nsd_args = {"addr": random_address(), "port": random.randint(20000, 60000)}
+    nsd_args = {"addr": random_address(), "port": free_port()}
     nsd = Nsd(os.path.join(tmp, "v1"), {"sts.example": ZONE.format(good_id="1", wrong_id="1")}, **nsd_args)
     sinks, extra = {}, {}  # extra: the policy server and the second NSD, once started
 

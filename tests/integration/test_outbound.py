@@ -6,19 +6,17 @@ reuse, dot-stuffing and CRLF on the wire, DANE (RFC 7672) with a DNSSEC-signed z
 (local_transport) with per-recipient replies."""
 import hashlib
 import os
-import random
 import re
 import shutil
 import smtplib
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import Guard, BIN, MTA, check, finish, wait_for  # noqa: E402
-from smtpsink import Sink, refuses  # noqa: E402
+from mtatest import BIN, check, finish, free_port, Guard, MTA, wait_for  # noqa: E402
+from smtpsink import Sink  # noqa: E402
 
 ZONE = """$ORIGIN out.example.
 $TTL 300
@@ -247,9 +245,7 @@ def mtadns(m):
 def main():
     tmp = tempfile.mkdtemp(prefix="mtatest-outbound-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % i, port) for i in range(21, 31)):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % i for i in range(21, 31)])
     tlsa, certs = make_certs(tmp)
     nsd = Nsd(tmp, {"out.example": ZONE, "dane.example": DANE_ZONE.format(port=port, **tlsa)}, signed=("dane.example",))
     sinks, m = [], None

@@ -13,7 +13,6 @@ and every peer on 127.0.0.6x at one random `smtp_port`:
   recipient B refuses makes A send a DSN to the local sender."""
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -24,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
+from mtatest import BIN, check, delivery_events, finish, first_delivery_event, free_port, MTA, wait_for  # noqa: E402
 from peers import PostfixSink, Recorder, aio_lmtp_tcp, aio_lmtp_unix, aio_smtp  # noqa: E402
 from smtpsink import refuses  # noqa: E402
 
@@ -275,9 +274,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(prefix="mtatest-peers-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % i, port) for i in PEERS):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % i for i in PEERS])
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-keyout", os.path.join(tmp, "key.pem"), "-out", os.path.join(tmp, "cert.pem"), "-days", "2",
                     "-subj", "/CN=mx.dest.example"], check=True, capture_output=True)

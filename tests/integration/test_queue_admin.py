@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from mtatest import BIN, MTA, check, finish, wait_for
+from mtatest import as_user, BIN, check, finish, MTA, wait_for
 from queuetest import ScriptedServer, decide_by_name, mtaqueue, queue_json, relay_config, send
 
 
@@ -123,7 +123,7 @@ def sendmail_tests(m):
     r = subprocess.run([sm, "-C", m.conf], input="Subject: x\n\nno rcpt\n", capture_output=True, text=True, timeout=30)
     check("sendmail: no recipients is EX_USAGE", r.returncode == 64, "%d %s" % (r.returncode, r.stderr))
     if os.geteuid() == 0:
-        r = subprocess.run(["runuser", "-u", "nobody", "--", sm, "-C", m.conf, "nbuser@localhost"],
+        r = subprocess.run(as_user("nobody", [sm, "-C", m.conf, "nbuser@localhost"]),
                            input="Subject: from nobody\n\nhi\n.\nnot this\n", capture_output=True, text=True, timeout=30)
         check("sendmail: works as an ordinary user", r.returncode == 0, r.stderr)
         got = wait_for(lambda: m.mailbox("nbuser"), 15)

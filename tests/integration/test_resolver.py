@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd, group_alive  # noqa: E402
-from mtatest import BIN, Guard, CREATED_DIRS, check, finish, wait_for  # noqa: E402
+from mtatest import BIN, Guard, check, finish, wait_for  # noqa: E402
 
 T_HELLO, T_CONFIG, T_PEER, T_STOP, T_LOGLEVEL, T_REQ, T_REPLY = 1, 2, 3, 5, 6, 7, 8
 TAG_VERSION, TAG_ROLE, TAG_INSTANCE, TAG_CONFIG_TEXT, TAG_TEXT = 1, 2, 3, 4, 6
@@ -309,7 +309,6 @@ def main():
         print("FAIL resolver_setup: nsd not installed")
         sys.exit(1)
     tmp = tempfile.mkdtemp(prefix="mtatest-resolver-")
-    CREATED_DIRS.append(tmp)
     os.chmod(tmp, 0o755)
     spool = os.path.join(tmp, "spool")
     os.makedirs(os.path.join(spool, "resolver"))

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from mtatest import BIN, MTA, check, delivery_events, finish, wait_for
+from mtatest import as_user, BIN, check, delivery_events, finish, MTA, wait_for
 from queuetest import ScriptedServer, relay_config
 
 SM = os.path.abspath(os.path.join(BIN, "sendmail"))
@@ -26,8 +26,7 @@ def decide(rcpt, n):
 
 def sm(m, *args, input="Subject: t\n\nbody\n", user=None, argv0=None, conf=None, **kw):
     cmd = [argv0 or SM] + (["-C", conf or m.conf] if conf is not False else []) + list(args)
-    if user:
-        cmd = ["runuser", "-u", user, "--"] + cmd
+    cmd = as_user(user, cmd)
     data = input.encode("latin-1") if isinstance(input, str) else input
     r = subprocess.run(cmd, input=data, capture_output=True, timeout=30, **kw)
     r.stdout, r.stderr = r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")

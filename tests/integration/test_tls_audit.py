@@ -7,11 +7,9 @@ a key that does not match its certificate (mtad -n, reload); outbound to scripte
 only, expired, self-signed and wrong-name certificates at may and encrypt, servers asking for or
 requiring a client certificate. mta-smtpd must never restart (hostile.Health)."""
 import os
-import random
 import re
 import signal
 import smtplib
-import socket
 import ssl
 import struct
 import subprocess
@@ -21,7 +19,7 @@ import warnings
 from hostile import Health, make_instance
 from mtatest import BIN, MTA, check, finish, first_delivery_event, free_port, wait_for
 from queuetest import queue_json
-from smtpsink import Sink, refuses
+from smtpsink import Sink
 from test_smtpd import OUTSIDE, Client
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # ssl.TLSVersion.TLSv1/TLSv1_1 on purpose
@@ -314,9 +312,7 @@ def outbound_setup(m, d):
         openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt + ".csr", "-subj", "/CN=" + cn)
         openssl("x509", "-req", "-in", crt + ".csr", "-signkey", key, "-days", days, "-out", crt)
         certs[name] = (crt, key)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % o, port) for o in NEXT_HOPS):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % o for o in NEXT_HOPS])
     sinks = {o: Sink("127.0.0.%d" % o, port, tls=server_ctx(d, certs, **kw)) for o, (_, _, kw) in NEXT_HOPS.items()}
     with open(os.path.join(d, "transport.txt"), "w") as f:
         f.write("".join("%s.ta.example smtp:[127.0.0.%d]:%d\n" % (n, o, port) for o, (n, _, _) in NEXT_HOPS.items()))

@@ -5,7 +5,6 @@ smtp:[host]:port, smtp:host (MX of host), lmtp:, local:, error: (DSN with the te
 per-destination TLS levels, relayhost below transport_map, replacing the table with mtamap while
 mta-queue keeps running (same pid), and a vanished table deferring mail (4.3.0) instead of misrouting."""
 import os
-import random
 import re
 import shutil
 import smtplib
@@ -15,8 +14,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
-from mtatest import Guard, BIN, MTA, check, delivery_events, finish, first_delivery_event, wait_for  # noqa: E402
-from smtpsink import Sink, refuses  # noqa: E402
+from mtatest import BIN, check, delivery_events, finish, first_delivery_event, free_port, Guard, MTA, wait_for  # noqa: E402
+from smtpsink import Sink  # noqa: E402
 
 ZONE = """$ORIGIN tr.example.
 $TTL 300
@@ -209,9 +208,7 @@ def mtamap_cli(tdir, port):
 def main():
     tmp = tempfile.mkdtemp(prefix="mtatest-transport-")
     os.chmod(tmp, 0o755)
-    port = random.randint(20000, 60000)
-    while not all(refuses("127.0.0.%d" % i, port) for i in SINKS):
-        port = random.randint(20000, 60000)
+    port = free_port(*["127.0.0.%d" % i for i in SINKS])
     nsd = Nsd(tmp, {"tr.example": ZONE})
     sinks = {}
     with Guard("transport") as g:
