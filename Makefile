@@ -36,12 +36,26 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libcrypt-dev dns-root-data python3 swaks nsd ldnsutils dnsutils openssl postfix \
                 python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc
 
-.PHONY: all run check check-asan test unit fuzz bench install clean deps asan
+.PHONY: all run check check-asan test unit fuzz bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# The version every program prints with --version: a top-level VERSION file, else `git describe`, else
+# "unknown"; never a date, so builds are reproducible. Only common/version.o is compiled with it, and
+# the stamp file is rewritten only when the string changes, so a new commit rebuilds that one object.
+VERSION := $(shell { head -n1 VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo unknown; } | tr -cd 'A-Za-z0-9._+~-')
+ifeq ($(VERSION),)
+VERSION := unknown
+endif
+VERSION_STAMP := $(BUILD)/version.stamp
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/obj/common/version.o: $(VERSION_STAMP)
+$(BUILD)/obj/common/version.o: CXXFLAGS += -DMTA_VERSION='"$(VERSION)"'
 
 define LIB_RULE
 $(call lib_file,$(1)): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
