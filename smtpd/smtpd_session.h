@@ -40,7 +40,8 @@ public:
     virtual void session_done(uint64_t session_id) = 0;
     virtual std::time_t now() const = 0;
     // Cross-session AUTH failure accounting per client IP (smtpd_client_auth_failure_rate_limit,
-    // mynetworks exempt): record one failure; and whether the client is over the limit now.
+    // smtpd_client_event_limit_exceptions exempt): record one failure; and whether the client is over
+    // the limit now.
     virtual void auth_failed(const ClientInfo& client) = 0;
     virtual bool auth_blocked(const ClientInfo& client) const = 0;
 };
