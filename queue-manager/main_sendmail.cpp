@@ -214,8 +214,6 @@ int main(int argc, char** argv) {
     po.extract_rcpts = a.extract;
     po.sender = sender.empty() ? "MAILER-DAEMON@" + cfg.hostname : sender;
     po.full_name = full_name;
-    po.date = rfc5322_date(uint64_t(now));
-    po.message_id = "<" + std::to_string(now) + "." + random_hex(8) + "@" + cfg.hostname + ">";
     PreparedMessage pm = prepare_message(to_crlf(raw, a.dot_ends), po);
     for (auto& r : pm.rcpts) rcpts.push_back(r);
     if (rcpts.empty()) { fprintf(stderr, "sendmail: no recipients (none on the command line or in the headers)\n"); return EX_USAGE; }

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "common/mail_headers.h"
 #include "common/mailbox_name.h"
 
 namespace mta::smtpd {
@@ -66,21 +67,6 @@ std::string format_qid(uint64_t msgid) {
     return buf;
 }
 
-std::string format_date(std::time_t t, long gmtoff) {
-    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    std::time_t local = t + gmtoff;
-    struct tm tm {};
-    gmtime_r(&local, &tm);
-    long off = gmtoff < 0 ? -gmtoff : gmtoff;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld", kDays[tm.tm_wday], tm.tm_mday,
-             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, gmtoff < 0 ? '-' : '+',
-             off / 3600, (off % 3600) / 60);
-    return buf;
-}
-
 std::string format_received(const TraceInfo& t) {
     std::string s = "Received: from " + t.helo + " ([" + (t.client_ipv6 ? "IPv6:" : "") + t.client_ip + "])\r\n";
     if (!t.tls_version.empty())
@@ -88,7 +74,7 @@ std::string format_received(const TraceInfo& t) {
     s += "\tby " + t.hostname + " with " + t.protocol + " id " + format_qid(t.msgid);
     if (!t.single_rcpt.empty()) s += "\r\n\tfor <" + t.single_rcpt + ">; ";
     else s += ";\r\n\t";
-    s += format_date(t.when, t.gmtoff) + "\r\n";
+    s += rfc5322_date(t.when, t.gmtoff) + "\r\n";
     return s;
 }
 

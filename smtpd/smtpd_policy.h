@@ -32,9 +32,6 @@ RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool m
 // "0000000000000ABC": the queue id as the client sees it.
 std::string format_qid(uint64_t msgid);
 
-// RFC 5322 date-time, e.g. "Sat, 28 Nov 2026 12:00:00 +0100"; `gmtoff` is seconds east of UTC.
-std::string format_date(std::time_t t, long gmtoff);
-
 struct TraceInfo {
     std::string helo;          // validated EHLO/HELO argument
     std::string client_ip;     // numeric, without brackets

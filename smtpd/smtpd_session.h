@@ -181,7 +181,8 @@ private:
     void end_of_chunk();
     bool refuse_body();
     void commit_body();
-    std::string received_header() const;
+    static long local_gmtoff(std::time_t when);  // seconds east of UTC (Received:, Date:)
+    std::string received_header(std::time_t when, long gmtoff) const;
     ipc::Message commit_message() const;
     void abort_body();
 

@@ -1,12 +1,17 @@
 """The small gaps users hit first (issue 10): every program answers --version and --help; a [::]
-listener serves IPv4 clients as IPv4. The per-client limit exemptions are in test_limits.py."""
+listener serves IPv4 clients as IPv4; a missing Message-ID:/Date: is added to authenticated submission
+and sendmail mail, never to relayed mail. The per-client limit exemptions are in test_limits.py."""
+import email
+import email.policy
+import email.utils
 import os
 import re
+import smtplib
 import socket
 import subprocess
 
 from mtatest import BIN, MTA, check, finish, wait_for
-from test_smtpd import Client, attempt
+from test_smtpd import Client, attempt, client_ctx, tls_instance
 
 ROLES = ("mta-smtpd", "mta-queue", "mta-smtp", "mta-local", "mta-resolver")
 
@@ -114,9 +119,109 @@ def dual_stack():
         m.stop()
 
 
+def parse(path):
+    return email.message_from_bytes(open(path, "rb").read(), policy=email.policy.compat32)
+
+
+def delivered(m, user, subject, timeout=20):
+    def find():
+        for p in m.mailbox(user):
+            msg = parse(p)
+            if msg["Subject"] == subject:
+                return msg
+        return None
+    return wait_for(find, timeout)
+
+
+MSGID = re.compile(r"<(\d{14})\.([0-9A-F]{16})@mx\.test\.example>")
+
+
+def added_ok(msg, qid):
+    """Exactly one Message-ID (ours, naming the queue id) and one Date with a numeric zone."""
+    ids, dates = msg.get_all("Message-ID") or [], msg.get_all("Date") or []
+    if len(ids) != 1 or len(dates) != 1:
+        return False
+    mm = MSGID.fullmatch(ids[0].strip())
+    d = email.utils.parsedate_to_datetime(dates[0])
+    return bool(mm) and mm.group(2) == qid and d.tzinfo is not None and re.search(r" [+-]\d{4}$", dates[0])
+
+
+def submit(m, body, port_kind="sub"):
+    if port_kind == "sub":
+        s = smtplib.SMTP("127.0.0.1", m.sub_port, timeout=30)
+        s.starttls(context=client_ctx(m))
+    else:
+        s = smtplib.SMTP_SSL("127.0.0.1", m.smtps_port, timeout=30, context=client_ctx(m))
+    s.ehlo("client.test.example")
+    s.login("alice", "wonderland")
+    s.mail("alice@b.example")
+    s.rcpt("alice@localhost")
+    code, text = s.data(body)
+    s.quit()
+    qid = re.search(rb"queued as ([0-9A-F]{16})", text)
+    return code, qid.group(1).decode() if qid else ""
+
+
+def headers():
+    m = tls_instance()
+    try:
+        code, qid = submit(m, b"Subject: sub-none\r\nFrom: alice@b.example\r\n\r\nno headers of ours\r\n")
+        msg = delivered(m, "alice", "sub-none")
+        check("headers: submission without Message-ID/Date gets both (ours, numeric zone)",
+              code == 250 and msg is not None and added_ok(msg, qid), msg and msg.items())
+        check("headers: ... added to the header section, the body untouched",
+              msg is not None and msg.get_payload() == "no headers of ours\n", msg and msg.get_payload())
+        code, qid = submit(m, b"Subject: smtps-none\r\n\r\nx\r\n", "smtps")
+        msg = delivered(m, "alice", "smtps-none")
+        check("headers: smtps (implicit TLS + AUTH) gets both", msg is not None and added_ok(msg, qid), msg and msg.items())
+        mine = b"Subject: sub-both\r\nmessage-id: <mine@client.example>\r\nDATE: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nx\r\n"
+        submit(m, mine)
+        msg = delivered(m, "alice", "sub-both")
+        check("headers: submission with both keeps exactly its own",
+              msg is not None and msg.get_all("Message-ID") == ["<mine@client.example>"] and
+              msg.get_all("Date") == ["Fri, 27 Nov 2026 10:00:00 +0100"], msg and msg.items())
+        body = b"Subject: sub-body\r\n\r\nMessage-ID: <in@body>\r\nDate: in the body\r\n"
+        code, qid = submit(m, body)
+        msg = delivered(m, "alice", "sub-body")
+        check("headers: a Message-ID/Date in the body does not count",
+              msg is not None and added_ok(msg, qid) and "Message-ID: <in@body>" in msg.get_payload(), msg and msg.items())
+        for src, name in (("127.0.0.1", "mynetworks"), ("127.0.0.9", "outside")):
+            c = Client(m.port, src)
+            c.last()
+            c.cmd("EHLO relay.test.example")
+            c.cmd("MAIL FROM:<a@relay.test.example>")
+            c.cmd("RCPT TO:<alice@localhost>")
+            c.cmd("DATA")
+            c.send("Subject: relay-%s\r\n\r\nx\r\n.\r\n" % name)
+            r = c.last()
+            c.cmd("QUIT")
+            msg = delivered(m, "alice", "relay-" + name)
+            check("headers: port 25 mail from %s gets neither" % name,
+                  r.startswith("250") and msg is not None and msg["Message-ID"] is None and msg["Date"] is None,
+                  (r, msg and msg.items()))
+        wait_for(lambda: os.path.isdir(os.path.join(m.spool, "queue", "maildrop")), 20)
+        r = subprocess.run([os.path.join(BIN, "sendmail"), "-C", m.conf, "alice@localhost"],
+                           input=b"Subject: sendmail-none\n\nfrom a script\n", capture_output=True, timeout=30)
+        msg = delivered(m, "alice", "sendmail-none")
+        picked = re.findall(r"event=maildrop_picked qid=([0-9A-F]{16})", m.log_text())
+        check("headers: sendmail mail without them gets both (the queue id of its pickup)",
+              r.returncode == 0 and msg is not None and picked and added_ok(msg, picked[-1]),
+              (r.stderr, msg and msg.items(), picked))
+        r = subprocess.run([os.path.join(BIN, "sendmail"), "-C", m.conf, "alice@localhost"],
+                           input=b"Subject: sendmail-both\nMessage-Id: <s@x>\nDate: Fri, 27 Nov 2026 10:00:00 +0000\n\nx\n",
+                           capture_output=True, timeout=30)
+        msg = delivered(m, "alice", "sendmail-both")
+        check("headers: sendmail mail with both keeps exactly its own",
+              msg is not None and msg.get_all("Message-ID") == ["<s@x>"] and len(msg.get_all("Date")) == 1,
+              msg and msg.items())
+    finally:
+        m.stop()
+
+
 def main():
     attempt(versions)
     attempt(dual_stack)
+    attempt(headers)
     finish()
 
 
