@@ -44,6 +44,7 @@ struct Config {
     std::string tls_cert, tls_key, auth_users, local_recipients;
     std::string alias_map, virtual_map;  // LMDB aliases / virtual tables (common/alias_expand.h)
     uint64_t message_size_limit = 0, recipient_limit = 0;
+    uint64_t queue_minfree = 0;     // bytes kept free on the queue's filesystem (MAIL gets 452 4.3.1)
     std::string mail_owner, smtpd_user, queue_user, smtp_user, resolver_user;
     std::string dns_forwarder, dns_trust_anchors;
     std::vector<std::string> dns_insecure_domains;

@@ -216,6 +216,15 @@ const std::vector<KeyDef>& key_defs() {
              }
              return true;
          }},
+        {{"queue_minfree", "0", "bytes that must stay free on the queue's filesystem: MAIL gets 452 4.3.1 when less "
+          "than this plus the declared SIZE is free, and always when less than 1.5 x message_size_limit is (Postfix's floor)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!parse_size(v, c.queue_minfree)) {
+                 err = "expected a size in bytes (e.g. 0, 100000000 or 100m), got \"" + log::safe(v) + "\"";
+                 return false;
+             }
+             return true;
+         }},
         {{"recipient_limit", "1000", "recipients per message (452 4.5.3 past it)"}, num(&Config::recipient_limit, 1, 100000)},
         {{"mail_owner", "_mtalocal", "user owning the Maildirs (local delivery runs as it)"}, user(&Config::mail_owner)},
         {{"smtpd_user", "_mtad", "user of mta-smtpd"}, user(&Config::smtpd_user)},

@@ -61,6 +61,11 @@ RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_
     return v;
 }
 
+bool spool_has_room(uint64_t free, uint64_t declared_size, uint64_t queue_minfree, uint64_t message_size_limit) {
+    // Each term is at most 2^50 (parse_size), so neither sum overflows.
+    return free >= queue_minfree + declared_size && free >= message_size_limit + message_size_limit / 2;
+}
+
 std::string format_qid(uint64_t msgid) {
     char buf[17];
     snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(msgid));

@@ -44,6 +44,9 @@ public:
     // the limit now.
     virtual void auth_failed(const ClientInfo& client) = 0;
     virtual bool auth_blocked(const ClientInfo& client) const = 0;
+    // Bytes free for the queue on its filesystem (fstatvfs on the queue's spool_probe); nullopt when
+    // unknown (no probe yet): then MAIL does not check, and the commit still answers 452 on ENOSPC.
+    virtual std::optional<uint64_t> spool_free() const = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -153,6 +156,7 @@ private:
     bool check_mail(const Command& c);
     bool check_rcpt();
     void proceed_mail(const addr::Mailbox& sender, MailParams params);
+    bool check_spool_space(uint64_t declared_size);
     void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded);
     void reset_transaction();
     bool may_relay() const;

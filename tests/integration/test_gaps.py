@@ -1,6 +1,7 @@
 """The small gaps users hit first (issue 10): every program answers --version and --help; a [::]
 listener serves IPv4 clients as IPv4; a missing Message-ID:/Date: is added to authenticated submission
-and sendmail mail, never to relayed mail. The per-client limit exemptions are in test_limits.py."""
+and sendmail mail, never to relayed mail; MAIL gets 452 4.3.1 when the spool is short of space (a small
+tmpfs mounted by the test). The per-client limit exemptions are in test_limits.py."""
 import email
 import email.policy
 import email.utils
@@ -10,7 +11,7 @@ import smtplib
 import socket
 import subprocess
 
-from mtatest import BIN, MTA, check, finish, wait_for
+from mtatest import BIN, MTA, Guard, check, finish, wait_for
 from test_smtpd import Client, attempt, client_ctx, tls_instance
 
 ROLES = ("mta-smtpd", "mta-queue", "mta-smtp", "mta-local", "mta-resolver")
@@ -218,10 +219,60 @@ def headers():
         m.stop()
 
 
+def mail_reply(m, params=""):
+    c = Client(m.port, "127.0.0.1")
+    c.last()
+    c.cmd("EHLO space.test.example")
+    r = c.cmd("MAIL FROM:<a@b.example>%s" % params)
+    c.cmd("QUIT")
+    c.close()
+    return r
+
+
+def free_space():
+    with Guard("free space") as g:
+        m = MTA(name="gaps-space", extra="message_size_limit = 1m\n", smtpd_processes=1)
+        os.makedirs(m.spool)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", m.spool],
+                           capture_output=True, text=True)
+        if not check("space: a 4 MiB tmpfs for the spool", r.returncode == 0, r.stderr):
+            return
+        g.cleanups.append(lambda: subprocess.run(["umount", m.spool], check=True))
+        g.cleanups.insert(0, m.stop)
+        g.log = m
+        m.start()
+        st = os.statvfs(m.spool)
+        free = st.f_bavail * st.f_frsize
+        m.reconfigure("queue_minfree = %d\n" % (free + 1024 * 1024))
+        r = wait_for(lambda: (lambda x: x if x.startswith("452") else None)(mail_reply(m)), 15)
+        check("space: less free than queue_minfree -> MAIL 452 4.3.1 Insufficient system storage",
+              r and r.startswith("452 4.3.1") and "Insufficient system storage" in r, r)
+        check("space: the refusal is logged", "reason=\"insufficient spool space\"" in m.log_text(), m.log_text()[-1500:])
+        m.reconfigure("queue_minfree = %d\n" % (free - 512 * 1024))
+        r = wait_for(lambda: (lambda x: x if x.startswith("250") else None)(mail_reply(m)), 15)
+        check("space: queue_minfree lowered -> MAIL 250", r and r.startswith("250"), r)
+        r = mail_reply(m, " SIZE=1000000")
+        check("space: declared SIZE more than free minus queue_minfree -> 452 4.3.1", r.startswith("452 4.3.1"), r)
+        r = mail_reply(m, " SIZE=1000")
+        check("space: a small SIZE still fits -> 250", r.startswith("250"), r)
+        c = Client(m.port, "127.0.0.1")
+        c.last()
+        c.cmd("EHLO space.test.example")
+        c.send("MAIL FROM:<a@b.example> SIZE=100\r\nRCPT TO:<space@localhost>\r\nDATA\r\n")
+        replies = [c.last() for _ in range(3)]
+        c.send("Subject: on tmpfs\r\n\r\nx\r\n.\r\n")
+        r = c.last()
+        c.cmd("QUIT")
+        check("space: mail is still queued and delivered from the small spool",
+              replies[2].startswith("354") and r.startswith("250") and wait_for(lambda: m.mailbox("space"), 15),
+              (replies, r))
+
+
 def main():
     attempt(versions)
     attempt(dual_stack)
     attempt(headers)
+    free_space()
     finish()
 
 
