@@ -44,7 +44,7 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc
 
-.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan
+.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
 
 $(BUILD)/obj/%.o: %.cpp
@@ -53,6 +53,20 @@ $(BUILD)/obj/%.o: %.cpp
 
 # Test code is not worth optimizing: unit tests at -O0 build three times faster and run in a second.
 $(BUILD)/obj/tests/%.o: CXXFLAGS += -O0
+
+# The version every program prints with --version: a top-level VERSION file, else `git describe`, else
+# "unknown"; never a date, so builds are reproducible. Only common/version.o is compiled with it, and
+# the stamp file is rewritten only when the string changes, so a new commit rebuilds that one object.
+VERSION := $(shell { head -n1 VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo unknown; } | tr -cd 'A-Za-z0-9._+~-')
+ifeq ($(VERSION),)
+VERSION := unknown
+endif
+VERSION_STAMP := $(BUILD)/version.stamp
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/obj/common/version.o: $(VERSION_STAMP)
+$(BUILD)/obj/common/version.o: CXXFLAGS += -DMTA_VERSION='"$(VERSION)"'
 
 define LIB_RULE
 $(call lib_file,$(1)): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))

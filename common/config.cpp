@@ -312,5 +312,11 @@ bool Config::in_mynetworks(const sockaddr* sa) const {
         if (n.matches(sa)) return true;
     return false;
 }
+bool Config::exempt_from_client_limits(const sockaddr* sa) const {
+    if (client_limit_exceptions_mynetworks && in_mynetworks(sa)) return true;
+    for (auto& n : client_limit_exceptions)
+        if (n.matches(sa)) return true;
+    return false;
+}
 
 }  // namespace mta

@@ -45,6 +45,7 @@ struct Config {
     std::string tls_cert, tls_key, auth_users, local_recipients;
     std::string alias_map, virtual_map;  // LMDB aliases / virtual tables (common/alias_expand.h)
     uint64_t message_size_limit = 0, recipient_limit = 0;
+    uint64_t queue_minfree = 0;     // bytes kept free on the queue's filesystem (MAIL gets 452 4.3.1)
     std::string mail_owner, smtpd_user, queue_user, smtp_user, resolver_user;
     std::string dns_forwarder, dns_trust_anchors;
     std::vector<std::string> dns_insecure_domains;
@@ -59,6 +60,10 @@ struct Config {
     uint64_t smtpd_client_connection_limit = 0, smtpd_max_connections = 0;
     uint64_t smtpd_auth_failure_limit = 0, smtpd_auth_failure_delay = 0;
     uint64_t smtpd_client_connection_rate_limit = 0, smtpd_client_auth_failure_rate_limit = 0;
+    // smtpd_client_event_limit_exceptions: these networks, plus mynetworks when the list names
+    // "$mynetworks" (the default), are exempt from the three per-client limits above.
+    std::vector<Cidr> client_limit_exceptions;
+    bool client_limit_exceptions_mynetworks = false;
     uint64_t smtpd_min_data_rate = 0, smtpd_min_data_rate_window = 0;
     uint64_t hop_count_limit = 0;
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
@@ -73,6 +78,7 @@ struct Config {
     bool is_local_domain(std::string_view domain_lower) const;
     bool is_relay_domain(std::string_view domain_lower) const;
     bool in_mynetworks(const sockaddr* sa) const;
+    bool exempt_from_client_limits(const sockaddr* sa) const;  // smtpd_client_event_limit_exceptions
 };
 
 struct ConfigError {

@@ -88,6 +88,30 @@ bool check_local_transport(const std::string& v, std::string& err) {
     return true;
 }
 
+// A network list (mynetworks and the like). With `mynetworks` non-null the list may also name
+// "$mynetworks" (Postfix's spelling), which sets *mynetworks instead of copying the value: it is
+// looked up when used, so the order of the two keys in the file does not matter.
+bool parse_networks(const std::string& v, std::vector<Cidr>& out, bool* mynetworks, std::string& err) {
+    std::vector<Cidr> nets;
+    bool ref = false;
+    for (auto& item : split_list(v)) {
+        if (mynetworks && (item == "$mynetworks" || item == "${mynetworks}")) {
+            ref = true;
+            continue;
+        }
+        Cidr n;
+        if (!parse_cidr(item, n)) {
+            err = "invalid network \"" + log::safe(item) + "\" (address, or address/prefix with no host bits set" +
+                  (mynetworks ? ", or $mynetworks)" : ")");
+            return false;
+        }
+        nets.push_back(n);
+    }
+    out = std::move(nets);
+    if (mynetworks) *mynetworks = ref;
+    return true;
+}
+
 Setter str(std::string Config::*m) {
     return [m](Config& c, const std::string& v, std::string&) { c.*m = v; return true; };
 }
@@ -163,19 +187,7 @@ const std::vector<KeyDef>& key_defs() {
         {{"submission_listen", "", "addresses for message submission (STARTTLS, then AUTH)"}, listen(&Config::submission_listen)},
         {{"smtps_listen", "", "addresses for submission over implicit TLS"}, listen(&Config::smtps_listen)},
         {{"mynetworks", "127.0.0.0/8 ::1/128", "client networks allowed to relay"},
-         [](Config& c, const std::string& v, std::string& err) {
-             std::vector<Cidr> out;
-             for (auto& item : split_list(v)) {
-                 Cidr n;
-                 if (!parse_cidr(item, n)) {
-                     err = "invalid network \"" + log::safe(item) + "\" (address, or address/prefix with no host bits set)";
-                     return false;
-                 }
-                 out.push_back(n);
-             }
-             c.mynetworks = std::move(out);
-             return true;
-         }},
+         [](Config& c, const std::string& v, std::string& err) { return parse_networks(v, c.mynetworks, nullptr, err); }},
         {{"local_domains", "localhost", "domains delivered on this host: to Maildirs, or over LMTP (see local_transport)"}, domains(&Config::local_domains)},
         {{"relay_domains", "", "domains accepted from anyone and relayed onwards"}, domains(&Config::relay_domains)},
         {{"relayhost", "", "send all non-local mail via this host: [host] or [host]:port (no MX lookup), "
@@ -200,6 +212,15 @@ const std::vector<KeyDef>& key_defs() {
          [](Config& c, const std::string& v, std::string& err) {
              if (!parse_size(v, c.message_size_limit) || c.message_size_limit < 1024) {
                  err = "expected a size of at least 1024 bytes (e.g. 10240000 or 10m), got \"" + log::safe(v) + "\"";
+                 return false;
+             }
+             return true;
+         }},
+        {{"queue_minfree", "0", "bytes that must stay free on the queue's filesystem: MAIL gets 452 4.3.1 when less "
+          "than this plus the declared SIZE is free, and always when less than 1.5 x message_size_limit is (Postfix's floor)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!parse_size(v, c.queue_minfree)) {
+                 err = "expected a size in bytes (e.g. 0, 100000000 or 100m), got \"" + log::safe(v) + "\"";
                  return false;
              }
              return true;
@@ -277,13 +298,19 @@ const std::vector<KeyDef>& key_defs() {
          num(&Config::smtpd_auth_failure_limit, 1, 100)},
         {{"smtpd_auth_failure_delay", "1s", "pause before answering a failed AUTH"},
          duration(&Config::smtpd_auth_failure_delay, false)},
-        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP, counted by mtad across all mta-smtpd processes (421 4.7.0 past it)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
+        {{"smtpd_client_connection_limit", "50", "concurrent connections per client IP, counted by mtad across all mta-smtpd processes (421 4.7.0 past it; see smtpd_client_event_limit_exceptions)"}, num(&Config::smtpd_client_connection_limit, 1, 100000)},
         {{"smtpd_max_connections", "2000", "concurrent connections per mta-smtpd process"}, num(&Config::smtpd_max_connections, 1, 1000000)},
         {{"smtpd_client_connection_rate_limit", "0", "connections per client IP per minute across all mta-smtpd "
-          "processes, then 421 4.7.0 (0 = no limit; mynetworks exempt)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
+          "processes, then 421 4.7.0 (0 = no limit; see smtpd_client_event_limit_exceptions)"}, num(&Config::smtpd_client_connection_rate_limit, 0, 1000000)},
         {{"smtpd_client_auth_failure_rate_limit", "0", "failed AUTH attempts per client IP per minute across "
-          "sessions and mta-smtpd processes; then AUTH gets 421 4.7.0 (0 = no limit; mynetworks exempt)"},
+          "sessions and mta-smtpd processes; then AUTH gets 421 4.7.0 (0 = no limit; see smtpd_client_event_limit_exceptions)"},
          num(&Config::smtpd_client_auth_failure_rate_limit, 0, 1000000)},
+        {{"smtpd_client_event_limit_exceptions", "$mynetworks", "clients exempt from smtpd_client_connection_limit, "
+          "smtpd_client_connection_rate_limit and smtpd_client_auth_failure_rate_limit: networks, and $mynetworks "
+          "for the networks in mynetworks (empty: nobody is exempt)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             return parse_networks(v, c.client_limit_exceptions, &c.client_limit_exceptions_mynetworks, err);
+         }},
         {{"smtpd_min_data_rate", "500", "slowest DATA/BDAT transfer in bytes/s, measured over "
           "smtpd_min_data_rate_window; slower clients get 421 4.4.2 (0 = no limit)"}, num(&Config::smtpd_min_data_rate, 0, 1000000000)},
         {{"smtpd_min_data_rate_window", "30s", "time over which smtpd_min_data_rate is measured"},

@@ -12,15 +12,22 @@
 
 #include "common/ipc.h"
 #include "common/log.h"
+#include "common/version.h"
 
 namespace mta::daemon {
 
 void ignore_sigpipe() { signal(SIGPIPE, SIG_IGN); }
 
 Bootstrap start(const char* role, int argc, char** argv) {
+    // Answered before fd 3 is touched: run by hand, a role has no master to read from.
+    std::string usage = std::string("usage: ") + role + " [-d]\n"
+                        "  started by mtad, which passes the control link on fd 3; -d logs to stderr\n";
+    answer_info_request(role, argc, argv, usage.c_str());
     Bootstrap b;
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-d") == 0) b.foreground = true;
+        else exit(usage_error(usage.c_str()));
+    }
     log::init(role, b.foreground);
     ignore_sigpipe();
     b.master = UniqueFd(kMasterFd);

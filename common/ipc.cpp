@@ -28,7 +28,7 @@ bool known_type(uint16_t t) {
     case Type::loglevel: case Type::resolve_request: case Type::resolve_reply:
     case Type::admin_request: case Type::admin_reply:
     case Type::body_open: case Type::body_open_ok: case Type::fail: case Type::commit:
-    case Type::commit_ok: case Type::abort: case Type::deliver: case Type::deliver_result:
+    case Type::commit_ok: case Type::abort: case Type::spool_probe: case Type::deliver: case Type::deliver_result:
     case Type::anvil_connect: case Type::anvil_verdict: case Type::anvil_disconnect:
     case Type::anvil_auth_fail: case Type::anvil_auth_count:
         return true;
@@ -80,6 +80,7 @@ const char* type_name(Type t) {
     case Type::commit: return "commit";
     case Type::commit_ok: return "commit_ok";
     case Type::abort: return "abort";
+    case Type::spool_probe: return "spool_probe";
     case Type::deliver: return "deliver";
     case Type::deliver_result: return "deliver_result";
     case Type::anvil_connect: return "anvil_connect";

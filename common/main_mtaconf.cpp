@@ -7,8 +7,21 @@
 #include <unistd.h>
 
 #include "common/tool_config.h"
+#include "common/version.h"
+
+namespace {
+
+const char* const kUsage =
+    "usage: mtaconf [-c config_file] [-d | -n | -k] [key ...]\n"
+    "  (no flag)  every key with its effective value\n"
+    "  -d         built-in defaults\n"
+    "  -n         only the keys that differ from the defaults\n"
+    "  -k         keys with a one-line description\n";
+
+}  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("mtaconf", argc, argv, kUsage);
     std::string path = mta::kDefaultConfigPath;
     bool explicit_path = false;
     char mode = 'a';
@@ -17,7 +30,7 @@ int main(int argc, char** argv) {
         switch (opt) {
         case 'c': path = optarg; explicit_path = true; break;
         case 'd': case 'n': case 'k': mode = char(opt); break;
-        default: fprintf(stderr, "usage: mtaconf [-c config_file] [-d|-n|-k] [key ...]\n"); return 2;
+        default: return mta::usage_error(kUsage);
         }
     }
     mta::Config cfg, defaults;

@@ -18,15 +18,15 @@
 #include "common/address.h"
 #include "common/routing.h"
 #include "common/table.h"
+#include "common/version.h"
 
 namespace {
 
-void usage() {
-    fprintf(stderr,
-            "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy] SOURCE\n"
-            "       mtamap [-c FILE] [-t transport|tls_policy] -q KEY TABLE\n");
-    exit(2);
-}
+const char* const kUsage =
+    "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy] SOURCE\n"
+    "       mtamap [-c FILE] [-t transport|tls_policy] -q KEY TABLE\n";
+
+[[noreturn]] void usage() { exit(mta::usage_error(kUsage)); }
 
 std::string output_path(const std::string& source) {
     const std::string txt = ".txt";
@@ -84,6 +84,7 @@ int query(const std::string& key, const std::string& path, bool domain_lookup) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("mtamap", argc, argv, kUsage);
     std::string conf, type = "recipients", qkey;
     bool do_query = false;
     int opt;

@@ -13,23 +13,25 @@
 
 #include "common/table.h"
 #include "common/tool_config.h"
+#include "common/version.h"
+
+namespace {
+
+const char* const kUsage = "usage: newaliases [-c FILE]\n";
+
+}  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("newaliases", argc, argv, kUsage);
     std::string conf = mta::kDefaultConfigPath;
     bool explicit_conf = false;
     int opt;
     while ((opt = getopt(argc, argv, "c:")) != -1) {
-        if (opt != 'c') {
-            fprintf(stderr, "usage: newaliases [-c FILE]\n");
-            return 2;
-        }
+        if (opt != 'c') return mta::usage_error(kUsage);
         conf = optarg;
         explicit_conf = true;
     }
-    if (optind != argc) {
-        fprintf(stderr, "usage: newaliases [-c FILE]\n");
-        return 2;
-    }
+    if (optind != argc) return mta::usage_error(kUsage);
     mta::Config cfg;
     if (!mta::load_tool_config("newaliases", conf, explicit_conf, cfg)) return 2;
     const std::string& out = cfg.alias_map;

@@ -25,6 +25,8 @@ enum class Type : uint16_t {
     commit = 23,           // smtpd -> queue: msgid, envelope fields, rcpt groups; body already fsync'd
     commit_ok = 24,        // queue -> smtpd: msgid (the reply to the final dot may now say 250)
     abort = 25,            // smtpd -> queue: msgid; body is thrown away
+    spool_probe = 26,      // queue -> smtpd, once per link: fd (O_PATH, a regular file beside the bodies) for
+                           // fstatvfs: the free space MAIL checks (never a directory: that would undo the chroot)
 
     deliver = 30,          // queue -> deliverer: msgid, sender, rcpt groups (rcpt_index, rcpt, ...), fd (O_RDONLY body)
     deliver_result = 31,   // deliverer -> queue: msgid, then per recipient: rcpt_index, status, text

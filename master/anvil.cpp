@@ -17,7 +17,7 @@ bool Anvil::connect(uint64_t link, uint64_t conn, const std::string& ip, bool ex
     if (limits.rate != 0 && !exempt) out.rate = rate_.hit(ip, now);
     auto it = open_.find(ip);
     uint64_t now_open = it == open_.end() ? 0 : it->second;
-    if (limits.connections != 0 && now_open >= limits.connections) {
+    if (limits.connections != 0 && !exempt && now_open >= limits.connections) {
         out.result = Result::refuse_concurrency;
         out.concurrent = now_open;
     } else if (limits.rate != 0 && !exempt && out.rate > limits.rate) {

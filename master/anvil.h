@@ -38,9 +38,10 @@ public:
     explicit Anvil(std::time_t window = 60, std::size_t max_clients = kMaxClients,
                    std::size_t max_per_link = kMaxPerLink);
 
-    // A new connection `conn` on smtpd link `link` from `ip`. `exempt` (mynetworks) skips the rate
-    // limit, as before; the concurrency limit applies to every client. Returns false when `conn`
-    // is already open on that link (a protocol violation; nothing is changed).
+    // A new connection `conn` on smtpd link `link` from `ip`. `exempt` (smtpd_client_event_limit_exceptions,
+    // by default mynetworks) is never refused: its connections are counted (status shows them) but
+    // neither limit applies. Returns false when `conn` is already open on that link (a protocol
+    // violation; nothing is changed).
     bool connect(uint64_t link, uint64_t conn, const std::string& ip, bool exempt, std::time_t now,
                  const Limits& limits, Verdict& out);
     // The connection ended; unknown ids (refused, never counted, or made up) are ignored.

@@ -1,6 +1,8 @@
 // Cross-key checks of the listening services (see listener_checks.h).
 #include "master/listener_checks.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 #include "common/tls_pair.h"
@@ -39,6 +41,16 @@ bool listeners_changed(const Config& a, const Config& b) {
     };
     return !same(a.smtp_listen, b.smtp_listen) || !same(a.submission_listen, b.submission_listen) ||
            !same(a.smtps_listen, b.smtps_listen);
+}
+
+bool ipv6_wildcard_dual_stack(const Config& c, uint16_t port) {
+    for (auto* list : {&c.smtp_listen, &c.submission_listen, &c.smtps_listen})
+        for (auto& hp : *list) {
+            if (hp.port != port) continue;
+            unsigned char buf[16];
+            if (hp.host.empty() || inet_pton(AF_INET6, hp.host.c_str(), buf) != 1) return false;  // IPv4 here too
+        }
+    return true;
 }
 
 }  // namespace mta::master

@@ -20,4 +20,11 @@ ListenerProblems check_listeners(const Config& c);
 // Whether any of smtp_listen, submission_listen, smtps_listen differ (only a restart rebinds them).
 bool listeners_changed(const Config& a, const Config& b);
 
+// Whether the wildcard [::]:port socket is opened dual-stack (IPV6_V6ONLY off, so that IPv4 clients
+// arrive as ::ffff:a.b.c.d), like Postfix's single socket for inet_protocols = all. Only when no IPv4
+// address, host name or ":port" (which also binds 0.0.0.0) is listed for the same port in any of the
+// three *_listen keys: then the IPv4 entries serve IPv4 and [::] stays IPv6-only, since a dual-stack
+// [::] socket would make their bind fail with "address in use".
+bool ipv6_wildcard_dual_stack(const Config& c, uint16_t port);
+
 }  // namespace mta::master

@@ -5,16 +5,24 @@
 
 #include "common/tool_config.h"
 #include "common/control_client.h"
+#include "common/version.h"
+
+namespace {
+
+const char* const kUsage = "usage: mtactl [-c config_file] status|reload|stop|loglevel LEVEL\n";
+
+}  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("mtactl", argc, argv, kUsage);
     std::string path = mta::kDefaultConfigPath;
     bool explicit_path = false;
     int opt;
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
         if (opt == 'c') { path = optarg; explicit_path = true; }
-        else { fprintf(stderr, "usage: mtactl [-c config_file] status|reload|stop|loglevel LEVEL\n"); return 2; }
+        else return mta::usage_error(kUsage);
     }
-    if (optind >= argc) { fprintf(stderr, "usage: mtactl [-c config_file] status|reload|stop|loglevel LEVEL\n"); return 2; }
+    if (optind >= argc) return mta::usage_error(kUsage);
     std::string cmd = argv[optind];
     if (cmd == "loglevel") {
         if (optind + 2 != argc) { fprintf(stderr, "mtactl: loglevel needs one of debug, info, warn, error\n"); return 2; }

@@ -1,27 +1,29 @@
 // mtad: the master daemon. `mtad [-c FILE] [-d] [-n]`.
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "common/tool_config.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "master/listener_checks.h"
 #include "master/master.h"
 
 namespace {
 
-void usage() {
-    fprintf(stderr, "usage: mtad [-c config_file] [-d] [-n]\n"
-                    "  -c FILE  configuration file (default %s; built-in defaults when it does not exist)\n"
-                    "  -d       stay in the foreground and log to stderr\n"
-                    "  -n       check the configuration and exit\n",
-            mta::kDefaultConfigPath);
-}
+const char* const kUsage =
+    "usage: mtad [-c config_file] [-d] [-n]\n"
+    "  -c FILE  configuration file (default /etc/mta/mta.conf; built-in defaults when it does not exist)\n"
+    "  -d       stay in the foreground and log to stderr\n"
+    "  -n       check the configuration and exit\n";
+static_assert(std::string_view(mta::kDefaultConfigPath) == "/etc/mta/mta.conf", "kUsage names the default path");
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("mtad", argc, argv, kUsage);
     std::string path = mta::kDefaultConfigPath;
     bool explicit_path = false, foreground = false, check_only = false;
     int opt;
@@ -30,10 +32,10 @@ int main(int argc, char** argv) {
         case 'c': path = optarg; explicit_path = true; break;
         case 'd': foreground = true; break;
         case 'n': check_only = true; break;
-        default: usage(); return 2;
+        default: return mta::usage_error(kUsage);
         }
     }
-    if (optind != argc) { usage(); return 2; }
+    if (optind != argc) return mta::usage_error(kUsage);
     mta::Config cfg;
     // Only the implicit default path may be absent: a named file that is missing is a mistake.
     if (!mta::load_tool_config("mtad", path, explicit_path, cfg)) return 1;

@@ -58,7 +58,7 @@ bool Master::on_anvil_message(Child& c, ipc::Message& m) {
     std::string ip;
     sockaddr_storage ss;
     if (!m.fds.empty() || !parse_client(m.get(ipc::Tag::client_addr), ip, ss)) return false;
-    bool exempt = cfg_.in_mynetworks(reinterpret_cast<const sockaddr*>(&ss));
+    bool exempt = cfg_.exempt_from_client_limits(reinterpret_cast<const sockaddr*>(&ss));
     time_t now = time(nullptr);
     if (m.type == ipc::Type::anvil_auth_fail) {
         uint64_t n = anvil_.auth_fail(ip, exempt, now, anvil_limits());

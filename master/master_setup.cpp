@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "master/listener_checks.h"
 #include "master/master.h"
 
 namespace mta::master {
@@ -146,7 +147,13 @@ bool Master::open_listeners(std::string& err) {
                 UniqueFd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
                 int one = 1;
                 if (fd) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-                if (fd && ai->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+                // [::]:port alone is dual-stack; any other IPv6 socket, and [::] beside IPv4 entries on the
+                // same port, is IPv6-only (listener_checks.h).
+                bool dual = ai->ai_family == AF_INET6 &&
+                            IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr) &&
+                            ipv6_wildcard_dual_stack(cfg_, hp.port);
+                int v6only = dual ? 0 : 1;
+                if (fd && ai->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
                 if (!fd || bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd.get(), 1024) != 0) {
                     err = kind + "_listen " + hp.str() + ": " + strerror(errno);
                     freeaddrinfo(res);
@@ -154,7 +161,8 @@ bool Master::open_listeners(std::string& err) {
                 }
                 // The address actually bound: with port 0 the kernel chose the port, and this line is
                 // where an admin (or a test) learns it.
-                LOG_INFO("event=listening kind=%s addr=%s", kind.c_str(), bound_address(fd.get(), hp).c_str());
+                LOG_INFO("event=listening kind=%s addr=%s%s", kind.c_str(), bound_address(fd.get(), hp).c_str(),
+                         dual ? " dual_stack=yes" : "");
                 listeners_.push_back({kind, hp, std::move(fd)});
             }
             freeaddrinfo(res);

@@ -8,24 +8,23 @@
 
 #include "common/tool_config.h"
 #include "common/control_client.h"
+#include "common/version.h"
 
 namespace mta::queue {
 
 int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv) {
+    std::string usage = std::string("usage: ") + prog +
+                        (*prefix ? " [-c config_file] [--json] [filters]\n"
+                                 : " [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
+                                   "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n");
+    answer_info_request(prog, argc, argv, usage.c_str());
     std::string path = kDefaultConfigPath;
     bool explicit_path = false;
     int opt;
     // '+': stop at the first non-option so "--json", "--from" etc. reach the queue untouched.
     while ((opt = getopt(argc, argv, "+c:h")) != -1) {
         if (opt == 'c') { path = optarg; explicit_path = true; }
-        else {
-            if (*prefix)
-                fprintf(stderr, "usage: %s [-c config_file] [--json] [filters]\n", prog);
-            else
-                fprintf(stderr, "usage: %s [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
-                                "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n", prog);
-            return 2;
-        }
+        else return usage_error(usage.c_str());
     }
     std::string line = prefix;
     for (int i = optind; i < argc; i++) {

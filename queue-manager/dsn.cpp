@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "common/mail_headers.h"
 #include "common/protocol.h"
 #include "queue-manager/qid.h"
 
@@ -121,19 +122,6 @@ std::string header_block(std::string_view message) {
         n = n == std::string_view::npos ? 0 : n + 2;
     }
     return std::string(message.substr(0, n));
-}
-
-std::string rfc5322_date(uint64_t t) {
-    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t tt = time_t(t);
-    struct tm tm {};
-    gmtime_r(&tt, &tm);
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday], tm.tm_mday,
-             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
 }
 
 std::string dsn_sanitise(std::string_view s, std::size_t max) {

@@ -41,9 +41,6 @@ std::string status_code(std::string_view text, DsnKind kind);
 // The header block of a stored message (through the empty line, at most kMaxReturnedHeaders bytes).
 std::string header_block(std::string_view message);
 
-// RFC 5322 date in UTC (the queue runs chrooted without zone files).
-std::string rfc5322_date(uint64_t unix_seconds);
-
 // Printable ASCII only (others become '?'), at most max bytes.
 std::string dsn_sanitise(std::string_view s, std::size_t max = 1000);
 

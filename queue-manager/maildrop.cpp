@@ -195,7 +195,7 @@ PreparedMessage prepare_message(std::string_view msg, const PrepareOptions& o) {
     // Header block: lines up to the first empty line, if the first line looks like a header at all.
     std::size_t pos = 0;
     std::string headers;
-    bool has_from = false, has_date = false, has_msgid = false;
+    bool has_from = false;
     auto is_header_start = [](std::string_view l) {
         auto colon = l.find(':');
         if (colon == std::string_view::npos || colon == 0) return false;
@@ -217,8 +217,6 @@ PreparedMessage prepare_message(std::string_view msg, const PrepareOptions& o) {
             for (auto& a : header_addresses(value)) (is_resent ? resent_rcpts : plain_rcpts).push_back(a);
         }
         has_from = has_from || lower_eq(name, "from");
-        has_date = has_date || lower_eq(name, "date");
-        has_msgid = has_msgid || lower_eq(name, "message-id");
         if (!(bcc && o.extract_rcpts)) headers += field;
         field.clear();
     };
@@ -249,8 +247,6 @@ PreparedMessage prepare_message(std::string_view msg, const PrepareOptions& o) {
         if (!o.full_name.empty()) added += "\"" + o.full_name + "\" ";
         added += "<" + o.sender + ">\r\n";
     }
-    if (!has_date && !o.date.empty()) added += "Date: " + o.date + "\r\n";
-    if (!has_msgid && !o.message_id.empty()) added += "Message-ID: " + o.message_id + "\r\n";
     p.text = headers + added + "\r\n";
     p.text.append(msg.substr(pos));
     return p;

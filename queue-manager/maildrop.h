@@ -1,5 +1,5 @@
 // The maildrop file written by sendmail (any local user) and read by mta-queue, plus the pure message
-// preparation sendmail does (line ends, -t recipients, missing headers). The queue trusts nothing in a
+// preparation sendmail does (line ends, -t recipients, a missing From:). The queue trusts nothing in a
 // maildrop file: parse_maildrop is strict, bounded and fuzzed; the uid comes from the file's owner.
 //
 // Format (all lines LF-terminated, no other control bytes):
@@ -59,10 +59,9 @@ struct PrepareOptions {
                                        // any Resent- header (as Postfix); drop Bcc and Resent-Bcc
     std::string sender;                // for a missing From:
     std::string full_name;             // -F
-    std::string date;                  // for a missing Date:
-    std::string message_id;            // for a missing Message-ID: (with brackets)
 };
-// Takes a CRLF message; adds From:/Date:/Message-ID: when missing.
+// Takes a CRLF message; adds From: when missing. A missing Date:/Message-ID: is the queue's to add at
+// pickup (it knows the queue id), for every maildrop file alike (pickup.cpp).
 PreparedMessage prepare_message(std::string_view crlf_message, const PrepareOptions& o);
 
 }  // namespace mta::queue

@@ -22,6 +22,7 @@
 #include "common/tool_config.h"
 #include "common/control_client.h"
 #include "common/fd.h"
+#include "common/version.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/maildrop.h"
 #include "queue-manager/sendmail_opts.h"
@@ -94,11 +95,13 @@ int expand_aliases(const Config& cfg, std::vector<std::string>& rcpts) {
     return EX_OK;
 }
 
+const char* const kUsage =
+    "usage: sendmail [-C config_file] [-t] [-i|-oi] [-f sender] [-F full_name] [-N dsn] [-R full|hdrs] "
+    "[-V envid] [--] [recipient ...]\n       sendmail -bp | -q | -bi\n";
+
 int usage(const std::string& why) {
     fprintf(stderr, "sendmail: %s\n", clean_name(why.c_str()).c_str());
-    fprintf(stderr, "usage: sendmail [-C config_file] [-t] [-i|-oi] [-f sender] [-F full_name] [-N dsn] [-R full|hdrs] "
-                    "[-V envid] [--] [recipient ...]\n       sendmail -bp | -q | -bi\n");
-    return EX_USAGE;
+    return usage_error(kUsage, EX_USAGE);
 }
 
 // -bp and -q: one request on mtad's control socket, as mailq and `mtaqueue flush` send it. The queue
@@ -161,6 +164,8 @@ bool write_all(int fd, const std::string& s) {
 
 int main(int argc, char** argv) {
     bool stdin_open = std_fds_open();
+    // Before the sendmail-style parser, which would read "--help" as the flags -, h, e, l, p.
+    answer_info_request("sendmail", argc, argv, kUsage);
     SendmailArgs a;
     std::string why;
     if (!parse_sendmail_args(std::vector<std::string>(argv, argv + argc), a, why)) return usage(why);
@@ -209,8 +214,6 @@ int main(int argc, char** argv) {
     po.extract_rcpts = a.extract;
     po.sender = sender.empty() ? "MAILER-DAEMON@" + cfg.hostname : sender;
     po.full_name = full_name;
-    po.date = rfc5322_date(uint64_t(now));
-    po.message_id = "<" + std::to_string(now) + "." + random_hex(8) + "@" + cfg.hostname + ">";
     PreparedMessage pm = prepare_message(to_crlf(raw, a.dot_ends), po);
     for (auto& r : pm.rcpts) rcpts.push_back(r);
     if (rcpts.empty()) { fprintf(stderr, "sendmail: no recipients (none on the command line or in the headers)\n"); return EX_USAGE; }

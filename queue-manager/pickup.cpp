@@ -1,8 +1,9 @@
 // Maildrop pickup: sendmail (any local user) leaves files in maildrop/ (mode 1733: anyone may add,
 // nobody but the queue may list). Checked at start and every second; each file is untrusted input:
 // strictly parsed, its uid taken from the file owner, anything wrong moved to maildrop/bad/ and logged.
-// A good file becomes a body file with our Received: header and joins the next group commit like an
-// smtpd message; the maildrop file is removed only after the LMDB commit (at-least-once).
+// A good file becomes a body file with our Received: header (and a Message-ID:/Date: when it has none)
+// and joins the next group commit like an smtpd message; the maildrop file is removed only after the
+// LMDB commit (at-least-once).
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/mail_headers.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/maildrop.h"
 #include "queue-manager/qid.h"
@@ -106,7 +108,12 @@ void QueueServer::pick_up(const std::string& name) {
     uint64_t now = clock_.now();
     std::string qid = format_qid(id);
     std::string received = "Received: by " + cfg_.hostname + " (mta sendmail, from userid " + std::to_string(md.uid) +
-                           ")\r\n\tid " + qid + ";\r\n\t" + rfc5322_date(now) + "\r\n";
+                           ")\r\n\tid " + qid + ";\r\n\t" + rfc5322_date(time_t(now)) + "\r\n";
+    // Local submission: a missing Message-ID:/Date: is ours to add, as Postfix's cleanup does for
+    // pickup. The date is when sendmail wrote the file (its mtime), not when we got to it; in UTC,
+    // since the chroot has no zone files.
+    uint64_t written = st.st_mtime > 0 && uint64_t(st.st_mtime) <= now ? uint64_t(st.st_mtime) : now;
+    md.body = with_missing_headers(md.body, {make_message_id(time_t(now), qid, cfg_.hostname), rfc5322_date(time_t(written))});
     UniqueFd out(openat(body_dir_fd_.get(), qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     bool ok = bool(out);
     for (const std::string* part : {&received, &md.body}) {

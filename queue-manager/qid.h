@@ -8,6 +8,10 @@
 
 namespace mta::queue {
 
+// The one file in the body directory that is no body: an empty file whose O_PATH descriptor mta-smtpd
+// gets for fstatvfs (spool_probe), so that it can check free space from inside its empty chroot.
+inline constexpr std::string_view kSpaceProbe = "space-probe";
+
 inline std::string format_qid(uint64_t msgid) {
     static const char hex[] = "0123456789ABCDEF";
     std::string s(16, '0');

@@ -155,7 +155,7 @@ bool Store::recover(const std::string& body_dir, RecoveryReport& rep, std::strin
     if (!d) { err = "opendir " + body_dir + ": " + strerror(errno); return false; }
     while (struct dirent* e = readdir(d.get())) {
         std::string_view name = e->d_name;
-        if (name == "." || name == "..") continue;
+        if (name == "." || name == ".." || name == kSpaceProbe) continue;
         auto id = parse_qid(name);
         if (!id) {
             LOG_WARN("event=unknown_spool_file name=\"%s\" action=ignored", log::safe(name).c_str());

@@ -48,12 +48,35 @@ bool QueueServer::start(std::string& err) {
         err = "open " + body_dir_ + ": " + strerror(errno);
         return false;
     }
-    if (!open_maildrop(err)) return false;
+    if (!open_maildrop(err) || !open_space_probe(err)) return false;
     tables_.configure(cfg_);
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
     wake_at(clock_.now());
     return true;
+}
+
+// O_PATH: the descriptor mta-smtpd gets allows fstat/fstatvfs and nothing else (no read, no write, and
+// being no directory, no openat either: its chroot stays closed).
+bool QueueServer::open_space_probe(std::string& err) {
+    std::string name(kSpaceProbe);
+    UniqueFd made(openat(body_dir_fd_.get(), name.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0400));
+    space_probe_.reset(openat(body_dir_fd_.get(), name.c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW));
+    struct stat st;
+    if (!made || !space_probe_ || fstat(space_probe_.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        err = body_dir_ + "/" + name + ": not a plain file we can create (" + strerror(errno) + ")";
+        return false;
+    }
+    return true;
+}
+
+void QueueServer::send_space_probe(Peer& p) {
+    int fd = fcntl(space_probe_.get(), F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {  // smtpd then skips the free-space check; the commit still answers 452 on ENOSPC
+        LOG_ERROR("event=space_probe_failed peer=%s reason=\"%s\"", p.link->desc().c_str(), strerror(errno));
+        return;
+    }
+    p.link->send(std::move(ipc::Message(ipc::Type::spool_probe).add_fd(UniqueFd(fd))));
 }
 
 void QueueServer::attach_master(UniqueFd fd) {
@@ -126,7 +149,8 @@ void QueueServer::on_master_peer(ipc::Message& m) {
     peers_[id] = std::move(p);
     peer_ids_[key] = id;
     LOG_INFO("event=peer_up peer=%s", desc.c_str());
-    if (*role != "smtpd") pump_all();
+    if (*role == "smtpd") send_space_probe(*peers_[id]);
+    else pump_all();
 }
 
 QueueServer::Peer* QueueServer::find_peer(uint64_t id) {

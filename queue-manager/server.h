@@ -157,6 +157,8 @@ private:
 
     // maildrop.cpp/pickup.cpp: sendmail submissions
     bool open_maildrop(std::string& err);
+    bool open_space_probe(std::string& err);
+    void send_space_probe(Peer& p);
     void scan_maildrop();
     void pick_up(const std::string& name);
     void maildrop_bad(const std::string& name, const std::string& why);
@@ -193,6 +195,7 @@ private:
     Clock clock_;
     std::string body_dir_;
     UniqueFd body_dir_fd_;
+    UniqueFd space_probe_;  // O_PATH, body/space-probe (kSpaceProbe)
     std::unique_ptr<BodyPool> pool_;
 
     std::unique_ptr<ipc::Link> master_;

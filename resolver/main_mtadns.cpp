@@ -13,6 +13,7 @@
 #include "common/tool_config.h"
 #include "common/control_client.h"
 #include "common/mta_sts.h"
+#include "common/version.h"
 
 namespace {
 
@@ -64,17 +65,20 @@ struct Mx {
     std::string host;
 };
 
+const char* const kUsage = "usage: mtadns [-c config_file] DOMAIN\n";
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    mta::answer_info_request("mtadns", argc, argv, kUsage);
     std::string path = mta::kDefaultConfigPath;
     bool explicit_path = false;
     int opt;
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
         if (opt == 'c') { path = optarg; explicit_path = true; }
-        else { fprintf(stderr, "usage: mtadns [-c config_file] DOMAIN\n"); return 2; }
+        else return mta::usage_error(kUsage);
     }
-    if (optind + 1 != argc) { fprintf(stderr, "usage: mtadns [-c config_file] DOMAIN\n"); return 2; }
+    if (optind + 1 != argc) return mta::usage_error(kUsage);
     std::string domain = mta::addr::lower(argv[optind]);
     if (!domain.empty() && domain.back() == '.') domain.pop_back();
     if (!mta::addr::valid_domain(domain)) { fprintf(stderr, "mtadns: invalid domain name\n"); return 2; }

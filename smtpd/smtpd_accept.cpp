@@ -166,7 +166,7 @@ void Server::anvil_disconnect(uint64_t id) {
 // next check in this process does not wait for the answer.
 void Server::auth_failed(const ClientInfo& client) {
     if (cfg_->smtpd_client_auth_failure_rate_limit == 0 ||
-        cfg_->in_mynetworks(reinterpret_cast<const sockaddr*>(&client.addr)))
+        cfg_->exempt_from_client_limits(reinterpret_cast<const sockaddr*>(&client.addr)))
         return;
     ClientState& c = clients_[client.ip];
     c.auth_failures++;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/mail_headers.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_session.h"
 
@@ -122,9 +123,15 @@ void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
     txn_->body->fd = std::move(fd);
     txn_->body->msgid = msgid;
     txn_->body->buf.reserve(kWriteBuffer);
-    txn_->body->write(received_header());
+    std::time_t when = host_.now();
+    long gmtoff = local_gmtoff(when);
+    txn_->body->write(received_header(when, gmtoff));
     auto mode = why == Pending::open_data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
-    txn_->reader = std::make_unique<BodyReader>(mode, cfg_->message_size_limit);
+    // Postfix's cleanup adds a missing Message-ID:/Date: only for its own clients (local_header_rewrite_clients):
+    // here the authenticated ones. Relayed mail, mynetworks included, passes unchanged (DKIM, end-to-end).
+    MissingHeaders add;
+    if (!auth_user_.empty()) add = {make_message_id(when, format_qid(msgid), cfg_->hostname), rfc5322_date(when, gmtoff)};
+    txn_->reader = std::make_unique<BodyReader>(mode, cfg_->message_size_limit, std::move(add));
     if (why == Pending::open_data) {
         state_ = State::data;
         reply(354, "", "End data with <CR><LF>.<CR><LF>");
@@ -174,7 +181,7 @@ void Session::end_of_chunk() {
         return;
     }
     if (bdat_last_) {
-        txn_->reader->finish();
+        txn_->reader->finish(txn_->body->buf);
         if (!refuse_body()) commit_body();
         return;
     }
@@ -279,7 +286,13 @@ void Session::abort_body() {
     txn_->body.reset();
 }
 
-std::string Session::received_header() const {
+long Session::local_gmtoff(std::time_t when) {
+    struct tm tm {};
+    localtime_r(&when, &tm);
+    return tm.tm_gmtoff;
+}
+
+std::string Session::received_header(std::time_t when, long gmtoff) const {
     TraceInfo t;
     t.helo = helo_;
     t.client_ip = client_.ip;
@@ -291,10 +304,8 @@ std::string Session::received_header() const {
     t.tls_bits = tls_bits_;
     t.msgid = txn_->body->msgid;
     if (txn_->client_rcpts == 1) t.single_rcpt = txn_->first_rcpt;  // as the client wrote it, not expanded
-    t.when = host_.now();
-    struct tm tm {};
-    localtime_r(&t.when, &tm);
-    t.gmtoff = tm.tm_gmtoff;
+    t.when = when;
+    t.gmtoff = gmtoff;
     return format_received(t);
 }
 

@@ -146,7 +146,21 @@ void Session::cmd_mail(const Command& c) {
         reply(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
         return;
     }
+    if (!check_spool_space(params.size)) return;
     proceed_mail(r.mailbox, std::move(params));
+}
+
+// queue_minfree: a message that cannot be stored is refused before its body is sent, not after
+// (Postfix's wording). A shortage of ours is no client error: it does not count towards smtpd_error_limit.
+bool Session::check_spool_space(uint64_t declared_size) {
+    std::optional<uint64_t> free = host_.spool_free();
+    if (!free || spool_has_room(*free, declared_size, cfg_->queue_minfree, cfg_->message_size_limit)) return true;
+    LOG_WARN("event=reject client=%s code=452 enhanced=4.3.1 reason=\"insufficient spool space\" free=%llu size=%llu "
+             "queue_minfree=%llu", client_.ip.c_str(), static_cast<unsigned long long>(*free),
+             static_cast<unsigned long long>(declared_size), static_cast<unsigned long long>(cfg_->queue_minfree));
+    reply(452, "4.3.1", "Insufficient system storage");
+    errors_--;
+    return false;
 }
 
 void Session::proceed_mail(const addr::Mailbox& sender, MailParams params) {

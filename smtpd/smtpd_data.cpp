@@ -2,40 +2,18 @@
 // a CRLF pair marks the message as refused (RFC 5321 §2.3.8), so no variant can smuggle a command.
 #include "smtpd/smtpd_data.h"
 
-#include <cstring>
-
 namespace mta::smtpd {
-namespace {
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
-
-}  // namespace
 
 void BodyReader::emit(std::string& out, const char* p, std::size_t n) {
-    if (in_headers_) track_header(p, n);
     size_ += n;
     if (size_ > limit_) too_big_ = true;
-    if (!refused()) out.append(p, n);
+    if (!refused()) headers_.text(std::string_view(p, n), out);
 }
 
 void BodyReader::emit_crlf(std::string& out) {
     size_ += 2;
     if (size_ > limit_) too_big_ = true;
-    if (!refused()) out.append("\r\n", 2);
-    end_line();
-}
-
-void BodyReader::track_header(const char* p, std::size_t n) {
-    for (std::size_t i = 0; i < n && line_len_ < sizeof prefix_; i++) prefix_[line_len_++] = lower(p[i]);
-    if (line_len_ >= sizeof prefix_) line_len_ += n;  // only "non-empty" matters past the prefix
-}
-
-void BodyReader::end_line() {
-    if (in_headers_) {
-        if (line_len_ == 0) in_headers_ = false;
-        else if (line_len_ >= sizeof prefix_ && memcmp(prefix_, "received:", sizeof prefix_) == 0) received_++;
-    }
-    line_len_ = 0;
+    if (!refused()) headers_.line_end(out);
 }
 
 std::size_t BodyReader::feed(std::string_view in, std::string& out) {
@@ -62,6 +40,7 @@ std::size_t BodyReader::feed(std::string_view in, std::string& out) {
         case State::dot_cr:
             if (c == '\n') {
                 done_ = true;
+                if (!refused()) headers_.end(out);
                 i++;
             } else {
                 bare_ = true;  // ".\rX": a bare CR
@@ -101,8 +80,9 @@ std::size_t BodyReader::feed(std::string_view in, std::string& out) {
     return i;
 }
 
-void BodyReader::finish() {
+void BodyReader::finish(std::string& out) {
     if (state_ == State::cr) bare_ = true;
+    if (!refused()) headers_.end(out);
 }
 
 }  // namespace mta::smtpd

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "common/mail_headers.h"
 #include "common/mailbox_name.h"
 
 namespace mta::smtpd {
@@ -60,24 +61,14 @@ RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_
     return v;
 }
 
+bool spool_has_room(uint64_t free, uint64_t declared_size, uint64_t queue_minfree, uint64_t message_size_limit) {
+    // Each term is at most 2^50 (parse_size), so neither sum overflows.
+    return free >= queue_minfree + declared_size && free >= message_size_limit + message_size_limit / 2;
+}
+
 std::string format_qid(uint64_t msgid) {
     char buf[17];
     snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(msgid));
-    return buf;
-}
-
-std::string format_date(std::time_t t, long gmtoff) {
-    static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    std::time_t local = t + gmtoff;
-    struct tm tm {};
-    gmtime_r(&local, &tm);
-    long off = gmtoff < 0 ? -gmtoff : gmtoff;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld", kDays[tm.tm_wday], tm.tm_mday,
-             kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, gmtoff < 0 ? '-' : '+',
-             off / 3600, (off % 3600) / 60);
     return buf;
 }
 
@@ -88,7 +79,7 @@ std::string format_received(const TraceInfo& t) {
     s += "\tby " + t.hostname + " with " + t.protocol + " id " + format_qid(t.msgid);
     if (!t.single_rcpt.empty()) s += "\r\n\tfor <" + t.single_rcpt + ">; ";
     else s += ";\r\n\t";
-    s += format_date(t.when, t.gmtoff) + "\r\n";
+    s += rfc5322_date(t.when, t.gmtoff) + "\r\n";
     return s;
 }
 

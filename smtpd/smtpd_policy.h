@@ -29,11 +29,13 @@ struct RcptVerdict {
 RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool may_relay,
                             const table::Table* recipients = nullptr, const alias::Maps* maps = nullptr);
 
+// MAIL's free-space check: `free` bytes on the queue's filesystem must hold the declared SIZE on top of
+// queue_minfree, and never be under 1.5 x message_size_limit (Postfix's floor: room for one message of
+// the largest size and its bounce).
+bool spool_has_room(uint64_t free, uint64_t declared_size, uint64_t queue_minfree, uint64_t message_size_limit);
+
 // "0000000000000ABC": the queue id as the client sees it.
 std::string format_qid(uint64_t msgid);
-
-// RFC 5322 date-time, e.g. "Sat, 28 Nov 2026 12:00:00 +0100"; `gmtoff` is seconds east of UTC.
-std::string format_date(std::time_t t, long gmtoff);
 
 struct TraceInfo {
     std::string helo;          // validated EHLO/HELO argument

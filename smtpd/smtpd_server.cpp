@@ -6,6 +6,8 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cctype>
 #include <cerrno>
@@ -253,6 +255,14 @@ void Server::on_queue(ipc::Message& m) {
         else if (known) LOG_WARN("event=queued_client_gone qid=%s", format_qid(*msgid).c_str());
         break;
     }
+    case ipc::Type::spool_probe: {
+        // Only a plain file will do: a directory descriptor would be a way out of our chroot.
+        struct stat st;
+        if (!m.fields.empty() || m.fds.size() != 1 || fstat(m.fds[0].get(), &st) != 0 || !S_ISREG(st.st_mode))
+            malformed("queue", "spool_probe needs exactly one plain-file fd");
+        spool_probe_ = std::move(m.fds[0]);
+        return;
+    }
     case ipc::Type::fail: {
         int code = 0;
         std::string enh, text;
@@ -274,6 +284,12 @@ std::optional<uint64_t> Server::queue_request(ipc::Message m, uint64_t session_i
     pending_[reqid] = session_id;
     queue_->send(std::move(m));
     return reqid;
+}
+
+std::optional<uint64_t> Server::spool_free() const {
+    struct statvfs sv;
+    if (!spool_probe_ || fstatvfs(spool_probe_.get(), &sv) != 0) return std::nullopt;
+    return uint64_t(sv.f_bavail) * uint64_t(sv.f_frsize);
 }
 
 void Server::queue_notify(ipc::Message m) {

@@ -34,6 +34,7 @@ public:
     std::time_t now() const override;
     void auth_failed(const ClientInfo& client) override;
     bool auth_blocked(const ClientInfo& client) const override;
+    std::optional<uint64_t> spool_free() const override;
 
 private:
     struct Listener {
@@ -79,6 +80,7 @@ private:
     std::shared_ptr<const Resources> res_;
     std::unique_ptr<ipc::Link> master_;
     std::unique_ptr<ipc::Link> queue_;
+    UniqueFd spool_probe_;  // O_PATH regular file on the queue's filesystem, from the queue (spool_probe)
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<std::unique_ptr<Session>> graveyard_;

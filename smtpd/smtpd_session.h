@@ -40,9 +40,13 @@ public:
     virtual void session_done(uint64_t session_id) = 0;
     virtual std::time_t now() const = 0;
     // Cross-session AUTH failure accounting per client IP (smtpd_client_auth_failure_rate_limit,
-    // mynetworks exempt): record one failure; and whether the client is over the limit now.
+    // smtpd_client_event_limit_exceptions exempt): record one failure; and whether the client is over
+    // the limit now.
     virtual void auth_failed(const ClientInfo& client) = 0;
     virtual bool auth_blocked(const ClientInfo& client) const = 0;
+    // Bytes free for the queue on its filesystem (fstatvfs on the queue's spool_probe); nullopt when
+    // unknown (no probe yet): then MAIL does not check, and the commit still answers 452 on ENOSPC.
+    virtual std::optional<uint64_t> spool_free() const = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -152,6 +156,7 @@ private:
     bool check_mail(const Command& c);
     bool check_rcpt();
     void proceed_mail(const addr::Mailbox& sender, MailParams params);
+    bool check_spool_space(uint64_t declared_size);
     void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded);
     void reset_transaction();
     bool may_relay() const;
@@ -180,7 +185,8 @@ private:
     void end_of_chunk();
     bool refuse_body();
     void commit_body();
-    std::string received_header() const;
+    static long local_gmtoff(std::time_t when);  // seconds east of UTC (Received:, Date:)
+    std::string received_header(std::time_t when, long gmtoff) const;
     ipc::Message commit_message() const;
     void abort_body();
 

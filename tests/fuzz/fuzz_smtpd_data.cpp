@@ -1,5 +1,6 @@
 // libFuzzer target for the DATA/BDAT body state machine: any chunking gives the same result, the
-// data ends only at CRLF.CRLF, and an accepted body round-trips through dot-stuffing exactly.
+// data ends only at CRLF.CRLF, and an accepted body round-trips through dot-stuffing exactly; with
+// missing headers to add, the body is the same plus only those lines, and a second pass adds nothing.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -21,20 +22,23 @@ struct Out {
     bool done = false, refused = false;
     uint64_t received = 0, size = 0;
     bool operator==(const Out& o) const {
-        // A refused body is thrown away; how much of it was buffered may depend on the chunking.
-        return (refused || body == o.body) && consumed == o.consumed && done == o.done && refused == o.refused &&
-               received == o.received && size == o.size;
+        // A refused body is thrown away; how much of it was buffered, and how many of its Received:
+        // fields were seen before the refusal, may depend on the chunking.
+        return (refused || (body == o.body && received == o.received)) && consumed == o.consumed && done == o.done &&
+               refused == o.refused && size == o.size;
     }
 };
 
-Out run(BodyReader::Mode mode, std::string_view in, std::size_t step, uint64_t limit) {
-    BodyReader r(mode, limit);
+const mta::MissingHeaders kAdd{"<20261128120000.0000000000000001@mx.example>", "Sat, 28 Nov 2026 12:00:00 +0000"};
+
+Out run(BodyReader::Mode mode, std::string_view in, std::size_t step, uint64_t limit, const mta::MissingHeaders& add = {}) {
+    BodyReader r(mode, limit, add);
     Out o;
     while (o.consumed < in.size() && !r.done()) {
         std::size_t n = std::min(step, in.size() - o.consumed);
         o.consumed += r.feed(in.substr(o.consumed, n), o.body);
     }
-    if (mode == BodyReader::Mode::raw) r.finish();
+    if (mode == BodyReader::Mode::raw) r.finish(o.body);
     o.done = r.done();
     o.refused = r.refused();
     o.received = r.received_headers();
@@ -53,6 +57,20 @@ std::string unstuff(std::string_view s) {
         s.remove_prefix(eol == std::string_view::npos ? s.size() : eol + 2);
     }
     return out;
+}
+
+// Whether `filled` is `raw` with one run of our header lines put in at one place: the missing ones
+// (either or both), optionally after a CRLF (an unterminated last field) or before one (a blank line).
+bool inserted_once(const std::string& raw, const std::string& filled) {
+    const std::string mid = "Message-ID: " + kAdd.message_id + "\r\n", date = "Date: " + kAdd.date + "\r\n";
+    for (const std::string& lines : {mid + date, mid, date})
+        for (const std::string& x : {lines, lines + "\r\n", "\r\n" + lines}) {
+            if (filled.size() != raw.size() + x.size()) continue;
+            for (std::size_t p = filled.find(x); p != std::string::npos; p = filled.find(x, p + 1))
+                if (filled.compare(0, p, raw, 0, p) == 0 && filled.compare(p + x.size(), std::string::npos, raw, p) == 0)
+                    return true;
+        }
+    return false;
 }
 
 }  // namespace
@@ -82,5 +100,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(run(BodyReader::Mode::raw, in, step, UINT64_MAX) == raw);
     require(raw.consumed == in.size() && !raw.done);
     if (!raw.refused) require(raw.body == buf);
+
+    // Adding headers: chunking-independent, the client's bytes all kept in order around one inserted
+    // run of our lines (plus the CRLF that ends the section or an unterminated last field), and the
+    // result has both headers (a second pass adds nothing).
+    Out filled = run(BodyReader::Mode::raw, in, in.size() + 1, UINT64_MAX, kAdd);
+    require(run(BodyReader::Mode::raw, in, step, UINT64_MAX, kAdd) == filled);
+    require(run(BodyReader::Mode::raw, in, 1, UINT64_MAX, kAdd) == filled);
+    require(filled.refused == raw.refused && filled.size == raw.size);
+    if (!raw.refused) {
+        require(filled.received == raw.received);
+        require(filled.body == raw.body || inserted_once(raw.body, filled.body));
+        Out again = run(BodyReader::Mode::raw, filled.body, step, UINT64_MAX, kAdd);
+        require(!again.refused && again.body == filled.body);
+    }
+    Out dot_filled = run(BodyReader::Mode::dot, in, step, limit, kAdd);
+    require(run(BodyReader::Mode::dot, in, 1, limit, kAdd) == dot_filled);
+    require(dot_filled.consumed == whole.consumed && dot_filled.refused == whole.refused);
     return 0;
 }

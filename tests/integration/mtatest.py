@@ -211,6 +211,14 @@ class MTA:
         except OSError:
             return ""
 
+    def reconfigure(self, text):
+        """Appends settings to the config file (the last setting of a key wins) and reloads mtad."""
+        with open(self.conf, "a") as f:
+            f.write(text)
+        r = self.ctl("reload")
+        if r.returncode != 0:
+            raise RuntimeError("reload failed: " + r.stdout + r.stderr)
+
     def ctl(self, *args):
         return subprocess.run([os.path.join(BIN, "mtactl"), "-c", self.conf] + list(args),
                               capture_output=True, text=True, timeout=30)

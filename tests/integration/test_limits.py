@@ -1,5 +1,6 @@
 """Per-client limits counted by mtad's anvil across all mta-smtpd processes (smtpd_processes = 2):
-concurrent connections, connection rate, slots freed when an smtpd dies, and the junk-command limit.
+concurrent connections, connection rate, slots freed when an smtpd dies, the clients exempt from them
+(smtpd_client_event_limit_exceptions, mynetworks by default), and the junk-command limit.
 Which process accepts a connection is made certain by stopping the other one (SIGSTOP): a stopped
 smtpd does not accept, so the connection goes to the running one."""
 import os
@@ -40,8 +41,9 @@ def all_run(pids):
 
 
 def concurrency():
-    m = MTA(name="limits-conc", extra="mynetworks = 127.0.0.1/32\nsmtpd_client_connection_limit = 3\n",
-            smtpd_processes=2).start()
+    # 127.0.0.1 is counted like any client here: mynetworks is exempt by default (see exemptions()).
+    m = MTA(name="limits-conc", extra="mynetworks = 127.0.0.1/32\nsmtpd_client_connection_limit = 3\n"
+            "smtpd_client_event_limit_exceptions =\n", smtpd_processes=2).start()
     pids = m.pids("mta-smtpd")
     held = []
     try:
@@ -112,6 +114,41 @@ def concurrency():
         all_run(pids)
         for c, _ in held:
             c.close()
+        m.stop()
+
+
+def greet_many(m, src, n):
+    """n concurrent connections from src, all held open until the replies are in; returns the codes."""
+    cs = [greet(m, src) for _ in range(n)]
+    for c, _ in cs:
+        c.close()
+    return [r[:3] for _, r in cs]
+
+
+def exemptions():
+    """smtpd_client_event_limit_exceptions (default $mynetworks): a web application in mynetworks may
+    open many sessions at once; others keep the limit; the list can be widened or emptied."""
+    m = MTA(name="limits-exempt", extra="mynetworks = 127.0.0.1/32\nsmtpd_client_connection_limit = 2\n",
+            smtpd_processes=2).start()
+    try:
+        check("exempt: anvil starts empty", anvil_idle(m), m.ctl("status").stdout)
+        codes = greet_many(m, HOST, 20)
+        check("exempt: 20 concurrent sessions from mynetworks, every one greeted 220", codes == ["220"] * 20, codes)
+        check("exempt: ... all released after close", anvil_idle(m), m.ctl("status").stdout)
+        codes = greet_many(m, "127.0.0.9", 4)
+        check("exempt: a client outside mynetworks still gets 421 past the limit of 2",
+              codes == ["220", "220", "421", "421"], codes)
+        check("exempt: ... released", anvil_idle(m), m.ctl("status").stdout)
+        m.reconfigure("smtpd_client_event_limit_exceptions = $mynetworks, 127.0.0.9/32\n")
+        codes = wait_for(lambda: (lambda c: c if c == ["220"] * 5 else None)(greet_many(m, "127.0.0.9", 5)), 15, 0.2)
+        check("exempt: '$mynetworks, 127.0.0.9/32' exempts 127.0.0.9 too", codes == ["220"] * 5, codes)
+        codes = greet_many(m, HOST, 5)
+        check("exempt: ... and still mynetworks", codes == ["220"] * 5, codes)
+        check("exempt: ... released", anvil_idle(m), m.ctl("status").stdout)
+        m.reconfigure("smtpd_client_event_limit_exceptions =\n")
+        codes = wait_for(lambda: (lambda c: c if "421" in c else None)(greet_many(m, HOST, 4)), 15, 0.2)
+        check("exempt: an empty list limits mynetworks as well", codes == ["220", "220", "421", "421"], codes)
+    finally:
         m.stop()
 
 
@@ -218,6 +255,7 @@ def junk():
 
 
 def main():
+    attempt(exemptions)
     attempt(concurrency)
     attempt(rate)
     attempt(junk)

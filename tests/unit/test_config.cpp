@@ -140,3 +140,45 @@ TEST_CASE("config: mynetworks entries parse strictly and match by family") {
     CHECK_FALSE(match("127.0.0.0/8", v6("::1")));
     CHECK(match("[::1]/128", v6("::1")));
 }
+
+TEST_CASE("config: smtpd_client_event_limit_exceptions defaults to $mynetworks, resolved at use") {
+    auto v4 = [](const char* ip) {
+        sockaddr_in s{};
+        s.sin_family = AF_INET;
+        inet_pton(AF_INET, ip, &s.sin_addr);
+        return s;
+    };
+    auto exempt = [&](const Config& c, const char* ip) {
+        auto sa = v4(ip);
+        return c.exempt_from_client_limits(reinterpret_cast<const sockaddr*>(&sa));
+    };
+    std::vector<ConfigError> errors;
+    Config c;
+    // The exception list comes first in the file: $mynetworks still means the later mynetworks.
+    REQUIRE(parse_config("mynetworks = 10.0.0.0/8\n", "t", c, errors));
+    CHECK(config_value_text(c, "smtpd_client_event_limit_exceptions") == "$mynetworks");
+    CHECK(exempt(c, "10.1.2.3"));
+    CHECK_FALSE(exempt(c, "127.0.0.1"));
+    REQUIRE(parse_config("smtpd_client_event_limit_exceptions = $mynetworks, 192.0.2.0/24\nmynetworks = 10.0.0.0/8\n",
+                         "t", c, errors));
+    CHECK(exempt(c, "10.1.2.3"));
+    CHECK(exempt(c, "192.0.2.77"));
+    CHECK_FALSE(exempt(c, "198.51.100.1"));
+    REQUIRE(parse_config("smtpd_client_event_limit_exceptions = ${mynetworks}\n", "t", c, errors));
+    CHECK(exempt(c, "127.0.0.1"));
+    REQUIRE(parse_config("smtpd_client_event_limit_exceptions =\n", "t", c, errors));  // nobody
+    CHECK_FALSE(exempt(c, "127.0.0.1"));
+    auto lo = v4("127.0.0.1");
+    CHECK(c.in_mynetworks(reinterpret_cast<const sockaddr*>(&lo)));  // relaying is another matter
+    REQUIRE(parse_config("smtpd_client_event_limit_exceptions = 192.0.2.0/24\n", "t", c, errors));
+    CHECK_FALSE(exempt(c, "127.0.0.1"));  // mynetworks only when the list names it
+    CHECK(exempt(c, "192.0.2.1"));
+    for (const char* bad : {"$relay_domains", "$mynetworks/8", "192.0.2.1/33", "mynetworks"}) {
+        errors.clear();
+        CHECK_FALSE(parse_config(std::string("smtpd_client_event_limit_exceptions = ") + bad + "\n", "t", c, errors));
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].key == "smtpd_client_event_limit_exceptions");
+    }
+    errors.clear();
+    CHECK_FALSE(parse_config("mynetworks = $mynetworks\n", "t", c, errors));  // no self-reference
+}

@@ -65,7 +65,7 @@ TEST_CASE("Anvil releases every connection of a link that died") {
     CHECK(v.result == Anvil::Result::allow);
 }
 
-TEST_CASE("Anvil connection rate: every attempt counts, windows expire, mynetworks exempt") {
+TEST_CASE("Anvil connection rate: every attempt counts, windows expire, exempt clients are not limited") {
     Anvil a(60);
     Anvil::Limits lim{0, 3, 0};  // no concurrency limit
     Anvil::Verdict v;
@@ -86,11 +86,25 @@ TEST_CASE("Anvil connection rate: every attempt counts, windows expire, mynetwor
         a.connect(2, 100 + i, "127.0.0.1", true, 1060, lim, v);
         CHECK(v.result == Anvil::Result::allow);
     }
-    Anvil::Limits both{2, 0, 0};
-    a.connect(3, 1, "127.0.0.5", true, 1060, both, v);
-    a.connect(3, 2, "127.0.0.5", true, 1060, both, v);
-    a.connect(3, 3, "127.0.0.5", true, 1060, both, v);
-    CHECK(v.result == Anvil::Result::refuse_concurrency);  // the concurrency limit has no exemption
+}
+
+TEST_CASE("Anvil concurrency: exempt clients (smtpd_client_event_limit_exceptions) are counted, never refused") {
+    Anvil a(60);
+    Anvil::Limits lim{2, 3, 0};
+    Anvil::Verdict v;
+    for (uint64_t i = 0; i < 20; i++) {
+        a.connect(1 + i % 2, i, "127.0.0.5", true, 1000, lim, v);
+        CHECK(v.result == Anvil::Result::allow);
+        CHECK(v.concurrent == i + 1);
+    }
+    CHECK(a.concurrent("127.0.0.5") == 20);
+    a.connect(3, 1, "192.0.2.9", false, 1000, lim, v);
+    a.connect(3, 2, "192.0.2.9", false, 1000, lim, v);
+    CHECK(v.result == Anvil::Result::allow);
+    a.connect(3, 3, "192.0.2.9", false, 1000, lim, v);
+    CHECK(v.result == Anvil::Result::refuse_concurrency);  // everyone else still has the limit
+    a.connect(3, 4, "127.0.0.5", false, 1000, lim, v);
+    CHECK(v.result == Anvil::Result::refuse_concurrency);  // no longer exempt (list changed on reload)
 }
 
 TEST_CASE("Anvil AUTH failures per client and window") {

@@ -9,8 +9,10 @@
 
 #include "common/table.h"
 #include "queue-manager/route_tables.h"
+#include "tests/unit/config_with.h"
 
 using namespace mta;
+using mta::test::config_with;
 
 namespace {
 
@@ -26,13 +28,6 @@ struct TablesDir {
         REQUIRE(table::write_table(path + "/" + name + ".lmdb", e, 0644, err));
     }
 };
-
-Config config_with(const std::string& text) {
-    Config c;
-    std::vector<ConfigError> errors;
-    REQUIRE(parse_config(text, "t", c, errors));
-    return c;
-}
 
 }  // namespace
 

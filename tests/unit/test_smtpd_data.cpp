@@ -1,5 +1,5 @@
 // Unit tests for the DATA/BDAT body state machine: end marker, dot-unstuffing, smuggling variants
-// in every chunking, NUL, size and Received: counting.
+// in every chunking, NUL, size, Received: counting and the missing headers of submission.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -19,8 +19,9 @@ struct Result {
 };
 
 // Feeds `in` in pieces of `step` bytes (0 = all at once), stopping at the end marker like the session.
-Result run(BodyReader::Mode mode, const std::string& in, std::size_t step, uint64_t limit = 1 << 20) {
-    BodyReader r(mode, limit);
+Result run(BodyReader::Mode mode, const std::string& in, std::size_t step, uint64_t limit = 1 << 20,
+           const mta::MissingHeaders& add = {}) {
+    BodyReader r(mode, limit, add);
     Result res;
     std::size_t off = 0;
     while (off < in.size() && !r.done()) {
@@ -30,7 +31,7 @@ Result run(BodyReader::Mode mode, const std::string& in, std::size_t step, uint6
         off += used;
         if (used < n) CHECK(r.done());
     }
-    if (mode == BodyReader::Mode::raw) r.finish();
+    if (mode == BodyReader::Mode::raw) r.finish(res.body);
     res.consumed = off;
     res.done = r.done();
     res.bare = r.bare_cr_lf();
@@ -191,4 +192,30 @@ TEST_CASE("BDAT raw: bare CR/LF and dangling CR are refused") {
             CHECK(r.bare);
         }
     }
+}
+
+TEST_CASE("DATA/BDAT: missing Message-ID:/Date: added at the end of the header section, in every chunking") {
+    const mta::MissingHeaders add{"<20261128120000.0000000000000001@mx>", "Sat, 28 Nov 2026 12:00:00 +0000"};
+    const std::string added = "Message-ID: <20261128120000.0000000000000001@mx>\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\n";
+    const std::string msg = "Subject: s\r\n\r\n..stuffed\r\nMessage-ID: <body@x>\r\n";
+    for (std::size_t step : kSteps) {
+        Result r = run(BodyReader::Mode::dot, msg + ".\r\n", step, 1 << 20, add);
+        CHECK(r.done);
+        CHECK(r.body == "Subject: s\r\n" + added + "\r\n.stuffed\r\nMessage-ID: <body@x>\r\n");
+        CHECK(r.size == msg.size() - 1);  // ours are not the client's bytes
+        Result b = run(BodyReader::Mode::raw, msg, step, 1 << 20, add);
+        CHECK(b.body == "Subject: s\r\n" + added + "\r\n..stuffed\r\nMessage-ID: <body@x>\r\n");
+        // All headers, no body: at the end, before the end marker (DATA) or after the last chunk (BDAT).
+        CHECK(run(BodyReader::Mode::dot, "Subject: s\r\n.\r\n", step, 1 << 20, add).body == "Subject: s\r\n" + added);
+        CHECK(run(BodyReader::Mode::dot, ".\r\n", step, 1 << 20, add).body == added);
+        CHECK(run(BodyReader::Mode::raw, "Subject: s\r\n", step, 1 << 20, add).body == "Subject: s\r\n" + added);
+        // Present ones are kept, whatever their case; nothing is added for relayed mail.
+        const std::string both = "DATE: d\r\nmessage-id: <m@x>\r\n\r\nb\r\n";
+        CHECK(run(BodyReader::Mode::dot, both + ".\r\n", step, 1 << 20, add).body == both);
+        CHECK(run(BodyReader::Mode::dot, msg + ".\r\n", step).body == "Subject: s\r\n\r\n.stuffed\r\nMessage-ID: <body@x>\r\n");
+    }
+    // A refused body gets nothing added (and is thrown away anyway).
+    Result bad = run(BodyReader::Mode::dot, "Subject: s\n\r\n.\r\n", 1, 1 << 20, add);
+    CHECK(bad.bare);
+    CHECK(bad.body.find("Message-ID") == std::string::npos);
 }
