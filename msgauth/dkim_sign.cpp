@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/address.h"
+#include "msgauth/header_fold.h"
 
 namespace mta::msgauth {
 
@@ -27,31 +28,6 @@ constexpr SignedName kSignedNames[] = {
     {"list-id", false},      {"list-help", false},    {"list-unsubscribe", false},
     {"list-subscribe", false}, {"list-post", false},  {"list-owner", false},
     {"list-archive", false},
-};
-
-constexpr std::size_t kFoldWidth = 78;
-
-// Builds a header field folded at token boundaries, never past kFoldWidth when a token fits.
-class Folder {
-public:
-    explicit Folder(std::string start) : text_(std::move(start)), line_(text_.size()) {}
-    void add(std::string_view token, bool space_before) {
-        std::size_t need = token.size() + (space_before ? 1 : 0);
-        if (line_ + need > kFoldWidth && line_ > 1) {
-            text_.append("\r\n\t");
-            line_ = 1;
-        } else if (space_before) {
-            text_.push_back(' ');
-            line_++;
-        }
-        text_.append(token);
-        line_ += token.size();
-    }
-    std::string& text() { return text_; }
-
-private:
-    std::string text_;
-    std::size_t line_;
 };
 
 }  // namespace
@@ -90,7 +66,7 @@ bool DkimSigner::finish(const std::vector<HeaderField>& fields, std::vector<std:
     const std::vector<std::string> names = headers_to_sign(fields);
     for (const DkimSigningKey* k : keys_) {
         const char* alg = k->key.type == DkimKeyType::rsa ? "a=rsa-sha256;" : "a=ed25519-sha256;";
-        Folder f("DKIM-Signature:");
+        HeaderFolder f("DKIM-Signature:");
         f.add("v=1;", true);
         f.add(alg, true);
         f.add("c=relaxed/relaxed;", true);
@@ -104,25 +80,18 @@ bool DkimSigner::finish(const std::vector<HeaderField>& fields, std::vector<std:
         }
         f.add("bh=" + base64_encode(bh) + ";", true);
         f.add("b=", true);
-        std::string& field = f.text();
-
-        std::string digest = sha256(canonical_header_data(DkimCanon::relaxed, fields, names, field));
+        std::string digest = sha256(canonical_header_data(DkimCanon::relaxed, fields, names, f.text()));
         std::string sig;
         if (digest.empty() || !sign_digest(k->key, digest, sig, err)) return false;
-        // b= folded in lines of at most kFoldWidth; the verifier removes the value with its whitespace.
+        // b= folded in full lines; the verifier removes the value with its whitespace.
         std::string b = base64_encode(sig);
-        const std::size_t nl = field.rfind('\n');
-        std::size_t line = nl == std::string::npos ? field.size() : field.size() - nl - 1;
         for (std::size_t pos = 0; pos < b.size();) {
-            if (line >= kFoldWidth) {
-                field.append("\r\n\t");
-                line = 1;
-            }
-            std::size_t n = std::min(b.size() - pos, kFoldWidth - line);
-            field.append(b, pos, n);
+            if (f.column() >= HeaderFolder::kWidth) f.newline();
+            std::size_t n = std::min(b.size() - pos, HeaderFolder::kWidth - f.column());
+            f.add(std::string_view(b).substr(pos, n), false);
             pos += n;
-            line += n;
         }
+        std::string& field = f.text();
         field.append("\r\n");
         out.push_back(std::move(field));
     }
