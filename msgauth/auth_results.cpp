@@ -76,7 +76,9 @@ std::string pvalue(std::string_view v) {
 }
 
 // RFC 7208 §9.1 key-value-pair values: dot-atom or quoted-string.
-std::string kv_value(std::string_view v) { return v.size() <= kMaxValue && is_dot_atom(v) ? std::string(v) : quoted(v); }
+std::string kv_value(std::string_view v) {
+    return v.size() <= kMaxValue && is_dot_atom(v) ? std::string(v) : quoted(v);
+}
 
 }  // namespace
 

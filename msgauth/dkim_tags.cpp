@@ -48,12 +48,6 @@ bool parse_number(std::string_view s, std::size_t max_digits, uint64_t& out) {
     return true;
 }
 
-const Tag* find(const std::vector<Tag>& tags, std::string_view name) {
-    for (const Tag& t : tags)
-        if (t.name == name) return &t;
-    return nullptr;
-}
-
 int base64_value(char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -106,6 +100,12 @@ bool valid_dns_name(std::string_view name, bool allow_underscore) {
     return true;
 }
 
+const Tag* find_tag(const std::vector<Tag>& tags, std::string_view name) {
+    for (const Tag& t : tags)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
 bool parse_tag_list(std::string_view in, std::vector<Tag>& out, std::string& err) {
     out.clear();
     if (in.size() > kMaxTagListBytes) return fail(err, "tag list too long");
@@ -129,7 +129,7 @@ bool parse_tag_list(std::string_view in, std::vector<Tag>& out, std::string& err
         }
         t.raw_end = pos;
         t.value = trim(in.substr(t.raw_begin, t.raw_end - t.raw_begin));
-        if (find(out, t.name)) return fail(err, "duplicate tag " + std::string(t.name));
+        if (find_tag(out, t.name)) return fail(err, "duplicate tag " + std::string(t.name));
         if (out.size() == kMaxTags) return fail(err, "too many tags");
         out.push_back(t);
         if (pos == n) return true;
@@ -203,26 +203,27 @@ bool parse_dkim_signature(std::string_view value, DkimSignature& out, std::strin
     std::vector<Tag> tags;
     if (!parse_tag_list(value, tags, err)) return false;
     for (const char* required : {"v", "a", "b", "bh", "d", "h", "s"})
-        if (!find(tags, required)) return fail(err, std::string("missing ") + required + "= tag");
+        if (!find_tag(tags, required)) return fail(err, std::string("missing ") + required + "= tag");
 
-    if (find(tags, "v")->value != "1") return fail(err, "unsupported version v=" + std::string(find(tags, "v")->value));
+    if (std::string_view v = find_tag(tags, "v")->value; v != "1")
+        return fail(err, "unsupported version v=" + std::string(v.substr(0, 16)));
 
-    std::string_view a = find(tags, "a")->value;
+    std::string_view a = find_tag(tags, "a")->value;
     if (iequals(a, "rsa-sha256")) out.algorithm = DkimAlgorithm::rsa_sha256;
     else if (iequals(a, "ed25519-sha256")) out.algorithm = DkimAlgorithm::ed25519_sha256;
     else if (iequals(a, "rsa-sha1")) out.algorithm = DkimAlgorithm::rsa_sha1;
     else return fail(err, "unsupported algorithm a=" + std::string(a.substr(0, 32)));
 
-    const Tag* b = find(tags, "b");
+    const Tag* b = find_tag(tags, "b");
     if (!base64_decode(b->value, out.signature) || out.signature.empty()) return fail(err, "b= is not base64");
     for (char c : b->value)
         if (!is_ws(c)) out.b_text.push_back(c);
     out.b_raw_begin = b->raw_begin;
     out.b_raw_end = b->raw_end;
-    if (!base64_decode(find(tags, "bh")->value, out.body_hash) || out.body_hash.empty())
+    if (!base64_decode(find_tag(tags, "bh")->value, out.body_hash) || out.body_hash.empty())
         return fail(err, "bh= is not base64");
 
-    if (const Tag* c = find(tags, "c")) {
+    if (const Tag* c = find_tag(tags, "c")) {
         std::string_view cv = c->value;
         std::size_t slash = cv.find('/');
         if (!parse_canon(cv.substr(0, slash), out.header_canon)) return fail(err, "unknown canonicalization c=");
@@ -231,13 +232,13 @@ bool parse_dkim_signature(std::string_view value, DkimSignature& out, std::strin
             return fail(err, "unknown canonicalization c=");
     }
 
-    out.domain = addr::lower(find(tags, "d")->value);
+    out.domain = addr::lower(find_tag(tags, "d")->value);
     if (!valid_dns_name(out.domain, false)) return fail(err, "bad domain d=");
-    out.selector = addr::lower(find(tags, "s")->value);
+    out.selector = addr::lower(find_tag(tags, "s")->value);
     if (!valid_dns_name(out.selector, true) || out.selector.size() + out.domain.size() + 12 > kMaxDomainText)
         return fail(err, "bad selector s=");
 
-    for (std::string_view h : split_colon(find(tags, "h")->value)) {
+    for (std::string_view h : split_colon(find_tag(tags, "h")->value)) {
         if (h.empty()) return fail(err, "empty header name in h=");
         for (char c : h)
             if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e)
@@ -249,7 +250,7 @@ bool parse_dkim_signature(std::string_view value, DkimSignature& out, std::strin
     for (const std::string& h : out.signed_headers) from = from || h == "from";
     if (!from) return fail(err, "From is not signed");
 
-    if (const Tag* i = find(tags, "i")) {
+    if (const Tag* i = find_tag(tags, "i")) {
         std::size_t at = i->value.rfind('@');
         if (at == std::string_view::npos) return fail(err, "i= without '@'");
         std::string idom = addr::lower(i->value.substr(at + 1));
@@ -262,18 +263,18 @@ bool parse_dkim_signature(std::string_view value, DkimSignature& out, std::strin
         out.identity = "@" + out.domain;
     }
 
-    if (const Tag* q = find(tags, "q"); q && !list_has(q->value, "dns/txt")) return fail(err, "q= without dns/txt");
+    if (const Tag* q = find_tag(tags, "q"); q && !list_has(q->value, "dns/txt")) return fail(err, "q= without dns/txt");
 
     uint64_t num = 0;
-    if (const Tag* l = find(tags, "l")) {
+    if (const Tag* l = find_tag(tags, "l")) {
         if (!parse_number(l->value, 19, num)) return fail(err, "bad l= value");
         out.body_length = num;
     }
-    if (const Tag* t = find(tags, "t")) {
+    if (const Tag* t = find_tag(tags, "t")) {
         if (!parse_number(t->value, 12, num)) return fail(err, "bad t= value");
         out.timestamp = num;
     }
-    if (const Tag* x = find(tags, "x")) {
+    if (const Tag* x = find_tag(tags, "x")) {
         if (!parse_number(x->value, 12, num)) return fail(err, "bad x= value");
         out.expiration = num;
         if (out.timestamp && num < *out.timestamp) return fail(err, "x= is before t=");
@@ -285,20 +286,20 @@ bool parse_dkim_key(std::string_view record, DkimKey& out, std::string& err) {
     out = DkimKey{};
     std::vector<Tag> tags;
     if (!parse_tag_list(record, tags, err)) return false;
-    if (const Tag* v = find(tags, "v"); v && (v != &tags.front() || v->value != "DKIM1"))
+    if (const Tag* v = find_tag(tags, "v"); v && (v != &tags.front() || v->value != "DKIM1"))
         return fail(err, "key record v= is not a leading DKIM1");
-    if (const Tag* k = find(tags, "k")) {
+    if (const Tag* k = find_tag(tags, "k")) {
         if (iequals(k->value, "rsa")) out.type = DkimKeyType::rsa;
         else if (iequals(k->value, "ed25519")) out.type = DkimKeyType::ed25519;
         else return fail(err, "unknown key type k=" + std::string(k->value.substr(0, 32)));
     }
-    const Tag* p = find(tags, "p");
+    const Tag* p = find_tag(tags, "p");
     if (!p) return fail(err, "key record without p=");
     if (!base64_decode(p->value, out.public_key)) return fail(err, "key p= is not base64");
     out.revoked = out.public_key.empty();
-    if (const Tag* h = find(tags, "h")) out.sha256_allowed = list_has(h->value, "sha256");
-    if (const Tag* s = find(tags, "s")) out.email_service = list_has(s->value, "email") || list_has(s->value, "*");
-    if (const Tag* t = find(tags, "t")) {
+    if (const Tag* h = find_tag(tags, "h")) out.sha256_allowed = list_has(h->value, "sha256");
+    if (const Tag* s = find_tag(tags, "s")) out.email_service = list_has(s->value, "email") || list_has(s->value, "*");
+    if (const Tag* t = find_tag(tags, "t")) {
         out.testing = list_has(t->value, "y");
         out.strict_identity = list_has(t->value, "s");
     }

@@ -25,6 +25,7 @@ struct Tag {
 // Errors: a bad tag name, a missing '=', control bytes, duplicate tags, more than kMaxTags tags,
 // input over kMaxTagListBytes. Tag names are case-sensitive, as the RFC says.
 bool parse_tag_list(std::string_view in, std::vector<Tag>& out, std::string& err);
+const Tag* find_tag(const std::vector<Tag>& tags, std::string_view name);  // nullptr when absent
 
 // Base64 as DKIM writes it: whitespace anywhere is ignored, padding must be complete.
 bool base64_decode(std::string_view in, std::string& out);

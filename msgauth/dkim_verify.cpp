@@ -63,7 +63,8 @@ DkimVerifier::DkimVerifier(const std::vector<HeaderField>& fields, std::size_t m
                 return b->canon.canon() == sig.body_canon && b->canon.limit() == sig.body_length.value_or(UINT64_MAX);
             };
             auto it = std::find_if(bodies_.begin(), bodies_.end(), same);
-            if (it == bodies_.end()) it = bodies_.insert(bodies_.end(), std::make_unique<Body>(sig.body_canon, sig.body_length));
+            if (it == bodies_.end())
+                it = bodies_.insert(bodies_.end(), std::make_unique<Body>(sig.body_canon, sig.body_length));
             s->body = it->get();
         }
         sigs_.push_back(std::move(s));
@@ -135,7 +136,8 @@ void DkimVerifier::check_key(Sig& s, const DnsAnswer& a) {
     if (!parsed) return s.decide(AuthResult::permerror, "bad key record: " + first_err);
     if (key.revoked) return s.decide(AuthResult::permerror, "key revoked");
     const bool want_rsa = s.sig.algorithm == DkimAlgorithm::rsa_sha256;
-    if ((key.type == DkimKeyType::rsa) != want_rsa) return s.decide(AuthResult::permerror, "key type does not match a=");
+    if ((key.type == DkimKeyType::rsa) != want_rsa)
+        return s.decide(AuthResult::permerror, "key type does not match a=");
     if (!key.sha256_allowed) return s.decide(AuthResult::permerror, "key h= does not allow sha256");
     if (!key.email_service) return s.decide(AuthResult::permerror, "key is not for email (s=)");
     if (key.strict_identity) {

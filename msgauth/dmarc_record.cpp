@@ -80,12 +80,6 @@ std::vector<std::string> parse_uris(std::string_view v) {
     }
 }
 
-const Tag* find(const std::vector<Tag>& tags, std::string_view name) {
-    for (const Tag& t : tags)
-        if (t.name == name) return &t;
-    return nullptr;
-}
-
 }  // namespace
 
 const char* policy_name(DmarcPolicy p) {
@@ -114,10 +108,10 @@ bool parse_dmarc_record(std::string_view txt, DmarcRecord& out, std::string& err
         err = "not a DMARC1 record";
         return false;
     }
-    if (const Tag* t = find(tags, "rua")) out.rua = parse_uris(t->value);
-    if (const Tag* t = find(tags, "ruf")) out.ruf = parse_uris(t->value);
-    const Tag* p = find(tags, "p");
-    const Tag* sp = find(tags, "sp");
+    if (const Tag* t = find_tag(tags, "rua")) out.rua = parse_uris(t->value);
+    if (const Tag* t = find_tag(tags, "ruf")) out.ruf = parse_uris(t->value);
+    const Tag* p = find_tag(tags, "p");
+    const Tag* sp = find_tag(tags, "sp");
     bool p_ok = p && parse_policy(p->value, out.policy);
     DmarcPolicy sub = DmarcPolicy::none;
     bool sp_ok = !sp || parse_policy(sp->value, sub);
@@ -132,12 +126,14 @@ bool parse_dmarc_record(std::string_view txt, DmarcRecord& out, std::string& err
         out.policy_defaulted = true;
     }
     uint64_t n = 0;
-    if (const Tag* t = find(tags, "adkim")) parse_alignment(t->value, out.adkim);
-    if (const Tag* t = find(tags, "aspf")) parse_alignment(t->value, out.aspf);
-    if (const Tag* t = find(tags, "pct"); t && parse_uint(t->value, 3, n) && n <= 100) out.pct = static_cast<unsigned>(n);
-    if (const Tag* t = find(tags, "ri"); t && parse_uint(t->value, 10, n) && n <= UINT32_MAX) out.ri = static_cast<uint32_t>(n);
-    if (const Tag* t = find(tags, "fo"); t && !t->value.empty()) out.fo = std::string(t->value);
-    if (const Tag* t = find(tags, "rf"); t && !t->value.empty()) out.rf = std::string(t->value);
+    if (const Tag* t = find_tag(tags, "adkim")) parse_alignment(t->value, out.adkim);
+    if (const Tag* t = find_tag(tags, "aspf")) parse_alignment(t->value, out.aspf);
+    if (const Tag* t = find_tag(tags, "pct"); t && parse_uint(t->value, 3, n) && n <= 100)
+        out.pct = static_cast<unsigned>(n);
+    if (const Tag* t = find_tag(tags, "ri"); t && parse_uint(t->value, 10, n) && n <= UINT32_MAX)
+        out.ri = static_cast<uint32_t>(n);
+    if (const Tag* t = find_tag(tags, "fo"); t && !t->value.empty()) out.fo = std::string(t->value);
+    if (const Tag* t = find_tag(tags, "rf"); t && !t->value.empty()) out.rf = std::string(t->value);
     return true;
 }
 

@@ -107,7 +107,8 @@ TEST_CASE("expansion is bounded") {
     CHECK(expand_macros("%{s}", c, MacroKind::domain, out) == MacroStatus::ok);
     CHECK(expand_macros("%{s}%{s}", c, MacroKind::domain, out) == MacroStatus::syntax_error);
     CHECK(expand_macros("%{S}", c, MacroKind::domain, out) == MacroStatus::ok);
-    c.sender = std::string(3000, '@');
+    const std::string ats(3000, '@');
+    c.sender = ats;
     CHECK(expand_macros("%{S}", c, MacroKind::domain, out) == MacroStatus::syntax_error);  // 9000 escaped bytes
 }
 
