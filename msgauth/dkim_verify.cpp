@@ -72,6 +72,8 @@ DkimVerifier::DkimVerifier(const std::vector<HeaderField>& fields, std::size_t m
 }
 
 DkimVerifier::~DkimVerifier() = default;
+DkimVerifier::DkimVerifier(DkimVerifier&&) noexcept = default;
+DkimVerifier& DkimVerifier::operator=(DkimVerifier&&) noexcept = default;
 
 void DkimVerifier::feed_body(std::string_view chunk) {
     for (auto& b : bodies_) {

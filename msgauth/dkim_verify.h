@@ -38,6 +38,8 @@ public:
     // `fields` is only read during construction.
     DkimVerifier(const std::vector<HeaderField>& fields, std::size_t max_signatures, uint64_t now);
     ~DkimVerifier();
+    DkimVerifier(DkimVerifier&&) noexcept;
+    DkimVerifier& operator=(DkimVerifier&&) noexcept;
 
     void feed_body(std::string_view chunk);
     void finish_body();  // checks the body hashes; no key is asked for a signature whose body hash fails

@@ -53,6 +53,8 @@ SpfCheck::SpfCheck(const SpfRequest& req, SpfIdentity identity) : req_(req) {
 }
 
 SpfCheck::~SpfCheck() = default;
+SpfCheck::SpfCheck(SpfCheck&&) noexcept = default;
+SpfCheck& SpfCheck::operator=(SpfCheck&&) noexcept = default;
 
 void SpfCheck::finish(AuthResult r, std::string problem) {
     done_ = true;

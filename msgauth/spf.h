@@ -41,6 +41,8 @@ class SpfCheck {
 public:
     SpfCheck(const SpfRequest& req, SpfIdentity identity);
     ~SpfCheck();
+    SpfCheck(SpfCheck&&) noexcept;  // the daemon keeps checks in its session table
+    SpfCheck& operator=(SpfCheck&&) noexcept;
 
     bool done() const { return done_; }
     const DnsQuery& query() const { return query_; }  // the pending question while !done()

@@ -104,6 +104,8 @@ TEST_CASE("query order, mechanism text and problem text") {
     CHECK(z.asked[2] == DnsQuery{"mail.mx.example", DnsType::a});
     c.answer(DnsAnswer{});  // answers after the end are ignored
     CHECK(c.result() == AuthResult::pass);
+    SpfCheck moved = std::move(c);
+    CHECK(moved.mechanism() == "mx");
 
     SpfCheck six(request("2001:db8::10", "user@a6.example"), SpfIdentity::mailfrom);
     drive(six, z);
