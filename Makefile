@@ -8,7 +8,7 @@ CXX      ?= g++
 BUILD    ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
-PKGS     := libevent libevent_openssl openssl libunbound lmdb
+PKGS     := libevent libevent_openssl openssl libunbound lmdb libpsl
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
@@ -25,9 +25,9 @@ CXXFLAGS += -O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,un
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-COMPONENTS := common smtpd queue-manager smtp-client resolver master
+COMPONENTS := common smtpd queue-manager smtp-client resolver msgauth master
 # Link order: components first, common last (everyone depends on it).
-LINK_ORDER := master smtpd queue-manager smtp-client resolver common
+LINK_ORDER := master smtpd queue-manager smtp-client resolver msgauth common
 
 lib_srcs  = $(filter-out $(1)/main_%.cpp,$(wildcard $(1)/*.cpp))
 lib_file  = $(BUILD)/lib/lib$(1).a
@@ -42,7 +42,8 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(COMPONENTS),$(wildc
 
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
-                dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc
+                dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
+                libpsl-dev publicsuffix
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
