@@ -43,7 +43,7 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(COMPONENTS),$(wildc
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
-                libpsl-dev publicsuffix
+                libpsl-dev publicsuffix python3-dkim
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)

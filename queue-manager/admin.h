@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/json.h"
 #include "queue-manager/records.h"
 
 namespace mta::queue {
@@ -49,8 +50,7 @@ std::string message_state_name(const MessageView& v);  // corrupt, in-flight, he
 
 bool matches(const AdminFilter& f, const MessageView& v, uint64_t now);
 
-// JSON string literal: escapes quotes, backslashes and control bytes; invalid UTF-8 becomes U+FFFD.
-std::string json_string(std::string_view s);
+using mta::json_string;  // common/json.h
 
 std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now);
 std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined);

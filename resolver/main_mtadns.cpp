@@ -4,7 +4,6 @@
 // Trusts the control socket's text format; record text was already made printable by mtad.
 #include <algorithm>
 #include <cstdio>
-#include <sstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -17,40 +16,10 @@
 
 namespace {
 
-struct Answer {
-    long rcode = 65535;
-    std::string dnssec = "insecure", text;
-    std::vector<std::string> records;
-    bool ok() const { return rcode == 0 && dnssec != "bogus"; }
-    std::string status() const {
-        std::string s = rcode == 0 ? "NOERROR" : rcode == 2 ? "SERVFAIL" : rcode == 3 ? "NXDOMAIN"
-                      : rcode == 65535 ? "FAILED" : "rcode " + std::to_string(rcode);
-        s += ", " + dnssec;
-        if (!text.empty()) s += ", " + text;
-        return s;
-    }
-};
+using Answer = mta::ResolveAnswer;
 
 bool ask(const mta::Config& cfg, const std::string& name, int qtype, Answer& a, std::string& err) {
-    std::string raw;
-    if (!mta::control_request(cfg.control_socket, "resolve " + name + " " + std::to_string(qtype), raw, err))
-        return false;
-    if (raw.rfind("error:", 0) == 0) {
-        err = raw.substr(0, raw.find('\n'));
-        return false;
-    }
-    std::istringstream in(raw);
-    std::string head;
-    std::getline(in, head);
-    if (sscanf(head.c_str(), "rcode=%ld", &a.rcode) != 1) {
-        err = "unexpected answer: " + head;
-        return false;
-    }
-    if (auto p = head.find("dnssec="); p != std::string::npos) a.dnssec = head.substr(p + 7, head.find(' ', p) - p - 7);
-    if (auto p = head.find("text=\""); p != std::string::npos) a.text = head.substr(p + 6, head.rfind('"') - p - 6);
-    for (std::string line; std::getline(in, line);)
-        if (!line.empty()) a.records.push_back(line);
-    return true;
+    return mta::control_resolve(cfg.control_socket, name, qtype, a, err);
 }
 
 // RFC 7672 §3.1 usable TLSA: DANE-TA(2)/DANE-EE(3), selector 0/1, matching type 0/1/2 (mta-smtp's
