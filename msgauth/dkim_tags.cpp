@@ -48,15 +48,6 @@ bool parse_number(std::string_view s, std::size_t max_digits, uint64_t& out) {
     return true;
 }
 
-int base64_value(char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 bool parse_canon(std::string_view s, DkimCanon& out) {
     if (iequals(s, "simple")) out = DkimCanon::simple;
     else if (iequals(s, "relaxed")) out = DkimCanon::relaxed;
@@ -138,55 +129,10 @@ bool parse_tag_list(std::string_view in, std::vector<Tag>& out, std::string& err
 }
 
 bool base64_decode(std::string_view in, std::string& out) {
-    out.clear();
-    uint32_t acc = 0;
-    std::size_t chars = 0, pad = 0;
-    for (char c : in) {
-        if (is_ws(c)) continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = base64_value(c);
-        if (v < 0 || pad > 0) return false;  // garbage, or data after padding
-        acc = (acc << 6) | static_cast<uint32_t>(v);
-        if (++chars % 4 == 0) {
-            out.push_back(static_cast<char>((acc >> 16) & 0xff));
-            out.push_back(static_cast<char>((acc >> 8) & 0xff));
-            out.push_back(static_cast<char>(acc & 0xff));
-            acc = 0;
-        }
-    }
-    std::size_t rest = chars % 4;
-    if (rest == 1 || (rest == 0 && pad != 0) || (rest != 0 && rest + pad != 4)) return false;
-    if (rest == 2) out.push_back(static_cast<char>((acc >> 4) & 0xff));
-    if (rest == 3) {
-        out.push_back(static_cast<char>((acc >> 10) & 0xff));
-        out.push_back(static_cast<char>((acc >> 2) & 0xff));
-    }
+    auto r = mta::base64_decode(in, Base64Mode::folded);
+    if (!r) return false;
+    out = std::move(*r);
     return true;
-}
-
-std::string base64_encode(std::string_view in) {
-    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 3 <= in.size(); i += 3) {
-        uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16 |
-                     static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8 |
-                     static_cast<unsigned char>(in[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out.push_back(kAlphabet[(v >> s) & 63]);
-    }
-    if (std::size_t rest = in.size() - i; rest > 0) {
-        uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
-        if (rest == 2) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
-        out.push_back(kAlphabet[(v >> 18) & 63]);
-        out.push_back(kAlphabet[(v >> 12) & 63]);
-        out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
-        out.push_back('=');
-    }
-    return out;
 }
 
 const char* algorithm_name(DkimAlgorithm a) {

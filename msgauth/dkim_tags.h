@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/base64.h"
+
 namespace mta::msgauth {
 
 inline constexpr std::size_t kMaxTags = 64;                  // per tag-list; real ones have about 12
@@ -28,8 +30,9 @@ bool parse_tag_list(std::string_view in, std::vector<Tag>& out, std::string& err
 const Tag* find_tag(const std::vector<Tag>& tags, std::string_view name);  // nullptr when absent
 
 // Base64 as DKIM writes it: whitespace anywhere is ignored, padding must be complete.
+// common/base64 in its folded mode: folding whitespace skipped (b=, bh= and p= may be folded).
 bool base64_decode(std::string_view in, std::string& out);
-std::string base64_encode(std::string_view in);
+using mta::base64_encode;
 
 enum class DkimAlgorithm { rsa_sha256, ed25519_sha256, rsa_sha1 };  // rsa-sha1 only to report it (RFC 8301)
 enum class DkimCanon { simple, relaxed };

@@ -5,11 +5,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/base64.h"
+
 namespace mta::smtpd {
 
-// Strict RFC 4648 base64: padding required, no whitespace; nullopt on anything else.
-std::optional<std::string> base64_decode(std::string_view s);
-std::string base64_encode(std::string_view s);
+// Strict RFC 4648 base64 (common/base64.h): padding required, no whitespace; nullopt on anything else.
+using mta::base64_decode;
+using mta::base64_encode;
 
 struct Credentials {
     std::string user, password;
