@@ -6,11 +6,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "master/listener_checks.h"
 #include "master/master.h"
@@ -98,6 +100,12 @@ bool ensure_user(const std::string& name, std::string& err) {
 
 bool Master::prepare_filesystem(std::string& err) {
     if (geteuid() == 0) {
+        // Several mtad instances starting at once on a fresh host (tests, or one per spool) must not run
+        // useradd side by side: on a fresh Debian root one of them once saw a user that the other's
+        // concurrent useradd then wrote with another uid, and chowned its Maildir root to a uid nobody
+        // has. One lock around "look up, else create" serializes them; the lock goes with the process.
+        UniqueFd lock(open("/run/mtad-users.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (lock) while (flock(lock.get(), LOCK_EX) != 0 && errno == EINTR) {}
         for (auto* u : {&cfg_.smtpd_user, &cfg_.queue_user, &cfg_.smtp_user, &cfg_.resolver_user, &cfg_.mail_owner})
             if (!ensure_user(*u, err)) return false;
     } else {
