@@ -252,7 +252,7 @@ void Session::on_queue_fail(uint64_t reqid, int code, const std::string& enhance
 }
 
 void Session::on_queue_lost() {
-    if (state_ != State::wait_open_data && state_ != State::wait_open_bdat && state_ != State::wait_commit) return;
+    if (!waits_for_queue(state_)) return;
     queue_failed(state_, 451, "4.3.0", "Queue unavailable, try again later");
     resume();
 }

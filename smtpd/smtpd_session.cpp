@@ -176,8 +176,7 @@ void Session::process_input() {
     process_commands();
     // After the client's EOF nothing new can arrive: once the buffered commands are answered (and no
     // queue reply or delayed AUTH answer is due), flush the replies and close.
-    if (!peer_eof_ || !bev_ || ending() || state_ == State::wait_open_data || state_ == State::wait_open_bdat ||
-        state_ == State::wait_commit || state_ == State::auth_delay || read_paused_)
+    if (!peer_eof_ || !bev_ || ending() || waits_for_queue(state_) || state_ == State::auth_delay || read_paused_)
         return;
     enter(State::closing);
     abort_body();
@@ -355,13 +354,8 @@ void Session::done_waiting() {
 }
 
 bool Session::in_transaction_io() const {
-    switch (state_) {
-    case State::data: case State::bdat: case State::bdat_discard:
-    case State::wait_open_data: case State::wait_open_bdat: case State::wait_commit:
-        return true;
-    default:
-        return txn_ && txn_->body;
-    }
+    return state_ == State::data || state_ == State::bdat || state_ == State::bdat_discard ||
+           waits_for_queue(state_) || (txn_ && txn_->body);
 }
 
 void Session::shutdown() {

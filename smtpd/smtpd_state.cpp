@@ -105,6 +105,10 @@ bool in_auth_exchange(SessionState s) {
     return s == S::auth_plain || s == S::auth_login_user || s == S::auth_login_password;
 }
 
+bool waits_for_queue(SessionState s) {
+    return s == S::wait_open_data || s == S::wait_open_bdat || s == S::wait_commit;
+}
+
 // The texts and their order are those clients have always seen; e.g. BDAT before EHLO says "EHLO"
 // (RFC 3030 needs it), MAIL before HELO says either.
 Reply verb_refusal(Verb v, SessionState s, bool esmtp) {

@@ -44,6 +44,9 @@ bool reads_commands(SessionState s);
 // States in which the session reads a SASL response line, not a command.
 bool in_auth_exchange(SessionState s);
 
+// States that wait for the queue's answer (a body file, or the commit); nothing is read meanwhile.
+bool waits_for_queue(SessionState s);
+
 // The refusal of verb `v` in state `s` (esmtp: the last greeting was EHLO), or an empty Reply when the
 // verb may run there. Only the state decides here; each verb checks its arguments itself, some of them
 // before asking (the order of the checks is part of the protocol: the replies are compared by clients).

@@ -115,7 +115,11 @@ TEST_CASE("state table: a refused BDAT chunk returns to a state that reads comma
 }
 
 TEST_CASE("state table: commands, SASL lines and body bytes are read in separate states") {
-    for (S s : all_states()) CHECK_FALSE((reads_commands(s) && in_auth_exchange(s)));
+    for (S s : all_states()) {
+        CHECK_FALSE((reads_commands(s) && in_auth_exchange(s)));
+        CHECK_FALSE((reads_commands(s) && waits_for_queue(s)));
+    }
+    for (S s : {S::wait_open_data, S::wait_open_bdat, S::wait_commit}) CHECK(waits_for_queue(s));
     std::set<S> commands;
     for (S s : all_states())
         if (reads_commands(s)) commands.insert(s);
