@@ -38,6 +38,9 @@ bool junk_command(Verb v) {
 
 }  // namespace
 
+// Only reached in states that read commands (reads_commands()). Verbs with a state precondition ask
+// verb_refusal() in their check_<verb>, at the place in their checks where they always have; NOOP, QUIT,
+// VRFY, EXPN, HELP and RSET have none and run in every such state.
 void Session::dispatch(const Command& c) {
     if (junk_command(c.verb) && ++junk_ > cfg_->smtpd_junk_command_limit) {
         LOG_INFO("event=junk_limit client=%s commands=%llu", client_.ip.c_str(), static_cast<unsigned long long>(junk_));
