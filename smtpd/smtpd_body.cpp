@@ -107,8 +107,8 @@ void Session::discard_chunk(uint64_t size, State after) {
     enter(State::bdat_discard);
 }
 
-void Session::open_body(State wait) {
-    wait_queue(wait, host_.queue_request(ipc::Message(ipc::Type::body_open), id_));
+void Session::open_body(State why) {  // why: wait_open_data or wait_open_bdat
+    wait_queue(why, host_.queue_request(ipc::Message(ipc::Type::body_open), id_));
 }
 
 void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {

@@ -211,7 +211,7 @@ private:
     void discard_chunk(uint64_t size, State after);
     void queue_failed(State waited, int code, const char* enhanced, const std::string& text);
     void resume();
-    void open_body(State wait);
+    void open_body(State why);
     void read_data();
     void read_bdat();
     void end_of_chunk();
