@@ -53,71 +53,70 @@ bool BodySink::finish() {
     return !failed;
 }
 
-void Session::cmd_data(const Command& c) {
+bool Session::check_data(const Command& c) {
     if (!c.arg.empty()) {
         reply(501, "5.5.4", "Syntax: DATA");
-    } else if (state_ != State::mail || !txn_) {
-        reply(503, "5.5.1", state_ == State::connected ? "Error: send HELO/EHLO first" : "Error: need MAIL command");
-    } else if (txn_->chunking) {
-        reply(503, "5.5.1", "Error: DATA after BDAT");
-    } else if (txn_->rcpts.empty()) {
-        reply(554, "5.5.1", "Error: no valid recipients");
-    } else {
-        open_body(Pending::open_data);
+        return false;
     }
+    if (Reply r = verb_refusal(Verb::data, state_, esmtp_)) {
+        reply(r);
+        return false;
+    }
+    return true;
 }
 
-void Session::cmd_bdat(const Command& c) {
+void Session::proceed_data() { open_body(State::wait_open_data); }
+
+// A refused BDAT still announced its chunk: it is read and dropped, so the client stays in step.
+std::optional<BdatArgs> Session::check_bdat(const Command& c) {
     auto b = parse_bdat(c.arg);
     if (!b) {  // without a size we cannot skip the chunk; the client is out of sync either way
         reply(501, "5.5.4", "Syntax: BDAT size [LAST]");
-        return;
+        return std::nullopt;
     }
-    if (state_ != State::mail || !txn_ || !esmtp_) {
-        reply(503, "5.5.1", state_ == State::connected ? "Error: send EHLO first" : "Error: need MAIL command");
+    if (Reply r = verb_refusal(Verb::bdat, state_, esmtp_)) {
+        reply(r);
         discard_chunk(b->size, state_);
-        return;
-    }
-    if (txn_->rcpts.empty()) {
-        reply(554, "5.5.1", "Error: no valid recipients");
-        discard_chunk(b->size, state_);
-        return;
+        return std::nullopt;
     }
     if (b->size > cfg_->message_size_limit || txn_->bdat_octets + b->size > cfg_->message_size_limit) {
         reply(552, "5.3.4", "Error: message too large");
         abort_body();
         reset_transaction();
-        discard_chunk(b->size, State::helo);
+        discard_chunk(b->size, State::ready);
+        return std::nullopt;
+    }
+    return b;
+}
+
+// In rcpt the first chunk opens the body file; in bdat_next the next one goes into it.
+void Session::proceed_bdat(const BdatArgs& b) {
+    txn_->bdat_octets += b.size;
+    bdat_remaining_ = bdat_chunk_ = b.size;
+    bdat_last_ = b.last;
+    if (state_ == State::rcpt) {
+        open_body(State::wait_open_bdat);
         return;
     }
-    txn_->bdat_octets += b->size;
-    bdat_remaining_ = bdat_chunk_ = b->size;
-    bdat_last_ = b->last;
-    if (!txn_->chunking) {
-        txn_->chunking = true;
-        open_body(Pending::open_bdat);
-        return;
-    }
-    state_ = State::bdat;
+    enter(State::bdat);
 }
 
 void Session::discard_chunk(uint64_t size, State after) {
-    bdat_discard_ = true;
     bdat_remaining_ = size;
     after_discard_ = after;
-    state_ = State::bdat;
+    enter(State::bdat_discard);
 }
 
-void Session::open_body(Pending why) {
+void Session::open_body(State why) {  // why: wait_open_data or wait_open_bdat
     wait_queue(why, host_.queue_request(ipc::Message(ipc::Type::body_open), id_));
 }
 
 void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
-    if (!waiting_for(reqid, Pending::open_data) || !txn_) {  // stale (we timed out): give it back
+    if (!waiting_for(reqid, false) || !txn_) {  // stale (we timed out): give it back
         host_.queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, msgid)));
         return;
     }
-    Pending why = pending_;
+    bool data = state_ == State::wait_open_data;
     done_waiting();
     txn_->body.emplace();
     txn_->body->fd = std::move(fd);
@@ -126,17 +125,17 @@ void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
     std::time_t when = host_.now();
     long gmtoff = local_gmtoff(when);
     txn_->body->write(received_header(when, gmtoff));
-    auto mode = why == Pending::open_data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
+    auto mode = data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
     // Postfix's cleanup adds a missing Message-ID:/Date: only for its own clients (local_header_rewrite_clients):
     // here the authenticated ones. Relayed mail, mynetworks included, passes unchanged (DKIM, end-to-end).
     MissingHeaders add;
     if (!auth_user_.empty()) add = {make_message_id(when, format_qid(msgid), cfg_->hostname), rfc5322_date(when, gmtoff)};
     txn_->reader = std::make_unique<BodyReader>(mode, cfg_->message_size_limit, std::move(add));
-    if (why == Pending::open_data) {
-        state_ = State::data;
+    if (data) {
+        enter(State::data);
         reply(354, "", "End data with <CR><LF>.<CR><LF>");
     } else {
-        state_ = State::bdat;
+        enter(State::bdat);
     }
     resume();
 }
@@ -163,7 +162,7 @@ void Session::read_bdat() {
         evbuffer_iovec vec;
         if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
         std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(vec.iov_len, bdat_remaining_));
-        if (!bdat_discard_) {
+        if (state_ == State::bdat) {
             txn_->reader->feed(std::string_view(static_cast<const char*>(vec.iov_base), n), txn_->body->buf);
             if (txn_->body->buf.size() >= kWriteBuffer) txn_->body->flush();
         }
@@ -175,9 +174,8 @@ void Session::read_bdat() {
 }
 
 void Session::end_of_chunk() {
-    if (bdat_discard_) {
-        bdat_discard_ = false;
-        state_ = after_discard_;
+    if (state_ == State::bdat_discard) {
+        enter(after_discard_);
         return;
     }
     if (bdat_last_) {
@@ -186,7 +184,7 @@ void Session::end_of_chunk() {
         return;
     }
     if (refuse_body()) return;
-    state_ = State::mail;
+    enter(State::bdat_next);
     reply(250, "2.0.0", std::to_string(bdat_chunk_) + " octets received");
 }
 
@@ -204,8 +202,8 @@ bool Session::refuse_body() {
              static_cast<unsigned long long>(r.size()));
     abort_body();
     reset_transaction();
-    state_ = State::helo;
-    reply(e.code, e.enhanced, e.text);
+    enter(State::ready);
+    reply(e);
     return true;
 }
 
@@ -214,24 +212,24 @@ void Session::commit_body() {
     if (!body.finish()) {
         abort_body();
         reset_transaction();
-        state_ = State::helo;
+        enter(State::ready);
         reply(451, "4.3.0", "Error: local problem writing the message");
         return;
     }
     committed_msgid_ = body.msgid;
     ipc::Message m = commit_message();
     txn_->body.reset();  // the fd is closed; from now on only the queue may discard the message
-    wait_queue(Pending::commit, host_.queue_request(std::move(m), id_));
+    wait_queue(State::wait_commit, host_.queue_request(std::move(m), id_));
 }
 
 void Session::on_commit_ok(uint64_t reqid, uint64_t msgid) {
-    if (!waiting_for(reqid, Pending::commit)) {
+    if (!waiting_for(reqid, true)) {
         LOG_WARN("event=late_commit_ok qid=%s client=%s", format_qid(msgid).c_str(), client_.ip.c_str());
         return;
     }
     if (msgid != committed_msgid_ || !txn_) {
         LOG_ERROR("event=unexpected_commit_ok qid=%s client=%s", format_qid(msgid).c_str(), client_.ip.c_str());
-        queue_failed(451, "4.3.0", "Queue error, try again later");
+        queue_failed(state_, 451, "4.3.0", "Queue error, try again later");
         resume();
         return;
     }
@@ -242,37 +240,37 @@ void Session::on_commit_ok(uint64_t reqid, uint64_t msgid) {
              log::safe(txn_->sender.str()).c_str(), txn_->rcpts.size(),
              static_cast<unsigned long long>(txn_->reader ? txn_->reader->size() : 0), client_.ip.c_str());
     reset_transaction();
-    state_ = State::helo;
+    enter(State::ready);
     reply(250, "2.0.0", "Ok: queued as " + format_qid(msgid));
     resume();
 }
 
 void Session::on_queue_fail(uint64_t reqid, int code, const std::string& enhanced, const std::string& text) {
-    if (state_ != State::wait_queue || reqid != pending_reqid_) return;
-    queue_failed(code, enhanced.c_str(), text);
+    if (!waiting_for(reqid, false) && !waiting_for(reqid, true)) return;
+    queue_failed(state_, code, enhanced.c_str(), text);
     resume();
 }
 
 void Session::on_queue_lost() {
-    if (state_ != State::wait_queue) return;
-    queue_failed(451, "4.3.0", "Queue unavailable, try again later");
+    if (!waits_for_queue(state_)) return;
+    queue_failed(state_, 451, "4.3.0", "Queue unavailable, try again later");
     resume();
 }
 
-// A request to the queue failed: reply, drop the transaction, and for BDAT skip the chunk.
-void Session::queue_failed(int code, const char* enhanced, const std::string& text) {
-    Pending was = pending_;
+// A request to the queue failed (`waited`: the wait state it was, or would have been, answered in):
+// reply, drop the transaction, and for BDAT skip the chunk.
+void Session::queue_failed(State waited, int code, const char* enhanced, const std::string& text) {
     uint64_t chunk = bdat_remaining_;
     done_waiting();
     abort_body();
     reset_transaction();
-    state_ = State::helo;
+    enter(State::ready);
     reply(code, enhanced, text);
-    if (was == Pending::open_bdat) discard_chunk(chunk, State::helo);
+    if (waited == State::wait_open_bdat) discard_chunk(chunk, State::ready);
 }
 
 void Session::resume() {
-    if (state_ == State::closing || !bev_) return;
+    if (ending() || !bev_) return;
     if (stopping_ && !in_transaction_io()) {
         close_with(421, "4.3.2", cfg_->hostname + " Service shutting down");
         return;

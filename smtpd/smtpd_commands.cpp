@@ -1,4 +1,5 @@
-// SMTP command handlers: check_<cmd> validates state and arguments, proceed_<cmd> changes state.
+// SMTP command handlers: check_<cmd> asks the state table whether the verb may run here and checks
+// its arguments, replying when it refuses; proceed_<cmd> applies it and moves the state (enter()).
 // Every reply carries an enhanced status code (RFC 2034) except the greeting and the EHLO list.
 #include <algorithm>
 #include <string>
@@ -37,6 +38,9 @@ bool junk_command(Verb v) {
 
 }  // namespace
 
+// Only reached in states that read commands (reads_commands()). Verbs with a state precondition ask
+// verb_refusal() in their check_<verb>, at the place in their checks where they always have; NOOP, QUIT,
+// VRFY, EXPN, HELP and RSET have none and run in every such state.
 void Session::dispatch(const Command& c) {
     if (junk_command(c.verb) && ++junk_ > cfg_->smtpd_junk_command_limit) {
         LOG_INFO("event=junk_limit client=%s commands=%llu", client_.ip.c_str(), static_cast<unsigned long long>(junk_));
@@ -48,15 +52,27 @@ void Session::dispatch(const Command& c) {
         return;
     }
     switch (c.verb) {
-    case Verb::helo: cmd_helo(c, false); break;
-    case Verb::ehlo: cmd_helo(c, true); break;
-    case Verb::mail: cmd_mail(c); break;
-    case Verb::rcpt: cmd_rcpt(c); break;
-    case Verb::data: cmd_data(c); break;
-    case Verb::bdat: cmd_bdat(c); break;
+    case Verb::helo:
+    case Verb::ehlo: {
+        bool extended = c.verb == Verb::ehlo;
+        if (auto name = check_helo(c, extended)) proceed_helo(std::move(*name), extended);
+        break;
+    }
+    case Verb::mail:
+        if (auto a = check_mail(c)) proceed_mail(std::move(*a));
+        break;
+    case Verb::rcpt:
+        if (auto a = check_rcpt(c)) proceed_rcpt(std::move(*a));
+        break;
+    case Verb::data:
+        if (check_data(c)) proceed_data();
+        break;
+    case Verb::bdat:
+        if (auto b = check_bdat(c)) proceed_bdat(*b);
+        break;
     case Verb::rset:
         if (!c.arg.empty()) reply(501, "5.5.4", "Syntax: RSET");
-        else cmd_rset();
+        else proceed_rset();
         break;
     case Verb::noop: reply(250, "2.0.0", "Ok"); break;
     case Verb::quit: close_with(221, "2.0.0", "Bye"); break;
@@ -66,18 +82,23 @@ void Session::dispatch(const Command& c) {
         break;
     case Verb::expn: reply(502, "5.5.1", "EXPN not available"); break;
     case Verb::help: reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY"); break;
-    case Verb::starttls: cmd_starttls(c); break;
-    case Verb::auth: cmd_auth(c); break;
+    case Verb::starttls:
+        if (check_starttls(c)) proceed_starttls();
+        break;
+    case Verb::auth:
+        if (auto a = check_auth(c)) proceed_auth(*a);
+        break;
     case Verb::not_implemented: reply(502, "5.5.1", "Error: command not implemented"); break;
     case Verb::unknown: reply(500, "5.5.2", "Error: command not recognized"); break;
     }
 }
 
-void Session::cmd_helo(const Command& c, bool extended) {
+// HELO/EHLO are taken in every state that reads commands.
+std::optional<std::string> Session::check_helo(const Command& c, bool extended) {
     std::string arg = trim_right(c.arg);
     if (arg.empty()) {
         reply(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
-        return;
+        return std::nullopt;
     }
     // Underscores are not valid in host names, but many Windows clients send them; Postfix takes any
     // name. Tolerate them, nothing else: the name goes into Received: headers.
@@ -85,14 +106,18 @@ void Session::cmd_helo(const Command& c, bool extended) {
     std::replace(probe.begin(), probe.end(), '_', 'x');
     if (!addr::valid_domain(probe)) {
         reply(501, "5.5.4", "Invalid domain name in HELO/EHLO");
-        return;
+        return std::nullopt;
     }
+    return arg;
+}
+
+void Session::proceed_helo(std::string name, bool extended) {
     // RFC 5321 §4.1.4: EHLO/HELO mid-session is an implicit RSET.
     abort_body();
     reset_transaction();
-    helo_ = arg;
+    helo_ = std::move(name);
     esmtp_ = extended;
-    state_ = State::helo;
+    enter(State::ready);
     if (!extended) {
         reply(250, "", cfg_->hostname);
         return;
@@ -105,49 +130,39 @@ void Session::cmd_helo(const Command& c, bool extended) {
     reply_lines(250, "", ext);
 }
 
-bool Session::check_mail(const Command& c) {
-    (void)c;
-    if (state_ == State::connected) {
-        reply(503, "5.5.1", "Error: send HELO/EHLO first");
-        return false;
+std::optional<Session::MailArgs> Session::check_mail(const Command& c) {
+    if (Reply r = verb_refusal(Verb::mail, state_, esmtp_)) {
+        reply(r);
+        return std::nullopt;
     }
-    if (state_ != State::helo) {
-        reply(503, "5.5.1", "Error: nested MAIL command");
-        return false;
-    }
-    return true;
-}
-
-void Session::cmd_mail(const Command& c) {
-    if (!check_mail(c) || !check_submission()) return;
+    if (!check_submission()) return std::nullopt;
     addr::PathOptions opts;
     opts.allow_null = true;
     opts.smtputf8 = true;  // decided below, once the SMTPUTF8 parameter has been seen
     addr::PathResult r = addr::parse_path(c.arg, opts);
     if (!r.ok) {
-        Reply e = path_error(r, true);
-        reply(e.code, e.enhanced, e.text);
-        return;
+        reply(path_error(r, true));
+        return std::nullopt;
     }
     if (!esmtp_ && !r.rest.empty()) {
         reply(555, "5.5.4", "Parameters need EHLO");
-        return;
+        return std::nullopt;
     }
     MailParams params;
     if (Reply e = parse_mail_params(r.rest, cfg_->message_size_limit, params)) {
-        reply(e.code, e.enhanced, e.text);
-        return;
+        reply(e);
+        return std::nullopt;
     }
     if (params.requiretls && !tls_) {  // never advertised in plaintext; RFC 8689 §4.1
         reply(530, "5.7.10", "REQUIRETLS needs TLS");
-        return;
+        return std::nullopt;
     }
     if (r.mailbox.utf8 && !params.smtputf8) {
         reply(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
-        return;
+        return std::nullopt;
     }
-    if (!check_spool_space(params.size)) return;
-    proceed_mail(r.mailbox, std::move(params));
+    if (!check_spool_space(params.size)) return std::nullopt;
+    return MailArgs{r.mailbox, std::move(params)};
 }
 
 // queue_minfree: a message that cannot be stored is refused before its body is sent, not after
@@ -163,52 +178,44 @@ bool Session::check_spool_space(uint64_t declared_size) {
     return false;
 }
 
-void Session::proceed_mail(const addr::Mailbox& sender, MailParams params) {
+void Session::proceed_mail(MailArgs a) {
     txn_.emplace();
-    txn_->sender = sender;
-    txn_->params = std::move(params);
+    txn_->sender = std::move(a.sender);
+    txn_->params = std::move(a.params);
     txn_->arrival = host_.now();
-    state_ = State::mail;
+    enter(State::mail);
     junk_ = 0;
     reply(250, "2.1.0", "Ok");
 }
 
-bool Session::check_rcpt() {
-    if (state_ != State::mail || !txn_) {
-        reply(503, "5.5.1", state_ == State::connected ? "Error: send HELO/EHLO first" : "Error: need MAIL command");
-        return false;
-    }
-    if (txn_->chunking) {
-        reply(503, "5.5.1", "Error: RCPT after BDAT");
-        return false;
+// An expanded recipient is queued as its final addresses, each remembering the original address as
+// ORCPT (RFC 3461 §4.2) unless the client gave one, and the client's NOTIFY.
+std::optional<Session::RcptArgs> Session::check_rcpt(const Command& c) {
+    if (Reply r = verb_refusal(Verb::rcpt, state_, esmtp_)) {
+        reply(r);
+        return std::nullopt;
     }
     if (txn_->client_rcpts >= cfg_->recipient_limit) {
         reply(452, "4.5.3", "Error: too many recipients");
         errors_--;  // a normal part of large deliveries, not client misbehaviour
-        return false;
+        return std::nullopt;
     }
-    return true;
-}
-
-void Session::cmd_rcpt(const Command& c) {
-    if (!check_rcpt()) return;
     addr::PathOptions opts;
     opts.smtputf8 = txn_->params.smtputf8;
     opts.allow_postmaster = true;
     addr::PathResult r = addr::parse_path(c.arg, opts);
     if (!r.ok) {
-        Reply e = path_error(r, false);
-        reply(e.code, e.enhanced, e.text);
-        return;
+        reply(path_error(r, false));
+        return std::nullopt;
     }
     if (!esmtp_ && !r.rest.empty()) {
         reply(555, "5.5.4", "Parameters need EHLO");
-        return;
+        return std::nullopt;
     }
     RcptParams params;
     if (Reply e = parse_rcpt_params(r.rest, params)) {
-        reply(e.code, e.enhanced, e.text);
-        return;
+        reply(e);
+        return std::nullopt;
     }
     alias::Maps maps = alias::from_tables(res_->virtual_map.get(), res_->alias_map.get());
     RcptVerdict v = check_recipient(r.mailbox, *cfg_, may_relay(), res_->local_recipients.get(), &maps);
@@ -216,54 +223,54 @@ void Session::cmd_rcpt(const Command& c) {
         if (!v.log_detail.empty())
             LOG_WARN("event=alias_error client=%s rcpt=\"%s\" reason=\"%s\"", client_.ip.c_str(),
                      log::safe(r.mailbox.str()).c_str(), log::safe(v.log_detail).c_str());
-        reply(v.reply.code, v.reply.enhanced, v.reply.text);
-        return;
+        reply(v.reply);
+        return std::nullopt;
     }
-    proceed_rcpt(r.mailbox, std::move(params), std::move(v.expanded));
-}
-
-// An expanded recipient is queued as its final addresses, each remembering the original address as
-// ORCPT (RFC 3461 §4.2) unless the client gave one, and the client's NOTIFY.
-void Session::proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded) {
-    std::string a = rcpt.str();
-    std::vector<Transaction::Rcpt> add;
-    if (expanded.empty()) {
-        add.push_back({a, std::move(params)});
+    RcptArgs a;
+    a.addr = r.mailbox.str();
+    a.expanded = v.expanded.size();
+    if (v.expanded.empty()) {
+        a.add.push_back({a.addr, std::move(params)});
     } else {
-        if (params.orcpt.empty()) params.orcpt = "rfc822;" + a;
-        for (auto& e : expanded) add.push_back({std::move(e), params});
+        if (params.orcpt.empty()) params.orcpt = "rfc822;" + a.addr;
+        for (auto& e : v.expanded) a.add.push_back({std::move(e), params});
     }
-    std::size_t bytes = 0;
-    for (auto it = add.begin(); it != add.end();) {
+    for (auto it = a.add.begin(); it != a.add.end();) {
         bool dup = false;
-        for (auto& r : txn_->rcpts) dup = dup || r.addr == it->addr;
+        for (auto& q : txn_->rcpts) dup = dup || q.addr == it->addr;
         if (dup) {
-            it = add.erase(it);
+            it = a.add.erase(it);
             continue;
         }
-        bytes += 3 * 6 + 8 + it->addr.size() + it->params.orcpt.size();  // rcpt, notify, orcpt fields
+        a.bytes += 3 * 6 + 8 + it->addr.size() + it->params.orcpt.size();  // rcpt, notify, orcpt fields
         ++it;
     }
     // The commit message to the queue is one IPC datagram: keep the recipients well inside it.
-    if (txn_->rcpt_bytes + bytes > ipc::kMaxMessage - 16 * 1024) {
-        reply(452, "4.5.3", expanded.empty() ? "Error: too many recipients" : "Error: too many recipients after alias expansion");
+    if (txn_->rcpt_bytes + a.bytes > ipc::kMaxMessage - 16 * 1024) {
+        reply(452, "4.5.3", a.expanded == 0 ? "Error: too many recipients" : "Error: too many recipients after alias expansion");
         errors_--;  // like recipient_limit: the client sends the rest in another transaction
-        return;
+        return std::nullopt;
     }
-    if (!expanded.empty())
-        LOG_DEBUG("event=rcpt_expanded client=%s rcpt=\"%s\" count=%zu", client_.ip.c_str(), log::safe(a).c_str(),
-                  expanded.size());
-    txn_->rcpt_bytes += bytes;
-    for (auto& r : add) txn_->rcpts.push_back(std::move(r));
-    if (txn_->client_rcpts++ == 0) txn_->first_rcpt = a;  // every accepted RCPT counts, as in Postfix
+    return a;
+}
+
+void Session::proceed_rcpt(RcptArgs a) {
+    if (a.expanded != 0)
+        LOG_DEBUG("event=rcpt_expanded client=%s rcpt=\"%s\" count=%zu", client_.ip.c_str(), log::safe(a.addr).c_str(),
+                  a.expanded);
+    txn_->rcpt_bytes += a.bytes;
+    for (auto& r : a.add) txn_->rcpts.push_back(std::move(r));
+    if (txn_->client_rcpts++ == 0) txn_->first_rcpt = a.addr;  // every accepted RCPT counts, as in Postfix
+    enter(State::rcpt);
     junk_ = 0;
     reply(250, "2.1.5", "Ok");
 }
 
-void Session::cmd_rset() {
+// RSET is taken in every state that reads commands; before HELO there is nothing to reset to.
+void Session::proceed_rset() {
     abort_body();
     reset_transaction();
-    if (state_ != State::connected) state_ = State::helo;
+    if (state_ != State::pre_helo) enter(State::ready);
     reply(250, "2.0.0", "Ok");
 }
 

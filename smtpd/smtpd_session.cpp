@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <openssl/err.h>
 
@@ -61,7 +62,7 @@ void Session::setup_bev() {
 void Session::start() {
     if (!bev_ || !queue_timer_ || !auth_timer_ || !rate_timer_) {
         LOG_ERROR("event=session_failed client=%s reason=\"out of memory\"", client_.ip.c_str());
-        state_ = State::closing;
+        enter(State::closed);
         host_.session_done(id_);
         return;
     }
@@ -69,6 +70,21 @@ void Session::start() {
     LOG_INFO("event=connect client=%s session=%llu%s", client_.ip.c_str(), static_cast<unsigned long long>(id_),
              client_.kind == ListenKind::smtps ? " tls=implicit" : "");
     reply(220, "", cfg_->hostname + " ESMTP");
+    enter(client_.kind == ListenKind::smtps ? State::tls_handshake : State::pre_helo);
+}
+
+// Illegal transitions are bugs of this file set, not of the client: stop loudly (the master restarts
+// the process) rather than serve a session whose state nobody can reason about.
+void Session::enter(State to) {
+    if (to == state_) return;
+    if (!transition_allowed(state_, to)) {
+        LOG_ERROR("event=bad_transition client=%s session=%llu from=%s to=%s", client_.ip.c_str(),
+                  static_cast<unsigned long long>(id_), state_name(state_), state_name(to));
+        std::abort();
+    }
+    LOG_DEBUG("event=state client=%s session=%llu from=%s to=%s", client_.ip.c_str(),
+              static_cast<unsigned long long>(id_), state_name(state_), state_name(to));
+    state_ = to;
 }
 
 void Session::read_cb(bufferevent*, void* arg) { static_cast<Session*>(arg)->process_input(); }
@@ -132,7 +148,7 @@ void Session::watch_data_rate() {
 
 void Session::rate_tick_cb(int, short, void* arg) {
     auto* s = static_cast<Session*>(arg);
-    if (s->state_ != State::data && s->state_ != State::bdat) {
+    if (s->state_ != State::data && s->state_ != State::bdat && s->state_ != State::bdat_discard) {
         event_del(s->rate_timer_);  // the window's counts stay until the transaction ends
         return;
     }
@@ -160,10 +176,9 @@ void Session::process_input() {
     process_commands();
     // After the client's EOF nothing new can arrive: once the buffered commands are answered (and no
     // queue reply or delayed AUTH answer is due), flush the replies and close.
-    if (!peer_eof_ || !bev_ || state_ == State::closing || state_ == State::wait_queue ||
-        state_ == State::auth_delay || read_paused_)
+    if (!peer_eof_ || !bev_ || ending() || waits_for_queue(state_) || state_ == State::auth_delay || read_paused_)
         return;
-    state_ = State::closing;
+    enter(State::closing);
     abort_body();
     evtimer_del(queue_timer_);
     if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) finish();
@@ -172,8 +187,7 @@ void Session::process_input() {
 // Pipelining: handle every complete command already buffered, in order; replies collect in the
 // output buffer and leave together when the loop returns.
 void Session::process_commands() {
-    while (state_ != State::closing && !output_full()) {
-        if (state_ == State::wait_queue || state_ == State::auth_delay) return;
+    while (!ending() && !output_full()) {
         evbuffer* in = bufferevent_get_input(bev_);  // STARTTLS swaps bev_ between two commands
         if (state_ == State::data) {
             watch_data_rate();
@@ -181,12 +195,15 @@ void Session::process_commands() {
             if (state_ == State::data) return;
             continue;
         }
-        if (state_ == State::bdat) {
+        if (state_ == State::bdat || state_ == State::bdat_discard) {
+            State was = state_;
             watch_data_rate();
             read_bdat();
-            if (state_ == State::bdat) return;
+            if (state_ == was) return;
             continue;
         }
+        // Waiting for the queue, a delayed AUTH answer or a TLS handshake: the input stays unread.
+        if (!reads_commands(state_) && !in_auth_exchange(state_)) return;
         std::size_t len = evbuffer_get_length(in);
         if (len == 0) return;
         std::size_t limit = cfg_->smtpd_line_length_limit;
@@ -205,21 +222,18 @@ void Session::process_commands() {
             break;
         case FrameKind::bare_lf:
         case FrameKind::too_long:
-            if (state_ == State::auth) {  // a broken SASL response ends the exchange
-                state_ = State::helo;
-                auth_step_ = AuthStep::none;
-            }
+            if (in_auth_exchange(state_)) enter(State::ready);  // a broken SASL response ends the exchange
             reply(500, "5.5.2", f.kind == FrameKind::too_long ? "Line too long"
                                 : "Syntax error: bare <LF> received, commands end with <CR><LF>");
             break;
         }
-        if (state_ != State::closing && errors_ >= cfg_->smtpd_error_limit)
+        if (!ending() && errors_ >= cfg_->smtpd_error_limit)
             close_with(421, "4.7.0", cfg_->hostname + " Error: too many errors");
     }
 }
 
 void Session::handle_line(std::string_view line) {
-    if (state_ == State::auth) {  // a SASL response line, not a command
+    if (in_auth_exchange(state_)) {  // a SASL response line, not a command
         auth_input(line);
         return;
     }
@@ -236,7 +250,7 @@ void Session::reply(int code, const char* enhanced, const std::string& text) {
 }
 
 void Session::reply_lines(int code, const char* enhanced, const std::vector<std::string>& lines) {
-    if (!bev_ || state_ == State::closing) return;
+    if (!bev_ || ending()) return;
     std::string out;
     for (std::size_t i = 0; i < lines.size(); i++) {
         out += std::to_string(code);
@@ -257,9 +271,9 @@ void Session::reply_lines(int code, const char* enhanced, const std::vector<std:
 }
 
 void Session::close_with(int code, const char* enhanced, const std::string& text) {
-    if (state_ == State::closing) return;
+    if (ending()) return;
     reply(code, enhanced, text);
-    state_ = State::closing;
+    enter(State::closing);
     abort_body();
     evtimer_del(queue_timer_);
     bufferevent_disable(bev_, EV_READ);
@@ -272,16 +286,16 @@ void Session::finish() {
     evtimer_del(queue_timer_);
     evtimer_del(auth_timer_);
     event_del(rate_timer_);
-    if (pending_ != Pending::none)
+    if (pending_reqid_ != 0)
         LOG_WARN("event=disconnect_while_waiting client=%s pending=%s", client_.ip.c_str(),
-                 pending_ == Pending::commit ? "commit" : "body_open");
+                 pending_commit_ ? "commit" : "body_open");
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
     if (tls_) tls_shutdown();
     discard_unread_input();
     bufferevent_free(bev_);
     bev_ = nullptr;
-    state_ = State::closing;
+    enter(State::closed);
     LOG_INFO("event=disconnect client=%s session=%llu messages=%llu errors=%llu", client_.ip.c_str(),
              static_cast<unsigned long long>(id_), static_cast<unsigned long long>(messages_),
              static_cast<unsigned long long>(errors_));
@@ -313,39 +327,40 @@ void Session::tls_shutdown() {
         if (evbuffer_write(out, bufferevent_getfd(under)) <= 0) break;
 }
 
-void Session::wait_queue(Pending what, std::optional<uint64_t> reqid) {
-    pending_ = what;
+// `wait` is wait_open_data, wait_open_bdat or wait_commit.
+void Session::wait_queue(State wait, std::optional<uint64_t> reqid) {
     if (!reqid) {
         LOG_WARN("event=queue_unavailable client=%s", client_.ip.c_str());
-        queue_failed(451, "4.3.0", "Queue unavailable, try again later");
+        queue_failed(wait, 451, "4.3.0", "Queue unavailable, try again later");
         return;
     }
     pending_reqid_ = *reqid;
-    state_ = State::wait_queue;
+    pending_commit_ = wait == State::wait_commit;
+    enter(wait);
     timeval tv{static_cast<time_t>(std::max<uint64_t>(cfg_->smtpd_timeout, 10)), 0};
     evtimer_add(queue_timer_, &tv);
 }
 
-bool Session::waiting_for(uint64_t reqid, Pending what) const {
-    if (state_ != State::wait_queue || reqid != pending_reqid_) return false;
-    if (what == Pending::commit) return pending_ == Pending::commit;
-    return pending_ == Pending::open_data || pending_ == Pending::open_bdat;
+bool Session::waiting_for(uint64_t reqid, bool commit) const {
+    if (reqid != pending_reqid_) return false;
+    if (commit) return state_ == State::wait_commit;
+    return state_ == State::wait_open_data || state_ == State::wait_open_bdat;
 }
 
 void Session::done_waiting() {
-    pending_ = Pending::none;
     pending_reqid_ = 0;
+    pending_commit_ = false;
     evtimer_del(queue_timer_);
 }
 
 bool Session::in_transaction_io() const {
-    return state_ == State::data || state_ == State::bdat || state_ == State::wait_queue ||
-           (txn_ && txn_->body);
+    return state_ == State::data || state_ == State::bdat || state_ == State::bdat_discard ||
+           waits_for_queue(state_) || (txn_ && txn_->body);
 }
 
 void Session::shutdown() {
     stopping_ = true;
-    if (state_ == State::closing) return;
+    if (ending()) return;
     if (!in_transaction_io()) close_with(421, "4.3.2", cfg_->hostname + " Service shutting down");
 }
 

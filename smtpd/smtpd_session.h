@@ -1,5 +1,5 @@
-// One inbound SMTP session: an explicit state machine (check_<cmd> -> proceed_<cmd>) over a
-// bufferevent. Trusts nothing from the client; trusts the queue's replies only after the server
+// One inbound SMTP session: an explicit state machine (smtpd_state.h, changed only by enter(); each
+// verb is check_<cmd> -> proceed_<cmd>) over a bufferevent. Trusts nothing from the client; trusts the queue's replies only after the server
 // validated their shape. All I/O goes through bev_ so STARTTLS can later swap in an SSL filter.
 #pragma once
 #include <sys/socket.h>
@@ -18,6 +18,7 @@
 #include "common/table.h"
 #include "smtpd/smtpd_command.h"
 #include "smtpd/smtpd_data.h"
+#include "smtpd/smtpd_state.h"
 #include "smtpd/smtpd_tls.h"
 
 struct bufferevent;
@@ -91,13 +92,24 @@ struct Transaction {
     std::string first_rcpt;              // the first one as the client wrote it (Received: for)
     std::size_t rcpt_bytes = 0;          // commit message bytes the recipients need
     std::time_t arrival = 0;
-    bool chunking = false;               // BDAT used in this transaction
     uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
     std::optional<BodySink> body;
     std::unique_ptr<BodyReader> reader;
 };
 
-class Session {
+// What the session has learned about its client and its channel: facts, not protocol state (the
+// verbs ask the state whether they may run). A base rather than a member, so the code that reads
+// them, the queue's commit message among it, keeps the plain names.
+struct SessionFacts {
+    bool tls_ = false;                // STARTTLS done or smtps: no plaintext is ever read again
+    bool esmtp_ = false;              // the last greeting was EHLO
+    std::string helo_;                // its argument (Received:, the queue)
+    std::string auth_user_;           // non-empty once authenticated
+    std::string tls_version_, tls_cipher_;
+    int tls_bits_ = 0;
+};
+
+class Session : private SessionFacts {
 public:
     Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg,
             std::shared_ptr<const Resources> res, uint64_t id, UniqueFd fd, ClientInfo client);
@@ -121,11 +133,26 @@ public:
     uint64_t id() const { return id_; }
 
 private:
-    enum class State { connected, helo, mail, data, bdat, wait_queue, auth, auth_delay, closing };
-    enum class AuthStep { none, plain, login_user, login_password };
-    enum class Pending { none, open_data, open_bdat, commit };
+    using State = SessionState;
+    struct MailArgs {
+        addr::Mailbox sender;
+        MailParams params;
+    };
+    struct RcptArgs {
+        std::string addr;                     // as the client wrote it
+        std::vector<Transaction::Rcpt> add;   // what the transaction gains (expanded, duplicates dropped)
+        std::size_t bytes = 0;                // commit message bytes they need
+        std::size_t expanded = 0;             // alias expansion count, 0: none
+    };
+    struct AuthArgs {
+        State step = State::auth_plain;       // the first step of the mechanism
+        std::string_view initial;             // the initial response, if any
+        bool has_initial = false;
+    };
 
-    // I/O (smtpd_session.cpp)
+    // State and I/O (smtpd_session.cpp)
+    void enter(State to);  // the only place that changes state_
+    bool ending() const { return state_ == State::closing || state_ == State::closed; }
     static void read_cb(bufferevent*, void*);
     static void write_cb(bufferevent*, void*);
     static void event_cb(bufferevent*, short, void*);
@@ -140,31 +167,34 @@ private:
     bool output_full();
     void handle_line(std::string_view line);
     void reply(int code, const char* enhanced, const std::string& text);
+    void reply(const Reply& r) { reply(r.code, r.enhanced, r.text); }
     void reply_lines(int code, const char* enhanced, const std::vector<std::string>& lines);
     void close_with(int code, const char* enhanced, const std::string& text);
     void finish();
-    void wait_queue(Pending what, std::optional<uint64_t> reqid);
+    void wait_queue(State wait, std::optional<uint64_t> reqid);
     void done_waiting();
-    bool waiting_for(uint64_t reqid, Pending what) const;
+    bool waiting_for(uint64_t reqid, bool commit) const;
 
-    // Commands (smtpd_commands.cpp)
+    // Commands: check_<verb> refuses (and replies) or returns what proceed_<verb> applies
+    // (smtpd_commands.cpp)
     void dispatch(const Command& c);
-    void cmd_helo(const Command& c, bool extended);
-    void cmd_mail(const Command& c);
-    void cmd_rcpt(const Command& c);
-    void cmd_rset();
-    bool check_mail(const Command& c);
-    bool check_rcpt();
-    void proceed_mail(const addr::Mailbox& sender, MailParams params);
+    std::optional<std::string> check_helo(const Command& c, bool extended);
+    void proceed_helo(std::string name, bool extended);
+    std::optional<MailArgs> check_mail(const Command& c);
     bool check_spool_space(uint64_t declared_size);
-    void proceed_rcpt(const addr::Mailbox& rcpt, RcptParams params, std::vector<std::string> expanded);
+    void proceed_mail(MailArgs a);
+    std::optional<RcptArgs> check_rcpt(const Command& c);
+    void proceed_rcpt(RcptArgs a);
+    void proceed_rset();
     void reset_transaction();
     bool may_relay() const;
 
     // STARTTLS and AUTH (smtpd_tls_session.cpp)
-    void cmd_starttls(const Command& c);
+    bool check_starttls(const Command& c);
+    void proceed_starttls();
     void tls_ready();
-    void cmd_auth(const Command& c);
+    std::optional<AuthArgs> check_auth(const Command& c);
+    void proceed_auth(const AuthArgs& a);
     void auth_input(std::string_view line);
     void auth_check(const std::string& user, const std::string& password);
     void auth_fail(int code, const char* enhanced, const std::string& text);
@@ -174,12 +204,14 @@ private:
     std::string protocol_name() const;
 
     // Body (smtpd_body.cpp)
-    void cmd_data(const Command& c);
+    bool check_data(const Command& c);
+    void proceed_data();
+    std::optional<BdatArgs> check_bdat(const Command& c);
+    void proceed_bdat(const BdatArgs& b);
     void discard_chunk(uint64_t size, State after);
-    void queue_failed(int code, const char* enhanced, const std::string& text);
+    void queue_failed(State waited, int code, const char* enhanced, const std::string& text);
     void resume();
-    void cmd_bdat(const Command& c);
-    void open_body(Pending why);
+    void open_body(State why);
     void read_data();
     void read_bdat();
     void end_of_chunk();
@@ -203,30 +235,25 @@ private:
     uint64_t rate_bytes_ = 0;         // body bytes read in the current measuring window
     uint64_t rate_seconds_ = 0;       // seconds spent in DATA/BDAT in the current window
 
-    State state_ = State::connected;
-    Pending pending_ = Pending::none;
+    State state_ = State::greeting;   // changed only by enter()
+    // The queue request waited for (0: none), and whether it is the commit (else a body_open). Kept
+    // apart from state_: a session that closes while waiting still reports what it left behind.
     uint64_t pending_reqid_ = 0;
+    bool pending_commit_ = false;
+    // I/O conditions, independent of the protocol state.
     bool discarding_ = false;     // framer: dropping the tail of an over-long line
     bool read_paused_ = false;    // client is not reading our replies
     bool peer_eof_ = false;       // client half-closed: answer what it sent, then close
-    bool stopping_ = false;
-    bool esmtp_ = false;
-    std::string helo_;
-    std::optional<Transaction> txn_;
+    bool stopping_ = false;       // the master said stop
+    std::optional<Transaction> txn_;  // present in mail, rcpt and every body state
     uint64_t bdat_remaining_ = 0;
     uint64_t bdat_chunk_ = 0;
-    bool bdat_last_ = false;
-    bool bdat_discard_ = false;   // chunk bytes read only to stay in sync (failed BDAT)
-    State after_discard_ = State::helo;
+    bool bdat_last_ = false;      // the current chunk is the LAST one
+    State after_discard_ = State::ready;  // where bdat_discard returns to
     uint64_t committed_msgid_ = 0; // body handed to the queue, waiting for commit_ok
     uint64_t errors_ = 0;
     uint64_t junk_ = 0;           // commands without progress (smtpd_junk_command_limit)
     uint64_t messages_ = 0;
-    bool tls_ = false;                // STARTTLS done or smtps: no plaintext is ever read again
-    std::string tls_version_, tls_cipher_;
-    int tls_bits_ = 0;
-    std::string auth_user_;           // non-empty once authenticated
-    AuthStep auth_step_ = AuthStep::none;
     std::string auth_login_user_;
     uint64_t auth_failures_ = 0;
     Reply auth_delayed_reply_;        // sent when auth_timer_ fires

@@ -27,23 +27,27 @@ constexpr const char* kDummyHash =
 
 }  // namespace
 
-void Session::cmd_starttls(const Command& c) {
+bool Session::check_starttls(const Command& c) {
     if (!res_->tls || client_.kind == ListenKind::smtps) {
         reply(502, "5.5.1", "Error: command not implemented");
-        return;
+        return false;
     }
     if (tls_) {
         reply(554, "5.5.1", "Error: TLS already active");
-        return;
+        return false;
     }
     if (!c.arg.empty()) {
         reply(501, "5.5.4", "Syntax: STARTTLS");
-        return;
+        return false;
     }
-    if (state_ != State::connected && state_ != State::helo) {
-        reply(503, "5.5.1", "Error: MAIL transaction in progress");
-        return;
+    if (Reply r = verb_refusal(Verb::starttls, state_, esmtp_)) {
+        reply(r);
+        return false;
     }
+    return true;
+}
+
+void Session::proceed_starttls() {
     evbuffer* in = bufferevent_get_input(bev_);
     if (std::size_t stray = evbuffer_get_length(in)) {
         LOG_WARN("event=starttls_pipelined client=%s bytes=%zu action=discarded", client_.ip.c_str(), stray);
@@ -56,7 +60,7 @@ void Session::cmd_starttls(const Command& c) {
     if (!filter) {
         if (ssl) SSL_free(ssl);
         LOG_ERROR("event=starttls_failed client=%s reason=\"cannot create the TLS filter\"", client_.ip.c_str());
-        state_ = State::closing;
+        enter(State::closing);
         finish();
         return;
     }
@@ -68,9 +72,10 @@ void Session::cmd_starttls(const Command& c) {
     reset_transaction();
     helo_.clear();
     esmtp_ = false;
-    state_ = State::connected;
+    enter(State::tls_handshake);
 }
 
+// BEV_EVENT_CONNECTED: the handshake (STARTTLS or smtps) is done; commands may be read now.
 void Session::tls_ready() {
     SSL* ssl = bufferevent_openssl_get_ssl(bev_);
     if (!ssl) return;
@@ -78,6 +83,7 @@ void Session::tls_ready() {
     tls_cipher_ = SSL_get_cipher_name(ssl);
     tls_bits_ = SSL_get_cipher_bits(ssl, nullptr);
     LOG_INFO("event=tls client=%s version=%s cipher=%s", client_.ip.c_str(), tls_version_.c_str(), tls_cipher_.c_str());
+    if (state_ == State::tls_handshake) enter(State::pre_helo);
     process_input();  // a command that came with the client's Finished message is already decrypted
 }
 
@@ -93,55 +99,58 @@ bool Session::check_submission() {
     return false;
 }
 
-void Session::cmd_auth(const Command& c) {
+std::optional<Session::AuthArgs> Session::check_auth(const Command& c) {
     if (client_.kind != ListenKind::smtp && res_->auth_users && !tls_) {
         reply(530, "5.7.0", "Must issue a STARTTLS command first");
-        return;
+        return std::nullopt;
     }
     if (!auth_user_.empty()) {
         reply(503, "5.5.1", "Error: already authenticated");
-        return;
+        return std::nullopt;
     }
     if (!auth_offered()) {
         reply(503, "5.5.1", "Error: authentication not enabled");
-        return;
+        return std::nullopt;
     }
     if (host_.auth_blocked(client_)) {  // smtpd_client_auth_failure_rate_limit, across sessions
         close_with(421, "4.7.0", cfg_->hostname + " Error: too many authentication failures from your address");
-        return;
+        return std::nullopt;
     }
-    if (state_ != State::helo || !esmtp_) {
-        reply(503, "5.5.1", state_ == State::connected || !esmtp_ ? "Error: send EHLO first"
-                                                                  : "Error: MAIL transaction in progress");
-        return;
+    if (Reply r = verb_refusal(Verb::auth, state_, esmtp_)) {
+        reply(r);
+        return std::nullopt;
     }
     std::string_view arg = c.arg;
     std::size_t sp = arg.find(' ');
     std::string_view mech = arg.substr(0, sp);
-    std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
-    bool has_initial = sp != std::string_view::npos;
+    AuthArgs a;
+    a.has_initial = sp != std::string_view::npos;
+    if (a.has_initial) a.initial = arg.substr(sp + 1);
     if (mech.empty()) {
         reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
-        return;
+        return std::nullopt;
     }
-    if (iequal(mech, "PLAIN")) auth_step_ = AuthStep::plain;
-    else if (iequal(mech, "LOGIN")) auth_step_ = AuthStep::login_user;
+    if (iequal(mech, "PLAIN")) a.step = State::auth_plain;
+    else if (iequal(mech, "LOGIN")) a.step = State::auth_login_user;
     else {
         reply(504, "5.5.4", "Error: unsupported authentication mechanism");
-        return;
+        return std::nullopt;
     }
-    state_ = State::auth;
-    if (has_initial) {
-        auth_input(initial == "=" ? std::string_view() : initial);  // "=": an empty initial response
-        return;
-    }
-    reply(334, "", auth_step_ == AuthStep::plain ? "" : base64_encode("Username:"));
+    return a;
 }
 
+void Session::proceed_auth(const AuthArgs& a) {
+    enter(a.step);
+    if (a.has_initial) {
+        auth_input(a.initial == "=" ? std::string_view() : a.initial);  // "=": an empty initial response
+        return;
+    }
+    reply(334, "", a.step == State::auth_plain ? "" : base64_encode("Username:"));
+}
+
+// One SASL response line, in one of the auth_* states; every outcome leaves that state.
 void Session::auth_input(std::string_view line) {
-    state_ = State::helo;
-    AuthStep step = auth_step_;
-    auth_step_ = AuthStep::none;
+    State step = state_;
     if (line == "*") {
         auth_fail(501, "5.7.0", "Authentication aborted");
         return;
@@ -152,28 +161,28 @@ void Session::auth_input(std::string_view line) {
         return;
     }
     switch (step) {
-    case AuthStep::plain: {
+    case State::auth_plain: {
         auto cred = parse_plain(*decoded);
         if (!cred) auth_fail(501, "5.5.2", "Error: malformed PLAIN response");
         else auth_check(cred->user, cred->password);
         break;
     }
-    case AuthStep::login_user:
+    case State::auth_login_user:
         if (!valid_login_value(*decoded)) {
             auth_fail(501, "5.5.2", "Error: malformed user name");
             break;
         }
         auth_login_user_ = *decoded;
-        auth_step_ = AuthStep::login_password;
-        state_ = State::auth;
+        enter(State::auth_login_password);
         reply(334, "", base64_encode("Password:"));
         break;
-    case AuthStep::login_password:
+    case State::auth_login_password:
         if (!valid_login_value(*decoded)) auth_fail(501, "5.5.2", "Error: malformed password");
         else auth_check(auth_login_user_, *decoded);
         auth_login_user_.clear();
         break;
-    case AuthStep::none: break;
+    default:
+        break;
     }
 }
 
@@ -186,6 +195,7 @@ void Session::auth_check(const std::string& user, const std::string& password) {
         return;
     }
     auth_user_ = user;
+    enter(State::ready);
     LOG_INFO("event=auth client=%s user=\"%s\"", client_.ip.c_str(), log::safe(user).c_str());
     reply(235, "2.7.0", "Authentication successful");
 }
@@ -196,7 +206,7 @@ void Session::auth_fail(int code, const char* enhanced, const std::string& text)
     auth_failures_++;
     host_.auth_failed(client_);
     auth_delayed_reply_ = Reply{code, enhanced, text};
-    state_ = State::auth_delay;
+    enter(State::auth_delay);
     timeval tv{static_cast<time_t>(cfg_->smtpd_auth_failure_delay), 0};
     evtimer_add(auth_timer_, &tv);
 }
@@ -204,7 +214,7 @@ void Session::auth_fail(int code, const char* enhanced, const std::string& text)
 void Session::auth_delay_cb(int, short, void* arg) {
     auto* s = static_cast<Session*>(arg);
     if (s->state_ != State::auth_delay || !s->bev_) return;
-    s->state_ = State::helo;
+    s->enter(State::ready);
     const Reply& r = s->auth_delayed_reply_;
     s->reply(r.code, r.enhanced, r.text);
     if (s->auth_failures_ >= s->cfg_->smtpd_auth_failure_limit || s->host_.auth_blocked(s->client_)) {
