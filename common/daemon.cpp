@@ -2,6 +2,7 @@
 #include "common/daemon.h"
 
 #include <cerrno>
+#include <event2/event.h>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +19,8 @@ namespace mta::daemon {
 
 void ignore_sigpipe() { signal(SIGPIPE, SIG_IGN); }
 
-Bootstrap start(const char* role, int argc, char** argv) {
+Bootstrap start(Role self, int argc, char** argv) {
+    const char* role = role_program(self);
     // Answered before fd 3 is touched: run by hand, a role has no master to read from.
     std::string usage = std::string("usage: ") + role + " [-d]\n"
                         "  started by mtad, which passes the control link on fd 3; -d logs to stderr\n";
@@ -51,6 +53,15 @@ Bootstrap start(const char* role, int argc, char** argv) {
     log::Level lvl;
     if (log::parse_level(b.cfg.log_level, lvl)) log::set_level(lvl);
     return b;
+}
+
+EventBasePtr new_event_base() {
+    EventBasePtr base(event_base_new());
+    if (!base) {
+        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
+        exit(1);
+    }
+    return base;
 }
 
 bool apply_loglevel(const ipc::Message& m) {
