@@ -72,6 +72,13 @@ bool apply_loglevel(const ipc::Message& m) {
     return true;
 }
 
+void drop_privileges_or_exit(const std::string& user, const std::string& chroot_dir) {
+    std::string err;
+    if (drop_privileges(user, chroot_dir, err)) return;
+    LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
+    exit(1);
+}
+
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err) {
     if (geteuid() != 0) {
         LOG_WARN("event=privdrop_skipped reason=\"not running as root\" user=%s", user.c_str());

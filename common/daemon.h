@@ -29,6 +29,8 @@ EventBasePtr new_event_base();
 // As root: setgroups, setresgid, setresuid to `user`, chroot to `chroot_dir` if non-empty,
 // PR_SET_NO_NEW_PRIVS. As non-root: one warning line, nothing changes. Returns false with `err`.
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err);
+// The same for a role at start-up: a role that cannot drop must not serve, so it logs and exits(1).
+void drop_privileges_or_exit(const std::string& user, const std::string& chroot_dir);
 
 // Applies a `loglevel` message from the master; false when it carries no valid level (the caller
 // treats that as a malformed message).

@@ -22,11 +22,8 @@ int main(int argc, char** argv) {
         LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(dir).c_str(), strerror(errno));
         return 1;
     }
+    daemon::drop_privileges_or_exit(b.cfg.queue_user, ".");
     std::string err;
-    if (!daemon::drop_privileges(b.cfg.queue_user, ".", err)) {
-        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
     queue::Store store;
     queue::RecoveryReport rep;
     if (!store.open("db", err) || !store.recover("body", rep, err)) {

@@ -102,11 +102,7 @@ UniqueFd enter_mail_dir(const Config& cfg) {
                   log::safe(cfg.mail_dir).c_str(), strerror(errno));
         exit(1);
     }
-    std::string err;
-    if (!daemon::drop_privileges(cfg.mail_owner, ".", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        exit(1);
-    }
+    daemon::drop_privileges_or_exit(cfg.mail_owner, ".");
     UniqueFd root(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root) {
         LOG_ERROR("event=startup_failed reason=\"open mail_dir\" error=\"%s\"", strerror(errno));

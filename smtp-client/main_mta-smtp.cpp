@@ -42,11 +42,7 @@ int main(int argc, char** argv) {
     daemon::Bootstrap b = daemon::start(Role::smtp, argc, argv);
     auto tls = make_tls_context(b.cfg.smtp_tls_ca_file);
     if (!tls) LOG_WARN("event=tls_unavailable reason=\"cannot create TLS client context\"");
-    std::string err;
-    if (!daemon::drop_privileges(b.cfg.smtp_user, b.cfg.spool_dir + "/empty", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
+    daemon::drop_privileges_or_exit(b.cfg.smtp_user, b.cfg.spool_dir + "/empty");
     EventBasePtr base = daemon::new_event_base();
     smtp::Agent agent(base.get(), std::move(b.cfg), std::move(b.master), tls.get());
     LOG_INFO("event=started role=%s", role_name(Role::smtp));

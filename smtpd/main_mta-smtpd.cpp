@@ -36,10 +36,7 @@ int main(int argc, char** argv) {
         }
         *slot = std::move(t);
     }
-    if (!daemon::drop_privileges(b.cfg.smtpd_user, b.cfg.spool_dir + "/empty", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
+    daemon::drop_privileges_or_exit(b.cfg.smtpd_user, b.cfg.spool_dir + "/empty");
     EventBasePtr base = daemon::new_event_base();
     {
         smtpd::Server server(base.get(), std::move(b.cfg), std::move(res), std::move(b.master));
