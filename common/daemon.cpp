@@ -2,6 +2,7 @@
 #include "common/daemon.h"
 
 #include <cerrno>
+#include <event2/event.h>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -18,7 +19,8 @@ namespace mta::daemon {
 
 void ignore_sigpipe() { signal(SIGPIPE, SIG_IGN); }
 
-Bootstrap start(const char* role, int argc, char** argv) {
+Bootstrap start(Role self, int argc, char** argv) {
+    const char* role = role_program(self);
     // Answered before fd 3 is touched: run by hand, a role has no master to read from.
     std::string usage = std::string("usage: ") + role + " [-d]\n"
                         "  started by mtad, which passes the control link on fd 3; -d logs to stderr\n";
@@ -53,12 +55,28 @@ Bootstrap start(const char* role, int argc, char** argv) {
     return b;
 }
 
+EventBasePtr new_event_base() {
+    EventBasePtr base(event_base_new());
+    if (!base) {
+        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
+        exit(1);
+    }
+    return base;
+}
+
 bool apply_loglevel(const ipc::Message& m) {
     log::Level l;
     const std::string* text = m.get(ipc::Tag::text);
     if (!text || !log::parse_level(*text, l)) return false;
     log::set_level(l);
     return true;
+}
+
+void drop_privileges_or_exit(const std::string& user, const std::string& chroot_dir) {
+    std::string err;
+    if (drop_privileges(user, chroot_dir, err)) return;
+    LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
+    exit(1);
 }
 
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err) {

@@ -4,8 +4,10 @@
 #include <string>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/role_name.h"
 
 namespace mta::daemon {
 
@@ -19,11 +21,16 @@ struct Bootstrap {
 
 // Reads HELLO and CONFIG from fd 3 (blocking). Logs and exits(1) on any failure: without its
 // master a role has nothing to do.
-Bootstrap start(const char* role, int argc, char** argv);
+Bootstrap start(Role role, int argc, char** argv);
+
+// The role's event loop, created after the privilege drop. Logs and exits(1) when libevent cannot.
+EventBasePtr new_event_base();
 
 // As root: setgroups, setresgid, setresuid to `user`, chroot to `chroot_dir` if non-empty,
 // PR_SET_NO_NEW_PRIVS. As non-root: one warning line, nothing changes. Returns false with `err`.
 bool drop_privileges(const std::string& user, const std::string& chroot_dir, std::string& err);
+// The same for a role at start-up: a role that cannot drop must not serve, so it logs and exits(1).
+void drop_privileges_or_exit(const std::string& user, const std::string& chroot_dir);
 
 // Applies a `loglevel` message from the master; false when it carries no valid level (the caller
 // treats that as a malformed message).

@@ -211,23 +211,19 @@ int send_message(int fd, const Message& m) {
     return 0;
 }
 
-Link::Link(event_base* base, UniqueFd fd, std::string my_role, std::string peer_desc, Handler on_msg,
+Link::Link(event_base* base, UniqueFd fd, Role self, std::string peer_desc, Handler on_msg,
            CloseHandler on_close, bool peer_hello_seen)
     : fd_(std::move(fd)), desc_(std::move(peer_desc)), got_hello_(peer_hello_seen), on_msg_(std::move(on_msg)),
       on_close_(std::move(on_close)) {
-    rev_ = event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Link::on_read, this);
-    wev_ = event_new(base, fd_.get(), EV_WRITE, &Link::on_write, this);
-    event_add(rev_, nullptr);
+    rev_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Link::on_read, this));
+    wev_.reset(event_new(base, fd_.get(), EV_WRITE, &Link::on_write, this));
+    event_add(rev_.get(), nullptr);
     Message hello(Type::hello);
-    hello.add_u64(Tag::version, kProtocolVersion).add(Tag::role, my_role);
+    hello.add_u64(Tag::version, kProtocolVersion).add(Tag::role, role_name(self));
     send(std::move(hello));
 }
 
-Link::~Link() {
-    *alive_ = false;
-    if (rev_) event_free(rev_);
-    if (wev_) event_free(wev_);
-}
+Link::~Link() { *alive_ = false; }
 
 void Link::send(Message m) {
     if (!fd_.valid()) return;
@@ -239,7 +235,7 @@ void Link::flush() {
     while (!out_.empty() && fd_.valid()) {
         int e = send_message(fd_.get(), out_.front());
         if (e == EAGAIN) {
-            event_add(wev_, nullptr);
+            event_add(wev_.get(), nullptr);
             return;
         }
         if (e != 0) {
@@ -297,8 +293,8 @@ void Link::handle_read() {
 
 void Link::fail(bool malformed, const std::string& why) {
     if (!fd_.valid()) return;
-    event_del(rev_);
-    event_del(wev_);
+    event_del(rev_.get());
+    event_del(wev_.get());
     fd_.reset();
     out_.clear();
     if (malformed) LOG_ERROR("event=ipc_malformed peer=%s reason=\"%s\"", desc_.c_str(), log::safe(why).c_str());

@@ -11,11 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/protocol.h"
-
-struct event_base;
-struct event;
+#include "common/role_name.h"
 
 namespace mta::ipc {
 
@@ -68,7 +67,7 @@ public:
     using Handler = std::function<void(Message&)>;
     using CloseHandler = std::function<void(bool malformed, const std::string& why)>;
 
-    Link(event_base* base, UniqueFd fd, std::string my_role, std::string peer_desc, Handler on_msg,
+    Link(event_base* base, UniqueFd fd, Role self, std::string peer_desc, Handler on_msg,
          CloseHandler on_close, bool peer_hello_seen = false);
     ~Link();
     Link(const Link&) = delete;
@@ -100,8 +99,8 @@ private:
     Handler on_msg_;
     CloseHandler on_close_;
     std::function<void(const std::string&)> on_hello_;
-    event* rev_ = nullptr;
-    event* wev_ = nullptr;
+    EventPtr rev_;
+    EventPtr wev_;
     std::deque<Message> out_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -7,6 +7,7 @@
 
 #include "common/tool_config.h"
 #include "common/log.h"
+#include "common/role_name.h"
 #include "common/version.h"
 #include "master/listener_checks.h"
 #include "master/master.h"
@@ -23,7 +24,8 @@ static_assert(std::string_view(mta::kDefaultConfigPath) == "/etc/mta/mta.conf", 
 }  // namespace
 
 int main(int argc, char** argv) {
-    mta::answer_info_request("mtad", argc, argv, kUsage);
+    const char* self = mta::role_program(mta::Role::master);
+    mta::answer_info_request(self, argc, argv, kUsage);
     std::string path = mta::kDefaultConfigPath;
     bool explicit_path = false, foreground = false, check_only = false;
     int opt;
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
     if (optind != argc) return mta::usage_error(kUsage);
     mta::Config cfg;
     // Only the implicit default path may be absent: a named file that is missing is a mistake.
-    if (!mta::load_tool_config("mtad", path, explicit_path, cfg)) return 1;
+    if (!mta::load_tool_config(self, path, explicit_path, cfg)) return 1;
     mta::absolutize_paths(cfg);
     // Before daemonizing: these reach the terminal (or the service manager's journal) either way.
     auto problems = mta::master::check_listeners(cfg);
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
         printf("mtad: configuration %s is valid\n", cfg.source.c_str());
         return 0;
     }
-    mta::log::init("mtad", foreground);
+    mta::log::init(self, foreground);
     mta::log::Level lvl;
     if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
     for (auto& w : cfg.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w).c_str());

@@ -21,27 +21,24 @@ namespace mta::master {
 namespace {
 
 // Which roles talk to which (DESIGN.md §2): each pair gets its own socketpair per instance.
-const std::pair<const char*, const char*> kEdges[] = {
-    {"smtpd", "queue"}, {"queue", "smtp"}, {"queue", "local"}, {"smtp", "resolver"}};
+const std::pair<Role, Role> kEdges[] = {
+    {Role::smtpd, Role::queue}, {Role::queue, Role::smtp}, {Role::queue, Role::local}, {Role::smtp, Role::resolver}};
 
 constexpr unsigned kMaxBackoff = 60;
 constexpr int kStopGraceSeconds = 12;
 
 }  // namespace
 
-void EventDeleter::operator()(event* e) const { event_free(e); }
-
 Master::Master(std::string config_path, bool explicit_path, Config cfg, bool foreground)
     : config_path_(std::move(config_path)), explicit_path_(explicit_path), cfg_(std::move(cfg)), foreground_(foreground) {
-    base_ = event_base_new();
+    base_owner_.reset(event_base_new());
+    base_ = base_owner_.get();
 }
 
+// Children (their links and timers) and our events go before the base they live on.
 Master::~Master() {
-    for (auto& c : children_)
-        if (c->restart_timer) event_free(c->restart_timer);
     children_.clear();
     events_.clear();
-    if (base_) event_base_free(base_);
 }
 
 std::string Master::program_path(const std::string& program) const {
@@ -79,22 +76,21 @@ int Master::run() {
     events_.emplace_back(event_new(base_, -1, EV_PERSIST, &TablePublisher::on_timer, &tables_));
     struct timeval table_tv = {TablePublisher::kCheckSeconds, 0};
     event_add(events_.back().get(), &table_tv);
-    auto add_role = [&](const char* role, const char* program, uint64_t count) {
+    auto add_role = [&](Role role, uint64_t count) {
         for (uint64_t i = 0; i < count; i++) {
             auto c = std::make_unique<Child>();
             c->role = role;
-            c->program = program;
             c->instance = i;
             children_.push_back(std::move(c));
         }
     };
     // Start order: the queue before anything that feeds it, smtpd last so mail is accepted only once
     // the rest of the chain can take it.
-    add_role("resolver", "mta-resolver", 1);
-    add_role("queue", "mta-queue", 1);
-    add_role("local", "mta-local", 1);
-    add_role("smtp", "mta-smtp", cfg_.smtp_processes);
-    add_role("smtpd", "mta-smtpd", cfg_.smtpd_processes);
+    add_role(Role::resolver, 1);
+    add_role(Role::queue, 1);
+    add_role(Role::local, 1);
+    add_role(Role::smtp, cfg_.smtp_processes);
+    add_role(Role::smtpd, cfg_.smtpd_processes);
     for (auto& c : children_) spawn(*c);
     LOG_INFO("event=started config=%s hostname=%s", log::safe(cfg_.source).c_str(), cfg_.hostname.c_str());
     event_base_dispatch(base_);
@@ -106,15 +102,15 @@ int Master::run() {
 void Master::spawn(Child& c) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        LOG_ERROR("event=spawn_failed role=%s reason=\"socketpair: %s\"", c.role.c_str(), strerror(errno));
+        LOG_ERROR("event=spawn_failed role=%s reason=\"socketpair: %s\"", role_name(c.role), strerror(errno));
         schedule_restart(c);
         return;
     }
     UniqueFd mine(sv[0]), theirs(sv[1]);
-    std::string path = program_path(c.program);
+    std::string path = program_path(role_program(c.role));
     pid_t pid = fork();
     if (pid < 0) {
-        LOG_ERROR("event=spawn_failed role=%s reason=\"fork: %s\"", c.role.c_str(), strerror(errno));
+        LOG_ERROR("event=spawn_failed role=%s reason=\"fork: %s\"", role_name(c.role), strerror(errno));
         schedule_restart(c);
         return;
     }
@@ -129,7 +125,7 @@ void Master::spawn(Child& c) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        const char* argv[] = {c.program.c_str(), foreground_ ? "-d" : nullptr, nullptr};
+        const char* argv[] = {role_program(c.role), foreground_ ? "-d" : nullptr, nullptr};
         execv(path.c_str(), const_cast<char* const*>(argv));
         fprintf(stderr, "mtad: exec %s: %s\n", path.c_str(), strerror(errno));
         _exit(127);
@@ -139,7 +135,7 @@ void Master::spawn(Child& c) {
     c.stopping = false;
     Child* cp = &c;
     c.link = std::make_unique<ipc::Link>(
-        base_, std::move(mine), "master", c.role + "#" + std::to_string(c.instance),
+        base_, std::move(mine), Role::master, std::string(role_name(c.role)) + "#" + std::to_string(c.instance),
         [this, cp](ipc::Message& m) { on_child_message(*cp, m); },
         [this, cp](bool malformed, const std::string&) {
             if (malformed) kill_child(*cp, "malformed control message");
@@ -150,23 +146,22 @@ void Master::spawn(Child& c) {
     ipc::Message conf(ipc::Type::config);
     conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
     c.link->send(std::move(conf));
-    if (c.role == "smtpd") {
+    if (c.role == Role::smtpd) {
         for (auto& l : listeners_) {
             ipc::Message lm(ipc::Type::listen);
             lm.add(ipc::Tag::listen_kind, l.kind).add_fd(UniqueFd(dup(l.fd.get())));
             c.link->send(std::move(lm));
         }
     }
-    LOG_INFO("event=spawned role=%s instance=%llu pid=%d", c.role.c_str(), (unsigned long long)c.instance, int(pid));
+    LOG_INFO("event=spawned role=%s instance=%llu pid=%d", role_name(c.role), (unsigned long long)c.instance, int(pid));
     connect_peers(c);
 }
 
 void Master::connect_peers(Child& c) {
     for (auto& [a, b] : kEdges) {
-        std::string other;
+        Role other = a;
         if (c.role == a) other = b;
-        else if (c.role == b) other = a;
-        else continue;
+        else if (c.role != b) continue;
         for (auto& o : children_) {
             if (o->role != other || o->pid < 0 || !o->link || !o->link->open() || o->stopping) continue;
             int sv[2];
@@ -175,8 +170,8 @@ void Master::connect_peers(Child& c) {
                 continue;
             }
             ipc::Message to_c(ipc::Type::peer), to_o(ipc::Type::peer);
-            to_c.add(ipc::Tag::role, o->role).add_u64(ipc::Tag::instance, o->instance).add_fd(UniqueFd(sv[0]));
-            to_o.add(ipc::Tag::role, c.role).add_u64(ipc::Tag::instance, c.instance).add_fd(UniqueFd(sv[1]));
+            to_c.add(ipc::Tag::role, role_name(o->role)).add_u64(ipc::Tag::instance, o->instance).add_fd(UniqueFd(sv[0]));
+            to_o.add(ipc::Tag::role, role_name(c.role)).add_u64(ipc::Tag::instance, c.instance).add_fd(UniqueFd(sv[1]));
             c.link->send(std::move(to_c));
             o->link->send(std::move(to_o));
         }
@@ -186,23 +181,23 @@ void Master::connect_peers(Child& c) {
 void Master::on_child_message(Child& c, ipc::Message& m) {
     // Roles tell the master nothing but answers relayed for admin tools and smtpd's anvil questions;
     // anything else is a protocol violation by a less privileged process.
-    if ((m.type == ipc::Type::admin_reply && c.role == "queue") ||
-        (m.type == ipc::Type::resolve_reply && c.role == "resolver")) {
+    if ((m.type == ipc::Type::admin_reply && c.role == Role::queue) ||
+        (m.type == ipc::Type::resolve_reply && c.role == Role::resolver)) {
         relay_reply(m);
         return;
     }
     if (m.type >= ipc::Type::anvil_connect && m.type <= ipc::Type::anvil_auth_count && on_anvil_message(c, m)) return;
-    LOG_ERROR("event=unexpected_message role=%s type=%s", c.role.c_str(), ipc::type_name(m.type));
+    LOG_ERROR("event=unexpected_message role=%s type=%s", role_name(c.role), ipc::type_name(m.type));
     kill_child(c, "unexpected control message");
 }
 
 void Master::on_child_ready(Child& c, const std::string& role) {
-    if (role != c.role) {
+    if (parse_role(role) != c.role) {
         kill_child(c, "hello from the wrong role");
         return;
     }
     c.ready = true;
-    LOG_INFO("event=ready role=%s instance=%llu pid=%d", c.role.c_str(), (unsigned long long)c.instance, int(c.pid));
+    LOG_INFO("event=ready role=%s instance=%llu pid=%d", role_name(c.role), (unsigned long long)c.instance, int(c.pid));
     for (auto& o : children_)
         if (!o->ready) return;
     if (!announced_ready_) LOG_INFO("event=all_ready roles=%zu", children_.size());
@@ -211,7 +206,7 @@ void Master::on_child_ready(Child& c, const std::string& role) {
 
 void Master::kill_child(Child& c, const char* why) {
     if (c.pid > 0) {
-        LOG_ERROR("event=kill_child role=%s pid=%d reason=\"%s\"", c.role.c_str(), int(c.pid), why);
+        LOG_ERROR("event=kill_child role=%s pid=%d reason=\"%s\"", role_name(c.role), int(c.pid), why);
         kill(c.pid, SIGKILL);
     }
 }
@@ -226,10 +221,10 @@ void Master::on_child_exit(pid_t pid, int status) {
         c.link.reset();
         fail_pending(c.role);
         if (WIFSIGNALED(status))
-            LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", c.role.c_str(),
+            LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WTERMSIG(status));
         else
-            LOG_INFO("event=child_exit role=%s instance=%llu pid=%d status=%d", c.role.c_str(),
+            LOG_INFO("event=child_exit role=%s instance=%llu pid=%d status=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WEXITSTATUS(status));
         if (stopping_) {
             check_stopped();
@@ -246,20 +241,20 @@ void Master::on_child_exit(pid_t pid, int status) {
 
 void Master::schedule_restart(Child& c, bool now) {
     if (stopping_) return;
-    if (!c.restart_timer) c.restart_timer = evtimer_new(base_, &Master::on_restart_timer, this);
+    if (!c.restart_timer) c.restart_timer.reset(evtimer_new(base_, &Master::on_restart_timer, this));
     unsigned delay = now ? 0 : c.backoff;
     struct timeval tv = {time_t(delay), 0};
-    LOG_INFO("event=restart_scheduled role=%s instance=%llu in=%us", c.role.c_str(), (unsigned long long)c.instance, delay);
+    LOG_INFO("event=restart_scheduled role=%s instance=%llu in=%us", role_name(c.role), (unsigned long long)c.instance, delay);
     if (!now) c.backoff = std::min(c.backoff * 2, kMaxBackoff);
     c.restarts++;
-    evtimer_add(c.restart_timer, &tv);
+    evtimer_add(c.restart_timer.get(), &tv);
 }
 
 void Master::on_restart_timer(int, short, void* arg) {
     auto* m = static_cast<Master*>(arg);
     if (m->stopping_) return;
     for (auto& c : m->children_)
-        if (c->pid < 0 && c->restart_timer && !evtimer_pending(c->restart_timer, nullptr)) m->spawn(*c);
+        if (c->pid < 0 && c->restart_timer && !evtimer_pending(c->restart_timer.get(), nullptr)) m->spawn(*c);
 }
 
 void Master::on_signal(int sig, short, void* arg) {
@@ -323,7 +318,7 @@ bool Master::reload(std::string& msg) {
         if (!c->link || !c->link->open()) continue;
         ipc::Message conf(ipc::Type::config);
         conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
-        if (have_pem && c->role == "smtpd") conf.add(ipc::Tag::tls_cert_pem, cert_pem).add(ipc::Tag::tls_key_pem, key_pem);
+        if (have_pem && c->role == Role::smtpd) conf.add(ipc::Tag::tls_cert_pem, cert_pem).add(ipc::Tag::tls_key_pem, key_pem);
         c->link->send(std::move(conf));
     }
     LOG_INFO("event=reloaded config=%s", log::safe(cfg_.source).c_str());
@@ -350,7 +345,7 @@ void Master::begin_stop() {
     stopping_ = true;
     stop_phase_ = 1;
     for (auto& c : children_)
-        if (c->restart_timer) evtimer_del(c->restart_timer);
+        if (c->restart_timer) evtimer_del(c->restart_timer.get());
     auto* t = evtimer_new(base_, &Master::on_stop_timer, this);
     events_.emplace_back(t);
     struct timeval tv = {kStopGraceSeconds, 0};
@@ -361,7 +356,7 @@ void Master::begin_stop() {
 void Master::check_stopped() {
     auto send_stop = [&](bool smtpd) {
         for (auto& c : children_) {
-            if ((c->role == "smtpd") != smtpd || c->pid < 0 || c->stopping) continue;
+            if ((c->role == Role::smtpd) != smtpd || c->pid < 0 || c->stopping) continue;
             c->stopping = true;
             if (c->link && c->link->open()) c->link->send(ipc::Message(ipc::Type::stop));
             else kill(c->pid, SIGTERM);
@@ -369,7 +364,7 @@ void Master::check_stopped() {
     };
     auto alive = [&](bool smtpd) {
         for (auto& c : children_)
-            if ((c->role == "smtpd") == smtpd && c->pid > 0) return true;
+            if ((c->role == Role::smtpd) == smtpd && c->pid > 0) return true;
         return false;
     };
     if (stop_phase_ == 1) {

@@ -7,13 +7,12 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/role_name.h"
 #include "master/anvil.h"
 #include "master/publish.h"
-
-struct event_base;
-struct event;
 
 namespace mta::master {
 
@@ -24,8 +23,7 @@ struct Listener {
 };
 
 struct Child {
-    std::string role;      // smtpd, queue, smtp, local, resolver
-    std::string program;   // mta-smtpd, ...
+    Role role = Role::smtpd;  // its program is role_program(role)
     uint64_t instance = 0;
     pid_t pid = -1;
     time_t started = 0;
@@ -34,10 +32,8 @@ struct Child {
     bool stopping = false;
     bool ready = false;    // its HELLO arrived: it has dropped privileges and serves
     std::unique_ptr<ipc::Link> link;
-    event* restart_timer = nullptr;
+    EventPtr restart_timer;
 };
-
-struct EventDeleter { void operator()(event* e) const; };
 
 class Master {
 public:
@@ -76,23 +72,24 @@ private:
     bool explicit_path_;
     Config cfg_;
     bool foreground_;
-    event_base* base_ = nullptr;
+    EventBasePtr base_owner_;
+    event_base* base_ = nullptr;  // base_owner_'s, for the many libevent calls
     std::vector<Listener> listeners_;
     std::vector<std::unique_ptr<Child>> children_;
-    std::vector<std::unique_ptr<event, EventDeleter>> events_;
+    std::vector<EventPtr> events_;
     UniqueFd control_fd_;
     TablePublisher tables_;  // copies of transport_map etc. inside mta-queue's chroot
     // Admin tool connections waiting for an answer relayed from a role, by request id.
     struct PendingAdmin {
         UniqueFd fd;
-        std::string role;  // which role answers
+        Role role;  // which role answers
         std::string command;
     };
     std::map<uint64_t, PendingAdmin> pending_admin_;
     uint64_t admin_seq_ = 0;
-    Child* live_child(const std::string& role);
+    Child* live_child(Role role);
     void relay_reply(ipc::Message& m);
-    void fail_pending(const std::string& role);
+    void fail_pending(Role role);
     // anvil: per-client limits across all smtpd processes (master_anvil.cpp); links keyed by pid.
     Anvil anvil_;
     Anvil::Limits anvil_limits() const;

@@ -48,7 +48,7 @@ Anvil::Limits Master::anvil_limits() const {
 
 // Returns false when the message is not valid anvil traffic from an smtpd (the caller kills it).
 bool Master::on_anvil_message(Child& c, ipc::Message& m) {
-    if (c.role != "smtpd" || c.pid <= 0) return false;
+    if (c.role != Role::smtpd || c.pid <= 0) return false;
     uint64_t link = uint64_t(c.pid);
     if (m.type == ipc::Type::anvil_disconnect) {
         if (!m.fields.empty() || !m.fds.empty()) return false;

@@ -77,10 +77,10 @@ void Master::accept_control() {
         reply = status_text();
     } else if (cmd == "queue" || cmd == "resolve") {
         // Forwarded to the role that owns the data; the answer is relayed when it arrives.
-        std::string role = cmd == "queue" ? "queue" : "resolver";
+        Role role = cmd == "queue" ? Role::queue : Role::resolver;
         Child* c = live_child(role);
         if (!c) {
-            reply = "error: " + role + " process is not running\n";
+            reply = std::string("error: ") + role_name(role) + " process is not running\n";
         } else {
             uint64_t id = ++admin_seq_;
             ipc::Message m(cmd == "queue" ? ipc::Type::admin_request : ipc::Type::resolve_request, id);
@@ -133,7 +133,7 @@ void Master::accept_control() {
     (void)w;
 }
 
-Child* Master::live_child(const std::string& role) {
+Child* Master::live_child(Role role) {
     for (auto& c : children_)
         if (c->role == role && c->pid > 0 && c->link && c->link->open() && !c->stopping) return c.get();
     return nullptr;
@@ -176,10 +176,10 @@ void Master::relay_reply(ipc::Message& m) {
     if (!more) pending_admin_.erase(it);
 }
 
-void Master::fail_pending(const std::string& role) {
+void Master::fail_pending(Role role) {
     for (auto it = pending_admin_.begin(); it != pending_admin_.end();) {
         if (it->second.role != role) { ++it; continue; }
-        write_all(it->second.fd.get(), "error: " + role + " process exited before answering\n");
+        write_all(it->second.fd.get(), std::string("error: ") + role_name(role) + " process exited before answering\n");
         it = pending_admin_.erase(it);
     }
 }
@@ -202,7 +202,7 @@ std::string Master::status_text() const {
             }
         }
         snprintf(line, sizeof line, "role=%s instance=%llu pid=%d state=%s uid=%s uptime=%llds restarts=%u\n",
-                 c->role.c_str(), (unsigned long long)c->instance, int(c->pid),
+                 role_name(c->role), (unsigned long long)c->instance, int(c->pid),
                  c->pid <= 0 ? "restarting" : c->stopping ? "stopping" : c->ready ? "running" : "starting", user.c_str(),
                  c->pid > 0 ? (long long)(now - c->started) : 0LL, c->restarts);
         out += line;

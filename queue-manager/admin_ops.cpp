@@ -39,7 +39,7 @@ void QueueServer::on_admin(ipc::Message& m) {
     auto uid = m.get_u64(ipc::Tag::uid);
     auto priv = m.get_u64(ipc::Tag::privileged);
     if (!text || !uid || !priv || *priv > 1 || m.fields.size() != 3 || !m.fds.empty())
-        malformed("master", "admin_request needs text, uid and privileged");
+        malformed(Role::master, "admin_request needs text, uid and privileged");
     LOG_INFO("event=admin uid=%llu privileged=%llu command=\"%s\"", (unsigned long long)*uid,
              (unsigned long long)*priv, log::safe(*text).c_str());
     flush();  // pending results first, so what we show and change is the true state

@@ -51,7 +51,7 @@ void QueueServer::activate(uint64_t msgid, ActiveMessage& am, const std::vector<
             settled = true;
             continue;
         }
-        bool local = rt.role == "local";
+        bool local = rt.role == role_name(Role::local);
         std::string key = (local ? "L:" : "S:") + rt.nexthop + (rt.tls_level.empty() ? "" : " tls=" + rt.tls_level);
         auto [it, fresh] = dests_.try_emplace(key);
         Destination& d = it->second;
@@ -74,13 +74,13 @@ void QueueServer::activate(uint64_t msgid, ActiveMessage& am, const std::vector<
 
 QueueServer::Peer* QueueServer::pick_peer(const Destination& d) {
     if (d.local) {
-        for (auto it = peer_ids_.lower_bound({"local", 0}); it != peer_ids_.end() && it->first.first == "local"; ++it)
+        for (auto it = peer_ids_.lower_bound({Role::local, 0}); it != peer_ids_.end() && it->first.first == Role::local; ++it)
             if (Peer* p = find_peer(it->second); p && !p->closed) return p;
         return nullptr;
     }
     // A destination sticks to one smtp process (and its connection cache) while the set is stable.
     std::vector<Peer*> smtp;
-    for (auto it = peer_ids_.lower_bound({"smtp", 0}); it != peer_ids_.end() && it->first.first == "smtp"; ++it)
+    for (auto it = peer_ids_.lower_bound({Role::smtp, 0}); it != peer_ids_.end() && it->first.first == Role::smtp; ++it)
         if (Peer* p = find_peer(it->second); p && !p->closed) smtp.push_back(p);
     if (smtp.empty()) return nullptr;
     return smtp[std::hash<std::string>{}(d.nexthop) % smtp.size()];
@@ -171,7 +171,7 @@ bool QueueServer::send_job(Destination& d, const std::string& key, Peer& p, Wait
     LOG_DEBUG("event=dispatch qid=%s nexthop=%s tls_level=%s nrcpt=%zu peer=%s", qid.c_str(),
               log::safe(d.nexthop).c_str(), d.tls_level.empty() ? "default" : d.tls_level.c_str(), list.size(),
               p.link->desc().c_str());
-    p.link->send(std::move(m));  // a send error only marks the peer closed; reap() requeues later
+    p.link->send(std::move(m));  // a send error only marks the peer closed; drop_peer() requeues later
     return true;
 }
 
@@ -191,7 +191,7 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     DeliverResult res;
     std::string err;
     if (!parse_deliver_result(m, res, err)) malformed(p.link->desc(), "deliver_result: " + err);
-    std::string relay = p.role;
+    std::string relay = role_name(p.role);
     std::vector<uint64_t> done;
     for (auto& r : res.results) {
         auto j = p.rcpt_jobs.find({res.msgid, r.index});
@@ -205,7 +205,7 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
         if (ar && !am->second.corrupt) {
             if (auto job = jobs_.find(job_id); job != jobs_.end()) {
                 auto d = dests_.find(job->second.dest);
-                if (d != dests_.end()) relay = p.role + ":" + d->second.nexthop;
+                if (d != dests_.end()) relay = std::string(role_name(p.role)) + ":" + d->second.nexthop;
             }
             record_result(res.msgid, am->second, *ar, r.index, r, relay);
         } else {

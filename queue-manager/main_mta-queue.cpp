@@ -13,12 +13,8 @@
 
 using namespace mta;
 
-namespace {
-struct BaseFree { void operator()(event_base* b) const { event_base_free(b); } };
-}  // namespace
-
 int main(int argc, char** argv) {
-    auto b = daemon::start("mta-queue", argc, argv);
+    auto b = daemon::start(Role::queue, argc, argv);
     // Relative paths from here on: "db" and "body" resolve inside the queue dir both with and without
     // chroot; the chroot itself is "." so it works whether spool_dir was given relative or absolute.
     const std::string dir = queue_dir(b.cfg);
@@ -26,11 +22,8 @@ int main(int argc, char** argv) {
         LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(dir).c_str(), strerror(errno));
         return 1;
     }
+    daemon::drop_privileges_or_exit(b.cfg.queue_user, ".");
     std::string err;
-    if (!daemon::drop_privileges(b.cfg.queue_user, ".", err)) {
-        LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
     queue::Store store;
     queue::RecoveryReport rep;
     if (!store.open("db", err) || !store.recover("body", rep, err)) {
@@ -41,11 +34,7 @@ int main(int argc, char** argv) {
     LOG_INFO("event=recovered messages=%zu recipients=%zu scheduled=%zu corrupt=%zu quarantined=%zu "
              "orphan_bodies=%zu finished=%zu",
              rep.messages, rep.recipients, rep.scheduled, rep.corrupt, rep.quarantined, rep.orphan_bodies, rep.finished);
-    std::unique_ptr<event_base, BaseFree> base(event_base_new());
-    if (!base) {
-        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
-        return 1;
-    }
+    EventBasePtr base = daemon::new_event_base();
     queue::QueueServer server(base.get(), b.cfg, store, queue::system_clock());
     if (!server.start(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());

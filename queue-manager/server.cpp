@@ -11,13 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/daemon.h"
 #include "common/log.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
-
-void EventFree::operator()(event* e) const { event_free(e); }
 
 Clock system_clock() {
     auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
@@ -27,11 +24,10 @@ Clock system_clock() {
 
 QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock, std::string body_dir)
     : base_(base), cfg_(std::move(cfg)), policy_(RetryPolicy::from(cfg_)), store_(store), clock_(std::move(clock)),
-      body_dir_(std::move(body_dir)) {
+      body_dir_(std::move(body_dir)), reaper_(base, [this] { maybe_finish_stop(); }) {
     auto mk = [&](void (*cb)(evutil_socket_t, short, void*)) { return EventPtr(evtimer_new(base_, cb, this)); };
     flush_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->flush(); });
     timer_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->on_timer(); });
-    reap_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->reap(); });
     stop_ev_ = mk([](evutil_socket_t, short, void* a) {
         auto* self = static_cast<QueueServer*>(a);
         LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->jobs_.size());
@@ -80,15 +76,10 @@ void QueueServer::send_space_probe(Peer& p) {
 }
 
 void QueueServer::attach_master(UniqueFd fd) {
-    master_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), "queue", "master", [this](ipc::Message& m) { on_master(m); },
-        [this](bool bad, const std::string& why) {
-            if (bad) malformed("master", why);
-            LOG_INFO("event=master_gone action=exit");
-            exit_now(0);
-        },
-        true);
+    master_ = std::make_unique<daemon::MasterLink>(base_, Role::queue, std::move(fd), *this);
 }
+
+void QueueServer::on_master_closed() { exit_now(0); }
 
 void QueueServer::top_up_pool() {
     if (pool_->stocked() >= kPoolLow) return;
@@ -109,47 +100,31 @@ void QueueServer::exit_now(int code) {
     exit(code);
 }
 
-void QueueServer::malformed(const std::string& who, const std::string& why) {
-    LOG_ERROR("event=malformed peer=%s reason=\"%s\" action=exit", log::safe(who).c_str(), log::safe(why).c_str());
-    exit(2);
+void QueueServer::on_request(ipc::Message& m) {
+    if (m.type != ipc::Type::admin_request) malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
+    on_admin(m);
 }
 
-void QueueServer::on_master(ipc::Message& m) {
-    switch (m.type) {
-    case ipc::Type::peer: on_master_peer(m); break;
-    case ipc::Type::stop: begin_stop(); break;
-    case ipc::Type::config: apply_config(m); break;
-    case ipc::Type::admin_request: on_admin(m); break;
-    case ipc::Type::loglevel:
-        if (!daemon::apply_loglevel(m)) malformed("master", "bad loglevel");
-        break;
-    default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
-    }
-}
-
-void QueueServer::on_master_peer(ipc::Message& m) {
-    const std::string* role = m.get(ipc::Tag::role);
-    auto instance = m.get_u64(ipc::Tag::instance);
-    if (!role || !instance || m.fds.size() != 1 || !m.fds[0])
-        malformed("master", "peer needs role, instance and one fd");
-    if (*role != "smtpd" && *role != "smtp" && *role != "local") malformed("master", "peer role " + *role);
-    auto key = std::make_pair(*role, *instance);
+void QueueServer::on_peer(Role role, uint64_t instance, UniqueFd fd) {
+    if (role != Role::smtpd && role != Role::smtp && role != Role::local)
+        malformed(Role::master, std::string("peer role ") + role_name(role));
+    auto key = std::make_pair(role, instance);
     if (auto old = peer_ids_.find(key); old != peer_ids_.end()) {
         if (Peer* p = find_peer(old->second)) retire_peer(*p);
     }
     auto p = std::make_unique<Peer>();
     uint64_t id = next_peer_id_++;
     p->id = id;
-    p->role = *role;
-    p->instance = *instance;
-    std::string desc = *role + "#" + std::to_string(*instance);
+    p->role = role;
+    p->instance = instance;
+    std::string desc = std::string(role_name(role)) + "#" + std::to_string(instance);
     p->link = std::make_unique<ipc::Link>(
-        base_, std::move(m.fds[0]), "queue", desc, [this, id](ipc::Message& msg) { on_peer_message(id, msg); },
+        base_, std::move(fd), Role::queue, desc, [this, id](ipc::Message& msg) { on_peer_message(id, msg); },
         [this, id](bool bad, const std::string& why) { on_peer_close(id, bad, why); });
     peers_[id] = std::move(p);
     peer_ids_[key] = id;
     LOG_INFO("event=peer_up peer=%s", desc.c_str());
-    if (*role == "smtpd") send_space_probe(*peers_[id]);
+    if (role == Role::smtpd) send_space_probe(*peers_[id]);
     else pump_all();
 }
 
@@ -164,9 +139,8 @@ void QueueServer::retire_peer(Peer& p) {
     p.closed = true;
     auto it = peer_ids_.find({p.role, p.instance});
     if (it != peer_ids_.end() && it->second == p.id) peer_ids_.erase(it);
-    reap_.push_back(p.id);
-    struct timeval zero = {0, 0};
-    evtimer_add(reap_ev_.get(), &zero);
+    uint64_t id = p.id;
+    reaper_.later([this, id] { drop_peer(id); });
 }
 
 void QueueServer::on_peer_close(uint64_t id, bool bad, const std::string& why) {
@@ -178,30 +152,26 @@ void QueueServer::on_peer_close(uint64_t id, bool bad, const std::string& why) {
     retire_peer(*p);
 }
 
-void QueueServer::reap() {
-    std::vector<uint64_t> ids;
-    ids.swap(reap_);
-    for (uint64_t id : ids) {
-        Peer* p = find_peer(id);
-        if (!p) continue;
-        if (p->role == "smtpd") {
-            for (auto it = pending_bodies_.begin(); it != pending_bodies_.end();) {
-                if (it->second != id) { ++it; continue; }
-                pool_->remove(it->first);
-                it = pending_bodies_.erase(it);
-            }
-        } else {
-            requeue_peer_jobs(*p);
+// A closed peer's unfinished work: bodies it was writing are removed, its deliveries scheduled again.
+void QueueServer::drop_peer(uint64_t id) {
+    Peer* p = find_peer(id);
+    if (!p) return;
+    if (p->role == Role::smtpd) {
+        for (auto it = pending_bodies_.begin(); it != pending_bodies_.end();) {
+            if (it->second != id) { ++it; continue; }
+            pool_->remove(it->first);
+            it = pending_bodies_.erase(it);
         }
-        peers_.erase(id);
+    } else {
+        requeue_peer_jobs(*p);
     }
-    maybe_finish_stop();
+    peers_.erase(id);
 }
 
 void QueueServer::on_peer_message(uint64_t id, ipc::Message& m) {
     Peer* p = find_peer(id);
     if (!p || p->closed) return;
-    bool smtpd = p->role == "smtpd";
+    bool smtpd = p->role == Role::smtpd;
     if (smtpd && m.type == ipc::Type::body_open) on_body_open(*p, m);
     else if (smtpd && m.type == ipc::Type::commit) on_commit(*p, m);
     else if (smtpd && m.type == ipc::Type::abort) on_abort(*p, m);
@@ -283,26 +253,15 @@ void QueueServer::on_abort(Peer& p, ipc::Message& m) {
     pool_->remove(*msgid);
 }
 
-void QueueServer::apply_config(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) malformed("master", "config without config_text");
-    Config c;
-    std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
-        for (auto& e : errors) LOG_ERROR("event=config_error %s action=kept_old", log::safe(e.str()).c_str());
-        return;
-    }
-    if (c.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
-    cfg_ = std::move(c);
+void QueueServer::on_reload(Config next, const ipc::Message&) {
+    if (next.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
+    cfg_ = std::move(next);
     tables_.configure(cfg_);
     policy_ = RetryPolicy::from(cfg_);
-    log::Level l;
-    if (log::parse_level(cfg_.log_level, l)) log::set_level(l);
-    LOG_INFO("event=config_reloaded");
     pump_all();
 }
 
-void QueueServer::begin_stop() {
+void QueueServer::on_stop() {
     if (stopping_) return;
     LOG_INFO("event=stopping inflight_jobs=%zu", jobs_.size());
     stopping_ = true;

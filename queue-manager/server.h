@@ -15,16 +15,15 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/role.h"
 #include "queue-manager/admin.h"
 #include "queue-manager/body_pool.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/policy.h"
 #include "queue-manager/route_tables.h"
 #include "queue-manager/store.h"
-
-struct event_base;
-struct event;
 
 namespace mta::queue {
 
@@ -34,10 +33,7 @@ struct Clock {
 };
 Clock system_clock();
 
-struct EventFree { void operator()(event* e) const; };
-using EventPtr = std::unique_ptr<event, EventFree>;
-
-class QueueServer {
+class QueueServer final : public daemon::MasterHandler {
 public:
     static constexpr std::size_t kBatchCommits = 256;       // flush a group commit at once beyond this
     static constexpr std::size_t kBatchRecipients = 20000;
@@ -60,10 +56,10 @@ public:
 private:
     struct Peer {
         uint64_t id = 0;
-        std::string role;
+        Role role = Role::smtpd;
         uint64_t instance = 0;
         std::unique_ptr<ipc::Link> link;
-        bool closed = false;                                   // waiting for reap()
+        bool closed = false;                                   // waiting for drop_peer()
         std::size_t inflight = 0;                              // deliver messages outstanding
         std::map<std::pair<uint64_t, uint32_t>, uint64_t> rcpt_jobs;  // (msgid, index) -> job id
     };
@@ -115,8 +111,13 @@ private:
     };
 
     // server.cpp: links and the smtpd flows
-    void on_master(ipc::Message& m);
-    void on_master_peer(ipc::Message& m);
+    // daemon::MasterHandler
+    void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
+    void on_reload(Config next, const ipc::Message& m) override;
+    void on_stop() override;
+    void on_request(ipc::Message& m) override;  // admin_request
+    [[noreturn]] void on_master_closed() override;
+
     void on_peer_message(uint64_t peer_id, ipc::Message& m);
     void on_peer_close(uint64_t peer_id, bool malformed, const std::string& why);
     void on_body_open(Peer& p, ipc::Message& m);
@@ -125,13 +126,12 @@ private:
     void top_up_pool();
     [[noreturn]] void exit_now(int code);
     void reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text);
-    [[noreturn]] void malformed(const std::string& who, const std::string& why);
-    void apply_config(ipc::Message& m);
-    void begin_stop();
+    [[noreturn]] void malformed(const std::string& who, const std::string& why) { daemon::malformed(who, why); }
+    [[noreturn]] void malformed(Role who, const std::string& why) { daemon::malformed(who, why); }
     void maybe_finish_stop();
     Peer* find_peer(uint64_t id);
     void retire_peer(Peer& p);
-    void reap();
+    void drop_peer(uint64_t id);
 
     // batch.cpp: group commit
     void arm_flush(bool urgent = false);
@@ -198,8 +198,8 @@ private:
     UniqueFd space_probe_;  // O_PATH, body/space-probe (kSpaceProbe)
     std::unique_ptr<BodyPool> pool_;
 
-    std::unique_ptr<ipc::Link> master_;
-    std::map<std::pair<std::string, uint64_t>, uint64_t> peer_ids_;  // (role, instance) -> peer id
+    std::unique_ptr<daemon::MasterLink> master_;
+    std::map<std::pair<Role, uint64_t>, uint64_t> peer_ids_;  // (role, instance) -> peer id
     std::unordered_map<uint64_t, std::unique_ptr<Peer>> peers_;
     uint64_t next_peer_id_ = 1, next_job_id_ = 1;
     std::unordered_map<uint64_t, uint64_t> pending_bodies_;  // msgid -> smtpd peer id
@@ -208,10 +208,10 @@ private:
     std::size_t commit_rcpts_ = 0;
     std::vector<Op> result_ops_;
     unsigned result_failures_ = 0;
-    EventPtr flush_ev_, timer_ev_, stop_ev_, reap_ev_, maildrop_ev_;
+    EventPtr flush_ev_, timer_ev_, stop_ev_, maildrop_ev_;
+    daemon::Reaper reaper_;  // closed peers are dropped from the loop, then a pending stop may finish
     UniqueFd maildrop_fd_;
     std::set<std::string> maildrop_busy_;  // picked up, commit pending
-    std::vector<uint64_t> reap_;
     bool flush_armed_ = false, flush_urgent_ = false;
     uint64_t wake_at_ = 0;
     bool backlog_ = false;

@@ -18,15 +18,12 @@ namespace {
 struct SslCtxDeleter {
     void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
-struct EventBaseDeleter {
-    void operator()(event_base* b) const { event_base_free(b); }
-};
 
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace mta;
-    auto boot = daemon::start("mta-resolver", argc, argv);
+    auto boot = daemon::start(Role::resolver, argc, argv);
     std::string err;
     auto ctx = resolver::make_context(resolver::dns_settings(boot.cfg), err);
     if (!ctx) {
@@ -38,15 +35,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<SSL_CTX, SslCtxDeleter> https(resolver::make_sts_https_context(boot.cfg.smtp_tls_ca_file, err));
     if (!https) LOG_WARN("event=mta_sts_https_unavailable reason=\"%s\"", log::safe(err).c_str());
     std::string sts_dir = geteuid() == 0 ? "/mta-sts" : boot.cfg.spool_dir + "/resolver/mta-sts";
-    if (!daemon::drop_privileges(boot.cfg.resolver_user, boot.cfg.spool_dir + "/resolver", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
-    std::unique_ptr<event_base, EventBaseDeleter> base(event_base_new());
-    if (!base) {
-        LOG_ERROR("event=startup_failed reason=\"event_base_new failed\"");
-        return 1;
-    }
+    daemon::drop_privileges_or_exit(boot.cfg.resolver_user, boot.cfg.spool_dir + "/resolver");
+    EventBasePtr base = daemon::new_event_base();
     resolver::Server server(base.get(), std::move(ctx), boot.cfg);
     server.enable_mta_sts(https.get(), sts_dir);
     if (!server.start(err)) {

@@ -168,7 +168,7 @@ FetchPool::Shared::~Shared() {
 FetchPool::FetchPool(event_base* base, SSL_CTX* ctx) : base_(base), ctx_(ctx) {}
 
 FetchPool::~FetchPool() {
-    if (ev_) event_free(ev_);
+    ev_.reset();  // before the fd it watches is closed
     if (read_fd_ >= 0) close(read_fd_);
 }
 
@@ -180,8 +180,8 @@ bool FetchPool::start(std::string& err) {
     }
     read_fd_ = p[0];
     shared_->wake_fd = p[1];
-    ev_ = event_new(base_, read_fd_, EV_READ | EV_PERSIST, &FetchPool::on_wake, this);
-    if (!ev_ || event_add(ev_, nullptr) != 0) {
+    ev_.reset(event_new(base_, read_fd_, EV_READ | EV_PERSIST, &FetchPool::on_wake, this));
+    if (!ev_ || event_add(ev_.get(), nullptr) != 0) {
         err = "cannot watch the fetch pipe";
         return false;
     }

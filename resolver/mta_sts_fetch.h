@@ -10,9 +10,9 @@
 #include <mutex>
 #include <string>
 
+#include "common/event_ptr.h"
+
 typedef struct ssl_ctx_st SSL_CTX;
-struct event_base;
-struct event;
 
 namespace mta::resolver {
 
@@ -57,7 +57,7 @@ private:
     SSL_CTX* ctx_;
     std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
     int read_fd_ = -1;
-    event* ev_ = nullptr;
+    EventPtr ev_;
     uint64_t next_id_ = 1;
     std::map<uint64_t, Done> running_;
 };

@@ -9,7 +9,6 @@
 #include <event2/event.h>
 #include <unbound.h>
 
-#include "common/daemon.h"
 #include "common/log.h"
 #include "common/mta_sts.h"
 #include "resolver/rdata.h"
@@ -20,9 +19,7 @@ namespace {
 constexpr std::size_t kMaxPending = 4096;
 constexpr std::size_t kMaxResultRRs = 65536;  // libunbound's own limits are far lower; this only bounds our loop
 
-bool known_peer_role(const std::string& r) {
-    return r == "smtp" || r == "queue" || r == "smtpd" || r == "local";
-}
+bool known_peer_role(Role r) { return r == Role::smtp || r == Role::queue || r == Role::smtpd || r == Role::local; }
 
 RawResult raw_result(const ub_result* res) {
     RawResult r;
@@ -37,17 +34,13 @@ RawResult raw_result(const ub_result* res) {
 
 }  // namespace
 
-void EventDeleter::operator()(event* e) const { event_free(e); }
-
 Server::Server(event_base* base, UbCtxPtr ctx, Config cfg)
-    : base_(base), ctx_(std::move(ctx)), cfg_(std::move(cfg)) {
-    reap_event_.reset(event_new(base_, -1, 0, &Server::on_reap, this));
-}
+    : base_(base), ctx_(std::move(ctx)), cfg_(std::move(cfg)), reaper_(base) {}
 
 Server::~Server() {
     pending_.clear();
     links_.clear();
-    retired_.clear();
+    master_.reset();
 }
 
 void Server::enable_mta_sts(SSL_CTX* https, std::string cache_dir) {
@@ -71,17 +64,16 @@ bool Server::start(std::string& err) {
     return start_worker(ctx_.get(), &Server::on_ub_result, err);
 }
 
-void Server::attach_master(UniqueFd fd) { master_id_ = add_link(std::move(fd), "master", true); }
+void Server::attach_master(UniqueFd fd) {
+    master_id_ = next_link_id_++;
+    master_ = std::make_unique<daemon::MasterLink>(base_, Role::resolver, std::move(fd), *this);
+}
 
 uint64_t Server::add_link(UniqueFd fd, const std::string& desc, bool hello_seen) {
     uint64_t id = next_link_id_++;
-    bool is_master = desc == "master" && hello_seen;
-    auto on_msg = [this, id, is_master](ipc::Message& m) {
-        if (is_master) handle_master(m);
-        else handle_peer(id, m);
-    };
+    auto on_msg = [this, id](ipc::Message& m) { handle_peer(id, m); };
     auto on_close = [this, id](bool bad, const std::string& why) { on_link_close(id, bad, why); };
-    links_[id] = std::make_unique<ipc::Link>(base_, std::move(fd), "resolver", desc, on_msg, on_close, hello_seen);
+    links_[id] = std::make_unique<ipc::Link>(base_, std::move(fd), Role::resolver, desc, on_msg, on_close, hello_seen);
     return id;
 }
 
@@ -89,10 +81,6 @@ void Server::on_link_close(uint64_t link_id, bool bad, const std::string& why) {
     auto it = links_.find(link_id);
     std::string desc = it != links_.end() ? it->second->desc() : "?";
     if (bad) malformed(link_id, why);
-    if (link_id == master_id_) {
-        LOG_INFO("event=master_closed reason=\"%s\"", log::safe(why).c_str());
-        clean_exit();
-    }
     LOG_INFO("event=peer_closed peer=%s reason=\"%s\"", desc.c_str(), log::safe(why).c_str());
     retire_link(link_id);
 }
@@ -102,34 +90,23 @@ void Server::retire_link(uint64_t link_id) {
     if (it == links_.end()) return;
     for (auto p = peers_.begin(); p != peers_.end(); ++p)
         if (p->second == link_id) { peers_.erase(p); break; }
-    retired_.push_back(std::move(it->second));
+    reaper_.bury(std::move(it->second));
     links_.erase(it);
-    event_active(reap_event_.get(), EV_TIMEOUT, 0);
 }
-
-void Server::on_reap(int, short, void* arg) { static_cast<Server*>(arg)->retired_.clear(); }
 
 void Server::malformed(uint64_t link_id, const std::string& why) {
+    if (link_id == master_id_) daemon::malformed(Role::master, why);
     auto it = links_.find(link_id);
-    LOG_ERROR("event=malformed_request peer=%s reason=\"%s\" action=exit",
-              it != links_.end() ? it->second->desc().c_str() : "?", log::safe(why).c_str());
-    exit(2);
+    daemon::malformed(it != links_.end() ? it->second->desc() : "?", why);
 }
 
-void Server::handle_master(ipc::Message& m) {
-    switch (m.type) {
-    case ipc::Type::peer: handle_peer_offer(m); return;
-    case ipc::Type::stop: begin_stop(); return;
-    case ipc::Type::config: handle_config(m); return;
-    case ipc::Type::resolve_request: handle_resolve(master_id_, m); return;
-    case ipc::Type::loglevel: {
-        if (!daemon::apply_loglevel(m)) malformed(master_id_, "loglevel without a valid level");
-        LOG_INFO("event=loglevel level=%s", m.str(ipc::Tag::text).c_str());
-        return;
-    }
-    default: malformed(master_id_, std::string("unexpected message ") + ipc::type_name(m.type));
-    }
+void Server::on_request(ipc::Message& m) {
+    if (m.type != ipc::Type::resolve_request)
+        malformed(master_id_, std::string("unexpected message ") + ipc::type_name(m.type));
+    handle_resolve(master_id_, m);
 }
+
+void Server::on_master_closed() { clean_exit(); }
 
 void Server::handle_peer(uint64_t link_id, ipc::Message& m) {
     if (m.type != ipc::Type::resolve_request)
@@ -137,37 +114,23 @@ void Server::handle_peer(uint64_t link_id, ipc::Message& m) {
     handle_resolve(link_id, m);
 }
 
-void Server::handle_peer_offer(ipc::Message& m) {
-    auto role = m.get(ipc::Tag::role);
-    auto instance = m.get_u64(ipc::Tag::instance);
-    if (!role || !known_peer_role(*role) || !instance || m.fds.size() != 1)
-        malformed(master_id_, "peer message needs a known role, an instance and exactly one fd");
-    std::string key = *role + "/" + std::to_string(*instance);
+void Server::on_peer(Role role, uint64_t instance, UniqueFd fd) {
+    if (!known_peer_role(role)) malformed(master_id_, std::string("peer of unexpected role ") + role_name(role));
+    std::string key = std::string(role_name(role)) + "/" + std::to_string(instance);
     if (auto old = peers_.find(key); old != peers_.end()) {
         LOG_INFO("event=peer_replaced peer=%s", key.c_str());
         retire_link(old->second);
     }
-    peers_[key] = add_link(std::move(m.fds[0]), key, false);
+    peers_[key] = add_link(std::move(fd), key, false);
     LOG_DEBUG("event=peer_attached peer=%s", key.c_str());
 }
 
-void Server::handle_config(ipc::Message& m) {
-    auto text = m.get(ipc::Tag::config_text);
-    if (!text) malformed(master_id_, "config without config_text");
-    Config next;
-    std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), next, errors)) {
-        for (auto& e : errors) LOG_ERROR("event=config_error %s action=keep_old", log::safe(e.str()).c_str());
-        return;
-    }
-    log::Level l;
-    if (log::parse_level(next.log_level, l)) log::set_level(l);
+void Server::on_reload(Config next, const ipc::Message&) {
     if (next.dns_forwarder != cfg_.dns_forwarder || next.dns_insecure_domains != cfg_.dns_insecure_domains ||
         next.dns_trust_anchors != cfg_.dns_trust_anchors)
         LOG_WARN("event=reload_partial reason=\"DNS settings change only when mta-resolver restarts\"");
     cfg_ = std::move(next);
     if (sts_) sts_->set_port(cfg_.mta_sts_port);
-    LOG_INFO("event=reloaded");
 }
 
 void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
@@ -265,6 +228,10 @@ void Server::finish(uint64_t pending_id, const Answer& a) {
 }
 
 void Server::send_reply(uint64_t link_id, uint64_t reqid, const Answer& a) {
+    if (link_id == master_id_) {
+        if (master_ && master_->open()) master_->send(reply_message(reqid, a));
+        return;
+    }
     auto it = links_.find(link_id);
     if (it == links_.end() || !it->second->open()) {
         LOG_DEBUG("event=reply_dropped reason=\"requesting link is gone\" reqid=%llu", (unsigned long long)reqid);
@@ -273,7 +240,7 @@ void Server::send_reply(uint64_t link_id, uint64_t reqid, const Answer& a) {
     it->second->send(reply_message(reqid, a));
 }
 
-void Server::begin_stop() {
+void Server::on_stop() {
     if (stopping_) return;
     stopping_ = true;
     LOG_INFO("event=stopping pending=%zu", pending_.size());
@@ -295,6 +262,7 @@ void Server::on_stop_grace(int, short, void* arg) {
 
 void Server::maybe_exit_after_stop() {
     if (!stopping_ || !pending_.empty()) return;
+    if (master_) master_->drain();
     for (auto& [id, link] : links_) link->drain();
     LOG_INFO("event=stopped");
     clean_exit();

@@ -9,25 +9,19 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/role.h"
 #include "resolver/answer.h"
 #include "resolver/dns_context.h"
 #include "resolver/mta_sts.h"
-
-struct event_base;
-struct event;
 
 namespace mta::resolver {
 
 inline constexpr int kRequestTimeoutSeconds = 10;
 inline constexpr int kStopGraceSeconds = 2;
 
-struct EventDeleter {
-    void operator()(event* e) const;
-};
-using EventPtr = std::unique_ptr<event, EventDeleter>;
-
-class Server {
+class Server final : public daemon::MasterHandler {
 public:
     Server(event_base* base, UbCtxPtr ctx, Config cfg);
     ~Server();
@@ -58,23 +52,24 @@ private:
     static void on_ub_result(void* arg, int err, ub_result* result);
     static void on_timeout(int, short, void*);
     static void on_stop_grace(int, short, void*);
-    static void on_reap(int, short, void*);
 
     uint64_t add_link(UniqueFd fd, const std::string& desc, bool hello_seen);
     void on_link_close(uint64_t link_id, bool malformed, const std::string& why);
     void retire_link(uint64_t link_id);
     [[noreturn]] void malformed(uint64_t link_id, const std::string& why);
 
-    void handle_master(ipc::Message& m);
+    // daemon::MasterHandler
+    void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
+    void on_reload(Config next, const ipc::Message& m) override;
+    void on_stop() override;
+    void on_request(ipc::Message& m) override;  // resolve_request relayed from mtactl/mtadns
+    [[noreturn]] void on_master_closed() override;
+
     void handle_peer(uint64_t link_id, ipc::Message& m);
-    void handle_peer_offer(ipc::Message& m);
-    void handle_config(ipc::Message& m);
     void handle_resolve(uint64_t link_id, ipc::Message& m);
     // Starts one libunbound query; `done` set = internal, else the answer goes to link_id/reqid.
     void start_query(uint64_t link_id, uint64_t reqid, const std::string& name, uint16_t qtype,
                      StsService::AnswerCb done);
-    void begin_stop();
-
     void finish(uint64_t pending_id, const Answer& a);
     void send_reply(uint64_t link_id, uint64_t reqid, const Answer& a);
     void maybe_exit_after_stop();
@@ -85,10 +80,10 @@ private:
     Config cfg_;
     EventPtr ub_event_;
     EventPtr stop_timer_;
-    EventPtr reap_event_;
-    std::map<uint64_t, std::unique_ptr<ipc::Link>> links_;
-    std::vector<std::unique_ptr<ipc::Link>> retired_;  // destroyed from the loop, never inside their own callback
-    std::map<std::string, uint64_t> peers_;            // "role/instance" -> link id
+    daemon::Reaper reaper_;  // frees closed links from the loop, never inside their own callback
+    std::unique_ptr<daemon::MasterLink> master_;
+    std::map<uint64_t, std::unique_ptr<ipc::Link>> links_;  // peers; the master link has its own id
+    std::map<std::string, uint64_t> peers_;  // "role/instance" -> link id
     std::map<uint64_t, std::unique_ptr<Pending>> pending_;
     std::unique_ptr<StsService> sts_;
     SSL_CTX* sts_https_ = nullptr;

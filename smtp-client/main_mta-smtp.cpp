@@ -16,9 +16,6 @@ namespace {
 struct SslCtxFree {
     void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
-struct EventBaseFree {
-    void operator()(event_base* b) const { event_base_free(b); }
-};
 
 // The client TLS context: TLS 1.2 or newer, no default verification (levels may/encrypt); DANE-enabled
 // so that sessions at level dane can add their TLSA records; smtp_tls_ca_file loaded (now, before the
@@ -42,21 +39,13 @@ std::unique_ptr<SSL_CTX, SslCtxFree> make_tls_context(const std::string& ca_file
 }  // namespace
 
 int main(int argc, char** argv) {
-    daemon::Bootstrap b = daemon::start("mta-smtp", argc, argv);
+    daemon::Bootstrap b = daemon::start(Role::smtp, argc, argv);
     auto tls = make_tls_context(b.cfg.smtp_tls_ca_file);
     if (!tls) LOG_WARN("event=tls_unavailable reason=\"cannot create TLS client context\"");
-    std::string err;
-    if (!daemon::drop_privileges(b.cfg.smtp_user, b.cfg.spool_dir + "/empty", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
-    std::unique_ptr<event_base, EventBaseFree> base(event_base_new());
-    if (!base) {
-        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
-        return 1;
-    }
+    daemon::drop_privileges_or_exit(b.cfg.smtp_user, b.cfg.spool_dir + "/empty");
+    EventBasePtr base = daemon::new_event_base();
     smtp::Agent agent(base.get(), std::move(b.cfg), std::move(b.master), tls.get());
-    LOG_INFO("event=started role=smtp");
+    LOG_INFO("event=started role=%s", role_name(Role::smtp));
     event_base_dispatch(base.get());
     return 0;
 }

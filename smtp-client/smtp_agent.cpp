@@ -5,77 +5,48 @@
 #include <cstdlib>
 #include <event2/event.h>
 
-#include "common/daemon.h"
 #include "common/log.h"
 
 namespace mta::smtp {
 
 Agent::Agent(event_base* base, Config cfg, UniqueFd master, SSL_CTX* tls)
-    : base_(base), cfg_(std::move(cfg)), tls_(tls), dns_(base), rng_(std::random_device{}()) {
+    : base_(base), cfg_(std::move(cfg)), tls_(tls), dns_(base), rng_(std::random_device{}()),
+      stop_timer_(evtimer_new(base, &Agent::on_stop_timer, this)), master_(base, Role::smtp, std::move(master), *this) {
     env_.base = base_;
     env_.cfg = &cfg_;
     env_.dns = &dns_;
     env_.cache = &cache_;
     env_.tls = tls_;
     env_.rng = [this] { return uint32_t(rng_()); };
-    stop_timer_ = evtimer_new(base_, &Agent::on_stop_timer, this);
-    master_ = std::make_unique<ipc::Link>(
-        base_, std::move(master), "smtp", "master", [this](ipc::Message& m) { on_master(m); },
-        [this](bool malformed, const std::string& why) {
-            if (malformed) die_malformed("master", why);
-            LOG_INFO("event=master_closed reason=\"%s\"", log::safe(why).c_str());
-            exit(0);
-        },
-        true);
 }
 
-Agent::~Agent() { event_free(stop_timer_); }
+Agent::~Agent() = default;
 
-void Agent::die_malformed(const char* peer, const std::string& why) {
-    LOG_ERROR("event=malformed_message peer=%s reason=\"%s\"", peer, log::safe(why).c_str());
-    exit(2);
-}
-
-void Agent::on_master(ipc::Message& m) {
-    switch (m.type) {
-    case ipc::Type::peer: on_peer(m); return;
-    case ipc::Type::stop: begin_stop(); return;
-    case ipc::Type::config: reload(m); return;
-    case ipc::Type::loglevel:
-        if (!daemon::apply_loglevel(m)) die_malformed("master", "bad loglevel");
-        return;
-    default: die_malformed("master", std::string("unexpected ") + ipc::type_name(m.type));
-    }
-}
-
-void Agent::on_peer(ipc::Message& m) {
-    auto instance = m.get_u64(ipc::Tag::instance);
-    const std::string* role = m.get(ipc::Tag::role);
-    if (!instance || !role || m.fds.size() != 1 || !m.fds[0].valid()) die_malformed("master", "bad peer message");
-    std::string desc = *role + "#" + std::to_string(*instance);
-    if (*role == "resolver") {
+void Agent::on_peer(Role role, uint64_t instance, UniqueFd fd) {
+    std::string desc = std::string(role_name(role)) + "#" + std::to_string(instance);
+    if (role == Role::resolver) {
         dns_.attach(std::make_unique<ipc::Link>(
-            base_, std::move(m.fds[0]), "smtp", desc,
+            base_, std::move(fd), Role::smtp, desc,
             [this](ipc::Message& r) {
-                if (!dns_.on_message(r)) die_malformed("resolver", "bad resolve_reply");
+                if (!dns_.on_message(r)) daemon::malformed(Role::resolver, "bad resolve_reply");
             },
             [this](bool malformed, const std::string& why) {
-                if (malformed) die_malformed("resolver", why);
+                if (malformed) daemon::malformed(Role::resolver, why);
                 LOG_WARN("event=resolver_link_closed reason=\"%s\"", log::safe(why).c_str());
                 dns_.on_close();
             }));
         LOG_INFO("event=peer_attached peer=%s", desc.c_str());
         return;
     }
-    if (*role != "queue") die_malformed("master", "peer of unexpected role " + log::safe(*role));
-    uint64_t inst = *instance, gen = next_generation_++;
+    if (role != Role::queue) daemon::malformed(Role::master, std::string("peer of unexpected role ") + role_name(role));
+    uint64_t inst = instance, gen = next_generation_++;
     on_queue_close(inst, 0, false);  // a replacement link: work from the old one is void
     QueueConn& q = queues_[inst];
     q.generation = gen;
     q.link = std::make_unique<ipc::Link>(
-        base_, std::move(m.fds[0]), "smtp", desc, [this, inst, gen](ipc::Message& r) { on_queue(inst, gen, r); },
+        base_, std::move(fd), Role::smtp, desc, [this, inst, gen](ipc::Message& r) { on_queue(inst, gen, r); },
         [this, inst, gen](bool malformed, const std::string& why) {
-            if (malformed) die_malformed("queue", why);
+            if (malformed) daemon::malformed(Role::queue, why);
             LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
             on_queue_close(inst, gen, false);
         });
@@ -83,10 +54,11 @@ void Agent::on_peer(ipc::Message& m) {
 }
 
 void Agent::on_queue(uint64_t instance, uint64_t generation, ipc::Message& m) {
-    if (m.type != ipc::Type::deliver) die_malformed("queue", std::string("unexpected ") + ipc::type_name(m.type));
+    if (m.type != ipc::Type::deliver)
+        daemon::malformed(Role::queue, std::string("unexpected ") + ipc::type_name(m.type));
     Job job;
     std::string err;
-    if (!parse_deliver(m, job, err)) die_malformed("queue", "deliver: " + err);
+    if (!parse_deliver(m, job, err)) daemon::malformed(Role::queue, "deliver: " + err);
     uint64_t id = next_delivery_++;
     Active& a = active_[id];
     a.queue_instance = instance;
@@ -129,28 +101,15 @@ void Agent::on_queue_close(uint64_t instance, uint64_t generation, bool) {
     maybe_exit();
 }
 
-void Agent::reload(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) die_malformed("master", "config without text");
-    Config c;
-    std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
-        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
-        return;  // keep running with the old configuration
-    }
-    cfg_ = std::move(c);
-    log::Level l;
-    if (log::parse_level(cfg_.log_level, l)) log::set_level(l);
-    LOG_INFO("event=config_reloaded");
-}
+void Agent::on_reload(Config next, const ipc::Message&) { cfg_ = std::move(next); }
 
-void Agent::begin_stop() {
+void Agent::on_stop() {
     if (stopping_) return;
     stopping_ = true;
     LOG_INFO("event=stopping in_flight=%zu", active_.size());
     cache_.close_all();
     timeval tv = {kStopGraceSeconds, 0};
-    evtimer_add(stop_timer_, &tv);
+    evtimer_add(stop_timer_.get(), &tv);
     maybe_exit();
 }
 

@@ -8,19 +8,18 @@
 #include <string>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/role.h"
 #include "smtp-client/smtp_cache.h"
 #include "smtp-client/smtp_delivery.h"
 #include "smtp-client/smtp_dns_link.h"
-
-struct event;
-struct event_base;
 
 namespace mta::smtp {
 
 inline constexpr int kStopGraceSeconds = 10;
 
-class Agent {
+class Agent final : public daemon::MasterHandler {
 public:
     Agent(event_base* base, Config cfg, UniqueFd master, SSL_CTX* tls);
     ~Agent();
@@ -37,21 +36,20 @@ private:
         std::unique_ptr<Delivery> delivery;
     };
 
-    void on_master(ipc::Message& m);
-    void on_peer(ipc::Message& m);
+    // daemon::MasterHandler
+    void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
+    void on_reload(Config next, const ipc::Message& m) override;
+    void on_stop() override;
+
     void on_queue(uint64_t instance, uint64_t generation, ipc::Message& m);
     void on_queue_close(uint64_t instance, uint64_t generation, bool malformed);
     void on_delivery_done(uint64_t id);
-    void reload(ipc::Message& m);
-    void begin_stop();
     void maybe_exit();
-    [[noreturn]] void die_malformed(const char* peer, const std::string& why);
     static void on_stop_timer(int, short, void*);
 
     event_base* base_;
     Config cfg_;
     SSL_CTX* tls_;
-    std::unique_ptr<ipc::Link> master_;
     std::map<uint64_t, QueueConn> queues_;
     DnsLink dns_;
     ConnCache cache_;
@@ -60,7 +58,8 @@ private:
     std::map<uint64_t, Active> active_;
     uint64_t next_delivery_ = 1, next_generation_ = 1;
     bool stopping_ = false;
-    event* stop_timer_ = nullptr;
+    EventPtr stop_timer_;
+    daemon::MasterLink master_;
 };
 
 }  // namespace mta::smtp

@@ -10,16 +10,13 @@
 namespace mta::smtp {
 
 DnsLink::DnsLink(event_base* base) : base_(base) {
-    kick_ = event_new(base_, -1, 0, &DnsLink::on_kick, this);
-    sweep_ = event_new(base_, -1, EV_PERSIST, &DnsLink::on_sweep, this);
+    kick_.reset(event_new(base_, -1, 0, &DnsLink::on_kick, this));
+    sweep_.reset(event_new(base_, -1, EV_PERSIST, &DnsLink::on_sweep, this));
     timeval tv = {5, 0};
-    event_add(sweep_, &tv);
+    event_add(sweep_.get(), &tv);
 }
 
-DnsLink::~DnsLink() {
-    event_free(kick_);
-    event_free(sweep_);
-}
+DnsLink::~DnsLink() = default;
 
 void DnsLink::attach(std::unique_ptr<ipc::Link> link) {
     fail_all("resolver restarted");
@@ -44,7 +41,7 @@ void DnsLink::fail_all(const std::string& why) {
 
 void DnsLink::answer_later(Callback cb, DnsAnswer a) {
     ready_.emplace_back(std::move(cb), std::move(a));
-    event_active(kick_, EV_TIMEOUT, 0);
+    event_active(kick_.get(), EV_TIMEOUT, 0);
 }
 
 void DnsLink::on_kick(int, short, void* arg) {

@@ -6,11 +6,9 @@
 #include <memory>
 #include <string>
 
+#include "common/event_ptr.h"
 #include "common/ipc.h"
 #include "smtp-client/smtp_targets.h"
-
-struct event;
-struct event_base;
 
 namespace mta::smtp {
 
@@ -49,8 +47,8 @@ private:
     std::map<uint64_t, Pending> pending_;
     uint64_t next_id_ = 1;
     std::deque<std::pair<Callback, DnsAnswer>> ready_;  // answers to deliver on the next loop turn
-    event* kick_ = nullptr;
-    event* sweep_ = nullptr;
+    EventPtr kick_;
+    EventPtr sweep_;
 };
 
 }  // namespace mta::smtp

@@ -21,34 +21,30 @@ namespace mta::smtp {
 
 Session::Session(event_base* base, Target target, SessionSettings settings)
     : base_(base), target_(std::move(target)), settings_(std::move(settings)) {
-    timer_ = evtimer_new(base_, &Session::on_timer_cb, this);
+    timer_.reset(evtimer_new(base_, &Session::on_timer_cb, this));
 }
 
-Session::~Session() {
-    *alive_ = false;
-    if (timer_) event_free(timer_);
-    if (bev_) bufferevent_free(bev_);  // closes the socket (and frees SSL + underlying bev for TLS)
-}
+Session::~Session() { *alive_ = false; }
 
 void Session::setup_callbacks() {
-    bufferevent_setcb(bev_, &Session::on_read_cb, &Session::on_write_cb, &Session::on_event_cb, this);
-    bufferevent_setwatermark(bev_, EV_WRITE, kBodyHighWater / 2, 0);
-    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_.get(), &Session::on_read_cb, &Session::on_write_cb, &Session::on_event_cb, this);
+    bufferevent_setwatermark(bev_.get(), EV_WRITE, kBodyHighWater / 2, 0);
+    bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
 }
 
 void Session::arm(int seconds) {
     timeval tv = {seconds, 0};
-    evtimer_add(timer_, &tv);
+    evtimer_add(timer_.get(), &tv);
 }
 
 void Session::write(std::string_view s) {
-    if (bev_) bufferevent_write(bev_, s.data(), s.size());
+    if (bev_) bufferevent_write(bev_.get(), s.data(), s.size());
 }
 
 void Session::open(OpenDone done) {
     open_done_ = std::move(done);
     phase_ = Phase::connecting;
-    bev_ = bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+    bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
     if (!bev_) {
         connect_errno_ = errno;
         phase_ = Phase::dead;  // reported from the timer so `done` never runs inside open()
@@ -57,7 +53,7 @@ void Session::open(OpenDone done) {
     }
     setup_callbacks();
     arm(settings_.connect_timeout);
-    if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&target_.sa), int(target_.salen)) < 0) {
+    if (bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&target_.sa), int(target_.salen)) < 0) {
         // Immediate failure (e.g. no route): report it asynchronously as well.
         connect_errno_ = errno;
         phase_ = Phase::dead;
@@ -155,7 +151,7 @@ void Session::on_timer_cb(int, short, void* arg) {
 void Session::handle_input() {
     std::weak_ptr<bool> alive = alive_;
     while (bev_ && phase_ != Phase::dead) {
-        evbuffer* in = bufferevent_get_input(bev_);
+        evbuffer* in = bufferevent_get_input(bev_.get());
         std::size_t len = std::min(evbuffer_get_length(in), kMaxReplyBytes);
         if (len == 0) return;
         if (phase_ == Phase::parked || phase_ == Phase::idle || phase_ == Phase::handshake) {
@@ -184,7 +180,7 @@ void Session::handle_reply(const Reply& r) {
     case Phase::starttls: on_starttls(r); return;
     case Phase::quit: {
         phase_ = Phase::dead;
-        event_del(timer_);
+        event_del(timer_.get());
         auto cb = std::move(on_dead_);
         if (cb) cb();
         return;
@@ -197,8 +193,8 @@ void Session::fail(const std::string& why) {
     Phase p = phase_;
     if (p == Phase::handshake) tls_handshake_failed_ = true;
     phase_ = Phase::dead;
-    event_del(timer_);
-    if (bev_) bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    event_del(timer_.get());
+    if (bev_) bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
     switch (p) {
     case Phase::connecting: case Phase::greeting: case Phase::ehlo: case Phase::helo:
     case Phase::starttls: case Phase::handshake:
@@ -279,7 +275,7 @@ void Session::on_starttls(const Reply& r) {
     }
     // Bytes already buffered after the 220 were sent in plaintext and would be read as if they came
     // through TLS (CVE-2011-0411 style injection): refuse the connection.
-    if (evbuffer_get_length(bufferevent_get_input(bev_)) != 0) {
+    if (evbuffer_get_length(bufferevent_get_input(bev_.get())) != 0) {
         fail("plaintext data from " + target_.hostip() + " after STARTTLS reply (injection attempt)");
         return;
     }
@@ -305,22 +301,23 @@ void Session::start_tls() {
         return;
     }
     phase_ = Phase::handshake;
-    bufferevent* tb = bufferevent_openssl_filter_new(base_, bev_, ssl, BUFFEREVENT_SSL_CONNECTING,
+    bufferevent* tb = bufferevent_openssl_filter_new(base_, bev_.get(), ssl, BUFFEREVENT_SSL_CONNECTING,
                                                      BEV_OPT_CLOSE_ON_FREE);
     if (!tb) {
         SSL_free(ssl);
         fail("TLS setup failed for " + target_.hostip());
         return;
     }
-    bev_ = tb;  // owns the plaintext bufferevent now
-    bufferevent_openssl_set_allow_dirty_shutdown(bev_, 1);
+    (void)bev_.release();  // the filter owns the plaintext bufferevent now
+    bev_.reset(tb);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev_.get(), 1);
     setup_callbacks();
     arm(kCommandTimeout);
 }
 
 void Session::handshake_done() {
     tls_active_ = true;
-    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
     std::string detail;
     if (settings_.level == TlsLevel::dane) {
         if (!ssl || !dane_verified(ssl, detail)) {
@@ -363,14 +360,14 @@ bool Session::webpki_verified(SSL* ssl, std::string& detail) const {
 
 void Session::opened() {
     phase_ = Phase::idle;
-    event_del(timer_);
+    event_del(timer_.get());
     auto cb = std::move(open_done_);
     cb(true, "");
 }
 
 void Session::open_failed(const std::string& why) {
     phase_ = Phase::dead;
-    event_del(timer_);
+    event_del(timer_.get());
     auto cb = std::move(open_done_);
     if (cb) cb(false, why);
 }

@@ -7,15 +7,13 @@
 #include <memory>
 #include <string>
 
+#include "common/event_ptr.h"
 #include "smtp-client/smtp_body.h"
 #include "smtp-client/smtp_dane.h"
 #include "smtp-client/smtp_job.h"
 #include "smtp-client/smtp_reply.h"
 #include "smtp-client/smtp_targets.h"
 
-struct bufferevent;
-struct event;
-struct event_base;
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 
@@ -143,8 +141,8 @@ private:
     event_base* base_;
     Target target_;
     SessionSettings settings_;
-    bufferevent* bev_ = nullptr;
-    event* timer_ = nullptr;
+    BufferEventPtr bev_;  // frees the socket (and, with TLS, the SSL and the plaintext bufferevent)
+    EventPtr timer_;
     Phase phase_ = Phase::none;
     Extensions ext_;
     bool tls_active_ = false;

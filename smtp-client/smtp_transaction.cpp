@@ -229,7 +229,7 @@ bool Session::read_body(ssize_t& n) {
 }
 
 void Session::pump_body() {
-    evbuffer* out = bufferevent_get_output(bev_);
+    evbuffer* out = bufferevent_get_output(bev_.get());
     std::string enc;
     while (evbuffer_get_length(out) < kBodyHighWater) {
         ssize_t n = 0;
@@ -309,8 +309,8 @@ void Session::on_dot(const Reply& r) {
 
 std::size_t Session::unsent() const {
     if (!bev_) return 0;
-    std::size_t n = evbuffer_get_length(bufferevent_get_output(bev_));
-    if (bufferevent* under = bufferevent_get_underlying(bev_)) n += evbuffer_get_length(bufferevent_get_output(under));
+    std::size_t n = evbuffer_get_length(bufferevent_get_output(bev_.get()));
+    if (bufferevent* under = bufferevent_get_underlying(bev_.get())) n += evbuffer_get_length(bufferevent_get_output(under));
     return n;
 }
 
@@ -322,9 +322,9 @@ void Session::send_rset() {
 }
 
 void Session::tx_finished(bool usable) {
-    event_del(timer_);
+    event_del(timer_.get());
     phase_ = usable ? Phase::idle : Phase::dead;
-    if (!usable && bev_) bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    if (!usable && bev_.get()) bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
     job_ = nullptr;
     TxOutcome o;
     o.usable = usable;

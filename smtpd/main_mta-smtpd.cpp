@@ -13,7 +13,7 @@
 
 int main(int argc, char** argv) {
     using namespace mta;
-    daemon::Bootstrap b = daemon::start("mta-smtpd", argc, argv);
+    daemon::Bootstrap b = daemon::start(Role::smtpd, argc, argv);
     tzset();  // Received: dates need the zone, and /etc/localtime is gone after chroot
     std::string err;
     // Only root can read the key and the auth table, and their paths are gone after the chroot.
@@ -36,15 +36,8 @@ int main(int argc, char** argv) {
         }
         *slot = std::move(t);
     }
-    if (!daemon::drop_privileges(b.cfg.smtpd_user, b.cfg.spool_dir + "/empty", err)) {
-        LOG_ERROR("event=privdrop_failed reason=\"%s\"", log::safe(err).c_str());
-        return 1;
-    }
-    std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(), &event_base_free);
-    if (!base) {
-        LOG_ERROR("event=startup_failed reason=\"event_base_new\"");
-        return 1;
-    }
+    daemon::drop_privileges_or_exit(b.cfg.smtpd_user, b.cfg.spool_dir + "/empty");
+    EventBasePtr base = daemon::new_event_base();
     {
         smtpd::Server server(base.get(), std::move(b.cfg), std::move(res), std::move(b.master));
         event_base_dispatch(base.get());

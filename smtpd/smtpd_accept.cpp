@@ -111,7 +111,7 @@ void Server::on_anvil_verdict(ipc::Message& m) {
     auto status = m.get_u64(ipc::Tag::anvil_status);
     auto auth = m.get_u64(ipc::Tag::anvil_auth_failures);
     if (!status || *status > uint64_t(ipc::AnvilStatus::refuse_rate) || !auth || !m.get_u64(ipc::Tag::anvil_concurrent))
-        malformed("master", "bad anvil_verdict");
+        malformed(Role::master, "bad anvil_verdict");
     auto it = waiting_.find(m.reqid);
     if (it == waiting_.end()) return;  // answered after we gave up waiting, or the client is gone
     Waiting w = std::move(it->second);
@@ -179,7 +179,7 @@ void Server::auth_failed(const ClientInfo& client) {
 void Server::on_anvil_auth_count(ipc::Message& m) {
     auto n = m.get_u64(ipc::Tag::anvil_auth_failures);
     const std::string* ip = m.get(ipc::Tag::client_addr);
-    if (!n || !ip) malformed("master", "bad anvil_auth_count");
+    if (!n || !ip) malformed(Role::master, "bad anvil_auth_count");
     auto it = clients_.find(*ip);
     if (it == clients_.end()) return;  // every session of that client has ended
     ClientState& c = it->second;
@@ -200,9 +200,8 @@ void Server::session_done(uint64_t session_id) {
     auto c = clients_.find(it->second->client().ip);
     if (c != clients_.end() && --c->second.sessions == 0) clients_.erase(c);
     anvil_disconnect(session_id);
-    graveyard_.push_back(std::move(it->second));
+    reaper_.bury(std::move(it->second));
     sessions_.erase(it);
-    event_active(reaper_.get(), EV_TIMEOUT, 0);
     maybe_resume();
 }
 

@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "common/daemon.h"
 #include "common/log.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_tls.h"
@@ -48,19 +47,9 @@ bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string&
 
 }  // namespace
 
-void EventFree::operator()(event* e) const { event_free(e); }
-
 Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master)
-    : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))), res_(std::move(res)) {
-    master_ = std::make_unique<ipc::Link>(
-        base_, std::move(master), "smtpd", "master", [this](ipc::Message& m) { on_master(m); },
-        [this](bool bad, const std::string& why) {
-            if (bad) malformed("master", why);
-            LOG_INFO("event=master_gone reason=\"%s\"", log::safe(why).c_str());
-            exit(0);
-        },
-        /*peer_hello_seen=*/true);
-    reaper_.reset(event_new(base_, -1, 0, &Server::reap_cb, this));
+    : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))), res_(std::move(res)),
+      reaper_(base, [this] { exit_if_stopped(); }) {
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
@@ -69,56 +58,39 @@ Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> re
         timeval tv{kTableCheckSeconds, 0};
         event_add(table_timer_.get(), &tv);
     }
+    master_ = std::make_unique<daemon::MasterLink>(base_, Role::smtpd, std::move(master), *this);
 }
 
 Server::~Server() = default;
 
-void Server::malformed(const char* from, const std::string& why) {
-    LOG_ERROR("event=malformed_ipc peer=%s reason=\"%s\"", from, log::safe(why).c_str());
-    exit(2);
-}
-
-void Server::on_master(ipc::Message& m) {
+void Server::on_request(ipc::Message& m) {
     switch (m.type) {
-    case ipc::Type::peer: handle_peer(m); break;
-    case ipc::Type::listen: handle_listen(m); break;
-    case ipc::Type::config: handle_config(m); break;
-    case ipc::Type::stop: begin_stop(); break;
     case ipc::Type::anvil_verdict: on_anvil_verdict(m); break;
     case ipc::Type::anvil_auth_count: on_anvil_auth_count(m); break;
-    case ipc::Type::loglevel:
-        if (!daemon::apply_loglevel(m)) malformed("master", "bad loglevel");
-        break;
-    default: malformed("master", std::string("unexpected message ") + ipc::type_name(m.type));
+    default: malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
     }
 }
 
-void Server::handle_peer(ipc::Message& m) {
-    const std::string* role = m.get(ipc::Tag::role);
-    if (!role || m.fds.size() != 1) malformed("master", "peer without role or fd");
-    if (*role != "queue") {
-        LOG_WARN("event=peer_ignored role=%s", log::safe(*role).c_str());
+void Server::on_peer(Role role, uint64_t, UniqueFd fd) {
+    if (role != Role::queue) {
+        LOG_WARN("event=peer_ignored role=%s", role_name(role));
         return;
     }
-    set_queue(std::move(m.fds[0]));
+    set_queue(std::move(fd));
 }
 
 void Server::set_queue(UniqueFd fd) {
     // Retire the old link first (its requests fail below), so nothing new is sent on it.
-    if (queue_) {
-        dead_links_.push_back(std::move(queue_));
-        event_active(reaper_.get(), EV_TIMEOUT, 0);
-    }
+    if (queue_) reaper_.bury(std::move(queue_));
     uint64_t gen = ++queue_generation_;
     queue_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), "smtpd", "queue", [this](ipc::Message& m) { on_queue(m); },
+        base_, std::move(fd), Role::smtpd, role_name(Role::queue), [this](ipc::Message& m) { on_queue(m); },
         [this, gen](bool bad, const std::string& why) {
-            if (bad) malformed("queue", why);
+            if (bad) malformed(Role::queue, why);
             if (gen != queue_generation_) return;  // an already replaced link
             LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
             // Inside the link's own close callback: free it only after the stack unwinds.
-            dead_links_.push_back(std::move(queue_));
-            event_active(reaper_.get(), EV_TIMEOUT, 0);
+            reaper_.bury(std::move(queue_));
             fail_pending();
         });
     LOG_INFO("event=queue_link_up");
@@ -135,9 +107,7 @@ void Server::fail_pending() {
     }
 }
 
-void Server::handle_listen(ipc::Message& m) {
-    std::string kind = m.str(ipc::Tag::listen_kind);
-    if (m.fds.size() != 1) malformed("master", "listen without fd");
+void Server::on_listen(const std::string& kind, UniqueFd fd) {
     auto l = std::make_unique<Listener>();
     l->owner = this;
     if (kind == "smtp") l->kind = ListenKind::smtp;
@@ -149,28 +119,17 @@ void Server::handle_listen(ipc::Message& m) {
             return;
         }
     } else {
-        malformed("master", "bad listen_kind");
+        malformed(Role::master, "bad listen_kind");
     }
     if (stopping_) return;
-    l->fd = std::move(m.fds[0]);
+    l->fd = std::move(fd);
     l->ev.reset(event_new(base_, l->fd.get(), EV_READ | EV_PERSIST, &Server::accept_cb, l.get()));
     if (accepting_) event_add(l->ev.get(), nullptr);
     LOG_INFO("event=listening kind=%s", kind.c_str());
     listeners_.push_back(std::move(l));
 }
 
-void Server::handle_config(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) malformed("master", "config without text");
-    Config c;
-    std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
-        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
-        LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
-        return;
-    }
-    log::Level lvl;
-    if (log::parse_level(c.log_level, lvl)) log::set_level(lvl);
+void Server::on_reload(Config c, const ipc::Message& m) {
     // Certificates and tables were opened as root before the chroot. New PEM text from the master
     // gives a new TLS context in place; any other change to them needs a fresh process.
     const std::string* cert_pem = m.get(ipc::Tag::tls_cert_pem);
@@ -196,7 +155,6 @@ void Server::handle_config(ipc::Message& m) {
         c.alias_map != cfg_->alias_map || c.virtual_map != cfg_->virtual_map)
         restart_for = "tables";
     cfg_ = std::make_shared<const Config>(std::move(c));  // new sessions only; running ones keep theirs
-    LOG_INFO("event=reloaded");
     if (!restart_for.empty()) recycle(restart_for);
 }
 
@@ -237,7 +195,7 @@ void Server::on_queue(ipc::Message& m) {
     switch (m.type) {
     case ipc::Type::body_open_ok: {
         auto msgid = m.get_u64(ipc::Tag::msgid);
-        if (!msgid || m.fds.size() != 1) malformed("queue", "body_open_ok without msgid or fd");
+        if (!msgid || m.fds.size() != 1) malformed(Role::queue, "body_open_ok without msgid or fd");
         Session* s = take_pending(m.reqid, known);
         if (s) {
             s->on_body_open(m.reqid, *msgid, std::move(m.fds[0]));
@@ -249,7 +207,7 @@ void Server::on_queue(ipc::Message& m) {
     }
     case ipc::Type::commit_ok: {
         auto msgid = m.get_u64(ipc::Tag::msgid);
-        if (!msgid) malformed("queue", "commit_ok without msgid");
+        if (!msgid) malformed(Role::queue, "commit_ok without msgid");
         Session* s = take_pending(m.reqid, known);
         if (s) s->on_commit_ok(m.reqid, *msgid);
         else if (known) LOG_WARN("event=queued_client_gone qid=%s", format_qid(*msgid).c_str());
@@ -259,19 +217,19 @@ void Server::on_queue(ipc::Message& m) {
         // Only a plain file will do: a directory descriptor would be a way out of our chroot.
         struct stat st;
         if (!m.fields.empty() || m.fds.size() != 1 || fstat(m.fds[0].get(), &st) != 0 || !S_ISREG(st.st_mode))
-            malformed("queue", "spool_probe needs exactly one plain-file fd");
+            malformed(Role::queue, "spool_probe needs exactly one plain-file fd");
         spool_probe_ = std::move(m.fds[0]);
         return;
     }
     case ipc::Type::fail: {
         int code = 0;
         std::string enh, text;
-        if (!parse_fail(m, code, enh, text)) malformed("queue", "fail without a valid code");
+        if (!parse_fail(m, code, enh, text)) malformed(Role::queue, "fail without a valid code");
         Session* s = take_pending(m.reqid, known);
         if (s) s->on_queue_fail(m.reqid, code, enh, text);
         break;
     }
-    default: malformed("queue", std::string("unexpected message ") + ipc::type_name(m.type));
+    default: malformed(Role::queue, std::string("unexpected message ") + ipc::type_name(m.type));
     }
     if (!known) LOG_WARN("event=queue_reply_unmatched type=%s reqid=%llu", ipc::type_name(m.type),
                          static_cast<unsigned long long>(m.reqid));
@@ -312,18 +270,15 @@ void Server::begin_stop() {
     }
     timeval tv{kStopGraceSeconds, 0};
     evtimer_add(stop_timer_.get(), &tv);
-    event_active(reaper_.get(), EV_TIMEOUT, 0);
+    reaper_.poke();
 }
 
-void Server::reap_cb(int, short, void* arg) {
-    auto* self = static_cast<Server*>(arg);
-    self->graveyard_.clear();
-    self->dead_links_.clear();
-    if (self->stopping_ && self->sessions_.empty()) {
-        LOG_INFO("event=stopped");
-        if (self->queue_) self->queue_->drain();
-        exit(0);
-    }
+// After each reaping round: a stop finishes once the last session has gone.
+void Server::exit_if_stopped() {
+    if (!stopping_ || !sessions_.empty()) return;
+    LOG_INFO("event=stopped");
+    if (queue_) queue_->drain();
+    exit(0);
 }
 
 void Server::stop_deadline_cb(int, short, void* arg) {

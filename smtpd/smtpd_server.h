@@ -9,20 +9,14 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/role.h"
 #include "smtpd/smtpd_session.h"
-
-struct event;
-struct event_base;
 
 namespace mta::smtpd {
 
-struct EventFree {
-    void operator()(event* e) const;
-};
-using EventPtr = std::unique_ptr<event, EventFree>;
-
-class Server final : public SessionHost {
+class Server final : public SessionHost, public daemon::MasterHandler {
 public:
     Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master);
     ~Server() override;
@@ -44,12 +38,15 @@ private:
         EventPtr ev;
     };
 
-    void on_master(ipc::Message& m);
+    // daemon::MasterHandler
+    void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
+    void on_listen(const std::string& kind, UniqueFd fd) override;
+    void on_reload(Config next, const ipc::Message& m) override;
+    void on_stop() override { begin_stop(); }
+    void on_request(ipc::Message& m) override;  // anvil answers
+
     void on_queue(ipc::Message& m);
-    [[noreturn]] void malformed(const char* from, const std::string& why);
-    void handle_peer(ipc::Message& m);
-    void handle_listen(ipc::Message& m);
-    void handle_config(ipc::Message& m);
+    [[noreturn]] void malformed(Role from, const std::string& why) { daemon::malformed(from, why); }
     void set_queue(UniqueFd fd);
     void fail_pending();
     Session* take_pending(uint64_t reqid, bool& known);
@@ -71,20 +68,19 @@ private:
     void begin_stop();
     void recycle(const std::string& why);
     static void table_check_cb(int, short, void* arg);
-    static void reap_cb(int, short, void* arg);
+    void exit_if_stopped();
     static void timer_cb(int, short, void* arg);
     static void stop_deadline_cb(int, short, void* arg);
 
     event_base* base_;
     std::shared_ptr<const Config> cfg_;
     std::shared_ptr<const Resources> res_;
-    std::unique_ptr<ipc::Link> master_;
+    daemon::Reaper reaper_;  // frees ended sessions and closed links from the loop
+    std::unique_ptr<daemon::MasterLink> master_;
     std::unique_ptr<ipc::Link> queue_;
     UniqueFd spool_probe_;  // O_PATH regular file on the queue's filesystem, from the queue (spool_probe)
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
-    std::vector<std::unique_ptr<Session>> graveyard_;
-    std::vector<std::unique_ptr<ipc::Link>> dead_links_;
     std::map<uint64_t, uint64_t> pending_;   // queue reqid -> session id
     // Accepted connections waiting for mtad's anvil_verdict (greeting held back), by anvil reqid,
     // which is also the session id.
@@ -108,7 +104,6 @@ private:
     bool accepting_ = true;
     bool stopping_ = false;
     bool recycling_ = false;  // exiting so that the master starts us again with fresh tables/certs
-    EventPtr reaper_;
     EventPtr resume_timer_;   // re-enables accept after EMFILE
     EventPtr stop_timer_;     // hard deadline after `stop`
     EventPtr table_timer_;    // periodic check for replaced tables

@@ -1,0 +1,13 @@
+// Deleters for the libevent handles in event_ptr.h.
+#include "common/event_ptr.h"
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+namespace mta {
+
+void EventFree::operator()(event* e) const noexcept { event_free(e); }
+void BufferEventFree::operator()(bufferevent* b) const noexcept { bufferevent_free(b); }
+void EventBaseFree::operator()(event_base* b) const noexcept { event_base_free(b); }
+
+}  // namespace mta

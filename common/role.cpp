@@ -1,0 +1,103 @@
+// The role skeleton: master link dispatch, reload, the malformed-message exit and the reaper.
+#include "common/role.h"
+
+#include <cstdlib>
+#include <event2/event.h>
+
+#include "common/daemon.h"
+#include "common/log.h"
+
+namespace mta::daemon {
+
+void malformed(std::string_view peer, const std::string& why) {
+    std::string p(peer);
+    LOG_ERROR("event=malformed_message peer=%s reason=\"%s\" action=exit", log::safe(p).c_str(), log::safe(why).c_str());
+    exit(2);
+}
+
+void malformed(Role peer, const std::string& why) { malformed(role_name(peer), why); }
+
+void MasterHandler::on_listen(const std::string&, UniqueFd) { malformed(Role::master, "listen sent to a role without listeners"); }
+
+void MasterHandler::on_request(ipc::Message& m) {
+    malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
+}
+
+void MasterHandler::on_master_closed() { exit(0); }
+
+MasterLink::MasterLink(event_base* base, Role self, UniqueFd fd, MasterHandler& handler) : handler_(handler) {
+    link_ = std::make_unique<ipc::Link>(
+        base, std::move(fd), self, role_name(Role::master), [this](ipc::Message& m) { dispatch(m); },
+        [this](bool bad, const std::string& why) {
+            if (bad) malformed(Role::master, why);
+            LOG_INFO("event=master_closed reason=\"%s\"", log::safe(why).c_str());
+            handler_.on_master_closed();
+        },
+        /*peer_hello_seen=*/true);
+}
+
+void MasterLink::dispatch(ipc::Message& m) {
+    switch (m.type) {
+    case ipc::Type::peer: return peer(m);
+    case ipc::Type::config: return reload(m);
+    case ipc::Type::stop: return handler_.on_stop();
+    case ipc::Type::loglevel:
+        if (!apply_loglevel(m)) malformed(Role::master, "loglevel without a valid level");
+        LOG_INFO("event=loglevel level=%s", m.str(ipc::Tag::text).c_str());
+        return;
+    case ipc::Type::listen:
+        if (m.fds.size() != 1 || !m.fds[0]) malformed(Role::master, "listen needs exactly one fd");
+        return handler_.on_listen(m.str(ipc::Tag::listen_kind), std::move(m.fds[0]));
+    default: return handler_.on_request(m);
+    }
+}
+
+void MasterLink::peer(ipc::Message& m) {
+    const std::string* name = m.get(ipc::Tag::role);
+    auto role = name ? parse_role(*name) : std::nullopt;
+    auto instance = m.get_u64(ipc::Tag::instance);
+    if (!role || *role == Role::master || !instance || m.fds.size() != 1 || !m.fds[0])
+        malformed(Role::master, "peer needs a known role, an instance and exactly one fd");
+    handler_.on_peer(*role, *instance, std::move(m.fds[0]));
+}
+
+// A configuration that does not parse is refused as a whole; the running one stays.
+void MasterLink::reload(const ipc::Message& m) {
+    const std::string* text = m.get(ipc::Tag::config_text);
+    if (!text) malformed(Role::master, "config without config_text");
+    Config next;
+    std::vector<ConfigError> errors;
+    if (!parse_config(*text, m.str(ipc::Tag::name), next, errors)) {
+        for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
+        LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
+        return;
+    }
+    log::Level level;
+    if (log::parse_level(next.log_level, level)) log::set_level(level);
+    handler_.on_reload(std::move(next), m);
+    LOG_INFO("event=reloaded");
+}
+
+Reaper::Reaper(event_base* base, std::function<void()> after_round)
+    : ev_(event_new(base, -1, 0, &Reaper::on_round, this)), after_round_(std::move(after_round)) {}
+
+void Reaper::later(std::function<void()> fn) {
+    tasks_.push_back(std::move(fn));
+    poke();
+}
+
+void Reaper::poke() { event_active(ev_.get(), EV_TIMEOUT, 0); }
+
+void Reaper::on_round(int, short, void* arg) {
+    auto* self = static_cast<Reaper*>(arg);
+    // Swapped out first: what is freed or run here may bury or schedule more (the next round).
+    std::vector<std::shared_ptr<void>> dead;
+    dead.swap(self->dead_);
+    dead.clear();
+    std::vector<std::function<void()>> tasks;
+    tasks.swap(self->tasks_);
+    for (auto& t : tasks) t();
+    if (self->after_round_) self->after_round_();
+}
+
+}  // namespace mta::daemon
