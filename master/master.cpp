@@ -40,6 +40,7 @@ Master::~Master() {
     for (auto& c : children_)
         if (c->restart_timer) event_free(c->restart_timer);
     children_.clear();
+    control_.reset();
     events_.clear();
     if (base_) event_base_free(base_);
 }
