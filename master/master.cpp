@@ -38,6 +38,7 @@ Master::Master(std::string config_path, bool explicit_path, Config cfg, bool for
 // Children (their links and timers) and our events go before the base they live on.
 Master::~Master() {
     children_.clear();
+    control_.reset();
     events_.clear();
 }
 

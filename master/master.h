@@ -12,6 +12,7 @@
 #include "common/ipc.h"
 #include "common/role_name.h"
 #include "master/anvil.h"
+#include "master/control_server.h"
 #include "master/publish.h"
 
 namespace mta::master {
@@ -60,13 +61,12 @@ private:
     void on_child_ready(Child& c, const std::string& role);
     void check_stopped();
     bool open_control(std::string& err);
-    void accept_control();
+    void on_control_request(const ControlPeer& peer, const std::string& line);
     std::string program_path(const std::string& program) const;
 
     static void on_signal(int sig, short, void* arg);
     static void on_restart_timer(int, short, void* arg);
     static void on_stop_timer(int, short, void* arg);
-    static void on_control(int, short, void* arg);
 
     std::string config_path_;
     bool explicit_path_;
@@ -77,11 +77,11 @@ private:
     std::vector<Listener> listeners_;
     std::vector<std::unique_ptr<Child>> children_;
     std::vector<EventPtr> events_;
-    UniqueFd control_fd_;
+    std::unique_ptr<ControlServer> control_;  // the control socket's clients (control_server.h)
     TablePublisher tables_;  // copies of transport_map etc. inside mta-queue's chroot
     // Admin tool connections waiting for an answer relayed from a role, by request id.
     struct PendingAdmin {
-        UniqueFd fd;
+        uint64_t client = 0;  // ControlPeer::id
         Role role;  // which role answers
         std::string command;
     };
@@ -90,6 +90,7 @@ private:
     Child* live_child(Role role);
     void relay_reply(ipc::Message& m);
     void fail_pending(Role role);
+    void forget_pending(uint64_t client);
     // anvil: per-client limits across all smtpd processes (master_anvil.cpp); links keyed by pid.
     Anvil anvil_;
     Anvil::Limits anvil_limits() const;

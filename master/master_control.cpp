@@ -1,14 +1,16 @@
-// The control socket: one command line per connection from mtactl, a text answer, then close.
-// Peers are identified with SO_PEERCRED; only root (or mtad's own uid) may change anything.
+// The control socket's commands: one command line per connection from mtactl, a text answer, then
+// close. Peers are identified with SO_PEERCRED; only root (or mtad's own uid) may change anything.
+// The connections themselves (non-blocking I/O, deadlines, caps) live in control_server.cpp.
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <event2/event.h>
+#include <iterator>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <vector>
 
 #include "common/log.h"
 #include "master/master.h"
@@ -21,7 +23,7 @@ bool Master::open_control(std::string& err) {
     sa.sun_family = AF_UNIX;
     if (path.size() >= sizeof sa.sun_path) { err = "control_socket path too long"; return false; }
     memcpy(sa.sun_path, path.c_str(), path.size());
-    control_fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     {
         // A live socket means another mtad owns this spool: refuse rather than steal it.
         UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -32,44 +34,23 @@ bool Master::open_control(std::string& err) {
     }
     unlink(path.c_str());
     mode_t old = umask(077);
-    int rc = bind(control_fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     umask(old);
     // Anyone may connect: every changing command is checked against SO_PEERCRED here, and the queue
     // shows an unprivileged user only the mail that user submitted.
-    if (rc != 0 || chmod(path.c_str(), 0666) != 0 || listen(control_fd_.get(), 16) != 0) {
+    if (rc != 0 || chmod(path.c_str(), 0666) != 0 || listen(fd.get(), 16) != 0) {
         err = "control socket " + path + ": " + strerror(errno);
         return false;
     }
-    events_.emplace_back(event_new(base_, control_fd_.get(), EV_READ | EV_PERSIST, &Master::on_control, this));
-    event_add(events_.back().get(), nullptr);
+    control_ = std::make_unique<ControlServer>(
+        base_, std::move(fd), ControlLimits{},
+        [this](const ControlPeer& peer, const std::string& line) { on_control_request(peer, line); },
+        [this](uint64_t client) { forget_pending(client); });
     return true;
 }
 
-void Master::on_control(int, short, void* arg) { static_cast<Master*>(arg)->accept_control(); }
-
-void Master::accept_control() {
-    UniqueFd fd(accept4(control_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd) return;
-    struct ucred cred = {};
-    socklen_t len = sizeof cred;
-    bool privileged = getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-                      (cred.uid == 0 || cred.uid == geteuid());
-    // mtactl writes its command at once; a client that does not is dropped after a short wait.
-    struct timeval tv = {2, 0};
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    char buf[512];
-    std::size_t got = 0;
-    while (got < sizeof buf) {
-        ssize_t n = read(fd.get(), buf + got, sizeof buf - got);
-        if (n <= 0) break;
-        got += std::size_t(n);
-        if (memchr(buf, '\n', got)) break;
-    }
-    std::string line(buf, got);
-    auto nl = line.find('\n');
-    if (nl == std::string::npos) return;  // no complete command: drop the client
-    line.resize(nl);
+// One complete command line from a control client (control_server.cpp read it without blocking).
+void Master::on_control_request(const ControlPeer& peer, const std::string& line) {
     std::string reply;
     std::string cmd = line.substr(0, line.find(' '));
     std::string arg = line.size() > cmd.size() ? line.substr(cmd.size() + 1) : "";
@@ -85,7 +66,7 @@ void Master::accept_control() {
             uint64_t id = ++admin_seq_;
             ipc::Message m(cmd == "queue" ? ipc::Type::admin_request : ipc::Type::resolve_request, id);
             if (cmd == "queue") {
-                m.add(ipc::Tag::text, arg).add_u64(ipc::Tag::uid, cred.uid).add_u64(ipc::Tag::privileged, privileged);
+                m.add(ipc::Tag::text, arg).add_u64(ipc::Tag::uid, peer.uid).add_u64(ipc::Tag::privileged, peer.privileged);
             } else {
                 // "resolve NAME QTYPE": the resolver validates the name; the qtype must be a number.
                 auto sp = arg.find(' ');
@@ -95,20 +76,18 @@ void Master::accept_control() {
                 bool known = false;
                 for (auto* t : kTypes) known = known || qt == t;
                 if (name.empty() || !known) {
-                    reply = "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28, 52 or 65280)\n";
-                    ssize_t w = write(fd.get(), reply.data(), reply.size());
-                    (void)w;
+                    control_->reply(peer.id, "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28, 52 or 65280)\n", true);
                     return;
                 }
                 m.add(ipc::Tag::name, name).add_u64(ipc::Tag::qtype, std::stoull(qt));
             }
-            LOG_INFO("event=control uid=%u command=%s", unsigned(cred.uid), log::safe(cmd).c_str());
+            LOG_INFO("event=control uid=%u command=%s", unsigned(peer.uid), log::safe(cmd).c_str());
             c->link->send(std::move(m));
-            pending_admin_[id] = PendingAdmin{std::move(fd), role, cmd};
+            pending_admin_[id] = PendingAdmin{peer.id, role, cmd};
             return;
         }
     } else if (cmd == "reload" || cmd == "stop" || cmd == "loglevel") {
-        if (!privileged) {
+        if (!peer.privileged) {
             reply = "error: permission denied\n";
         } else if (cmd == "reload") {
             std::string msg;
@@ -128,9 +107,8 @@ void Master::accept_control() {
     } else {
         reply = "error: unknown command \"" + log::safe(cmd) + "\"\n";
     }
-    LOG_INFO("event=control uid=%u command=%s", unsigned(cred.uid), log::safe(cmd).c_str());
-    ssize_t w = write(fd.get(), reply.data(), reply.size());
-    (void)w;
+    LOG_INFO("event=control uid=%u command=%s", unsigned(peer.uid), log::safe(cmd).c_str());
+    control_->reply(peer.id, reply, true);
 }
 
 Child* Master::live_child(Role role) {
@@ -140,15 +118,6 @@ Child* Master::live_child(Role role) {
 }
 
 namespace {
-void write_all(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        ssize_t n = write(fd, s.data() + off, s.size() - off);
-        if (n <= 0) return;  // the tool went away or stalled past SO_SNDTIMEO
-        off += std::size_t(n);
-    }
-}
-
 std::string format_resolve(const ipc::Message& m) {
     static const char* sec[] = {"insecure", "secure", "bogus"};
     auto rcode = m.get_u64(ipc::Tag::rcode).value_or(65535);
@@ -162,26 +131,38 @@ std::string format_resolve(const ipc::Message& m) {
 }
 }  // namespace
 
-// An answer from a role for an admin tool: the queue may send it in several chunks.
+// An answer from a role for an admin tool: the queue may send it in several chunks. They are queued on
+// the tool's connection and written as it reads; a tool that went away only loses its answer.
 void Master::relay_reply(ipc::Message& m) {
     auto it = pending_admin_.find(m.reqid);
     if (it == pending_admin_.end()) return;  // the tool gave up, or the id is stale
+    uint64_t client = it->second.client;
     bool more = false;
+    std::string text;
     if (m.type == ipc::Type::admin_reply) {
-        write_all(it->second.fd.get(), m.str(ipc::Tag::text));
+        text = m.str(ipc::Tag::text);
         more = m.get_u64(ipc::Tag::status).value_or(0) == 1;
     } else {
-        write_all(it->second.fd.get(), format_resolve(m));
+        text = format_resolve(m);
     }
     if (!more) pending_admin_.erase(it);
+    if (!control_->reply(client, text, !more)) pending_admin_.erase(m.reqid);
 }
 
 void Master::fail_pending(Role role) {
+    std::vector<uint64_t> clients;
     for (auto it = pending_admin_.begin(); it != pending_admin_.end();) {
         if (it->second.role != role) { ++it; continue; }
-        write_all(it->second.fd.get(), std::string("error: ") + role_name(role) + " process exited before answering\n");
+        clients.push_back(it->second.client);
         it = pending_admin_.erase(it);
     }
+    for (uint64_t client : clients) control_->reply(client, std::string("error: ") + role_name(role) + " process exited before answering\n", true);
+}
+
+// The tool's connection closed or was dropped before its answer came: a late answer is ignored.
+void Master::forget_pending(uint64_t client) {
+    for (auto it = pending_admin_.begin(); it != pending_admin_.end();)
+        it = it->second.client == client ? pending_admin_.erase(it) : std::next(it);
 }
 
 std::string Master::status_text() const {
