@@ -171,10 +171,19 @@ def notify_variants(m, srv):
     check("NOTIFY=NEVER: RFC 3461 §4.1 no DSN at all", m.mailbox("never") == [], m.mailbox("never"))
     submit(m, "succ@localhost", [("ok1@remote.test", ["NOTIFY=SUCCESS"]), ("succ@localhost", ["NOTIFY=SUCCESS"])],
            "notify success")
-    r = wait_for(lambda: dsns(m, "succ", "Successful"), 20)
-    if check("NOTIFY=SUCCESS: one success DSN", r and len(r) == 1, [str(x["Subject"]) for x in dsns(m, "succ")]):
-        f = {x.get("final-recipient", ""): x for x in status_fields(r[0])}
-        check_structure("success", r[0], "text/rfc822-headers")
+    # The queue reports the recipients whose results arrive together in one DSN; the relayed and the
+    # local delivery usually do, but on a loaded machine they may finish in different batches, and two
+    # DSNs are as correct (RFC 3461 asks for a report per recipient, not for one message).
+    def reported():
+        got = dsns(m, "succ", "Successful")
+        fields = [x for d in got for x in status_fields(d)]
+        return (got, fields) if len(fields) >= 2 else None
+    r = wait_for(reported, 20)
+    got, fields = r if r else ([], [])
+    if check("NOTIFY=SUCCESS: each recipient reported once, in one or two DSNs",
+             len(fields) == 2 and 1 <= len(got) <= 2, [str(x["Subject"]) for x in dsns(m, "succ")]):
+        f = {x.get("final-recipient", ""): x for x in fields}
+        check_structure("success", got[0], "text/rfc822-headers")
         a = f.get("rfc822; ok1@remote.test", {})
         check("NOTIFY=SUCCESS: RFC 3461 §5.2.2 'relayed' to a next hop without DSN",
               a.get("action") == "relayed" and a.get("status", "").startswith("2."), a)
