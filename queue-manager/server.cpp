@@ -13,6 +13,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
@@ -76,7 +77,8 @@ void QueueServer::send_space_probe(Peer& p) {
         LOG_ERROR("event=space_probe_failed peer=%s reason=\"%s\"", p.link->desc().c_str(), strerror(errno));
         return;
     }
-    p.link->send(std::move(ipc::Message(ipc::Type::spool_probe).add_fd(UniqueFd(fd))));
+    wire::SpoolProbe probe{UniqueFd(fd)};
+    p.link->send(wire::encode(probe, 0));
 }
 
 void QueueServer::attach_master(UniqueFd fd) {
@@ -128,28 +130,27 @@ void QueueServer::on_master(ipc::Message& m) {
 }
 
 void QueueServer::on_master_peer(ipc::Message& m) {
-    const std::string* role = m.get(ipc::Tag::role);
-    auto instance = m.get_u64(ipc::Tag::instance);
-    if (!role || !instance || m.fds.size() != 1 || !m.fds[0])
-        malformed("master", "peer needs role, instance and one fd");
-    if (*role != "smtpd" && *role != "smtp" && *role != "local") malformed("master", "peer role " + *role);
-    auto key = std::make_pair(*role, *instance);
+    wire::Peer peer;
+    std::string err;
+    if (!wire::decode(m, peer, err)) malformed("master", "peer: " + err);
+    if (peer.role != "smtpd" && peer.role != "smtp" && peer.role != "local") malformed("master", "peer role " + peer.role);
+    auto key = std::make_pair(peer.role, peer.instance);
     if (auto old = peer_ids_.find(key); old != peer_ids_.end()) {
         if (Peer* p = find_peer(old->second)) retire_peer(*p);
     }
     auto p = std::make_unique<Peer>();
     uint64_t id = next_peer_id_++;
     p->id = id;
-    p->role = *role;
-    p->instance = *instance;
-    std::string desc = *role + "#" + std::to_string(*instance);
+    p->role = peer.role;
+    p->instance = peer.instance;
+    std::string desc = peer.role + "#" + std::to_string(peer.instance);
     p->link = std::make_unique<ipc::Link>(
-        base_, std::move(m.fds[0]), "queue", desc, [this, id](ipc::Message& msg) { on_peer_message(id, msg); },
+        base_, std::move(peer.fd), "queue", desc, [this, id](ipc::Message& msg) { on_peer_message(id, msg); },
         [this, id](bool bad, const std::string& why) { on_peer_close(id, bad, why); });
     peers_[id] = std::move(p);
     peer_ids_[key] = id;
     LOG_INFO("event=peer_up peer=%s", desc.c_str());
-    if (*role == "smtpd") send_space_probe(*peers_[id]);
+    if (peer.role == "smtpd") send_space_probe(*peers_[id]);
     else pump_all();
 }
 
@@ -210,19 +211,17 @@ void QueueServer::on_peer_message(uint64_t id, ipc::Message& m) {
 }
 
 void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text) {
-    ipc::Message f(ipc::Type::fail, reqid);
-    f.add_u64(ipc::Tag::code, uint64_t(code)).add(ipc::Tag::enhanced, enhanced).add(ipc::Tag::text, text);
-    p.link->send(std::move(f));
+    p.link->send(wire::encode(wire::Fail{code, enhanced, text}, reqid));
 }
 
 void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
-    if (!m.fields.empty() || !m.fds.empty()) malformed(p.link->desc(), "body_open takes no fields");
+    wire::BodyOpen req;
+    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "body_open: " + err);
     if (stopping_) return reply_fail(p, m.reqid, 451, "4.3.0", "Queue shutting down");
     if (auto ready = pool_->take()) {
         pending_bodies_[ready->first] = p.id;
-        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
-        ok.add_u64(ipc::Tag::msgid, ready->first).add_fd(std::move(ready->second));
-        p.link->send(std::move(ok));
+        wire::BodyOpenOk ok{ready->first, std::move(ready->second)};
+        p.link->send(wire::encode(ok, m.reqid));
         top_up_pool();
         return;
     }
@@ -240,9 +239,8 @@ void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
             break;
         }
         pending_bodies_[id] = p.id;
-        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
-        ok.add_u64(ipc::Tag::msgid, id).add_fd(UniqueFd(fd));
-        p.link->send(std::move(ok));
+        wire::BodyOpenOk ok{id, UniqueFd(fd)};
+        p.link->send(wire::encode(ok, m.reqid));
         return;
     }
     reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: cannot create queue file");
@@ -272,15 +270,15 @@ void QueueServer::on_commit(Peer& p, ipc::Message& m) {
 }
 
 void QueueServer::on_abort(Peer& p, ipc::Message& m) {
-    auto msgid = m.get_u64(ipc::Tag::msgid);
-    if (!msgid || m.fields.size() != 1 || !m.fds.empty()) malformed(p.link->desc(), "abort needs exactly a msgid");
-    auto it = pending_bodies_.find(*msgid);
+    wire::Abort req;
+    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "abort: " + err);
+    auto it = pending_bodies_.find(req.msgid);
     if (it == pending_bodies_.end() || it->second != p.id) {
-        LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(*msgid).c_str(), p.link->desc().c_str());
+        LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(req.msgid).c_str(), p.link->desc().c_str());
         return;
     }
     pending_bodies_.erase(it);
-    pool_->remove(*msgid);
+    pool_->remove(req.msgid);
 }
 
 void QueueServer::apply_config(ipc::Message& m) {
