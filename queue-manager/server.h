@@ -43,7 +43,7 @@ public:
     static constexpr std::size_t kBatchRecipients = 20000;
     static constexpr std::size_t kLinkInflight = 100;       // deliver messages in flight per deliverer link
     static constexpr std::size_t kActiveLimit = 20000;      // recipients held in memory for delivery
-    static constexpr std::size_t kJobRecipients = 1000;
+    static constexpr std::size_t kJobRecipients = wire::kMaxDeliverRecipients;
     static constexpr std::size_t kJobBytes = 200 * 1024;
     static constexpr long kResultDelayUsec = 20000;         // results wait at most this for a commit
     static constexpr uint64_t kLinkLossRetry = 5;           // seconds, after a deliverer went away

@@ -47,7 +47,7 @@ bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     static const Shape shape{{Tag::msgid, Tag::sender, Tag::nexthop, Tag::size, Tag::body_type, Tag::smtputf8,
                               Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level},
                              {Tag::rcpt, Tag::rcpt_index, Tag::rcpt_notify, Tag::rcpt_orcpt},
-                             std::nullopt, kMaxRecipients, 1};
+                             std::nullopt, kMaxDeliverRecipients, 1};
     out = Deliver{};
     Fields fs;
     if (!fs.split(m, ipc::Type::deliver, shape, err)) return false;

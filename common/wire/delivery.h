@@ -11,6 +11,9 @@
 namespace mta::wire {
 
 inline constexpr uint64_t kMaxRcptIndex = UINT32_MAX;  // the queue numbers a message's recipients with u32
+// Recipients in one deliver (the queue's job size): small enough that the result for all of them, at
+// its fixed 34 octets per recipient plus some text, always fits one datagram.
+inline constexpr std::size_t kMaxDeliverRecipients = 1000;
 
 struct DeliverRcpt {
     uint64_t index = 0;   // the queue's recipient index, unique within one deliver
@@ -54,7 +57,8 @@ struct DeliverResult {
 };
 
 // msgid, then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
-// equal share of the IPC size cap (at most kMaxResultText), so any recipient count fits one datagram.
+// equal share of the IPC size cap (at most kMaxResultText), so the result for every recipient one
+// deliver can carry fits one datagram (a result's fixed part per recipient is smaller than a deliver's).
 ipc::Message encode(const DeliverResult& r, uint64_t reqid);
 // Strict: groups open at rcpt_index and need a status; dsn_handoff only on a delivered recipient.
 bool decode(const ipc::Message& m, DeliverResult& out, std::string& err);
