@@ -282,11 +282,11 @@ void QueueServer::on_abort(Peer& p, ipc::Message& m) {
 }
 
 void QueueServer::apply_config(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) malformed("master", "config without config_text");
+    wire::Config conf;
+    if (std::string why; !wire::decode(m, conf, why)) malformed("master", "config: " + why);
     Config c;
     std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+    if (!parse_config(conf.text, conf.name, c, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s action=kept_old", log::safe(e.str()).c_str());
         return;
     }

@@ -12,6 +12,7 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/mta_sts.h"
+#include "common/wire/wire.h"
 #include "resolver/rdata.h"
 
 namespace mta::resolver {
@@ -138,25 +139,25 @@ void Server::handle_peer(uint64_t link_id, ipc::Message& m) {
 }
 
 void Server::handle_peer_offer(ipc::Message& m) {
-    auto role = m.get(ipc::Tag::role);
-    auto instance = m.get_u64(ipc::Tag::instance);
-    if (!role || !known_peer_role(*role) || !instance || m.fds.size() != 1)
+    wire::Peer peer;
+    std::string why;
+    if (!wire::decode(m, peer, why) || !known_peer_role(peer.role))
         malformed(master_id_, "peer message needs a known role, an instance and exactly one fd");
-    std::string key = *role + "/" + std::to_string(*instance);
+    std::string key = peer.role + "/" + std::to_string(peer.instance);
     if (auto old = peers_.find(key); old != peers_.end()) {
         LOG_INFO("event=peer_replaced peer=%s", key.c_str());
         retire_link(old->second);
     }
-    peers_[key] = add_link(std::move(m.fds[0]), key, false);
+    peers_[key] = add_link(std::move(peer.fd), key, false);
     LOG_DEBUG("event=peer_attached peer=%s", key.c_str());
 }
 
 void Server::handle_config(ipc::Message& m) {
-    auto text = m.get(ipc::Tag::config_text);
-    if (!text) malformed(master_id_, "config without config_text");
+    wire::Config conf;
+    if (std::string why; !wire::decode(m, conf, why)) malformed(master_id_, "config: " + why);
     Config next;
     std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), next, errors)) {
+    if (!parse_config(conf.text, conf.name, next, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s action=keep_old", log::safe(e.str()).c_str());
         return;
     }
@@ -171,9 +172,10 @@ void Server::handle_config(ipc::Message& m) {
 }
 
 void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
-    auto name_field = m.get(ipc::Tag::name);
-    auto qtype = m.get_u64(ipc::Tag::qtype);
-    if (!name_field || !qtype) malformed(link_id, "resolve_request needs name and qtype");
+    wire::ResolveRequest req;
+    if (std::string why; !wire::decode(m, req, why)) malformed(link_id, "resolve_request: " + why);
+    const std::string* name_field = &req.name;
+    const uint64_t* qtype = &req.qtype;
     if (*qtype == sts::kQtypeMtaSts) {
         auto domain = normalize_name(*name_field);
         if (!domain || domain->find('.') == std::string::npos) return send_reply(link_id, m.reqid, error_answer("invalid domain"));

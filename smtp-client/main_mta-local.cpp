@@ -15,6 +15,7 @@
 #include "common/daemon.h"
 #include "common/ipc.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "smtp-client/local_agent.h"
 
 using namespace mta;
@@ -66,12 +67,12 @@ private:
     }
 
     void add_peer(ipc::Message& m) {
-        auto instance = m.get_u64(ipc::Tag::instance);
-        if (m.str(ipc::Tag::role) != "queue" || !instance || m.fds.size() != 1 || !m.fds[0])
-            die_malformed("master", "bad peer message");
-        uint64_t id = *instance;
+        wire::Peer peer;
+        std::string why;
+        if (!wire::decode(m, peer, why) || peer.role != "queue") die_malformed("master", "bad peer message");
+        uint64_t id = peer.instance;
         auto link = std::make_unique<ipc::Link>(
-            base_.get(), std::move(m.fds[0]), "local", "queue", [this, id](ipc::Message& q) { on_queue(id, q); },
+            base_.get(), std::move(peer.fd), "local", "queue", [this, id](ipc::Message& q) { on_queue(id, q); },
             [this, id](bool malformed, const std::string& why) { on_queue_closed(id, malformed, why); });
         queues_[id] = std::move(link);  // replaces (and closes) an older link to the same instance
         LOG_INFO("event=peer_added role=queue instance=%llu", (unsigned long long)id);
@@ -110,11 +111,11 @@ private:
     }
 
     void reload(ipc::Message& m) {
-        const std::string* text = m.get(ipc::Tag::config_text);
-        if (!text) die_malformed("master", "config without config_text");
+        wire::Config conf;
+        if (std::string why; !wire::decode(m, conf, why)) die_malformed("master", "config: " + why);
         Config c;
         std::vector<ConfigError> errors;
-        if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+        if (!parse_config(conf.text, conf.name, c, errors)) {
             for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
             return;  // keep running with the old configuration
         }

@@ -7,6 +7,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 
 namespace mta::smtp {
 
@@ -49,13 +50,12 @@ void Agent::on_master(ipc::Message& m) {
 }
 
 void Agent::on_peer(ipc::Message& m) {
-    auto instance = m.get_u64(ipc::Tag::instance);
-    const std::string* role = m.get(ipc::Tag::role);
-    if (!instance || !role || m.fds.size() != 1 || !m.fds[0].valid()) die_malformed("master", "bad peer message");
-    std::string desc = *role + "#" + std::to_string(*instance);
-    if (*role == "resolver") {
+    wire::Peer peer;
+    if (std::string why; !wire::decode(m, peer, why)) die_malformed("master", "peer: " + why);
+    std::string desc = peer.role + "#" + std::to_string(peer.instance);
+    if (peer.role == "resolver") {
         dns_.attach(std::make_unique<ipc::Link>(
-            base_, std::move(m.fds[0]), "smtp", desc,
+            base_, std::move(peer.fd), "smtp", desc,
             [this](ipc::Message& r) {
                 if (!dns_.on_message(r)) die_malformed("resolver", "bad resolve_reply");
             },
@@ -67,13 +67,13 @@ void Agent::on_peer(ipc::Message& m) {
         LOG_INFO("event=peer_attached peer=%s", desc.c_str());
         return;
     }
-    if (*role != "queue") die_malformed("master", "peer of unexpected role " + log::safe(*role));
-    uint64_t inst = *instance, gen = next_generation_++;
+    if (peer.role != "queue") die_malformed("master", "peer of unexpected role " + log::safe(peer.role));
+    uint64_t inst = peer.instance, gen = next_generation_++;
     on_queue_close(inst, 0, false);  // a replacement link: work from the old one is void
     QueueConn& q = queues_[inst];
     q.generation = gen;
     q.link = std::make_unique<ipc::Link>(
-        base_, std::move(m.fds[0]), "smtp", desc, [this, inst, gen](ipc::Message& r) { on_queue(inst, gen, r); },
+        base_, std::move(peer.fd), "smtp", desc, [this, inst, gen](ipc::Message& r) { on_queue(inst, gen, r); },
         [this, inst, gen](bool malformed, const std::string& why) {
             if (malformed) die_malformed("queue", why);
             LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
@@ -130,11 +130,11 @@ void Agent::on_queue_close(uint64_t instance, uint64_t generation, bool) {
 }
 
 void Agent::reload(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) die_malformed("master", "config without text");
+    wire::Config conf;
+    if (std::string why; !wire::decode(m, conf, why)) die_malformed("master", "config: " + why);
     Config c;
     std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+    if (!parse_config(conf.text, conf.name, c, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
         return;  // keep running with the old configuration
     }

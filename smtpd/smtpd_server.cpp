@@ -154,11 +154,11 @@ void Server::handle_listen(ipc::Message& m) {
 }
 
 void Server::handle_config(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) malformed("master", "config without text");
+    wire::Config conf;
+    if (std::string why; !wire::decode(m, conf, why)) malformed("master", "config: " + why);
     Config c;
     std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), c, errors)) {
+    if (!parse_config(conf.text, conf.name, c, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
         LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
         return;
@@ -167,13 +167,11 @@ void Server::handle_config(ipc::Message& m) {
     if (log::parse_level(c.log_level, lvl)) log::set_level(lvl);
     // Certificates and tables were opened as root before the chroot. New PEM text from the master
     // gives a new TLS context in place; any other change to them needs a fresh process.
-    const std::string* cert_pem = m.get(ipc::Tag::tls_cert_pem);
-    const std::string* key_pem = m.get(ipc::Tag::tls_key_pem);
     bool tls_wanted = !c.tls_cert.empty() || !c.tls_key.empty();
     std::string restart_for;
-    if (cert_pem && key_pem) {
+    if (conf.has_pem) {
         std::string err;
-        TlsContext ctx = tls_context_from_pem(*cert_pem, *key_pem, err);
+        TlsContext ctx = tls_context_from_pem(conf.tls_cert_pem, conf.tls_key_pem, err);
         if (!ctx) {
             LOG_ERROR("event=tls_reload_failed reason=\"%s\" action=\"keeping the old certificate\"",
                       log::safe(err).c_str());

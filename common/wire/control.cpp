@@ -46,7 +46,7 @@ bool decode(const ipc::Message& m, Hello& out, std::string& err) {
 ipc::Message encode(const Config& c, uint64_t reqid) {
     ipc::Message m(Type::config, reqid);
     m.add(Tag::config_text, c.text).add(Tag::name, c.name);
-    if (!c.tls_cert_pem.empty()) m.add(Tag::tls_cert_pem, c.tls_cert_pem).add(Tag::tls_key_pem, c.tls_key_pem);
+    if (c.has_pem) m.add(Tag::tls_cert_pem, c.tls_cert_pem).add(Tag::tls_key_pem, c.tls_key_pem);
     return m;
 }
 
@@ -60,7 +60,8 @@ bool decode(const ipc::Message& m, Config& out, std::string& err) {
         !opt_bytes(fs.get(Tag::tls_cert_pem), ipc::kMaxMessage, out.tls_cert_pem, err) ||
         !opt_bytes(fs.get(Tag::tls_key_pem), ipc::kMaxMessage, out.tls_key_pem, err))
         return false;
-    if (!fs.get(Tag::tls_cert_pem) != !fs.get(Tag::tls_key_pem)) { err = "tls_cert_pem and tls_key_pem come together"; return false; }
+    out.has_pem = fs.get(Tag::tls_cert_pem) != nullptr;
+    if (out.has_pem != (fs.get(Tag::tls_key_pem) != nullptr)) { err = "tls_cert_pem and tls_key_pem come together"; return false; }
     return true;
 }
 
@@ -131,7 +132,7 @@ bool decode(const ipc::Message& m, ResolveRequest& out, std::string& err) {
     out = ResolveRequest{};
     Fields fs;
     return fs.split(m, Type::resolve_request, shape, err) &&
-           need_text(fs.get(Tag::name), Tag::name, kMaxDnsName, out.name, err, true) &&
+           need_text(fs.get(Tag::name), Tag::name, kMaxDnsName, out.name, err) &&
            need_u64(fs.get(Tag::qtype), Tag::qtype, UINT16_MAX, out.qtype, err);
 }
 
@@ -150,10 +151,11 @@ bool decode(const ipc::Message& m, ResolveReply& out, std::string& err) {
     if (!fs.split(m, Type::resolve_reply, shape, err) || !need_u64(fs.get(Tag::rcode), Tag::rcode, UINT16_MAX, out.rcode, err) ||
         !opt_u64(fs.get(Tag::dnssec), 2, out.dnssec, err) || !opt_text(fs.get(Tag::text), kMaxDnsText, out.text, err))
         return false;
+    std::size_t bytes = 0;
     for (const Fields::Group& g : fs.groups()) {
-        std::string rec;
-        if (!opt_bytes(g.front(), kMaxDnsRecord, rec, err)) return false;
-        out.records.push_back(std::move(rec));
+        bytes += g.front()->value.size();
+        if (bytes > kMaxDnsRecordBytes) { err = "bad record"; return false; }
+        out.records.push_back(g.front()->value);
     }
     return true;
 }

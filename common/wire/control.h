@@ -12,9 +12,10 @@ namespace mta::wire {
 
 inline constexpr std::size_t kMaxRoleName = 32;
 inline constexpr std::size_t kMaxPathName = 4096;      // config file name
-inline constexpr std::size_t kMaxDnsName = 1024;       // resolve_request name, as typed (presentation form)
-inline constexpr std::size_t kMaxDnsRecords = 100;     // records in one resolve_reply
-inline constexpr std::size_t kMaxDnsRecord = 4000;     // one record's text
+inline constexpr std::size_t kMaxDnsName = 1024;       // resolve_request name (presentation form; a bad name is
+                                                       // the resolver's to answer, so "" passes)
+inline constexpr std::size_t kMaxDnsRecords = 100;             // records in one resolve_reply
+inline constexpr std::size_t kMaxDnsRecordBytes = 128 * 1024;  // all its records together, under ipc::kMaxMessage
 inline constexpr std::size_t kMaxDnsText = 1000;       // resolve_reply's explanation
 inline constexpr std::size_t kMaxClientAddr = 64;      // numeric IPv4/IPv6 text
 
@@ -22,7 +23,8 @@ struct Hello { uint64_t version = ipc::kProtocolVersion; std::string role; };
 struct Config {
     std::string text;        // the configuration file's text (re-parsed by the child)
     std::string name;        // where it came from, for error messages ("" = built-in default)
-    std::string tls_cert_pem, tls_key_pem;  // smtpd only, "" = not sent
+    bool has_pem = false;    // smtpd only: the certificate and key below travel (as a pair)
+    std::string tls_cert_pem, tls_key_pem;
 };
 struct Peer { std::string role; uint64_t instance = 0; UniqueFd fd; };
 struct Listen { std::string kind; UniqueFd fd; };  // kind: smtp | submission | smtps

@@ -367,11 +367,12 @@ TEST_CASE("wire: link and control messages") {
         refuses_value<wire::Hello>(good, Tag::role, "Smtpd");
     }
     {
-        auto good = [] { return wire::encode(wire::Config{"hostname = x\n", "/etc/mta/mta.conf", "CERT", "KEY"}); };
+        auto good = [] { return wire::encode(wire::Config{"hostname = x\n", "/etc/mta/mta.conf", true, "CERT", "KEY"}); };
         wire::Config out;
         REQUIRE(wire::decode(over_the_wire(good()), out, err));
         CHECK(out.text == "hostname = x\n");
         CHECK(out.name == "/etc/mta/mta.conf");
+        CHECK(out.has_pem);
         CHECK(out.tls_cert_pem == "CERT");
         CHECK(out.tls_key_pem == "KEY");
         refuses_generic<wire::Config>(good, Tag::config_text);
@@ -428,7 +429,7 @@ TEST_CASE("wire: resolver and admin messages") {
         CHECK(out.qtype == 15);
         refuses_generic<wire::ResolveRequest>(good, Tag::name);
         refuses_without<wire::ResolveRequest>(good, Tag::qtype);
-        refuses_value<wire::ResolveRequest>(good, Tag::name, "");
+        refuses_value<wire::ResolveRequest>(good, Tag::name, std::string(wire::kMaxDnsName + 1, 'n'));
         refuses_value<wire::ResolveRequest>(good, Tag::qtype, u64(65536));
     }
     {
@@ -442,7 +443,7 @@ TEST_CASE("wire: resolver and admin messages") {
         refuses_generic<wire::ResolveReply>(good, Tag::rcode);
         refuses_without<wire::ResolveReply>(good, Tag::rcode);
         refuses_value<wire::ResolveReply>(good, Tag::dnssec, u64(3));
-        refuses_value<wire::ResolveReply>(good, Tag::record, std::string(wire::kMaxDnsRecord + 1, 'r'));
+        refuses_value<wire::ResolveReply>(good, Tag::record, std::string(wire::kMaxDnsRecordBytes + 1, 'r'));
         wire::ResolveReply many;
         many.records.assign(wire::kMaxDnsRecords + 1, "r");
         CHECK_FALSE(decodes<wire::ResolveReply>(wire::encode(many, 1)));
