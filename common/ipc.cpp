@@ -9,6 +9,7 @@
 #include <sys/select.h>
 
 #include "common/log.h"
+#include "common/wire/control.h"
 
 namespace mta::ipc {
 namespace {
@@ -218,9 +219,7 @@ Link::Link(event_base* base, UniqueFd fd, std::string my_role, std::string peer_
     rev_ = event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Link::on_read, this);
     wev_ = event_new(base, fd_.get(), EV_WRITE, &Link::on_write, this);
     event_add(rev_, nullptr);
-    Message hello(Type::hello);
-    hello.add_u64(Tag::version, kProtocolVersion).add(Tag::role, my_role);
-    send(std::move(hello));
+    send(wire::encode(wire::Hello{kProtocolVersion, my_role}));
 }
 
 Link::~Link() {
@@ -280,13 +279,13 @@ void Link::handle_read() {
         if (r == RecvResult::eof) { fail(false, err.empty() ? "closed" : err); return; }
         if (r == RecvResult::malformed) { fail(true, err); return; }
         if (!got_hello_) {
-            auto v = m.get_u64(Tag::version);
-            if (m.type != Type::hello || !v || *v != kProtocolVersion || !m.get(Tag::role)) {
-                fail(true, "bad hello");
+            wire::Hello hello;
+            if (!wire::decode(m, hello, err)) {
+                fail(true, "bad hello: " + err);
                 return;
             }
             got_hello_ = true;
-            peer_role_ = *m.get(Tag::role);
+            peer_role_ = hello.role;
             if (on_hello_) on_hello_(peer_role_);
             continue;
         }
