@@ -53,6 +53,7 @@ uint64_t Job::message_size() const {
 bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
     wire::Deliver d;
     if (!wire::decode(m, d, err)) return false;
+    if (d.nexthop.empty()) { err = "bad nexthop"; return false; }  // only local mail has none
     out.msgid = d.msgid;
     out.sender = std::move(d.sender);
     out.nexthop = std::move(d.nexthop);

@@ -53,7 +53,7 @@ bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     if (!fs.split(m, ipc::Type::deliver, shape, err)) return false;
     if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
         !need_text(fs.get(Tag::sender), Tag::sender, kMaxAddress, out.sender, err) ||
-        !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err, true) ||
+        !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err) ||
         !opt_u64(fs.get(Tag::size), UINT64_MAX, out.size, err) ||
         !opt_u64(fs.get(Tag::body_type), 2, out.body_type, err) ||
         !opt_bool(fs.get(Tag::smtputf8), out.smtputf8, err) ||

@@ -25,7 +25,8 @@ struct DeliverRcpt {
 struct Deliver {
     uint64_t msgid = 0;
     std::string sender;     // "" = null reverse path
-    std::string nexthop;    // domain, or [host]:port; never empty
+    std::string nexthop;    // domain, or [host]:port; "" only for a local recipient without a domain
+                            // (RCPT TO:<Postmaster>), which mta-smtp never gets
     uint64_t size = 0;      // body size the queue measured (0 = unknown)
     uint64_t body_type = 0; // 0 7bit, 1 8bitmime, 2 binarymime
     bool smtputf8 = false;
@@ -40,7 +41,7 @@ struct Deliver {
 // Fields in the queue's order (envelope, then per recipient rcpt, rcpt_index, rcpt_notify, rcpt_orcpt);
 // empty optional texts are left out. The body fd travels when `d.body` holds one (it is moved).
 ipc::Message encode(Deliver& d, uint64_t reqid);
-// Strict: msgid, sender, nexthop and one body fd required; every recipient group needs rcpt and
+// Strict: msgid, sender, nexthop (may be "") and one body fd required; every recipient group needs rcpt and
 // rcpt_index (in either order: see fields.h), indexes unique. Moves the fd out of `m`.
 bool decode(ipc::Message& m, Deliver& out, std::string& err);
 

@@ -45,7 +45,7 @@ void check_deliver(ipc::Message& m) {
     wire::Deliver d;
     std::string err;
     if (!wire::decode(m, d, err)) return;
-    require(d.body.valid() && !d.rcpts.empty() && !d.nexthop.empty());
+    require(d.body.valid() && !d.rcpts.empty());
     require(wire::clean_text(d.sender, wire::kMaxAddress));
     for (auto& r : d.rcpts) require(!r.addr.empty() && wire::clean_text(r.addr, wire::kMaxAddress));
     // The result for every recipient of any deliver fits one datagram.
