@@ -29,7 +29,9 @@ COMPONENTS := common smtpd queue-manager smtp-client resolver msgauth master
 # Link order: components first, common last (everyone depends on it).
 LINK_ORDER := master smtpd queue-manager smtp-client resolver msgauth common
 
-lib_srcs  = $(filter-out $(1)/main_%.cpp,$(wildcard $(1)/*.cpp))
+# common/wire/ (the message layer between roles) is part of the common library.
+sub_srcs  = $(if $(filter common,$(1)),$(wildcard common/wire/*.cpp))
+lib_srcs  = $(filter-out $(1)/main_%.cpp,$(wildcard $(1)/*.cpp)) $(call sub_srcs,$(1))
 lib_file  = $(BUILD)/lib/lib$(1).a
 LIBS      := $(foreach c,$(LINK_ORDER),$(if $(call lib_srcs,$(c)),$(call lib_file,$(c))))
 MAINS     := $(foreach c,$(COMPONENTS),$(wildcard $(c)/main_*.cpp))
@@ -38,7 +40,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cpp)
 UNIT_BIN  := $(BUILD)/bin/unit-tests
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(COMPONENTS),$(wildcard $(c)/*.cpp)) $(UNIT_SRCS))
+ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(COMPONENTS),$(wildcard $(c)/*.cpp) $(call sub_srcs,$(c))) $(UNIT_SRCS))
 
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \

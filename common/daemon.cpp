@@ -14,6 +14,7 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "common/wire/wire.h"
 
 namespace mta::daemon {
 
@@ -35,18 +36,18 @@ Bootstrap start(Role self, int argc, char** argv) {
     b.master = UniqueFd(kMasterFd);
     ipc::Message m;
     std::string err;
-    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || m.type != ipc::Type::hello ||
-        m.get_u64(ipc::Tag::version) != ipc::kProtocolVersion) {
+    wire::Hello hello;
+    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || !wire::decode(m, hello, err)) {
         LOG_ERROR("event=bootstrap_failed reason=\"no hello from master\" detail=\"%s\"", log::safe(err).c_str());
         exit(1);
     }
-    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || m.type != ipc::Type::config ||
-        !m.get(ipc::Tag::config_text)) {
+    wire::Config conf;
+    if (ipc::recv_blocking(kMasterFd, m, err) != ipc::RecvResult::ok || !wire::decode(m, conf, err)) {
         LOG_ERROR("event=bootstrap_failed reason=\"no config from master\" detail=\"%s\"", log::safe(err).c_str());
         exit(1);
     }
     std::vector<ConfigError> errors;
-    if (!parse_config(*m.get(ipc::Tag::config_text), m.str(ipc::Tag::name), b.cfg, errors)) {
+    if (!parse_config(conf.text, conf.name, b.cfg, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
         exit(1);
     }
@@ -66,8 +67,9 @@ EventBasePtr new_event_base() {
 
 bool apply_loglevel(const ipc::Message& m) {
     log::Level l;
-    const std::string* text = m.get(ipc::Tag::text);
-    if (!text || !log::parse_level(*text, l)) return false;
+    wire::LogLevel level;
+    std::string err;
+    if (!wire::decode(m, level, err) || !log::parse_level(level.level, l)) return false;
     log::set_level(l);
     return true;
 }

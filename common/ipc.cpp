@@ -9,6 +9,7 @@
 #include <sys/select.h>
 
 #include "common/log.h"
+#include "common/wire/control.h"
 
 namespace mta::ipc {
 namespace {
@@ -218,9 +219,7 @@ Link::Link(event_base* base, UniqueFd fd, Role self, std::string peer_desc, Hand
     rev_.reset(event_new(base, fd_.get(), EV_READ | EV_PERSIST, &Link::on_read, this));
     wev_.reset(event_new(base, fd_.get(), EV_WRITE, &Link::on_write, this));
     event_add(rev_.get(), nullptr);
-    Message hello(Type::hello);
-    hello.add_u64(Tag::version, kProtocolVersion).add(Tag::role, role_name(self));
-    send(std::move(hello));
+    send(wire::encode(wire::Hello{kProtocolVersion, role_name(self)}));
 }
 
 Link::~Link() { *alive_ = false; }
@@ -276,13 +275,13 @@ void Link::handle_read() {
         if (r == RecvResult::eof) { fail(false, err.empty() ? "closed" : err); return; }
         if (r == RecvResult::malformed) { fail(true, err); return; }
         if (!got_hello_) {
-            auto v = m.get_u64(Tag::version);
-            if (m.type != Type::hello || !v || *v != kProtocolVersion || !m.get(Tag::role)) {
-                fail(true, "bad hello");
+            wire::Hello hello;
+            if (!wire::decode(m, hello, err)) {
+                fail(true, "bad hello: " + err);
                 return;
             }
             got_hello_ = true;
-            peer_role_ = *m.get(Tag::role);
+            peer_role_ = hello.role;
             if (on_hello_) on_hello_(peer_role_);
             continue;
         }

@@ -6,6 +6,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 
 namespace mta::daemon {
 
@@ -37,44 +38,54 @@ MasterLink::MasterLink(event_base* base, Role self, UniqueFd fd, MasterHandler& 
 }
 
 void MasterLink::dispatch(ipc::Message& m) {
+    std::string err;
     switch (m.type) {
     case ipc::Type::peer: return peer(m);
     case ipc::Type::config: return reload(m);
-    case ipc::Type::stop: return handler_.on_stop();
-    case ipc::Type::loglevel:
-        if (!apply_loglevel(m)) malformed(Role::master, "loglevel without a valid level");
-        LOG_INFO("event=loglevel level=%s", m.str(ipc::Tag::text).c_str());
+    case ipc::Type::stop: {
+        wire::Stop stop;
+        if (!wire::decode(m, stop, err)) malformed(Role::master, "stop: " + err);
+        return handler_.on_stop();
+    }
+    case ipc::Type::loglevel: {
+        wire::LogLevel level;
+        if (!wire::decode(m, level, err) || !apply_loglevel(m)) malformed(Role::master, "loglevel without a valid level");
+        LOG_INFO("event=loglevel level=%s", level.level.c_str());
         return;
-    case ipc::Type::listen:
-        if (m.fds.size() != 1 || !m.fds[0]) malformed(Role::master, "listen needs exactly one fd");
-        return handler_.on_listen(m.str(ipc::Tag::listen_kind), std::move(m.fds[0]));
+    }
+    case ipc::Type::listen: {
+        wire::Listen listen;
+        if (!wire::decode(m, listen, err)) malformed(Role::master, "listen: " + err);
+        return handler_.on_listen(listen.kind, std::move(listen.fd));
+    }
     default: return handler_.on_request(m);
     }
 }
 
 void MasterLink::peer(ipc::Message& m) {
-    const std::string* name = m.get(ipc::Tag::role);
-    auto role = name ? parse_role(*name) : std::nullopt;
-    auto instance = m.get_u64(ipc::Tag::instance);
-    if (!role || *role == Role::master || !instance || m.fds.size() != 1 || !m.fds[0])
-        malformed(Role::master, "peer needs a known role, an instance and exactly one fd");
-    handler_.on_peer(*role, *instance, std::move(m.fds[0]));
+    wire::Peer p;
+    std::string err;
+    if (!wire::decode(m, p, err)) malformed(Role::master, "peer: " + err);
+    auto role = parse_role(p.role);
+    if (!role || *role == Role::master) malformed(Role::master, "peer of unknown role " + p.role);
+    handler_.on_peer(*role, p.instance, std::move(p.fd));
 }
 
 // A configuration that does not parse is refused as a whole; the running one stays.
 void MasterLink::reload(const ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::config_text);
-    if (!text) malformed(Role::master, "config without config_text");
+    wire::Config conf;
+    std::string err;
+    if (!wire::decode(m, conf, err)) malformed(Role::master, "config: " + err);
     Config next;
     std::vector<ConfigError> errors;
-    if (!parse_config(*text, m.str(ipc::Tag::name), next, errors)) {
+    if (!parse_config(conf.text, conf.name, next, errors)) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
         LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
         return;
     }
     log::Level level;
     if (log::parse_level(next.log_level, level)) log::set_level(level);
-    handler_.on_reload(std::move(next), m);
+    handler_.on_reload(std::move(next), conf);
     LOG_INFO("event=reloaded");
 }
 

@@ -15,6 +15,7 @@
 #include "common/fd.h"
 #include "common/ipc.h"
 #include "common/role_name.h"
+#include "common/wire/control.h"
 
 namespace mta::daemon {
 
@@ -29,9 +30,9 @@ public:
     // A socketpair end to one instance of another role. A role that does not talk to `role` calls
     // malformed() or ignores it, as its protocol says.
     virtual void on_peer(Role role, uint64_t instance, UniqueFd fd) = 0;
-    // A new configuration that parsed; the log level is already applied. `m` carries extras
-    // (smtpd's PEM text). Keys that need a restart are the role's to warn about.
-    virtual void on_reload(Config next, const ipc::Message& m) = 0;
+    // A new configuration that parsed; the log level is already applied. `conf` is the decoded
+    // message, with its extras (smtpd's PEM text). Keys that need a restart are the role's to warn about.
+    virtual void on_reload(Config next, const wire::Config& conf) = 0;
     // Finish current work, then exit.
     virtual void on_stop() = 0;
     // A listening socket (smtpd only); the default treats it as malformed.

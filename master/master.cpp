@@ -15,6 +15,7 @@
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "master/listener_checks.h"
 
 namespace mta::master {
@@ -144,14 +145,11 @@ void Master::spawn(Child& c) {
     c.ready = false;
     // A role says HELLO on its master link only after its privilege drop: from then on it serves.
     c.link->set_hello_handler([this, cp](const std::string& role) { on_child_ready(*cp, role); });
-    ipc::Message conf(ipc::Type::config);
-    conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
-    c.link->send(std::move(conf));
+    c.link->send(wire::encode(wire::Config{cfg_.text, cfg_.source, false, "", ""}));
     if (c.role == Role::smtpd) {
         for (auto& l : listeners_) {
-            ipc::Message lm(ipc::Type::listen);
-            lm.add(ipc::Tag::listen_kind, l.kind).add_fd(UniqueFd(dup(l.fd.get())));
-            c.link->send(std::move(lm));
+            wire::Listen lm{l.kind, UniqueFd(dup(l.fd.get()))};
+            c.link->send(wire::encode(lm));
         }
     }
     LOG_INFO("event=spawned role=%s instance=%llu pid=%d", role_name(c.role), (unsigned long long)c.instance, int(pid));
@@ -170,11 +168,10 @@ void Master::connect_peers(Child& c) {
                 LOG_ERROR("event=peer_failed reason=\"%s\"", strerror(errno));
                 continue;
             }
-            ipc::Message to_c(ipc::Type::peer), to_o(ipc::Type::peer);
-            to_c.add(ipc::Tag::role, role_name(o->role)).add_u64(ipc::Tag::instance, o->instance).add_fd(UniqueFd(sv[0]));
-            to_o.add(ipc::Tag::role, role_name(c.role)).add_u64(ipc::Tag::instance, c.instance).add_fd(UniqueFd(sv[1]));
-            c.link->send(std::move(to_c));
-            o->link->send(std::move(to_o));
+            wire::Peer to_c{role_name(o->role), uint64_t(o->instance), UniqueFd(sv[0])};
+            wire::Peer to_o{role_name(c.role), uint64_t(c.instance), UniqueFd(sv[1])};
+            c.link->send(wire::encode(to_c));
+            o->link->send(wire::encode(to_o));
         }
     }
 }
@@ -317,10 +314,9 @@ bool Master::reload(std::string& msg) {
         LOG_ERROR("event=tls_read_failed cert=%s key=%s", log::safe(cfg_.tls_cert).c_str(), log::safe(cfg_.tls_key).c_str());
     for (auto& c : children_) {
         if (!c->link || !c->link->open()) continue;
-        ipc::Message conf(ipc::Type::config);
-        conf.add(ipc::Tag::config_text, cfg_.text).add(ipc::Tag::name, cfg_.source);
-        if (have_pem && c->role == Role::smtpd) conf.add(ipc::Tag::tls_cert_pem, cert_pem).add(ipc::Tag::tls_key_pem, key_pem);
-        c->link->send(std::move(conf));
+        wire::Config conf{cfg_.text, cfg_.source, false, "", ""};
+        if (have_pem && c->role == Role::smtpd) conf = {cfg_.text, cfg_.source, true, cert_pem, key_pem};
+        c->link->send(wire::encode(conf));
     }
     LOG_INFO("event=reloaded config=%s", log::safe(cfg_.source).c_str());
     msg = "reloaded";
@@ -333,9 +329,7 @@ void Master::set_log_level(const std::string& level) {
     log::set_level(lvl);
     for (auto& c : children_) {
         if (!c->link || !c->link->open()) continue;
-        ipc::Message m(ipc::Type::loglevel);
-        m.add(ipc::Tag::text, level);
-        c->link->send(std::move(m));
+        c->link->send(wire::encode(wire::LogLevel{level}));
     }
 }
 
@@ -359,7 +353,7 @@ void Master::check_stopped() {
         for (auto& c : children_) {
             if ((c->role == Role::smtpd) != smtpd || c->pid < 0 || c->stopping) continue;
             c->stopping = true;
-            if (c->link && c->link->open()) c->link->send(ipc::Message(ipc::Type::stop));
+            if (c->link && c->link->open()) c->link->send(wire::encode(wire::Stop{}));
             else kill(c->pid, SIGTERM);
         }
     };

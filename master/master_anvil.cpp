@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "master/master.h"
 
 namespace mta::master {
@@ -50,26 +51,28 @@ Anvil::Limits Master::anvil_limits() const {
 bool Master::on_anvil_message(Child& c, ipc::Message& m) {
     if (c.role != Role::smtpd || c.pid <= 0) return false;
     uint64_t link = uint64_t(c.pid);
+    std::string err;
     if (m.type == ipc::Type::anvil_disconnect) {
-        if (!m.fields.empty() || !m.fds.empty()) return false;
+        wire::AnvilDisconnect d;
+        if (!wire::decode(m, d, err)) return false;
         anvil_.disconnect(link, m.reqid);
         return true;
     }
+    wire::AnvilConnect conn;
+    wire::AnvilAuthFail fail;
+    bool is_fail = m.type == ipc::Type::anvil_auth_fail;
+    if (is_fail ? !wire::decode(m, fail, err) : !wire::decode(m, conn, err)) return false;
     std::string ip;
     sockaddr_storage ss;
-    if (!m.fds.empty() || !parse_client(m.get(ipc::Tag::client_addr), ip, ss)) return false;
+    if (!parse_client(is_fail ? &fail.client_addr : &conn.client_addr, ip, ss)) return false;
     bool exempt = cfg_.exempt_from_client_limits(reinterpret_cast<const sockaddr*>(&ss));
     time_t now = time(nullptr);
     if (m.type == ipc::Type::anvil_auth_fail) {
         uint64_t n = anvil_.auth_fail(ip, exempt, now, anvil_limits());
-        ipc::Message r(ipc::Type::anvil_auth_count, m.reqid);
-        r.add(ipc::Tag::client_addr, ip).add_u64(ipc::Tag::anvil_auth_failures, n);
-        c.link->send(std::move(r));
+        c.link->send(wire::encode(wire::AnvilAuthCount{ip, n}, m.reqid));
         return true;
     }
-    if (m.type != ipc::Type::anvil_connect) return false;
-    std::string kind = m.str(ipc::Tag::listen_kind);
-    if (kind != "smtp" && kind != "submission" && kind != "smtps") return false;
+    const std::string& kind = conn.listen_kind;  // smtp, submission or smtps: checked by the decoder
     Anvil::Verdict v;
     Anvil::Limits limits = anvil_limits();
     if (!anvil_.connect(link, m.reqid, ip, exempt, now, limits, v)) return false;  // id already open
@@ -81,12 +84,7 @@ bool Master::on_anvil_message(Child& c, ipc::Message& m) {
     ipc::AnvilStatus st = v.result == Anvil::Result::allow ? ipc::AnvilStatus::allow
                           : v.result == Anvil::Result::refuse_rate ? ipc::AnvilStatus::refuse_rate
                                                                    : ipc::AnvilStatus::refuse_concurrency;
-    ipc::Message r(ipc::Type::anvil_verdict, m.reqid);
-    r.add_u64(ipc::Tag::anvil_status, uint64_t(st))
-        .add_u64(ipc::Tag::anvil_concurrent, v.concurrent)
-        .add_u64(ipc::Tag::anvil_rate, v.rate)
-        .add_u64(ipc::Tag::anvil_auth_failures, v.auth_failures);
-    c.link->send(std::move(r));
+    c.link->send(wire::encode(wire::AnvilVerdict{uint64_t(st), v.concurrent, v.rate, v.auth_failures}, m.reqid));
     return true;
 }
 

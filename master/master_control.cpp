@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "master/master.h"
 
 namespace mta::master {
@@ -64,9 +65,9 @@ void Master::on_control_request(const ControlPeer& peer, const std::string& line
             reply = std::string("error: ") + role_name(role) + " process is not running\n";
         } else {
             uint64_t id = ++admin_seq_;
-            ipc::Message m(cmd == "queue" ? ipc::Type::admin_request : ipc::Type::resolve_request, id);
+            ipc::Message m;
             if (cmd == "queue") {
-                m.add(ipc::Tag::text, arg).add_u64(ipc::Tag::uid, peer.uid).add_u64(ipc::Tag::privileged, peer.privileged);
+                m = wire::encode(wire::AdminRequest{arg, uint64_t(peer.uid), peer.privileged}, id);
             } else {
                 // "resolve NAME QTYPE": the resolver validates the name; the qtype must be a number.
                 auto sp = arg.find(' ');
@@ -79,7 +80,7 @@ void Master::on_control_request(const ControlPeer& peer, const std::string& line
                     control_->reply(peer.id, "error: usage: resolve NAME QTYPE (1, 12, 15, 16, 28, 52 or 65280)\n", true);
                     return;
                 }
-                m.add(ipc::Tag::name, name).add_u64(ipc::Tag::qtype, std::stoull(qt));
+                m = wire::encode(wire::ResolveRequest{name, std::stoull(qt)}, id);
             }
             LOG_INFO("event=control uid=%u command=%s", unsigned(peer.uid), log::safe(cmd).c_str());
             c->link->send(std::move(m));
@@ -120,13 +121,13 @@ Child* Master::live_child(Role role) {
 namespace {
 std::string format_resolve(const ipc::Message& m) {
     static const char* sec[] = {"insecure", "secure", "bogus"};
-    auto rcode = m.get_u64(ipc::Tag::rcode).value_or(65535);
-    auto dnssec = m.get_u64(ipc::Tag::dnssec).value_or(0);
-    std::string out = "rcode=" + std::to_string(rcode) + " dnssec=" + (dnssec < 3 ? sec[dnssec] : "unknown");
-    if (auto t = m.get(ipc::Tag::text); t && !t->empty()) out += " text=\"" + log::safe(*t) + "\"";
+    wire::ResolveReply r;
+    std::string err;
+    if (!wire::decode(m, r, err)) return "error: malformed answer from the resolver: " + err + "\n";
+    std::string out = "rcode=" + std::to_string(r.rcode) + " dnssec=" + sec[r.dnssec];
+    if (!r.text.empty()) out += " text=\"" + log::safe(r.text) + "\"";
     out += "\n";
-    for (auto& f : m.fields)
-        if (f.tag == ipc::Tag::record) out += log::safe(f.value) + "\n";
+    for (auto& rec : r.records) out += log::safe(rec) + "\n";
     return out;
 }
 }  // namespace
@@ -140,8 +141,11 @@ void Master::relay_reply(ipc::Message& m) {
     bool more = false;
     std::string text;
     if (m.type == ipc::Type::admin_reply) {
-        text = m.str(ipc::Tag::text);
-        more = m.get_u64(ipc::Tag::status).value_or(0) == 1;
+        wire::AdminReply r;
+        std::string err;
+        if (!wire::decode(m, r, err)) r.text = "error: malformed answer from the queue: " + err + "\n";
+        text = r.text;
+        more = r.more;
     } else {
         text = format_resolve(m);
     }

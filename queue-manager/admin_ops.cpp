@@ -7,6 +7,7 @@
 
 #include "common/address.h"
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "queue-manager/admin.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/qid.h"
@@ -35,27 +36,22 @@ bool QueueServer::rcpt_busy(uint64_t msgid, uint32_t index) const {
 }
 
 void QueueServer::on_admin(ipc::Message& m) {
-    const std::string* text = m.get(ipc::Tag::text);
-    auto uid = m.get_u64(ipc::Tag::uid);
-    auto priv = m.get_u64(ipc::Tag::privileged);
-    if (!text || !uid || !priv || *priv > 1 || m.fields.size() != 3 || !m.fds.empty())
-        malformed(Role::master, "admin_request needs text, uid and privileged");
-    LOG_INFO("event=admin uid=%llu privileged=%llu command=\"%s\"", (unsigned long long)*uid,
-             (unsigned long long)*priv, log::safe(*text).c_str());
+    wire::AdminRequest req;
+    if (std::string why; !wire::decode(m, req, why)) malformed(Role::master, "admin_request: " + why);
+    LOG_INFO("event=admin uid=%llu privileged=%d command=\"%s\"", (unsigned long long)req.uid,
+             int(req.privileged), log::safe(req.text).c_str());
     flush();  // pending results first, so what we show and change is the true state
     AdminCommand cmd;
     std::string err, reply;
-    if (!parse_admin(*text, cmd, err)) reply = "error: " + err + "\n";
-    else if (cmd.mutates() && !*priv) reply = "error: permission denied\n";
-    else reply = run_admin(cmd, *priv ? std::nullopt : std::optional<uint64_t>(*uid));
+    if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
+    else if (cmd.mutates() && !req.privileged) reply = "error: permission denied\n";
+    else reply = run_admin(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid));
     std::size_t off = 0;
     do {
         std::size_t n = std::min(kReplyChunk, reply.size() - off);
-        ipc::Message r(ipc::Type::admin_reply, m.reqid);
-        r.add(ipc::Tag::text, std::string_view(reply).substr(off, n));
+        wire::AdminReply r{reply.substr(off, n), off + n < reply.size()};
         off += n;
-        r.add_u64(ipc::Tag::status, off < reply.size() ? 1 : 0);
-        master_->send(std::move(r));
+        master_->send(wire::encode(r, m.reqid));
     } while (off < reply.size());
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/server.h"
 
@@ -147,9 +148,7 @@ void QueueServer::after_commits(std::vector<CommitItem>& commits) {
             maildrop_busy_.erase(c.maildrop);
         }
         if (Peer* p = find_peer(c.peer); p && !p->closed) {
-            ipc::Message ok(ipc::Type::commit_ok, c.reqid);
-            ok.add_u64(ipc::Tag::msgid, c.msgid);
-            p->link->send(std::move(ok));
+            p->link->send(wire::encode(wire::CommitOk{c.msgid}, c.reqid));
         }
     }
     // Hand the new recipients straight to delivery, unless the active set is full (then the

@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "common/ipc.h"
+#include "common/wire/wire.h"
 #include "queue-manager/records.h"
 
 namespace mta::queue {
 
-inline constexpr std::size_t kMaxCommitRecipients = 100000;
+inline constexpr std::size_t kMaxCommitRecipients = wire::kMaxRecipients;
 
 struct CommitRequest {
     uint64_t msgid = 0;
@@ -20,26 +21,19 @@ struct CommitRequest {
     bool has_arrival = false;
 };
 
-// False (with err) when the message is malformed: unknown or duplicate fields, bad values, no recipients.
+// wire::decode(Commit) into queue records. False (with err) when the message is malformed: unknown or
+// duplicate fields, bad values, no recipients.
 bool parse_commit(const ipc::Message& m, CommitRequest& out, std::string& err);
 
-struct RcptResult {
-    uint32_t index = 0;
-    ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;
-    std::string text;
-    uint8_t handoff = 0;  // ipc::Tag::dsn_handoff: 1 = relayed to a next hop without DSN, 2 = with DSN
-};
-struct DeliverResult {
-    uint64_t msgid = 0;
-    std::vector<RcptResult> results;
-};
+using RcptResult = wire::RcptResult;
+using DeliverResult = wire::DeliverResult;
 bool parse_deliver_result(const ipc::Message& m, DeliverResult& out, std::string& err);
 
 // Lower-cased domain of a recipient ("" if it has none).
 std::string rcpt_domain(std::string_view addr);
 
-// `deliver` for the given recipients (rcpt first in each group, then rcpt_index, rcpt_notify, rcpt_orcpt);
-// `tls_level` (from smtp_tls_policy_map) travels only when set.
+// wire::encode(Deliver) for the given recipients; `tls_level` (from smtp_tls_policy_map) travels only
+// when set. The caller adds the body fd.
 ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
                           const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
                           const std::string& tls_level = "");

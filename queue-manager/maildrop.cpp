@@ -63,12 +63,10 @@ bool parse_maildrop(std::string_view in, Maildrop& out, std::string& err) {
     std::size_t pos = 0;
     auto line = [&](std::string_view& l) {
         std::size_t nl = in.find('\n', pos);
-        if (nl == std::string_view::npos || nl - pos > kMaxAddress + 2) return false;
+        if (nl == std::string_view::npos) return false;
         l = in.substr(pos, nl - pos);
         pos = nl + 1;
-        for (unsigned char c : l)
-            if (c < 0x20 || c == 0x7f) return false;
-        return true;
+        return clean_text(l, kMaxAddress + 2);  // the queue's text rule (common/wire/limits.h)
     };
     std::string_view l;
     if (!line(l) || l != kMaildropMagic) { err = "bad magic line"; return false; }

@@ -90,13 +90,6 @@ bool check_texts(std::initializer_list<TextField> fields, std::string& err) {
 
 }  // namespace
 
-bool clean_text(std::string_view s, std::size_t max) {
-    if (s.size() > max) return false;
-    for (char c : s)
-        if (c == '\0' || c == '\r' || c == '\n') return false;
-    return true;
-}
-
 std::string encode(const MessageRecord& m) {
     Writer w;
     w.u8(kRecordVersion);
@@ -158,13 +151,13 @@ bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
     RecipientRecord rc;
     uint8_t version = 0, state = 0;
     bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
-              r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxAddress) &&
+              r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxOrcpt) &&
               r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) && r.done();
     if (!check_framing(ok, r, version, err)) return false;
     if (rc.flags & ~kRcptDelayWarned) { err = "bad recipient flags"; return false; }
     if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
     if (rc.addr.empty()) { err = "empty recipient"; return false; }
-    if (!check_texts({{rc.addr, kMaxAddress}, {rc.orcpt, kMaxAddress}, {rc.last_error, kMaxErrorText}}, err))
+    if (!check_texts({{rc.addr, kMaxAddress}, {rc.orcpt, kMaxOrcpt}, {rc.last_error, kMaxErrorText}}, err))
         return false;
     rc.state = RcptState(state);
     out = std::move(rc);

@@ -6,15 +6,19 @@
 #include <string>
 #include <string_view>
 
+#include "common/wire/limits.h"
+
 namespace mta::queue {
 
 // Version 2 added MessageRecord::submit_uid and RecipientRecord::flags; version 1 records still decode.
 inline constexpr uint8_t kRecordVersion = 2;
 inline constexpr uint64_t kNoUid = UINT64_MAX;     // message did not come from the local sendmail
-inline constexpr std::size_t kMaxAddress = 1000;     // sender, rcpt, orcpt
-inline constexpr std::size_t kMaxEnvid = 100;        // RFC 3461 ENVID
-inline constexpr std::size_t kMaxClientField = 1000; // client_addr, client_helo, auth_user
-inline constexpr std::size_t kMaxErrorText = 2000;   // last delivery error kept per recipient
+// The limits are the wire's (common/wire/limits.h): what a peer may send is what a record may hold.
+using wire::kMaxAddress;      // sender, rcpt
+using wire::kMaxOrcpt;
+using wire::kMaxEnvid;        // RFC 3461 ENVID
+using wire::kMaxClientField;  // client_addr, client_helo, auth_user
+using wire::kMaxErrorText;    // last delivery error kept per recipient
 
 enum class MessageState : uint8_t { active = 0, corrupt = 1 };
 // In-flight is never stored: it lives in memory only, so a crash leaves the recipient due again.
@@ -55,8 +59,9 @@ std::string encode(const RecipientRecord& r);
 bool decode(std::string_view bytes, MessageRecord& out, std::string& err);
 bool decode(std::string_view bytes, RecipientRecord& out, std::string& err);
 
-// True when s fits in max bytes and holds no NUL, CR or LF (envelope text that reaches SMTP lines).
-bool clean_text(std::string_view s, std::size_t max);
+// Every stored text is wire::clean_text, the rule the deliverers check: a record the queue keeps can
+// never be refused by mta-smtp or mta-local.
+using wire::clean_text;
 
 // Fixed-size big-endian keys so LMDB's byte order is numeric order.
 struct Key {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
@@ -72,7 +73,8 @@ void QueueServer::send_space_probe(Peer& p) {
         LOG_ERROR("event=space_probe_failed peer=%s reason=\"%s\"", p.link->desc().c_str(), strerror(errno));
         return;
     }
-    p.link->send(std::move(ipc::Message(ipc::Type::spool_probe).add_fd(UniqueFd(fd))));
+    wire::SpoolProbe probe{UniqueFd(fd)};
+    p.link->send(wire::encode(probe, 0));
 }
 
 void QueueServer::attach_master(UniqueFd fd) {
@@ -180,19 +182,17 @@ void QueueServer::on_peer_message(uint64_t id, ipc::Message& m) {
 }
 
 void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text) {
-    ipc::Message f(ipc::Type::fail, reqid);
-    f.add_u64(ipc::Tag::code, uint64_t(code)).add(ipc::Tag::enhanced, enhanced).add(ipc::Tag::text, text);
-    p.link->send(std::move(f));
+    p.link->send(wire::encode(wire::Fail{code, enhanced, text}, reqid));
 }
 
 void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
-    if (!m.fields.empty() || !m.fds.empty()) malformed(p.link->desc(), "body_open takes no fields");
+    wire::BodyOpen req;
+    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "body_open: " + err);
     if (stopping_) return reply_fail(p, m.reqid, 451, "4.3.0", "Queue shutting down");
     if (auto ready = pool_->take()) {
         pending_bodies_[ready->first] = p.id;
-        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
-        ok.add_u64(ipc::Tag::msgid, ready->first).add_fd(std::move(ready->second));
-        p.link->send(std::move(ok));
+        wire::BodyOpenOk ok{ready->first, std::move(ready->second)};
+        p.link->send(wire::encode(ok, m.reqid));
         top_up_pool();
         return;
     }
@@ -210,9 +210,8 @@ void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
             break;
         }
         pending_bodies_[id] = p.id;
-        ipc::Message ok(ipc::Type::body_open_ok, m.reqid);
-        ok.add_u64(ipc::Tag::msgid, id).add_fd(UniqueFd(fd));
-        p.link->send(std::move(ok));
+        wire::BodyOpenOk ok{id, UniqueFd(fd)};
+        p.link->send(wire::encode(ok, m.reqid));
         return;
     }
     reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: cannot create queue file");
@@ -242,18 +241,18 @@ void QueueServer::on_commit(Peer& p, ipc::Message& m) {
 }
 
 void QueueServer::on_abort(Peer& p, ipc::Message& m) {
-    auto msgid = m.get_u64(ipc::Tag::msgid);
-    if (!msgid || m.fields.size() != 1 || !m.fds.empty()) malformed(p.link->desc(), "abort needs exactly a msgid");
-    auto it = pending_bodies_.find(*msgid);
+    wire::Abort req;
+    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "abort: " + err);
+    auto it = pending_bodies_.find(req.msgid);
     if (it == pending_bodies_.end() || it->second != p.id) {
-        LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(*msgid).c_str(), p.link->desc().c_str());
+        LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(req.msgid).c_str(), p.link->desc().c_str());
         return;
     }
     pending_bodies_.erase(it);
-    pool_->remove(*msgid);
+    pool_->remove(req.msgid);
 }
 
-void QueueServer::on_reload(Config next, const ipc::Message&) {
+void QueueServer::on_reload(Config next, const wire::Config&) {
     if (next.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
     cfg_ = std::move(next);
     tables_.configure(cfg_);

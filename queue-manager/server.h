@@ -39,7 +39,7 @@ public:
     static constexpr std::size_t kBatchRecipients = 20000;
     static constexpr std::size_t kLinkInflight = 100;       // deliver messages in flight per deliverer link
     static constexpr std::size_t kActiveLimit = 20000;      // recipients held in memory for delivery
-    static constexpr std::size_t kJobRecipients = 1000;
+    static constexpr std::size_t kJobRecipients = wire::kMaxDeliverRecipients;
     static constexpr std::size_t kJobBytes = 200 * 1024;
     static constexpr long kResultDelayUsec = 20000;         // results wait at most this for a commit
     static constexpr uint64_t kLinkLossRetry = 5;           // seconds, after a deliverer went away
@@ -113,7 +113,7 @@ private:
     // server.cpp: links and the smtpd flows
     // daemon::MasterHandler
     void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
-    void on_reload(Config next, const ipc::Message& m) override;
+    void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override;
     void on_request(ipc::Message& m) override;  // admin_request
     [[noreturn]] void on_master_closed() override;

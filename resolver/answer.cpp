@@ -43,12 +43,7 @@ Answer build_answer(uint16_t qtype, const RawResult& r) {
 }
 
 ipc::Message reply_message(uint64_t reqid, const Answer& a) {
-    ipc::Message m(ipc::Type::resolve_reply, reqid);
-    m.add_u64(ipc::Tag::rcode, a.rcode);
-    m.add_u64(ipc::Tag::dnssec, uint64_t(a.dnssec));
-    m.add(ipc::Tag::text, a.text);
-    for (auto& rec : a.records) m.add(ipc::Tag::record, rec);
-    return m;
+    return wire::encode(wire::ResolveReply{a.rcode, uint64_t(a.dnssec), a.text, a.records}, reqid);
 }
 
 const char* dnssec_name(ipc::DnssecStatus s) {

@@ -8,13 +8,14 @@
 #include <vector>
 
 #include "common/ipc.h"
+#include "common/wire/control.h"
 
 namespace mta::resolver {
 
 inline constexpr uint64_t kRcodeError = 65535;      // synthetic: timeout, library or local error
 inline constexpr uint64_t kRcodeServfail = 2;
-inline constexpr std::size_t kMaxRecords = 100;
-inline constexpr std::size_t kMaxRecordBytes = 128 * 1024;  // all records together, well under ipc::kMaxMessage
+inline constexpr std::size_t kMaxRecords = wire::kMaxDnsRecords;
+inline constexpr std::size_t kMaxRecordBytes = wire::kMaxDnsRecordBytes;  // all records together
 
 struct RawResult {
     int rcode = 0;

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/mta_sts.h"
+#include "common/wire/wire.h"
 #include "resolver/rdata.h"
 
 namespace mta::resolver {
@@ -125,7 +126,7 @@ void Server::on_peer(Role role, uint64_t instance, UniqueFd fd) {
     LOG_DEBUG("event=peer_attached peer=%s", key.c_str());
 }
 
-void Server::on_reload(Config next, const ipc::Message&) {
+void Server::on_reload(Config next, const wire::Config&) {
     if (next.dns_forwarder != cfg_.dns_forwarder || next.dns_insecure_domains != cfg_.dns_insecure_domains ||
         next.dns_trust_anchors != cfg_.dns_trust_anchors)
         LOG_WARN("event=reload_partial reason=\"DNS settings change only when mta-resolver restarts\"");
@@ -134,9 +135,10 @@ void Server::on_reload(Config next, const ipc::Message&) {
 }
 
 void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
-    auto name_field = m.get(ipc::Tag::name);
-    auto qtype = m.get_u64(ipc::Tag::qtype);
-    if (!name_field || !qtype) malformed(link_id, "resolve_request needs name and qtype");
+    wire::ResolveRequest req;
+    if (std::string why; !wire::decode(m, req, why)) malformed(link_id, "resolve_request: " + why);
+    const std::string* name_field = &req.name;
+    const uint64_t* qtype = &req.qtype;
     if (*qtype == sts::kQtypeMtaSts) {
         auto domain = normalize_name(*name_field);
         if (!domain || domain->find('.') == std::string::npos) return send_reply(link_id, m.reqid, error_answer("invalid domain"));

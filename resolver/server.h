@@ -60,7 +60,7 @@ private:
 
     // daemon::MasterHandler
     void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
-    void on_reload(Config next, const ipc::Message& m) override;
+    void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override;
     void on_request(ipc::Message& m) override;  // resolve_request relayed from mtactl/mtadns
     [[noreturn]] void on_master_closed() override;

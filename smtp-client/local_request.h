@@ -9,12 +9,11 @@
 
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/wire/wire.h"
 #include "smtp-client/local_maildir.h"
 
 namespace mta::local {
 
-inline constexpr std::size_t kMaxAddress = 1024;     // generous: quoted local part + 255-octet domain
-inline constexpr std::size_t kMaxRecipients = 10000;
 
 struct Recipient {
     uint64_t index = 0;
@@ -29,8 +28,8 @@ struct DeliverRequest {
     UniqueFd body;        // O_RDONLY body file, read with pread()
 };
 
-// Takes a `deliver` message apart (moving its fd out). false + `err` means malformed: the caller
-// treats the link as broken and exits.
+// Takes a `deliver` message apart with wire::decode (moving its fd out). false + `err` means malformed:
+// the caller treats the link as broken and exits.
 bool parse_deliver(ipc::Message& m, DeliverRequest& out, std::string& err);
 
 // The local part of "local@domain" (split at the last '@'), with a quoted-string local part
@@ -42,10 +41,10 @@ struct RcptResult {
     Outcome outcome;
 };
 
-// deliver_result with the request's reqid: msgid, then rcpt_index/status/text per recipient.
+// deliver_result with the request's reqid, through wire::encode (size cap, clean texts).
 ipc::Message build_result(uint64_t reqid, uint64_t msgid, const std::vector<RcptResult>& results);
 
-// "%016llX" of a queue id, as every log line shows it.
-std::string qid_text(uint64_t msgid);
+// The queue id as every log line shows it (wire::format_qid).
+inline std::string qid_text(uint64_t msgid) { return wire::format_qid(msgid); }
 
 }  // namespace mta::local

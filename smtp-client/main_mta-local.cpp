@@ -16,6 +16,7 @@
 #include "common/ipc.h"
 #include "common/log.h"
 #include "common/role.h"
+#include "common/wire/wire.h"
 #include "smtp-client/local_agent.h"
 
 using namespace mta;
@@ -77,7 +78,7 @@ private:
         exit(0);
     }
 
-    void on_reload(Config c, const ipc::Message&) override {
+    void on_reload(Config c, const wire::Config&) override {
         if (c.mail_dir != cfg_.mail_dir || c.mail_owner != cfg_.mail_owner)
             LOG_WARN("event=config_needs_restart keys=mail_dir,mail_owner");
         agent_.set_hostname(c.hostname);

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 
 namespace mta::smtp {
 
@@ -101,7 +102,7 @@ void Agent::on_queue_close(uint64_t instance, uint64_t generation, bool) {
     maybe_exit();
 }
 
-void Agent::on_reload(Config next, const ipc::Message&) { cfg_ = std::move(next); }
+void Agent::on_reload(Config next, const wire::Config&) { cfg_ = std::move(next); }
 
 void Agent::on_stop() {
     if (stopping_) return;

@@ -38,7 +38,7 @@ private:
 
     // daemon::MasterHandler
     void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
-    void on_reload(Config next, const ipc::Message& m) override;
+    void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override;
 
     void on_queue(uint64_t instance, uint64_t generation, ipc::Message& m);

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 
 namespace mta::smtp {
 
@@ -77,29 +78,14 @@ void DnsLink::query(const std::string& name, uint16_t qtype, Callback cb) {
     }
     uint64_t id = next_id_++;
     pending_[id] = Pending{std::move(cb), time(nullptr) + kDnsQueryTimeout};
-    ipc::Message m(ipc::Type::resolve_request, id);
-    m.add(ipc::Tag::name, name).add_u64(ipc::Tag::qtype, qtype);
-    link_->send(std::move(m));
+    link_->send(wire::encode(wire::ResolveRequest{name, qtype}, id));
 }
 
 bool DnsLink::on_message(ipc::Message& m) {
-    if (m.type != ipc::Type::resolve_reply) return false;
-    DnsAnswer a;
-    auto rcode = m.get_u64(ipc::Tag::rcode);
-    if (!rcode) return false;
-    a.rcode = *rcode;
-    for (auto& f : m.fields) {
-        if (f.tag == ipc::Tag::dnssec) {
-            auto v = ipc::as_u64(f.value);
-            if (!v || *v > 2) return false;
-            a.dnssec = *v;
-        } else if (f.tag == ipc::Tag::text) {
-            a.text = f.value;
-        } else if (f.tag == ipc::Tag::record) {
-            if (f.value.size() > 4000 || a.records.size() >= 100) return false;
-            a.records.push_back(f.value);
-        }
-    }
+    wire::ResolveReply reply;
+    std::string err;
+    if (!wire::decode(m, reply, err)) return false;
+    DnsAnswer a{reply.rcode, reply.dnssec, std::move(reply.text), std::move(reply.records)};
     auto it = pending_.find(m.reqid);
     if (it == pending_.end()) return true;  // answered already (timed out) or from an older link
     Callback cb = std::move(it->second.cb);

@@ -1,76 +1,13 @@
-// Decoding of `deliver` and encoding of `deliver_result`. Every field is bounded and checked; strings that
-// end up on the SMTP wire must be free of CR, LF, NUL and other control bytes.
+// The SMTP client's view of a `deliver` job: decoded and answered through common/wire (which bounds and
+// checks every field), plus the per-job questions a delivery asks (content, size).
 #include "smtp-client/smtp_job.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <set>
 #include <sys/stat.h>
 
 namespace mta::smtp {
-namespace {
 
-using ipc::Tag;
-
-bool clean(const std::string& s, std::size_t max) {
-    if (s.size() > max) return false;
-    return std::none_of(s.begin(), s.end(), [](char ch) {
-        auto c = static_cast<unsigned char>(ch);
-        return c < 0x20 || c == 0x7f;
-    });
-}
-
-bool get_u64(const ipc::Field& f, uint64_t& v) {
-    auto x = ipc::as_u64(f.value);
-    if (!x) return false;
-    v = *x;
-    return true;
-}
-
-struct Group {
-    Recipient r;
-    bool has_rcpt = false, has_index = false, has_notify = false, has_orcpt = false;
-};
-
-bool parse_rcpt_field(const ipc::Field& f, std::vector<Group>& groups, std::string& err) {
-    bool is_rcpt = f.tag == Tag::rcpt, is_index = f.tag == Tag::rcpt_index;
-    bool is_notify = f.tag == Tag::rcpt_notify, is_orcpt = f.tag == Tag::rcpt_orcpt;
-    if (groups.empty() || (is_rcpt && groups.back().has_rcpt) || (is_index && groups.back().has_index) ||
-        (is_notify && groups.back().has_notify) || (is_orcpt && groups.back().has_orcpt)) {
-        if (groups.size() >= kMaxJobRecipients) { err = "too many recipients"; return false; }
-        groups.emplace_back();
-    }
-    Group& g = groups.back();
-    if (is_rcpt) {
-        if (f.value.empty() || !clean(f.value, kMaxAddressLength)) { err = "bad rcpt"; return false; }
-        g.r.addr = f.value;
-        g.has_rcpt = true;
-    } else if (is_index) {
-        if (!get_u64(f, g.r.index)) { err = "bad rcpt_index"; return false; }
-        g.has_index = true;
-    } else if (is_notify) {
-        if (!get_u64(f, g.r.notify) || g.r.notify > 15) { err = "bad rcpt_notify"; return false; }
-        g.has_notify = true;
-    } else {
-        if (!clean(f.value, kMaxAddressLength)) {
-            err = "bad rcpt_orcpt";
-            return false;
-        }
-        g.r.orcpt = f.value;
-        g.has_orcpt = true;
-    }
-    return true;
-}
-
-}  // namespace
-
-std::string format_qid(uint64_t msgid) {
-    char buf[17];
-    snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(msgid));
-    return buf;
-}
-
-std::string Job::qid() const { return format_qid(msgid); }
+std::string Job::qid() const { return wire::format_qid(msgid); }
 
 void Job::settle_rest(ipc::DeliveryStatus st, const std::string& text) {
     for (auto& r : rcpts) {
@@ -114,78 +51,36 @@ uint64_t Job::message_size() const {
 }
 
 bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
-    std::vector<Group> groups;
-    bool has_msgid = false, has_sender = false, has_nexthop = false;
-    for (auto& f : m.fields) {
-        uint64_t v = 0;
-        switch (f.tag) {
-        case Tag::msgid: if (!get_u64(f, out.msgid)) { err = "bad msgid"; return false; } has_msgid = true; break;
-        case Tag::sender:
-            if (!clean(f.value, kMaxAddressLength)) { err = "bad sender"; return false; }
-            out.sender = f.value;
-            has_sender = true;
-            break;
-        case Tag::nexthop:
-            if (f.value.empty() || !clean(f.value, 300) || f.value.find(' ') != std::string::npos) {
-                err = "bad nexthop";
-                return false;
-            }
-            out.nexthop = f.value;
-            has_nexthop = true;
-            break;
-        case Tag::size: if (!get_u64(f, out.size)) { err = "bad size"; return false; } break;
-        case Tag::body_type:
-            if (!get_u64(f, out.body_type) || out.body_type > 2) { err = "bad body_type"; return false; }
-            break;
-        case Tag::smtputf8: if (!get_u64(f, v) || v > 1) { err = "bad smtputf8"; return false; } out.smtputf8 = v; break;
-        case Tag::requiretls: if (!get_u64(f, v) || v > 1) { err = "bad requiretls"; return false; } out.requiretls = v; break;
-        case Tag::ret: if (!get_u64(f, out.ret) || out.ret > 2) { err = "bad ret"; return false; } break;
-        case Tag::tls_level:  // a level name; whether mta-smtp knows it is the delivery's question
-            if (f.value.empty() || f.value.size() > 20 ||
-                f.value.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") != std::string::npos) {
-                err = "bad tls_level";
-                return false;
-            }
-            out.tls_level = f.value;
-            break;
-        case Tag::envid:
-            if (!clean(f.value, 100) || f.value.find(' ') != std::string::npos) { err = "bad envid"; return false; }
-            out.envid = f.value;
-            break;
-        case Tag::rcpt: case Tag::rcpt_index: case Tag::rcpt_notify: case Tag::rcpt_orcpt:
-            if (!parse_rcpt_field(f, groups, err)) return false;
-            break;
-        default: break;  // fields for other consumers (arrival, client_addr, ...) are ignored
-        }
+    wire::Deliver d;
+    if (!wire::decode(m, d, err)) return false;
+    if (d.nexthop.empty()) { err = "bad nexthop"; return false; }  // only local mail has none
+    out.msgid = d.msgid;
+    out.sender = std::move(d.sender);
+    out.nexthop = std::move(d.nexthop);
+    out.size = d.size;
+    out.body_type = d.body_type;
+    out.smtputf8 = d.smtputf8;
+    out.envid = std::move(d.envid);
+    out.ret = d.ret;
+    out.requiretls = d.requiretls;
+    out.tls_level = std::move(d.tls_level);
+    for (wire::DeliverRcpt& r : d.rcpts) {
+        Recipient x;
+        x.index = r.index;
+        x.addr = std::move(r.addr);
+        x.notify = r.notify;
+        x.orcpt = std::move(r.orcpt);
+        out.rcpts.push_back(std::move(x));
     }
-    if (!has_msgid || !has_sender || !has_nexthop) { err = "missing msgid, sender or nexthop"; return false; }
-    if (groups.empty()) { err = "no recipients"; return false; }
-    std::set<uint64_t> seen;
-    for (auto& g : groups) {
-        if (!g.has_rcpt || !g.has_index) { err = "recipient group without rcpt or rcpt_index"; return false; }
-        if (!seen.insert(g.r.index).second) { err = "duplicate rcpt_index"; return false; }
-        out.rcpts.push_back(std::move(g.r));
-    }
-    if (m.fds.size() != 1 || !m.fds[0].valid()) { err = "expected exactly one body fd"; return false; }
-    out.body = std::move(m.fds[0]);
+    out.body = std::move(d.body);
     return true;
 }
 
 ipc::Message make_result(const Job& job, uint64_t reqid) {
-    ipc::Message m(ipc::Type::deliver_result, reqid);
-    m.add_u64(Tag::msgid, job.msgid);
-    // Keep the datagram under the IPC cap whatever the recipient count: 3 fields of 6-byte headers,
-    // two u64 values, and an equal share of what is left for the text.
-    std::size_t n = std::max<std::size_t>(job.rcpts.size(), 1);
-    std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64) / n;
-    std::size_t text_cap = budget > 48 ? std::min<std::size_t>(budget - 48, 1000) : 0;
-    for (auto& r : job.rcpts) {
-        m.add_u64(Tag::rcpt_index, r.index);
-        m.add_u64(Tag::status, uint64_t(r.status));
-        m.add(Tag::text, r.text.substr(0, text_cap));
-        if (r.handoff && r.status == ipc::DeliveryStatus::delivered) m.add_u64(Tag::dsn_handoff, r.handoff);
-    }
-    return m;
+    wire::DeliverResult res;
+    res.msgid = job.msgid;
+    for (const Recipient& r : job.rcpts) res.results.push_back({uint32_t(r.index), r.status, r.text, r.handoff});
+    return wire::encode(res, reqid);
 }
 
 }  // namespace mta::smtp

@@ -8,14 +8,13 @@
 
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/wire/wire.h"
 
 namespace mta::smtp {
 
-inline constexpr std::size_t kMaxJobRecipients = 100000;
-inline constexpr std::size_t kMaxAddressLength = 1000;
 
 struct Recipient {
-    uint64_t index = 0;
+    uint64_t index = 0;    // the queue's recipient index (at most wire::kMaxRcptIndex)
     std::string addr;
     uint64_t notify = 0;  // ipc::kNotify* bits, 0 = not given
     std::string orcpt;    // "type;address", decoded; "" = not given (sent only if it has the ';')
@@ -60,14 +59,13 @@ std::string content_refusal(const Job& job, bool smtputf8, bool eightbitmime, co
 // a permanent "5.3.4 ..." text, or "" when it fits or no limit (0) was announced.
 std::string size_refusal(uint64_t message_size, uint64_t server_limit, const std::string& host);
 
-// Strict decoding. False (with `err`) means a malformed message: the caller treats the link as hostile.
-// Recipient groups: a group starts at `rcpt` or `rcpt_index` and a repeated per-recipient tag starts the
-// next one, so both "rcpt first" and "rcpt_index first" orders decode the same way.
+// wire::decode(Deliver) into a Job. False (with `err`) means a malformed message: the caller treats the
+// link as hostile.
 bool parse_deliver(ipc::Message& m, Job& out, std::string& err);
 
-// `deliver_result` for the queue: msgid, then per recipient rcpt_index, status, text.
+// `deliver_result` for the queue, through wire::encode (which keeps it under the IPC size cap).
 ipc::Message make_result(const Job& job, uint64_t reqid);
 
-std::string format_qid(uint64_t msgid);
+using wire::format_qid;
 
 }  // namespace mta::smtp

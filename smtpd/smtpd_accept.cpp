@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "smtpd/smtpd_server.h"
 
 namespace mta::smtpd {
@@ -80,9 +81,7 @@ void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind k
         open_session(id, std::move(fd), std::move(client));
         return;
     }
-    ipc::Message m(ipc::Type::anvil_connect, id);
-    m.add(ipc::Tag::client_addr, client.ip).add(ipc::Tag::listen_kind, kind_name(kind));
-    master_->send(std::move(m));
+    master_->send(wire::encode(wire::AnvilConnect{client.ip, kind_name(kind)}, id));
     waiting_[id] = Waiting{std::move(fd), std::move(client), now() + kAnvilWaitSeconds};
     if (!evtimer_pending(anvil_timer_.get(), nullptr)) {
         timeval tv{1, 0};
@@ -108,10 +107,10 @@ void Server::refuse_client(UniqueFd fd, const ClientInfo& client, const std::str
 }
 
 void Server::on_anvil_verdict(ipc::Message& m) {
-    auto status = m.get_u64(ipc::Tag::anvil_status);
-    auto auth = m.get_u64(ipc::Tag::anvil_auth_failures);
-    if (!status || *status > uint64_t(ipc::AnvilStatus::refuse_rate) || !auth || !m.get_u64(ipc::Tag::anvil_concurrent))
-        malformed(Role::master, "bad anvil_verdict");
+    wire::AnvilVerdict verdict;
+    if (std::string err; !wire::decode(m, verdict, err)) malformed(Role::master, "bad anvil_verdict: " + err);
+    const uint64_t* status = &verdict.status;
+    const uint64_t* auth = &verdict.auth_failures;
     auto it = waiting_.find(m.reqid);
     if (it == waiting_.end()) return;  // answered after we gave up waiting, or the client is gone
     Waiting w = std::move(it->second);
@@ -159,7 +158,7 @@ void Server::close_waiting() {
 }
 
 void Server::anvil_disconnect(uint64_t id) {
-    if (master_ && master_->open()) master_->send(ipc::Message(ipc::Type::anvil_disconnect, id));
+    if (master_ && master_->open()) master_->send(wire::encode(wire::AnvilDisconnect{}, id));
 }
 
 // smtpd_client_auth_failure_rate_limit: mtad counts; we add our own failures at once so that the
@@ -171,15 +170,14 @@ void Server::auth_failed(const ClientInfo& client) {
     ClientState& c = clients_[client.ip];
     c.auth_failures++;
     c.auth_in_flight++;
-    ipc::Message m(ipc::Type::anvil_auth_fail, next_reqid_++);
-    m.add(ipc::Tag::client_addr, client.ip);
-    master_->send(std::move(m));
+    master_->send(wire::encode(wire::AnvilAuthFail{client.ip}, next_reqid_++));
 }
 
 void Server::on_anvil_auth_count(ipc::Message& m) {
-    auto n = m.get_u64(ipc::Tag::anvil_auth_failures);
-    const std::string* ip = m.get(ipc::Tag::client_addr);
-    if (!n || !ip) malformed(Role::master, "bad anvil_auth_count");
+    wire::AnvilAuthCount count;
+    if (std::string err; !wire::decode(m, count, err)) malformed(Role::master, "bad anvil_auth_count: " + err);
+    const uint64_t* n = &count.auth_failures;
+    const std::string* ip = &count.client_addr;
     auto it = clients_.find(*ip);
     if (it == clients_.end()) return;  // every session of that client has ended
     ClientState& c = it->second;

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/mail_headers.h"
+#include "common/wire/wire.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_session.h"
 
@@ -108,12 +109,12 @@ void Session::discard_chunk(uint64_t size, State after) {
 }
 
 void Session::open_body(State why) {  // why: wait_open_data or wait_open_bdat
-    wait_queue(why, host_.queue_request(ipc::Message(ipc::Type::body_open), id_));
+    wait_queue(why, host_.queue_request(wire::encode(wire::BodyOpen{}, 0), id_));
 }
 
 void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
     if (!waiting_for(reqid, false) || !txn_) {  // stale (we timed out): give it back
-        host_.queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, msgid)));
+        host_.queue_notify(wire::encode(wire::Abort{msgid}, 0));
         return;
     }
     bool data = state_ == State::wait_open_data;
@@ -280,7 +281,7 @@ void Session::resume() {
 
 void Session::abort_body() {
     if (!txn_ || !txn_->body) return;
-    host_.queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, txn_->body->msgid)));
+    host_.queue_notify(wire::encode(wire::Abort{txn_->body->msgid}, 0));
     txn_->body.reset();
 }
 
@@ -308,26 +309,22 @@ std::string Session::received_header(std::time_t when, long gmtoff) const {
 }
 
 ipc::Message Session::commit_message() const {
-    using ipc::Tag;
-    ipc::Message m(ipc::Type::commit);
-    m.add_u64(Tag::msgid, txn_->body->msgid);
-    m.add(Tag::sender, txn_->sender.str());
-    for (auto& r : txn_->rcpts) {
-        m.add(Tag::rcpt, r.addr);
-        m.add_u64(Tag::rcpt_notify, r.params.notify);
-        m.add(Tag::rcpt_orcpt, r.params.orcpt);
-    }
-    m.add_u64(Tag::size, txn_->params.size);
-    m.add_u64(Tag::body_type, static_cast<uint64_t>(txn_->params.body));
-    m.add_u64(Tag::smtputf8, txn_->params.smtputf8 ? 1 : 0);
-    m.add(Tag::envid, txn_->params.envid);
-    m.add_u64(Tag::ret, static_cast<uint64_t>(txn_->params.ret));
-    if (txn_->params.requiretls) m.add_u64(Tag::requiretls, 1);
-    m.add(Tag::client_addr, client_.ip);
-    m.add(Tag::client_helo, helo_);
-    if (!auth_user_.empty()) m.add(Tag::auth_user, auth_user_);
-    m.add_u64(Tag::arrival, static_cast<uint64_t>(txn_->arrival));
-    return m;
+    wire::Commit c;
+    c.msgid = txn_->body->msgid;
+    c.sender = txn_->sender.str();
+    for (auto& r : txn_->rcpts) c.rcpts.push_back({r.addr, r.params.notify, r.params.orcpt});
+    c.size = txn_->params.size;
+    c.body_type = static_cast<uint64_t>(txn_->params.body);
+    c.smtputf8 = txn_->params.smtputf8;
+    c.envid = txn_->params.envid;
+    c.ret = static_cast<uint64_t>(txn_->params.ret);
+    c.requiretls = txn_->params.requiretls;
+    c.client_addr = client_.ip;
+    c.client_helo = helo_;
+    c.auth_user = auth_user_;
+    c.has_arrival = true;
+    c.arrival = static_cast<uint64_t>(txn_->arrival);
+    return wire::encode(c, 0);
 }
 
 }  // namespace mta::smtpd

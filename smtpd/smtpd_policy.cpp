@@ -3,7 +3,6 @@
 // routing characters (% ! @) reach relay domains only from trusted clients.
 #include "smtpd/smtpd_policy.h"
 
-#include <cstdio>
 
 #include "common/mail_headers.h"
 #include "common/mailbox_name.h"
@@ -64,12 +63,6 @@ RcptVerdict check_recipient(const addr::Mailbox& m, const Config& cfg, bool may_
 bool spool_has_room(uint64_t free, uint64_t declared_size, uint64_t queue_minfree, uint64_t message_size_limit) {
     // Each term is at most 2^50 (parse_size), so neither sum overflows.
     return free >= queue_minfree + declared_size && free >= message_size_limit + message_size_limit / 2;
-}
-
-std::string format_qid(uint64_t msgid) {
-    char buf[17];
-    snprintf(buf, sizeof buf, "%016llX", static_cast<unsigned long long>(msgid));
-    return buf;
 }
 
 std::string format_received(const TraceInfo& t) {

@@ -10,6 +10,7 @@
 #include "common/alias_expand.h"
 #include "common/config.h"
 #include "common/table.h"
+#include "common/wire/limits.h"
 #include "smtpd/smtpd_command.h"
 
 namespace mta::smtpd {
@@ -34,8 +35,8 @@ RcptVerdict check_recipient(const addr::Mailbox& rcpt, const Config& cfg, bool m
 // the largest size and its bounce).
 bool spool_has_room(uint64_t free, uint64_t declared_size, uint64_t queue_minfree, uint64_t message_size_limit);
 
-// "0000000000000ABC": the queue id as the client sees it.
-std::string format_qid(uint64_t msgid);
+// "0000000000000ABC": the queue id as the client sees it (common/wire's one format).
+using wire::format_qid;
 
 struct TraceInfo {
     std::string helo;          // validated EHLO/HELO argument

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/wire/wire.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_tls.h"
 
@@ -23,24 +24,16 @@ namespace {
 constexpr int kStopGraceSeconds = 10;
 constexpr int kTableCheckSeconds = 10;
 
-// Queue "fail" replies are shown to clients: only a sane code, enhanced code and printable text pass.
-bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string& text) {
-    const std::string* c = m.get(ipc::Tag::code);
-    if (!c) return false;
-    uint64_t v = 0;
-    if (auto u = ipc::as_u64(*c)) v = *u;
-    else if (c->size() == 3 && std::isdigit((unsigned char)(*c)[0]) && std::isdigit((unsigned char)(*c)[1]) &&
-             std::isdigit((unsigned char)(*c)[2]))
-        v = std::stoul(*c);
-    if (v < 400 || v > 599) return false;
-    code = int(v);
-    enh = m.str(ipc::Tag::enhanced);
-    bool enh_ok = enh.size() >= 5 && enh.size() <= 9 && enh[0] == char('0' + code / 100) && enh[1] == '.';
-    for (char ch : enh) enh_ok = enh_ok && (std::isdigit((unsigned char)ch) || ch == '.');
-    if (!enh_ok) enh = code < 500 ? "4.3.0" : "5.3.0";
+// Queue "fail" replies are shown to clients: wire::decode checks the code, the enhanced code and the
+// text; only printable ASCII of the text goes into the reply.
+bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string& text, std::string& err) {
+    wire::Fail f;
+    if (!wire::decode(m, f, err)) return false;
+    code = f.code;
+    enh = f.enhanced.empty() ? (code < 500 ? "4.3.0" : "5.3.0") : f.enhanced;
     text.clear();
-    for (char ch : m.str(ipc::Tag::text))
-        if (ch >= 0x20 && ch < 0x7f && text.size() < 200) text += ch;
+    for (char ch : f.text)
+        if (ch >= 0x20 && ch < 0x7f) text += ch;
     if (text.empty()) text = "Queue error";
     return true;
 }
@@ -129,16 +122,14 @@ void Server::on_listen(const std::string& kind, UniqueFd fd) {
     listeners_.push_back(std::move(l));
 }
 
-void Server::on_reload(Config c, const ipc::Message& m) {
+void Server::on_reload(Config c, const wire::Config& conf) {
     // Certificates and tables were opened as root before the chroot. New PEM text from the master
     // gives a new TLS context in place; any other change to them needs a fresh process.
-    const std::string* cert_pem = m.get(ipc::Tag::tls_cert_pem);
-    const std::string* key_pem = m.get(ipc::Tag::tls_key_pem);
     bool tls_wanted = !c.tls_cert.empty() || !c.tls_key.empty();
     std::string restart_for;
-    if (cert_pem && key_pem) {
+    if (conf.has_pem) {
         std::string err;
-        TlsContext ctx = tls_context_from_pem(*cert_pem, *key_pem, err);
+        TlsContext ctx = tls_context_from_pem(conf.tls_cert_pem, conf.tls_key_pem, err);
         if (!ctx) {
             LOG_ERROR("event=tls_reload_failed reason=\"%s\" action=\"keeping the old certificate\"",
                       log::safe(err).c_str());
@@ -194,37 +185,39 @@ void Server::on_queue(ipc::Message& m) {
     bool known = false;
     switch (m.type) {
     case ipc::Type::body_open_ok: {
-        auto msgid = m.get_u64(ipc::Tag::msgid);
-        if (!msgid || m.fds.size() != 1) malformed(Role::queue, "body_open_ok without msgid or fd");
+        wire::BodyOpenOk ok;
+        if (std::string err; !wire::decode(m, ok, err)) malformed(Role::queue, "body_open_ok: " + err);
         Session* s = take_pending(m.reqid, known);
         if (s) {
-            s->on_body_open(m.reqid, *msgid, std::move(m.fds[0]));
+            s->on_body_open(m.reqid, ok.msgid, std::move(ok.body));
         } else {  // the client left meanwhile: give the file back
-            LOG_INFO("event=body_unclaimed qid=%s", format_qid(*msgid).c_str());
-            queue_notify(std::move(ipc::Message(ipc::Type::abort).add_u64(ipc::Tag::msgid, *msgid)));
+            LOG_INFO("event=body_unclaimed qid=%s", format_qid(ok.msgid).c_str());
+            queue_notify(wire::encode(wire::Abort{ok.msgid}, 0));
         }
         break;
     }
     case ipc::Type::commit_ok: {
-        auto msgid = m.get_u64(ipc::Tag::msgid);
-        if (!msgid) malformed(Role::queue, "commit_ok without msgid");
+        wire::CommitOk ok;
+        if (std::string err; !wire::decode(m, ok, err)) malformed(Role::queue, "commit_ok: " + err);
         Session* s = take_pending(m.reqid, known);
-        if (s) s->on_commit_ok(m.reqid, *msgid);
-        else if (known) LOG_WARN("event=queued_client_gone qid=%s", format_qid(*msgid).c_str());
+        if (s) s->on_commit_ok(m.reqid, ok.msgid);
+        else if (known) LOG_WARN("event=queued_client_gone qid=%s", format_qid(ok.msgid).c_str());
         break;
     }
     case ipc::Type::spool_probe: {
         // Only a plain file will do: a directory descriptor would be a way out of our chroot.
         struct stat st;
-        if (!m.fields.empty() || m.fds.size() != 1 || fstat(m.fds[0].get(), &st) != 0 || !S_ISREG(st.st_mode))
+        wire::SpoolProbe probe;
+        std::string err;
+        if (!wire::decode(m, probe, err) || fstat(probe.fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
             malformed(Role::queue, "spool_probe needs exactly one plain-file fd");
-        spool_probe_ = std::move(m.fds[0]);
+        spool_probe_ = std::move(probe.fd);
         return;
     }
     case ipc::Type::fail: {
         int code = 0;
-        std::string enh, text;
-        if (!parse_fail(m, code, enh, text)) malformed(Role::queue, "fail without a valid code");
+        std::string enh, text, err;
+        if (!parse_fail(m, code, enh, text, err)) malformed(Role::queue, "fail: " + err);
         Session* s = take_pending(m.reqid, known);
         if (s) s->on_queue_fail(m.reqid, code, enh, text);
         break;

@@ -41,7 +41,7 @@ private:
     // daemon::MasterHandler
     void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
     void on_listen(const std::string& kind, UniqueFd fd) override;
-    void on_reload(Config next, const ipc::Message& m) override;
+    void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override { begin_stop(); }
     void on_request(ipc::Message& m) override;  // anvil answers
 

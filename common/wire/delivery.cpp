@@ -1,0 +1,125 @@
+// The deliver / deliver_result codecs (see delivery.h).
+#include "common/wire/delivery.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/wire/fields.h"
+#include "common/wire/limits.h"
+
+namespace mta::wire {
+namespace {
+
+using ipc::Tag;
+
+bool space_free(const std::string& s) { return s.find(' ') == std::string::npos; }
+
+bool tls_level_ok(const std::string& s) {
+    return !s.empty() && s.size() <= 20 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") == std::string::npos;
+}
+
+bool decode_rcpt(const Fields::Group& g, DeliverRcpt& r, std::string& err) {
+    if (!find(g, Tag::rcpt) || !find(g, Tag::rcpt_index)) { err = "recipient group without rcpt or rcpt_index"; return false; }
+    return need_text(find(g, Tag::rcpt), Tag::rcpt, kMaxAddress, r.addr, err, true) &&
+           need_u64(find(g, Tag::rcpt_index), Tag::rcpt_index, kMaxRcptIndex, r.index, err) &&
+           opt_u64(find(g, Tag::rcpt_notify), kMaxNotify, r.notify, err) &&
+           opt_text(find(g, Tag::rcpt_orcpt), kMaxOrcpt, r.orcpt, err);
+}
+
+}  // namespace
+
+ipc::Message encode(Deliver& d, uint64_t reqid) {
+    ipc::Message m(ipc::Type::deliver, reqid);
+    m.add_u64(Tag::msgid, d.msgid).add(Tag::sender, d.sender).add(Tag::nexthop, d.nexthop);
+    m.add_u64(Tag::size, d.size).add_u64(Tag::body_type, d.body_type).add_u64(Tag::smtputf8, d.smtputf8);
+    if (!d.envid.empty()) m.add(Tag::envid, d.envid);
+    m.add_u64(Tag::ret, d.ret).add_u64(Tag::requiretls, d.requiretls);
+    if (!d.tls_level.empty()) m.add(Tag::tls_level, d.tls_level);
+    for (const DeliverRcpt& r : d.rcpts) {
+        m.add(Tag::rcpt, r.addr).add_u64(Tag::rcpt_index, r.index).add_u64(Tag::rcpt_notify, r.notify);
+        if (!r.orcpt.empty()) m.add(Tag::rcpt_orcpt, r.orcpt);
+    }
+    if (d.body) m.add_fd(std::move(d.body));
+    return m;
+}
+
+bool decode(ipc::Message& m, Deliver& out, std::string& err) {
+    static const Shape shape{{Tag::msgid, Tag::sender, Tag::nexthop, Tag::size, Tag::body_type, Tag::smtputf8,
+                              Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level},
+                             {Tag::rcpt, Tag::rcpt_index, Tag::rcpt_notify, Tag::rcpt_orcpt},
+                             std::nullopt, kMaxDeliverRecipients, 1};
+    out = Deliver{};
+    Fields fs;
+    if (!fs.split(m, ipc::Type::deliver, shape, err)) return false;
+    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
+        !need_text(fs.get(Tag::sender), Tag::sender, kMaxAddress, out.sender, err) ||
+        !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err) ||
+        !opt_u64(fs.get(Tag::size), UINT64_MAX, out.size, err) ||
+        !opt_u64(fs.get(Tag::body_type), 2, out.body_type, err) ||
+        !opt_bool(fs.get(Tag::smtputf8), out.smtputf8, err) ||
+        !opt_text(fs.get(Tag::envid), kMaxEnvid, out.envid, err) ||
+        !opt_u64(fs.get(Tag::ret), 2, out.ret, err) ||
+        !opt_bool(fs.get(Tag::requiretls), out.requiretls, err) ||
+        !opt_text(fs.get(Tag::tls_level), 20, out.tls_level, err))
+        return false;
+    if (!space_free(out.nexthop)) { err = "bad nexthop"; return false; }
+    if (!space_free(out.envid)) { err = "bad envid"; return false; }
+    if (fs.get(Tag::tls_level) && !tls_level_ok(out.tls_level)) { err = "bad tls_level"; return false; }
+    if (fs.groups().empty()) { err = "no recipients"; return false; }
+    std::set<uint64_t> seen;
+    for (const Fields::Group& g : fs.groups()) {
+        DeliverRcpt r;
+        if (!decode_rcpt(g, r, err)) return false;
+        if (!seen.insert(r.index).second) { err = "duplicate rcpt_index"; return false; }
+        out.rcpts.push_back(std::move(r));
+    }
+    out.body = std::move(m.fds[0]);
+    return true;
+}
+
+ipc::Message encode(const DeliverResult& r, uint64_t reqid) {
+    ipc::Message m(ipc::Type::deliver_result, reqid);
+    m.add_u64(Tag::msgid, r.msgid);
+    // Keep the datagram under the IPC cap whatever the recipient count: per recipient at most four fields
+    // of 6-byte headers, three u64 values and the text, which gets an equal share of what is left.
+    std::size_t n = std::max<std::size_t>(r.results.size(), 1);
+    std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64) / n;
+    std::size_t text_cap = budget > 48 ? std::min<std::size_t>(budget - 48, kMaxResultText) : 0;
+    for (const RcptResult& x : r.results) {
+        m.add_u64(Tag::rcpt_index, x.index);
+        m.add_u64(Tag::status, uint64_t(x.status));
+        m.add(Tag::text, make_clean(x.text, text_cap));
+        if (x.handoff && x.status == ipc::DeliveryStatus::delivered) m.add_u64(Tag::dsn_handoff, x.handoff);
+    }
+    return m;
+}
+
+bool decode(const ipc::Message& m, DeliverResult& out, std::string& err) {
+    static const Shape shape{{Tag::msgid}, {Tag::rcpt_index, Tag::status, Tag::text, Tag::dsn_handoff},
+                             Tag::rcpt_index, kMaxRecipients, 0};
+    out = DeliverResult{};
+    Fields fs;
+    if (!fs.split(m, ipc::Type::deliver_result, shape, err)) return false;
+    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err)) return false;
+    if (fs.groups().empty()) { err = "no complete result"; return false; }
+    for (const Fields::Group& g : fs.groups()) {
+        RcptResult x;
+        uint64_t index = 0, status = 0, handoff = 0;
+        if (!need_u64(find(g, Tag::rcpt_index), Tag::rcpt_index, kMaxRcptIndex, index, err) ||
+            !need_u64(find(g, Tag::status), Tag::status, 2, status, err) ||
+            !opt_text(find(g, Tag::text), kMaxResultText, x.text, err) ||
+            !opt_u64(find(g, Tag::dsn_handoff), 2, handoff, err))
+            return false;
+        x.index = uint32_t(index);
+        x.status = ipc::DeliveryStatus(status);
+        if (find(g, Tag::dsn_handoff) && (handoff == 0 || x.status != ipc::DeliveryStatus::delivered)) {
+            err = "bad dsn_handoff";
+            return false;
+        }
+        x.handoff = uint8_t(handoff);
+        out.results.push_back(std::move(x));
+    }
+    return true;
+}
+
+}  // namespace mta::wire

@@ -1,0 +1,67 @@
+// deliver (queue -> mta-smtp / mta-local) and deliver_result (deliverer -> queue): one struct, one
+// encoder and one strict decoder each, used by the queue and by both deliverers.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ipc.h"
+
+namespace mta::wire {
+
+inline constexpr uint64_t kMaxRcptIndex = UINT32_MAX;  // the queue numbers a message's recipients with u32
+// Recipients in one deliver (the queue's job size): small enough that the result for all of them, at
+// its fixed 34 octets per recipient plus some text, always fits one datagram.
+inline constexpr std::size_t kMaxDeliverRecipients = 1000;
+
+struct DeliverRcpt {
+    uint64_t index = 0;   // the queue's recipient index, unique within one deliver
+    std::string addr;     // canonical "local@domain", never empty
+    uint64_t notify = 0;  // ipc::kNotify* bits, 0 = not given
+    std::string orcpt;    // DSN ORCPT "type;address" as received, "" = not given
+};
+
+struct Deliver {
+    uint64_t msgid = 0;
+    std::string sender;     // "" = null reverse path
+    std::string nexthop;    // domain, or [host]:port; "" only for a local recipient without a domain
+                            // (RCPT TO:<Postmaster>), which mta-smtp never gets
+    uint64_t size = 0;      // body size the queue measured (0 = unknown)
+    uint64_t body_type = 0; // 0 7bit, 1 8bitmime, 2 binarymime
+    bool smtputf8 = false;
+    std::string envid;      // DSN ENVID, "" = not given
+    uint64_t ret = 0;       // 0 default, 1 FULL, 2 HDRS
+    bool requiretls = false;
+    std::string tls_level;  // per-destination level from smtp_tls_policy_map, "" = smtp_tls_level
+    std::vector<DeliverRcpt> rcpts;
+    UniqueFd body;          // O_RDONLY body file
+};
+
+// Fields in the queue's order (envelope, then per recipient rcpt, rcpt_index, rcpt_notify, rcpt_orcpt);
+// empty optional texts are left out. The body fd travels when `d.body` holds one (it is moved).
+ipc::Message encode(Deliver& d, uint64_t reqid);
+// Strict: msgid, sender, nexthop (may be "") and one body fd required; every recipient group needs rcpt and
+// rcpt_index (in either order: see fields.h), indexes unique. Moves the fd out of `m`.
+bool decode(ipc::Message& m, Deliver& out, std::string& err);
+
+struct RcptResult {
+    uint32_t index = 0;
+    ipc::DeliveryStatus status = ipc::DeliveryStatus::deferred;
+    std::string text;     // clean text, at most kMaxResultText
+    uint8_t handoff = 0;  // delivered only: 1 = relayed to a next hop without DSN, 2 = with DSN
+};
+
+struct DeliverResult {
+    uint64_t msgid = 0;
+    std::vector<RcptResult> results;
+};
+
+// msgid, then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
+// equal share of the IPC size cap (at most kMaxResultText), so the result for every recipient one
+// deliver can carry fits one datagram (a result's fixed part per recipient is smaller than a deliver's).
+ipc::Message encode(const DeliverResult& r, uint64_t reqid);
+// Strict: groups open at rcpt_index and need a status; dsn_handoff only on a delivered recipient.
+bool decode(const ipc::Message& m, DeliverResult& out, std::string& err);
+
+}  // namespace mta::wire
