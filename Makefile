@@ -1,8 +1,8 @@
 # Plain Makefile for the MTA. `make` builds everything into build/bin/; `make run` and `make check`
 # first install missing Debian packages (skip with NO_DEPS=1); `make` and `make install` never do.
 #
-# Layout convention: every non-main .cpp in a component dir goes into that dir's static library;
-# each DIR/main_NAME.cpp is the entry point of program build/bin/NAME.
+# Layout convention: every non-main .cpp of a directory goes into that directory's static library; each
+# DIR/main_NAME.cpp is the entry point of program build/bin/NAME (see README.md, Layout).
 
 CXX      ?= g++
 BUILD    ?= build
@@ -26,21 +26,28 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 
 COMPONENTS := common smtpd queue-manager smtp-client resolver msgauth master
-# Link order: components first, common last (everyone depends on it).
-LINK_ORDER := master smtpd queue-manager smtp-client resolver msgauth common
+# A program that is not its component's daemon (a user or admin tool, a second daemon) has a directory of
+# its own below the component it serves, holding its main_*.cpp and the sources only it uses.
+SUBDIRS    := $(patsubst %/,%,$(sort $(dir $(wildcard $(addsuffix /*/main_*.cpp,$(COMPONENTS))))))
+DIRS       := $(SUBDIRS) $(COMPONENTS)
+# Link order: program directories first, then components, common last (everyone depends on it).
+LINK_ORDER := $(SUBDIRS) master smtpd queue-manager smtp-client resolver msgauth common
+# What a program directory links besides its own library and common's. Nothing else: roles stay
+# separate, and sendmail (which every user runs) carries none of the queue manager.
+DEPS_msgauth/mtadkim := msgauth
 
 # common/wire/ (the message layer between roles) is part of the common library.
 sub_srcs  = $(if $(filter common,$(1)),$(wildcard common/wire/*.cpp))
-lib_srcs  = $(filter-out $(1)/main_%.cpp,$(wildcard $(1)/*.cpp)) $(call sub_srcs,$(1))
-lib_file  = $(BUILD)/lib/lib$(1).a
+lib_srcs  = $(strip $(filter-out $(1)/main_%.cpp,$(wildcard $(1)/*.cpp)) $(call sub_srcs,$(1)))
+lib_file  = $(BUILD)/lib/lib$(subst /,-,$(1)).a
 LIBS      := $(foreach c,$(LINK_ORDER),$(if $(call lib_srcs,$(c)),$(call lib_file,$(c))))
-MAINS     := $(foreach c,$(COMPONENTS),$(wildcard $(c)/main_*.cpp))
+MAINS     := $(foreach c,$(DIRS),$(wildcard $(c)/main_*.cpp))
 PROGRAMS  := $(foreach m,$(MAINS),$(BUILD)/bin/$(patsubst main_%.cpp,%,$(notdir $(m))))
 UNIT_SRCS := $(wildcard tests/unit/*.cpp)
 UNIT_BIN  := $(BUILD)/bin/unit-tests
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(COMPONENTS),$(wildcard $(c)/*.cpp) $(call sub_srcs,$(c))) $(UNIT_SRCS))
+ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(c)/*.cpp) $(call sub_srcs,$(c))) $(UNIT_SRCS))
 
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
@@ -76,10 +83,11 @@ $(call lib_file,$(1)): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
 	@mkdir -p $$(dir $$@)
 	rm -f $$@ && ar rcs $$@ $$^
 endef
-$(foreach c,$(COMPONENTS),$(if $(call lib_srcs,$(c)),$(eval $(call LIB_RULE,$(c)))))
+$(foreach c,$(DIRS),$(if $(call lib_srcs,$(c)),$(eval $(call LIB_RULE,$(c)))))
 
-# A program links its own component's library and common's, nothing else: roles stay separate.
-prog_libs = $(filter $(call lib_file,$(patsubst %/,%,$(dir $(1)))) $(call lib_file,common),$(LIBS))
+# A program links its own directory's library, the DEPS_ of that directory, and common's.
+prog_dir  = $(patsubst %/,%,$(dir $(1)))
+prog_libs = $(filter $(foreach d,$(call prog_dir,$(1)) $(DEPS_$(call prog_dir,$(1))) common,$(call lib_file,$(d))),$(LIBS))
 define PROG_RULE
 $(BUILD)/bin/$(patsubst main_%.cpp,%,$(notdir $(1))): $(BUILD)/obj/$(1:.cpp=.o) $(call prog_libs,$(1))
 	@mkdir -p $$(dir $$@)
@@ -91,12 +99,10 @@ $(UNIT_BIN): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $(patsubst %.cpp,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIBS) $(LDLIBS)
 
-# libFuzzer targets (SAN=1 only): tests/fuzz/fuzz_<component>_*.cpp links that component's library and
-# common's, built with the sanitizer build's objects.
-fuzz_comp = $(firstword $(foreach c,smtpd:smtpd smtp:smtp-client local:smtp-client resolver:resolver \
-              queue:queue-manager master:master msgauth:msgauth,$(if $(filter fuzz_$(word 1,$(subst :, ,$(c)))_%,$(1)),$(word 2,$(subst :, ,$(c))))))
+# libFuzzer targets (SAN=1 only), built with the sanitizer build's objects. Like the unit tests they link
+# every library; the linker takes only the objects a target uses.
 define FUZZ_RULE
-$(BUILD)/fuzz/$(1): $(BUILD)/obj/tests/fuzz/$(1).o $(filter $(call lib_file,$(call fuzz_comp,$(1))) $(call lib_file,common),$(LIBS))
+$(BUILD)/fuzz/$(1): $(BUILD)/obj/tests/fuzz/$(1).o $(LIBS)
 	@mkdir -p $$(dir $$@)
 	$(CXX) $(LDFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(LDLIBS)
 endef

@@ -15,11 +15,13 @@
 #include "common/log.h"
 #include "common/mail_headers.h"
 #include "queue-manager/dsn.h"
-#include "queue-manager/maildrop.h"
+#include "common/wire/maildrop.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/server.h"
 
 namespace mta::queue {
+using wire::Maildrop;
+using wire::parse_maildrop;
 namespace {
 
 constexpr std::size_t kPickupPerScan = 200;

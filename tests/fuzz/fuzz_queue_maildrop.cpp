@@ -7,9 +7,11 @@
 #include <string_view>
 
 #include "queue-manager/admin.h"
-#include "queue-manager/maildrop.h"
+#include "common/wire/maildrop.h"
+#include "queue-manager/sendmail/prepare.h"
 
-using namespace mta::queue;
+using namespace mta::sendmail;
+using namespace mta::wire;
 
 namespace {
 void require(bool cond) {

@@ -1,4 +1,4 @@
-// Unit tests for smtp-client/local_maildir: unique names, CRLF->LF streaming, durable Maildir writes
+// Unit tests for smtp-client/local/local_maildir: unique names, CRLF->LF streaming, durable Maildir writes
 // into a temporary directory, and errno classification.
 #include <doctest/doctest.h>
 
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/fd.h"
-#include "smtp-client/local_maildir.h"
+#include "smtp-client/local/local_maildir.h"
 
 using namespace mta;
 using namespace mta::local;

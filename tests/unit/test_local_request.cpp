@@ -1,4 +1,4 @@
-// Unit tests for smtp-client/local_request and local_agent: deliver validation, local part decoding,
+// Unit tests for smtp-client/local/local_request and local_agent: deliver validation, local part decoding,
 // per-recipient results, one copy per mailbox, refusal of unsafe names.
 #include <doctest/doctest.h>
 
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "smtp-client/local_agent.h"
+#include "smtp-client/local/local_agent.h"
 
 using namespace mta;
 using namespace mta::local;

@@ -1,10 +1,12 @@
-// Unit tests for queue-manager/maildrop: the strict maildrop parser, LF->CRLF, -t address extraction
+// Unit tests for common/wire/maildrop and queue-manager/sendmail/prepare: the strict maildrop parser, LF->CRLF, -t address extraction
 // and the headers sendmail adds or removes.
 #include <doctest/doctest.h>
 
-#include "queue-manager/maildrop.h"
+#include "common/wire/maildrop.h"
+#include "queue-manager/sendmail/prepare.h"
 
-using namespace mta::queue;
+using namespace mta::sendmail;
+using namespace mta::wire;
 
 TEST_CASE("maildrop round trip") {
     Maildrop m;

@@ -1,10 +1,10 @@
-// Unit tests for queue-manager/sendmail_opts: sendmail(1)'s command line as Postfix reads it.
+// Unit tests for queue-manager/sendmail/sendmail_opts: sendmail(1)'s command line as Postfix reads it.
 #include <doctest/doctest.h>
 
 #include "common/protocol.h"
-#include "queue-manager/sendmail_opts.h"
+#include "queue-manager/sendmail/sendmail_opts.h"
 
-using namespace mta::queue;
+using namespace mta::sendmail;
 using V = std::vector<std::string>;
 
 namespace {

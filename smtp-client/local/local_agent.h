@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "smtp-client/local_request.h"
+#include "smtp-client/local/local_request.h"
 
 namespace mta::local {
 

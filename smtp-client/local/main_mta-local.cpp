@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "common/role.h"
 #include "common/wire/wire.h"
-#include "smtp-client/local_agent.h"
+#include "smtp-client/local/local_agent.h"
 
 using namespace mta;
 

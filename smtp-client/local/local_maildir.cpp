@@ -1,6 +1,6 @@
 // Maildir delivery: the tmp/ -> new/ protocol with fsyncs so "delivered" means durable.
 // Works only through directory fds opened with O_NOFOLLOW below mail_dir; trusts the caller's name.
-#include "smtp-client/local_maildir.h"
+#include "smtp-client/local/local_maildir.h"
 
 #include <cerrno>
 #include <cstdio>

@@ -1,6 +1,6 @@
 // Per-recipient local delivery: local part -> maildir_name() -> Maildir write, one copy per mailbox
 // per request, one log line per recipient. Recipients come from a validated DeliverRequest.
-#include "smtp-client/local_agent.h"
+#include "smtp-client/local/local_agent.h"
 
 #include <map>
 

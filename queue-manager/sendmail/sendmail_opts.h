@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace mta::queue {
+namespace mta::sendmail {
 
 enum class SendmailMode { deliver, list_queue, flush_queue, newaliases };
 
@@ -30,4 +30,4 @@ bool parse_sendmail_args(const std::vector<std::string>& argv, SendmailArgs& out
 // "-N never" or a comma-separated list of success, failure, delay (any case, spaces allowed).
 bool parse_dsn_notify(const std::string& value, uint64_t& out);
 
-}  // namespace mta::queue
+}  // namespace mta::sendmail

@@ -1,6 +1,6 @@
 // mta-local's side of `deliver` / `deliver_result`: the common/wire codecs (which check every field; any
 // inconsistency is malformed, never guessed around) mapped to what local delivery needs.
-#include "smtp-client/local_request.h"
+#include "smtp-client/local/local_request.h"
 
 namespace mta::local {
 

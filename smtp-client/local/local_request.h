@@ -10,7 +10,7 @@
 #include "common/fd.h"
 #include "common/ipc.h"
 #include "common/wire/wire.h"
-#include "smtp-client/local_maildir.h"
+#include "smtp-client/local/local_maildir.h"
 
 namespace mta::local {
 

@@ -1,6 +1,5 @@
-// The maildrop file written by sendmail (any local user) and read by mta-queue, plus the pure message
-// preparation sendmail does (line ends, -t recipients, a missing From:). The queue trusts nothing in a
-// maildrop file: parse_maildrop is strict, bounded and fuzzed; the uid comes from the file's owner.
+// The maildrop file: the message from sendmail (any local user) to mta-queue, written into the
+// maildrop directory. The queue trusts nothing in a maildrop file: parse_maildrop is strict, bounded and fuzzed; the uid comes from the file's owner.
 //
 // Format (all lines LF-terminated, no other control bytes):
 //   MTA-MAILDROP 1
@@ -18,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mta::queue {
+namespace mta::wire {
 
 inline constexpr std::string_view kMaildropMagic = "MTA-MAILDROP 1";
 inline constexpr std::size_t kMaxMaildropRecipients = 10000;
@@ -44,24 +43,4 @@ bool parse_maildrop(std::string_view bytes, Maildrop& out, std::string& err);
 // exactly one '@' with something on both sides.
 bool maildrop_address_ok(std::string_view a);
 
-// LF, CRLF and lone CR all become CRLF; with dot_ends (no -i), a line holding only "." ends the message.
-std::string to_crlf(std::string_view in, bool dot_ends);
-
-// Addresses of an address-list header value ("A <a@x>, b@y (comment), group: c@z;").
-std::vector<std::string> header_addresses(std::string_view value);
-
-struct PreparedMessage {
-    std::string text;                  // final message, CRLF
-    std::vector<std::string> rcpts;    // from To/Cc/Bcc (or Resent-To/Cc/Bcc) when extract_rcpts
-};
-struct PrepareOptions {
-    bool extract_rcpts = false;        // -t: take To/Cc/Bcc, or Resent-To/Cc/Bcc when the message has
-                                       // any Resent- header (as Postfix); drop Bcc and Resent-Bcc
-    std::string sender;                // for a missing From:
-    std::string full_name;             // -F
-};
-// Takes a CRLF message; adds From: when missing. A missing Date:/Message-ID: is the queue's to add at
-// pickup (it knows the queue id), for every maildrop file alike (pickup.cpp).
-PreparedMessage prepare_message(std::string_view crlf_message, const PrepareOptions& o);
-
-}  // namespace mta::queue
+}  // namespace mta::wire

@@ -1,5 +1,5 @@
 // mtaqueue/mailq client side: argument checks, one control request, exit status from the answer.
-#include "queue-manager/admin_cli.h"
+#include "queue-manager/mtaqueue/admin_cli.h"
 
 #include <cstdio>
 #include <cstring>

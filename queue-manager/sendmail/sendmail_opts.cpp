@@ -1,14 +1,17 @@
 // sendmail(1) command-line parsing (pure). Mirrors Postfix's sendmail: the options scripts and MUAs
 // use work, Sendmail options without meaning here are ignored, and modes we do not offer are refused
 // with a reason instead of being silently misread.
-#include "queue-manager/sendmail_opts.h"
+#include "queue-manager/sendmail/sendmail_opts.h"
 
 #include <cstring>
 
 #include "common/protocol.h"
-#include "queue-manager/maildrop.h"
+#include "common/wire/maildrop.h"
+#include "queue-manager/sendmail/prepare.h"
 
-namespace mta::queue {
+namespace mta::sendmail {
+using wire::maildrop_envid_ok;
+using wire::maildrop_notify_ok;
 namespace {
 
 std::string lower(std::string s) {
@@ -132,4 +135,4 @@ bool parse_sendmail_args(const std::vector<std::string>& argv, SendmailArgs& out
     return true;
 }
 
-}  // namespace mta::queue
+}  // namespace mta::sendmail

@@ -23,12 +23,13 @@
 #include "common/control_client.h"
 #include "common/fd.h"
 #include "common/version.h"
-#include "queue-manager/dsn.h"
-#include "queue-manager/maildrop.h"
-#include "queue-manager/sendmail_opts.h"
+#include "common/wire/maildrop.h"
+#include "queue-manager/sendmail/prepare.h"
+#include "queue-manager/sendmail/sendmail_opts.h"
 
 using namespace mta;
-using namespace mta::queue;
+using namespace mta::sendmail;
+using namespace mta::wire;
 
 namespace {
 
