@@ -23,4 +23,15 @@ bool read_file(const std::string& path, std::string& out, std::size_t max_bytes)
     }
 }
 
+bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) { errno = EIO; return false; }
+        data.remove_prefix(std::size_t(n));
+    }
+    return true;
+}
+
 }  // namespace mta

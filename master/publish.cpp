@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/table.h"
 
@@ -24,12 +25,7 @@ bool copy_fd(int in, int out, uint64_t& bytes) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return false;
         if (n == 0) return true;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, std::size_t(n - off));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) return false;
-            off += w;
-        }
+        if (!write_all(out, std::string_view(buf, std::size_t(n)))) return false;
         bytes += uint64_t(n);
     }
 }

@@ -137,31 +137,29 @@ void Server::on_reload(Config next, const wire::Config&) {
 void Server::handle_resolve(uint64_t link_id, ipc::Message& m) {
     wire::ResolveRequest req;
     if (std::string why; !wire::decode(m, req, why)) malformed(link_id, "resolve_request: " + why);
-    const std::string* name_field = &req.name;
-    const uint64_t* qtype = &req.qtype;
-    if (*qtype == sts::kQtypeMtaSts) {
-        auto domain = normalize_name(*name_field);
+    if (req.qtype == sts::kQtypeMtaSts) {
+        auto domain = normalize_name(req.name);
         if (!domain || domain->find('.') == std::string::npos) return send_reply(link_id, m.reqid, error_answer("invalid domain"));
         if (!sts_) return send_reply(link_id, m.reqid, error_answer("MTA-STS is not available"));
         if (stopping_) return send_reply(link_id, m.reqid, error_answer("shutting down"));
         uint64_t reqid = m.reqid;
         return sts_->lookup(*domain, [this, link_id, reqid](const Answer& a) { send_reply(link_id, reqid, a); });
     }
-    if (!supported_qtype(*qtype)) {
+    if (!supported_qtype(req.qtype)) {
         // From a peer this is a protocol violation; from the master it is an admin's relayed
         // "resolve NAME QTYPE" (mtactl/mtadns), and a typo there must not restart us.
-        if (link_id != master_id_) malformed(link_id, "unsupported qtype " + std::to_string(*qtype));
+        if (link_id != master_id_) malformed(link_id, "unsupported qtype " + std::to_string(req.qtype));
         return send_reply(link_id, m.reqid, error_answer("unsupported qtype"));
     }
     // A badly formed name is data (it may come from a remote envelope), not a protocol violation.
-    auto name = normalize_name(*name_field);
+    auto name = normalize_name(req.name);
     if (!name) {
-        LOG_DEBUG("event=resolve name=\"%s\" type=%s rcode=%llu reason=invalid_name", log::safe(*name_field).c_str(),
-                  qtype_name(uint16_t(*qtype)), (unsigned long long)kRcodeError);
+        LOG_DEBUG("event=resolve name=\"%s\" type=%s rcode=%llu reason=invalid_name", log::safe(req.name).c_str(),
+                  qtype_name(uint16_t(req.qtype)), (unsigned long long)kRcodeError);
         return send_reply(link_id, m.reqid, error_answer("invalid query name"));
     }
     if (stopping_) return send_reply(link_id, m.reqid, error_answer("shutting down"));
-    start_query(link_id, m.reqid, *name, uint16_t(*qtype), nullptr);
+    start_query(link_id, m.reqid, *name, uint16_t(req.qtype), nullptr);
 }
 
 void Server::start_query(uint64_t link_id, uint64_t reqid, const std::string& name, uint16_t qtype,

@@ -109,16 +109,14 @@ void Server::refuse_client(UniqueFd fd, const ClientInfo& client, const std::str
 void Server::on_anvil_verdict(ipc::Message& m) {
     wire::AnvilVerdict verdict;
     if (std::string err; !wire::decode(m, verdict, err)) malformed(Role::master, "bad anvil_verdict: " + err);
-    const uint64_t* status = &verdict.status;
-    const uint64_t* auth = &verdict.auth_failures;
     auto it = waiting_.find(m.reqid);
     if (it == waiting_.end()) return;  // answered after we gave up waiting, or the client is gone
     Waiting w = std::move(it->second);
     waiting_.erase(it);
-    auto st = ipc::AnvilStatus(*status);
+    auto st = ipc::AnvilStatus(verdict.status);
     if (st == ipc::AnvilStatus::allow) {
         ClientState& c = clients_[w.client.ip];
-        c.auth_failures = *auth + c.auth_in_flight;
+        c.auth_failures = verdict.auth_failures + c.auth_in_flight;
         open_session(m.reqid, std::move(w.fd), std::move(w.client));
         return;
     }
@@ -176,13 +174,11 @@ void Server::auth_failed(const ClientInfo& client) {
 void Server::on_anvil_auth_count(ipc::Message& m) {
     wire::AnvilAuthCount count;
     if (std::string err; !wire::decode(m, count, err)) malformed(Role::master, "bad anvil_auth_count: " + err);
-    const uint64_t* n = &count.auth_failures;
-    const std::string* ip = &count.client_addr;
-    auto it = clients_.find(*ip);
+    auto it = clients_.find(count.client_addr);
     if (it == clients_.end()) return;  // every session of that client has ended
     ClientState& c = it->second;
     if (c.auth_in_flight > 0) c.auth_in_flight--;
-    c.auth_failures = *n + c.auth_in_flight;
+    c.auth_failures = count.auth_failures + c.auth_in_flight;
 }
 
 bool Server::auth_blocked(const ClientInfo& client) const {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/mail_headers.h"
 #include "common/wire/wire.h"
@@ -28,16 +29,9 @@ void BodySink::write(std::string_view s) {
 }
 
 void BodySink::flush() {
-    std::size_t off = 0;
-    while (off < buf.size() && !failed) {
-        ssize_t n = ::write(fd.get(), buf.data() + off, buf.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            LOG_ERROR("event=body_write_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
-            failed = true;
-            break;
-        }
-        off += std::size_t(n);
+    if (!failed && !write_all(fd.get(), buf)) {
+        LOG_ERROR("event=body_write_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
+        failed = true;
     }
     buf.clear();
 }
@@ -142,7 +136,7 @@ void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
 }
 
 void Session::read_data() {
-    evbuffer* in = bufferevent_get_input(bev_);
+    evbuffer* in = bufferevent_get_input(bev_.get());
     BodyReader& reader = *txn_->reader;
     BodySink& body = *txn_->body;
     while (!reader.done() && evbuffer_get_length(in) > 0) {
@@ -158,7 +152,7 @@ void Session::read_data() {
 }
 
 void Session::read_bdat() {
-    evbuffer* in = bufferevent_get_input(bev_);
+    evbuffer* in = bufferevent_get_input(bev_.get());
     while (bdat_remaining_ > 0 && evbuffer_get_length(in) > 0) {
         evbuffer_iovec vec;
         if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;

@@ -30,33 +30,28 @@ Session::Session(SessionHost& host, event_base* base, std::shared_ptr<const Conf
     if (client_.kind == ListenKind::smtps) {  // RFC 8314 implicit TLS: the greeting waits for the handshake
         SSL* ssl = res_->tls ? SSL_new(res_->tls.get()) : nullptr;
         if (ssl)
-            bev_ = bufferevent_openssl_socket_new(base_, fd.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+            bev_.reset(bufferevent_openssl_socket_new(base_, fd.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE));
         if (ssl && !bev_) SSL_free(ssl);
         tls_ = true;
     } else {
-        bev_ = bufferevent_socket_new(base_, fd.get(), BEV_OPT_CLOSE_ON_FREE);
+        bev_.reset(bufferevent_socket_new(base_, fd.get(), BEV_OPT_CLOSE_ON_FREE));
     }
     if (bev_) fd.release();  // owned by the bufferevent now; otherwise UniqueFd closes it
-    queue_timer_ = evtimer_new(base_, &Session::queue_timeout_cb, this);
-    auth_timer_ = evtimer_new(base_, &Session::auth_delay_cb, this);
-    rate_timer_ = event_new(base_, -1, EV_PERSIST, &Session::rate_tick_cb, this);
+    queue_timer_.reset(evtimer_new(base_, &Session::queue_timeout_cb, this));
+    auth_timer_.reset(evtimer_new(base_, &Session::auth_delay_cb, this));
+    rate_timer_.reset(event_new(base_, -1, EV_PERSIST, &Session::rate_tick_cb, this));
 }
 
-Session::~Session() {
-    if (bev_) bufferevent_free(bev_);
-    if (queue_timer_) event_free(queue_timer_);
-    if (auth_timer_) event_free(auth_timer_);
-    if (rate_timer_) event_free(rate_timer_);
-}
+Session::~Session() = default;
 
 // Callbacks, watermarks and timeouts; again after STARTTLS put an SSL filter in front.
 void Session::setup_bev() {
-    bufferevent_setcb(bev_, &Session::read_cb, &Session::write_cb, &Session::event_cb, this);
+    bufferevent_setcb(bev_.get(), &Session::read_cb, &Session::write_cb, &Session::event_cb, this);
     std::size_t high = std::max<std::size_t>(kInputHigh, cfg_->smtpd_line_length_limit + 4);
-    bufferevent_setwatermark(bev_, EV_READ, 0, high);
+    bufferevent_setwatermark(bev_.get(), EV_READ, 0, high);
     timeval tv{static_cast<time_t>(cfg_->smtpd_timeout), 0};
-    bufferevent_set_timeouts(bev_, &tv, &tv);
-    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    bufferevent_set_timeouts(bev_.get(), &tv, &tv);
+    bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
 }
 
 void Session::start() {
@@ -94,12 +89,12 @@ void Session::write_cb(bufferevent*, void* arg) {
     if (s->state_ == State::closing) {
         // An OpenSSL bufferevent runs this callback deferred: it may come from an earlier flush (the
         // smtps greeting) after pipelined commands queued more replies (EHLO ... QUIT). Those go first.
-        if (evbuffer_get_length(bufferevent_get_output(s->bev_)) == 0) s->finish();
+        if (evbuffer_get_length(bufferevent_get_output(s->bev_.get())) == 0) s->finish();
         return;
     }
     if (s->read_paused_) {
         s->read_paused_ = false;
-        if (!s->peer_eof_) bufferevent_enable(s->bev_, EV_READ);
+        if (!s->peer_eof_) bufferevent_enable(s->bev_.get(), EV_READ);
         s->process_input();
     }
 }
@@ -111,7 +106,7 @@ void Session::event_cb(bufferevent*, short what, void* arg) {
         return;
     }
     if ((what & BEV_EVENT_ERROR) && s->tls_) {
-        unsigned long e = bufferevent_get_openssl_error(s->bev_);
+        unsigned long e = bufferevent_get_openssl_error(s->bev_.get());
         char buf[256] = "";
         if (e) ERR_error_string_n(e, buf, sizeof buf);
         LOG_INFO("event=tls_error client=%s error=\"%s\"", s->client_.ip.c_str(), log::safe(buf).c_str());
@@ -125,7 +120,7 @@ void Session::event_cb(bufferevent*, short what, void* arg) {
         // complete command it sent, including a message waiting for the queue, and only then close.
         s->peer_eof_ = true;
         if (s->state_ != State::closing) s->process_input();
-        else if (evbuffer_get_length(bufferevent_get_output(s->bev_)) == 0) s->finish();
+        else if (evbuffer_get_length(bufferevent_get_output(s->bev_.get())) == 0) s->finish();
         return;
     }
     s->finish();  // error, or a client that stopped reading
@@ -141,15 +136,15 @@ void Session::queue_timeout_cb(int, short, void* arg) {
 // slowly overall) would hold a session and a queue file for ever. Only seconds spent in DATA/BDAT
 // count; waiting for the queue or for the next BDAT command does not.
 void Session::watch_data_rate() {
-    if (cfg_->smtpd_min_data_rate == 0 || evtimer_pending(rate_timer_, nullptr)) return;
+    if (cfg_->smtpd_min_data_rate == 0 || evtimer_pending(rate_timer_.get(), nullptr)) return;
     timeval tv{1, 0};
-    event_add(rate_timer_, &tv);
+    event_add(rate_timer_.get(), &tv);
 }
 
 void Session::rate_tick_cb(int, short, void* arg) {
     auto* s = static_cast<Session*>(arg);
     if (s->state_ != State::data && s->state_ != State::bdat && s->state_ != State::bdat_discard) {
-        event_del(s->rate_timer_);  // the window's counts stay until the transaction ends
+        event_del(s->rate_timer_.get());  // the window's counts stay until the transaction ends
         return;
     }
     if (++s->rate_seconds_ < s->cfg_->smtpd_min_data_rate_window) return;
@@ -164,10 +159,10 @@ void Session::rate_tick_cb(int, short, void* arg) {
 }
 
 bool Session::output_full() {
-    if (evbuffer_get_length(bufferevent_get_output(bev_)) <= kOutputHigh) return false;
+    if (evbuffer_get_length(bufferevent_get_output(bev_.get())) <= kOutputHigh) return false;
     if (!read_paused_) {
         read_paused_ = true;
-        bufferevent_disable(bev_, EV_READ);
+        bufferevent_disable(bev_.get(), EV_READ);
     }
     return true;
 }
@@ -180,15 +175,15 @@ void Session::process_input() {
         return;
     enter(State::closing);
     abort_body();
-    evtimer_del(queue_timer_);
-    if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) finish();
+    evtimer_del(queue_timer_.get());
+    if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) finish();
 }
 
 // Pipelining: handle every complete command already buffered, in order; replies collect in the
 // output buffer and leave together when the loop returns.
 void Session::process_commands() {
     while (!ending() && !output_full()) {
-        evbuffer* in = bufferevent_get_input(bev_);  // STARTTLS swaps bev_ between two commands
+        evbuffer* in = bufferevent_get_input(bev_.get());  // STARTTLS swaps bev_ between two commands
         if (state_ == State::data) {
             watch_data_rate();
             read_data();
@@ -262,7 +257,7 @@ void Session::reply_lines(int code, const char* enhanced, const std::vector<std:
         out += lines[i];
         out += "\r\n";
     }
-    bufferevent_write(bev_, out.data(), out.size());
+    bufferevent_write(bev_.get(), out.data(), out.size());
     if (code >= 400) {
         errors_++;
         LOG_INFO("event=reject client=%s code=%d enhanced=%s reason=\"%s\"", client_.ip.c_str(), code,
@@ -275,26 +270,25 @@ void Session::close_with(int code, const char* enhanced, const std::string& text
     reply(code, enhanced, text);
     enter(State::closing);
     abort_body();
-    evtimer_del(queue_timer_);
-    bufferevent_disable(bev_, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) finish();
+    evtimer_del(queue_timer_.get());
+    bufferevent_disable(bev_.get(), EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) finish();
 }
 
 void Session::finish() {
     if (!bev_) return;
     abort_body();
-    evtimer_del(queue_timer_);
-    evtimer_del(auth_timer_);
-    event_del(rate_timer_);
+    evtimer_del(queue_timer_.get());
+    evtimer_del(auth_timer_.get());
+    event_del(rate_timer_.get());
     if (pending_reqid_ != 0)
         LOG_WARN("event=disconnect_while_waiting client=%s pending=%s", client_.ip.c_str(),
                  pending_commit_ ? "commit" : "body_open");
-    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
     if (tls_) tls_shutdown();
     discard_unread_input();
-    bufferevent_free(bev_);
-    bev_ = nullptr;
+    bev_.reset();
     enter(State::closed);
     LOG_INFO("event=disconnect client=%s session=%llu messages=%llu errors=%llu", client_.ip.c_str(),
              static_cast<unsigned long long>(id_), static_cast<unsigned long long>(messages_),
@@ -306,8 +300,8 @@ void Session::finish() {
 // kernel drop our last reply (421, 221) before the client reads it. Discard what already arrived,
 // without blocking and bounded, so that the close is an orderly one in the usual case.
 void Session::discard_unread_input() {
-    bufferevent* under = bufferevent_get_underlying(bev_);
-    int fd = bufferevent_getfd(under ? under : bev_);
+    bufferevent* under = bufferevent_get_underlying(bev_.get());
+    int fd = bufferevent_getfd(under ? under : bev_.get());
     if (fd < 0) return;
     char buf[4096];
     for (int i = 0; i < 16; i++)
@@ -317,9 +311,9 @@ void Session::discard_unread_input() {
 // Best effort, never blocking: send close_notify, and for STARTTLS sessions push out what the SSL
 // filter already handed to the socket bufferevent (the last reply), which freeing would drop.
 void Session::tls_shutdown() {
-    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
     if (ssl && SSL_is_init_finished(ssl)) SSL_shutdown(ssl);
-    bufferevent* under = bufferevent_get_underlying(bev_);
+    bufferevent* under = bufferevent_get_underlying(bev_.get());
     if (!under) return;
     evbuffer* out = bufferevent_get_output(under);
     evbuffer_unfreeze(out, 1);  // a bufferevent's output is drained only by the bufferevent itself
@@ -338,7 +332,7 @@ void Session::wait_queue(State wait, std::optional<uint64_t> reqid) {
     pending_commit_ = wait == State::wait_commit;
     enter(wait);
     timeval tv{static_cast<time_t>(std::max<uint64_t>(cfg_->smtpd_timeout, 10)), 0};
-    evtimer_add(queue_timer_, &tv);
+    evtimer_add(queue_timer_.get(), &tv);
 }
 
 bool Session::waiting_for(uint64_t reqid, bool commit) const {
@@ -350,7 +344,7 @@ bool Session::waiting_for(uint64_t reqid, bool commit) const {
 void Session::done_waiting() {
     pending_reqid_ = 0;
     pending_commit_ = false;
-    evtimer_del(queue_timer_);
+    evtimer_del(queue_timer_.get());
 }
 
 bool Session::in_transaction_io() const {

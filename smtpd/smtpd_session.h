@@ -13,6 +13,7 @@
 
 #include "common/address.h"
 #include "common/config.h"
+#include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
 #include "common/table.h"
@@ -228,10 +229,10 @@ private:
     std::shared_ptr<const Resources> res_;
     uint64_t id_;
     ClientInfo client_;
-    bufferevent* bev_ = nullptr;
-    event* queue_timer_ = nullptr;
-    event* auth_timer_ = nullptr;     // delays the reply to a failed AUTH
-    event* rate_timer_ = nullptr;     // 1 s tick while body bytes are expected (smtpd_min_data_rate)
+    BufferEventPtr bev_;
+    EventPtr queue_timer_;
+    EventPtr auth_timer_;     // delays the reply to a failed AUTH
+    EventPtr rate_timer_;     // 1 s tick while body bytes are expected (smtpd_min_data_rate)
     uint64_t rate_bytes_ = 0;         // body bytes read in the current measuring window
     uint64_t rate_seconds_ = 0;       // seconds spent in DATA/BDAT in the current window
 

@@ -48,7 +48,7 @@ bool Session::check_starttls(const Command& c) {
 }
 
 void Session::proceed_starttls() {
-    evbuffer* in = bufferevent_get_input(bev_);
+    evbuffer* in = bufferevent_get_input(bev_.get());
     if (std::size_t stray = evbuffer_get_length(in)) {
         LOG_WARN("event=starttls_pipelined client=%s bytes=%zu action=discarded", client_.ip.c_str(), stray);
         evbuffer_drain(in, stray);
@@ -56,7 +56,7 @@ void Session::proceed_starttls() {
     reply(220, "2.0.0", "Ready to start TLS");  // still plaintext: queued in front of the handshake
     SSL* ssl = SSL_new(res_->tls.get());
     bufferevent* filter =
-        ssl ? bufferevent_openssl_filter_new(base_, bev_, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : nullptr;
+        ssl ? bufferevent_openssl_filter_new(base_, bev_.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : nullptr;
     if (!filter) {
         if (ssl) SSL_free(ssl);
         LOG_ERROR("event=starttls_failed client=%s reason=\"cannot create the TLS filter\"", client_.ip.c_str());
@@ -64,7 +64,8 @@ void Session::proceed_starttls() {
         finish();
         return;
     }
-    bev_ = filter;  // owns the socket bufferevent now
+    (void)bev_.release();  // the filter owns the socket bufferevent now (BEV_OPT_CLOSE_ON_FREE)
+    bev_.reset(filter);
     tls_ = true;
     setup_bev();
     // RFC 3207 §4.2: forget everything learned before TLS; the client must say EHLO again.
@@ -77,7 +78,7 @@ void Session::proceed_starttls() {
 
 // BEV_EVENT_CONNECTED: the handshake (STARTTLS or smtps) is done; commands may be read now.
 void Session::tls_ready() {
-    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
     if (!ssl) return;
     tls_version_ = SSL_get_version(ssl);
     tls_cipher_ = SSL_get_cipher_name(ssl);
@@ -208,7 +209,7 @@ void Session::auth_fail(int code, const char* enhanced, const std::string& text)
     auth_delayed_reply_ = Reply{code, enhanced, text};
     enter(State::auth_delay);
     timeval tv{static_cast<time_t>(cfg_->smtpd_auth_failure_delay), 0};
-    evtimer_add(auth_timer_, &tv);
+    evtimer_add(auth_timer_.get(), &tv);
 }
 
 void Session::auth_delay_cb(int, short, void* arg) {

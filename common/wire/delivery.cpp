@@ -12,8 +12,6 @@ namespace {
 
 using ipc::Tag;
 
-bool space_free(const std::string& s) { return s.find(' ') == std::string::npos; }
-
 bool tls_level_ok(const std::string& s) {
     return !s.empty() && s.size() <= 20 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz-") == std::string::npos;
 }
@@ -30,10 +28,9 @@ bool decode_rcpt(const Fields::Group& g, DeliverRcpt& r, std::string& err) {
 
 ipc::Message encode(Deliver& d, uint64_t reqid) {
     ipc::Message m(ipc::Type::deliver, reqid);
-    m.add_u64(Tag::msgid, d.msgid).add(Tag::sender, d.sender).add(Tag::nexthop, d.nexthop);
-    m.add_u64(Tag::size, d.size).add_u64(Tag::body_type, d.body_type).add_u64(Tag::smtputf8, d.smtputf8);
-    if (!d.envid.empty()) m.add(Tag::envid, d.envid);
-    m.add_u64(Tag::ret, d.ret).add_u64(Tag::requiretls, d.requiretls);
+    m.add_u64(Tag::msgid, d.msgid);
+    add_envelope(m, d);
+    m.add(Tag::nexthop, d.nexthop);
     if (!d.tls_level.empty()) m.add(Tag::tls_level, d.tls_level);
     for (const DeliverRcpt& r : d.rcpts) {
         m.add(Tag::rcpt, r.addr).add_u64(Tag::rcpt_index, r.index).add_u64(Tag::rcpt_notify, r.notify);
@@ -51,19 +48,11 @@ bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     out = Deliver{};
     Fields fs;
     if (!fs.split(m, ipc::Type::deliver, shape, err)) return false;
-    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
-        !need_text(fs.get(Tag::sender), Tag::sender, kMaxAddress, out.sender, err) ||
+    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) || !get_envelope(fs, out, err) ||
         !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err) ||
-        !opt_u64(fs.get(Tag::size), UINT64_MAX, out.size, err) ||
-        !opt_u64(fs.get(Tag::body_type), 2, out.body_type, err) ||
-        !opt_bool(fs.get(Tag::smtputf8), out.smtputf8, err) ||
-        !opt_text(fs.get(Tag::envid), kMaxEnvid, out.envid, err) ||
-        !opt_u64(fs.get(Tag::ret), 2, out.ret, err) ||
-        !opt_bool(fs.get(Tag::requiretls), out.requiretls, err) ||
         !opt_text(fs.get(Tag::tls_level), 20, out.tls_level, err))
         return false;
-    if (!space_free(out.nexthop)) { err = "bad nexthop"; return false; }
-    if (!space_free(out.envid)) { err = "bad envid"; return false; }
+    if (out.nexthop.find(' ') != std::string::npos) { err = "bad nexthop"; return false; }
     if (fs.get(Tag::tls_level) && !tls_level_ok(out.tls_level)) { err = "bad tls_level"; return false; }
     if (fs.groups().empty()) { err = "no recipients"; return false; }
     std::set<uint64_t> seen;

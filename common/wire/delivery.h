@@ -7,6 +7,7 @@
 
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/wire/envelope.h"
 
 namespace mta::wire {
 
@@ -22,17 +23,10 @@ struct DeliverRcpt {
     std::string orcpt;    // DSN ORCPT "type;address" as received, "" = not given
 };
 
-struct Deliver {
+struct Deliver : Envelope {
     uint64_t msgid = 0;
-    std::string sender;     // "" = null reverse path
     std::string nexthop;    // domain, or [host]:port; "" only for a local recipient without a domain
                             // (RCPT TO:<Postmaster>), which mta-smtp never gets
-    uint64_t size = 0;      // body size the queue measured (0 = unknown)
-    uint64_t body_type = 0; // 0 7bit, 1 8bitmime, 2 binarymime
-    bool smtputf8 = false;
-    std::string envid;      // DSN ENVID, "" = not given
-    uint64_t ret = 0;       // 0 default, 1 FULL, 2 HDRS
-    bool requiretls = false;
     std::string tls_level;  // per-destination level from smtp_tls_policy_map, "" = smtp_tls_level
     std::vector<DeliverRcpt> rcpts;
     UniqueFd body;          // O_RDONLY body file

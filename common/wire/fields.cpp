@@ -149,4 +149,27 @@ bool opt_bytes(const ipc::Field* f, std::size_t max, std::string& out, std::stri
     return true;
 }
 
+void add_envelope(ipc::Message& m, const Envelope& e) {
+    using ipc::Tag;
+    m.add(Tag::sender, e.sender);
+    m.add_u64(Tag::size, e.size).add_u64(Tag::body_type, e.body_type).add_u64(Tag::smtputf8, e.smtputf8);
+    if (!e.envid.empty()) m.add(Tag::envid, e.envid);
+    m.add_u64(Tag::ret, e.ret);
+    if (e.requiretls) m.add_u64(Tag::requiretls, 1);
+}
+
+bool get_envelope(const Fields& fs, Envelope& e, std::string& err) {
+    using ipc::Tag;
+    if (!need_text(fs.get(Tag::sender), Tag::sender, kMaxAddress, e.sender, err) ||
+        !opt_u64(fs.get(Tag::size), UINT64_MAX, e.size, err) ||
+        !opt_u64(fs.get(Tag::body_type), 2, e.body_type, err) ||
+        !opt_bool(fs.get(Tag::smtputf8), e.smtputf8, err) ||
+        !opt_text(fs.get(Tag::envid), kMaxEnvid, e.envid, err) ||
+        !opt_u64(fs.get(Tag::ret), 2, e.ret, err) ||
+        !opt_bool(fs.get(Tag::requiretls), e.requiretls, err))
+        return false;
+    if (e.envid.find(' ') != std::string::npos) { err = "bad envid"; return false; }
+    return true;
+}
+
 }  // namespace mta::wire

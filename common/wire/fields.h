@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/ipc.h"
+#include "common/wire/envelope.h"
 
 namespace mta::wire {
 
@@ -54,5 +55,10 @@ bool opt_text(const ipc::Field* f, std::size_t max, std::string& out, std::strin
 // Any bytes up to `max` (config text, PEM, DNS records: not line-oriented text).
 bool need_bytes(const ipc::Field* f, ipc::Tag t, std::size_t max, std::string& out, std::string& err);
 bool opt_bytes(const ipc::Field* f, std::size_t max, std::string& out, std::string& err);
+
+// The envelope part of a message (envelope.h): sender always, the other facts when set. Its tags belong in
+// the message's Shape::once list: sender, size, body_type, smtputf8, envid, ret, requiretls.
+void add_envelope(ipc::Message& m, const Envelope& e);
+bool get_envelope(const Fields& fs, Envelope& e, std::string& err);
 
 }  // namespace mta::wire

@@ -97,15 +97,12 @@ bool decode(const ipc::Message& m, Fail& out, std::string& err) {
 
 ipc::Message encode(const Commit& c, uint64_t reqid) {
     ipc::Message m(ipc::Type::commit, reqid);
-    m.add_u64(Tag::msgid, c.msgid).add(Tag::sender, c.sender);
+    m.add_u64(Tag::msgid, c.msgid);
+    add_envelope(m, c);
     for (const CommitRcpt& r : c.rcpts) {
         m.add(Tag::rcpt, r.addr).add_u64(Tag::rcpt_notify, r.notify);
         if (!r.orcpt.empty()) m.add(Tag::rcpt_orcpt, r.orcpt);
     }
-    m.add_u64(Tag::size, c.size).add_u64(Tag::body_type, c.body_type).add_u64(Tag::smtputf8, c.smtputf8);
-    if (!c.envid.empty()) m.add(Tag::envid, c.envid);
-    m.add_u64(Tag::ret, c.ret);
-    if (c.requiretls) m.add_u64(Tag::requiretls, 1);
     m.add(Tag::client_addr, c.client_addr).add(Tag::client_helo, c.client_helo);
     if (!c.auth_user.empty()) m.add(Tag::auth_user, c.auth_user);
     if (c.has_arrival) m.add_u64(Tag::arrival, c.arrival);
@@ -119,21 +116,13 @@ bool decode(const ipc::Message& m, Commit& out, std::string& err) {
     out = Commit{};
     Fields fs;
     if (!fs.split(m, ipc::Type::commit, shape, err) ||
-        !need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
-        !need_text(fs.get(Tag::sender), Tag::sender, kMaxAddress, out.sender, err) ||
-        !opt_u64(fs.get(Tag::size), UINT64_MAX, out.size, err) ||
-        !opt_u64(fs.get(Tag::body_type), 2, out.body_type, err) ||
-        !opt_bool(fs.get(Tag::smtputf8), out.smtputf8, err) ||
-        !opt_text(fs.get(Tag::envid), kMaxEnvid, out.envid, err) ||
-        !opt_u64(fs.get(Tag::ret), 2, out.ret, err) ||
-        !opt_bool(fs.get(Tag::requiretls), out.requiretls, err) ||
+        !need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) || !get_envelope(fs, out, err) ||
         !opt_u64(fs.get(Tag::arrival), UINT64_MAX, out.arrival, err) ||
         !opt_text(fs.get(Tag::client_addr), kMaxClientField, out.client_addr, err) ||
         !opt_text(fs.get(Tag::client_helo), kMaxClientField, out.client_helo, err) ||
         !opt_text(fs.get(Tag::auth_user), kMaxClientField, out.auth_user, err))
         return false;
     if (out.msgid == 0) { err = "bad msgid"; return false; }
-    if (out.envid.find(' ') != std::string::npos) { err = "bad envid"; return false; }
     out.has_arrival = fs.get(Tag::arrival) != nullptr;
     if (fs.groups().empty()) { err = "no recipients"; return false; }
     for (const Fields::Group& g : fs.groups()) {

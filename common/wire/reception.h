@@ -7,6 +7,7 @@
 
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/wire/envelope.h"
 
 namespace mta::wire {
 
@@ -30,15 +31,8 @@ struct CommitRcpt {
     std::string orcpt;    // "" = not given
 };
 
-struct Commit {
+struct Commit : Envelope {
     uint64_t msgid = 0;   // from body_open_ok, never 0
-    std::string sender;   // "" = null reverse path
-    uint64_t size = 0;    // SIZE= declared by the client (0 = none)
-    uint64_t body_type = 0;
-    bool smtputf8 = false;
-    std::string envid;
-    uint64_t ret = 0;
-    bool requiretls = false;
     bool has_arrival = false;
     uint64_t arrival = 0; // unix seconds
     std::string client_addr, client_helo, auth_user;

@@ -90,13 +90,7 @@ bool write_key_file(const std::string& path, const std::string& pem, std::string
     bool ok = true;
     if (gid != gid_t(-1)) ok = fchown(fd.get(), 0, gid) == 0 && fchmod(fd.get(), 0640) == 0;
     else note = std::string("group ") + kKeyGroup + " does not exist: the key file is 0600, readable by root only";
-    for (std::size_t off = 0; ok && off < pem.size();) {
-        ssize_t n = write(fd.get(), pem.data() + off, pem.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        ok = n > 0;
-        if (ok) off += std::size_t(n);
-    }
-    ok = ok && fsync(fd.get()) == 0;
+    ok = ok && write_all(fd.get(), pem) && fsync(fd.get()) == 0;
     if (!ok) {
         err = path + ": " + strerror(errno);
         unlink(path.c_str());

@@ -22,6 +22,7 @@
 #include "common/tool_config.h"
 #include "common/control_client.h"
 #include "common/fd.h"
+#include "common/file_util.h"
 #include "common/version.h"
 #include "common/wire/maildrop.h"
 #include "queue-manager/sendmail/prepare.h"
@@ -148,17 +149,6 @@ bool std_fds_open() {
         if (nfd != fd) _exit(EX_OSERR);
     }
     return stdin_open;
-}
-
-bool write_all(int fd, const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-        ssize_t n = write(fd, s.data() + off, s.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        off += std::size_t(n);
-    }
-    return true;
 }
 
 }  // namespace

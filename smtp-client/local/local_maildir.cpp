@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/fd.h"
+#include "common/file_util.h"
 
 namespace mta::local {
 namespace {
@@ -28,22 +29,9 @@ int open_or_create_dir(int parent, const std::string& name, UniqueFd& out) {
     return 0;
 }
 
-int write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (n == 0) return EIO;
-        data.remove_prefix(size_t(n));
-    }
-    return 0;
-}
-
 // Header, then the body converted to LF line ends. Sets `size` to the bytes written.
 Outcome copy_message(const MaildirWrite& w, int out_fd, const std::string& path, uint64_t& size) {
-    if (int e = write_all(out_fd, w.header)) return failure_outcome(e, "write " + path);
+    if (!write_all(out_fd, w.header)) return failure_outcome(errno, "write " + path);
     size = w.header.size();
     std::string in(kChunk, '\0'), out;
     out.reserve(kChunk);
@@ -58,7 +46,7 @@ Outcome copy_message(const MaildirWrite& w, int out_fd, const std::string& path,
         out.clear();
         if (n == 0) conv.finish(out);
         else conv.feed(std::string_view(in.data(), size_t(n)), out);
-        if (int e = write_all(out_fd, out)) return failure_outcome(e, "write " + path);
+        if (!write_all(out_fd, out)) return failure_outcome(errno, "write " + path);
         size += out.size();
         if (n == 0) break;
         off += n;
