@@ -22,18 +22,11 @@ const char* const kUsage = "usage: newaliases [-c FILE]\n";
 }  // namespace
 
 int main(int argc, char** argv) {
-    mta::answer_info_request("newaliases", argc, argv, kUsage);
-    std::string conf = mta::kDefaultConfigPath;
-    bool explicit_conf = false;
-    int opt;
-    while ((opt = getopt(argc, argv, "c:")) != -1) {
-        if (opt != 'c') return mta::usage_error(kUsage);
-        conf = optarg;
-        explicit_conf = true;
-    }
+    mta::ConfigOption conf;
+    if (int rc = mta::parse_config_option("newaliases", argc, argv, kUsage, conf); rc >= 0) return rc;
     if (optind != argc) return mta::usage_error(kUsage);
     mta::Config cfg;
-    if (!mta::load_tool_config("newaliases", conf, explicit_conf, cfg)) return 2;
+    if (!mta::load_tool_config("newaliases", conf.path, conf.explicit_path, cfg)) return 2;
     const std::string& out = cfg.alias_map;
     if (out.empty()) {
         fprintf(stderr, "newaliases: alias_map is not set in %s; nothing to build\n", cfg.source.c_str());

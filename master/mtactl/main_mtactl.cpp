@@ -14,14 +14,8 @@ const char* const kUsage = "usage: mtactl [-c config_file] status|reload|stop|lo
 }  // namespace
 
 int main(int argc, char** argv) {
-    mta::answer_info_request("mtactl", argc, argv, kUsage);
-    std::string path = mta::kDefaultConfigPath;
-    bool explicit_path = false;
-    int opt;
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
-        if (opt == 'c') { path = optarg; explicit_path = true; }
-        else return mta::usage_error(kUsage);
-    }
+    mta::ConfigOption conf;
+    if (int rc = mta::parse_config_option("mtactl", argc, argv, kUsage, conf); rc >= 0) return rc;
     if (optind >= argc) return mta::usage_error(kUsage);
     std::string cmd = argv[optind];
     if (cmd == "loglevel") {
@@ -32,7 +26,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     mta::Config cfg;
-    if (!mta::load_tool_config("mtactl", path, explicit_path, cfg)) return 1;
+    if (!mta::load_tool_config("mtactl", conf.path, conf.explicit_path, cfg)) return 1;
     std::string answer, err;
     if (!mta::control_request(cfg.control_socket, cmd, answer, err)) {
         fprintf(stderr, "mtactl: %s\n", err.c_str());

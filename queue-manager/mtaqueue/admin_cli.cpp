@@ -17,15 +17,9 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
                         (*prefix ? " [-c config_file] [--json] [filters]\n"
                                  : " [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
                                    "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n");
-    answer_info_request(prog, argc, argv, usage.c_str());
-    std::string path = kDefaultConfigPath;
-    bool explicit_path = false;
-    int opt;
-    // '+': stop at the first non-option so "--json", "--from" etc. reach the queue untouched.
-    while ((opt = getopt(argc, argv, "+c:h")) != -1) {
-        if (opt == 'c') { path = optarg; explicit_path = true; }
-        else return usage_error(usage.c_str());
-    }
+    ConfigOption conf;
+    // Stop at the first operand so that "--json", "--from" etc. reach the queue untouched.
+    if (int rc = parse_config_option(prog, argc, argv, usage.c_str(), conf, true); rc >= 0) return rc;
     std::string line = prefix;
     for (int i = optind; i < argc; i++) {
         for (const char* p = argv[i]; *p; p++) {
@@ -43,7 +37,7 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
         return 2;
     }
     Config cfg;
-    if (!load_tool_config(prog, path, explicit_path, cfg)) return 1;
+    if (!load_tool_config(prog, conf.path, conf.explicit_path, cfg)) return 1;
     std::string answer, err;
     if (!control_request(cfg.control_socket, "queue " + line, answer, err)) {
         fprintf(stderr, "%s: %s\n", prog, err.c_str());

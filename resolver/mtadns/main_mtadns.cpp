@@ -39,20 +39,14 @@ const char* const kUsage = "usage: mtadns [-c config_file] DOMAIN\n";
 }  // namespace
 
 int main(int argc, char** argv) {
-    mta::answer_info_request("mtadns", argc, argv, kUsage);
-    std::string path = mta::kDefaultConfigPath;
-    bool explicit_path = false;
-    int opt;
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
-        if (opt == 'c') { path = optarg; explicit_path = true; }
-        else return mta::usage_error(kUsage);
-    }
+    mta::ConfigOption conf;
+    if (int rc = mta::parse_config_option("mtadns", argc, argv, kUsage, conf); rc >= 0) return rc;
     if (optind + 1 != argc) return mta::usage_error(kUsage);
     std::string domain = mta::addr::lower(argv[optind]);
     if (!domain.empty() && domain.back() == '.') domain.pop_back();
     if (!mta::addr::valid_domain(domain)) { fprintf(stderr, "mtadns: invalid domain name\n"); return 2; }
     mta::Config cfg;
-    if (!mta::load_tool_config("mtadns", path, explicit_path, cfg)) return 1;
+    if (!mta::load_tool_config("mtadns", conf.path, conf.explicit_path, cfg)) return 1;
     std::string err;
     Answer mx;
     if (!ask(cfg, domain, 15, mx, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }
