@@ -17,4 +17,10 @@ using EventPtr = std::unique_ptr<event, EventFree>;
 using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventFree>;
 using EventBasePtr = std::unique_ptr<event_base, EventBaseFree>;
 
+// Options for every OpenSSL bufferevent (socket or filter): close on free, and callbacks deferred to the
+// event loop. Without the deferral an OpenSSL bufferevent runs our callbacks from inside our own calls
+// (a failed write inside bufferevent_write, a read when draining the input re-enables reading), so a
+// session could be finished, or re-entered, in the middle of a verb.
+int tls_bufferevent_options();
+
 }  // namespace mta

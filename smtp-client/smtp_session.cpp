@@ -302,7 +302,7 @@ void Session::start_tls() {
     }
     phase_ = Phase::handshake;
     bufferevent* tb = bufferevent_openssl_filter_new(base_, bev_.get(), ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                     BEV_OPT_CLOSE_ON_FREE);
+                                                     tls_bufferevent_options());
     if (!tb) {
         SSL_free(ssl);
         fail("TLS setup failed for " + target_.hostip());

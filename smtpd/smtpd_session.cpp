@@ -30,7 +30,7 @@ Session::Session(SessionHost& host, event_base* base, std::shared_ptr<const Conf
     if (client_.kind == ListenKind::smtps) {  // RFC 8314 implicit TLS: the greeting waits for the handshake
         SSL* ssl = res_->tls ? SSL_new(res_->tls.get()) : nullptr;
         if (ssl)
-            bev_.reset(bufferevent_openssl_socket_new(base_, fd.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE));
+            bev_.reset(bufferevent_openssl_socket_new(base_, fd.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, tls_bufferevent_options()));
         if (ssl && !bev_) SSL_free(ssl);
         tls_ = true;
     } else {
@@ -72,6 +72,11 @@ void Session::start() {
 // the process) rather than serve a session whose state nobody can reason about.
 void Session::enter(State to) {
     if (to == state_) return;
+    // closed is final, and may come in the middle of a verb: an OpenSSL bufferevent reports a failed
+    // write (the client reset the connection) from inside bufferevent_write, so the reply of, say, EHLO
+    // can finish the session before EHLO's own transition to ready. That verb unwinds into a session
+    // that is over; its transition means nothing any more (fresh-check saw mta-smtpd abort on it).
+    if (state_ == State::closed) return;
     if (!transition_allowed(state_, to)) {
         LOG_ERROR("event=bad_transition client=%s session=%llu from=%s to=%s", client_.ip.c_str(),
                   static_cast<unsigned long long>(id_), state_name(state_), state_name(to));

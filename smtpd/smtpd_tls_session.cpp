@@ -56,7 +56,7 @@ void Session::proceed_starttls() {
     reply(220, "2.0.0", "Ready to start TLS");  // still plaintext: queued in front of the handshake
     SSL* ssl = SSL_new(res_->tls.get());
     bufferevent* filter =
-        ssl ? bufferevent_openssl_filter_new(base_, bev_.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : nullptr;
+        ssl ? bufferevent_openssl_filter_new(base_, bev_.get(), ssl, BUFFEREVENT_SSL_ACCEPTING, tls_bufferevent_options()) : nullptr;
     if (!filter) {
         if (ssl) SSL_free(ssl);
         LOG_ERROR("event=starttls_failed client=%s reason=\"cannot create the TLS filter\"", client_.ip.c_str());

@@ -13,6 +13,7 @@ import smtplib
 import ssl
 import struct
 import subprocess
+import threading
 import time
 import warnings
 
@@ -88,12 +89,52 @@ def s_client(port, extra, script, starttls=True):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout
 
 
+def s_client_steps(port, extra, steps, starttls=True):
+    """openssl s_client driven in steps of (text to wait for in the output since the last send, line to
+    send). s_client takes a line as its own command ("R": renegotiate) only when it starts a read of
+    stdin, so each line goes only after the answer to the previous one is there: under load a fixed sleep
+    let "EHLO x\\nR\\n" arrive in one read, and R went to the server as an SMTP command."""
+    cmd = ["openssl", "s_client"] + (["-starttls", "smtp"] if starttls else []) + \
+          ["-connect", "127.0.0.1:%d" % port, "-crlf"] + extra.split()
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, mark = bytearray(), 0
+
+    def reader():
+        while True:
+            b = p.stdout.read1(4096)
+            if not b:
+                return
+            out.extend(b)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    for want, line in steps:
+        wait_for(lambda: want.encode() in out[mark:] or p.poll() is not None, 10, 0.05)
+        mark = len(out)
+        try:
+            p.stdin.write(line.encode() + b"\n")
+            p.stdin.flush()
+        except OSError:
+            break
+    time.sleep(0.5)  # the answer to the last line
+    try:
+        p.stdin.close()
+    except OSError:
+        pass
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    t.join(5)
+    return out.decode("utf-8", "replace")
+
+
 def renegotiation(m):
-    out = s_client(m.port, "-tls1_2", "printf 'EHLO x\\n'; sleep 0.5; printf 'R\\n'; sleep 1; printf 'NOOP\\n'; sleep 0.5")
+    out = s_client_steps(m.port, "-tls1_2", [("Verify return code", "EHLO x"), ("250 ", "R"),
+                                             ("RENEGOTIATING", "NOOP")])
     check("renegotiation: R over TLS 1.2 on 25 refused (no_renegotiation alert)",
           "RENEGOTIATING" in out and "no renegotiation" in out and "250 2.0.0 Ok" not in out.split("RENEGOTIATING")[1],
           out[-400:])
-    out = s_client(m.smtps_port, "-tls1_2", "sleep 0.3; printf 'R\\n'; sleep 1; printf 'NOOP\\n'; sleep 0.5", False)
+    out = s_client_steps(m.smtps_port, "-tls1_2", [("220 ", "R"), ("RENEGOTIATING", "NOOP")], False)
     check("renegotiation: R over TLS 1.2 on 465 refused", "RENEGOTIATING" in out and
           "250 2.0.0 Ok" not in out.split("RENEGOTIATING")[1], out[-400:])
     flood = "sleep 0.3; for i in 1 2 3 4 5 6 7 8; do printf 'R\\n'; done; sleep 1"
