@@ -5,6 +5,7 @@ import base64
 import smtplib
 import socket
 import ssl
+import struct
 import time
 
 from hostile import make_instance, run_all, smtps_session, tls_session
@@ -179,10 +180,39 @@ def slow_command(m):
     s.close()
 
 
+def reset_mid_pipeline(m):
+    """Clients that pipeline verbs inside TLS (STARTTLS and smtps) and reset the connection at once: the
+    server's reply write fails, or its next read finds the reset, while a verb is being handled. An OpenSSL
+    bufferevent that ran its callbacks from inside that verb once finished the session under it and
+    mta-smtpd aborted (run_all's health check sees any restart or sanitizer report)."""
+    pipeline = b"EHLO reset.example\r\nMAIL FROM:<a@b.example>\r\nRSET\r\n" * 200
+    for i in range(30):
+        s = socket.socket()
+        s.settimeout(10)
+        s.bind(("127.0.0.%d" % (50 + i % 4), 0))
+        if i % 2:
+            s.connect(("127.0.0.1", m.smtps_port))
+        else:
+            s.connect(("127.0.0.1", m.port))
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"EHLO x.example\r\nSTARTTLS\r\n")
+            while not f.readline().startswith(b"220 2.0.0"):
+                pass
+        t = client_ctx(m).wrap_socket(s, server_hostname="mx.test.example")
+        t.sendall(pipeline)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        t.close()
+    c = smtps_session(m)
+    r = c.cmd("NOOP")
+    c.close()
+    check("reset: 30 TLS clients resetting mid-pipeline, the next session is served", r.startswith("250"), r)
+
+
 def main():
     m = make_instance()
     try:
-        run_all(m, (sni, starttls_auth, half_open, slow_command))
+        run_all(m, (sni, starttls_auth, half_open, slow_command, reset_mid_pipeline))
     finally:
         m.stop()
     finish()
