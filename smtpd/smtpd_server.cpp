@@ -65,6 +65,7 @@ void Server::on_request(ipc::Message& m) {
 }
 
 void Server::on_peer(Role role, uint64_t, UniqueFd fd) {
+    if (role == Role::msgauth) return set_msgauth(std::move(fd));
     if (role != Role::queue) {
         LOG_WARN("event=peer_ignored role=%s", role_name(role));
         return;
@@ -271,6 +272,7 @@ void Server::exit_if_stopped() {
     if (!stopping_ || !sessions_.empty()) return;
     LOG_INFO("event=stopped");
     if (queue_) queue_->drain();
+    if (msgauth_) msgauth_->drain();
     exit(0);
 }
 

@@ -29,6 +29,7 @@ public:
     void auth_failed(const ClientInfo& client) override;
     bool auth_blocked(const ClientInfo& client) const override;
     std::optional<uint64_t> spool_free() const override;
+    std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) override;
 
 private:
     struct Listener {
@@ -46,6 +47,10 @@ private:
     void on_request(ipc::Message& m) override;  // anvil answers
 
     void on_queue(ipc::Message& m);
+    // The mta-msgauth link (smtpd_msgauth.cpp).
+    void set_msgauth(UniqueFd fd);
+    void on_msgauth(ipc::Message& m);
+    void fail_msgauth_pending(const char* why);
     [[noreturn]] void malformed(Role from, const std::string& why) { daemon::malformed(from, why); }
     void set_queue(UniqueFd fd);
     void fail_pending();
@@ -82,6 +87,9 @@ private:
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
     std::map<uint64_t, uint64_t> pending_;   // queue reqid -> session id
+    std::unique_ptr<ipc::Link> msgauth_;
+    uint64_t msgauth_generation_ = 0;
+    std::map<uint64_t, uint64_t> msgauth_pending_;  // msgauth reqid -> session id
     // Accepted connections waiting for mtad's anvil_verdict (greeting held back), by anvil reqid,
     // which is also the session id.
     struct Waiting {
