@@ -19,10 +19,10 @@ Job::Job(const JobSettings& settings, const SigningKeys& keys, const PublicSuffi
       random_percent_(random_percent) {
     std::string err;
     if (!parse_header_section(message_, hs_, err)) {
-        // The header section is past what any check reads: nothing to sign or to trust; say so.
-        summary_ = "result=unchecked reason=\"" + err + "\"";
-        if (facts_.trusted) refuse({ipc::MsgauthAction::reject, 552, "5.3.4", "Message header too large", "", {}}, err);
-        else done_ = true;
+        // Past what any check reads (1 MiB, 10000 fields): it could be neither signed nor checked, and a
+        // forged Authentication-Results in it could not be removed, so it is refused (like Postfix's
+        // header_size_limit, but whole: a header moved into the body would break DKIM anyway).
+        refuse({ipc::MsgauthAction::reject, 552, "5.3.4", "Message header too large", "", {}}, err);
         return;
     }
     find_forged();
