@@ -165,49 +165,13 @@ void Session::on_msgauth_lost(const char* why) {
 
 // ---- Server ----
 
-void Server::set_msgauth(UniqueFd fd) {
-    if (msgauth_) reaper_.bury(std::move(msgauth_));
-    uint64_t gen = ++msgauth_generation_;
-    msgauth_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), Role::smtpd, role_name(Role::msgauth), [this](ipc::Message& m) { on_msgauth(m); },
-        [this, gen](bool bad, const std::string& why) {
-            if (bad) malformed(Role::msgauth, why);
-            if (gen != msgauth_generation_) return;
-            LOG_WARN("event=msgauth_link_closed reason=\"%s\"", log::safe(why).c_str());
-            reaper_.bury(std::move(msgauth_));
-            fail_msgauth_pending("link closed");
-        });
-    LOG_INFO("event=msgauth_link_up");
-    fail_msgauth_pending("msgauth restarted");
-}
-
-void Server::fail_msgauth_pending(const char* why) {
-    auto pending = std::move(msgauth_pending_);
-    msgauth_pending_.clear();
-    for (auto& [reqid, sid] : pending) {
-        auto it = sessions_.find(sid);
-        if (it != sessions_.end()) it->second->on_msgauth_lost(why);
-    }
-}
-
 void Server::on_msgauth(ipc::Message& m) {
     wire::MsgauthReply r;
     if (std::string err; !wire::decode(m, r, err)) malformed(Role::msgauth, "msgauth_reply: " + err);
-    auto p = msgauth_pending_.find(m.reqid);
-    if (p == msgauth_pending_.end()) return;  // its session gave up waiting, or is gone
-    uint64_t sid = p->second;
-    msgauth_pending_.erase(p);
-    auto s = sessions_.find(sid);
+    auto sid = msgauth_.take(m.reqid);
+    if (!sid) return;  // its session gave up waiting, or is gone
+    auto s = sessions_.find(*sid);
     if (s != sessions_.end()) s->second->on_msgauth_reply(m.reqid, r);
-}
-
-std::optional<uint64_t> Server::msgauth_request(ipc::Message m, uint64_t session_id) {
-    if (!msgauth_ || !msgauth_->open()) return std::nullopt;
-    uint64_t reqid = next_reqid_++;
-    m.reqid = reqid;
-    msgauth_pending_[reqid] = session_id;
-    msgauth_->send(std::move(m));
-    return reqid;
 }
 
 }  // namespace mta::smtpd

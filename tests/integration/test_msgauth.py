@@ -382,12 +382,15 @@ def default_action_tests(m):
         pids = m.pids("mta-msgauth")
         return pids[0] if pids else None
 
+    def send_while_stopped(pid, *args):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            return send(m, *args)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     pid = msgauth_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        r = send(m, UNTRUSTED, "dave@sender.example", "deftemp", message("dave@sender.example", "stopped"))
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    r = send_while_stopped(pid, UNTRUSTED, "dave@sender.example", "deftemp", message("dave@sender.example", "stopped"))
     check("default: msgauth stopped past msgauth_timeout -> 451 4.7.0 (tempfail, the default)",
           r.code == 451 and r.text.startswith("4.7.0"), (r.code, r.text))
     check("default: the log says so", wait_for(lambda: "event=msgauth_unavailable" in m.log_text() and
@@ -409,12 +412,8 @@ def default_action_tests(m):
     wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= 4, 10)
     m.reconfigure("msgauth_default_action = accept\n")
     wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= 6, 15)
-    pid = msgauth_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        r = send(m, TRUSTED, "alice@sign.example", "defaccept", message("alice@sign.example", "accepted"))
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    r = send_while_stopped(msgauth_pid(), TRUSTED, "alice@sign.example", "defaccept",
+                           message("alice@sign.example", "accepted"))
     msg = delivered(m, "defaccept")
     check("default: msgauth_default_action = accept -> 250, queued unsigned",
           r.code == 250 and msg and not headers_named(msg, "DKIM-Signature"), (r.code, r.text, msg[:300]))
