@@ -41,7 +41,9 @@ bool SigningKeys::load(const std::string& path, const std::string& cfg_source, s
         errors.push_back({cfg_source, 0, "dkim_keys", err});
         return false;
     }
-    for (auto& [key, value] : entries) {
+    for (auto& entry : entries) {
+        const std::string& key = entry.first;  // named: clang < 16 cannot capture structured bindings
+        const std::string& value = entry.second;
         Entry e;
         std::size_t sp = key.find(' ');
         if (sp == std::string::npos || !parse_entry(value, e)) {
