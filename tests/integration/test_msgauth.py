@@ -375,6 +375,9 @@ def dmarc_tests(m, nsd, keys):
     one(7, "a@other.example", "a@quarantine.example", 250, "dmarc=fail", "p=quarantine")  # hold: not implemented
     one(8, "a@sub.strict.example", "a@strict.example", 550, "")                      # aspf=s: sub.strict not aligned
     one(9, "a@other.example", "a@nodmarc.example", 250, "dmarc=none")                # no record
+    # The organizational domain through a real PSL suffix: brand.co.uk (not co.uk) publishes sp=reject.
+    one(10, "a@other.example", "a@mail.brand.co.uk", 550, "")
+    one(11, "a@other.example", "a@brand.co.uk", 250, "dmarc=fail", "p=none")
 
 
 def default_action_tests(m):
@@ -420,7 +423,11 @@ def default_action_tests(m):
     check("default: logged as accept", 'reason="timeout" action=accept' in m.log_text())
 
 
-def spf_action_tests(m, nsd):
+def spf_action_tests(m, table, keys):
+    # A key added to the table and a reload: mta-msgauth starts again and signs with it.
+    with open(table, "a") as f:
+        f.write("nokey.example n1 rsa %s\n" % keys["sign-rsa"])
+    r = run([os.path.join(BIN, "mtamap"), "-t", "dkim", table], text=True)
     links = m.log_text().count("event=msgauth_link_up")
     m.reconfigure("spf_action = reject_fail\n")
     wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= links + 2, 15)
@@ -429,9 +436,15 @@ def spf_action_tests(m, nsd):
           r.code == 550 and r.text.startswith("5.7.23") and "not allowed from 127.0.0.9" in r.text, (r.code, r.text))
     r = send(m, UNTRUSTED, "alice@softfail.spf.example", "spfsoft", message("x@spf.example", "spf softfail"))
     check("spf_action = reject_fail: softfail is accepted", r.code == 250, (r.code, r.text))
+    r = send(m, TRUSTED, "carol@nokey.example", "newkey", message("carol@nokey.example", "new key"))
+    sigs = headers_named(delivered(m, "newkey"), "DKIM-Signature")
+    check("reload: a key added to dkim_keys signs after the reload (d=nokey.example s=n1)",
+          r.code == 250 and len(sigs) == 1 and "d=nokey.example" in sigs[0] and "s=n1" in sigs[0], sigs)
 
 
 def bad_key_tests(m, tmp, keys):
+    r = run([os.path.join(BIN, "mtad"), "-n", "-c", m.conf], text=True)
+    check("mtad -n: the running configuration with its keys is valid", r.returncode == 0, r.stdout + r.stderr)
     src = os.path.join(tmp, "dkim_bad.txt")
     with open(src, "w") as f:
         f.write("# good, then a missing file, then a type that does not match the file\n"
@@ -479,6 +492,7 @@ def main():
         "quarantine.example": zone("quarantine.example", ['_dmarc IN TXT "v=DMARC1; p=quarantine"']),
         "strict.example": zone("strict.example", ["sub " + spf_pass, '_dmarc IN TXT "v=DMARC1; p=reject; aspf=s"']),
         "nodmarc.example": zone("nodmarc.example", []),
+        "brand.co.uk": zone("brand.co.uk", ['_dmarc IN TXT "v=DMARC1; p=none; sp=reject"']),
     }
     table = os.path.join(tmp, "dkim_keys.txt")
     with open(table, "w") as f:
@@ -510,7 +524,7 @@ def main():
         dmarc_tests(m, nsd, keys)
         bad_key_tests(m, tmp, keys)
         default_action_tests(m)
-        spf_action_tests(m, nsd)
+        spf_action_tests(m, table, keys)
 
 
 if __name__ == "__main__":
