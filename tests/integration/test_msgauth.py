@@ -510,7 +510,7 @@ def main():
         if not check("nsd serves the test zones", nsd.wait_answering("host.spf.example", "127.0.0.9"),
                      nsd.query("host.spf.example")):
             return
-        g.log = m = MTA(name="msgauth", extra=(
+        g.log = m = MTA(name="msgauth", msgauth_verify=True, extra=(
             "dns_forwarder = %s\ndns_insecure_domains = %s\nmynetworks = 127.0.0.1/32\n"
             "dkim_keys = %s\nmsgauth_timeout = 4s\ndmarc_action = enforce\n"
             % (nsd.forwarder(), " ".join(zones), table.replace(".txt", ".lmdb")))).start()
