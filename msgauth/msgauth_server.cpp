@@ -73,15 +73,18 @@ void Server::on_smtpd_closed(uint64_t instance, bool malformed, const std::strin
 
 // The memfd mta-smtpd filled and sealed; read whole (the checks need the header section and one pass
 // over the body, and the size is bounded by message_size_limit).
-bool Server::read_body(int fd, std::string& out, std::string& err) const {
+// A body that is too large (message_size_limit was lowered by a reload in between) or cannot be read
+// is answered with a tempfail; a descriptor that is not sealed is a protocol violation (`sealed` false).
+bool Server::read_body(int fd, std::string& out, bool& sealed, std::string& err) const {
     int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & kRequiredSeals) != kRequiredSeals) {
+    struct stat st {};
+    sealed = seals >= 0 && (seals & kRequiredSeals) == kRequiredSeals && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (!sealed) {
         err = "body fd is not a sealed memfd";
         return false;
     }
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || uint64_t(st.st_size) > cfg_.message_size_limit + (1u << 20)) {
-        err = "body fd size out of range";
+    if (uint64_t(st.st_size) > cfg_.message_size_limit + (1u << 20)) {
+        err = "message larger than message_size_limit";
         return false;
     }
     out.resize(std::size_t(st.st_size));
@@ -102,7 +105,15 @@ void Server::on_smtpd(uint64_t instance, ipc::Message& m) {
     std::string err;
     if (!wire::decode(m, req, err)) daemon::malformed(Role::smtpd, "msgauth_request: " + err);
     std::string body;
-    if (!read_body(req.body.get(), body, err)) daemon::malformed(Role::smtpd, err);
+    bool sealed = false;
+    if (!read_body(req.body.get(), body, sealed, err)) {
+        if (!sealed) daemon::malformed(Role::smtpd, err);
+        LOG_ERROR("event=msgauth qid=%s action=tempfail reason=\"%s\"", wire::format_qid(req.msgid).c_str(),
+                  log::safe(err).c_str());
+        send(instance, wire::encode(wire::MsgauthReply{ipc::MsgauthAction::tempfail, 451, "4.3.0",
+                                                       "Error: local problem, try again later", "", {}}, m.reqid));
+        return;
+    }
     req.body.reset();
     uint64_t id = next_job_++;
     Pending& p = jobs_[id];

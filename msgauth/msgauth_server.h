@@ -40,7 +40,7 @@ private:
 
     void on_smtpd(uint64_t instance, ipc::Message& m);
     void on_smtpd_closed(uint64_t instance, bool malformed, const std::string& why);
-    bool read_body(int fd, std::string& out, std::string& err) const;
+    bool read_body(int fd, std::string& out, bool& sealed, std::string& err) const;
     void pump(uint64_t id);
     void finish(uint64_t id);
     void send(uint64_t smtpd, ipc::Message m);
