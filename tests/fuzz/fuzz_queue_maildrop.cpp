@@ -10,6 +10,8 @@
 #include "common/wire/maildrop.h"
 #include "queue-manager/sendmail/prepare.h"
 
+using namespace mta;
+using namespace mta::queue;
 using namespace mta::sendmail;
 using namespace mta::wire;
 
