@@ -315,6 +315,15 @@ def verify_tests(m, nsd, keys):
     check("verify: a forged Authentication-Results with our id is removed, ours added",
           r.code == 250 and len(ar) == 1 and "bank.example" not in ar[0] and "dkim=pass" in ar[0], ar)
     check("verify: Received-SPF added", len(headers_named(msg, "Received-SPF")) == 1, msg[:1000])
+    # Hostile key records: 8 KB of base64 garbage (over mta-resolver's 4000-octet record bound, so the
+    # lookup fails: temperror), and a record that is not a key at all (permerror).
+    for sel, what, want in (("huge", "an 8 KB garbage key", "dkim=temperror"),
+                            ("notakey", "a record that is not a key", "dkim=permerror")):
+        sig = dkimpy_sign(base, sel, keys["sender-rsa"], "rsa")
+        r = send(m, UNTRUSTED, "dave@sender.example", "ver" + sel, sig + base)
+        ar = headers_named(delivered(m, "ver" + sel), "Authentication-Results")
+        check("verify: %s in DNS -> %s, message accepted" % (what, want), r.code == 250 and ar and want in ar[0],
+              (r.code, ar))
     junk = b"".join(b"DKIM-Signature: v=1; a=rsa-sha256; d=x%d.example; s=s; b=!!; bh=; h=from\r\n" % i
                     for i in range(9000))
     r = send(m, UNTRUSTED, "dave@sender.example", "verjunk", junk + base)
@@ -483,7 +492,9 @@ def main():
         "rsaonly.example": zone("rsaonly.example", [lines["rsaonly"]]),
         "edonly.example": zone("edonly.example", [lines["edonly"]]),
         "nokey.example": zone("nokey.example", []),
-        "sender.example": zone("sender.example", [lines["sender-rsa"], lines["sender-ed"], "@ " + spf_pass]),
+        "sender.example": zone("sender.example", [lines["sender-rsa"], lines["sender-ed"], "@ " + spf_pass,
+                                                  "huge._domainkey IN TXT " + txt("v=DKIM1; k=rsa; p=" + "A/+" * 2700),
+                                                  'notakey._domainkey IN TXT "v=spf1 -all"']),
         "spf.example": spf_zone(),
         "dmarc.example": zone("dmarc.example", [lines["dmarc-rsa"], "@ " + spf_pass, "sub " + spf_pass,
                                                 '_dmarc IN TXT "v=DMARC1; p=reject; sp=none"']),
