@@ -35,6 +35,8 @@ LINK_ORDER := $(SUBDIRS) master smtpd queue-manager smtp-client resolver msgauth
 # What a program directory links besides its own library and common's. Nothing else: roles stay
 # separate, and sendmail (which every user runs) carries none of the queue manager.
 DEPS_msgauth/mtadkim := msgauth
+# mtad -n loads the DKIM keys the way mta-msgauth will, to report a bad one before anything starts.
+DEPS_master := msgauth
 
 # common/wire/ (the message layer between roles) is part of the common library.
 sub_srcs  = $(if $(filter common,$(1)),$(wildcard common/wire/*.cpp))
@@ -52,7 +54,7 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
-                libpsl-dev publicsuffix python3-dkim
+                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)

@@ -265,7 +265,7 @@ void absolutize_paths(Config& c) {
     for (auto m : {&Config::spool_dir, &Config::mail_dir, &Config::control_socket, &Config::libexec_dir,
                    &Config::tls_cert, &Config::tls_key, &Config::auth_users, &Config::local_recipients,
                    &Config::alias_map, &Config::virtual_map, &Config::transport_map, &Config::smtp_tls_policy_map,
-                   &Config::dns_trust_anchors, &Config::smtp_tls_ca_file}) {
+                   &Config::dns_trust_anchors, &Config::smtp_tls_ca_file, &Config::dkim_keys}) {
         std::string& v = c.*m;
         if (v.empty() || v[0] == '/') continue;
         v = std::string(cwd) + "/" + v;
@@ -292,6 +292,7 @@ void absolutize_paths(Config& c) {
     set_text("smtp_tls_policy_map", c.smtp_tls_policy_map);
     set_text("dns_trust_anchors", c.dns_trust_anchors);
     set_text("smtp_tls_ca_file", c.smtp_tls_ca_file);
+    set_text("dkim_keys", c.dkim_keys);
     set_text("hostname", c.hostname);  // the looked-up default: chrooted roles cannot look it up
     if (!appended.empty()) {
         if (!c.text.empty() && c.text.back() != '\n') c.text += "\n";

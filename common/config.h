@@ -69,6 +69,15 @@ struct Config {
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
              bounce_queue_lifetime = 0, delay_warning_time = 0, delivery_concurrency = 0;
     std::string log_level;
+    // mta-msgauth (msgauth/, mta-msgauth(8)): DKIM signing keys, verification and what its verdicts do.
+    std::string msgauth_user;
+    std::string dkim_keys;                  // LMDB table (mtamap -t dkim); "" = sign nothing
+    bool msgauth_verify = true;             // DKIM/SPF/DMARC for clients neither in mynetworks nor authenticated
+    std::string msgauth_default_action;     // tempfail | accept: when mta-msgauth is down or too slow
+    uint64_t msgauth_timeout = 0;           // seconds smtpd waits for the verdict
+    uint64_t dkim_max_signatures = 0;       // DKIM-Signature fields verified per message
+    std::string spf_action;                 // none | reject_fail
+    std::string dmarc_action;               // none | enforce
 
     std::vector<std::pair<std::string, std::string>> values;  // effective key -> text, in kKeys order
     std::string text;  // the source text this was parsed from (sent to children on start/reload)

@@ -137,6 +137,22 @@ Setter duration(uint64_t Config::*m, bool nonzero = true) {
         return true;
     };
 }
+Setter choice(std::string Config::*m, std::vector<std::string> allowed) {
+    return [m, allowed](Config& c, const std::string& v, std::string& err) {
+        for (auto& a : allowed)
+            if (v == a) { c.*m = v; return true; }
+        err = "expected";
+        for (std::size_t i = 0; i < allowed.size(); i++) err += (i ? (i + 1 == allowed.size() ? " or " : ", ") : " ") + allowed[i];
+        return false;
+    };
+}
+Setter yes_no(bool Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        if (v != "yes" && v != "no") { err = "expected yes or no"; return false; }
+        c.*m = v == "yes";
+        return true;
+    };
+}
 Setter listen(std::vector<HostPort> Config::*m) {
     return [m](Config& c, const std::string& v, std::string& err) {
         std::vector<HostPort> out;
@@ -231,6 +247,23 @@ const std::vector<KeyDef>& key_defs() {
         {{"queue_user", "_mtaq", "user of mta-queue (owns <spool_dir>/queue, not spool_dir)"}, user(&Config::queue_user)},
         {{"smtp_user", "_mtac", "user of mta-smtp"}, user(&Config::smtp_user)},
         {{"resolver_user", "_mtar", "user of mta-resolver"}, user(&Config::resolver_user)},
+        {{"msgauth_user", "_mtaauth", "user of mta-msgauth (the group that may read the DKIM key files)"}, user(&Config::msgauth_user)},
+        {{"dkim_keys", "", "LMDB table (mtamap -t dkim) of DKIM signing keys, from lines DOMAIN SELECTOR rsa|ed25519 KEYFILE; "
+          "mail from mynetworks or authenticated clients whose From: domain (or a parent domain) is listed is signed "
+          "with every key of that domain; empty: nothing is signed"}, path(&Config::dkim_keys)},
+        {{"msgauth_verify", "yes", "check DKIM, SPF (MAIL FROM and HELO) and DMARC of mail from clients neither in "
+          "mynetworks nor authenticated, adding Authentication-Results and Received-SPF"}, yes_no(&Config::msgauth_verify)},
+        {{"msgauth_default_action", "tempfail", "what mta-smtpd does with a message when mta-msgauth is down or does not "
+          "answer within msgauth_timeout: tempfail (451 4.7.0, the client retries) or accept (queued unsigned and unchecked)"},
+         choice(&Config::msgauth_default_action, {"tempfail", "accept"})},
+        {{"msgauth_timeout", "60s", "time mta-smtpd waits for mta-msgauth's verdict on a message (then msgauth_default_action)"},
+         duration(&Config::msgauth_timeout)},
+        {{"dkim_max_signatures", "8", "DKIM-Signature fields verified per message, from the top; the rest are ignored"},
+         num(&Config::dkim_max_signatures, 1, 100)},
+        {{"spf_action", "none", "none (SPF only reported) or reject_fail (an SPF fail of MAIL FROM gets 550 5.7.23)"},
+         choice(&Config::spf_action, {"none", "reject_fail"})},
+        {{"dmarc_action", "none", "none (DMARC only reported) or enforce (p=reject gets 550 5.7.1; p=quarantine is "
+          "accepted and reported, a quarantine hold is not implemented yet)"}, choice(&Config::dmarc_action, {"none", "enforce"})},
         {{"dns_forwarder", "", "send DNS queries to this server (IP address, optionally addr@port) instead of full recursion"},
          [](Config& c, const std::string& v, std::string& err) {
              unsigned char buf[16];

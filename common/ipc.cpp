@@ -32,6 +32,7 @@ bool known_type(uint16_t t) {
     case Type::commit_ok: case Type::abort: case Type::spool_probe: case Type::deliver: case Type::deliver_result:
     case Type::anvil_connect: case Type::anvil_verdict: case Type::anvil_disconnect:
     case Type::anvil_auth_fail: case Type::anvil_auth_count:
+    case Type::msgauth_request: case Type::msgauth_reply:
         return true;
     }
     return false;
@@ -82,6 +83,8 @@ const char* type_name(Type t) {
     case Type::commit_ok: return "commit_ok";
     case Type::abort: return "abort";
     case Type::spool_probe: return "spool_probe";
+    case Type::msgauth_request: return "msgauth_request";
+    case Type::msgauth_reply: return "msgauth_reply";
     case Type::deliver: return "deliver";
     case Type::deliver_result: return "deliver_result";
     case Type::anvil_connect: return "anvil_connect";

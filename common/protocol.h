@@ -28,6 +28,12 @@ enum class Type : uint16_t {
     spool_probe = 26,      // queue -> smtpd, once per link: fd (O_PATH, a regular file beside the bodies) for
                            // fstatvfs: the free space MAIL checks (never a directory: that would undo the chroot)
 
+    // mta-msgauth (msgauth/): DKIM signing, DKIM/SPF/DMARC verification of one received message.
+    msgauth_request = 50,  // smtpd -> msgauth: msgid, client_addr, client_helo, sender, auth_user, msgauth_trusted,
+                           // fd (sealed memfd: the message as received, without our Received:)
+    msgauth_reply = 51,    // msgauth -> smtpd: msgauth_action, code, enhanced, text, msgauth_prepend,
+                           // (msgauth_cut_offset, msgauth_cut_length)* ranges of the message to drop
+
     deliver = 30,          // queue -> deliverer: msgid, sender, rcpt groups (rcpt_index, rcpt, ...), fd (O_RDONLY body)
     deliver_result = 31,   // deliverer -> queue: msgid, then per recipient: rcpt_index, status, text
 
@@ -84,6 +90,12 @@ enum class Tag : uint16_t {
     dsn_handoff = 81,    // deliver_result (optional, after a delivered recipient's status): accepted by an
                          // SMTP next hop without DSN (1: success DSN says "relayed") or with DSN (2: it reports)
 
+    msgauth_trusted = 100,     // msgauth_request: 1 = mynetworks or authenticated (sign), 0 = verify
+    msgauth_action = 101,      // msgauth_reply: see MsgauthAction
+    msgauth_prepend = 102,     // msgauth_reply: header fields to prepend, each CRLF-terminated
+    msgauth_cut_offset = 103,  // msgauth_reply: starts a cut group: an octet range of the message to drop
+    msgauth_cut_length = 104,
+
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)
     anvil_rate = 92,           // the client's connections in the current rate window
@@ -92,6 +104,7 @@ enum class Tag : uint16_t {
 
 enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };
 enum class DnssecStatus : uint64_t { insecure = 0, secure = 1, bogus = 2 };
+enum class MsgauthAction : uint64_t { accept = 0, reject = 1, tempfail = 2 };
 enum class AnvilStatus : uint64_t { allow = 0, refuse_concurrency = 1, refuse_rate = 2 };
 
 // DSN NOTIFY bits (RFC 3461); zero means "not given" (default: FAILURE, and DELAY at our discretion).

@@ -11,6 +11,7 @@ const char* role_name(Role r) {
     case Role::smtp: return "smtp";
     case Role::local: return "local";
     case Role::resolver: return "resolver";
+    case Role::msgauth: return "msgauth";
     }
     return "unknown";
 }
@@ -23,6 +24,7 @@ const char* role_program(Role r) {
     case Role::smtp: return "mta-smtp";
     case Role::local: return "mta-local";
     case Role::resolver: return "mta-resolver";
+    case Role::msgauth: return "mta-msgauth";
     }
     return "unknown";
 }

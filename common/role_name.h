@@ -7,9 +7,10 @@
 
 namespace mta {
 
-enum class Role : uint8_t { master, smtpd, queue, smtp, local, resolver };
+enum class Role : uint8_t { master, smtpd, queue, smtp, local, resolver, msgauth };
 
-inline constexpr Role kAllRoles[] = {Role::master, Role::smtpd, Role::queue, Role::smtp, Role::local, Role::resolver};
+inline constexpr Role kAllRoles[] = {Role::master, Role::smtpd, Role::queue, Role::smtp, Role::local, Role::resolver,
+                                   Role::msgauth};
 
 // "smtpd", "queue", ...: the on-the-wire and log name.
 const char* role_name(Role r);

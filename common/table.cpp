@@ -83,6 +83,33 @@ std::vector<LogicalLine> logical_lines(std::string_view text, bool continuations
 }
 
 // transport and tls_policy: a domain key and a value the router can use (common/routing.h).
+// dkim: "domain selector" -> "alg keyfile origin:line". The key file is read by mtad -n and mta-msgauth.
+template <class Fail>
+bool dkim_entry(std::string& key, std::string& value, const std::string& origin, int lineno, Fail& fail) {
+    std::vector<std::string> f;
+    for (std::size_t i = 0; i < value.size();) {
+        std::size_t b = value.find_first_not_of(" \t", i);
+        if (b == std::string::npos) break;
+        std::size_t e = value.find_first_of(" \t", b);
+        f.push_back(value.substr(b, e == std::string::npos ? std::string::npos : e - b));
+        i = e == std::string::npos ? value.size() : e;
+    }
+    auto label_ok = [](const std::string& s) {
+        return !s.empty() && s.size() <= 253 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-._") == std::string::npos &&
+               s.front() != '.' && s.back() != '.' && s.find("..") == std::string::npos;
+    };
+    if (f.size() != 3) { fail("expected DOMAIN SELECTOR rsa|ed25519 KEYFILE"); return false; }
+    key = addr::lower(key);
+    f[0] = addr::lower(f[0]);
+    if (!addr::valid_domain(key)) { fail("bad domain \"" + key + "\""); return false; }
+    if (!label_ok(f[0])) { fail("bad selector \"" + f[0] + "\""); return false; }
+    if (f[1] != "rsa" && f[1] != "ed25519") { fail("bad key type \"" + f[1] + "\": expected rsa or ed25519"); return false; }
+    if (f[2].empty() || f[2][0] != '/') { fail("the key file must be an absolute path: " + f[2]); return false; }
+    key += " " + f[0];
+    value = f[1] + " " + f[2] + " " + (origin.empty() ? "line" : origin) + ":" + std::to_string(lineno);
+    return true;
+}
+
 template <class Fail>
 bool check_domain_entry(Kind kind, const std::string& key, const std::string& value, Fail& fail) {
     if (!valid_domain_key(key)) { fail("bad key \"" + key + "\": expected domain, .domain or *"); return false; }
@@ -133,6 +160,27 @@ std::optional<std::string> Table::lookup(std::string_view key) const {
     if (mdb_get(txn, env_->dbi, &k, &v) == 0) out.emplace(static_cast<const char*>(v.mv_data), v.mv_size);
     mdb_txn_abort(txn);
     return out;
+}
+
+bool Table::entries(std::vector<std::pair<std::string, std::string>>& out, std::size_t max, std::string& err) const {
+    out.clear();
+    MDB_txn* txn = nullptr;
+    MDB_cursor* cur = nullptr;
+    int rc = mdb_txn_begin(env_->env, nullptr, MDB_RDONLY, &txn);
+    if (rc == 0) rc = mdb_cursor_open(txn, env_->dbi, &cur);
+    MDB_val k{}, v{};
+    if (rc == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (out.size() == max) break;
+            out.emplace_back(std::string(static_cast<const char*>(k.mv_data), k.mv_size),
+                             std::string(static_cast<const char*>(v.mv_data), v.mv_size));
+        }
+    }
+    if (cur) mdb_cursor_close(cur);
+    if (txn) mdb_txn_abort(txn);
+    if (rc == 0) { err = path_ + ": more than " + std::to_string(max) + " entries"; return false; }
+    if (rc != MDB_NOTFOUND) { err = lmdb_err(path_.c_str(), rc); return false; }
+    return true;
 }
 
 bool Table::replaced() const {
@@ -198,6 +246,7 @@ std::optional<Kind> parse_kind(std::string_view s) {
     if (s == "recipients") return Kind::recipients;
     if (s == "transport") return Kind::transport;
     if (s == "tls_policy") return Kind::tls_policy;
+    if (s == "dkim") return Kind::dkim;
     return std::nullopt;
 }
 
@@ -208,7 +257,7 @@ bool looks_hashed(std::string_view s) {
 }
 
 bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<std::string>& errors,
-                  std::string (*hash)(const std::string&)) {
+                  std::string (*hash)(const std::string&), std::string_view origin) {
     std::size_t errs = errors.size();
     std::vector<std::string> keys;
     for (auto& logical : logical_lines(text, kind != Kind::auth, errors)) {
@@ -239,6 +288,8 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
                 value = hash(value);
                 if (value.empty()) { fail("hashing the password failed"); continue; }
             }
+        } else if (kind == Kind::dkim) {
+            if (!dkim_entry(key, value, std::string(origin), lineno, fail)) continue;
         } else {
             key = addr::lower(key);
             std::string why;

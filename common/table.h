@@ -24,6 +24,9 @@ public:
     Table& operator=(const Table&) = delete;
 
     std::optional<std::string> lookup(std::string_view key) const;
+    // Every entry in key order, at most `max` of them (false with err past that, or on an LMDB error).
+    // For tables read whole at start-up (dkim_keys).
+    bool entries(std::vector<std::pair<std::string, std::string>>& out, std::size_t max, std::string& err) const;
     // True when the file we mapped is no longer the one under its name: unlinked or renamed over
     // (checked on the open fd, so it also works inside a chroot where the name cannot be resolved),
     // or, when the name still resolves, a different inode or mtime.
@@ -46,7 +49,7 @@ using Entries = std::vector<std::pair<std::string, std::string>>;
 // over `path`, and the directory synced. Readers holding the old file keep a consistent view.
 bool write_table(const std::string& path, const Entries& entries, mode_t mode, std::string& err);
 
-enum class Kind { auth, aliases, virtual_map, recipients, transport, tls_policy };
+enum class Kind { auth, aliases, virtual_map, recipients, transport, tls_policy, dkim };
 std::optional<Kind> parse_kind(std::string_view s);
 
 // Parses a source text. Formats (one entry a line, '#' comments, blank lines ignored):
@@ -57,10 +60,13 @@ std::optional<Kind> parse_kind(std::string_view s);
 //   recipients: address-or-localpart [anything]
 //   transport:  domain|.domain|* transport:nexthop   (values checked by common/routing parse_transport)
 //   tls_policy: domain|.domain|* level                (none, may, encrypt, dane, mta-sts)
+//   dkim:       domain selector rsa|ed25519 /absolute/keyfile
+//               (key "domain selector", value "rsa|ed25519 keyfile origin:line" so that a key that will not
+//               load is reported where the admin wrote it; origin is `origin`, "line" when empty)
 // Keys of aliases/virtual/recipients are lower-cased; auth keys are kept as written. Errors are
 // "line N: message". Passwords are hashed with `hash` (injected so tests need no randomness).
 bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<std::string>& errors,
-                  std::string (*hash)(const std::string& password));
+                  std::string (*hash)(const std::string& password), std::string_view origin = "");
 
 // crypt(3) SHA-512 ("$6$" + 16 random salt characters from getrandom). Empty on failure.
 std::string hash_password(const std::string& password);

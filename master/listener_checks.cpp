@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/tls_pair.h"
+#include "msgauth/signing_keys.h"
 
 namespace mta::master {
 
@@ -32,6 +33,12 @@ ListenerProblems check_listeners(const Config& c) {
         if (!list->empty() && c.auth_users.empty())
             add(p.warnings, key, "no auth_users: no client can authenticate, so every MAIL there gets 530 5.7.0");
     return p;
+}
+
+void check_dkim_keys(const Config& c, std::vector<ConfigError>& errors) {
+    if (c.dkim_keys.empty()) return;
+    msgauth::SigningKeys keys;
+    keys.load(c.dkim_keys, c.source, errors);
 }
 
 bool listeners_changed(const Config& a, const Config& b) {

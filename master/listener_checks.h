@@ -1,4 +1,4 @@
-// Listener settings that parse but cannot work, checked by `mtad -n`, at start and on reload.
+// Settings that parse but cannot work (listeners, DKIM keys), checked by `mtad -n`, at start and on reload.
 #pragma once
 #include <vector>
 
@@ -16,6 +16,10 @@ struct ListenerProblems {
 // can never authenticate, so every MAIL gets 530 5.7.0. tls_cert/tls_key that cannot be read, do not
 // parse or do not belong together: an error with smtps_listen, a warning otherwise.
 ListenerProblems check_listeners(const Config& c);
+
+// dkim_keys: the table opens and every key file it names loads (as mta-msgauth will load them). Each
+// bad key is one error at the FILE:LINE of the table source that names it.
+void check_dkim_keys(const Config& c, std::vector<ConfigError>& errors);
 
 // Whether any of smtp_listen, submission_listen, smtps_listen differ (only a restart rebinds them).
 bool listeners_changed(const Config& a, const Config& b);

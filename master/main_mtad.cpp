@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     mta::absolutize_paths(cfg);
     // Before daemonizing: these reach the terminal (or the service manager's journal) either way.
     auto problems = mta::master::check_listeners(cfg);
+    mta::master::check_dkim_keys(cfg, problems.errors);
     for (auto& e : problems.errors) fprintf(stderr, "mtad: %s\n", e.str().c_str());
     if (!problems.errors.empty()) return 1;
     if (check_only) {

@@ -23,7 +23,8 @@ namespace {
 
 // Which roles talk to which (DESIGN.md §2): each pair gets its own socketpair per instance.
 const std::pair<Role, Role> kEdges[] = {
-    {Role::smtpd, Role::queue}, {Role::queue, Role::smtp}, {Role::queue, Role::local}, {Role::smtp, Role::resolver}};
+    {Role::smtpd, Role::queue}, {Role::queue, Role::smtp}, {Role::queue, Role::local}, {Role::smtp, Role::resolver},
+    {Role::smtpd, Role::msgauth}, {Role::msgauth, Role::resolver}};
 
 constexpr unsigned kMaxBackoff = 60;
 constexpr int kStopGraceSeconds = 12;
@@ -91,6 +92,9 @@ int Master::run() {
     add_role(Role::resolver, 1);
     add_role(Role::queue, 1);
     add_role(Role::local, 1);
+    // Always, like Postfix's cleanup: verification is on by default, and a role that exists only with
+    // some settings would make a reload that changes them a restart.
+    add_role(Role::msgauth, 1);
     add_role(Role::smtp, cfg_.smtp_processes);
     add_role(Role::smtpd, cfg_.smtpd_processes);
     for (auto& c : children_) spawn(*c);
@@ -281,6 +285,7 @@ bool Master::reload(std::string& msg) {
     }
     absolutize_paths(fresh);
     auto problems = check_listeners(fresh);
+    check_dkim_keys(fresh, problems.errors);
     if (!problems.errors.empty()) {
         msg = "reload refused:";
         for (auto& e : problems.errors) {

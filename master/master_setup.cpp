@@ -106,7 +106,8 @@ bool Master::prepare_filesystem(std::string& err) {
         // has. One lock around "look up, else create" serializes them; the lock goes with the process.
         UniqueFd lock(open("/run/mtad-users.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
         if (lock) while (flock(lock.get(), LOCK_EX) != 0 && errno == EINTR) {}
-        for (auto* u : {&cfg_.smtpd_user, &cfg_.queue_user, &cfg_.smtp_user, &cfg_.resolver_user, &cfg_.mail_owner})
+        for (auto* u : {&cfg_.smtpd_user, &cfg_.queue_user, &cfg_.smtp_user, &cfg_.resolver_user, &cfg_.msgauth_user,
+                        &cfg_.mail_owner})
             if (!ensure_user(*u, err)) return false;
     } else {
         LOG_WARN("event=not_root detail=\"running unprivileged: roles will not change user or chroot\"");
@@ -116,6 +117,7 @@ bool Master::prepare_filesystem(std::string& err) {
     return owned_dir(cfg_.spool_dir, "", 0755, err) && owned_dir(queue_dir(cfg_), cfg_.queue_user, 0711, err) &&
            owned_dir(cfg_.spool_dir + "/empty", "", 0555, err) &&
            owned_dir(cfg_.spool_dir + "/resolver", cfg_.resolver_user, 0700, err) &&
+           owned_dir(cfg_.spool_dir + "/msgauth", "", 0555, err) &&
            owned_dir(cfg_.mail_dir, cfg_.mail_owner, 0700, err);
 }
 

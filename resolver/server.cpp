@@ -20,7 +20,9 @@ namespace {
 constexpr std::size_t kMaxPending = 4096;
 constexpr std::size_t kMaxResultRRs = 65536;  // libunbound's own limits are far lower; this only bounds our loop
 
-bool known_peer_role(Role r) { return r == Role::smtp || r == Role::queue || r == Role::smtpd || r == Role::local; }
+bool known_peer_role(Role r) {
+    return r == Role::smtp || r == Role::queue || r == Role::smtpd || r == Role::local || r == Role::msgauth;
+}
 
 RawResult raw_result(const ub_result* res) {
     RawResult r;

@@ -13,7 +13,7 @@
 #include "common/role.h"
 #include "smtp-client/smtp_cache.h"
 #include "smtp-client/smtp_delivery.h"
-#include "smtp-client/smtp_dns_link.h"
+#include "common/dns_link.h"
 
 namespace mta::smtp {
 

@@ -8,12 +8,12 @@
 #include <string_view>
 #include <vector>
 
+#include "common/dns_link.h"
 #include "common/protocol.h"
 
 namespace mta::smtp {
 
 inline constexpr uint16_t kQtypeA = 1, kQtypeMx = 15, kQtypeAaaa = 28;
-inline constexpr uint64_t kRcodeNoError = 0, kRcodeServfail = 2, kRcodeNxdomain = 3, kRcodeTimeout = 65535;
 inline constexpr std::size_t kMaxAddressesPerAttempt = 5;  // addresses tried per delivery attempt
 // SMTP sessions (greeting received) per delivery attempt, as Postfix's smtp_mx_session_limit: a soft
 // failure in a session moves the open recipients on to the next address only while below this.

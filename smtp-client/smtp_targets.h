@@ -8,26 +8,10 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/dns_link.h"
 #include "smtp-client/smtp_nexthop.h"
 
 namespace mta::smtp {
-
-struct DnsAnswer {
-    uint64_t rcode = kRcodeTimeout;
-    uint64_t dnssec = 0;
-    std::string text;
-    std::vector<std::string> records;
-};
-
-class DnsClient {
-public:
-    using Callback = std::function<void(const DnsAnswer&)>;
-    virtual ~DnsClient() = default;
-    // Calls cb exactly once, later (never from inside query() itself: callers rely on that).
-    virtual void query(const std::string& name, uint16_t qtype, Callback cb) = 0;
-    // False when there is no resolver to ask (queries would all fail at once).
-    virtual bool available() const = 0;
-};
 
 struct Target {
     std::string host;  // MX host name (or the literal)

@@ -29,7 +29,7 @@ void BodySink::write(std::string_view s) {
 }
 
 void BodySink::flush() {
-    if (!failed && !write_all(fd.get(), buf)) {
+    if (!failed && !write_all(held ? held.get() : fd.get(), buf)) {
         LOG_ERROR("event=body_write_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
         failed = true;
     }
@@ -120,6 +120,7 @@ void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
     std::time_t when = host_.now();
     long gmtoff = local_gmtoff(when);
     txn_->body->write(received_header(when, gmtoff));
+    if (wants_msgauth()) txn_->body->hold();
     auto mode = data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
     // Postfix's cleanup adds a missing Message-ID:/Date: only for its own clients (local_header_rewrite_clients):
     // here the authenticated ones. Relayed mail, mynetworks included, passes unchanged (DKIM, end-to-end).
@@ -204,6 +205,10 @@ bool Session::refuse_body() {
 
 void Session::commit_body() {
     BodySink& body = *txn_->body;
+    if (body.held) {  // mta-msgauth first; its verdict comes back to on_msgauth_reply
+        request_msgauth();
+        return;
+    }
     if (!body.finish()) {
         abort_body();
         reset_transaction();

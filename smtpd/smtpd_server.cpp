@@ -42,7 +42,15 @@ bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string&
 
 Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master)
     : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))), res_(std::move(res)),
-      reaper_(base, [this] { exit_if_stopped(); }) {
+      reaper_(base, [this] { exit_if_stopped(); }),
+      queue_(base, reaper_, Role::queue, [this](ipc::Message& m) { on_queue(m); },
+             [this](uint64_t sid, const char*) {
+                 if (auto it = sessions_.find(sid); it != sessions_.end()) it->second->on_queue_lost();
+             }),
+      msgauth_(base, reaper_, Role::msgauth, [this](ipc::Message& m) { on_msgauth(m); },
+               [this](uint64_t sid, const char* why) {
+                   if (auto it = sessions_.find(sid); it != sessions_.end()) it->second->on_msgauth_lost(why);
+               }) {
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
@@ -65,39 +73,12 @@ void Server::on_request(ipc::Message& m) {
 }
 
 void Server::on_peer(Role role, uint64_t, UniqueFd fd) {
+    if (role == Role::msgauth) return msgauth_.attach(std::move(fd));
     if (role != Role::queue) {
         LOG_WARN("event=peer_ignored role=%s", role_name(role));
         return;
     }
-    set_queue(std::move(fd));
-}
-
-void Server::set_queue(UniqueFd fd) {
-    // Retire the old link first (its requests fail below), so nothing new is sent on it.
-    if (queue_) reaper_.bury(std::move(queue_));
-    uint64_t gen = ++queue_generation_;
-    queue_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), Role::smtpd, role_name(Role::queue), [this](ipc::Message& m) { on_queue(m); },
-        [this, gen](bool bad, const std::string& why) {
-            if (bad) malformed(Role::queue, why);
-            if (gen != queue_generation_) return;  // an already replaced link
-            LOG_WARN("event=queue_link_closed reason=\"%s\"", log::safe(why).c_str());
-            // Inside the link's own close callback: free it only after the stack unwinds.
-            reaper_.bury(std::move(queue_));
-            fail_pending();
-        });
-    LOG_INFO("event=queue_link_up");
-    fail_pending();
-}
-
-// Every request outstanding on a dead or replaced link fails with 451.
-void Server::fail_pending() {
-    auto pending = std::move(pending_);
-    pending_.clear();
-    for (auto& [reqid, sid] : pending) {
-        auto it = sessions_.find(sid);
-        if (it != sessions_.end()) it->second->on_queue_lost();
-    }
+    queue_.attach(std::move(fd));
 }
 
 void Server::on_listen(const std::string& kind, UniqueFd fd) {
@@ -172,12 +153,10 @@ void Server::recycle(const std::string& why) {
 }
 
 Session* Server::take_pending(uint64_t reqid, bool& known) {
-    auto p = pending_.find(reqid);
-    known = p != pending_.end();
+    auto sid = queue_.take(reqid);
+    known = sid.has_value();
     if (!known) return nullptr;
-    uint64_t sid = p->second;
-    pending_.erase(p);
-    auto s = sessions_.find(sid);
+    auto s = sessions_.find(*sid);
     return s == sessions_.end() ? nullptr : s->second.get();
 }
 
@@ -229,11 +208,14 @@ void Server::on_queue(ipc::Message& m) {
 }
 
 std::optional<uint64_t> Server::queue_request(ipc::Message m, uint64_t session_id) {
-    if (!queue_ || !queue_->open()) return std::nullopt;
     uint64_t reqid = next_reqid_++;
-    m.reqid = reqid;
-    pending_[reqid] = session_id;
-    queue_->send(std::move(m));
+    if (!queue_.request(std::move(m), session_id, reqid)) return std::nullopt;
+    return reqid;
+}
+
+std::optional<uint64_t> Server::msgauth_request(ipc::Message m, uint64_t session_id) {
+    uint64_t reqid = next_reqid_++;
+    if (!msgauth_.request(std::move(m), session_id, reqid)) return std::nullopt;
     return reqid;
 }
 
@@ -243,9 +225,7 @@ std::optional<uint64_t> Server::spool_free() const {
     return uint64_t(sv.f_bavail) * uint64_t(sv.f_frsize);
 }
 
-void Server::queue_notify(ipc::Message m) {
-    if (queue_ && queue_->open()) queue_->send(std::move(m));
-}
+void Server::queue_notify(ipc::Message m) { queue_.notify(std::move(m)); }
 
 std::time_t Server::now() const { return std::time(nullptr); }
 
@@ -270,14 +250,15 @@ void Server::begin_stop() {
 void Server::exit_if_stopped() {
     if (!stopping_ || !sessions_.empty()) return;
     LOG_INFO("event=stopped");
-    if (queue_) queue_->drain();
+    queue_.drain();
+    msgauth_.drain();
     exit(0);
 }
 
 void Server::stop_deadline_cb(int, short, void* arg) {
     auto* self = static_cast<Server*>(arg);
     LOG_WARN("event=stop_deadline sessions=%zu", self->sessions_.size());
-    if (self->queue_) self->queue_->drain();
+    self->queue_.drain();
     exit(0);
 }
 

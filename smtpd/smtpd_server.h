@@ -12,6 +12,7 @@
 #include "common/event_ptr.h"
 #include "common/ipc.h"
 #include "common/role.h"
+#include "smtpd/smtpd_peer_link.h"
 #include "smtpd/smtpd_session.h"
 
 namespace mta::smtpd {
@@ -29,6 +30,7 @@ public:
     void auth_failed(const ClientInfo& client) override;
     bool auth_blocked(const ClientInfo& client) const override;
     std::optional<uint64_t> spool_free() const override;
+    std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) override;
 
 private:
     struct Listener {
@@ -46,9 +48,8 @@ private:
     void on_request(ipc::Message& m) override;  // anvil answers
 
     void on_queue(ipc::Message& m);
+    void on_msgauth(ipc::Message& m);  // smtpd_msgauth.cpp
     [[noreturn]] void malformed(Role from, const std::string& why) { daemon::malformed(from, why); }
-    void set_queue(UniqueFd fd);
-    void fail_pending();
     Session* take_pending(uint64_t reqid, bool& known);
     static void accept_cb(int fd, short, void* arg);
     void accept_from(Listener& l);
@@ -77,11 +78,11 @@ private:
     std::shared_ptr<const Resources> res_;
     daemon::Reaper reaper_;  // frees ended sessions and closed links from the loop
     std::unique_ptr<daemon::MasterLink> master_;
-    std::unique_ptr<ipc::Link> queue_;
+    PeerLink queue_;
+    PeerLink msgauth_;
     UniqueFd spool_probe_;  // O_PATH regular file on the queue's filesystem, from the queue (spool_probe)
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::unique_ptr<Session>> sessions_;
-    std::map<uint64_t, uint64_t> pending_;   // queue reqid -> session id
     // Accepted connections waiting for mtad's anvil_verdict (greeting held back), by anvil reqid,
     // which is also the session id.
     struct Waiting {
@@ -100,7 +101,6 @@ private:
     std::map<std::string, ClientState> clients_;
     uint64_t next_session_ = 1;
     uint64_t next_reqid_ = 1;
-    uint64_t queue_generation_ = 0;
     bool accepting_ = true;
     bool stopping_ = false;
     bool recycling_ = false;  // exiting so that the master starts us again with fresh tables/certs

@@ -133,6 +133,7 @@ void Session::event_cb(bufferevent*, short what, void* arg) {
 
 void Session::queue_timeout_cb(int, short, void* arg) {
     auto* s = static_cast<Session*>(arg);
+    if (s->state_ == State::wait_msgauth) return s->on_msgauth_lost("timeout");
     LOG_WARN("event=queue_timeout client=%s", s->client_.ip.c_str());
     s->on_queue_lost();
 }
@@ -176,7 +177,8 @@ void Session::process_input() {
     process_commands();
     // After the client's EOF nothing new can arrive: once the buffered commands are answered (and no
     // queue reply or delayed AUTH answer is due), flush the replies and close.
-    if (!peer_eof_ || !bev_ || ending() || waits_for_queue(state_) || state_ == State::auth_delay || read_paused_)
+    if (!peer_eof_ || !bev_ || ending() || waits_for_queue(state_) || state_ == State::wait_msgauth ||
+        state_ == State::auth_delay || read_paused_)
         return;
     enter(State::closing);
     abort_body();

@@ -17,6 +17,7 @@
 #include "common/fd.h"
 #include "common/ipc.h"
 #include "common/table.h"
+#include "common/wire/msgauth.h"
 #include "smtpd/smtpd_command.h"
 #include "smtpd/smtpd_data.h"
 #include "smtpd/smtpd_state.h"
@@ -49,6 +50,8 @@ public:
     // Bytes free for the queue on its filesystem (fstatvfs on the queue's spool_probe); nullopt when
     // unknown (no probe yet): then MAIL does not check, and the commit still answers 452 on ENOSPC.
     virtual std::optional<uint64_t> spool_free() const = 0;
+    // Sends a request to mta-msgauth; its reqid, or nullopt when there is no msgauth link.
+    virtual std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -75,10 +78,21 @@ struct BodySink {
     uint64_t msgid = 0;
     std::string buf;
     bool failed = false;
+    UniqueFd held;  // while mta-msgauth has a say: the message goes into this memfd, not into fd
 
     void write(std::string_view s);
     void flush();
     bool finish();  // flush, fsync, close; false on any I/O error
+
+    // From now on the message is held in a memfd (smtpd_msgauth.cpp); what was written so far (our
+    // Received:) is in the body file already.
+    void hold();
+    // Flushes and seals the memfd against any change; `copy` is a second descriptor for mta-msgauth.
+    bool seal(UniqueFd& copy);
+    // Whether cuts (ascending, disjoint: wire::decode checked) lie inside the held message.
+    bool cuts_fit(const std::vector<wire::MsgauthCut>& cuts) const;
+    // Writes `prepend`, then the held message without the cut ranges, into the body file.
+    bool release(std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts);
 };
 
 struct Transaction {
@@ -126,6 +140,9 @@ public:
     void on_commit_ok(uint64_t reqid, uint64_t msgid);
     void on_queue_fail(uint64_t reqid, int code, const std::string& enhanced, const std::string& text);
     void on_queue_lost();
+    // mta-msgauth's verdict (validated by the server), or its absence (link gone, timeout).
+    void on_msgauth_reply(uint64_t reqid, const wire::MsgauthReply& r);
+    void on_msgauth_lost(const char* why);
 
     // Master said stop: idle sessions get 421 now, a transaction in flight may finish first.
     void shutdown();
@@ -222,6 +239,12 @@ private:
     std::string received_header(std::time_t when, long gmtoff) const;
     ipc::Message commit_message() const;
     void abort_body();
+
+    // mta-msgauth between the end of the body and the commit (smtpd_msgauth.cpp)
+    bool msgauth_trusted() const;  // mynetworks or authenticated: sign, else verify
+    bool wants_msgauth() const;
+    void request_msgauth();
+    void end_transaction(int code, const char* enhanced, const std::string& text);
 
     SessionHost& host_;
     event_base* base_;

@@ -40,13 +40,14 @@ constexpr Row kTable[] = {
     // The body file arrives, or the queue fails or is gone (ready).
     {S::wait_open_data, bits(S::data, S::ready) | kEnd},
     {S::wait_open_bdat, bits(S::bdat, S::ready) | kEnd},
-    // The end of the body: commit, or the body is refused (ready).
-    {S::data, bits(S::wait_commit, S::ready) | kEnd},
-    {S::bdat, bits(S::wait_commit, S::bdat_next, S::ready) | kEnd},
+    // The end of the body: commit (after mta-msgauth's verdict where it has one), or refused (ready).
+    {S::data, bits(S::wait_msgauth, S::wait_commit, S::ready) | kEnd},
+    {S::bdat, bits(S::wait_msgauth, S::wait_commit, S::bdat_next, S::ready) | kEnd},
     // The next chunk; RSET/HELO/EHLO; a chunk over the size limit is skipped.
     {S::bdat_next, bits(S::bdat, S::ready, S::bdat_discard) | kEnd},
     // Back to where the refused BDAT came from (or ready, if it ended the transaction).
     {S::bdat_discard, bits(S::pre_helo, S::ready, S::mail, S::rcpt) | kEnd},
+    {S::wait_msgauth, bits(S::wait_commit, S::ready) | kEnd},  // accepted: commit; refused: over
     {S::wait_commit, bits(S::ready) | kEnd},  // committed or failed: the transaction is over
     {S::closing, bits(S::closed)},
     {S::closed, 0},
@@ -83,6 +84,7 @@ const char* state_name(SessionState s) {
     case S::bdat: return "bdat";
     case S::bdat_next: return "bdat_next";
     case S::bdat_discard: return "bdat_discard";
+    case S::wait_msgauth: return "wait_msgauth";
     case S::wait_commit: return "wait_commit";
     case S::closing: return "closing";
     case S::closed: return "closed";

@@ -1,10 +1,12 @@
 // mtamap: build and query the LMDB lookup tables (auth_users, local_recipients, aliases, virtual,
-// transport_map, smtp_tls_policy_map).
+// transport_map, smtp_tls_policy_map, dkim_keys).
 // Trusts its command line and source file (the admin's); writes tables only by atomic rename.
-//   mtamap [-c FILE] [-t auth|aliases|virtual|recipients] SOURCE     build SOURCE.lmdb (".txt" dropped)
+//   mtamap [-c FILE] [-t auth|aliases|virtual|recipients|dkim] SOURCE  build SOURCE.lmdb (".txt" dropped)
 //   mtamap [-c FILE] -q KEY TABLE                                     print the value, exit 1 if absent
 //   mtamap [-c FILE] -t transport|tls_policy -q DOMAIN TABLE          the entry the router would use
 //                                                                     (exact, .parent..., *): "KEY VALUE"
+#include <climits>
+#include <cstdlib>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,7 +25,7 @@
 namespace {
 
 const char* const kUsage =
-    "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy] SOURCE\n"
+    "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy|dkim] SOURCE\n"
     "       mtamap [-c FILE] [-t transport|tls_policy] -q KEY TABLE\n";
 
 [[noreturn]] void usage() { exit(mta::usage_error(kUsage)); }
@@ -45,7 +47,10 @@ int build(const std::string& source, mta::table::Kind kind) {
     ss << in.rdbuf();
     mta::table::Entries entries;
     std::vector<std::string> errors;
-    if (!mta::table::parse_source(ss.str(), kind, entries, errors, &mta::table::hash_password)) {
+    // dkim entries remember where they were written (mtad -n reports a bad key as FILE:LINE).
+    char abs[PATH_MAX];
+    std::string origin = realpath(source.c_str(), abs) ? abs : source;
+    if (!mta::table::parse_source(ss.str(), kind, entries, errors, &mta::table::hash_password, origin)) {
         for (auto& e : errors)  // "line N: ..." -> "FILE:N: ..."
             fprintf(stderr, "mtamap: %s:%s\n", source.c_str(), e.c_str() + (e.rfind("line ", 0) == 0 ? 5 : 0));
         return 1;

@@ -56,6 +56,11 @@ const char* tag_name(ipc::Tag t) {
     case Tag::tls_key_pem: return "tls_key_pem";
     case Tag::tls_level: return "tls_level";
     case Tag::dsn_handoff: return "dsn_handoff";
+    case Tag::msgauth_trusted: return "msgauth_trusted";
+    case Tag::msgauth_action: return "msgauth_action";
+    case Tag::msgauth_prepend: return "msgauth_prepend";
+    case Tag::msgauth_cut_offset: return "msgauth_cut_offset";
+    case Tag::msgauth_cut_length: return "msgauth_cut_length";
     case Tag::anvil_status: return "anvil_status";
     case Tag::anvil_concurrent: return "anvil_concurrent";
     case Tag::anvil_rate: return "anvil_rate";

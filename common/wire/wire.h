@@ -22,4 +22,5 @@
 #include "common/wire/control.h"    // hello, config, peer, listen, stop, loglevel, resolve_*, admin_*, anvil_*
 #include "common/wire/delivery.h"   // deliver, deliver_result
 #include "common/wire/limits.h"     // shared limits, clean text, queue ids
+#include "common/wire/msgauth.h"    // msgauth_request, msgauth_reply
 #include "common/wire/reception.h"  // body_open(_ok), commit(_ok), abort, fail, spool_probe

@@ -42,7 +42,6 @@ const char* const kUsage =
 constexpr const char* kKeyDir = "/etc/mta/dkim";
 constexpr const char* kKeyGroup = "_mtaauth";       // mta-msgauth's user group (DESIGN.md §2)
 constexpr std::size_t kMaxMessageFile = 64u << 20;  // verify reads the whole message
-constexpr std::size_t kVerifySignatures = 8;        // the first 8 DKIM-Signature fields, as mta-msgauth's default
 
 struct Args {
     bool json = false;
@@ -220,17 +219,6 @@ std::string to_crlf(const std::string& in) {
     return out;
 }
 
-DnsAnswer to_dns_answer(const ResolveAnswer& r) {
-    DnsAnswer a;
-    if (r.rcode == 0 && r.dnssec != "bogus") {
-        a.status = DnsAnswer::Status::ok;
-        a.records = r.records;
-    } else if (r.rcode == 3 && r.dnssec != "bogus") {
-        a.status = DnsAnswer::Status::nxdomain;
-    }
-    return a;
-}
-
 int verify(Args& a) {
     std::string raw, err;
     if (!read_message(a.file, raw, err)) return fail(err);
@@ -239,7 +227,7 @@ int verify(Args& a) {
     std::string msg = to_crlf(raw);
     HeaderSection hs;
     if (!parse_header_section(msg, hs, err)) return fail(a.file + ": " + err);
-    DkimVerifier v(hs.fields, kVerifySignatures, uint64_t(time(nullptr)));
+    DkimVerifier v(hs.fields, cfg.dkim_max_signatures, uint64_t(time(nullptr)));  // as mta-msgauth would
     v.feed_body(std::string_view(msg).substr(hs.body_offset));
     v.finish_body();
     while (!v.done()) {
@@ -247,8 +235,8 @@ int verify(Args& a) {
         if (qs.empty()) break;
         for (auto& q : qs) {
             ResolveAnswer r;
-            if (!control_resolve(cfg.control_socket, q.name, 16, r, err)) return fail(err);
-            v.answer(q, to_dns_answer(r));
+            if (!control_resolve(cfg.control_socket, q.name, qtype_number(q.type), r, err)) return fail(err);
+            v.answer(q, DnsAnswer::from_resolver(r.rcode, r.dnssec == "bogus", r.records));
         }
     }
     auto verdicts = v.results();

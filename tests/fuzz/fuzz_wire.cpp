@@ -58,6 +58,20 @@ void check_deliver(ipc::Message& m) {
     require(wire::decode(rm, back, err));
 }
 
+// An accepted msgauth_reply is safe to write into a message: a valid header block, ordered cuts.
+void check_msgauth_reply(const ipc::Message& m) {
+    wire::MsgauthReply r;
+    std::string err;
+    if (!wire::decode(m, r, err)) return;
+    require(wire::valid_header_block(r.prepend) && r.prepend.size() <= wire::kMaxMsgauthPrepend);
+    require(wire::clean_text(r.text, wire::kMaxMsgauthText));
+    uint64_t end = 0;
+    for (auto& c : r.cuts) {
+        require(c.length > 0 && c.offset >= end);
+        end = c.offset + c.length;
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -97,6 +111,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
     }
     case Type::deliver_result: round_trip<wire::DeliverResult>(m); break;
+    case Type::msgauth_request: round_trip<wire::MsgauthRequest>(m); break;
+    case Type::msgauth_reply:
+        check_msgauth_reply(m);
+        round_trip<wire::MsgauthReply>(m);
+        break;
     case Type::anvil_connect: round_trip<wire::AnvilConnect>(m); break;
     case Type::anvil_verdict: round_trip<wire::AnvilVerdict>(m); break;
     case Type::anvil_disconnect: round_trip<wire::AnvilDisconnect>(m); break;

@@ -111,7 +111,7 @@ TEST_CASE("smtp nexthop: DNS verdicts") {
     CHECK(classify_dns(0, 1, 0, "").kind == DnsVerdict::nodata);
     CHECK(classify_dns(3, 0, 0, "").kind == DnsVerdict::nxdomain);
     CHECK(classify_dns(2, 0, 0, "").kind == DnsVerdict::temporary);
-    CHECK(classify_dns(kRcodeTimeout, 0, 0, "timeout").kind == DnsVerdict::temporary);
+    CHECK(classify_dns(mta::kRcodeTimeout, 0, 0, "timeout").kind == DnsVerdict::temporary);
     CHECK(classify_dns(0, 2, 3, "bogus").kind == DnsVerdict::temporary);  // bogus is never trusted
     CHECK(classify_dns(5, 0, 0, "").kind == DnsVerdict::temporary);
 }

@@ -533,3 +533,42 @@ TEST_CASE("wire: every tag has a name") {
     }
     CHECK(std::string(wire::tag_name(Tag::rcpt_orcpt)) == "rcpt_orcpt");
 }
+
+TEST_CASE("msgauth_request and msgauth_reply: round trip and strict refusals") {
+    wire::MsgauthRequest req{7, "192.0.2.1", "client.example", "a@b.example", "", false, devnull()};
+    ipc::Message m = over_the_wire(wire::encode(req, 3));
+    wire::MsgauthRequest back;
+    std::string err;
+    REQUIRE(wire::decode(m, back, err));
+    CHECK((back.msgid == 7 && back.client_addr == "192.0.2.1" && !back.trusted && back.body.valid()));
+    ipc::Message nofd = wire::encode(req, 3);  // req.body was moved out: no fd
+    CHECK_FALSE(decodes<wire::MsgauthRequest>(std::move(nofd)));
+
+    wire::MsgauthReply ok;
+    ok.prepend = "Authentication-Results: mx.example;\r\n\tdkim=pass header.d=example.org\r\n";
+    ok.cuts = {{10, 5}, {20, 1}};
+    wire::MsgauthReply r;
+    REQUIRE(wire::decode(over_the_wire(wire::encode(ok, 1)), r, err));
+    CHECK((r.prepend == ok.prepend && r.cuts == ok.cuts && r.action == ipc::MsgauthAction::accept));
+    wire::MsgauthReply rej{ipc::MsgauthAction::reject, 550, "5.7.1", "Rejected per DMARC policy", "", {}};
+    REQUIRE(wire::decode(over_the_wire(wire::encode(rej, 1)), r, err));
+    CHECK((r.code == 550 && r.enhanced == "5.7.1"));
+
+    auto refused = [](wire::MsgauthReply x) { return !decodes<wire::MsgauthReply>(wire::encode(x, 1)); };
+    CHECK(refused({ipc::MsgauthAction::reject, 451, "", "wrong class", "", {}}));
+    CHECK(refused({ipc::MsgauthAction::tempfail, 550, "", "wrong class", "", {}}));
+    CHECK(refused({ipc::MsgauthAction::reject, 550, "4.7.1", "enhanced of the wrong class", "", {}}));
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-Injected: a\r\nb\r\n", {}}));  // not a field
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-Bare: a\nBcc: evil\r\n", {}}));
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-No-End: a", {}}));
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", " continuation first\r\n", {}}));
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "", {{10, 5}, {12, 1}}}));  // overlapping
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "", {{10, 0}}}));           // empty
+    CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "", {{UINT64_MAX, 2}}}));   // wraps
+    ipc::Message with_code = wire::encode(ok, 1);
+    with_code.add_u64(Tag::code, 250);
+    CHECK_FALSE(decodes<wire::MsgauthReply>(std::move(with_code)));  // accept carries no code
+    CHECK(wire::valid_header_block(""));
+    CHECK(wire::valid_header_block("A: b\r\n c\r\nD:\r\n"));
+    CHECK_FALSE(wire::valid_header_block("A: b\r\n \r\n"));  // a blank continuation would end the header
+}

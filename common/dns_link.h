@@ -1,16 +1,40 @@
-// DnsClient over the IPC link to mta-resolver: matches replies to requests by request id, answers
-// everything pending with a failure when the link goes away, and bounds how long a query may wait.
+// DNS answers as the roles see them, the DnsClient interface their code is written against (a fake in
+// tests), and DnsLink: the DnsClient over the IPC link to mta-resolver. It matches replies to requests
+// by request id, answers everything pending with a failure when the link goes away, and bounds how long
+// a query may wait. Used by mta-smtp and mta-msgauth.
 #pragma once
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/event_ptr.h"
 #include "common/ipc.h"
-#include "smtp-client/smtp_targets.h"
 
-namespace mta::smtp {
+namespace mta {
+
+// resolve_reply rcodes: the DNS RCODE, or kRcodeTimeout for "no answer" (timeout, resolver down).
+inline constexpr uint64_t kRcodeNoError = 0, kRcodeServfail = 2, kRcodeNxdomain = 3, kRcodeTimeout = 65535;
+
+struct DnsAnswer {
+    uint64_t rcode = kRcodeTimeout;
+    uint64_t dnssec = 0;  // ipc::DnssecStatus
+    std::string text;
+    std::vector<std::string> records;
+};
+
+class DnsClient {
+public:
+    using Callback = std::function<void(const DnsAnswer&)>;
+    virtual ~DnsClient() = default;
+    // Calls cb exactly once, later (never from inside query() itself: callers rely on that).
+    virtual void query(const std::string& name, uint16_t qtype, Callback cb) = 0;
+    // False when there is no resolver to ask (queries would all fail at once).
+    virtual bool available() const = 0;
+};
 
 inline constexpr int kDnsQueryTimeout = 30;  // the resolver promises an answer in ~10 s
 
@@ -51,4 +75,4 @@ private:
     EventPtr sweep_;
 };
 
-}  // namespace mta::smtp
+}  // namespace mta

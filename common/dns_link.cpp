@@ -1,6 +1,6 @@
 // DnsLink: resolve_request/resolve_reply over the resolver link. Replies are validated (rcode required,
 // every field well-typed); callbacks always run from the event loop, never inside query().
-#include "smtp-client/smtp_dns_link.h"
+#include "common/dns_link.h"
 
 #include <ctime>
 #include <event2/event.h>
@@ -8,7 +8,7 @@
 #include "common/log.h"
 #include "common/wire/wire.h"
 
-namespace mta::smtp {
+namespace mta {
 
 DnsLink::DnsLink(event_base* base) : base_(base) {
     kick_.reset(event_new(base_, -1, 0, &DnsLink::on_kick, this));
@@ -94,4 +94,4 @@ bool DnsLink::on_message(ipc::Message& m) {
     return true;
 }
 
-}  // namespace mta::smtp
+}  // namespace mta
