@@ -10,6 +10,7 @@
 #include "common/wire/maildrop.h"
 #include "queue-manager/sendmail/prepare.h"
 
+using namespace mta::queue;
 using namespace mta::sendmail;
 using namespace mta::wire;
 
@@ -41,6 +42,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     o.sender = "a@b";
     prepare_message(crlf, o);
     header_addresses(in);
-    (void)json_string(in);
+    (void)mta::json_string(in);
     return 0;
 }
