@@ -18,8 +18,8 @@
 namespace mta::queue {
 
 GroupCommit::GroupCommit(event_base* base, Store& store, int body_dir_fd, std::function<uint64_t()> now, Hooks hooks)
-    : base_(base), store_(store), body_dir_fd_(body_dir_fd), now_(std::move(now)), hooks_(std::move(hooks)) {
-    flush_ev_.reset(evtimer_new(base_, [](evutil_socket_t, short, void* a) { static_cast<GroupCommit*>(a)->flush(); }, this));
+    : store_(store), body_dir_fd_(body_dir_fd), now_(std::move(now)), hooks_(std::move(hooks)) {
+    flush_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) { static_cast<GroupCommit*>(a)->flush(); }, this));
 }
 
 void GroupCommit::add(CommitItem c) {

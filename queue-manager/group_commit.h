@@ -54,7 +54,6 @@ private:
     void arm(bool urgent);
     void failed(int rc, std::vector<CommitItem>& commits);
 
-    event_base* base_;
     Store& store_;
     int body_dir_fd_;
     std::function<uint64_t()> now_;
