@@ -79,6 +79,13 @@ CommitItem item(uint64_t msgid, std::size_t nrcpt) {
     return c;
 }
 
+Op change(Op::Kind kind, uint64_t msgid) {
+    Op op;
+    op.kind = kind;
+    op.msgid = msgid;
+    return op;
+}
+
 }  // namespace
 
 TEST_CASE("new messages wait for the flush and share one write, due at once") {
@@ -117,18 +124,11 @@ TEST_CASE("result changes and the DSNs they ask for commit with the next batch")
     GroupCommit g = s.make();
     g.add(item(1, 2));
     g.flush();
-    Op done;
-    done.kind = Op::Kind::delete_recipient;
-    done.msgid = 1;
-    done.index = 0;
+    Op done = change(Op::Kind::delete_recipient, 1);
     done.had_schedule = true;
     done.old_next = 5000;
     g.add_result(done);
-    Op dsn_msg;
-    dsn_msg.kind = Op::Kind::put_message;
-    dsn_msg.msgid = 9;
-    dsn_msg.msg.nrcpt = 1;
-    s.dsn.push_back(dsn_msg);
+    s.dsn.push_back(change(Op::Kind::put_message, 9));
     CHECK_FALSE(g.idle());
     g.add(item(2, 1));
     g.flush();
