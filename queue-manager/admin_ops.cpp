@@ -2,16 +2,16 @@
 // in-flight set) and apply hold/release/delete/flush/requeue as one LMDB transaction. Recipients that
 // are in flight are never touched. Non-privileged users may only list/show mail they submitted with
 // sendmail (submit_uid == their uid); mtad decides who is privileged (root or its own uid).
-#include <optional>
-#include <set>
+#include "queue-manager/admin_ops.h"
 
 #include "common/address.h"
 #include "common/log.h"
+#include "common/role.h"
 #include "common/wire/wire.h"
 #include "queue-manager/admin.h"
 #include "queue-manager/dsn.h"
+#include "queue-manager/envelope.h"
 #include "queue-manager/qid.h"
-#include "queue-manager/server.h"
 
 namespace mta::queue {
 namespace {
@@ -28,35 +28,31 @@ bool rcpt_selected(const AdminFilter& f, const RcptView& r) {
 
 }  // namespace
 
-bool QueueServer::rcpt_busy(uint64_t msgid, uint32_t index) const {
-    auto it = active_.find(msgid);
-    if (it == active_.end()) return false;
-    auto r = it->second.rcpts.find(index);
-    return r != it->second.rcpts.end() && r->second.stage != RcptStage::ready;
-}
+AdminOps::AdminOps(Store& store, std::function<uint64_t()> now, Queue queue)
+    : store_(store), now_(std::move(now)), q_(std::move(queue)) {}
 
-void QueueServer::on_admin(ipc::Message& m) {
+void AdminOps::on_request(ipc::Message& m) {
     wire::AdminRequest req;
-    if (std::string why; !wire::decode(m, req, why)) malformed(Role::master, "admin_request: " + why);
+    if (std::string why; !wire::decode(m, req, why)) daemon::malformed(Role::master, "admin_request: " + why);
     LOG_INFO("event=admin uid=%llu privileged=%d command=\"%s\"", (unsigned long long)req.uid,
              int(req.privileged), log::safe(req.text).c_str());
-    flush();  // pending results first, so what we show and change is the true state
+    q_.flush();  // pending results first, so what we show and change is the true state
     AdminCommand cmd;
     std::string err, reply;
     if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
     else if (cmd.mutates() && !req.privileged) reply = "error: permission denied\n";
-    else reply = run_admin(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid));
+    else reply = run(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid));
     std::size_t off = 0;
     do {
         std::size_t n = std::min(kReplyChunk, reply.size() - off);
         wire::AdminReply r{reply.substr(off, n), off + n < reply.size()};
         off += n;
-        master_->send(wire::encode(r, m.reqid));
+        q_.reply(wire::encode(r, m.reqid));
     } while (off < reply.size());
 }
 
-std::string QueueServer::run_admin(const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
-    uint64_t now = clock_.now();
+std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
+    uint64_t now = now_();
     std::vector<MessageView> msgs;
     store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
         if (only_uid && msg.submit_uid != *only_uid) return;
@@ -64,20 +60,20 @@ std::string QueueServer::run_admin(const AdminCommand& cmd, std::optional<uint64
         MessageView v;
         v.msgid = id;
         v.msg = std::move(msg);
-        for (auto& [idx, rec] : rcpts) v.rcpts.push_back(RcptView{idx, std::move(rec), rcpt_busy(id, idx)});
+        for (auto& [idx, rec] : rcpts) v.rcpts.push_back(RcptView{idx, std::move(rec), q_.busy(id, idx)});
         if (matches(cmd.filter, v, now)) msgs.push_back(std::move(v));
     });
     if (cmd.verb == "list")
         return cmd.json ? format_list_json(msgs, now, store_.count("corrupt")) : format_list_text(msgs, now);
     if (cmd.verb == "show") {
         if (msgs.empty()) return "error: no such message\n";
-        msgs[0].headers = header_block(read_body_prefix(msgs[0].msgid, kMaxReturnedHeaders + 4));
+        msgs[0].headers = header_block(q_.body_prefix(msgs[0].msgid, kMaxReturnedHeaders + 4));
         return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
     }
-    return admin_change(cmd, msgs, now);
+    return change(cmd, msgs, now);
 }
 
-std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now) {
+std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now) {
     const std::string& verb = cmd.verb;
     std::vector<Op> ops;
     std::set<std::pair<uint64_t, uint32_t>> released;  // were waiting in memory: drop from the active set
@@ -89,7 +85,7 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
         std::size_t changed = 0, deleted = 0, busy_here = 0;
         for (auto& r : v.rcpts) {
             if (r.inflight) {
-                if (!corrupt && rcpt_selected(cmd.filter, r) && mark_inflight(v.msgid, r.index, verb)) {
+                if (!corrupt && rcpt_selected(cmd.filter, r) && q_.mark_inflight(v.msgid, r.index, verb)) {
                     changed++;
                     later++;
                     if (verb == "delete") later_deleted++;
@@ -126,8 +122,7 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
                 if (!r.rec.scheduled()) continue;
                 op.rcpt.next_attempt = now;
             }
-            if (auto a = active_.find(v.msgid); a != active_.end() && a->second.rcpts.count(r.index))
-                released.insert({v.msgid, r.index});
+            if (q_.active(v.msgid, r.index)) released.insert({v.msgid, r.index});
             ops.push_back(std::move(op));
             changed++;
         }
@@ -148,18 +143,14 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
     if (int rc = ops.empty() ? 0 : store_.apply(ops))
         return "error: queue write failed: " + Store::error_text(rc) + "\n";
     // Memory follows the store only after the commit.
-    for (auto& [msgid, idx] : released) release_rcpt(msgid, idx);
-    forget_waiting(released);
-    for (auto& [msgid, n] : deleted_left)
-        if (auto it = active_.find(msgid); it != active_.end())
-            it->second.records_left = it->second.records_left > n ? it->second.records_left - n : 0;
+    q_.withdraw(released);
+    for (auto& [msgid, n] : deleted_left) q_.records_deleted(msgid, n);
     for (uint64_t msgid : gone) {
-        dead_msgids_.erase(msgid);
-        pool_->remove(msgid);
+        q_.removed(msgid);
         LOG_INFO("event=removed qid=%s reason=\"admin delete\"", format_qid(msgid).c_str());
     }
-    if (verb == "flush" || verb == "requeue") revive_destinations();
-    if (verb != "delete" && verb != "hold") wake_at(now);
+    if (verb == "flush" || verb == "requeue") q_.revive();
+    if (verb != "delete" && verb != "hold") q_.wake_at(now);
     std::string s = "ok: " + verb + " " + std::to_string(nmsg) + " message" + (nmsg == 1 ? "" : "s") + ", " +
                     std::to_string(nrcpt) + " recipient" + (nrcpt == 1 ? "" : "s");
     if (later) s += " (" + std::to_string(later) + " in flight: " +
@@ -168,39 +159,6 @@ std::string QueueServer::admin_change(const AdminCommand& cmd, std::vector<Messa
     if (busy) s += " (" + std::to_string(busy) + " in flight left alone)";
     LOG_INFO("event=admin_done verb=%s messages=%zu recipients=%zu in_flight=%zu", verb.c_str(), nmsg, nrcpt, busy);
     return s + "\n";
-}
-
-// hold/release/delete of a recipient in flight: the attempt runs on; if it defers, the recipient is held
-// (hold), deferred as usual (release of an earlier hold) or deleted without a DSN (delete). A delivery
-// or bounce ends the recipient either way.
-bool QueueServer::mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb) {
-    if (verb != "hold" && verb != "release" && verb != "delete") return false;
-    auto am = active_.find(msgid);
-    if (am == active_.end()) return false;
-    auto f = am->second.rcpts.find(index);
-    if (f == am->second.rcpts.end() || f->second.stage != RcptStage::inflight) return false;
-    if (verb == "delete") {
-        if (f->second.delete_after) return false;
-        f->second.delete_after = true;
-        return true;
-    }
-    bool want = verb == "hold";
-    if (f->second.hold_after == want) return false;
-    f->second.hold_after = want;
-    return true;
-}
-
-// Waiting jobs still name recipients that left the active set; drop them so a re-activated recipient
-// is routed afresh and never sent twice.
-void QueueServer::forget_waiting(const std::set<std::pair<uint64_t, uint32_t>>& rcpts) {
-    if (rcpts.empty()) return;
-    for (auto& [key, d] : dests_) {
-        for (auto it = d.waiting.begin(); it != d.waiting.end();) {
-            auto& idx = it->indices;
-            std::erase_if(idx, [&](uint32_t i) { return rcpts.count({it->msgid, i}) != 0; });
-            it = idx.empty() ? d.waiting.erase(it) : it + 1;
-        }
-    }
 }
 
 }  // namespace mta::queue

@@ -1,6 +1,8 @@
 // Notifications: result ops that ask for a DSN become new queued messages from <> in the same LMDB
 // transaction that removes (bounce) or updates (delay) the recipients, so a crash either keeps the
 // recipient or has the DSN queued, never neither. Mail from the null sender is never bounced.
+#include "queue-manager/bounce.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -8,10 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "queue-manager/dsn.h"
+#include "queue-manager/policy.h"
 #include "queue-manager/qid.h"
-#include "queue-manager/server.h"
 
 namespace mta::queue {
 namespace {
@@ -51,19 +54,20 @@ bool write_file(int dir_fd, uint64_t msgid, const std::string& data) {
 
 }  // namespace
 
-std::string QueueServer::read_body_prefix(uint64_t msgid, std::size_t limit) {
+std::string read_body_prefix(int body_dir_fd, uint64_t msgid, std::size_t limit) {
     std::string s;
-    if (!read_prefix(body_dir_fd_.get(), msgid, limit, s)) return {};
+    if (!read_prefix(body_dir_fd, msgid, limit, s)) return {};
     return s;
 }
 
-std::vector<uint64_t> QueueServer::make_notifications(const std::vector<Op>& results, std::vector<Op>& out) {
+std::vector<uint64_t> make_notifications(Store& store, int body_dir_fd, const Config& cfg, uint64_t now,
+                                         const std::vector<Op>& results, std::vector<Op>& out) {
     // One DSN per original message and kind, listing every recipient it reports on.
     std::map<std::pair<uint64_t, Op::Dsn>, std::vector<const Op*>> groups;
     for (auto& op : results)
         if (op.dsn != Op::Dsn::none) groups[{op.msgid, op.dsn}].push_back(&op);
     std::vector<uint64_t> created;
-    uint64_t now = clock_.now();
+    uint64_t lifetime = RetryPolicy::from(cfg).queue_lifetime;
     for (auto& [key, ops] : groups) {
         const MessageRecord& orig = ops.front()->msg;
         std::string qid = format_qid(key.first);
@@ -75,25 +79,25 @@ std::vector<uint64_t> QueueServer::make_notifications(const std::vector<Op>& res
         }
         DsnInput in;
         in.kind = kind;
-        in.hostname = cfg_.hostname;
+        in.hostname = cfg.hostname;
         in.orig_msgid = key.first;
         in.orig = orig;
         in.now = now;
-        in.retry_until = orig.arrival + policy_.queue_lifetime;
+        in.retry_until = orig.arrival + lifetime;
         for (const Op* op : ops) in.rcpts.push_back(op->rcpt);
         in.full = return_full(orig, kind);
-        std::string body = read_body_prefix(key.first, in.full ? kMaxReturnedBody : kMaxReturnedHeaders + 4);
+        std::string body = read_body_prefix(body_dir_fd, key.first, in.full ? kMaxReturnedBody : kMaxReturnedHeaders + 4);
         in.original = in.full ? body : header_block(body);
         std::string err;
-        if (!store_.allocate_id(in.dsn_msgid, err)) {
+        if (!store.allocate_id(in.dsn_msgid, err)) {
             LOG_ERROR("event=dsn_failed qid=%s reason=\"%s\"", qid.c_str(), log::safe(err).c_str());
             continue;
         }
         std::string text = build_dsn(in);
         std::string dsn_qid = format_qid(in.dsn_msgid);
-        if (!write_file(body_dir_fd_.get(), in.dsn_msgid, text)) {
+        if (!write_file(body_dir_fd, in.dsn_msgid, text)) {
             LOG_ERROR("event=dsn_failed qid=%s dsn=%s reason=\"%s\"", qid.c_str(), dsn_qid.c_str(), strerror(errno));
-            unlinkat(body_dir_fd_.get(), dsn_qid.c_str(), 0);
+            unlinkat(body_dir_fd, dsn_qid.c_str(), 0);
             continue;
         }
         Op m;
@@ -120,9 +124,9 @@ std::vector<uint64_t> QueueServer::make_notifications(const std::vector<Op>& res
         LOG_INFO("event=dsn_queued qid=%s dsn=%s kind=%s to=<%s> nrcpt=%zu", qid.c_str(), dsn_qid.c_str(),
                  kinds[int(key.second)], log::safe(orig.sender).c_str(), ops.size());
     }
-    if (!created.empty() && fsync(body_dir_fd_.get()) != 0) {
+    if (!created.empty() && fsync(body_dir_fd) != 0) {
         LOG_ERROR("event=dsn_failed reason=\"spool fsync: %s\"", strerror(errno));
-        for (uint64_t id : created) unlinkat(body_dir_fd_.get(), format_qid(id).c_str(), 0);
+        for (uint64_t id : created) unlinkat(body_dir_fd, format_qid(id).c_str(), 0);
         out.clear();
         created.clear();
     }

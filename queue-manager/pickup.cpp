@@ -4,6 +4,8 @@
 // A good file becomes a body file with our Received: header (and a Message-ID:/Date: when it has none)
 // and joins the next group commit like an smtpd message; the maildrop file is removed only after the
 // LMDB commit (at-least-once).
+#include "queue-manager/pickup.h"
+
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -17,7 +19,6 @@
 #include "queue-manager/dsn.h"
 #include "common/wire/maildrop.h"
 #include "queue-manager/qid.h"
-#include "queue-manager/server.h"
 
 namespace mta::queue {
 using wire::Maildrop;
@@ -32,47 +33,56 @@ struct DirClose { void operator()(DIR* d) const { closedir(d); } };
 
 }  // namespace
 
-bool QueueServer::open_maildrop(std::string& err) {
+Pickup::Pickup(event_base* base, Store& store, int body_dir_fd, std::function<uint64_t()> now,
+               std::function<void(CommitItem)> submit)
+    : base_(base), store_(store), body_dir_fd_(body_dir_fd), now_(std::move(now)), submit_(std::move(submit)) {}
+
+void Pickup::configure(const Config& cfg) {
+    hostname_ = cfg.hostname;
+    size_limit_ = cfg.message_size_limit;
+}
+
+bool Pickup::start(std::string& err) {
     if (mkdir("maildrop", 01733) != 0 && errno != EEXIST) { err = std::string("mkdir maildrop: ") + strerror(errno); return false; }
     if (chmod("maildrop", 01733) != 0) { err = std::string("chmod maildrop: ") + strerror(errno); return false; }
     if (mkdir("maildrop/bad", 0700) != 0 && errno != EEXIST) { err = std::string("mkdir maildrop/bad: ") + strerror(errno); return false; }
-    maildrop_fd_.reset(::open("maildrop", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!maildrop_fd_) { err = std::string("open maildrop: ") + strerror(errno); return false; }
-    maildrop_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
-        static_cast<QueueServer*>(a)->scan_maildrop();
+    dir_fd_.reset(::open("maildrop", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd_) { err = std::string("open maildrop: ") + strerror(errno); return false; }
+    scan_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
+        static_cast<Pickup*>(a)->scan();
     }, this));
     struct timeval tv = {1, 0};
-    evtimer_add(maildrop_ev_.get(), &tv);
+    evtimer_add(scan_ev_.get(), &tv);
     return true;
 }
 
-void QueueServer::maildrop_bad(const std::string& name, const std::string& why) {
+void Pickup::reject(const std::string& name, const std::string& why) {
     LOG_ERROR("event=maildrop_rejected file=%s reason=\"%s\" action=moved_to_bad", log::safe(name).c_str(),
               log::safe(why).c_str());
     std::string to = "bad/" + name;
-    if (renameat(maildrop_fd_.get(), name.c_str(), maildrop_fd_.get(), to.c_str()) != 0)
-        unlinkat(maildrop_fd_.get(), name.c_str(), 0);
+    if (renameat(dir_fd_.get(), name.c_str(), dir_fd_.get(), to.c_str()) != 0)
+        unlinkat(dir_fd_.get(), name.c_str(), 0);
 }
 
-void QueueServer::scan_maildrop() {
-    if (stopping_ || !maildrop_fd_) return;
-    int dfd = openat(maildrop_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+void Pickup::scan() {
+    if (stopping_ || !dir_fd_) return;
+    int dfd = openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return;
     std::unique_ptr<DIR, DirClose> d(fdopendir(dfd));
     if (!d) { ::close(dfd); return; }
     std::vector<std::string> names;
-    uint64_t now = clock_.now();
+    uint64_t now = now_();
     while (struct dirent* e = readdir(d.get())) {
         std::string name = e->d_name;
         if (name == "." || name == ".." || name == "bad") continue;
         if (name[0] == 't') {  // sendmail still writing, or gave up long ago
             struct stat st;
-            if (fstatat(maildrop_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            if (fstatat(dir_fd_.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                 uint64_t(st.st_mtime) + kStaleTemp < now)
-                unlinkat(maildrop_fd_.get(), name.c_str(), 0);
+                unlinkat(dir_fd_.get(), name.c_str(), 0);
             continue;
         }
-        if (maildrop_busy_.count(name)) continue;
+        if (busy_.count(name)) continue;
         names.push_back(std::move(name));
         if (names.size() >= kPickupPerScan) break;
     }
@@ -80,14 +90,14 @@ void QueueServer::scan_maildrop() {
     for (auto& n : names) pick_up(n);
 }
 
-void QueueServer::pick_up(const std::string& name) {
-    if (name[0] != 'm' || name.size() > 64) return maildrop_bad(name, "unexpected file name");
-    UniqueFd fd(openat(maildrop_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+void Pickup::pick_up(const std::string& name) {
+    if (name[0] != 'm' || name.size() > 64) return reject(name, "unexpected file name");
+    UniqueFd fd(openat(dir_fd_.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     struct stat st;
-    if (!fd || fstat(fd.get(), &st) != 0) return maildrop_bad(name, std::string("open: ") + strerror(errno));
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) return maildrop_bad(name, "not a plain file");
-    uint64_t limit = (cfg_.message_size_limit ? cfg_.message_size_limit : (uint64_t(1) << 30)) + kHeaderAllowance;
-    if (uint64_t(st.st_size) > limit) return maildrop_bad(name, "too large");
+    if (!fd || fstat(fd.get(), &st) != 0) return reject(name, std::string("open: ") + strerror(errno));
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) return reject(name, "not a plain file");
+    uint64_t limit = (size_limit_ ? size_limit_ : (uint64_t(1) << 30)) + kHeaderAllowance;
+    if (uint64_t(st.st_size) > limit) return reject(name, "too large");
     std::string data(std::size_t(st.st_size), '\0');
     std::size_t got = 0;
     while (got < data.size()) {
@@ -96,27 +106,27 @@ void QueueServer::pick_up(const std::string& name) {
         if (n <= 0) break;
         got += std::size_t(n);
     }
-    if (got != data.size()) return maildrop_bad(name, "short read");
+    if (got != data.size()) return reject(name, "short read");
     Maildrop md;
     std::string err;
-    if (!parse_maildrop(data, md, err)) return maildrop_bad(name, err);
+    if (!parse_maildrop(data, md, err)) return reject(name, err);
     // Only root may speak for another user: everyone else's file must carry its owner's uid.
-    if (md.uid != uint64_t(st.st_uid) && st.st_uid != 0) return maildrop_bad(name, "uid does not match file owner");
+    if (md.uid != uint64_t(st.st_uid) && st.st_uid != 0) return reject(name, "uid does not match file owner");
     uint64_t id;
     if (!store_.allocate_id(id, err)) {
         LOG_ERROR("event=maildrop_deferred file=%s reason=\"%s\"", log::safe(name).c_str(), log::safe(err).c_str());
         return;
     }
-    uint64_t now = clock_.now();
+    uint64_t now = now_();
     std::string qid = format_qid(id);
-    std::string received = "Received: by " + cfg_.hostname + " (mta sendmail, from userid " + std::to_string(md.uid) +
+    std::string received = "Received: by " + hostname_ + " (mta sendmail, from userid " + std::to_string(md.uid) +
                            ")\r\n\tid " + qid + ";\r\n\t" + rfc5322_date(time_t(now)) + "\r\n";
     // Local submission: a missing Message-ID:/Date: is ours to add, as Postfix's cleanup does for
     // pickup. The date is when sendmail wrote the file (its mtime), not when we got to it; in UTC,
     // since the chroot has no zone files.
     uint64_t written = st.st_mtime > 0 && uint64_t(st.st_mtime) <= now ? uint64_t(st.st_mtime) : now;
-    md.body = with_missing_headers(md.body, {make_message_id(time_t(now), qid, cfg_.hostname), rfc5322_date(time_t(written))});
-    UniqueFd out(openat(body_dir_fd_.get(), qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    md.body = with_missing_headers(md.body, {make_message_id(time_t(now), qid, hostname_), rfc5322_date(time_t(written))});
+    UniqueFd out(openat(body_dir_fd_, qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     bool ok = bool(out);
     for (const std::string* part : {&received, &md.body}) {
         std::size_t off = 0;
@@ -129,7 +139,7 @@ void QueueServer::pick_up(const std::string& name) {
     }
     if (!ok || fsync(out.get()) != 0) {
         LOG_ERROR("event=maildrop_deferred file=%s reason=\"body write: %s\"", log::safe(name).c_str(), strerror(errno));
-        unlinkat(body_dir_fd_.get(), qid.c_str(), 0);
+        unlinkat(body_dir_fd_, qid.c_str(), 0);
         return;
     }
     CommitItem c;
@@ -153,10 +163,15 @@ void QueueServer::pick_up(const std::string& name) {
     }
     LOG_INFO("event=maildrop_picked qid=%s file=%s uid=%llu", qid.c_str(), log::safe(name).c_str(),
              (unsigned long long)md.uid);
-    maildrop_busy_.insert(name);
-    commit_rcpts_ += c.rcpts.size();
-    commits_.push_back(std::move(c));
-    arm_flush(true);
+    busy_.insert(name);
+    submit_(std::move(c));
+}
+
+void Pickup::committed(const std::string& name, const std::string& qid) {
+    if (unlinkat(dir_fd_.get(), name.c_str(), 0) != 0)
+        LOG_ERROR("event=maildrop_unlink_failed qid=%s file=%s reason=\"%s\"", qid.c_str(), log::safe(name).c_str(),
+                  strerror(errno));
+    busy_.erase(name);
 }
 
 }  // namespace mta::queue

@@ -1,40 +1,31 @@
-// QueueServer: links to the master and peers, and the smtpd side (body_open, commit, abort).
-// Peers are less privileged than the queue: any malformed message from them ends this process (exit 2).
+// QueueServer: links to the master and peers, the smtpd side (body_open, commit, abort), the wiring of
+// the parts and the stop sequence. Peers are less privileged than the queue: any malformed message from
+// them ends this process (exit 2).
 #include "queue-manager/server.h"
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <random>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/wire/wire.h"
+#include "queue-manager/bounce.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
 
-Clock system_clock() {
-    auto rng = std::make_shared<std::mt19937_64>(std::random_device{}());
-    return Clock{[] { return uint64_t(time(nullptr)); },
-                 [rng] { return std::uniform_real_distribution<double>(-1.0, 1.0)(*rng); }};
-}
-
 QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock, std::string body_dir)
-    : base_(base), cfg_(std::move(cfg)), policy_(RetryPolicy::from(cfg_)), store_(store), clock_(std::move(clock)),
-      body_dir_(std::move(body_dir)), reaper_(base, [this] { maybe_finish_stop(); }) {
-    auto mk = [&](void (*cb)(evutil_socket_t, short, void*)) { return EventPtr(evtimer_new(base_, cb, this)); };
-    flush_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->flush(); });
-    timer_ev_ = mk([](evutil_socket_t, short, void* a) { static_cast<QueueServer*>(a)->on_timer(); });
-    stop_ev_ = mk([](evutil_socket_t, short, void* a) {
+    : base_(base), cfg_(std::move(cfg)), store_(store), clock_(std::move(clock)), body_dir_(std::move(body_dir)),
+      reaper_(base, [this] { maybe_finish_stop(); }) {
+    stop_ev_.reset(evtimer_new(base_, [](evutil_socket_t, short, void* a) {
         auto* self = static_cast<QueueServer*>(a);
-        LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->jobs_.size());
-        self->flush();
+        LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->sched_->jobs_in_flight());
+        self->group_->flush();
         self->exit_now(0);
-    });
+    }, this));
 }
 
 QueueServer::~QueueServer() = default;
@@ -45,12 +36,69 @@ bool QueueServer::start(std::string& err) {
         err = "open " + body_dir_ + ": " + strerror(errno);
         return false;
     }
-    if (!open_maildrop(err) || !open_space_probe(err)) return false;
+    build_parts();
+    if (!pickup_->start(err) || !open_space_probe(err)) return false;
     tables_.configure(cfg_);
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
-    wake_at(clock_.now());
+    active_->wake_at(clock_.now());
     return true;
+}
+
+// Every hook between the parts is here, so who talks to whom can be read in one place.
+void QueueServer::build_parts() {
+    int body = body_dir_fd_.get();
+    group_ = std::make_unique<GroupCommit>(base_, store_, body, clock_.now, GroupCommit::Hooks{
+        .notify = [this, body](const std::vector<Op>& results, std::vector<Op>& out) {
+            return make_notifications(store_, body, cfg_, clock_.now(), results, out);
+        },
+        .committed = [this](const std::vector<Op>& results, std::vector<CommitItem>& commits, bool notified) {
+            committed(results, commits, notified);
+        },
+        .refused = [this](const CommitItem& c, bool space) { refused(c, space); },
+        .dropped = [this](uint64_t msgid, uint32_t index) { active_->release(msgid, index); },
+    });
+    active_ = std::make_unique<ActiveSet>(base_, store_, clock_, ActiveSet::Hooks{
+        .ready = [this](uint64_t msgid, const std::vector<uint32_t>& indices) { route(msgid, indices); },
+        .change = [this](Op op) { group_->add_result(std::move(op)); },
+    });
+    sched_ = std::make_unique<Scheduler>(clock_.now, Scheduler::Hooks{
+        .send = [this](uint64_t link, uint64_t msgid, const std::vector<uint32_t>& indices, const Nexthop& to) {
+            return send_job(link, msgid, indices, to);
+        },
+        .defer = [this](uint64_t msgid, const std::vector<uint32_t>& indices, const std::string& text,
+                        const std::string& relay) { return active_->defer_ready(msgid, indices, text, relay); },
+        .wake_at = [this](uint64_t when) { active_->wake_at(when); },
+    });
+    pickup_ = std::make_unique<Pickup>(base_, store_, body, clock_.now, [this](CommitItem c) { group_->add(std::move(c)); });
+    admin_ = std::make_unique<AdminOps>(store_, clock_.now, AdminOps::Queue{
+        .flush = [this] { group_->flush(); },
+        .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
+        .busy = [this](uint64_t msgid, uint32_t index) { return active_->busy(msgid, index); },
+        .mark_inflight = [this](uint64_t msgid, uint32_t index, const std::string& verb) {
+            return active_->mark_inflight(msgid, index, verb);
+        },
+        .withdraw = [this](const AdminOps::RcptSet& rcpts) {
+            for (auto& [msgid, index] : rcpts) active_->release(msgid, index);
+            sched_->forget(rcpts);
+        },
+        .records_deleted = [this](uint64_t msgid, uint32_t n) { active_->records_deleted(msgid, n); },
+        .removed = [this](uint64_t msgid) {
+            active_->removed(msgid);
+            pool_->remove(msgid);
+        },
+        .revive = [this] { sched_->revive(); },
+        .wake_at = [this](uint64_t when) { active_->wake_at(when); },
+        .body_prefix = [body](uint64_t msgid, std::size_t limit) { return read_body_prefix(body, msgid, limit); },
+        .reply = [this](ipc::Message m) { master_->send(std::move(m)); },
+    });
+    configure_parts();
+}
+
+void QueueServer::configure_parts() {
+    active_->configure(cfg_);
+    sched_->configure(cfg_.delivery_concurrency, RetryPolicy::from(cfg_).minimal_backoff);
+    pickup_->configure(cfg_);
 }
 
 // O_PATH: the descriptor mta-smtpd gets allows fstat/fstatvfs and nothing else (no read, no write, and
@@ -103,13 +151,14 @@ void QueueServer::exit_now(int code) {
 }
 
 void QueueServer::on_request(ipc::Message& m) {
-    if (m.type != ipc::Type::admin_request) malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
-    on_admin(m);
+    if (m.type != ipc::Type::admin_request)
+        daemon::malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
+    admin_->on_request(m);
 }
 
 void QueueServer::on_peer(Role role, uint64_t instance, UniqueFd fd) {
     if (role != Role::smtpd && role != Role::smtp && role != Role::local)
-        malformed(Role::master, std::string("peer role ") + role_name(role));
+        daemon::malformed(Role::master, std::string("peer role ") + role_name(role));
     auto key = std::make_pair(role, instance);
     if (auto old = peer_ids_.find(key); old != peer_ids_.end()) {
         if (Peer* p = find_peer(old->second)) retire_peer(*p);
@@ -127,7 +176,7 @@ void QueueServer::on_peer(Role role, uint64_t instance, UniqueFd fd) {
     peer_ids_[key] = id;
     LOG_INFO("event=peer_up peer=%s", desc.c_str());
     if (role == Role::smtpd) send_space_probe(*peers_[id]);
-    else pump_all();
+    else sched_->link_up(id, role == Role::local, instance);
 }
 
 QueueServer::Peer* QueueServer::find_peer(uint64_t id) {
@@ -141,6 +190,7 @@ void QueueServer::retire_peer(Peer& p) {
     p.closed = true;
     auto it = peer_ids_.find({p.role, p.instance});
     if (it != peer_ids_.end() && it->second == p.id) peer_ids_.erase(it);
+    if (p.role != Role::smtpd) sched_->link_retired(p.id);
     uint64_t id = p.id;
     reaper_.later([this, id] { drop_peer(id); });
 }
@@ -148,9 +198,9 @@ void QueueServer::retire_peer(Peer& p) {
 void QueueServer::on_peer_close(uint64_t id, bool bad, const std::string& why) {
     Peer* p = find_peer(id);
     if (!p) return;
-    if (bad) malformed(p->link->desc(), why);
+    if (bad) daemon::malformed(p->link->desc(), why);
     LOG_INFO("event=peer_down peer=%s reason=\"%s\" inflight=%zu", p->link->desc().c_str(), log::safe(why).c_str(),
-             p->rcpt_jobs.size());
+             sched_->rcpts_in_flight(id));
     retire_peer(*p);
 }
 
@@ -165,7 +215,8 @@ void QueueServer::drop_peer(uint64_t id) {
             it = pending_bodies_.erase(it);
         }
     } else {
-        requeue_peer_jobs(*p);
+        // A deliverer went away: what it had in flight is retried soon.
+        sched_->link_down(id, [this](uint64_t msgid, uint32_t index) { active_->agent_lost(msgid, index); });
     }
     peers_.erase(id);
 }
@@ -178,7 +229,7 @@ void QueueServer::on_peer_message(uint64_t id, ipc::Message& m) {
     else if (smtpd && m.type == ipc::Type::commit) on_commit(*p, m);
     else if (smtpd && m.type == ipc::Type::abort) on_abort(*p, m);
     else if (!smtpd && m.type == ipc::Type::deliver_result) on_deliver_result(*p, m);
-    else malformed(p->link->desc(), std::string("unexpected message ") + ipc::type_name(m.type));
+    else daemon::malformed(p->link->desc(), std::string("unexpected message ") + ipc::type_name(m.type));
 }
 
 void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text) {
@@ -187,7 +238,7 @@ void QueueServer::reply_fail(Peer& p, uint64_t reqid, int code, const char* enha
 
 void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
     wire::BodyOpen req;
-    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "body_open: " + err);
+    if (std::string err; !wire::decode(m, req, err)) daemon::malformed(p.link->desc(), "body_open: " + err);
     if (stopping_) return reply_fail(p, m.reqid, 451, "4.3.0", "Queue shutting down");
     if (auto ready = pool_->take()) {
         pending_bodies_[ready->first] = p.id;
@@ -220,7 +271,7 @@ void QueueServer::on_body_open(Peer& p, ipc::Message& m) {
 void QueueServer::on_commit(Peer& p, ipc::Message& m) {
     CommitRequest req;
     std::string err;
-    if (!parse_commit(m, req, err)) malformed(p.link->desc(), "commit: " + err);
+    if (!parse_commit(m, req, err)) daemon::malformed(p.link->desc(), "commit: " + err);
     auto it = pending_bodies_.find(req.msgid);
     if (it == pending_bodies_.end() || it->second != p.id)
         return reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: unknown queue file");
@@ -234,15 +285,53 @@ void QueueServer::on_commit(Peer& p, ipc::Message& m) {
     }
     req.msg.size = uint64_t(st.st_size);
     if (!req.has_arrival) req.msg.arrival = clock_.now();
-    commit_rcpts_ += req.rcpts.size();
-    commits_.push_back(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts), {}});
-    if (commits_.size() >= kBatchCommits || commit_rcpts_ >= kBatchRecipients) flush();
-    else arm_flush(true);
+    group_->add(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts), {}});
+}
+
+// After a group commit: the results' recipients leave the active set (or wait for their next
+// attempt), finished messages' bodies go, and new messages are answered and handed to delivery.
+void QueueServer::committed(const std::vector<Op>& results, std::vector<CommitItem>& commits, bool notified) {
+    if (notified) active_->wake_at(clock_.now());
+    for (auto& op : results) {
+        switch (op.kind) {
+        case Op::Kind::put_recipient:
+            if (op.rcpt.scheduled()) active_->wake_at(op.rcpt.next_attempt);
+            active_->release(op.msgid, op.index);
+            break;
+        case Op::Kind::delete_recipient:
+            active_->release(op.msgid, op.index);
+            break;
+        case Op::Kind::delete_message:
+            pool_->remove(op.msgid);
+            LOG_INFO("event=removed qid=%s", format_qid(op.msgid).c_str());
+            break;
+        default:
+            break;
+        }
+    }
+    for (auto& c : commits) {
+        std::string qid = format_qid(c.msgid);
+        LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu", qid.c_str(), log::safe(c.msg.sender).c_str(),
+                 c.rcpts.size(), (unsigned long long)c.msg.size);
+        if (!c.maildrop.empty()) pickup_->committed(c.maildrop, qid);
+        else if (Peer* p = find_peer(c.peer); p && !p->closed) p->link->send(wire::encode(wire::CommitOk{c.msgid}, c.reqid));
+    }
+    // Straight to delivery, unless the active set is full (then the schedule scan takes them later).
+    for (auto& c : commits) active_->admit(c.msgid, std::move(c.msg), std::move(c.rcpts));
+    maybe_finish_stop();
+}
+
+void QueueServer::refused(const CommitItem& c, bool space) {
+    if (!c.maildrop.empty()) return pickup_->refused(c.maildrop);  // the file stays and is picked up again later
+    if (Peer* p = find_peer(c.peer); p && !p->closed) {
+        if (space) reply_fail(*p, c.reqid, 452, "4.3.1", "Insufficient system storage");
+        else reply_fail(*p, c.reqid, 451, "4.3.0", "Local error in processing: queue write failed");
+    }
 }
 
 void QueueServer::on_abort(Peer& p, ipc::Message& m) {
     wire::Abort req;
-    if (std::string err; !wire::decode(m, req, err)) malformed(p.link->desc(), "abort: " + err);
+    if (std::string err; !wire::decode(m, req, err)) daemon::malformed(p.link->desc(), "abort: " + err);
     auto it = pending_bodies_.find(req.msgid);
     if (it == pending_bodies_.end() || it->second != p.id) {
         LOG_WARN("event=abort_unknown qid=%s peer=%s", format_qid(req.msgid).c_str(), p.link->desc().c_str());
@@ -256,22 +345,25 @@ void QueueServer::on_reload(Config next, const wire::Config&) {
     if (next.spool_dir != cfg_.spool_dir) LOG_WARN("event=config_restart_needed key=spool_dir");
     cfg_ = std::move(next);
     tables_.configure(cfg_);
-    policy_ = RetryPolicy::from(cfg_);
-    pump_all();
+    configure_parts();
+    sched_->pump_all();
 }
 
 void QueueServer::on_stop() {
     if (stopping_) return;
-    LOG_INFO("event=stopping inflight_jobs=%zu", jobs_.size());
+    LOG_INFO("event=stopping inflight_jobs=%zu", sched_->jobs_in_flight());
     stopping_ = true;
-    flush();
+    active_->stop();
+    sched_->stop();
+    pickup_->stop();
+    group_->flush();
     struct timeval tv = {8, 0};
     evtimer_add(stop_ev_.get(), &tv);
     maybe_finish_stop();
 }
 
 void QueueServer::maybe_finish_stop() {
-    if (!stopping_ || !jobs_.empty() || !commits_.empty() || !result_ops_.empty()) return;
+    if (!stopping_ || sched_->jobs_in_flight() || !group_->idle()) return;
     LOG_INFO("event=stopped");
     exit_now(0);
 }

@@ -39,7 +39,7 @@ void BodySink::flush() {
 bool BodySink::finish() {
     flush();
     // No fsync here: mta-queue makes the whole commit batch durable with one syncfs before it
-    // answers commit_ok (queue-manager/batch.cpp), so this process never blocks on the disk.
+    // answers commit_ok (queue-manager/group_commit.cpp), so this process never blocks on the disk.
     if (::close(fd.release()) != 0 && !failed) {
         LOG_ERROR("event=body_close_failed qid=%s error=\"%s\"", format_qid(msgid).c_str(), strerror(errno));
         failed = true;

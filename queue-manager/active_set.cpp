@@ -1,0 +1,291 @@
+// The active set: admission (new commits, the schedule scan), the recipients' stages while they are
+// delivered, and the store change each attempt's result becomes.
+#include "queue-manager/active_set.h"
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "queue-manager/dsn.h"
+#include "queue-manager/qid.h"
+
+namespace mta::queue {
+
+ActiveSet::ActiveSet(event_base* base, Store& store, Clock clock, Hooks hooks)
+    : store_(store), clock_(std::move(clock)), hooks_(std::move(hooks)) {
+    timer_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) {
+        auto* self = static_cast<ActiveSet*>(a);
+        self->wake_at_ = 0;
+        self->scan();
+    }, this));
+}
+
+void ActiveSet::configure(const Config& cfg) {
+    policy_ = RetryPolicy::from(cfg);
+    delay_warning_time_ = cfg.delay_warning_time;
+}
+
+void ActiveSet::wake_at(uint64_t t) {
+    if (wake_at_ != 0 && wake_at_ <= t) return;
+    wake_at_ = t;
+    uint64_t now = clock_.now();
+    struct timeval tv = {time_t(t > now ? t - now : 0), 0};
+    evtimer_add(timer_ev_.get(), &tv);
+}
+
+bool ActiveSet::admit(uint64_t msgid, MessageRecord msg, std::vector<RecipientRecord> rcpts) {
+    if (stopping_ || rcpts_ + rcpts.size() > kLimit) {
+        backlog_ = true;
+        return false;
+    }
+    Message& m = active_[msgid];
+    m.msg = std::move(msg);
+    m.records_left = uint32_t(rcpts.size());
+    std::vector<uint32_t> indices;
+    indices.reserve(rcpts.size());
+    for (std::size_t i = 0; i < rcpts.size(); i++) {
+        m.rcpts.emplace(uint32_t(i), Rcpt{std::move(rcpts[i]), Stage::ready});
+        indices.push_back(uint32_t(i));
+    }
+    rcpts_ += indices.size();
+    hooks_.ready(msgid, indices);
+    return true;
+}
+
+bool ActiveSet::skip(uint64_t msgid, uint32_t index) const {
+    return dead_msgids_.count(msgid) || holds(msgid, index);
+}
+
+void ActiveSet::scan() {
+    if (stopping_) return;
+    if (rcpts_ >= kLimit) {
+        backlog_ = true;
+        return;
+    }
+    uint64_t now = clock_.now();
+    ScanResult r = store_.scan_due(now, kLimit - rcpts_, [this](uint64_t id, uint32_t idx) { return skip(id, idx); });
+    backlog_ = r.more;
+    std::vector<uint64_t> bad;
+    store_.load_messages(r.msgids, [&](uint64_t msgid, Store::Load l, MessageRecord& msg, RcptList& rcpts) {
+        if (l != Store::Load::ok) {
+            bad.push_back(msgid);
+            return;
+        }
+        auto [it, fresh] = active_.try_emplace(msgid);
+        Message& m = it->second;
+        if (fresh) {
+            m.msg = std::move(msg);
+            m.records_left = uint32_t(rcpts.size());
+        }
+        std::vector<uint32_t> indices;
+        for (auto& [idx, rec] : rcpts) {
+            if (!rec.scheduled() || rec.next_attempt > now || m.rcpts.count(idx)) continue;
+            m.rcpts.emplace(idx, Rcpt{std::move(rec), Stage::ready});
+            indices.push_back(idx);
+        }
+        rcpts_ += indices.size();
+        if (m.rcpts.empty()) active_.erase(it);
+        else if (!indices.empty()) hooks_.ready(msgid, indices);
+    });
+    for (uint64_t msgid : bad) corrupt(msgid, "record missing or undecodable");
+    if (r.more && rcpts_ < kLimit) wake_at(now);
+    else if (!r.more && r.next_time) wake_at(r.next_time);
+}
+
+const RecipientRecord& ActiveSet::recipient(uint64_t msgid, uint32_t index) const {
+    return active_.at(msgid).rcpts.at(index).rec;
+}
+
+ActiveSet::Sendable ActiveSet::sendable(uint64_t msgid, const std::vector<uint32_t>& indices) const {
+    Sendable s;
+    auto it = active_.find(msgid);
+    if (it == active_.end() || it->second.corrupt) return s;
+    for (uint32_t idx : indices) {
+        auto r = it->second.rcpts.find(idx);
+        if (r != it->second.rcpts.end() && r->second.stage == Stage::ready) s.rcpts.emplace_back(idx, &r->second.rec);
+    }
+    if (!s.rcpts.empty()) s.msg = &it->second.msg;
+    return s;
+}
+
+void ActiveSet::sent(uint64_t msgid, const std::vector<uint32_t>& indices) {
+    Message& m = active_.at(msgid);
+    for (uint32_t idx : indices) m.rcpts.at(idx).stage = Stage::inflight;
+}
+
+void ActiveSet::settle(uint64_t msgid, uint32_t index, const RcptResult& res, const std::string& relay) {
+    auto it = active_.find(msgid);
+    if (it != active_.end() && !it->second.corrupt)
+        if (auto r = it->second.rcpts.find(index); r != it->second.rcpts.end())
+            return record_result(msgid, it->second, r->second, index, res, relay);
+    release(msgid, index);
+}
+
+std::size_t ActiveSet::defer_ready(uint64_t msgid, const std::vector<uint32_t>& indices, const std::string& text,
+                                   const std::string& relay) {
+    auto it = active_.find(msgid);
+    if (it == active_.end() || it->second.corrupt) return 0;
+    std::size_t n = 0;
+    for (uint32_t idx : indices) {
+        auto r = it->second.rcpts.find(idx);
+        if (r == it->second.rcpts.end() || r->second.stage != Stage::ready) continue;
+        record_result(msgid, it->second, r->second, idx, RcptResult{idx, ipc::DeliveryStatus::deferred, text, 0}, relay);
+        n++;
+    }
+    return n;
+}
+
+// mtaqueue hold arrived while this recipient was in flight: its deferral leaves it held.
+void ActiveSet::hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec) {
+    if (!r.hold_after) return;
+    rec.state = RcptState::held;
+    LOG_INFO("event=held qid=%s to=<%s> reason=\"held by admin during the attempt\"", qid.c_str(),
+             log::safe(r.rec.addr).c_str());
+}
+
+void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t index, const RcptResult& r,
+                              const std::string& relay) {
+    std::string qid = format_qid(msgid);
+    std::string to = log::safe(ar.rec.addr), text = log::safe(r.text);
+    ar.stage = Stage::result_pending;
+    Op op;
+    op.msgid = msgid;
+    op.index = index;
+    op.had_schedule = ar.rec.scheduled();
+    op.old_next = ar.rec.next_attempt;
+    uint64_t now = clock_.now();
+    op.rcpt = ar.rec;
+    Outcome want = r.status == ipc::DeliveryStatus::delivered  ? Outcome::delivered
+                   : r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced
+                                                               : Outcome::deferred;
+    Outcome got = apply_attempt(op.rcpt, m.msg, want, r.text, policy_, now, clock_.jitter());
+    if (got == Outcome::deferred && !ar.delete_after) {
+        LOG_INFO("event=deferred qid=%s to=<%s> relay=%s reason=\"%s\" next=%llus", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), text.c_str(), (unsigned long long)(op.rcpt.next_attempt - now));
+        hold_if_asked(qid, ar, op.rcpt);
+        op.kind = Op::Kind::put_recipient;
+        if (delay_warning_due(m.msg, op.rcpt, now)) {
+            op.rcpt.flags |= kRcptDelayWarned;
+            op.dsn = Op::Dsn::delay;
+            op.msg = m.msg;
+        }
+        hooks_.change(std::move(op));
+        return;
+    }
+    // Delivered, bounced, or deleted by the admin during a deferred attempt: the recipient record goes
+    // (a bounce leaves as a DSN in the same transaction; an admin delete sends none).
+    if (got == Outcome::deferred) {
+        LOG_INFO("event=deleted qid=%s to=<%s> relay=%s reason=\"deleted by admin during the attempt: %s\"",
+                 qid.c_str(), to.c_str(), log::safe(relay).c_str(), text.c_str());
+    } else if (got == Outcome::delivered) {
+        LOG_INFO("event=delivered qid=%s to=<%s> relay=%s detail=\"%s\"", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), text.c_str());
+        // RFC 3461 §5.2.1: a next hop with DSN got NOTIFY=SUCCESS and reports; one without it: "relayed".
+        if (notify_allows(op.rcpt.notify, DsnKind::success) && r.handoff != 2) op.dsn = Op::Dsn::success;
+        if (r.handoff == 1) op.rcpt.flags |= kRcptRelayed;
+    } else {
+        LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s reason=\"%s\"", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), log::safe(op.rcpt.last_error).c_str());
+        if (notify_allows(op.rcpt.notify, DsnKind::failure)) op.dsn = Op::Dsn::failure;
+    }
+    if (op.dsn != Op::Dsn::none) op.msg = m.msg;
+    op.kind = Op::Kind::delete_recipient;
+    hooks_.change(std::move(op));
+    if (m.records_left) m.records_left--;
+    if (m.records_left == 0) {
+        Op del;
+        del.kind = Op::Kind::delete_message;
+        del.msgid = msgid;
+        hooks_.change(std::move(del));
+    }
+}
+
+// One delay DSN per recipient, once it has waited delay_warning_time, if its NOTIFY allows it.
+bool ActiveSet::delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const {
+    return delay_warning_time_ > 0 && !m.sender.empty() && !(r.flags & kRcptDelayWarned) &&
+           now >= m.arrival + delay_warning_time_ && notify_allows(r.notify, DsnKind::delay);
+}
+
+// The failure was ours, so the attempt does not count against the recipient: it is due again soon.
+void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
+    auto it = active_.find(msgid);
+    if (it == active_.end() || it->second.corrupt || !it->second.rcpts.count(index)) return release(msgid, index);
+    Rcpt& ar = it->second.rcpts.at(index);
+    ar.stage = Stage::result_pending;
+    Op op;
+    op.kind = Op::Kind::put_recipient;
+    op.msgid = msgid;
+    op.index = index;
+    op.had_schedule = ar.rec.scheduled();
+    op.old_next = ar.rec.next_attempt;
+    op.rcpt = ar.rec;
+    op.rcpt.state = RcptState::deferred;
+    op.rcpt.next_attempt = clock_.now() + kLinkLossRetry;
+    op.rcpt.last_error = "delivery agent went away";
+    LOG_WARN("event=deferred qid=%s to=<%s> reason=\"delivery agent went away\" next=%llus",
+             format_qid(msgid).c_str(), log::safe(ar.rec.addr).c_str(), (unsigned long long)kLinkLossRetry);
+    hold_if_asked(format_qid(msgid), ar, op.rcpt);
+    hooks_.change(std::move(op));
+}
+
+void ActiveSet::corrupt(uint64_t msgid, const std::string& why) {
+    LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());
+    dead_msgids_.insert(msgid);
+    if (auto it = active_.find(msgid); it != active_.end()) {
+        it->second.corrupt = true;
+        std::vector<uint32_t> ready;
+        for (auto& [idx, ar] : it->second.rcpts)
+            if (ar.stage == Stage::ready) ready.push_back(idx);
+        for (uint32_t idx : ready) release(msgid, idx);
+    }
+    Op op;
+    op.kind = Op::Kind::mark_corrupt;
+    op.msgid = msgid;
+    hooks_.change(std::move(op));
+}
+
+void ActiveSet::release(uint64_t msgid, uint32_t index) {
+    auto it = active_.find(msgid);
+    if (it == active_.end()) return;
+    if (it->second.rcpts.erase(index)) rcpts_--;
+    if (it->second.rcpts.empty()) active_.erase(it);
+    if (backlog_ && rcpts_ < kLimit / 2) wake_at(clock_.now());
+}
+
+bool ActiveSet::holds(uint64_t msgid, uint32_t index) const {
+    auto it = active_.find(msgid);
+    return it != active_.end() && it->second.rcpts.count(index);
+}
+
+bool ActiveSet::busy(uint64_t msgid, uint32_t index) const {
+    auto it = active_.find(msgid);
+    if (it == active_.end()) return false;
+    auto r = it->second.rcpts.find(index);
+    return r != it->second.rcpts.end() && r->second.stage != Stage::ready;
+}
+
+// hold/release/delete of a recipient in flight: the attempt runs on; if it defers, the recipient is held
+// (hold), deferred as usual (release of an earlier hold) or deleted without a DSN (delete). A delivery
+// or bounce ends the recipient either way.
+bool ActiveSet::mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb) {
+    if (verb != "hold" && verb != "release" && verb != "delete") return false;
+    auto am = active_.find(msgid);
+    if (am == active_.end()) return false;
+    auto f = am->second.rcpts.find(index);
+    if (f == am->second.rcpts.end() || f->second.stage != Stage::inflight) return false;
+    if (verb == "delete") {
+        if (f->second.delete_after) return false;
+        f->second.delete_after = true;
+        return true;
+    }
+    bool want = verb == "hold";
+    if (f->second.hold_after == want) return false;
+    f->second.hold_after = want;
+    return true;
+}
+
+void ActiveSet::records_deleted(uint64_t msgid, uint32_t n) {
+    if (auto it = active_.find(msgid); it != active_.end())
+        it->second.records_left = it->second.records_left > n ? it->second.records_left - n : 0;
+}
+
+}  // namespace mta::queue

@@ -1,0 +1,50 @@
+// AdminOps: mtaqueue/mailq requests relayed by mtad. Reads the store and changes it in one transaction of
+// its own; what it must know of or tell the rest of the queue manager (recipients in flight, the active
+// set, destinations, body files) goes through Queue.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/ipc.h"
+#include "queue-manager/admin.h"
+#include "queue-manager/store.h"
+
+namespace mta::queue {
+
+class AdminOps {
+public:
+    using RcptSet = std::set<std::pair<uint64_t, uint32_t>>;
+    struct Queue {
+        std::function<void()> flush;                                 // write pending results first
+        std::function<bool(uint64_t msgid, uint32_t index)> active;   // in the active set
+        std::function<bool(uint64_t msgid, uint32_t index)> busy;     // in flight or result pending
+        // hold/release/delete of a recipient in flight, applied if its attempt defers; false: not taken
+        std::function<bool(uint64_t msgid, uint32_t index, const std::string& verb)> mark_inflight;
+        std::function<void(const RcptSet&)> withdraw;                // changed in the store: out of memory
+        std::function<void(uint64_t msgid, uint32_t n)> records_deleted;
+        std::function<void(uint64_t msgid)> removed;                 // the whole message is gone
+        std::function<void()> revive;                                // flush/requeue: dead destinations live again
+        std::function<void(uint64_t when)> wake_at;                  // scan the schedule then
+        std::function<std::string(uint64_t msgid, std::size_t limit)> body_prefix;
+        std::function<void(ipc::Message)> reply;                     // to mtad
+    };
+
+    AdminOps(Store& store, std::function<uint64_t()> now, Queue queue);
+    // An admin_request from mtad; malformed ends the process.
+    void on_request(ipc::Message& m);
+
+private:
+    std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid);
+    std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
+
+    Store& store_;
+    std::function<uint64_t()> now_;
+    Queue q_;
+};
+
+}  // namespace mta::queue

@@ -1,0 +1,252 @@
+// Destination scheduling. Health of a remote destination: slow start (it starts at kSlowStartWindow
+// concurrent jobs, gains one per job that delivered, halves on a connection failure) and the
+// dead-destination back-off (kDeadAfter jobs in a row that could not connect mark it dead for
+// minimal_backoff_time; its waiting recipients are deferred without an attempt, so a down domain holds no
+// delivery slots). Local delivery (mta-local) is not throttled beyond delivery_concurrency.
+#include "queue-manager/scheduler.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+
+namespace mta::queue {
+
+Scheduler::Scheduler(std::function<uint64_t()> now, Hooks hooks) : now_(std::move(now)), hooks_(std::move(hooks)) {}
+
+void Scheduler::configure(std::size_t concurrency, uint64_t dead_backoff) {
+    concurrency_ = concurrency ? concurrency : 1;
+    dead_backoff_ = dead_backoff;
+}
+
+void Scheduler::link_up(uint64_t link, bool local, uint64_t instance) {
+    links_[link] = Link{local, instance, 0, {}};
+    (local ? local_links_ : smtp_links_)[instance] = link;
+    pump_all();
+}
+
+void Scheduler::link_retired(uint64_t link) {
+    auto it = links_.find(link);
+    if (it == links_.end()) return;
+    auto& active = it->second.local ? local_links_ : smtp_links_;
+    if (auto a = active.find(it->second.instance); a != active.end() && a->second == link) active.erase(a);
+}
+
+// What the link had in flight goes back to the caller recipient by recipient; its jobs end with it.
+void Scheduler::link_down(uint64_t link, const std::function<void(uint64_t msgid, uint32_t index)>& lost) {
+    link_retired(link);
+    auto it = links_.find(link);
+    if (it == links_.end()) return;
+    std::vector<uint64_t> done;
+    for (auto& [rcpt, job_id] : it->second.rcpt_jobs) {
+        lost(rcpt.first, rcpt.second);
+        auto job = jobs_.find(job_id);
+        if (job != jobs_.end() && --job->second.remaining == 0) done.push_back(job_id);
+    }
+    links_.erase(it);
+    for (uint64_t id : done) finish(id);
+}
+
+std::size_t Scheduler::rcpts_in_flight(uint64_t link) const {
+    auto it = links_.find(link);
+    return it == links_.end() ? 0 : it->second.rcpt_jobs.size();
+}
+
+std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, std::size_t cost) {
+    std::string key = (to.local ? "L:" : "S:") + to.host + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
+    auto [it, fresh] = dests_.try_emplace(key);
+    Destination& d = it->second;
+    if (fresh) d.to = to;
+    // Append to this message's last job for the destination while it has room.
+    if (d.waiting.empty() || d.waiting.back().msgid != msgid || d.waiting.back().indices.size() >= kJobRecipients ||
+        cost * (d.waiting.back().indices.size() + 1) > kJobBytes)
+        d.waiting.push_back(WaitingJob{msgid, {}});
+    d.waiting.back().indices.push_back(index);
+    return key;
+}
+
+// A destination sticks to one smtp process (and its connection cache) while the set is stable.
+uint64_t Scheduler::pick_link(const Destination& d) const {
+    const auto& active = d.to.local ? local_links_ : smtp_links_;
+    if (active.empty()) return 0;
+    auto it = active.begin();
+    if (!d.to.local) std::advance(it, std::hash<std::string>{}(d.to.host) % active.size());
+    return it->second;
+}
+
+void Scheduler::pump(const std::string& key) {
+    auto it = dests_.find(key);
+    if (it == dests_.end()) return;
+    Destination& d = it->second;
+    if (defer_if_dead(d, key)) return;
+    std::size_t cap = window(key);
+    while (!stopping_ && !d.waiting.empty() && d.inflight < cap) {
+        uint64_t link_id = pick_link(d);
+        if (!link_id) return;  // no deliverer yet: pump_all() runs when one appears
+        Link& link = links_.at(link_id);
+        if (link.inflight >= kLinkInflight) {
+            if (!d.blocked) {
+                d.blocked = true;
+                blocked_.push_back(key);
+            }
+            return;
+        }
+        WaitingJob wj = std::move(d.waiting.front());
+        d.waiting.pop_front();
+        send_job(d, key, link_id, link, wj);
+    }
+    if (d.waiting.empty() && d.inflight == 0 && !d.blocked) {
+        // An idle healthy destination forgets its slow-start window; failure counts and deadness stay.
+        if (auto h = health_.find(key); h != health_.end() && h->second.dead_until == 0 && h->second.conn_failures == 0)
+            health_.erase(h);
+        dests_.erase(it);
+    }
+}
+
+void Scheduler::send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj) {
+    std::vector<uint32_t> sent = hooks_.send(link_id, wj.msgid, wj.indices, d.to);
+    if (sent.empty()) return;
+    uint64_t job_id = next_job_id_++;
+    Job& job = jobs_[job_id];
+    job.dest = key;
+    job.link = link_id;
+    job.remaining = sent.size();
+    for (uint32_t idx : sent) link.rcpt_jobs[{wj.msgid, idx}] = job_id;
+    d.inflight++;
+    link.inflight++;
+}
+
+void Scheduler::pump_blocked() {
+    for (std::size_t n = blocked_.size(); n > 0 && !blocked_.empty(); n--) {
+        std::string key = std::move(blocked_.front());
+        blocked_.pop_front();
+        auto it = dests_.find(key);
+        if (it == dests_.end()) continue;
+        it->second.blocked = false;
+        pump(key);
+    }
+}
+
+void Scheduler::pump_all() {
+    std::vector<std::string> keys;
+    keys.reserve(dests_.size());
+    for (auto& [key, d] : dests_) keys.push_back(key);
+    for (auto& key : keys) pump(key);
+}
+
+void Scheduler::forget(const std::set<std::pair<uint64_t, uint32_t>>& rcpts) {
+    if (rcpts.empty()) return;
+    for (auto& [key, d] : dests_) {
+        for (auto it = d.waiting.begin(); it != d.waiting.end();) {
+            auto& idx = it->indices;
+            std::erase_if(idx, [&](uint32_t i) { return rcpts.count({it->msgid, i}) != 0; });
+            it = idx.empty() ? d.waiting.erase(it) : it + 1;
+        }
+    }
+}
+
+std::optional<Scheduler::Answered> Scheduler::answered(uint64_t link_id, uint64_t msgid, uint32_t index,
+                                                       ipc::DeliveryStatus status, const std::string& text) {
+    auto link = links_.find(link_id);
+    if (link == links_.end()) return std::nullopt;
+    auto r = link->second.rcpt_jobs.find({msgid, index});
+    if (r == link->second.rcpt_jobs.end()) return std::nullopt;
+    Answered a;
+    a.job = r->second;
+    link->second.rcpt_jobs.erase(r);
+    auto job = jobs_.find(a.job);
+    if (job == jobs_.end()) return a;
+    Job& j = job->second;
+    if (auto d = dests_.find(j.dest); d != dests_.end()) a.nexthop = d->second.to.host;
+    j.answered = true;
+    if (status == ipc::DeliveryStatus::delivered) j.delivered = true;
+    else if (text.rfind("4.4.1", 0) == 0) {
+        j.conn_failed = true;
+        j.conn_error = text;
+    }
+    a.last = --j.remaining == 0;
+    return a;
+}
+
+void Scheduler::finish(uint64_t job_id) {
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return;
+    std::string key = it->second.dest;
+    note_outcome(it->second);
+    if (auto link = links_.find(it->second.link); link != links_.end() && link->second.inflight)
+        link->second.inflight--;
+    jobs_.erase(it);
+    if (auto d = dests_.find(key); d != dests_.end() && d->second.inflight) d->second.inflight--;
+    pump(key);
+    pump_blocked();
+}
+
+std::size_t Scheduler::window(const std::string& key) const {
+    auto d = dests_.find(key);
+    if (d != dests_.end() && d->second.to.local) return concurrency_;
+    auto h = health_.find(key);
+    return std::max<std::size_t>(1, std::min(concurrency_, h == health_.end() ? kSlowStartWindow : h->second.window));
+}
+
+bool Scheduler::dead(const std::string& key) const {
+    auto h = health_.find(key);
+    return h != health_.end() && h->second.dead_until > now_();
+}
+
+void Scheduler::note_outcome(const Job& job) {
+    auto d = dests_.find(job.dest);
+    if (!job.answered || d == dests_.end() || d->second.to.local) return;
+    Health& h = health_[job.dest];
+    if (job.delivered) {
+        h.window = std::min(concurrency_, h.window + 1);
+        h.conn_failures = 0;
+        h.dead_until = 0;
+        return;
+    }
+    if (!job.conn_failed) {  // the server answered: it is alive, whatever it said
+        h.conn_failures = 0;
+        return;
+    }
+    h.window = std::max<std::size_t>(1, h.window / 2);
+    h.last_error = job.conn_error;
+    if (++h.conn_failures >= kDeadAfter) {
+        h.dead_until = now_() + dead_backoff_;
+        LOG_WARN("event=destination_dead nexthop=%s failures=%u until=+%llus reason=\"%s\"",
+                 log::safe(d->second.to.host).c_str(), h.conn_failures, (unsigned long long)dead_backoff_,
+                 log::safe(h.last_error).c_str());
+    }
+}
+
+// While a destination is dead, its waiting recipients are deferred at once (an attempt is counted, so
+// lifetime, delay warnings and bounces still apply). True when the destination was handled here.
+bool Scheduler::defer_if_dead(Destination& d, const std::string& key) {
+    if (d.to.local) return false;
+    auto h = health_.find(key);
+    if (h == health_.end() || h->second.dead_until == 0) return false;
+    if (now_() >= h->second.dead_until) {
+        // Probe: allow one job through; another connection failure makes it dead again at once.
+        h->second.dead_until = 0;
+        h->second.window = 1;
+        h->second.conn_failures = kDeadAfter - 1;
+        return false;
+    }
+    std::string text = "4.4.1 destination " + d.to.host + " is not reachable (" + h->second.last_error + ")";
+    std::string relay = "dead:" + d.to.host;
+    std::size_t n = 0;
+    while (!d.waiting.empty()) {
+        WaitingJob wj = std::move(d.waiting.front());
+        d.waiting.pop_front();
+        n += hooks_.defer(wj.msgid, wj.indices, text, relay);
+    }
+    if (n) LOG_INFO("event=destination_skipped nexthop=%s deferred=%zu", log::safe(d.to.host).c_str(), n);
+    hooks_.wake_at(h->second.dead_until);
+    return true;
+}
+
+void Scheduler::revive() {
+    for (auto& [key, h] : health_) {
+        h.dead_until = 0;
+        h.conn_failures = 0;
+    }
+}
+
+}  // namespace mta::queue

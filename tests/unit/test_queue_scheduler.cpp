@@ -1,0 +1,213 @@
+// Unit tests for queue-manager/scheduler: which recipients go now and on which link (slow start, the
+// cap per link, a destination sticking to one link), job outcomes, dead destinations and link loss.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "queue-manager/scheduler.h"
+
+using namespace mta::queue;
+using mta::ipc::DeliveryStatus;
+
+namespace {
+
+struct Sent {
+    uint64_t link, msgid;
+    std::vector<uint32_t> indices;
+    std::string host;
+};
+struct Deferred {
+    uint64_t msgid;
+    std::vector<uint32_t> indices;
+    std::string text, relay;
+};
+
+// A scheduler whose hooks record what it asked for, on a clock the test moves.
+struct Fixture {
+    uint64_t now = 1000;
+    std::vector<Sent> sent;
+    std::vector<Deferred> deferred;
+    std::vector<uint64_t> wakes;
+    Scheduler s{[this] { return now; },
+                Scheduler::Hooks{
+                    .send = [this](uint64_t link, uint64_t msgid, const std::vector<uint32_t>& idx,
+                                   const Nexthop& to) {
+                        sent.push_back({link, msgid, idx, to.host});
+                        return idx;
+                    },
+                    .defer = [this](uint64_t msgid, const std::vector<uint32_t>& idx, const std::string& text,
+                                    const std::string& relay) {
+                        deferred.push_back({msgid, idx, text, relay});
+                        return idx.size();
+                    },
+                    .wake_at = [this](uint64_t t) { wakes.push_back(t); },
+                }};
+    Fixture() { s.configure(10, 300); }
+
+    std::string queue(const std::string& host, uint64_t msgid, uint32_t index = 0, bool local = false) {
+        std::string key = s.add(Nexthop{local, host, ""}, msgid, index, 100);
+        s.pump(key);
+        return key;
+    }
+    // Every recipient of the job sent as sent[i] answers the same way; the job then finishes.
+    void answer(std::size_t i, DeliveryStatus st, const std::string& text) {
+        Sent job = sent.at(i);
+        std::optional<Scheduler::Answered> a;
+        for (uint32_t idx : job.indices) {
+            a = s.answered(job.link, job.msgid, idx, st, text);
+            REQUIRE(a);
+            CHECK(a->nexthop == job.host);
+        }
+        CHECK(a->last);
+        s.finish(a->job);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("nothing goes before a deliverer link is up; link_up sends what waits") {
+    Fixture f;
+    f.queue("example.org", 1);
+    CHECK(f.sent.empty());
+    f.s.link_up(7, false, 0);
+    REQUIRE(f.sent.size() == 1);
+    CHECK(f.sent[0].link == 7);
+    CHECK(f.s.jobs_in_flight() == 1);
+    CHECK(f.s.rcpts_in_flight(7) == 1);
+}
+
+TEST_CASE("a remote destination starts slow and gains one job per delivery") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    std::string key;
+    for (uint64_t m = 1; m <= 6; m++) key = f.queue("example.org", m);
+    CHECK(f.sent.size() == Scheduler::kSlowStartWindow);
+    CHECK(f.s.window(key) == 2);
+    f.answer(0, DeliveryStatus::delivered, "2.0.0 ok");
+    CHECK(f.s.window(key) == 3);
+    CHECK(f.sent.size() == 4);  // one replaced, one more allowed
+    f.answer(1, DeliveryStatus::deferred, "4.2.0 busy");  // answered: alive, no change
+    CHECK(f.s.window(key) == 3);
+    CHECK(f.sent.size() == 5);
+}
+
+TEST_CASE("local delivery is not slowed down") {
+    Fixture f;
+    f.s.link_up(1, true, 0);
+    for (uint64_t m = 1; m <= 12; m++) f.queue("localhost", m, 0, true);
+    CHECK(f.sent.size() == 10);  // delivery_concurrency
+}
+
+TEST_CASE("recipients of one message to one destination share a job") {
+    Fixture f;
+    for (uint32_t i = 0; i < 3; i++) f.s.add(Nexthop{false, "example.org", ""}, 5, i, 100);
+    f.s.add(Nexthop{false, "example.net", ""}, 5, 3, 100);
+    f.s.link_up(1, false, 0);
+    REQUIRE(f.sent.size() == 2);
+    for (auto& s : f.sent) {
+        if (s.host == "example.org") CHECK(s.indices == std::vector<uint32_t>{0, 1, 2});
+        else CHECK(s.indices == std::vector<uint32_t>{3});
+    }
+}
+
+TEST_CASE("a destination sticks to one smtp link; local goes to the first local link") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    f.s.link_up(2, false, 1);
+    f.s.link_up(3, true, 4);
+    f.s.link_up(4, true, 2);
+    for (uint64_t m = 1; m <= 2; m++) f.queue("example.org", m);
+    f.queue("localhost", 9, 0, true);
+    REQUIRE(f.sent.size() == 3);
+    CHECK(f.sent[0].link == f.sent[1].link);
+    CHECK(f.sent[2].link == 4);
+}
+
+TEST_CASE("a full link blocks its destinations until a job finishes") {
+    Fixture f;
+    f.s.configure(1000, 300);
+    f.s.link_up(1, true, 0);
+    for (uint64_t m = 1; m <= Scheduler::kLinkInflight + 2; m++) f.queue("localhost", m, 0, true);
+    CHECK(f.sent.size() == Scheduler::kLinkInflight);
+    f.answer(0, DeliveryStatus::delivered, "2.0.0 ok");
+    CHECK(f.sent.size() == Scheduler::kLinkInflight + 1);
+}
+
+TEST_CASE("an answer for a recipient not in flight on that link is refused") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    f.s.link_up(2, false, 1);
+    f.queue("example.org", 1);
+    REQUIRE(f.sent.size() == 1);
+    uint64_t other = f.sent[0].link == 1 ? 2 : 1;
+    CHECK_FALSE(f.s.answered(other, 1, 0, DeliveryStatus::delivered, "2.0.0"));
+    CHECK_FALSE(f.s.answered(f.sent[0].link, 1, 1, DeliveryStatus::delivered, "2.0.0"));
+    CHECK(f.s.answered(f.sent[0].link, 1, 0, DeliveryStatus::delivered, "2.0.0"));
+    CHECK_FALSE(f.s.answered(f.sent[0].link, 1, 0, DeliveryStatus::delivered, "2.0.0"));  // only once
+}
+
+TEST_CASE("connection failures in a row make a destination dead; its waiting recipients are deferred") {
+    Fixture f;
+    f.s.configure(1, 300);
+    f.s.link_up(1, false, 0);
+    std::string key;
+    for (uint64_t m = 1; m <= 5; m++) key = f.queue("down.example", m);
+    for (std::size_t i = 0; i < Scheduler::kDeadAfter; i++) {
+        CHECK_FALSE(f.s.dead(key));
+        f.answer(i, DeliveryStatus::deferred, "4.4.1 connection refused");
+    }
+    CHECK(f.s.dead(key));
+    CHECK(f.sent.size() == Scheduler::kDeadAfter);
+    REQUIRE(f.deferred.size() == 2);  // messages 4 and 5, without an attempt
+    CHECK(f.deferred[0].relay == "dead:down.example");
+    CHECK(f.deferred[0].text.find("4.4.1 destination down.example is not reachable (4.4.1 connection refused)") == 0);
+    REQUIRE_FALSE(f.wakes.empty());
+    CHECK(f.wakes.back() == 1300);
+
+    // Once the back-off is over one probe goes; another failure makes it dead again at once.
+    f.now = 1300;
+    f.queue("down.example", 6);
+    REQUIRE(f.sent.size() == Scheduler::kDeadAfter + 1);
+    f.answer(Scheduler::kDeadAfter, DeliveryStatus::deferred, "4.4.1 connection refused");
+    CHECK(f.s.dead(key));
+    f.s.revive();
+    CHECK_FALSE(f.s.dead(key));
+}
+
+TEST_CASE("a lost link hands back its recipients in flight and takes no new jobs once retired") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    f.s.add(Nexthop{false, "example.org", ""}, 1, 0, 100);
+    f.s.add(Nexthop{false, "example.org", ""}, 1, 1, 100);
+    f.queue("example.org", 2);
+    REQUIRE(f.sent.size() == 2);
+    f.s.link_retired(1);
+    f.queue("example.org", 3);
+    CHECK(f.sent.size() == 2);
+    std::vector<std::pair<uint64_t, uint32_t>> lost;
+    f.s.link_down(1, [&](uint64_t m, uint32_t i) { lost.emplace_back(m, i); });
+    CHECK(lost == std::vector<std::pair<uint64_t, uint32_t>>{{1, 0}, {1, 1}, {2, 0}});
+    CHECK(f.s.jobs_in_flight() == 0);
+    f.s.link_up(2, false, 0);  // its replacement takes what waited
+    REQUIRE(f.sent.size() == 3);
+    CHECK(f.sent[2].msgid == 3);
+}
+
+TEST_CASE("forgotten recipients leave the waiting queues") {
+    Fixture f;
+    f.s.add(Nexthop{false, "example.org", ""}, 1, 0, 100);
+    f.s.add(Nexthop{false, "example.org", ""}, 1, 1, 100);
+    f.s.add(Nexthop{false, "example.org", ""}, 2, 0, 100);
+    f.s.forget({{1, 1}, {2, 0}});
+    f.s.link_up(1, false, 0);
+    REQUIRE(f.sent.size() == 1);
+    CHECK(f.sent[0].indices == std::vector<uint32_t>{0});
+}
+
+TEST_CASE("a stopped scheduler sends nothing new") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    f.s.stop();
+    f.queue("example.org", 1);
+    CHECK(f.sent.empty());
+}
