@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/fd.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/policy.h"
@@ -42,14 +43,7 @@ bool write_file(int dir_fd, uint64_t msgid, const std::string& data) {
     int fd = openat(dir_fd, format_qid(msgid).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return false;
     UniqueFd owner(fd);
-    std::size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = write(fd, data.data() + off, data.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        off += std::size_t(n);
-    }
-    return fsync(fd) == 0;
+    return write_all(fd, data) && fsync(fd) == 0;
 }
 
 }  // namespace

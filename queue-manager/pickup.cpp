@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/mail_headers.h"
 #include "queue-manager/dsn.h"
@@ -127,16 +128,7 @@ void Pickup::pick_up(const std::string& name) {
     uint64_t written = st.st_mtime > 0 && uint64_t(st.st_mtime) <= now ? uint64_t(st.st_mtime) : now;
     md.body = with_missing_headers(md.body, {make_message_id(time_t(now), qid, hostname_), rfc5322_date(time_t(written))});
     UniqueFd out(openat(body_dir_fd_, qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    bool ok = bool(out);
-    for (const std::string* part : {&received, &md.body}) {
-        std::size_t off = 0;
-        while (ok && off < part->size()) {
-            ssize_t n = write(out.get(), part->data() + off, part->size() - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) ok = false;
-            else off += std::size_t(n);
-        }
-    }
+    bool ok = out && write_all(out.get(), received) && write_all(out.get(), md.body);
     if (!ok || fsync(out.get()) != 0) {
         LOG_ERROR("event=maildrop_deferred file=%s reason=\"body write: %s\"", log::safe(name).c_str(), strerror(errno));
         unlinkat(body_dir_fd_, qid.c_str(), 0);
