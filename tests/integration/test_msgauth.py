@@ -8,6 +8,7 @@ Authentication-Results with our id removed; msgauth_default_action when mta-msga
 import base64
 import os
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -210,15 +211,33 @@ def nsd_txt(nsd):
     return lookup
 
 
+def opendkim_root(tmp):
+    """A minimal root for opendkim-testmsg: the program and the libraries ldd lists, copied. It asks the
+    system resolver (/etc/resolv.conf, no other knob), and a root of its own lets that file name our NSD
+    without touching the host's. A mount namespace would be simpler, but cannot change mount propagation
+    inside a chroot (fresh-check runs in one), and a bind mount without it could leak to the host."""
+    root = os.path.join(tmp, "opendkim-root")
+    if os.path.isdir(root):
+        return root
+    prog = shutil.which("opendkim-testmsg")
+    libs = re.findall(r"(/\S+)", subprocess.run(["ldd", prog], capture_output=True, text=True).stdout)
+    for path in [prog] + libs:
+        dst = root + path
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(path, dst)
+    os.makedirs(os.path.join(root, "etc"), exist_ok=True)
+    os.makedirs(os.path.join(root, "tmp"), exist_ok=True)
+    return root
+
+
 def opendkim_verify(nsd, msg, tmp):
-    """opendkim-testmsg (OpenDKIM's library) on msg; it asks the system resolver, so it runs in a mount
-    namespace whose /etc/resolv.conf names our NSD (on port 53). Returns (ok, output)."""
-    conf = os.path.join(tmp, "resolv.conf")
-    with open(conf, "w") as f:
+    """opendkim-testmsg (OpenDKIM's library) on msg, in its own root whose /etc/resolv.conf names our NSD
+    (on port 53). Returns (ok, output)."""
+    root = opendkim_root(tmp)
+    with open(os.path.join(root, "etc", "resolv.conf"), "w") as f:
         f.write("nameserver %s\noptions attempts:1 timeout:2\n" % nsd.addr)
-    script = 'mount --bind "$1" /etc/resolv.conf && exec opendkim-testmsg -t "$2"'
-    r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", conf, tmp], input=msg, capture_output=True,
-                       timeout=60)
+    r = subprocess.run(["chroot", root, shutil.which("opendkim-testmsg"), "-t", "/tmp"], input=msg,
+                       capture_output=True, timeout=60)
     out = (r.stdout + r.stderr).decode("utf-8", "replace")
     return r.returncode == 0 and not out.strip(), out
 
