@@ -69,8 +69,10 @@ bool check_local_transport(const std::string& v, std::string& err) {
         std::string p = v.substr(10);
         if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
             p.find_first_of(std::string(" \t\0", 3)) != std::string::npos) {
-            err = std::string(usage) + " (an absolute socket path of at most " +
-                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)";
+            err = usage;
+            err += " (an absolute socket path of at most ";
+            err += std::to_string(sizeof(sockaddr_un::sun_path) - 1);
+            err += " bytes)";
             return false;
         }
         return true;

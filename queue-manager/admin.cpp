@@ -242,7 +242,7 @@ std::string format_show_text(const MessageView& v, uint64_t now) {
                     "\nSender:     <" + printable(m.sender) + ">\nArrival:    " + utc(m.arrival) +
                     "\nSize:       " + std::to_string(m.size) + "\n";
     if (!m.envid.empty()) s += "ENVID:      " + printable(m.envid) + "\n";
-    if (m.ret) s += std::string("RET:        ") + (m.ret == 1 ? "FULL" : "HDRS") + "\n";
+    if (m.ret) s += m.ret == 1 ? "RET:        FULL\n" : "RET:        HDRS\n";
     if (!m.client_addr.empty())
         s += "Client:     " + printable(m.client_helo) + " [" + printable(m.client_addr) + "]\n";
     if (!m.auth_user.empty()) s += "Auth user:  " + printable(m.auth_user) + "\n";

@@ -94,7 +94,12 @@ bool parse_sendmail_args(const std::vector<std::string>& argv, SendmailArgs& out
             std::string v;
             if (j + 1 < a.size()) v = a.substr(j + 1);
             else if (i + 1 < argv.size()) v = argv[++i];
-            else { err = std::string("-") + o + " needs a value"; return false; }
+            else {
+                err = "-";
+                err += o;
+                err += " needs a value";
+                return false;
+            }
             switch (o) {
             case 'C': case 'c': out.config = v; out.explicit_config = true; break;
             case 'f': case 'r': out.sender = v; out.have_sender = true; break;
