@@ -95,6 +95,7 @@ enum class Tag : uint16_t {
     msgauth_prepend = 102,     // msgauth_reply: header fields to prepend, each CRLF-terminated
     msgauth_cut_offset = 103,  // msgauth_reply: starts a cut group: an octet range of the message to drop
     msgauth_cut_length = 104,
+    hold_reason = 105,         // commit (optional): queue the message held, for this reason (DMARC quarantine)
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)
@@ -104,7 +105,9 @@ enum class Tag : uint16_t {
 
 enum class DeliveryStatus : uint64_t { delivered = 0, deferred = 1, bounced = 2 };
 enum class DnssecStatus : uint64_t { insecure = 0, secure = 1, bogus = 2 };
-enum class MsgauthAction : uint64_t { accept = 0, reject = 1, tempfail = 2 };
+// hold: accept, but queue the message held (recipients not delivered until an admin releases them); the
+// reply's text is the reason the admin sees.
+enum class MsgauthAction : uint64_t { accept = 0, reject = 1, tempfail = 2, hold = 3 };
 enum class AnvilStatus : uint64_t { allow = 0, refuse_concurrency = 1, refuse_rate = 2 };
 
 // DSN NOTIFY bits (RFC 3461); zero means "not given" (default: FAILURE, and DELAY at our discretion).

@@ -188,8 +188,13 @@ void Job::finish_verify() {
                    "dmarc_action=enforce");
             return;
         }
-        // quarantine: no queue-side hold yet; the message goes on with dmarc=fail in its header.
-        if (settings_.dmarc_enforce && !reject) summary_ += " quarantine=not_implemented";
+        // quarantine: accepted (the sender hears 250) but queued held, for the admin to release or delete;
+        // the reason is what `mtaqueue show` prints.
+        if (settings_.dmarc_enforce && !reject) {
+            reply_.action = ipc::MsgauthAction::hold;
+            reply_.text = "DMARC policy quarantine for " + *from_domain_;
+            summary_ += " action=hold";
+        }
     }
 }
 

@@ -189,6 +189,7 @@ std::string message_json(const MessageView& v, bool with_headers) {
                     ",\"client_addr\":" + json_string(m.client_addr) + ",\"client_helo\":" + json_string(m.client_helo) +
                     ",\"auth_user\":" + json_string(m.auth_user);
     s += ",\"submit_uid\":" + (m.submit_uid == kNoUid ? std::string("null") : std::to_string(m.submit_uid));
+    s += ",\"hold_reason\":" + json_string(m.hold_reason);
     s += ",\"recipients\":[";
     for (std::size_t i = 0; i < v.rcpts.size(); i++) s += (i ? "," : "") + rcpt_json(v.rcpts[i]);
     s += "]";
@@ -247,6 +248,7 @@ std::string format_show_text(const MessageView& v, uint64_t now) {
         s += "Client:     " + printable(m.client_helo) + " [" + printable(m.client_addr) + "]\n";
     if (!m.auth_user.empty()) s += "Auth user:  " + printable(m.auth_user) + "\n";
     if (m.submit_uid != kNoUid) s += "Submitted:  by uid " + std::to_string(m.submit_uid) + " (sendmail)\n";
+    if (!m.hold_reason.empty()) s += "Held:       on arrival: " + printable(m.hold_reason) + "\n";
     s += "Recipients:\n";
     for (auto& r : v.rcpts) {
         s += rcpt_lines(r, now);

@@ -74,7 +74,7 @@ const unsigned char* bytes(std::string_view k) { return reinterpret_cast<const u
 // whichever decoder runs).
 bool check_framing(bool read_ok, const Reader& r, uint8_t version, std::string& err) {
     if (!read_ok) { err = r.err(); return false; }
-    if (version != 1 && version != kRecordVersion) { err = "unknown record version"; return false; }
+    if (version < 1 || version > kRecordVersion) { err = "unknown record version"; return false; }
     return true;
 }
 
@@ -107,6 +107,7 @@ std::string encode(const MessageRecord& m) {
     w.str(m.client_helo);
     w.str(m.auth_user);
     w.u64(m.submit_uid);
+    w.str(m.hold_reason);
     return w.take();
 }
 
@@ -118,13 +119,15 @@ bool decode(std::string_view bytes_in, MessageRecord& out, std::string& err) {
               r.u8(m.smtputf8) && r.u8(m.ret) && r.u8(m.requiretls) && r.u32(m.nrcpt) &&
               r.str(m.sender, kMaxAddress) && r.str(m.envid, kMaxEnvid) && r.str(m.client_addr, kMaxClientField) &&
               r.str(m.client_helo, kMaxClientField) && r.str(m.auth_user, kMaxClientField) &&
-              (version < 2 || r.u64(m.submit_uid)) && r.done();
+              (version < 2 || r.u64(m.submit_uid)) && (version < 3 || r.str(m.hold_reason, kMaxHoldReason)) &&
+              r.done();
     if (!check_framing(ok, r, version, err)) return false;
     if (state > uint8_t(MessageState::corrupt)) { err = "bad message state"; return false; }
     if (m.body_type > 2 || m.smtputf8 > 1 || m.ret > 2 || m.requiretls > 1) { err = "bad flag value"; return false; }
     if (m.nrcpt == 0) { err = "no recipients"; return false; }
     if (!check_texts({{m.sender, kMaxAddress}, {m.envid, kMaxEnvid}, {m.client_addr, kMaxClientField},
-                      {m.client_helo, kMaxClientField}, {m.auth_user, kMaxClientField}}, err))
+                      {m.client_helo, kMaxClientField}, {m.auth_user, kMaxClientField},
+                      {m.hold_reason, kMaxHoldReason}}, err))
         return false;
     m.state = MessageState(state);
     out = std::move(m);

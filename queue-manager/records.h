@@ -10,8 +10,9 @@
 
 namespace mta::queue {
 
-// Version 2 added MessageRecord::submit_uid and RecipientRecord::flags; version 1 records still decode.
-inline constexpr uint8_t kRecordVersion = 2;
+// Version 2 added MessageRecord::submit_uid and RecipientRecord::flags, version 3 MessageRecord::hold_reason;
+// older records still decode.
+inline constexpr uint8_t kRecordVersion = 3;
 inline constexpr uint64_t kNoUid = UINT64_MAX;     // message did not come from the local sendmail
 // The limits are the wire's (common/wire/limits.h): what a peer may send is what a record may hold.
 using wire::kMaxAddress;      // sender, rcpt
@@ -19,6 +20,7 @@ using wire::kMaxOrcpt;
 using wire::kMaxEnvid;        // RFC 3461 ENVID
 using wire::kMaxClientField;  // client_addr, client_helo, auth_user
 using wire::kMaxErrorText;    // last delivery error kept per recipient
+using wire::kMaxHoldReason;   // why the message was queued held
 
 enum class MessageState : uint8_t { active = 0, corrupt = 1 };
 // In-flight is never stored: it lives in memory only, so a crash leaves the recipient due again.
@@ -35,6 +37,7 @@ struct MessageRecord {
     uint32_t nrcpt = 0;       // recipients at arrival
     std::string sender, envid, client_addr, client_helo, auth_user;
     uint64_t submit_uid = kNoUid;  // sendmail/maildrop: the submitting user's uid (from the file owner)
+    std::string hold_reason;       // queued held on arrival, and why (DMARC quarantine); "" = not
     bool operator==(const MessageRecord&) const = default;
 };
 

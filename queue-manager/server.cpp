@@ -311,13 +311,16 @@ void QueueServer::committed(const std::vector<Op>& results, std::vector<CommitIt
     }
     for (auto& c : commits) {
         std::string qid = format_qid(c.msgid);
-        LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu", qid.c_str(), log::safe(c.msg.sender).c_str(),
-                 c.rcpts.size(), (unsigned long long)c.msg.size);
+        LOG_INFO("event=queued qid=%s from=<%s> nrcpt=%zu size=%llu%s%s%s", qid.c_str(), log::safe(c.msg.sender).c_str(),
+                 c.rcpts.size(), (unsigned long long)c.msg.size, c.msg.hold_reason.empty() ? "" : " held=\"",
+                 log::safe(c.msg.hold_reason).c_str(), c.msg.hold_reason.empty() ? "" : "\"");
         if (!c.maildrop.empty()) pickup_->committed(c.maildrop, qid);
         else if (Peer* p = find_peer(c.peer); p && !p->closed) p->link->send(wire::encode(wire::CommitOk{c.msgid}, c.reqid));
     }
-    // Straight to delivery, unless the active set is full (then the schedule scan takes them later).
-    for (auto& c : commits) active_->admit(c.msgid, std::move(c.msg), std::move(c.rcpts));
+    // Straight to delivery, unless the active set is full (then the schedule scan takes them later) or
+    // the message was queued held (then it waits for mtaqueue release).
+    for (auto& c : commits)
+        if (c.msg.hold_reason.empty()) active_->admit(c.msgid, std::move(c.msg), std::move(c.rcpts));
     maybe_finish_stop();
 }
 

@@ -323,6 +323,7 @@ ipc::Message Session::commit_message() const {
     c.auth_user = auth_user_;
     c.has_arrival = true;
     c.arrival = static_cast<uint64_t>(txn_->arrival);
+    c.hold_reason = txn_->hold_reason;
     return wire::encode(c, 0);
 }
 

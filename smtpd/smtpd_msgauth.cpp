@@ -116,7 +116,7 @@ void Session::end_transaction(int code, const char* enhanced, const std::string&
 void Session::on_msgauth_reply(uint64_t reqid, const wire::MsgauthReply& r) {
     if (state_ != State::wait_msgauth || reqid != pending_reqid_) return;  // after the timeout: too late
     const std::string qid = wire::format_qid(txn_->body->msgid);
-    if (r.action != ipc::MsgauthAction::accept) {
+    if (r.action != ipc::MsgauthAction::accept && r.action != ipc::MsgauthAction::hold) {
         std::string text;
         for (char c : r.text)
             if (c >= 0x20 && c < 0x7f) text += c;
@@ -133,6 +133,11 @@ void Session::on_msgauth_reply(uint64_t reqid, const wire::MsgauthReply& r) {
         return on_msgauth_lost("bad reply");
     }
     done_waiting();
+    if (r.action == ipc::MsgauthAction::hold) {
+        txn_->hold_reason = r.text;
+        LOG_INFO("event=msgauth_hold qid=%s client=%s reason=\"%s\"", qid.c_str(), client_.ip.c_str(),
+                 log::safe(r.text).c_str());
+    }
     txn_->body->release(r.prepend, r.cuts);
     commit_body();
     resume();

@@ -108,6 +108,7 @@ struct Transaction {
     std::size_t rcpt_bytes = 0;          // commit message bytes the recipients need
     std::time_t arrival = 0;
     uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
+    std::string hold_reason;             // mta-msgauth asked to queue it held (DMARC quarantine)
     std::optional<BodySink> body;
     std::unique_ptr<BodyReader> reader;
 };

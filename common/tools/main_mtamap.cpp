@@ -12,12 +12,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "common/tool_config.h"
 #include "common/address.h"
+#include "common/file_util.h"
 #include "common/routing.h"
 #include "common/table.h"
 #include "common/version.h"
@@ -38,19 +37,17 @@ std::string output_path(const std::string& source) {
 }
 
 int build(const std::string& source, mta::table::Kind kind) {
-    std::ifstream in(source, std::ios::binary);
-    if (!in) {
+    std::string text;
+    if (!mta::read_file(source, text)) {
         fprintf(stderr, "mtamap: %s: %s\n", source.c_str(), strerror(errno));
         return 1;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
     mta::table::Entries entries;
     std::vector<std::string> errors;
     // dkim entries remember where they were written (mtad -n reports a bad key as FILE:LINE).
     char abs[PATH_MAX];
     std::string origin = realpath(source.c_str(), abs) ? abs : source;
-    if (!mta::table::parse_source(ss.str(), kind, entries, errors, &mta::table::hash_password, origin)) {
+    if (!mta::table::parse_source(text, kind, entries, errors, &mta::table::hash_password, origin)) {
         for (auto& e : errors)  // "line N: ..." -> "FILE:N: ..."
             fprintf(stderr, "mtamap: %s:%s\n", source.c_str(), e.c_str() + (e.rfind("line ", 0) == 0 ? 5 : 0));
         return 1;

@@ -7,10 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "common/file_util.h"
 #include "common/table.h"
 #include "common/tool_config.h"
 #include "common/version.h"
@@ -39,16 +38,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::string source = out.substr(0, out.size() - ext.size());
-    std::ifstream in(source, std::ios::binary);
-    if (!in) {
+    std::string text;
+    if (!mta::read_file(source, text)) {
         fprintf(stderr, "newaliases: %s: %s\n", source.c_str(), strerror(errno));
         return 1;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
     mta::table::Entries entries;
     std::vector<std::string> errors;
-    if (!mta::table::parse_source(ss.str(), mta::table::Kind::aliases, entries, errors, &mta::table::hash_password)) {
+    if (!mta::table::parse_source(text, mta::table::Kind::aliases, entries, errors, &mta::table::hash_password)) {
         for (auto& e : errors)  // "line N: ..." -> "FILE:N: ..."
             fprintf(stderr, "newaliases: %s:%s\n", source.c_str(), e.c_str() + (e.rfind("line ", 0) == 0 ? 5 : 0));
         return 1;

@@ -23,6 +23,7 @@ inline constexpr std::size_t kMaxClientField = 1000;   // client_addr, client_he
 inline constexpr std::size_t kMaxNexthop = 300;        // domain (255) or "[literal]:port"
 inline constexpr std::size_t kMaxResultText = 1000;    // text of one recipient's delivery result
 inline constexpr std::size_t kMaxErrorText = 2000;     // last delivery error the queue keeps per recipient
+inline constexpr std::size_t kMaxHoldReason = 200;     // why a message was queued held (DMARC quarantine)
 inline constexpr std::size_t kMaxRecipients = 100000;  // recipient groups in one commit or deliver
 inline constexpr uint64_t kMaxNotify = 15;             // ipc::kNotify* bits
 

@@ -66,7 +66,9 @@ bool decode(ipc::Message& m, MsgauthRequest& out, std::string& err) {
 ipc::Message encode(const MsgauthReply& r, uint64_t reqid) {
     ipc::Message m(ipc::Type::msgauth_reply, reqid);
     m.add_u64(Tag::msgauth_action, uint64_t(r.action));
-    if (r.action != ipc::MsgauthAction::accept) {
+    if (r.action == ipc::MsgauthAction::hold) {
+        m.add(Tag::text, make_clean(r.text, kMaxMsgauthText));
+    } else if (r.action != ipc::MsgauthAction::accept) {
         m.add_u64(Tag::code, uint64_t(r.code)).add(Tag::text, make_clean(r.text, kMaxMsgauthText));
         if (!r.enhanced.empty()) m.add(Tag::enhanced, r.enhanced);
     }
@@ -83,7 +85,7 @@ bool decode(const ipc::Message& m, MsgauthReply& out, std::string& err) {
     Fields fs;
     uint64_t action = 0, code = 0;
     if (!fs.split(m, ipc::Type::msgauth_reply, shape, err) ||
-        !need_u64(fs.get(Tag::msgauth_action), Tag::msgauth_action, 2, action, err) ||
+        !need_u64(fs.get(Tag::msgauth_action), Tag::msgauth_action, 3, action, err) ||
         !opt_u64(fs.get(Tag::code), 599, code, err) || !opt_text(fs.get(Tag::enhanced), 9, out.enhanced, err) ||
         !opt_text(fs.get(Tag::text), kMaxMsgauthText, out.text, err) ||
         !opt_bytes(fs.get(Tag::msgauth_prepend), kMaxMsgauthPrepend, out.prepend, err))
@@ -91,8 +93,11 @@ bool decode(const ipc::Message& m, MsgauthReply& out, std::string& err) {
     out.action = ipc::MsgauthAction(action);
     out.code = int(code);
     const bool accept = out.action == ipc::MsgauthAction::accept;
+    const bool hold = out.action == ipc::MsgauthAction::hold;
     const int want = out.action == ipc::MsgauthAction::reject ? 5 : 4;
-    if (accept ? (code != 0 || fs.get(Tag::text) || fs.get(Tag::enhanced)) : out.code / 100 != want) {
+    if (accept ? (code != 0 || fs.get(Tag::text) || fs.get(Tag::enhanced))
+        : hold ? (code != 0 || fs.get(Tag::enhanced) || out.text.empty())
+               : out.code / 100 != want) {
         err = "bad code";
         return false;
     }

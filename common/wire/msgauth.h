@@ -35,9 +35,9 @@ struct MsgauthCut {
 
 struct MsgauthReply {
     ipc::MsgauthAction action = ipc::MsgauthAction::accept;
-    int code = 0;               // reject: 500..599, tempfail: 400..499, accept: 0
-    std::string enhanced;       // "d.d.d" of the code's class, or ""
-    std::string text;           // clean text
+    int code = 0;               // reject: 500..599, tempfail: 400..499, accept and hold: 0
+    std::string enhanced;       // "d.d.d" of the code's class, or "" (always "" for accept and hold)
+    std::string text;           // clean text: the reply text, or hold's reason (never empty for hold)
     std::string prepend;        // header fields, each ending in CRLF (valid_header_block)
     std::vector<MsgauthCut> cuts;  // ascending, disjoint, non-empty
 };

@@ -106,12 +106,14 @@ ipc::Message encode(const Commit& c, uint64_t reqid) {
     m.add(Tag::client_addr, c.client_addr).add(Tag::client_helo, c.client_helo);
     if (!c.auth_user.empty()) m.add(Tag::auth_user, c.auth_user);
     if (c.has_arrival) m.add_u64(Tag::arrival, c.arrival);
+    if (!c.hold_reason.empty()) m.add(Tag::hold_reason, c.hold_reason);
     return m;
 }
 
 bool decode(const ipc::Message& m, Commit& out, std::string& err) {
     static const Shape shape{{Tag::msgid, Tag::sender, Tag::size, Tag::body_type, Tag::smtputf8, Tag::envid, Tag::ret,
-                              Tag::requiretls, Tag::arrival, Tag::client_addr, Tag::client_helo, Tag::auth_user},
+                              Tag::requiretls, Tag::arrival, Tag::client_addr, Tag::client_helo, Tag::auth_user,
+                              Tag::hold_reason},
                              {Tag::rcpt, Tag::rcpt_notify, Tag::rcpt_orcpt}, Tag::rcpt, kMaxRecipients, 0};
     out = Commit{};
     Fields fs;
@@ -120,9 +122,11 @@ bool decode(const ipc::Message& m, Commit& out, std::string& err) {
         !opt_u64(fs.get(Tag::arrival), UINT64_MAX, out.arrival, err) ||
         !opt_text(fs.get(Tag::client_addr), kMaxClientField, out.client_addr, err) ||
         !opt_text(fs.get(Tag::client_helo), kMaxClientField, out.client_helo, err) ||
-        !opt_text(fs.get(Tag::auth_user), kMaxClientField, out.auth_user, err))
+        !opt_text(fs.get(Tag::auth_user), kMaxClientField, out.auth_user, err) ||
+        !opt_text(fs.get(Tag::hold_reason), kMaxHoldReason, out.hold_reason, err))
         return false;
     if (out.msgid == 0) { err = "bad msgid"; return false; }
+    if (fs.get(Tag::hold_reason) && out.hold_reason.empty()) { err = "empty hold_reason"; return false; }
     out.has_arrival = fs.get(Tag::arrival) != nullptr;
     if (fs.groups().empty()) { err = "no recipients"; return false; }
     for (const Fields::Group& g : fs.groups()) {

@@ -36,6 +36,7 @@ struct Commit : Envelope {
     bool has_arrival = false;
     uint64_t arrival = 0; // unix seconds
     std::string client_addr, client_helo, auth_user;
+    std::string hold_reason;  // "" = deliver; else queue every recipient held (clean text, kMaxHoldReason)
     std::vector<CommitRcpt> rcpts;
 };
 

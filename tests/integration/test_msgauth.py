@@ -6,6 +6,7 @@ malformed) equals pyspf's; DMARC pass/fail from the RFC 7489 rules, p=reject enf
 Authentication-Results with our id removed; msgauth_default_action when mta-msgauth is stopped or killed;
 `mtad -n` names a bad key by FILE:LINE."""
 import base64
+import json
 import os
 import re
 import shutil
@@ -399,13 +400,45 @@ def dmarc_tests(m, nsd, keys):
     one(3, "a@sub.dmarc.example", "a@dmarc.example", 250, "dmarc=pass")              # relaxed: same org domain
     one(4, "a@other.example", "a@dmarc.example", 250, "dmarc=pass", signed="dmarc.example")  # DKIM aligned
     one(5, "a@other.example", "a@sub2.dmarc.example", 250, "dmarc=fail", "p=none")   # sp=none via the org domain
-    one(6, "a@other.example", "a@pct.example", 250, "dmarc=fail", "pct")             # p=reject pct=0: sampled out
-    one(7, "a@other.example", "a@quarantine.example", 250, "dmarc=fail", "p=quarantine")  # hold: not implemented
     one(8, "a@sub.strict.example", "a@strict.example", 550, "")                      # aspf=s: sub.strict not aligned
     one(9, "a@other.example", "a@nodmarc.example", 250, "dmarc=none")                # no record
     # The organizational domain through a real PSL suffix: brand.co.uk (not co.uk) publishes sp=reject.
     one(10, "a@other.example", "a@mail.brand.co.uk", 550, "")
     one(11, "a@other.example", "a@brand.co.uk", 250, "dmarc=fail", "p=none")
+
+
+def quarantine_tests(m):
+    """Under dmarc_action = enforce a quarantine disposition is accepted with 250, queued held with its
+    reason, and delivered on mtaqueue release: p=quarantine, and p=reject with pct=0 (RFC 7489 §6.6.4: a
+    message the percentage leaves out gets the next milder policy)."""
+    def one(n, frm, domain, ar_detail):
+        r = send(m, UNTRUSTED, "a@other.example", "dmarc%d" % n, message(frm, "dmarc %d" % n))
+        qid = re.search(r"queued as ([0-9A-F]{16})", r.text)
+        if not check("dmarc %d: From %s is accepted with 250 and a queue id" % (n, frm), r.code == 250 and qid,
+                     (r.code, r.text)):
+            return
+        qid = qid.group(1)
+        mtaqueue = [os.path.join(BIN, "mtaqueue"), "-c", m.conf]
+        reason = "DMARC policy quarantine for " + domain
+        shown = run(mtaqueue + ["show", qid], text=True).stdout
+        check("dmarc %d: mtaqueue show says held on arrival, and why" % n,
+              "Held:       on arrival: " + reason in shown and
+              re.search(r"dmarc%d@localhost +\[held" % n, shown) is not None, shown)
+        js = json.loads(run(mtaqueue + ["show", "--json", qid], text=True).stdout or "{}").get("message", {})
+        check("dmarc %d: show --json has hold_reason and a held recipient" % n,
+              js.get("hold_reason") == reason and [x.get("state") for x in js.get("recipients", [])] == ["held"], js)
+        # Held is decided in the commit that said 250: nothing is on its way to the mailbox to wait for.
+        check("dmarc %d: nothing delivered while held" % n, not m.mailbox("dmarc%d" % n), m.mailbox("dmarc%d" % n))
+        rel = run(mtaqueue + ["release", qid], text=True)
+        ar = headers_named(delivered(m, "dmarc%d" % n), "Authentication-Results")
+        check("dmarc %d: mtaqueue release delivers it, with dmarc=fail (%s)" % (n, ar_detail),
+              rel.returncode == 0 and ar and "dmarc=fail" in ar[0] and ar_detail in ar[0],
+              (rel.stdout, rel.stderr, ar))
+        check("dmarc %d: the log names the hold" % n,
+              re.search(r"event=queued qid=%s .*held=\"%s\"" % (qid, reason), m.log_text()) is not None)
+
+    one(6, "a@pct.example", "pct.example", "p=reject")
+    one(7, "a@quarantine.example", "quarantine.example", "p=quarantine")
 
 
 def default_action_tests(m):
@@ -552,6 +585,7 @@ def main():
         verify_tests(m, nsd, keys)
         spf_tests(m, nsd)
         dmarc_tests(m, nsd, keys)
+        quarantine_tests(m)
         bad_key_tests(m, tmp, keys)
         default_action_tests(m)
         spf_action_tests(m, table, keys)

@@ -51,6 +51,24 @@ TEST_CASE("message record round trip") {
     m.state = MessageState::corrupt;
     REQUIRE(decode(encode(m), back, err));
     CHECK(back == m);
+    m.hold_reason = "DMARC policy quarantine for example.org";
+    REQUIRE(decode(encode(m), back, err));
+    CHECK(back == m);
+    m.hold_reason = "a\nb";
+    CHECK_FALSE(decode(encode(m), back, err));
+}
+
+TEST_CASE("a version 2 message record (before hold_reason) still decodes") {
+    MessageRecord m = sample_message(), back;
+    std::string v2 = encode(m);
+    REQUIRE(v2.size() > 4);
+    v2.resize(v2.size() - 4);  // the empty hold_reason: its u32 length
+    v2[0] = 2;
+    std::string err;
+    REQUIRE(decode(v2, back, err));
+    CHECK(back == m);
+    v2[0] = 3;  // the same bytes claiming version 3 lack a field
+    CHECK_FALSE(decode(v2, back, err));
 }
 
 TEST_CASE("recipient record round trip") {

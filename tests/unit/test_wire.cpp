@@ -280,8 +280,17 @@ TEST_CASE("wire: commit round trip and refusals") {
     CHECK(out.rcpts[0].notify == 4);
     CHECK(out.rcpts[0].orcpt == "rfc822;b@example.net");
     CHECK(out.rcpts[1].addr == "c@localhost");
+    CHECK(out.hold_reason.empty());
+    wire::Commit held = sample_commit();
+    held.hold_reason = "DMARC policy quarantine for example.org";
+    REQUIRE(wire::decode(over_the_wire(wire::encode(held, 2)), out, err));
+    CHECK(out.hold_reason == held.hold_reason);
 
     auto good = [] { return wire::encode(sample_commit(), 2); };
+    auto good_held = [&held] { return wire::encode(held, 2); };
+    refuses_value<wire::Commit>(good_held, Tag::hold_reason, "");  // present means held: a reason is required
+    refuses_value<wire::Commit>(good_held, Tag::hold_reason, "a\r\nb");
+    refuses_value<wire::Commit>(good_held, Tag::hold_reason, std::string(wire::kMaxHoldReason + 1, 'r'));
     refuses_generic<wire::Commit>(good, Tag::size);
     refuses_without<wire::Commit>(good, Tag::msgid);
     refuses_without<wire::Commit>(good, Tag::sender);
@@ -553,11 +562,20 @@ TEST_CASE("msgauth_request and msgauth_reply: round trip and strict refusals") {
     wire::MsgauthReply rej{ipc::MsgauthAction::reject, 550, "5.7.1", "Rejected per DMARC policy", "", {}};
     REQUIRE(wire::decode(over_the_wire(wire::encode(rej, 1)), r, err));
     CHECK((r.code == 550 && r.enhanced == "5.7.1"));
+    wire::MsgauthReply hold{ipc::MsgauthAction::hold, 0, "", "DMARC policy quarantine for example.org",
+                            "Authentication-Results: mx.example; dmarc=fail\r\n", {}};
+    REQUIRE(wire::decode(over_the_wire(wire::encode(hold, 1)), r, err));
+    CHECK((r.action == ipc::MsgauthAction::hold && r.code == 0 && r.text == hold.text && r.prepend == hold.prepend));
 
     auto refused = [](wire::MsgauthReply x) { return !decodes<wire::MsgauthReply>(wire::encode(x, 1)); };
     CHECK(refused({ipc::MsgauthAction::reject, 451, "", "wrong class", "", {}}));
     CHECK(refused({ipc::MsgauthAction::tempfail, 550, "", "wrong class", "", {}}));
     CHECK(refused({ipc::MsgauthAction::reject, 550, "4.7.1", "enhanced of the wrong class", "", {}}));
+    CHECK(refused({ipc::MsgauthAction::hold, 0, "", "", "", {}}));  // hold without a reason
+    ipc::Message hold_code = wire::encode(hold, 1);
+    hold_code.add_u64(Tag::code, 250);
+    CHECK_FALSE(decodes<wire::MsgauthReply>(std::move(hold_code)));  // hold carries no code
+    refuses_value<wire::MsgauthReply>([&ok] { return wire::encode(ok, 1); }, Tag::msgauth_action, u64(4));
     CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-Injected: a\r\nb\r\n", {}}));  // not a field
     CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-Bare: a\nBcc: evil\r\n", {}}));
     CHECK(refused({ipc::MsgauthAction::accept, 0, "", "", "X-No-End: a", {}}));
