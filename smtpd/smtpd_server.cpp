@@ -43,11 +43,11 @@ bool parse_fail(const ipc::Message& m, int& code, std::string& enh, std::string&
 Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> res, UniqueFd master)
     : base_(base), cfg_(std::make_shared<const Config>(std::move(cfg))), res_(std::move(res)),
       reaper_(base, [this] { exit_if_stopped(); }),
-      queue_(base, reaper_, Role::queue, [this](ipc::Message& m) { on_queue(m); },
+      queue_(base, reaper_, Role::smtpd, Role::queue, [this](ipc::Message& m) { on_queue(m); },
              [this](uint64_t sid, const char*) {
                  if (auto it = sessions_.find(sid); it != sessions_.end()) it->second->on_queue_lost();
              }),
-      msgauth_(base, reaper_, Role::msgauth, [this](ipc::Message& m) { on_msgauth(m); },
+      msgauth_(base, reaper_, Role::smtpd, Role::msgauth, [this](ipc::Message& m) { on_msgauth(m); },
                [this](uint64_t sid, const char* why) {
                    if (auto it = sessions_.find(sid); it != sessions_.end()) it->second->on_msgauth_lost(why);
                }) {

@@ -11,8 +11,8 @@
 #include "common/config.h"
 #include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/peer_link.h"
 #include "common/role.h"
-#include "smtpd/smtpd_peer_link.h"
 #include "smtpd/smtpd_session.h"
 
 namespace mta::smtpd {

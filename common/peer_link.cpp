@@ -1,19 +1,19 @@
 // PeerLink (see smtpd_peer_link.h).
-#include "smtpd/smtpd_peer_link.h"
+#include "common/peer_link.h"
 
 #include "common/log.h"
 
-namespace mta::smtpd {
+namespace mta {
 
-PeerLink::PeerLink(event_base* base, daemon::Reaper& reaper, Role peer, OnMessage on_message, OnLost on_lost)
-    : base_(base), reaper_(reaper), peer_(peer), on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {}
+PeerLink::PeerLink(event_base* base, daemon::Reaper& reaper, Role self, Role peer, OnMessage on_message, OnLost on_lost)
+    : base_(base), reaper_(reaper), self_(self), peer_(peer), on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {}
 
 void PeerLink::attach(UniqueFd fd) {
     // Retire the old link first (its requests fail below), so nothing new is sent on it.
     if (link_) reaper_.bury(std::move(link_));
     uint64_t gen = ++generation_;
     link_ = std::make_unique<ipc::Link>(
-        base_, std::move(fd), Role::smtpd, role_name(peer_), [this](ipc::Message& m) { on_message_(m); },
+        base_, std::move(fd), self_, role_name(peer_), [this](ipc::Message& m) { on_message_(m); },
         [this, gen](bool bad, const std::string& why) {
             if (bad) daemon::malformed(peer_, why);
             if (gen != generation_) return;  // an already replaced link
@@ -29,13 +29,13 @@ void PeerLink::attach(UniqueFd fd) {
 void PeerLink::fail_all(const char* why) {
     auto pending = std::move(pending_);
     pending_.clear();
-    for (auto& [reqid, sid] : pending) on_lost_(sid, why);
+    for (auto& [reqid, who] : pending) on_lost_(who, why);
 }
 
-bool PeerLink::request(ipc::Message m, uint64_t session_id, uint64_t reqid) {
+bool PeerLink::request(ipc::Message m, uint64_t requester, uint64_t reqid) {
     if (!link_ || !link_->open()) return false;
     m.reqid = reqid;
-    pending_[reqid] = session_id;
+    pending_[reqid] = requester;
     link_->send(std::move(m));
     return true;
 }
@@ -47,13 +47,13 @@ void PeerLink::notify(ipc::Message m) {
 std::optional<uint64_t> PeerLink::take(uint64_t reqid) {
     auto p = pending_.find(reqid);
     if (p == pending_.end()) return std::nullopt;
-    uint64_t sid = p->second;
+    uint64_t who = p->second;
     pending_.erase(p);
-    return sid;
+    return who;
 }
 
 void PeerLink::drain() {
     if (link_) link_->drain();
 }
 
-}  // namespace mta::smtpd
+}  // namespace mta
