@@ -17,7 +17,7 @@
 namespace mta::msgauth {
 namespace {
 
-// What mta-smtpd seals a body with before handing it over: nobody can change it under us.
+// What a client (mta-smtpd, mta-queue) seals a body with before handing it over: nobody can change it under us.
 constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
 
 unsigned random_percent() {
@@ -52,26 +52,28 @@ void Server::on_peer(Role role, uint64_t instance, UniqueFd fd) {
             }));
         return;
     }
-    if (role != Role::smtpd) daemon::malformed(Role::master, std::string("peer of unexpected role ") + role_name(role));
+    if (role != Role::smtpd && role != Role::queue)
+        daemon::malformed(Role::master, std::string("peer of unexpected role ") + role_name(role));
+    Client c{role, instance};
     auto link = std::make_unique<ipc::Link>(
-        base_, std::move(fd), Role::msgauth, role_name(Role::smtpd),
-        [this, instance](ipc::Message& m) { on_smtpd(instance, m); },
-        [this, instance](bool malformed, const std::string& why) { on_smtpd_closed(instance, malformed, why); });
-    if (auto old = smtpds_.find(instance); old != smtpds_.end()) reaper_.bury(std::move(old->second));
-    smtpds_[instance] = std::move(link);
+        base_, std::move(fd), Role::msgauth, role_name(role), [this, c](ipc::Message& m) { on_client_message(c, m); },
+        [this, c](bool malformed, const std::string& why) { on_client_closed(c, malformed, why); });
+    if (auto old = clients_.find(c); old != clients_.end()) reaper_.bury(std::move(old->second));
+    clients_[c] = std::move(link);
 }
 
-void Server::on_smtpd_closed(uint64_t instance, bool malformed, const std::string& why) {
-    if (malformed) daemon::malformed(Role::smtpd, why);
-    LOG_INFO("event=peer_closed role=smtpd instance=%llu reason=\"%s\"", (unsigned long long)instance, log::safe(why).c_str());
-    auto it = smtpds_.find(instance);
-    if (it == smtpds_.end()) return;
+void Server::on_client_closed(Client c, bool malformed, const std::string& why) {
+    if (malformed) daemon::malformed(c.first, why);
+    LOG_INFO("event=peer_closed role=%s instance=%llu reason=\"%s\"", role_name(c.first), (unsigned long long)c.second,
+             log::safe(why).c_str());
+    auto it = clients_.find(c);
+    if (it == clients_.end()) return;
     reaper_.bury(std::move(it->second));
-    smtpds_.erase(it);
+    clients_.erase(it);
     // Its jobs run on: their answers are dropped (send() finds no link), and they end within DNS timeouts.
 }
 
-// The memfd mta-smtpd filled and sealed; read whole (the checks need the header section and one pass
+// The memfd the client filled and sealed; read whole (the checks need the header section and one pass
 // over the body, and the size is bounded by message_size_limit).
 // A body that is too large (message_size_limit was lowered by a reload in between) or cannot be read
 // is answered with a tempfail; a descriptor that is not sealed is a protocol violation (`sealed` false).
@@ -100,28 +102,28 @@ bool Server::read_body(int fd, std::string& out, bool& sealed, std::string& err)
     return true;
 }
 
-void Server::on_smtpd(uint64_t instance, ipc::Message& m) {
+void Server::on_client_message(Client c, ipc::Message& m) {
     wire::MsgauthRequest req;
     std::string err;
-    if (!wire::decode(m, req, err)) daemon::malformed(Role::smtpd, "msgauth_request: " + err);
+    if (!wire::decode(m, req, err)) daemon::malformed(c.first, "msgauth_request: " + err);
     std::string body;
     bool sealed = false;
     if (!read_body(req.body.get(), body, sealed, err)) {
-        if (!sealed) daemon::malformed(Role::smtpd, err);
+        if (!sealed) daemon::malformed(c.first, err);
         LOG_ERROR("event=msgauth qid=%s action=tempfail reason=\"%s\"", wire::format_qid(req.msgid).c_str(),
                   log::safe(err).c_str());
-        send(instance, wire::encode(wire::MsgauthReply{ipc::MsgauthAction::tempfail, 451, "4.3.0",
+        send(c, wire::encode(wire::MsgauthReply{ipc::MsgauthAction::tempfail, 451, "4.3.0",
                                                        "Error: local problem, try again later", "", {}}, m.reqid));
         return;
     }
     req.body.reset();
     uint64_t id = next_job_++;
     Pending& p = jobs_[id];
-    p.smtpd = instance;
+    p.client = c;
     p.reqid = m.reqid;
     p.msgid = req.msgid;
     p.trusted = req.trusted;
-    p.client = req.client_addr;
+    p.client_addr = req.client_addr;
     JobFacts facts{req.client_addr, req.client_helo, req.sender, req.auth_user, req.trusted};
     p.job = std::make_unique<Job>(settings(), keys_, psl_, std::move(facts), std::move(body), uint64_t(time(nullptr)),
                                   random_percent());
@@ -150,15 +152,16 @@ void Server::finish(uint64_t id) {
     Pending p = std::move(it->second);
     jobs_.erase(it);
     const wire::MsgauthReply& r = p.job->reply();
-    LOG_INFO("event=msgauth qid=%s client=%s trusted=%s %s", wire::format_qid(p.msgid).c_str(), log::safe(p.client).c_str(),
-             p.trusted ? "yes" : "no", log::safe(p.job->summary()).c_str());
-    send(p.smtpd, wire::encode(r, p.reqid));
+    LOG_INFO("event=msgauth qid=%s via=%s client=%s trusted=%s %s", wire::format_qid(p.msgid).c_str(),
+             role_name(p.client.first), log::safe(p.client_addr).c_str(), p.trusted ? "yes" : "no",
+             log::safe(p.job->summary()).c_str());
+    send(p.client, wire::encode(r, p.reqid));
     if (leaving_) reaper_.poke();
 }
 
-void Server::send(uint64_t smtpd, ipc::Message m) {
-    auto it = smtpds_.find(smtpd);
-    if (it != smtpds_.end() && it->second->open()) it->second->send(std::move(m));
+void Server::send(Client c, ipc::Message m) {
+    auto it = clients_.find(c);
+    if (it != clients_.end() && it->second->open()) it->second->send(std::move(m));
 }
 
 // New keys can only be read as root, before the chroot: a changed dkim_keys setting or a rebuilt
@@ -181,7 +184,7 @@ void Server::on_stop() {
 
 void Server::exit_when_idle() {
     if (!leaving_ || !jobs_.empty()) return;
-    for (auto& [id, link] : smtpds_) link->drain();
+    for (auto& [c, link] : clients_) link->drain();
     if (master_) master_->drain();
     exit(0);
 }

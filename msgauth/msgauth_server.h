@@ -1,6 +1,7 @@
-// The mta-msgauth process: msgauth_request from the mta-smtpd processes, one Job per message, its DNS
+// The mta-msgauth process: msgauth_request from the mta-smtpd processes (SMTP mail) and from mta-queue
+// (mail picked up from sendmail's maildrop), one Job per message, its DNS
 // questions to mta-resolver over our link, the reply when the job is done. Validates every message
-// from smtpd, the master and the resolver; a message body that is not a sealed memfd is a protocol
+// from its clients, the master and the resolver; a message body that is not a sealed memfd is a protocol
 // violation. Holds the DKIM private keys, loaded by main() before the privilege drop.
 #pragma once
 #include <cstdint>
@@ -25,12 +26,13 @@ public:
     Server(event_base* base, Config cfg, SigningKeys keys, PublicSuffixList psl, UniqueFd master);
 
 private:
+    using Client = std::pair<Role, uint64_t>;  // smtpd or queue, and its instance
     struct Pending {
-        uint64_t smtpd = 0;  // instance
+        Client client;
         uint64_t reqid = 0;
         uint64_t msgid = 0;
         bool trusted = false;
-        std::string client;
+        std::string client_addr;
         std::unique_ptr<Job> job;
     };
 
@@ -38,12 +40,12 @@ private:
     void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override;
 
-    void on_smtpd(uint64_t instance, ipc::Message& m);
-    void on_smtpd_closed(uint64_t instance, bool malformed, const std::string& why);
+    void on_client_message(Client c, ipc::Message& m);
+    void on_client_closed(Client c, bool malformed, const std::string& why);
     bool read_body(int fd, std::string& out, bool& sealed, std::string& err) const;
     void pump(uint64_t id);
     void finish(uint64_t id);
-    void send(uint64_t smtpd, ipc::Message m);
+    void send(Client c, ipc::Message m);
     void exit_when_idle();
     JobSettings settings() const;
 
@@ -53,7 +55,7 @@ private:
     PublicSuffixList psl_;
     daemon::Reaper reaper_;
     DnsLink dns_;
-    std::map<uint64_t, std::unique_ptr<ipc::Link>> smtpds_;
+    std::map<Client, std::unique_ptr<ipc::Link>> clients_;
     std::map<uint64_t, Pending> jobs_;
     uint64_t next_job_ = 1;
     bool leaving_ = false;  // stop, or new keys to load: answer what is in flight, then exit

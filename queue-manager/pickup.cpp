@@ -1,8 +1,9 @@
 // Maildrop pickup: sendmail (any local user) leaves files in maildrop/ (mode 1733: anyone may add,
 // nobody but the queue may list). Checked at start and every second; each file is untrusted input:
 // strictly parsed, its uid taken from the file owner, anything wrong moved to maildrop/bad/ and logged.
-// A good file becomes a body file with our Received: header (and a Message-ID:/Date: when it has none)
-// and joins the next group commit like an smtpd message; the maildrop file is removed only after the
+// A good file becomes a body file with our Received: header (and a Message-ID:/Date: when it has none),
+// after mta-msgauth's header fields (a DKIM signature) when DKIM keys are configured, and joins the next
+// group commit like an smtpd message; the maildrop file is removed only after the
 // LMDB commit (at-least-once).
 #include "queue-manager/pickup.h"
 
@@ -11,6 +12,7 @@
 #include <dirent.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +43,11 @@ Pickup::Pickup(event_base* base, Store& store, int body_dir_fd, std::function<ui
 void Pickup::configure(const Config& cfg) {
     hostname_ = cfg.hostname;
     size_limit_ = cfg.message_size_limit;
+    // Local submission is trusted mail: mta-msgauth signs it where a key exists, and has nothing else to
+    // do for it, so without keys it is not asked at all (as smtpd's wants_msgauth decides).
+    sign_ = !cfg.dkim_keys.empty();
+    default_accept_ = cfg.msgauth_default_action == "accept";
+    msgauth_timeout_ = cfg.msgauth_timeout ? cfg.msgauth_timeout : 60;
 }
 
 bool Pickup::start(std::string& err) {
@@ -127,18 +134,10 @@ void Pickup::pick_up(const std::string& name) {
     // since the chroot has no zone files.
     uint64_t written = st.st_mtime > 0 && uint64_t(st.st_mtime) <= now ? uint64_t(st.st_mtime) : now;
     md.body = with_missing_headers(md.body, {make_message_id(time_t(now), qid, hostname_), rfc5322_date(time_t(written))});
-    UniqueFd out(openat(body_dir_fd_, qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    bool ok = out && write_all(out.get(), received) && write_all(out.get(), md.body);
-    if (!ok || fsync(out.get()) != 0) {
-        LOG_ERROR("event=maildrop_deferred file=%s reason=\"body write: %s\"", log::safe(name).c_str(), strerror(errno));
-        unlinkat(body_dir_fd_, qid.c_str(), 0);
-        return;
-    }
     CommitItem c;
     c.msgid = id;
     c.maildrop = name;
     c.msg.arrival = now;
-    c.msg.size = received.size() + md.body.size();
     c.msg.sender = md.sender;
     c.msg.submit_uid = md.uid;
     c.msg.ret = md.ret;      // sendmail -R, -V, -N: as MAIL FROM RET=/ENVID= and RCPT NOTIFY=
@@ -156,6 +155,117 @@ void Pickup::pick_up(const std::string& name) {
     LOG_INFO("event=maildrop_picked qid=%s file=%s uid=%llu", qid.c_str(), log::safe(name).c_str(),
              (unsigned long long)md.uid);
     busy_.insert(name);
+    if (sign_ && ask_msgauth(c, received, md.body)) return;
+    if (sign_) {  // no link to mta-msgauth (c and the texts are untouched when asking failed)
+        waiting_[id] = Waiting{std::move(c), std::move(received), std::move(md.body), nullptr};
+        return without_msgauth(id, "no link");
+    }
+    finish(std::move(c), received, "", md.body, {});
+}
+
+// The message (without our Received:, as smtpd hands it over) in a sealed memfd, as mta-msgauth demands.
+bool Pickup::ask_msgauth(CommitItem& c, std::string& received, std::string& body) {
+    if (!ask_) return false;
+    UniqueFd mem(memfd_create("mta-message", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!mem || !write_all(mem.get(), body) ||
+        fcntl(mem.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+        LOG_ERROR("event=memfd_failed qid=%s error=\"%s\"", format_qid(c.msgid).c_str(), strerror(errno));
+        return false;
+    }
+    wire::MsgauthRequest r{c.msgid, "127.0.0.1", "localhost", c.msg.sender, "", true, std::move(mem)};
+    uint64_t token = c.msgid;
+    if (!ask_(wire::encode(r, 0), token)) return false;
+    Waiting& w = waiting_[token];
+    w.item = std::move(c);
+    w.received = std::move(received);
+    w.body = std::move(body);
+    struct Timeout {
+        Pickup* self;
+        uint64_t token;
+    };
+    auto* t = new Timeout{this, token};
+    w.timer.reset(event_new(base_, -1, 0, [](evutil_socket_t, short, void* a) {
+        std::unique_ptr<Timeout> t(static_cast<Timeout*>(a));
+        t->self->without_msgauth(t->token, "timeout");
+    }, t));
+    if (!w.timer) {
+        delete t;
+        without_msgauth(token, "timer");
+        return true;
+    }
+    timeval tv{time_t(msgauth_timeout_), 0};
+    evtimer_add(w.timer.get(), &tv);
+    return true;
+}
+
+void Pickup::msgauth_reply(uint64_t token, const wire::MsgauthReply& r) {
+    auto it = waiting_.find(token);
+    if (it == waiting_.end()) return;  // already decided (timeout)
+    Waiting w = std::move(it->second);
+    waiting_.erase(it);
+    const std::string qid = format_qid(token);
+    const std::string& name = w.item.maildrop;
+    if (r.action == ipc::MsgauthAction::reject) {
+        LOG_WARN("event=msgauth_refused qid=%s file=%s code=%d text=\"%s\"", qid.c_str(), log::safe(name).c_str(),
+                 r.code, log::safe(r.text).c_str());
+        busy_.erase(name);
+        return reject(name, "mta-msgauth: " + std::to_string(r.code) + " " + r.text);
+    }
+    if (r.action == ipc::MsgauthAction::tempfail) {
+        LOG_WARN("event=maildrop_deferred qid=%s file=%s reason=\"mta-msgauth: %d %s\"", qid.c_str(),
+                 log::safe(name).c_str(), r.code, log::safe(r.text).c_str());
+        return put_back(name);
+    }
+    if (!r.cuts.empty() && r.cuts.back().offset + r.cuts.back().length > w.body.size()) {
+        LOG_ERROR("event=msgauth_bad_reply qid=%s reason=\"cut past the message\"", qid.c_str());
+        waiting_[token] = std::move(w);
+        return without_msgauth(token, "bad reply");
+    }
+    if (r.action == ipc::MsgauthAction::hold) {
+        w.item.msg.hold_reason = r.text;
+        for (auto& rc : w.item.rcpts) rc.state = RcptState::held;
+    }
+    finish(std::move(w.item), w.received, r.prepend, w.body, r.cuts);
+}
+
+void Pickup::msgauth_lost(uint64_t token, const char* why) { without_msgauth(token, why); }
+
+// msgauth_default_action, as smtpd applies it: accept commits the message unsigned; tempfail leaves the
+// maildrop file for a later scan.
+void Pickup::without_msgauth(uint64_t token, const char* why) {
+    auto it = waiting_.find(token);
+    if (it == waiting_.end()) return;
+    Waiting w = std::move(it->second);
+    waiting_.erase(it);
+    LOG_WARN("event=msgauth_unavailable qid=%s file=%s reason=\"%s\" action=%s", format_qid(token).c_str(),
+             log::safe(w.item.maildrop).c_str(), why, default_accept_ ? "accept" : "tempfail");
+    if (!default_accept_) return put_back(w.item.maildrop);
+    finish(std::move(w.item), w.received, "", w.body, {});
+}
+
+void Pickup::finish(CommitItem c, const std::string& received, std::string_view prepend, const std::string& body,
+                    const std::vector<wire::MsgauthCut>& cuts) {
+    const std::string qid = format_qid(c.msgid);
+    UniqueFd out(openat(body_dir_fd_, qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    bool ok = out && write_all(out.get(), received) && write_all(out.get(), prepend);
+    uint64_t size = received.size() + prepend.size();
+    std::size_t pos = 0;
+    for (const wire::MsgauthCut& cut : cuts) {
+        std::string_view keep(body.data() + pos, std::size_t(cut.offset) - pos);
+        ok = ok && write_all(out.get(), keep);
+        size += keep.size();
+        pos = std::size_t(cut.offset + cut.length);
+    }
+    std::string_view rest(body.data() + pos, body.size() - pos);
+    ok = ok && write_all(out.get(), rest);
+    size += rest.size();
+    if (!ok || fsync(out.get()) != 0) {
+        LOG_ERROR("event=maildrop_deferred qid=%s file=%s reason=\"body write: %s\"", qid.c_str(),
+                  log::safe(c.maildrop).c_str(), strerror(errno));
+        unlinkat(body_dir_fd_, qid.c_str(), 0);
+        return put_back(c.maildrop);
+    }
+    c.msg.size = size;
     submit_(std::move(c));
 }
 

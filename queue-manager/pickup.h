@@ -1,15 +1,21 @@
 // Pickup: mail that local users leave in maildrop/ with sendmail (Postfix's pickup). Owns the maildrop
 // directory, its scan timer and the files whose commit is pending; a good file becomes a body file and a
-// CommitItem for the group commit, a bad one moves to maildrop/bad/.
+// CommitItem for the group commit, a bad one moves to maildrop/bad/. When DKIM keys are configured, each
+// message first goes to mta-msgauth (as smtpd's do) and the body file gets the header fields it returns.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/config.h"
 #include "common/event_ptr.h"
 #include "common/fd.h"
+#include "common/ipc.h"
+#include "common/wire/msgauth.h"
 #include "queue-manager/group_commit.h"
 #include "queue-manager/store.h"
 
@@ -23,16 +29,35 @@ public:
     Pickup& operator=(const Pickup&) = delete;
     // Makes maildrop/ (mode 1733) and maildrop/bad/ in the current directory and starts scanning.
     bool start(std::string& err);
-    void configure(const Config& cfg);  // hostname, message_size_limit
+    void configure(const Config& cfg);  // hostname, message_size_limit, dkim_keys, msgauth_*
+    // Sends a msgauth_request on the queue's link to mta-msgauth, answered through msgauth_reply or
+    // msgauth_lost with the same token; false when there is no link.
+    using AskMsgauth = std::function<bool(ipc::Message request, uint64_t token)>;
+    void set_msgauth(AskMsgauth ask) { ask_ = std::move(ask); }
+    void msgauth_reply(uint64_t token, const wire::MsgauthReply& r);
+    void msgauth_lost(uint64_t token, const char* why);
     void stop() { stopping_ = true; }
     // The file's message is committed: the file goes. Refused: it stays and is picked up again later.
     void committed(const std::string& name, const std::string& qid);
     void refused(const std::string& name) { busy_.erase(name); }
 
 private:
+    // A message waiting for mta-msgauth's verdict (its maildrop file stays in busy_ meanwhile).
+    struct Waiting {
+        CommitItem item;
+        std::string received, body;
+        EventPtr timer;  // msgauth_timeout
+    };
+
     void scan();
     void pick_up(const std::string& name);
     void reject(const std::string& name, const std::string& why);
+    bool ask_msgauth(CommitItem& c, std::string& received, std::string& body);
+    void without_msgauth(uint64_t token, const char* why);
+    // Writes Received:, `prepend` and the body without `cuts` as the queue's body file, then commits.
+    void finish(CommitItem c, const std::string& received, std::string_view prepend, const std::string& body,
+                const std::vector<wire::MsgauthCut>& cuts);
+    void put_back(const std::string& name) { busy_.erase(name); }  // picked up again at a later scan
 
     event_base* base_;
     Store& store_;
@@ -43,8 +68,13 @@ private:
     uint64_t size_limit_ = 0;
     UniqueFd dir_fd_;
     EventPtr scan_ev_;
-    std::set<std::string> busy_;  // picked up, commit pending
+    std::set<std::string> busy_;  // picked up, verdict or commit pending
     bool stopping_ = false;
+    bool sign_ = false;            // dkim_keys set: ask mta-msgauth
+    bool default_accept_ = false;  // msgauth_default_action = accept
+    uint64_t msgauth_timeout_ = 60;
+    AskMsgauth ask_;
+    std::map<uint64_t, Waiting> waiting_;  // by queue id
 };
 
 }  // namespace mta::queue

@@ -71,6 +71,15 @@ void QueueServer::build_parts() {
         .wake_at = [this](uint64_t when) { active_->wake_at(when); },
     });
     pickup_ = std::make_unique<Pickup>(base_, store_, body, clock_.now, [this](CommitItem c) { group_->add(std::move(c)); });
+    msgauth_ = std::make_unique<PeerLink>(
+        base_, reaper_, Role::queue, Role::msgauth,
+        [this](ipc::Message& m) {
+            wire::MsgauthReply r;
+            if (std::string err; !wire::decode(m, r, err)) daemon::malformed(Role::msgauth, "msgauth_reply: " + err);
+            if (auto token = msgauth_->take(m.reqid)) pickup_->msgauth_reply(*token, r);
+        },
+        [this](uint64_t token, const char* why) { pickup_->msgauth_lost(token, why); });
+    pickup_->set_msgauth([this](ipc::Message m, uint64_t token) { return msgauth_->request(std::move(m), token, token); });
     admin_ = std::make_unique<AdminOps>(store_, clock_.now, AdminOps::Queue{
         .flush = [this] { group_->flush(); },
         .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
@@ -147,6 +156,7 @@ void QueueServer::exit_now(int code) {
     if (pool_) pool_->shutdown();
     if (master_) master_->drain();
     for (auto& [id, p] : peers_) p->link->drain();
+    if (msgauth_) msgauth_->drain();
     exit(code);
 }
 
@@ -157,6 +167,7 @@ void QueueServer::on_request(ipc::Message& m) {
 }
 
 void QueueServer::on_peer(Role role, uint64_t instance, UniqueFd fd) {
+    if (role == Role::msgauth && msgauth_) return msgauth_->attach(std::move(fd));
     if (role != Role::smtpd && role != Role::smtp && role != Role::local)
         daemon::malformed(Role::master, std::string("peer role ") + role_name(role));
     auto key = std::make_pair(role, instance);

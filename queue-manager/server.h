@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/peer_link.h"
 #include "common/role.h"
 #include "queue-manager/active_set.h"
 #include "queue-manager/admin_ops.h"
@@ -117,6 +118,7 @@ private:
     std::unique_ptr<Scheduler> sched_;
     std::unique_ptr<Pickup> pickup_;
     std::unique_ptr<AdminOps> admin_;
+    std::unique_ptr<PeerLink> msgauth_;  // to mta-msgauth, for the mail Pickup takes in
 };
 
 }  // namespace mta::queue

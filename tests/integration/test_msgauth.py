@@ -21,7 +21,7 @@ import dns.resolver
 import spf
 
 from dnszone import Nsd
-from mtatest import BIN, MTA, TMP_ROOT, Guard, check, finish, free_port, wait_for
+from mtatest import BIN, MTA, TMP_ROOT, Guard, as_user, check, finish, free_port, wait_for
 
 HOST = "mx.test.example"
 UNTRUSTED = "127.0.0.9"   # neither in mynetworks nor authenticated: verified
@@ -299,6 +299,45 @@ def signing_tests(m, nsd, tmp):
           r.code == 250 and ars == ["other.example; spf=pass"] and dkimpy_ok(msg, lookup), ars)
 
 
+def smtpd_msgauth_links(m):
+    """Links mta-smtpd processes made to mta-msgauth so far (mta-queue makes one of its own)."""
+    return len(re.findall(r"mta-smtpd\[\d+\]: level=\w+ event=msgauth_link_up", m.log_text()))
+
+
+def sendmail(m, user, body):
+    """Local submission as an unprivileged user; mta-queue's pickup takes it from the maildrop."""
+    return subprocess.run(as_user("nobody", [os.path.join(BIN, "sendmail"), "-C", m.conf, "%s@localhost" % user]),
+                          input=body, capture_output=True, timeout=60)
+
+
+def sendmail_tests(m, nsd, tmp):
+    """Mail from sendmail is signed like mail from mynetworks: the queue hands it to mta-msgauth."""
+    lookup = nsd_txt(nsd)
+    r = sendmail(m, "smsign", message("alice@sign.example", "sendmail signed"))
+    msg = delivered(m, "smsign")
+    check("sendmail: picked-up mail is signed with Ed25519 and RSA",
+          r.returncode == 0 and sig_algorithms(msg) == ["ed25519-sha256", "rsa-sha256"],
+          (r.returncode, r.stderr, sig_algorithms(msg), msg[:600]))
+    for idx in range(2):
+        check("sendmail: dkimpy verifies signature %d" % idx, dkimpy_ok(msg, lookup, idx), msg[:1500])
+    ok, out = opendkim_verify(nsd, msg, tmp)
+    check("sendmail: opendkim-testmsg verifies", ok, out)
+    check("sendmail: the signature follows our Received: (it is not signed over)",
+          b"Received: by mx.test.example (mta sendmail" in msg and
+          msg.index(b"Received: by mx.test.example (mta sendmail") < msg.index(b"DKIM-Signature:"), msg[:400])
+    check("sendmail: mta-msgauth logged the queue as its client",
+          re.search(r"event=msgauth qid=[0-9A-F]{16} via=queue .*trusted=yes", m.log_text()) is not None)
+    forged = b"Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n"
+    r = sendmail(m, "smforged", message("alice@sign.example", "sendmail forged", forged))
+    msg = delivered(m, "smforged")
+    check("sendmail: Authentication-Results claiming our id removed; still verifies",
+          r.returncode == 0 and not headers_named(msg, "Authentication-Results") and dkimpy_ok(msg, lookup), msg[:800])
+    r = sendmail(m, "smnokey", message("carol@nokey.example", "sendmail no key"))
+    msg = delivered(m, "smnokey")
+    check("sendmail: a From: domain without a key is delivered unsigned",
+          r.returncode == 0 and msg and not headers_named(msg, "DKIM-Signature"), msg[:600])
+
+
 def verify_tests(m, nsd, keys):
     def dkimpy_sign(msg, sel, keyfile, alg, domain="sender.example"):
         if alg == "rsa":
@@ -473,9 +512,25 @@ def default_action_tests(m):
           r and (r.code, r.text))
     check("default: the log names the closed link", 'reason="link closed" action=tempfail' in m.log_text())
     check("default: mtad restarts mta-msgauth", wait_for(lambda: msgauth_pid() not in (None, pid), 15))
-    wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= 4, 10)
+    wait_for(lambda: smtpd_msgauth_links(m) >= 4, 10)
+    # sendmail mail while mta-msgauth stands still: past the timeout the default (tempfail) leaves the
+    # maildrop file where it is; it is picked up again, and signed, once mta-msgauth answers.
+    pid = msgauth_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        r = sendmail(m, "smstopped", message("alice@sign.example", "sendmail while stopped"))
+        check("default: sendmail mail with mta-msgauth stopped waits in the maildrop (tempfail)",
+              r.returncode == 0 and wait_for(lambda: re.search(r"event=msgauth_unavailable qid=\w+ file=\S+ "
+                                                               r'reason="timeout" action=tempfail', m.log_text()), 15)
+              and not m.mailbox("smstopped"), (r.returncode, r.stderr))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    msg = delivered(m, "smstopped", timeout=30)
+    check("default: ... and is delivered signed once mta-msgauth answers", sig_algorithms(msg) == ["ed25519-sha256",
+                                                                                                  "rsa-sha256"],
+          msg[:600])
     m.reconfigure("msgauth_default_action = accept\n")
-    wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= 6, 15)
+    wait_for(lambda: smtpd_msgauth_links(m) >= 6, 15)
     r = send_while_stopped(msgauth_pid(), TRUSTED, "alice@sign.example", "defaccept",
                            message("alice@sign.example", "accepted"))
     msg = delivered(m, "defaccept")
@@ -489,9 +544,9 @@ def spf_action_tests(m, table, keys):
     with open(table, "a") as f:
         f.write("nokey.example n1 rsa %s\n" % keys["sign-rsa"])
     r = run([os.path.join(BIN, "mtamap"), "-t", "dkim", table], text=True)
-    links = m.log_text().count("event=msgauth_link_up")
+    links = smtpd_msgauth_links(m)
     m.reconfigure("spf_action = reject_fail\n")
-    wait_for(lambda: m.log_text().count("event=msgauth_link_up") >= links + 2, 15)
+    wait_for(lambda: smtpd_msgauth_links(m) >= links + 2, 15)
     r = send(m, UNTRUSTED, "alice@exp.spf.example", "spfreject", message("x@spf.example", "spf reject"))
     check("spf_action = reject_fail: an SPF fail of MAIL FROM -> 550 5.7.23 with the domain's exp= text",
           r.code == 550 and r.text.startswith("5.7.23") and "not allowed from 127.0.0.9" in r.text, (r.code, r.text))
@@ -582,6 +637,7 @@ def main():
         check("mtactl status lists mta-msgauth running as _mtaauth",
               re.search(r"role=msgauth instance=0 pid=\d+ state=running", st) is not None, st)
         signing_tests(m, nsd, tmp)
+        sendmail_tests(m, nsd, tmp)
         verify_tests(m, nsd, keys)
         spf_tests(m, nsd)
         dmarc_tests(m, nsd, keys)
