@@ -9,9 +9,11 @@ BUILD    ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 PKGS     := libevent libevent_openssl openssl libunbound lmdb libpsl
+# CXXFLAGS/LDFLAGS from the environment or the command line (a packager's) replace the defaults; the
+# flags the build cannot do without are appended with `override`, so they survive both.
 CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
+override CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
 
 # The ASan+UBSan build uses clang: GCC's UBSan at -O1 compiles about four times slower, and clang's
 # objects double as the fuzz targets' (fuzzer-no-link only adds coverage counters), so `make check`
@@ -20,9 +22,9 @@ SAN_CXX  ?= clang++-14
 ifeq ($(SAN),1)
 BUILD    := build-asan
 CXX      := $(SAN_CXX)
-CXXFLAGS += -O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link \
+override CXXFLAGS += -O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link \
             -fno-sanitize-recover=undefined
-LDFLAGS  += -fsanitize=address,undefined
+override LDFLAGS += -fsanitize=address,undefined
 endif
 
 COMPONENTS := common smtpd queue-manager smtp-client resolver msgauth master
@@ -68,7 +70,7 @@ PCH_EXT    := $(if $(filter 1,$(SAN)),pch,gch)
 PCH_COMMON := $(BUILD)/pch/common/pch.h
 TEST_KINDS := unit fuzz
 PCH_FILES  := $(foreach h,$(PCH_COMMON) $(foreach k,$(TEST_KINDS),$(BUILD)/pch/tests/$(k)/pch.h),$(h).$(PCH_EXT))
-CXXFLAGS   += -Winvalid-pch
+override CXXFLAGS += -Winvalid-pch
 
 # Built by a pattern rule, so make would delete them as intermediate files after each build.
 .SECONDARY: $(PCH_FILES)
@@ -88,7 +90,7 @@ $(BUILD)/obj/tests/$(1)/%.o: tests/$(1)/%.cpp $(BUILD)/pch/tests/$(1)/pch.h.$(PC
 	@mkdir -p $$(dir $$@)
 	$$(CXX) $$(CXXFLAGS) $$(PCH_FLAGS) -c $$< -o $$@
 $(BUILD)/obj/tests/$(1)/%.o: PCH_FLAGS = -include $(BUILD)/pch/tests/$(1)/pch.h
-$(BUILD)/obj/tests/$(1)/%.o $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT): CXXFLAGS += -O0
+$(BUILD)/obj/tests/$(1)/%.o $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT): override CXXFLAGS += -O0
 endef
 $(foreach k,$(TEST_KINDS),$(eval $(call TEST_OBJ_RULE,$(k))))
 # doctest's main must define its implementation macro before doctest is first included.
@@ -106,7 +108,7 @@ $(VERSION_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
 $(BUILD)/obj/common/version.o: $(VERSION_STAMP)
-$(BUILD)/obj/common/version.o: CXXFLAGS += -DMTA_VERSION='"$(VERSION)"'
+$(BUILD)/obj/common/version.o: override CXXFLAGS += -DMTA_VERSION='"$(VERSION)"'
 
 define LIB_RULE
 $(call lib_file,$(1)): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
