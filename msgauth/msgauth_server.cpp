@@ -17,9 +17,6 @@
 namespace mta::msgauth {
 namespace {
 
-// What a client (mta-smtpd, mta-queue) seals a body with before handing it over: nobody can change it under us.
-constexpr int kRequiredSeals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
-
 unsigned random_percent() {
     uint32_t r = 0;
     if (getrandom(&r, sizeof r, 0) != ssize_t(sizeof r)) r = uint32_t(time(nullptr));
@@ -80,7 +77,7 @@ void Server::on_client_closed(Client c, bool malformed, const std::string& why) 
 bool Server::read_body(int fd, std::string& out, bool& sealed, std::string& err) const {
     int seals = fcntl(fd, F_GET_SEALS);
     struct stat st {};
-    sealed = seals >= 0 && (seals & kRequiredSeals) == kRequiredSeals && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    sealed = seals >= 0 && (seals & wire::kMsgauthBodySeals) == wire::kMsgauthBodySeals && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     if (!sealed) {
         err = "body fd is not a sealed memfd";
         return false;
@@ -113,7 +110,7 @@ void Server::on_client_message(Client c, ipc::Message& m) {
         LOG_ERROR("event=msgauth qid=%s action=tempfail reason=\"%s\"", wire::format_qid(req.msgid).c_str(),
                   log::safe(err).c_str());
         send(c, wire::encode(wire::MsgauthReply{ipc::MsgauthAction::tempfail, 451, "4.3.0",
-                                                       "Error: local problem, try again later", "", {}}, m.reqid));
+                                                "Error: local problem, try again later", "", {}}, m.reqid));
         return;
     }
     req.body.reset();

@@ -24,7 +24,6 @@ bool parse_commit(const ipc::Message& m, CommitRequest& out, std::string& err) {
     r.hold_reason = std::move(c.hold_reason);
     for (wire::CommitRcpt& x : c.rcpts) {
         out.rcpts.emplace_back();
-        if (!r.hold_reason.empty()) out.rcpts.back().state = RcptState::held;
         out.rcpts.back().addr = std::move(x.addr);
         out.rcpts.back().notify = x.notify;
         out.rcpts.back().orcpt = std::move(x.orcpt);

@@ -74,6 +74,9 @@ void GroupCommit::flush() {
         ops.push_back(std::move(m));
         for (std::size_t i = 0; i < c.rcpts.size(); i++) {
             c.rcpts[i].next_attempt = now;
+            // Queued held on arrival (mta-msgauth's quarantine, for smtpd and pickup mail alike): stored
+            // held, so it has no schedule entry until mtaqueue release.
+            if (!c.msg.hold_reason.empty()) c.rcpts[i].state = RcptState::held;
             Op r;
             r.kind = Op::Kind::put_recipient;
             r.msgid = c.msgid;

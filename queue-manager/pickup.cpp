@@ -74,6 +74,7 @@ void Pickup::reject(const std::string& name, const std::string& why) {
 
 void Pickup::scan() {
     if (stopping_ || !dir_fd_) return;
+    expire(now_());
     int dfd = openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return;
     std::unique_ptr<DIR, DirClose> d(fdopendir(dfd));
@@ -155,47 +156,30 @@ void Pickup::pick_up(const std::string& name) {
     LOG_INFO("event=maildrop_picked qid=%s file=%s uid=%llu", qid.c_str(), log::safe(name).c_str(),
              (unsigned long long)md.uid);
     busy_.insert(name);
-    if (sign_ && ask_msgauth(c, received, md.body)) return;
-    if (sign_) {  // no link to mta-msgauth (c and the texts are untouched when asking failed)
-        waiting_[id] = Waiting{std::move(c), std::move(received), std::move(md.body), nullptr};
-        return without_msgauth(id, "no link");
-    }
-    finish(std::move(c), received, "", md.body, {});
+    Waiting w{std::move(c), std::move(received), std::move(md.body), now + msgauth_timeout_};
+    if (sign_) ask_msgauth(std::move(w));
+    else finish(std::move(w), "", {});
 }
 
 // The message (without our Received:, as smtpd hands it over) in a sealed memfd, as mta-msgauth demands.
-bool Pickup::ask_msgauth(CommitItem& c, std::string& received, std::string& body) {
-    if (!ask_) return false;
+void Pickup::ask_msgauth(Waiting w) {
+    const uint64_t token = w.item.msgid;
     UniqueFd mem(memfd_create("mta-message", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-    if (!mem || !write_all(mem.get(), body) ||
-        fcntl(mem.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
-        LOG_ERROR("event=memfd_failed qid=%s error=\"%s\"", format_qid(c.msgid).c_str(), strerror(errno));
-        return false;
+    if (!mem || !write_all(mem.get(), w.body) || !wire::seal_msgauth_body(mem.get())) {
+        LOG_ERROR("event=memfd_failed qid=%s error=\"%s\"", format_qid(token).c_str(), strerror(errno));
+        return unavailable(std::move(w), "memfd");
     }
-    wire::MsgauthRequest r{c.msgid, "127.0.0.1", "localhost", c.msg.sender, "", true, std::move(mem)};
-    uint64_t token = c.msgid;
-    if (!ask_(wire::encode(r, 0), token)) return false;
-    Waiting& w = waiting_[token];
-    w.item = std::move(c);
-    w.received = std::move(received);
-    w.body = std::move(body);
-    struct Timeout {
-        Pickup* self;
-        uint64_t token;
-    };
-    auto* t = new Timeout{this, token};
-    w.timer.reset(event_new(base_, -1, 0, [](evutil_socket_t, short, void* a) {
-        std::unique_ptr<Timeout> t(static_cast<Timeout*>(a));
-        t->self->without_msgauth(t->token, "timeout");
-    }, t));
-    if (!w.timer) {
-        delete t;
-        without_msgauth(token, "timer");
-        return true;
-    }
-    timeval tv{time_t(msgauth_timeout_), 0};
-    evtimer_add(w.timer.get(), &tv);
-    return true;
+    wire::MsgauthRequest r{token, "127.0.0.1", "localhost", w.item.msg.sender, "", true, std::move(mem)};
+    if (!ask_ || !ask_(wire::encode(r, 0), token)) return unavailable(std::move(w), "no link");
+    waiting_[token] = std::move(w);
+}
+
+// Verdicts past their deadline (checked by the scan, every second) get the default.
+void Pickup::expire(uint64_t now) {
+    std::vector<uint64_t> late;
+    for (auto& [token, w] : waiting_)
+        if (w.deadline <= now) late.push_back(token);
+    for (uint64_t token : late) msgauth_lost(token, "timeout");
 }
 
 void Pickup::msgauth_reply(uint64_t token, const wire::MsgauthReply& r) {
@@ -216,47 +200,45 @@ void Pickup::msgauth_reply(uint64_t token, const wire::MsgauthReply& r) {
                  log::safe(name).c_str(), r.code, log::safe(r.text).c_str());
         return put_back(name);
     }
-    if (!r.cuts.empty() && r.cuts.back().offset + r.cuts.back().length > w.body.size()) {
+    if (!wire::cuts_fit(r.cuts, w.body.size())) {
         LOG_ERROR("event=msgauth_bad_reply qid=%s reason=\"cut past the message\"", qid.c_str());
-        waiting_[token] = std::move(w);
-        return without_msgauth(token, "bad reply");
+        return unavailable(std::move(w), "bad reply");
     }
-    if (r.action == ipc::MsgauthAction::hold) {
-        w.item.msg.hold_reason = r.text;
-        for (auto& rc : w.item.rcpts) rc.state = RcptState::held;
-    }
-    finish(std::move(w.item), w.received, r.prepend, w.body, r.cuts);
+    if (r.action == ipc::MsgauthAction::hold) w.item.msg.hold_reason = r.text;  // the group commit stores it held
+    finish(std::move(w), r.prepend, r.cuts);
 }
 
-void Pickup::msgauth_lost(uint64_t token, const char* why) { without_msgauth(token, why); }
-
-// msgauth_default_action, as smtpd applies it: accept commits the message unsigned; tempfail leaves the
-// maildrop file for a later scan.
-void Pickup::without_msgauth(uint64_t token, const char* why) {
+void Pickup::msgauth_lost(uint64_t token, const char* why) {
     auto it = waiting_.find(token);
     if (it == waiting_.end()) return;
     Waiting w = std::move(it->second);
     waiting_.erase(it);
-    LOG_WARN("event=msgauth_unavailable qid=%s file=%s reason=\"%s\" action=%s", format_qid(token).c_str(),
-             log::safe(w.item.maildrop).c_str(), why, default_accept_ ? "accept" : "tempfail");
-    if (!default_accept_) return put_back(w.item.maildrop);
-    finish(std::move(w.item), w.received, "", w.body, {});
+    unavailable(std::move(w), why);
 }
 
-void Pickup::finish(CommitItem c, const std::string& received, std::string_view prepend, const std::string& body,
-                    const std::vector<wire::MsgauthCut>& cuts) {
+// msgauth_default_action, as smtpd applies it: accept commits the message unsigned; tempfail leaves the
+// maildrop file for a later scan.
+void Pickup::unavailable(Waiting w, const char* why) {
+    LOG_WARN("event=msgauth_unavailable qid=%s file=%s reason=\"%s\" action=%s", format_qid(w.item.msgid).c_str(),
+             log::safe(w.item.maildrop).c_str(), why, default_accept_ ? "accept" : "tempfail");
+    if (!default_accept_) return put_back(w.item.maildrop);
+    finish(std::move(w), "", {});
+}
+
+void Pickup::finish(Waiting w, std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts) {
+    CommitItem& c = w.item;
     const std::string qid = format_qid(c.msgid);
     UniqueFd out(openat(body_dir_fd_, qid.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    bool ok = out && write_all(out.get(), received) && write_all(out.get(), prepend);
-    uint64_t size = received.size() + prepend.size();
+    bool ok = out && write_all(out.get(), w.received) && write_all(out.get(), prepend);
+    uint64_t size = w.received.size() + prepend.size();
     std::size_t pos = 0;
     for (const wire::MsgauthCut& cut : cuts) {
-        std::string_view keep(body.data() + pos, std::size_t(cut.offset) - pos);
+        std::string_view keep(w.body.data() + pos, std::size_t(cut.offset) - pos);
         ok = ok && write_all(out.get(), keep);
         size += keep.size();
         pos = std::size_t(cut.offset + cut.length);
     }
-    std::string_view rest(body.data() + pos, body.size() - pos);
+    std::string_view rest(w.body.data() + pos, w.body.size() - pos);
     ok = ok && write_all(out.get(), rest);
     size += rest.size();
     if (!ok || fsync(out.get()) != 0) {

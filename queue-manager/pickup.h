@@ -42,21 +42,22 @@ public:
     void refused(const std::string& name) { busy_.erase(name); }
 
 private:
-    // A message waiting for mta-msgauth's verdict (its maildrop file stays in busy_ meanwhile).
+    // A message on its way to the queue: the pieces of its body file and its commit. While it waits for
+    // mta-msgauth's verdict (until `deadline`) its maildrop file stays in busy_.
     struct Waiting {
         CommitItem item;
         std::string received, body;
-        EventPtr timer;  // msgauth_timeout
+        uint64_t deadline = 0;
     };
 
     void scan();
     void pick_up(const std::string& name);
     void reject(const std::string& name, const std::string& why);
-    bool ask_msgauth(CommitItem& c, std::string& received, std::string& body);
-    void without_msgauth(uint64_t token, const char* why);
+    void ask_msgauth(Waiting w);
+    void expire(uint64_t now);
+    void unavailable(Waiting w, const char* why);
     // Writes Received:, `prepend` and the body without `cuts` as the queue's body file, then commits.
-    void finish(CommitItem c, const std::string& received, std::string_view prepend, const std::string& body,
-                const std::vector<wire::MsgauthCut>& cuts);
+    void finish(Waiting w, std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts);
     void put_back(const std::string& name) { busy_.erase(name); }  // picked up again at a later scan
 
     event_base* base_;

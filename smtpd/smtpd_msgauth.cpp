@@ -23,8 +23,6 @@
 namespace mta::smtpd {
 namespace {
 
-constexpr int kSeals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
-
 // Copies [from, to) of `in` to `out` through `buf`.
 bool copy_range(int in, int out, uint64_t from, uint64_t to, std::string& buf) {
     while (from < to) {
@@ -57,13 +55,13 @@ void BodySink::hold() {
 
 bool BodySink::seal(UniqueFd& copy) {
     flush();
-    if (failed || fcntl(held.get(), F_ADD_SEALS, kSeals) != 0) return false;
+    if (failed || !wire::seal_msgauth_body(held.get())) return false;
     copy.reset(fcntl(held.get(), F_DUPFD_CLOEXEC, 0));
     return copy.valid();
 }
 
 bool BodySink::cuts_fit(const std::vector<wire::MsgauthCut>& cuts) const {
-    return cuts.empty() || cuts.back().offset + cuts.back().length <= held_size(held.get());
+    return wire::cuts_fit(cuts, held_size(held.get()));
 }
 
 bool BodySink::release(std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts) {

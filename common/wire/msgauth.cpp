@@ -63,6 +63,12 @@ bool decode(ipc::Message& m, MsgauthRequest& out, std::string& err) {
     return true;
 }
 
+bool seal_msgauth_body(int fd) { return fcntl(fd, F_ADD_SEALS, kMsgauthBodySeals | F_SEAL_SEAL) == 0; }
+
+bool cuts_fit(const std::vector<MsgauthCut>& cuts, uint64_t size) {
+    return cuts.empty() || cuts.back().offset + cuts.back().length <= size;
+}
+
 ipc::Message encode(const MsgauthReply& r, uint64_t reqid) {
     ipc::Message m(ipc::Type::msgauth_reply, reqid);
     m.add_u64(Tag::msgauth_action, uint64_t(r.action));

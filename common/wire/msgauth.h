@@ -4,6 +4,8 @@
 // Both sides are unprivileged: the reply is checked as strictly as anything from the network, because
 // its header text ends up in the queued message.
 #pragma once
+#include <fcntl.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,6 +43,14 @@ struct MsgauthReply {
     std::string prepend;        // header fields, each ending in CRLF (valid_header_block)
     std::vector<MsgauthCut> cuts;  // ascending, disjoint, non-empty
 };
+
+// The seals a msgauth_request's body must carry, or mta-msgauth refuses it: nobody can change the
+// message while it is being judged. seal_msgauth_body adds them to a memfd (MFD_ALLOW_SEALING), and
+// F_SEAL_SEAL so that nobody can lift them; false with errno on failure.
+inline constexpr int kMsgauthBodySeals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+bool seal_msgauth_body(int fd);
+// The reply's cuts (ascending and disjoint, as decode checks) lie within a message of `size` octets.
+bool cuts_fit(const std::vector<MsgauthCut>& cuts, uint64_t size);
 
 // Header fields as they may be written into a message: lines ending in CRLF, at most 998 octets each,
 // no NUL and no bare CR or LF; a line starting with a blank continues the field above it; every other

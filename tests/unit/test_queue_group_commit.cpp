@@ -139,3 +139,25 @@ TEST_CASE("result changes and the DSNs they ask for commit with the next batch")
     CHECK(s.store.count("messages") == 3);
     CHECK(s.store.count("recipients") == 2);
 }
+
+TEST_CASE("a message committed with a hold reason is stored held, with no schedule entry") {
+    Spool s;
+    GroupCommit g = s.make();
+    CommitItem held = item(1, 2);
+    held.msg.hold_reason = "DMARC policy quarantine for example.org";
+    g.add(std::move(held));
+    g.add(item(2, 1));
+    g.flush();
+    CHECK(s.store.count("recipients") == 3);
+    ScanResult due = s.store.scan_due(5000, 100, [](uint64_t, uint32_t) { return false; });
+    CHECK(due.entries == 1);  // message 2 only
+    int loaded = 0;
+    s.store.load_messages({1}, [&](uint64_t, Store::Load l, MessageRecord& m, RcptList& rcpts) {
+        REQUIRE(l == Store::Load::ok);
+        CHECK(m.hold_reason == "DMARC policy quarantine for example.org");
+        REQUIRE(rcpts.size() == 2);
+        for (auto& r : rcpts) CHECK(r.second.state == RcptState::held);
+        loaded++;
+    });
+    CHECK(loaded == 1);
+}
