@@ -31,14 +31,20 @@ def phase_end(start):
     return min(start + PHASE_CAP, DEADLINE[0])
 
 
-# key, label, message size, concurrent sessions, recipients, messages via smtp-source, via the latency client
+# key, label, message size, concurrent sessions, recipients, messages via smtp-source, via the latency client;
+# dkim: both systems sign (ours in mta-msgauth, Postfix through OpenDKIM) with one key of that type.
 WORKLOADS = [
     dict(key="4k", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000, nlat=1500),
     dict(key="100k", label="100 KiB x 20 sessions, 1 rcpt", size=102400, sessions=20, rcpts=1, n=1500, nlat=500),
     dict(key="4k-10rcpt", label="4 KiB x 20 sessions, 10 rcpts", size=4096, sessions=20, rcpts=10, n=2000,
          nlat=600),
+    dict(key="4k-dkim-rsa", label="4 KiB x 20 sessions, DKIM RSA-2048", size=4096, sessions=20, rcpts=1, n=3000,
+         nlat=1000, dkim="rsa"),
+    dict(key="4k-dkim-ed25519", label="4 KiB x 20 sessions, DKIM Ed25519", size=4096, sessions=20, rcpts=1,
+         n=3000, nlat=1000, dkim="ed25519"),
     dict(key="idle", label="1000 idle connections", conns=1000),
 ]
+DKIM_DOMAIN = "client.test"  # the From: domain of smtp-source's messages (-f bench@client.test)
 
 
 def log(msg):
@@ -102,7 +108,7 @@ def smtp_source(system, wl, workdir):
     """Runs smtp-source to completion; returns (accepted, seconds). Killed when it stalls."""
     out_path = os.path.join(workdir, "source-%s-%s.out" % (system.name, wl["key"]))
     cmd = ["smtp-source", "-c", "-N", "-m", str(wl["n"]), "-s", str(wl["sessions"]), "-l", str(wl["size"]),
-           "-r", str(wl["rcpts"]), "-f", "bench@client.test", "-t", "rcpt@sink.test", "-M", "client.test",
+           "-r", str(wl["rcpts"]), "-f", "bench@" + DKIM_DOMAIN, "-t", "rcpt@sink.test", "-M", "client.test",
            "-S", "bench", "127.0.0.1:%d" % system.port]
     with open(out_path, "wb") as out:
         t0 = time.time()
@@ -134,19 +140,30 @@ def throughput_workload(system, sink, wl, workdir):
     res = {}
     what = "%s/%s" % (system.name, wl["key"])
     # Phase 1: smtp-source for the throughput, CPU and memory figures.
-    cpu0 = procstat.cpu_seconds(procstat.tree(system.root_pid()))
-    with procstat.PeakMemory(system.root_pid) as peak:
+    procs0 = system.procs()
+    with procstat.PeakMemory(system.procs) as peak:
         t0 = time.time()
         accepted, src_secs = smtp_source(system, wl, workdir)
         t_done, _ = wait_sink(sink, accepted, what + " smtp-source phase")
-        root = system.root_pid()
-        if not root:
+        procs1 = system.procs()
+        if not procs1:
             raise HarnessError("%s: the system died during the run" % what)
-        cpu1 = procstat.cpu_seconds(procstat.tree(root))
     check_exact(sink, accepted, what)
     res["accepted_per_s"] = accepted / src_secs
     res["e2e_per_s"] = accepted / (t_done - t0)
-    res["cpu_s_per_1000"] = (cpu1 - cpu0) / accepted * 1000.0
+    res["cpu_s_per_1000"] = (procstat.cpu_seconds(procs1) - procstat.cpu_seconds(procs0)) / accepted * 1000.0
+    # The same split by process name (JSON only): which role a change in the total comes from.
+    by = {}
+    for procs, sign in ((procs1, 1), (procs0, -1)):
+        for p in procs.values():
+            by[p.comm] = by.get(p.comm, 0.0) + sign * p.ticks / procstat.HZ
+    res["cpu_s_per_1000_by_process"] = {c: round(v / accepted * 1000.0, 3) for c, v in sorted(by.items()) if v}
+    if wl.get("dkim"):
+        # The signer alone: mta-msgauth for ours, the opendkim milter for Postfix.
+        def signer(procs):
+            return procstat.cpu_seconds({k: p for k, p in procs.items() if p.comm == system.signer_comm})
+        res["sign_cpu_ms"] = (signer(procs1) - signer(procs0)) / accepted * 1000.0
+        res["signed"], res["verified"] = systems.check_signed(sink.dump_dir, wl["key_obj"])
     res["peak_rss_mib"] = peak.peak_rss / 1048576.0
     res["peak_pss_mib"] = peak.peak_pss / 1048576.0
     res["messages"] = accepted
@@ -166,8 +183,7 @@ def throughput_workload(system, sink, wl, workdir):
 
 
 def idle_workload(system, wl):
-    root = system.root_pid()
-    snap = procstat.tree(root)
+    snap = system.procs()
     before = dict(smtpd_rss=procstat.rss_bytes(snap, system.smtpd_comm),
                   smtpd_pss=procstat.pss_bytes(snap, system.smtpd_comm),
                   tree_rss=procstat.rss_bytes(snap), tree_pss=procstat.pss_bytes(snap))
@@ -184,7 +200,7 @@ def idle_workload(system, wl):
                                % (system.name, ready, wl["conns"], timeout))
         open_secs = time.time() - t0
         time.sleep(1.0)
-        snap = procstat.tree(system.root_pid())
+        snap = system.procs()
         after = dict(smtpd_rss=procstat.rss_bytes(snap, system.smtpd_comm),
                      smtpd_pss=procstat.pss_bytes(snap, system.smtpd_comm),
                      tree_rss=procstat.rss_bytes(snap), tree_pss=procstat.pss_bytes(snap))
@@ -221,15 +237,16 @@ def client_ceiling(wl, workdir, live):
 
 
 def run_one(sysname, wl, workdir, args, live):
-    sink = systems.Sink(workdir)
+    sink = systems.Sink(workdir, dump=bool(wl.get("dkim")))
     system = None
     live.append(sink)
     try:
         sink.start()
+        key = wl.get("key_obj")
         if sysname == "ours":
-            system = systems.OurMTA(workdir, sink.port, args.bin)
+            system = systems.OurMTA(workdir, sink.port, args.bin, dkim=key)
         else:
-            system = systems.Postfix(workdir, sink.port)
+            system = systems.Postfix(workdir, sink.port, dkim=key)
         live.append(system)
         log("%s: %s (port %d, sink %d)" % (sysname, wl["label"], system.port, sink.port))
         system.start()
@@ -251,6 +268,8 @@ ROWS_TP = [("accepted msg/s", "accepted_per_s", "%.0f"), ("end-to-end msg/s", "e
            ("final-dot p50 ms", "p50_ms", "%.2f"), ("final-dot p99 ms", "p99_ms", "%.2f"),
            ("CPU s / 1000 msgs", "cpu_s_per_1000", "%.2f"), ("peak RSS MiB (sum)", "peak_rss_mib", "%.1f"),
            ("peak PSS MiB (sum)", "peak_pss_mib", "%.1f")]
+ROWS_DKIM = [("signer CPU ms / msg", "sign_cpu_ms", "%.3f"), ("messages signed", "signed", "%d"),
+             ("verified by dkimpy", "verified", "%d")]
 ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
              ("smtpd RSS after MiB", "smtpd_rss_after_mib", "%.1f"),
              ("smtpd RSS KiB / conn", "rss_kib_per_conn", "%.1f"),
@@ -261,14 +280,14 @@ ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
 
 def table(results, sysnames):
     lines = []
-    w = (32, 26, 10, 10, 14)
+    w = (36, 24, 10, 10, 14)
     head = ("workload", "figure", "ours", "postfix", "ours/postfix")
     lines.append("".join(h.ljust(x) if i < 2 else h.rjust(x) for i, (h, x) in enumerate(zip(head, w))))
     lines.append("-" * sum(w))
     for wl in WORKLOADS:
         if wl["key"] not in results:
             continue
-        rows = ROWS_IDLE if "conns" in wl else ROWS_TP
+        rows = ROWS_IDLE if "conns" in wl else ROWS_TP + (ROWS_DKIM if wl.get("dkim") else [])
         per = results[wl["key"]]
         for i, (label, key, fmt) in enumerate(rows):
             cells = []
@@ -351,6 +370,12 @@ def main():
     try:
         for wl in [w for w in WORKLOADS if w["key"] in keys]:
             results[wl["key"]] = {}
+            if wl.get("dkim") and "key_obj" not in wl:
+                try:
+                    wl["key_obj"] = systems.DkimKey(workdir, wl["dkim"], DKIM_DOMAIN)
+                except HarnessError as e:
+                    errors.append("%s: %s" % (wl["key"], e))
+                    continue
             if "n" in wl and time.time() < DEADLINE[0] - 20:
                 try:
                     results[wl["key"]]["direct"] = {"accepted_per_s": client_ceiling(wl, workdir, live)}
@@ -399,7 +424,8 @@ def main():
         print("Problems:")
         for e in errors:
             print("  - " + e.replace("\n", "\n    "))
-    out = dict(env=env, workloads={w["key"]: w for w in WORKLOADS}, results=results, errors=errors)
+    out = dict(env=env, workloads={w["key"]: {k: v for k, v in w.items() if k != "key_obj"} for w in WORKLOADS},
+               results=results, errors=errors)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(out, f, indent=1)
     if args.json:

@@ -90,11 +90,12 @@ def alive(pid):
 
 
 class PeakMemory:
-    """Samples the summed RSS of a process tree in the background (every `interval`, PSS every fifth
-    time since smaps_rollup is dearer); .peak_rss and .peak_pss are the highest sums seen."""
+    """Samples the summed RSS of a system's processes in the background (every `interval`, PSS every
+    fifth time since smaps_rollup is dearer); .peak_rss and .peak_pss are the highest sums seen.
+    `procs_fn` returns the processes (pid -> Proc) as they are now."""
 
-    def __init__(self, root_fn, interval=0.1):
-        self.root_fn, self.interval = root_fn, interval
+    def __init__(self, procs_fn, interval=0.1):
+        self.procs_fn, self.interval = procs_fn, interval
         self.peak_rss = self.peak_pss = 0
         self._n = 0
         self._stop = threading.Event()
@@ -106,10 +107,9 @@ class PeakMemory:
             self._stop.wait(self.interval)
 
     def sample(self):
-        root = self.root_fn()
-        if not root:
+        procs = self.procs_fn()
+        if not procs:
             return
-        procs = tree(root)
         self.peak_rss = max(self.peak_rss, rss_bytes(procs))
         if self._n % 5 == 0:
             self.peak_pss = max(self.peak_pss, pss_bytes(procs))

@@ -1,6 +1,9 @@
 """The systems the benchmark drives: a Postfix smtp-sink that counts what arrives, our MTA (mtad from
 the build tree) and a private Postfix instance, both relaying everything to the sink. Each lives in its
-own temp dir on loopback ports and is stopped by the harness, also on failure."""
+own temp dir on loopback ports and is stopped by the harness, also on failure. For the DKIM workloads
+both sign with the same key made by openssl: ours in mta-msgauth, Postfix through OpenDKIM as a milter."""
+import base64
+import email.parser
 import os
 import shutil
 import signal
@@ -41,18 +44,87 @@ class HarnessError(Exception):
     pass
 
 
-class Sink:
-    """smtp-sink on a fresh port; `count()` reads its running `mesg=N` counter."""
+class DkimKey:
+    """A signing key for DOMAIN, selector `bench`, made with openssl (not with our own mtadkim), and the
+    public key record a verifier would find in DNS."""
+    selector = "bench"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, alg, domain):
+        self.alg, self.domain = alg, domain
+        self.path = os.path.join(workdir, "%s.%s.%s.key" % (domain, self.selector, alg))
+        gen = (["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"] if alg == "rsa"
+               else ["-algorithm", "ED25519"])
+        r = subprocess.run(["openssl", "genpkey"] + gen + ["-out", self.path], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise HarnessError("openssl genpkey %s failed: %s" % (alg, r.stderr.strip()))
+        os.chmod(self.path, 0o600)
+        der = subprocess.run(["openssl", "pkey", "-in", self.path, "-pubout", "-outform", "DER"],
+                             capture_output=True).stdout
+        # RSA: p= is the SubjectPublicKeyInfo; Ed25519 (RFC 8463): the bare 32-byte key that ends it.
+        pub = der if alg == "rsa" else der[-32:]
+        self.record = "v=DKIM1; k=%s; p=%s" % ("rsa" if alg == "rsa" else "ed25519",
+                                               base64.b64encode(pub).decode())
+        self.algorithm = "rsa-sha256" if alg == "rsa" else "ed25519-sha256"
+
+    def dns(self, name, timeout=5):
+        """dkimpy's dnsfunc: the record for our selector, nothing for any other name."""
+        want = "%s._domainkey.%s." % (self.selector, self.domain)
+        n = name.decode() if isinstance(name, bytes) else name
+        return self.record.encode() if n.rstrip(".") + "." == want else None
+
+
+def check_signed(dump_dir, key, sample=40):
+    """Every message the sink dumped carries a DKIM-Signature of `key`'s domain and algorithm, and a
+    sample of them verifies with dkimpy (python3-dkim) against the public key. Returns (messages,
+    verified); raises HarnessError on the first message that is unsigned or does not verify."""
+    import dkim  # python3-dkim; imported here so the unsigned workloads do not need it
+    names = sorted(os.listdir(dump_dir))
+    verified = 0
+    for i, name in enumerate(names):
+        with open(os.path.join(dump_dir, name), "rb") as f:
+            raw = f.read()
+        # Drop smtp-sink's own X-Client-*/X-Helo-*/X-Mail-*/X-Rcpt-* lines and its trailing empty line.
+        lines = raw.split(b"\n")
+        while lines and lines[0].startswith((b"X-Client-", b"X-Helo-", b"X-Mail-", b"X-Rcpt-")):
+            lines.pop(0)
+        if lines and lines[-1] == b"":
+            lines.pop()
+        if lines and lines[-1] == b"":
+            lines.pop()
+        msg = b"\r\n".join(l.rstrip(b"\r") for l in lines) + b"\r\n"
+        head = email.parser.BytesHeaderParser().parsebytes(msg)
+        sigs = [str(v) for v in head.get_all("DKIM-Signature") or []]
+        tags = [{t.split("=", 1)[0].strip(): t.split("=", 1)[1].strip() for t in "".join(s.split()).split(";")
+                 if "=" in t} for s in sigs]
+        if not any(t.get("d") == key.domain and t.get("a") == key.algorithm for t in tags):
+            raise HarnessError("message %s from the sink has no %s signature for d=%s (DKIM-Signature: %s)"
+                               % (name, key.algorithm, key.domain, sigs or "none"))
+        if i % max(1, len(names) // sample) == 0:
+            if not dkim.verify(msg, dnsfunc=key.dns):
+                raise HarnessError("message %s from the sink does not verify with dkimpy" % name)
+            verified += 1
+    return len(names), verified
+
+
+class Sink:
+    """smtp-sink on a fresh port; `count()` reads its running `mesg=N` counter. With `dump`, every
+    message is also written to a file of its own in `dump_dir` (the DKIM workloads check them)."""
+
+    def __init__(self, workdir, dump=False):
         self.port = free_port()
         self.out_path = os.path.join(workdir, "sink-%d.out" % self.port)
+        self.dump_dir = os.path.join(workdir, "sink-%d.dump" % self.port) if dump else None
         self.proc = None
 
     def start(self):
         self.out = open(self.out_path, "wb")
         # -u nobody: it refuses to run as root otherwise; -m: more parallel sessions than any client uses.
         cmd = ["smtp-sink", "-c", "-m", "1024", "127.0.0.1:%d" % self.port, "1024"]
+        if self.dump_dir:
+            os.makedirs(self.dump_dir)
+            if os.geteuid() == 0:
+                shutil.chown(self.dump_dir, "nobody")
+            cmd[1:1] = ["-d", os.path.join(self.dump_dir, "m.")]
         if os.geteuid() == 0:
             cmd[1:1] = ["-u", "nobody"]
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -98,7 +170,9 @@ class OurMTA:
     name = "ours"
     smtpd_comm = "mta-smtpd"
 
-    def __init__(self, workdir, sink_port, bindir):
+    signer_comm = "mta-msgauth"
+
+    def __init__(self, workdir, sink_port, bindir, dkim=None):
         self.dir = os.path.join(workdir, "ours-%d" % sink_port)
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)  # chrooted roles must traverse it
@@ -106,6 +180,16 @@ class OurMTA:
         self.bindir = bindir
         self.conf = os.path.join(self.dir, "mta.conf")
         self.log_path = os.path.join(self.dir, "mtad.log")
+        extra = ""
+        if dkim:
+            # The client is in mynetworks, so everything it sends with From: @DOMAIN gets signed.
+            table = os.path.join(self.dir, "dkim_keys")
+            with open(table, "w") as f:
+                f.write("%s %s %s %s\n" % (dkim.domain, dkim.selector, dkim.alg, dkim.path))
+            r = subprocess.run([os.path.join(bindir, "mtamap"), "-t", "dkim", table], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise HarnessError("mtamap -t dkim %s failed: %s" % (table, r.stderr.strip()))
+            extra = "dkim_keys = %s.lmdb\n" % table
         with open(self.conf, "w") as f:
             f.write("# generated by tests/bench/bench.py\n"
                     "hostname = bench.test\n"
@@ -114,7 +198,7 @@ class OurMTA:
                     "mail_dir = %s/mail\n"
                     "relayhost = [127.0.0.1]:%d\n"
                     "mynetworks = 127.0.0.0/8\n"
-                    "local_domains = localhost\n" % (self.port, self.dir, self.dir, sink_port))
+                    "local_domains = localhost\n" % (self.port, self.dir, self.dir, sink_port) + extra)
         self.proc = None
 
     def start(self, timeout=30):
@@ -144,6 +228,11 @@ class OurMTA:
 
     def root_pid(self):
         return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def procs(self):
+        """The processes whose CPU and memory count: everything below mtad."""
+        root = self.root_pid()
+        return procstat.tree(root) if root else {}
 
     def diagnose(self):
         """A few log lines that may explain a failure: warnings, errors, crashed roles."""
@@ -221,11 +310,75 @@ biff = no
 """
 
 
+OPENDKIM_CONF = """\
+# generated by tests/bench/bench.py: sign everything from 127.0.0.0/8 with From: @{domain}.
+Syslog no
+Mode s
+Domain {domain}
+Selector {selector}
+KeyFile {key}
+SignatureAlgorithm {algorithm}
+Canonicalization relaxed/relaxed
+OversignHeaders From
+InternalHosts 127.0.0.0/8
+Socket inet:{port}@127.0.0.1
+UserID opendkim
+RequireSafeKeys no
+"""
+
+
+class OpenDkim:
+    """Debian's opendkim in the foreground as Postfix's signing milter, with the harness's key."""
+    comm = "opendkim"
+
+    def __init__(self, dir, key):
+        self.port = free_port()
+        self.conf = os.path.join(dir, "opendkim.conf")
+        self.log_path = os.path.join(dir, "opendkim.log")
+        # It runs as its own user and refuses a key it cannot read; a copy it owns keeps ours private.
+        self.key = os.path.join(dir, os.path.basename(key.path))
+        shutil.copy(key.path, self.key)
+        shutil.chown(self.key, "opendkim")
+        with open(self.conf, "w") as f:
+            f.write(OPENDKIM_CONF.format(domain=key.domain, selector=key.selector, key=self.key,
+                                         algorithm=key.algorithm, port=self.port))
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["opendkim", "-f", "-x", self.conf], stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        if not wait_until(lambda: self.proc.poll() is not None or listening(), timeout) or self.proc.poll() is not None:
+            self.log.flush()
+            with open(self.log_path, "rb") as f:
+                raise HarnessError("opendkim did not start: %s" % f.read().decode("latin-1")[-1000:])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None
+
+
 class Postfix:
     name = "postfix"
     smtpd_comm = "smtpd"
+    signer_comm = OpenDkim.comm
 
-    def __init__(self, workdir, sink_port):
+    def __init__(self, workdir, sink_port, dkim=None):
         self.dir = os.path.join(workdir, "postfix-%d" % sink_port)
         self.etc = os.path.join(self.dir, "etc")
         for sub in ("etc", "spool", "data"):
@@ -233,8 +386,13 @@ class Postfix:
         os.chmod(self.dir, 0o755)
         shutil.chown(os.path.join(self.dir, "data"), "postfix")
         self.port = free_port()
+        self.opendkim = OpenDkim(self.dir, dkim) if dkim else None
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(MAIN_CF.format(d=self.dir, sink=sink_port))
+            if self.opendkim:
+                # As the OpenDKIM README sets it up; tempfail so that a milter failure shows as one.
+                f.write("smtpd_milters = inet:127.0.0.1:%d\nmilter_default_action = tempfail\n"
+                        % self.opendkim.port)
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=self.port))
         self.master = None
@@ -245,6 +403,8 @@ class Postfix:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def start(self, timeout=30):
+        if self.opendkim:
+            self.opendkim.start()
         r = self.postfix("start")
         self.started = True
         pidfile = os.path.join(self.dir, "spool", "pid", "master.pid")
@@ -273,12 +433,29 @@ class Postfix:
     def root_pid(self):
         return self.master if self.master and procstat.alive(self.master) else None
 
+    def procs(self):
+        """Everything below Postfix's master, and OpenDKIM when it signs for it."""
+        snap = procstat.snapshot()
+        root = self.root_pid()
+        out = procstat.tree(root, snap) if root else {}
+        if out and self.opendkim and self.opendkim.proc:
+            out.update(procstat.tree(self.opendkim.proc.pid, snap))
+        return out
+
     def diagnose(self):
         bad = [l for l in self.log_tail(200000).splitlines()
                if any(w in l for w in ("warning:", "fatal:", "panic:", "error:", "status=deferred", "status=bounced"))]
-        return "\n".join(["postfix log (%s/maillog): %d warning/error lines" % (self.dir, len(bad))] + bad[-5:])
+        return "\n".join(["postfix log (%s/maillog): %d warning/error lines" % (self.dir, len(bad))] + bad[-5:]
+                         + (["opendkim log: %s" % self.opendkim.log_path] if self.opendkim else []))
 
     def stop(self):
+        try:
+            self.stop_postfix()
+        finally:
+            if self.opendkim:
+                self.opendkim.stop()
+
+    def stop_postfix(self):
         if not self.started:
             return
         self.started = False
