@@ -356,6 +356,11 @@ const std::vector<KeyDef>& key_defs() {
         {{"maximal_queue_lifetime", "5d", "how long a message may stay deferred"}, duration(&Config::maximal_queue_lifetime)},
         {{"bounce_queue_lifetime", "1d", "lifetime of mail from the null sender"}, duration(&Config::bounce_queue_lifetime)},
         {{"delay_warning_time", "4h", "send one delay DSN after this long (0 disables)"}, duration(&Config::delay_warning_time, false)},
+        {{"suppress_hard_bounces", "no", "remember recipients that hard-bounced (bounce class bad_mailbox or "
+          "bad_domain) for suppression_ttl and bounce later mail to them at once, without a connection"},
+         yes_no(&Config::suppress_hard_bounces)},
+        {{"suppression_ttl", "30d", "how long a hard-bounced recipient stays on the suppression list"},
+         duration(&Config::suppression_ttl)},
         {{"delivery_concurrency", "20", "concurrent deliveries per destination (upper bound)"}, num(&Config::delivery_concurrency, 1, 1000)},
         {{"log_level", "info", "debug, info, warn or error"},
          [](Config& c, const std::string& v, std::string& err) {

@@ -4,7 +4,9 @@
 
 #include <event2/event.h>
 
+#include "common/address.h"
 #include "common/log.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/qid.h"
 
@@ -12,6 +14,7 @@ namespace mta::queue {
 
 ActiveSet::ActiveSet(event_base* base, Store& store, Clock clock, Hooks hooks)
     : store_(store), clock_(std::move(clock)), hooks_(std::move(hooks)) {
+    counts_.since = clock_.now();
     timer_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) {
         auto* self = static_cast<ActiveSet*>(a);
         self->wake_at_ = 0;
@@ -22,6 +25,8 @@ ActiveSet::ActiveSet(event_base* base, Store& store, Clock clock, Hooks hooks)
 void ActiveSet::configure(const Config& cfg) {
     policy_ = RetryPolicy::from(cfg);
     delay_warning_time_ = cfg.delay_warning_time;
+    suppress_ = cfg.suppress_hard_bounces;
+    suppression_ttl_ = cfg.suppression_ttl;
 }
 
 void ActiveSet::wake_at(uint64_t t) {
@@ -158,9 +163,16 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
                    : r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced
                                                                : Outcome::deferred;
     Outcome got = apply_attempt(op.rcpt, m.msg, want, r.text, policy_, now, clock_.jitter());
+    auto cls = BounceClass(op.rcpt.last_class);
+    if (got == Outcome::deferred && !ar.delete_after) counts_.deferred[op.rcpt.last_class]++;
+    if (got == Outcome::bounced) {
+        counts_.bounced[op.rcpt.last_class]++;
+        if (suppress_ && hard_bounce(cls) && relay != kSuppressionRelay) suppress(msgid, op.rcpt, now);
+    }
     if (got == Outcome::deferred && !ar.delete_after) {
-        LOG_INFO("event=deferred qid=%s to=<%s> relay=%s reason=\"%s\" next=%llus", qid.c_str(), to.c_str(),
-                 log::safe(relay).c_str(), text.c_str(), (unsigned long long)(op.rcpt.next_attempt - now));
+        LOG_INFO("event=deferred qid=%s to=<%s> relay=%s class=%s reason=\"%s\" next=%llus", qid.c_str(),
+                 to.c_str(), log::safe(relay).c_str(), bounce_class_name(cls), text.c_str(),
+                 (unsigned long long)(op.rcpt.next_attempt - now));
         hold_if_asked(qid, ar, op.rcpt);
         op.kind = Op::Kind::put_recipient;
         if (delay_warning_due(m.msg, op.rcpt, now)) {
@@ -183,8 +195,8 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
         if (notify_allows(op.rcpt.notify, DsnKind::success) && r.handoff != 2) op.dsn = Op::Dsn::success;
         if (r.handoff == 1) op.rcpt.flags |= kRcptRelayed;
     } else {
-        LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s reason=\"%s\"", qid.c_str(), to.c_str(),
-                 log::safe(relay).c_str(), log::safe(op.rcpt.last_error).c_str());
+        LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s class=%s reason=\"%s\"", qid.c_str(), to.c_str(),
+                 log::safe(relay).c_str(), bounce_class_name(cls), log::safe(op.rcpt.last_error).c_str());
         if (notify_allows(op.rcpt.notify, DsnKind::failure)) op.dsn = Op::Dsn::failure;
     }
     if (op.dsn != Op::Dsn::none) op.msg = m.msg;
@@ -197,6 +209,19 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
         del.msgid = msgid;
         hooks_.change(std::move(del));
     }
+}
+
+// A hard bounce puts the address on the suppression list, in the same transaction as the bounce.
+void ActiveSet::suppress(uint64_t msgid, const RecipientRecord& rec, uint64_t now) {
+    Op op;
+    op.kind = Op::Kind::put_suppression;
+    op.msgid = msgid;
+    op.address = addr::lower(rec.addr);
+    op.sup = SuppressionRecord{rec.last_class, now, now + suppression_ttl_, msgid, rec.last_error};
+    LOG_INFO("event=suppression_added qid=%s rcpt=<%s> class=%s until=%llu", format_qid(msgid).c_str(),
+             log::safe(rec.addr).c_str(), bounce_class_name(BounceClass(rec.last_class)),
+             (unsigned long long)op.sup.until);
+    hooks_.change(std::move(op));
 }
 
 // One delay DSN per recipient, once it has waited delay_warning_time, if its NOTIFY allows it.
@@ -221,7 +246,9 @@ void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
     op.rcpt.state = RcptState::deferred;
     op.rcpt.next_attempt = clock_.now() + kLinkLossRetry;
     op.rcpt.last_error = "delivery agent went away";
-    LOG_WARN("event=deferred qid=%s to=<%s> reason=\"delivery agent went away\" next=%llus",
+    op.rcpt.last_class = uint8_t(BounceClass::other_transient);
+    counts_.deferred[op.rcpt.last_class]++;
+    LOG_WARN("event=deferred qid=%s to=<%s> class=other_transient reason=\"delivery agent went away\" next=%llus",
              format_qid(msgid).c_str(), log::safe(ar.rec.addr).c_str(), (unsigned long long)kLinkLossRetry);
     hold_if_asked(format_qid(msgid), ar, op.rcpt);
     hooks_.change(std::move(op));

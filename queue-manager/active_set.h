@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "common/event_ptr.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/clock.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/policy.h"
@@ -42,7 +43,7 @@ public:
     ActiveSet(event_base* base, Store& store, Clock clock, Hooks hooks);
     ActiveSet(const ActiveSet&) = delete;  // its timer points at it
     ActiveSet& operator=(const ActiveSet&) = delete;
-    void configure(const Config& cfg);  // retry policy, delay_warning_time
+    void configure(const Config& cfg);  // retry policy, delay_warning_time, suppression
     void stop() { stopping_ = true; }   // takes in nothing more
     void wake_at(uint64_t t);           // scan the schedule then (the earliest asked for wins)
 
@@ -69,6 +70,7 @@ public:
     bool mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb);
     void records_deleted(uint64_t msgid, uint32_t n);
     void removed(uint64_t msgid) { dead_msgids_.erase(msgid); }
+    const ClassCounts& class_counts() const { return counts_; }
 
 private:
     enum class Stage : uint8_t { ready, inflight, result_pending };
@@ -91,12 +93,16 @@ private:
                        const std::string& relay);
     bool delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const;
     static void hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec);
+    void suppress(uint64_t msgid, const RecipientRecord& rec, uint64_t now);
 
     Store& store_;
     Clock clock_;
     Hooks hooks_;
     RetryPolicy policy_;
     uint64_t delay_warning_time_ = 0;
+    bool suppress_ = false;          // suppress_hard_bounces
+    uint64_t suppression_ttl_ = 0;
+    ClassCounts counts_;
     EventPtr timer_ev_;
     uint64_t wake_at_ = 0;
     bool backlog_ = false;  // due recipients were left in the store for lack of room

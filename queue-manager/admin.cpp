@@ -28,16 +28,6 @@ std::vector<std::string_view> words(std::string_view s) {
     return out;
 }
 
-std::string utc(uint64_t t) {
-    if (!t) return "-";
-    time_t tt = time_t(t);
-    struct tm tm {};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-    return buf;
-}
-
 // Printable for a terminal: escapes anything outside printable ASCII.
 std::string printable(std::string_view s) {
     std::string out;
@@ -62,7 +52,58 @@ const char* notify_text(uint64_t n, std::string& buf) {
     return buf.c_str();
 }
 
+// "stats [--json]", "suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]".
+bool parse_counters_or_list(const std::vector<std::string_view>& w, AdminCommand& out, std::string& err) {
+    std::size_t i = 1;
+    if (out.verb == "suppression") {
+        if (w.size() < 2 || (w[1] != "list" && w[1] != "add" && w[1] != "remove")) {
+            err = "suppression needs list, add or remove";
+            return false;
+        }
+        out.sub = std::string(w[1]);
+        i = 2;
+    }
+    for (; i < w.size(); i++) {
+        std::string_view a = w[i];
+        if (a == "--json") {
+            out.json = true;
+        } else if (a == "--ttl" && out.sub == "add") {
+            if (i + 1 >= w.size() || !parse_duration(w[++i], out.ttl) || out.ttl == 0) {
+                err = "bad duration for --ttl";
+                return false;
+            }
+        } else if (!out.sub.empty() && out.sub != "list" && a.substr(0, 2) != "--") {
+            std::size_t at = a.rfind('@');
+            if (a.size() > kMaxAddress || at == std::string_view::npos || at == 0 || at + 1 == a.size() ||
+                !addr::utf8_valid(a)) {
+                err = "not an address: \"" + printable(a.substr(0, 200)) + "\"";
+                return false;
+            }
+            if (out.addresses.size() >= kMaxIds) { err = "too many addresses"; return false; }
+            out.addresses.push_back(addr::lower(a));
+        } else {
+            err = "unexpected argument \"" + printable(a) + "\"";
+            return false;
+        }
+    }
+    if (!out.sub.empty() && out.sub != "list" && out.addresses.empty()) {
+        err = "suppression " + out.sub + " needs at least one address";
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
+
+std::string utc_text(uint64_t t) {
+    if (!t) return "-";
+    time_t tt = time_t(t);
+    struct tm tm {};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+    return buf;
+}
 
 bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     out = AdminCommand{};
@@ -72,10 +113,12 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     auto w = words(line);
     if (w.empty()) { err = "no command"; return false; }
     out.verb = std::string(w[0]);
-    static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue"};
+    static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue", "stats",
+                                  "suppression"};
     bool known = false;
     for (auto* v : verbs) known = known || out.verb == v;
     if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
+    if (out.verb == "stats" || out.verb == "suppression") return parse_counters_or_list(w, out, err);
     AdminFilter& f = out.filter;
     for (std::size_t i = 1; i < w.size(); i++) {
         std::string_view a = w[i];
@@ -176,6 +219,8 @@ std::string rcpt_json(const RcptView& r) {
     s += ",\"last_error\":" + json_string(r.rec.last_error);
     s += ",\"orcpt\":" + json_string(r.rec.orcpt);
     s += ",\"notify\":" + json_string(notify_text(r.rec.notify, nb));
+    s += ",\"class\":" + (r.rec.last_class ? json_string(bounce_class_name(BounceClass(r.rec.last_class)))
+                                             : std::string("null"));
     s += ",\"delay_warned\":" + std::string(r.rec.flags & kRcptDelayWarned ? "true" : "false") + "}";
     return s;
 }
@@ -201,7 +246,7 @@ std::string rcpt_lines(const RcptView& r, uint64_t now) {
     std::string s = "    " + printable(r.rec.addr) + "  [" + rcpt_state_name(r);
     if (r.rec.attempts) s += ", " + std::to_string(r.rec.attempts) + " attempt" + (r.rec.attempts == 1 ? "" : "s");
     if (r.rec.scheduled() && !r.inflight)
-        s += r.rec.next_attempt <= now ? ", due now" : ", next " + utc(r.rec.next_attempt);
+        s += r.rec.next_attempt <= now ? ", due now" : ", next " + utc_text(r.rec.next_attempt);
     s += "]\n";
     if (!r.rec.last_error.empty()) s += "      (" + printable(r.rec.last_error) + ")\n";
     return s;
@@ -217,7 +262,7 @@ std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now)
     for (auto& v : msgs) {
         char line[160];
         snprintf(line, sizeof line, "%s %8llu %-20s %-10s ", format_qid(v.msgid).c_str(),
-                 (unsigned long long)v.msg.size, utc(v.msg.arrival).c_str(), message_state_name(v).c_str());
+                 (unsigned long long)v.msg.size, utc_text(v.msg.arrival).c_str(), message_state_name(v).c_str());
         s += line;
         s += (v.msg.sender.empty() ? std::string("<>") : printable(v.msg.sender)) + "\n";
         for (auto& r : v.rcpts) s += rcpt_lines(r, now);
@@ -240,7 +285,7 @@ std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now,
 std::string format_show_text(const MessageView& v, uint64_t now) {
     const MessageRecord& m = v.msg;
     std::string s = "Queue ID:   " + format_qid(v.msgid) + "\nState:      " + message_state_name(v) +
-                    "\nSender:     <" + printable(m.sender) + ">\nArrival:    " + utc(m.arrival) +
+                    "\nSender:     <" + printable(m.sender) + ">\nArrival:    " + utc_text(m.arrival) +
                     "\nSize:       " + std::to_string(m.size) + "\n";
     if (!m.envid.empty()) s += "ENVID:      " + printable(m.envid) + "\n";
     if (m.ret) s += m.ret == 1 ? "RET:        FULL\n" : "RET:        HDRS\n";
@@ -255,7 +300,8 @@ std::string format_show_text(const MessageView& v, uint64_t now) {
         std::string nb;
         if (!r.rec.orcpt.empty()) s += "      ORCPT " + printable(r.rec.orcpt) + "\n";
         if (r.rec.notify) s += "      NOTIFY " + std::string(notify_text(r.rec.notify, nb)) + "\n";
-        if (r.rec.last_attempt) s += "      last attempt " + utc(r.rec.last_attempt) + "\n";
+        if (r.rec.last_attempt) s += "      last attempt " + utc_text(r.rec.last_attempt) + "\n";
+        if (r.rec.last_class) s += "      class " + std::string(bounce_class_name(BounceClass(r.rec.last_class))) + "\n";
     }
     s += "Headers:\n";
     std::size_t i = 0;
@@ -272,6 +318,59 @@ std::string format_show_text(const MessageView& v, uint64_t now) {
 
 std::string format_show_json(const MessageView& v, uint64_t now) {
     return "{\"now\":" + std::to_string(now) + ",\"message\":" + message_json(v, true) + "}\n";
+}
+
+std::string format_stats_text(const ClassCounts& c, std::size_t suppressed, uint64_t now) {
+    std::string s = "Failed attempts by bounce class since " + utc_text(c.since) + " (" +
+                    std::to_string(now >= c.since ? now - c.since : 0) + "s):\n";
+    char line[96];
+    snprintf(line, sizeof line, "  %-20s %10s %10s\n", "class", "deferred", "bounced");
+    s += line;
+    uint64_t td = 0, tb = 0;
+    for (std::size_t i = 1; i < kBounceClasses; i++) {
+        snprintf(line, sizeof line, "  %-20s %10llu %10llu\n", bounce_class_name(BounceClass(i)),
+                 (unsigned long long)c.deferred[i], (unsigned long long)c.bounced[i]);
+        s += line;
+        td += c.deferred[i];
+        tb += c.bounced[i];
+    }
+    snprintf(line, sizeof line, "  %-20s %10llu %10llu\n", "total", (unsigned long long)td, (unsigned long long)tb);
+    s += line;
+    return s + "Suppression list: " + std::to_string(suppressed) + " entr" + (suppressed == 1 ? "y" : "ies") + "\n";
+}
+
+std::string format_stats_json(const ClassCounts& c, std::size_t suppressed, uint64_t now) {
+    std::string s = "{\"now\":" + std::to_string(now) + ",\"since\":" + std::to_string(c.since) + ",\"classes\":{";
+    for (std::size_t i = 1; i < kBounceClasses; i++)
+        s += std::string(i > 1 ? "," : "") + json_string(bounce_class_name(BounceClass(i))) +
+             ":{\"deferred\":" + std::to_string(c.deferred[i]) + ",\"bounced\":" + std::to_string(c.bounced[i]) + "}";
+    return s + "},\"suppressed\":" + std::to_string(suppressed) + "}\n";
+}
+
+std::string format_suppression_text(const std::vector<SuppressionView>& list) {
+    if (list.empty()) return "Suppression list is empty\n";
+    std::string s;
+    for (auto& v : list) {
+        s += printable(v.address) + "  [" +
+             (v.rec.bounce_class ? bounce_class_name(BounceClass(v.rec.bounce_class)) : "added by admin") +
+             ", since " + utc_text(v.rec.since) + ", until " + utc_text(v.rec.until);
+        if (v.rec.msgid) s += ", bounce of " + format_qid(v.rec.msgid);
+        s += "]\n";
+        if (!v.rec.reason.empty()) s += "      (" + printable(v.rec.reason) + ")\n";
+    }
+    return s + "-- " + std::to_string(list.size()) + " suppressed address" + (list.size() == 1 ? "" : "es") + ".\n";
+}
+
+std::string format_suppression_json(const std::vector<SuppressionView>& list, uint64_t now) {
+    std::string s = "{\"now\":" + std::to_string(now) + ",\"count\":" + std::to_string(list.size()) + ",\"suppressed\":[";
+    for (std::size_t i = 0; i < list.size(); i++) {
+        const SuppressionRecord& r = list[i].rec;
+        s += std::string(i ? ",\n" : "\n") + "{\"address\":" + json_string(list[i].address) + ",\"class\":" +
+             (r.bounce_class ? json_string(bounce_class_name(BounceClass(r.bounce_class))) : std::string("null")) +
+             ",\"since\":" + std::to_string(r.since) + ",\"until\":" + std::to_string(r.until) + ",\"queue_id\":" +
+             (r.msgid ? "\"" + format_qid(r.msgid) + "\"" : std::string("null")) + ",\"reason\":" + json_string(r.reason) + "}";
+    }
+    return s + "]}\n";
 }
 
 }  // namespace mta::queue

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/json.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/records.h"
 
 namespace mta::queue {
@@ -21,16 +22,25 @@ struct AdminFilter {
 };
 
 struct AdminCommand {
-    std::string verb;     // list, show, hold, release, delete, flush, requeue
+    std::string verb;     // list, show, hold, release, delete, flush, requeue, stats, suppression
     AdminFilter filter;
     bool json = false;
     bool corrupt = false; // list --corrupt: only messages in the corrupt state, plus quarantined records
     bool all = false;     // hold/release/delete without filters need --all
-    bool mutates() const { return verb != "list" && verb != "show"; }
+    // suppression list|add|remove: the sub-command, its addresses (lower-cased) and add's --ttl (0 = the
+    // configured suppression_ttl).
+    std::string sub;
+    std::vector<std::string> addresses;
+    uint64_t ttl = 0;
+    // Who may run it: everyone may list/show their own mail and read the counters; the rest is the admin's.
+    bool privileged_only() const {
+        return verb != "list" && verb != "show" && verb != "stats";
+    }
 };
 
 // Parses "VERB [ID...] [--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--corrupt]
-// [--all]". False with a human-readable err on anything unexpected.
+// [--all]", "stats [--json]" and "suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]". False
+// with a human-readable err on anything unexpected.
 bool parse_admin(std::string_view line, AdminCommand& out, std::string& err);
 
 struct RcptView {
@@ -48,6 +58,9 @@ struct MessageView {
 std::string rcpt_state_name(const RcptView& r);
 std::string message_state_name(const MessageView& v);  // corrupt, in-flight, held, deferred, queued, bounced
 
+// "2026-12-03 11:09:03Z", "-" for 0: the admin tools' time format.
+std::string utc_text(uint64_t t);
+
 bool matches(const AdminFilter& f, const MessageView& v, uint64_t now);
 
 using mta::json_string;  // common/json.h
@@ -56,5 +69,16 @@ std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now)
 std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined);
 std::string format_show_text(const MessageView& v, uint64_t now);
 std::string format_show_json(const MessageView& v, uint64_t now);
+
+// mtaqueue stats: failed attempts by bounce class since mta-queue started, and the suppression list size.
+std::string format_stats_text(const ClassCounts& c, std::size_t suppressed, uint64_t now);
+std::string format_stats_json(const ClassCounts& c, std::size_t suppressed, uint64_t now);
+
+struct SuppressionView {
+    std::string address;
+    SuppressionRecord rec;
+};
+std::string format_suppression_text(const std::vector<SuppressionView>& list);
+std::string format_suppression_json(const std::vector<SuppressionView>& list, uint64_t now);
 
 }  // namespace mta::queue

@@ -40,8 +40,8 @@ void AdminOps::on_request(ipc::Message& m) {
     AdminCommand cmd;
     std::string err, reply;
     if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
-    else if (cmd.mutates() && !req.privileged) reply = "error: permission denied\n";
-    else reply = run(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid));
+    else if (cmd.privileged_only() && !req.privileged) reply = "error: permission denied\n";
+    else reply = run(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid), req.uid);
     std::size_t off = 0;
     do {
         std::size_t n = std::min(kReplyChunk, reply.size() - off);
@@ -51,8 +51,13 @@ void AdminOps::on_request(ipc::Message& m) {
     } while (off < reply.size());
 }
 
-std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
+std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid) {
     uint64_t now = now_();
+    if (cmd.verb == "stats") {
+        std::size_t n = store_.count("suppression");
+        return cmd.json ? format_stats_json(q_.class_counts(), n, now) : format_stats_text(q_.class_counts(), n, now);
+    }
+    if (cmd.verb == "suppression") return suppression(cmd, uid, now);
     std::vector<MessageView> msgs;
     store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
         if (only_uid && msg.submit_uid != *only_uid) return;
@@ -71,6 +76,53 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
         return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
     }
     return change(cmd, msgs, now);
+}
+
+// suppression list|add|remove. Expired entries are purged first, in the same transaction as the change.
+std::string AdminOps::suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now) {
+    std::vector<SuppressionView> live;
+    std::vector<Op> ops;
+    store_.for_each_suppression([&](const std::string& address, const SuppressionRecord& r) {
+        if (now < r.until) {
+            live.push_back({address, r});
+            return;
+        }
+        Op op;
+        op.kind = Op::Kind::delete_suppression;
+        op.address = address;
+        ops.push_back(std::move(op));
+    });
+    std::size_t purged = ops.size(), changed = 0, absent = 0;
+    uint64_t until = now + (cmd.ttl ? cmd.ttl : q_.suppression_ttl());
+    for (const std::string& a : cmd.addresses) {
+        bool there = false;
+        for (auto& v : live) there = there || v.address == a;
+        Op op;
+        op.address = a;
+        if (cmd.sub == "add") {
+            op.kind = Op::Kind::put_suppression;
+            op.sup = SuppressionRecord{0, now, until, 0, "added by uid " + std::to_string(uid) + " with mtaqueue"};
+        } else if (there) {
+            op.kind = Op::Kind::delete_suppression;
+        } else {
+            absent++;
+            continue;
+        }
+        ops.push_back(std::move(op));
+        changed++;
+    }
+    if (int rc = ops.empty() ? 0 : store_.apply(ops))
+        return "error: queue write failed: " + Store::error_text(rc) + "\n";
+    if (purged) LOG_INFO("event=suppression_purged entries=%zu", purged);
+    if (cmd.sub == "list") return cmd.json ? format_suppression_json(live, now) : format_suppression_text(live);
+    for (const std::string& a : cmd.addresses)
+        LOG_INFO("event=suppression_%s rcpt=<%s> uid=%llu", cmd.sub == "add" ? "added" : "removed",
+                 log::safe(a).c_str(), (unsigned long long)uid);
+    std::string s = "ok: suppression " + cmd.sub + " " + std::to_string(changed) + " address" +
+                    (changed == 1 ? "" : "es");
+    if (cmd.sub == "add") s += " until " + utc_text(until);
+    if (absent) s += " (" + std::to_string(absent) + " not on the list)";
+    return s + "\n";
 }
 
 std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now) {

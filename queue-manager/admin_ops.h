@@ -31,6 +31,8 @@ public:
         std::function<void()> revive;                                // flush/requeue: dead destinations live again
         std::function<void(uint64_t when)> wake_at;                  // scan the schedule then
         std::function<std::string(uint64_t msgid, std::size_t limit)> body_prefix;
+        std::function<const ClassCounts&()> class_counts;            // failed attempts by bounce class
+        std::function<uint64_t()> suppression_ttl;                   // suppression add without --ttl
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
 
@@ -39,8 +41,9 @@ public:
     void on_request(ipc::Message& m);
 
 private:
-    std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid);
+    std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid);
     std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
+    std::string suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now);
 
     Store& store_;
     std::function<uint64_t()> now_;

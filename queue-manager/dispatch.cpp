@@ -6,8 +6,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "common/address.h"
 #include "common/log.h"
 #include "common/routing.h"
+#include "queue-manager/admin.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/server.h"
 
@@ -26,6 +29,12 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
         LOG_DEBUG("event=route qid=%s rcpt=<%s> transport=\"%s\" role=%s nexthop=%s tls_level=%s",
                   format_qid(msgid).c_str(), log::safe(r.addr).c_str(), log::safe(rt.transport).c_str(),
                   rt.role.c_str(), log::safe(rt.nexthop).c_str(), rt.tls_level.empty() ? "default" : rt.tls_level.c_str());
+        if (cfg_.suppress_hard_bounces) {
+            if (std::string why = suppressed(r.addr); !why.empty()) {
+                active_->settle(msgid, idx, RcptResult{idx, ipc::DeliveryStatus::bounced, why}, kSuppressionRelay);
+                continue;
+            }
+        }
         if (rt.role == "error" || rt.role == "retry") {
             // transport_map error:/retry:, or a table we need is unusable: settled here, no deliverer.
             RcptResult res{idx, rt.role == "error" ? ipc::DeliveryStatus::bounced : ipc::DeliveryStatus::deferred, rt.text};
@@ -37,6 +46,21 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }
     for (auto& key : touched) sched_->pump(key);
+}
+
+// The bounce text for a recipient on the suppression list (entry not expired), or "".
+std::string QueueServer::suppressed(const std::string& address) {
+    SuppressionRecord su;
+    uint64_t now = clock_.now();
+    if (!store_.find_suppression(addr::lower(address), su) || now >= su.until) return "";
+    auto cls = BounceClass(su.bounce_class);
+    // Appended piece by piece: GCC 12 warns wrongly (-Warray-bounds) on a long chain of operator+.
+    std::string s = cls == BounceClass::bad_domain ? "5.1.2" : "5.1.1";
+    s.append(" recipient is on the suppression list since ").append(utc_text(su.since));
+    s.append(" until ").append(utc_text(su.until)).append(" (");
+    if (su.msgid) s.append(bounce_class_name(cls)).append(", bounce of ").append(format_qid(su.msgid));
+    else s.append("added by an admin");
+    return s.append("): ").append(su.reason);
 }
 
 std::vector<uint32_t> QueueServer::send_job(uint64_t link, uint64_t msgid, const std::vector<uint32_t>& indices,

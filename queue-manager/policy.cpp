@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/config.h"
+#include "queue-manager/bounce_class.h"
 
 namespace mta::queue {
 
@@ -47,6 +48,7 @@ Outcome apply_attempt(RecipientRecord& r, const MessageRecord& m, Outcome result
         r.last_error = clip_error("message expired: " + std::string(text));
         result = Outcome::bounced;
     }
+    r.last_class = uint8_t(classify_failure(r.last_error, result == Outcome::bounced));
     if (result == Outcome::bounced) {
         r.state = RcptState::bounced;
         return result;

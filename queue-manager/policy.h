@@ -30,8 +30,9 @@ bool expired(const MessageRecord& m, const RetryPolicy& p, uint64_t now);
 
 enum class Outcome { delivered, deferred, bounced };
 
-// Applies one attempt's result to a recipient: attempts++, last error, and either deferred with the next
-// attempt time, or bounced (5xx, or a deferral past the lifetime: "message expired").
+// Applies one attempt's result to a recipient: attempts++, last error and its bounce class (when it failed),
+// and either deferred with the next attempt time, or bounced (5xx, or a deferral past the lifetime:
+// "message expired").
 // Returns the effective outcome (a deferral may become a bounce).
 Outcome apply_attempt(RecipientRecord& r, const MessageRecord& m, Outcome result, std::string_view text,
                       const RetryPolicy& p, uint64_t now, double jitter);

@@ -4,6 +4,8 @@
 
 #include <initializer_list>
 
+#include "queue-manager/bounce_class.h"
+
 namespace mta::queue {
 namespace {
 
@@ -146,6 +148,7 @@ std::string encode(const RecipientRecord& rc) {
     w.str(rc.orcpt);
     w.str(rc.last_error);
     w.u8(rc.flags);
+    w.u8(rc.last_class);
     return w.take();
 }
 
@@ -155,15 +158,45 @@ bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
     uint8_t version = 0, state = 0;
     bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
               r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxOrcpt) &&
-              r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) && r.done();
+              r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) &&
+              (version < 4 || r.u8(rc.last_class)) && r.done();
     if (!check_framing(ok, r, version, err)) return false;
     if (rc.flags & ~kRcptDelayWarned) { err = "bad recipient flags"; return false; }
+    if (rc.last_class > kBounceClassMax) { err = "bad bounce class"; return false; }
     if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
     if (rc.addr.empty()) { err = "empty recipient"; return false; }
     if (!check_texts({{rc.addr, kMaxAddress}, {rc.orcpt, kMaxOrcpt}, {rc.last_error, kMaxErrorText}}, err))
         return false;
     rc.state = RcptState(state);
     out = std::move(rc);
+    return true;
+}
+
+// Versioned on its own (kSuppressionVersion): it started after the message and recipient records.
+constexpr uint8_t kSuppressionVersion = 1;
+
+std::string encode(const SuppressionRecord& su) {
+    Writer w;
+    w.u8(kSuppressionVersion);
+    w.u8(su.bounce_class);
+    w.u64(su.since);
+    w.u64(su.until);
+    w.u64(su.msgid);
+    w.str(su.reason);
+    return w.take();
+}
+
+bool decode(std::string_view bytes_in, SuppressionRecord& out, std::string& err) {
+    Reader r(bytes_in);
+    SuppressionRecord su;
+    uint8_t version = 0;
+    bool ok = r.u8(version) && r.u8(su.bounce_class) && r.u64(su.since) && r.u64(su.until) && r.u64(su.msgid) &&
+              r.str(su.reason, kMaxErrorText) && r.done();
+    if (!ok) { err = r.err(); return false; }
+    if (version != kSuppressionVersion) { err = "unknown suppression record version"; return false; }
+    if (su.bounce_class > kBounceClassMax) { err = "bad bounce class"; return false; }
+    if (!check_texts({{su.reason, kMaxErrorText}}, err)) return false;
+    out = std::move(su);
     return true;
 }
 

@@ -10,9 +10,9 @@
 
 namespace mta::queue {
 
-// Version 2 added MessageRecord::submit_uid and RecipientRecord::flags, version 3 MessageRecord::hold_reason;
-// older records still decode.
-inline constexpr uint8_t kRecordVersion = 3;
+// Version 2 added MessageRecord::submit_uid and RecipientRecord::flags, version 3 MessageRecord::hold_reason,
+// version 4 RecipientRecord::last_class; older records still decode.
+inline constexpr uint8_t kRecordVersion = 4;
 inline constexpr uint64_t kNoUid = UINT64_MAX;     // message did not come from the local sendmail
 // The limits are the wire's (common/wire/limits.h): what a peer may send is what a record may hold.
 using wire::kMaxAddress;      // sender, rcpt
@@ -53,14 +53,27 @@ struct RecipientRecord {
     uint64_t last_attempt = 0;
     std::string addr, orcpt, last_error;
     uint8_t flags = 0;          // kRcptDelayWarned
+    uint8_t last_class = 0;     // BounceClass of the last failed attempt (bounce_class.h); 0 = none yet
     bool operator==(const RecipientRecord&) const = default;
     bool scheduled() const { return state == RcptState::queued || state == RcptState::deferred; }
 };
 
+// An address on the suppression list (db "suppression", keyed by the lower-cased address).
+struct SuppressionRecord {
+    uint8_t bounce_class = 0;  // BounceClass that put it there (bad_mailbox, bad_domain; none: by admin)
+    uint64_t since = 0;        // unix seconds
+    uint64_t until = 0;        // suppressed while now < until
+    uint64_t msgid = 0;        // the message whose bounce put it there; 0 = added by an admin
+    std::string reason;        // the bounce text, or who added it
+    bool operator==(const SuppressionRecord&) const = default;
+};
+
 std::string encode(const MessageRecord& m);
 std::string encode(const RecipientRecord& r);
+std::string encode(const SuppressionRecord& s);
 bool decode(std::string_view bytes, MessageRecord& out, std::string& err);
 bool decode(std::string_view bytes, RecipientRecord& out, std::string& err);
+bool decode(std::string_view bytes, SuppressionRecord& out, std::string& err);
 
 // Every stored text is wire::clean_text, the rule the deliverers check: a record the queue keeps can
 // never be refused by mta-smtp or mta-local.

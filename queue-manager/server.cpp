@@ -99,6 +99,8 @@ void QueueServer::build_parts() {
         .revive = [this] { sched_->revive(); },
         .wake_at = [this](uint64_t when) { active_->wake_at(when); },
         .body_prefix = [body](uint64_t msgid, std::size_t limit) { return read_body_prefix(body, msgid, limit); },
+        .class_counts = [this]() -> const ClassCounts& { return active_->class_counts(); },
+        .suppression_ttl = [this] { return cfg_.suppression_ttl; },
         .reply = [this](ipc::Message m) { master_->send(std::move(m)); },
     });
     configure_parts();

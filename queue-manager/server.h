@@ -89,6 +89,7 @@ private:
 
     // dispatch.cpp: between the active set, the scheduler and the deliverers
     void route(uint64_t msgid, const std::vector<uint32_t>& indices);
+    std::string suppressed(const std::string& address);
     std::vector<uint32_t> send_job(uint64_t link, uint64_t msgid, const std::vector<uint32_t>& indices,
                                    const Nexthop& to);
     void on_deliver_result(Peer& p, ipc::Message& m);

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unordered_set>
 
+#include "common/log.h"
+
 namespace mta::queue {
 namespace {
 
@@ -79,7 +81,7 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
     if (rc) { err = error_text(rc); return false; }
     struct { const char* name; MDB_dbi* dbi; } dbs[] = {{"meta", &meta_}, {"messages", &messages_},
         {"recipients", &recipients_}, {"schedule", &schedule_}, {"destinations", &destinations_},
-        {"corrupt", &corrupt_}};
+        {"corrupt", &corrupt_}, {"suppression", &suppression_}};
     for (auto& d : dbs)
         if ((rc = mdb_dbi_open(t.get(), d.name, MDB_CREATE, d.dbi))) { err = error_text(rc); return false; }
     MDB_val k = to_val(kMetaSchema), v;
@@ -173,6 +175,10 @@ int Store::apply_op(MDB_txn* t, const Op& op) {
         return mark_corrupt(t, op.msgid);
     case Op::Kind::drop_schedule:
         return del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view());
+    case Op::Kind::put_suppression:
+        return put(t, suppression_, op.address, encode(op.sup));
+    case Op::Kind::delete_suppression:
+        return del(t, suppression_, op.address);
     }
     return EINVAL;
 }
@@ -293,9 +299,36 @@ void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, 
     });
 }
 
+bool Store::find_suppression(const std::string& address, SuppressionRecord& out) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return false;
+    MDB_val k = to_val(address), v;
+    if (mdb_get(t.get(), suppression_, &k, &v) != 0) return false;
+    std::string err;
+    if (decode(from_val(v), out, err)) return true;
+    LOG_WARN("event=suppression_unreadable address=<%s> reason=\"%s\"", log::safe(address).c_str(), err.c_str());
+    return false;
+}
+
+void Store::for_each_suppression(const std::function<void(const std::string&, const SuppressionRecord&)>& fn) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return;
+    CursorPtr c = open_cursor(t.get(), suppression_, rc);
+    if (!c) return;
+    walk(c.get(), {}, [&](std::string_view k, std::string_view v) {
+        SuppressionRecord su;
+        std::string err;
+        if (decode(v, su, err)) fn(std::string(k), su);
+        return 0;
+    });
+}
+
 std::size_t Store::count(const char* db) {
     struct { const char* name; MDB_dbi dbi; } dbs[] = {{"meta", meta_}, {"messages", messages_},
-        {"recipients", recipients_}, {"schedule", schedule_}, {"destinations", destinations_}, {"corrupt", corrupt_}};
+        {"recipients", recipients_}, {"schedule", schedule_}, {"destinations", destinations_}, {"corrupt", corrupt_},
+        {"suppression", suppression_}};
     int rc;
     Txn t(env_.get(), MDB_RDONLY, rc);
     if (rc) return 0;

@@ -1,6 +1,6 @@
 // QueueStore: the durable queue in LMDB (sole writer, full sync). Named databases: meta (id high-water,
 // schema), messages, recipients, schedule (time+msgid+index, earliest first), destinations (reserved),
-// corrupt (quarantined raw records). Trusts nothing it reads back: undecodable records are quarantined.
+// corrupt (quarantined raw records), suppression (lower-cased address -> SuppressionRecord). Trusts nothing it reads back: undecodable records are quarantined.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,6 +22,8 @@ struct Op {
         delete_message,    // the message record (its recipients are gone already)
         mark_corrupt,      // message -> corrupt state (quarantined if undecodable), schedule entries dropped
         drop_schedule,     // a stale schedule entry (old_next, msgid, index)
+        put_suppression,   // sup under address
+        delete_suppression,
     };
     Kind kind = Kind::put_message;
     uint64_t msgid = 0;
@@ -30,6 +32,8 @@ struct Op {
     uint64_t old_next = 0;
     MessageRecord msg;
     RecipientRecord rcpt;
+    std::string address;  // put_suppression, delete_suppression: the key (lower-cased)
+    SuppressionRecord sup;
     // Not stored: a result op that also asks for a DSN about rcpt (msg then holds the original
     // message's record). The server turns these into new queued messages in the same transaction.
     enum class Dsn : uint8_t { none, failure, delay, success };
@@ -84,6 +88,11 @@ public:
     // finished messages and orphan recipients, rebuild the schedule, remove orphan body files.
     bool recover(const std::string& body_dir, RecoveryReport& rep, std::string& err);
 
+    // The suppression list. find: true when `address` (lower-cased) has an entry, expired or not; an
+    // undecodable entry counts as none (and is logged).
+    bool find_suppression(const std::string& address, SuppressionRecord& out);
+    void for_each_suppression(const std::function<void(const std::string& address, const SuppressionRecord&)>& fn);
+
     // For tests and tools.
     std::size_t count(const char* db);
     std::size_t map_size() const;
@@ -97,7 +106,8 @@ private:
                         std::vector<uint64_t>& live);
 
     EnvPtr env_;
-    MDB_dbi meta_ = 0, messages_ = 0, recipients_ = 0, schedule_ = 0, destinations_ = 0, corrupt_ = 0;
+    MDB_dbi meta_ = 0, messages_ = 0, recipients_ = 0, schedule_ = 0, destinations_ = 0, corrupt_ = 0,
+            suppression_ = 0;
     uint64_t next_id_ = 1, id_limit_ = 1;
 };
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the queue's decoders: stored records (records.cpp) and the commit /
+// libFuzzer target for the queue's decoders: stored records (records.cpp: message, recipient, suppression) and the commit /
 // deliver_result IPC payloads (envelope.cpp). No crash or UB on any bytes; anything accepted re-encodes
 // to the same bytes (records) or satisfies the documented limits (IPC).
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/ipc.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/records.h"
 
@@ -28,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (decode(in, m, err)) require((!current || encode(m) == in) && m.nrcpt > 0 && clean_text(m.sender, kMaxAddress));
     RecipientRecord r;
     if (decode(in, r, err)) require((!current || encode(r) == in) && !r.addr.empty() && clean_text(r.addr, kMaxAddress));
+    SuppressionRecord su;  // one version so far: whatever decodes re-encodes to itself
+    if (decode(in, su, err)) require(encode(su) == in && su.bounce_class <= kBounceClassMax);
 
     ipc::Message msg;
     if (!ipc::decode(in, msg, err)) return 0;

@@ -162,7 +162,7 @@ def delivery_events(m, addr):
     """(event, relay, text) per delivery outcome logged for a recipient, oldest first: mta-smtp and
     mta-local log reply=, the queue's own decisions (transport_map error:/retry:, table trouble) reason=."""
     import re
-    pat = re.compile(r"event=(delivered|deferred|bounced) qid=\S+ (?:to|rcpt)=<%s> relay=(\S+) "
+    pat = re.compile(r"event=(delivered|deferred|bounced) qid=\S+ (?:to|rcpt)=<%s> relay=(\S+) (?:class=\S+ )?"
                      r"(?:reply|reason)=\"([^\"]*)\"" % re.escape(addr))
     return pat.findall(m.log_text())
 

@@ -51,10 +51,66 @@ TEST_CASE("admin command parsing") {
     CHECK_FALSE(parse_admin("list\n--json", c, err));
     CHECK_FALSE(parse_admin("", c, err));
     CHECK(parse_admin("list", c, err));
-    CHECK_FALSE(c.mutates());
+    CHECK_FALSE(c.privileged_only());
     REQUIRE(parse_admin("hold --domain Remote.TEST", c, err));
-    CHECK(c.mutates());
+    CHECK(c.privileged_only());
     CHECK(c.filter.domain == "remote.test");
+}
+
+TEST_CASE("stats and suppression commands") {
+    AdminCommand c;
+    std::string err;
+    REQUIRE(parse_admin("stats --json", c, err));
+    CHECK(c.json);
+    CHECK_FALSE(c.privileged_only());
+    CHECK_FALSE(parse_admin("stats 2A", c, err));
+    REQUIRE(parse_admin("suppression list --json", c, err));
+    CHECK(c.sub == "list");
+    CHECK(c.privileged_only());  // the list names other users' recipients
+    CHECK_FALSE(parse_admin("suppression", c, err));
+    CHECK_FALSE(parse_admin("suppression purge", c, err));
+    CHECK_FALSE(parse_admin("suppression list a@b.test", c, err));
+    CHECK_FALSE(parse_admin("suppression add", c, err));
+    CHECK(err.find("address") != std::string::npos);
+    REQUIRE(parse_admin("suppression add Bob@Example.NET carol@example.net --ttl 2d", c, err));
+    CHECK(c.addresses == std::vector<std::string>{"bob@example.net", "carol@example.net"});
+    CHECK(c.ttl == 2 * 86400);
+    CHECK_FALSE(parse_admin("suppression remove a@b.test --ttl 2d", c, err));  // --ttl only with add
+    CHECK_FALSE(parse_admin("suppression add a@b.test --ttl 0", c, err));
+    CHECK_FALSE(parse_admin("suppression add nobody", c, err));
+    CHECK_FALSE(parse_admin("suppression add @b.test", c, err));
+    CHECK_FALSE(parse_admin("suppression add a@", c, err));
+    CHECK_FALSE(parse_admin("suppression add " + std::string(400, 'a') + "@b.test", c, err));
+    CHECK_FALSE(parse_admin("suppression add a\xff@b.test", c, err));
+    REQUIRE(parse_admin("suppression remove a@b.test", c, err));
+    CHECK(c.sub == "remove");
+}
+
+TEST_CASE("stats and suppression formats") {
+    ClassCounts cc;
+    cc.since = 1000;
+    cc.deferred[uint8_t(BounceClass::rate_limited)] = 3;
+    cc.bounced[uint8_t(BounceClass::bad_mailbox)] = 2;
+    std::string t = format_stats_text(cc, 1, 1060);
+    CHECK(t.find("rate_limited") != std::string::npos);
+    CHECK(t.find("1 entry") != std::string::npos);
+    std::string j = format_stats_json(cc, 1, 1060);
+    CHECK(j.find("\"rate_limited\":{\"deferred\":3,\"bounced\":0}") != std::string::npos);
+    CHECK(j.find("\"bad_mailbox\":{\"deferred\":0,\"bounced\":2}") != std::string::npos);
+    CHECK(j.find("\"none\"") == std::string::npos);
+    CHECK(j.find("\"suppressed\":1}") != std::string::npos);
+    std::vector<SuppressionView> list{{"bob@example.net", SuppressionRecord{1, 1000, 2000, 0x2A, "said: 550 5.1.1 \"x\""}},
+                                      {"eve@example.net", SuppressionRecord{0, 1000, 2000, 0, "added by uid 0"}}};
+    std::string lt = format_suppression_text(list);
+    CHECK(lt.find("bob@example.net  [bad_mailbox") != std::string::npos);
+    CHECK(lt.find("added by admin") != std::string::npos);
+    CHECK(lt.find("2 suppressed addresses") != std::string::npos);
+    std::string lj = format_suppression_json(list, 1500);
+    CHECK(lj.find("\"class\":\"bad_mailbox\"") != std::string::npos);
+    CHECK(lj.find("\"class\":null") != std::string::npos);
+    CHECK(lj.find("\"queue_id\":null") != std::string::npos);
+    CHECK(lj.find("\\\"x\\\"") != std::string::npos);  // the reason's quotes are escaped
+    CHECK(format_suppression_text({}) == "Suppression list is empty\n");
 }
 
 TEST_CASE("filters") {

@@ -1,6 +1,7 @@
 // Unit tests for queue-manager/policy: backoff doubling, cap, jitter bounds, expiry and state changes.
 #include <doctest/doctest.h>
 
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/policy.h"
 
 using namespace mta::queue;
@@ -82,4 +83,24 @@ TEST_CASE("a permanent failure bounces at once") {
     CHECK(apply_attempt(r, m, Outcome::bounced, "550 no such user", p, 1001, 0) == Outcome::bounced);
     CHECK(r.state == RcptState::bounced);
     CHECK(r.last_error == "550 no such user");
+}
+
+TEST_CASE("every failed attempt records its bounce class, an expiry as permanent") {
+    RetryPolicy p = policy();
+    MessageRecord m;
+    m.arrival = 1000;
+    m.sender = "a@b";
+    RecipientRecord r;
+    r.addr = "x@y";
+    apply_attempt(r, m, Outcome::deferred, "mx[192.0.2.1] said: 450 4.7.28 rate limited", p, 1001, 0);
+    CHECK(BounceClass(r.last_class) == BounceClass::rate_limited);
+    apply_attempt(r, m, Outcome::deferred, "4.4.1 destination mx is not reachable", p, 1002, 0);
+    CHECK(BounceClass(r.last_class) == BounceClass::other_transient);
+    CHECK(apply_attempt(r, m, Outcome::deferred, "4.4.1 destination mx is not reachable", p, 1000 + 6 * 86400, 0) ==
+          Outcome::bounced);
+    CHECK(BounceClass(r.last_class) == BounceClass::other_permanent);
+    RecipientRecord b;
+    b.addr = "x@y";
+    apply_attempt(b, m, Outcome::bounced, "mx[192.0.2.1] said: 550 5.1.1 no such user", p, 1001, 0);
+    CHECK(BounceClass(b.last_class) == BounceClass::bad_mailbox);
 }

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/records.h"
 
@@ -76,6 +77,41 @@ TEST_CASE("recipient record round trip") {
     std::string err;
     REQUIRE(decode(encode(r), back, err));
     CHECK(back == r);
+    r.last_class = kBounceClassMax;
+    REQUIRE(decode(encode(r), back, err));
+    CHECK(back == r);
+    r.last_class = kBounceClassMax + 1;
+    CHECK_FALSE(decode(encode(r), back, err));
+}
+
+TEST_CASE("a version 3 recipient record (before last_class) still decodes") {
+    RecipientRecord r = sample_rcpt(), back;
+    std::string v3 = encode(r);
+    v3.pop_back();  // last_class
+    v3[0] = 3;
+    std::string err;
+    REQUIRE(decode(v3, back, err));
+    CHECK(back == r);
+    v3[0] = 4;
+    CHECK_FALSE(decode(v3, back, err));
+}
+
+TEST_CASE("suppression record round trip and strict decoding") {
+    SuppressionRecord su{1, 1700000000, 1702592000, 0x2A, "mx[192.0.2.1] said: 550 5.1.1 no such user"}, back;
+    std::string err;
+    std::string bytes = encode(su);
+    REQUIRE(decode(bytes, back, err));
+    CHECK(back == su);
+    for (std::size_t n = 0; n < bytes.size(); n++) CHECK_FALSE(decode(std::string_view(bytes).substr(0, n), back, err));
+    CHECK_FALSE(decode(bytes + "x", back, err));
+    std::string bad = bytes;
+    bad[0] = 2;
+    CHECK_FALSE(decode(bad, back, err));
+    bad = bytes;
+    bad[1] = char(kBounceClassMax + 1);
+    CHECK_FALSE(decode(bad, back, err));
+    su.reason = "a\r\nb";
+    CHECK_FALSE(decode(encode(su), back, err));
 }
 
 TEST_CASE("every truncation and any trailing byte is rejected") {

@@ -185,6 +185,40 @@ TEST_CASE("deferral moves the schedule entry; delivery deletes records") {
     CHECK(s.count("schedule") == 0);
 }
 
+TEST_CASE("the suppression list is kept across reopen and changed in batches") {
+    TempSpool t;
+    std::string err;
+    {
+        Store s;
+        REQUIRE(s.open(t.db(), err));
+        Op a;
+        a.kind = Op::Kind::put_suppression;
+        a.address = "bob@example.net";
+        a.sup = SuppressionRecord{1, 100, 200, 7, "550 5.1.1 no such user"};
+        Op b = a;
+        b.address = "carol@example.net";
+        b.sup.msgid = 0;
+        REQUIRE(s.apply({a, b}) == 0);
+        CHECK(s.count("suppression") == 2);
+    }
+    Store s;
+    REQUIRE(s.open(t.db(), err));
+    SuppressionRecord got;
+    REQUIRE(s.find_suppression("bob@example.net", got));
+    CHECK(got == SuppressionRecord{1, 100, 200, 7, "550 5.1.1 no such user"});
+    CHECK_FALSE(s.find_suppression("Bob@example.net", got));  // keys are lower-cased by the callers
+    CHECK_FALSE(s.find_suppression("nobody@example.net", got));
+    Op d;
+    d.kind = Op::Kind::delete_suppression;
+    d.address = "bob@example.net";
+    Op gone = d;
+    gone.address = "never-there@example.net";  // deleting what is not there is fine
+    REQUIRE(s.apply({d, gone}) == 0);
+    std::vector<std::string> left;
+    s.for_each_suppression([&](const std::string& a, const SuppressionRecord&) { left.push_back(a); });
+    CHECK(left == std::vector<std::string>{"carol@example.net"});
+}
+
 TEST_CASE("the map grows instead of failing when full") {
     TempSpool t;
     std::string err;

@@ -1,0 +1,219 @@
+"""Bounce classification and the suppression list end to end (issue 13, items 1 and 2). The relayhost is
+queuetest.ScriptedServer answering RCPT by recipient name with replies as large receivers send them;
+the checks read what the queue logged, what `mtaqueue show/stats --json` report, the DSNs the sender
+got (parsed with Python's email package), and how often the receiver was asked (a suppressed recipient
+must never reach it)."""
+import email
+import email.policy
+import json
+import re
+import time
+
+from mtatest import check, finish, Guard, MTA, wait_for
+from queuetest import ScriptedServer, mtaqueue, queue_json, relay_config, send, status_fields
+
+# local part prefix -> (RCPT reply, expected class, bounced?)
+REPLIES = {
+    "bad": ("550 5.1.1 <{r}>: Recipient address rejected: User unknown", "bad_mailbox", True),
+    "gone": ("550 5.1.2 Bad destination system address", "bad_domain", True),
+    "full": ("552 5.2.2 The email account that you tried to reach is over quota", "mailbox_full", True),
+    "big": ("552 5.3.4 Your message exceeded our message size limits", "message_too_big", True),
+    "spam": ("550 5.7.1 Service unavailable, client host blocked using zen.example", "policy_block", True),
+    "tls": ("530 5.7.0 Must issue a STARTTLS command first", "tls_auth_required", True),
+    "perm": ("554 5.6.0 Message content rejected", "other_permanent", True),
+    "rate": ("450 4.7.28 Our system has detected an unusual rate of mail, slow down", "rate_limited", False),
+    "grey": ("451 4.2.0 <{r}>: Recipient address rejected: Greylisted", "other_transient", False),
+    "quota": ("452 4.2.2 Mailbox full, try again later", "mailbox_full", False),
+}
+
+
+def decide(rcpt, n):
+    prefix = rcpt.split("-", 1)[0]
+    if prefix in REPLIES:
+        return REPLIES[prefix][0].format(r=rcpt)
+    return "250 2.1.5 ok"
+
+
+def bounced_line(m, rcpt):
+    found = re.findall(r"event=bounced qid=\S+ rcpt=<%s> relay=(\S+) class=(\S+)" % re.escape(rcpt), m.log_text())
+    return found[-1] if found else None
+
+
+def deferred_class(m, rcpt):
+    found = re.findall(r"event=deferred qid=\S+ to=<%s> relay=\S+ class=(\S+)" % re.escape(rcpt), m.log_text())
+    return found[-1] if found else None
+
+
+def dsns(m, user, subject):
+    """The DSNs in user's mailbox about the message with this Subject (the returned original carries it)."""
+    out = []
+    for path in m.mailbox(user):
+        with open(path, "rb") as f:
+            raw = f.read()
+        if ("\nSubject: %s\r\n" % subject).encode() in raw or ("\nSubject: %s\n" % subject).encode() in raw:
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            if msg.get_content_type() == "multipart/report":
+                out.append(msg)
+    return out
+
+
+def jload(r):
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {"unparsable": r.stdout + r.stderr}
+
+
+def classification(m, srv):
+    rcpts = ["%s-1@remote.test" % p for p in REPLIES]
+    send(m, "classes@localhost", rcpts, "classes one")
+    for p, (reply, cls, bounced) in REPLIES.items():
+        r = "%s-1@remote.test" % p
+        if bounced:
+            got = wait_for(lambda: bounced_line(m, r), 20)
+            check("class: %s bounces as %s (log)" % (reply.split(" ", 2)[1], cls), got and got[1] == cls, got)
+        else:
+            got = wait_for(lambda: deferred_class(m, r), 20)
+            check("class: %s defers as %s (log)" % (reply.split(" ", 2)[1], cls), got == cls, got)
+    # The deferred ones stay in the queue with their class.
+    j = queue_json(m)
+    msg = [x for x in j.get("messages", []) if x["sender"] == "classes@localhost"]
+    if check("class: the message with deferred recipients is queued", len(msg) == 1, j):
+        show = jload(mtaqueue(m, "show", msg[0]["id"], "--json")).get("message", {})
+        classes = {x["address"]: x["class"] for x in show.get("recipients", [])}
+        want = {"%s-1@remote.test" % p: c for p, (_, c, b) in REPLIES.items() if not b}
+        check("class: mtaqueue show --json gives each deferred recipient its class", classes == want, (classes, want))
+        text = mtaqueue(m, "show", msg[0]["id"]).stdout
+        check("class: mtaqueue show (text) names the class", "class rate_limited" in text and
+              "class other_transient" in text, text)
+    # One DSN for the bounced ones, its statuses parsed by Python's email package.
+    got = wait_for(lambda: dsns(m, "classes", "classes one"), 20)
+    if check("class: the sender got a DSN", got, m.mailbox("classes")):
+        st = {f.get("final-recipient", "").split(";")[-1].strip(): f.get("status") for f in status_fields(got[0])}
+        check("class: the DSN has every bounced recipient with the remote status",
+              st.get("bad-1@remote.test") == "5.1.1" and st.get("big-1@remote.test") == "5.3.4" and
+              len([p for p in REPLIES if REPLIES[p][2]]) == len(st), st)
+    stats = jload(mtaqueue(m, "stats", "--json"))
+    c = stats.get("classes", {})
+    ok = all(c.get(cls, {}).get("bounced", 0) >= 1 for _, cls, b in REPLIES.values() if b) and \
+        all(c.get(cls, {}).get("deferred", 0) >= 1 for _, cls, b in REPLIES.values() if not b)
+    check("class: mtaqueue stats --json counts every class", ok and stats.get("suppressed") == 0, stats)
+    text = mtaqueue(m, "stats", user="nobody")
+    check("class: an ordinary user may read mtaqueue stats", text.returncode == 0 and "rate_limited" in text.stdout,
+          text.stdout + text.stderr)
+    # Suppression is off by default: the next message to a hard-bounced address is tried again.
+    before = srv.attempts["bad-1@remote.test"]
+    send(m, "classes@localhost", ["bad-1@remote.test"], "classes two")
+    check("no suppression by default: a hard-bounced address is tried again",
+          wait_for(lambda: srv.attempts["bad-1@remote.test"] > before, 20), srv.attempts)
+    r = mtaqueue(m, "suppression", "list", "--json")
+    check("no suppression by default: the list stays empty", jload(r).get("count") == 0, r.stdout + r.stderr)
+
+
+def suppression(m, srv):
+    send(m, "sup@localhost", ["bad-2@remote.test", "gone-2@remote.test", "full-2@remote.test"], "sup one")
+    wait_for(lambda: bounced_line(m, "full-2@remote.test") and bounced_line(m, "gone-2@remote.test"), 20)
+    lst = jload(mtaqueue(m, "suppression", "list", "--json"))
+    entries = {e["address"]: e for e in lst.get("suppressed", [])}
+    check("suppression: hard bounces (bad_mailbox, bad_domain) are listed, a full mailbox is not",
+          set(entries) == {"bad-2@remote.test", "gone-2@remote.test"}, lst)
+    e = entries.get("bad-2@remote.test", {})
+    check("suppression: the entry has class, queue id, reason and an expiry suppression_ttl ahead",
+          e.get("class") == "bad_mailbox" and e.get("queue_id") and "5.1.1" in e.get("reason", "") and
+          abs(e.get("until", 0) - e.get("since", 0) - 3600) <= 1, e)
+    # Later mail to a suppressed address bounces without a connection; the others still go out.
+    before = dict(srv.attempts)
+    send(m, "sup@localhost", ["Bad-2@remote.test", "ok-2@remote.test"], "sup two")
+    got = wait_for(lambda: bounced_line(m, "Bad-2@remote.test"), 20)
+    check("suppression: a suppressed recipient bounces at once (relay=suppression-list, class bad_mailbox)",
+          got == ("suppression-list", "bad_mailbox"), got)
+    check("suppression: the others of the message are delivered",
+          wait_for(lambda: srv.attempts["ok-2@remote.test"] >= 1, 20), srv.attempts)
+    check("suppression: the receiver was never asked about it again",
+          srv.attempts["bad-2@remote.test"] == before.get("bad-2@remote.test", 0) and
+          srv.attempts["Bad-2@remote.test"] == 0, srv.attempts)
+    dsn = wait_for(lambda: dsns(m, "sup", "sup two"), 20)
+    if check("suppression: the sender gets a DSN", dsn, m.mailbox("sup")):
+        f = status_fields(dsn[0])
+        diag = f[0].get("diagnostic-code", "") if f else ""
+        check("suppression: the DSN says 5.1.1 and why (suppression list, class, the original bounce)",
+              len(f) == 1 and f[0].get("status") == "5.1.1" and "suppression list" in diag and
+              "bad_mailbox" in diag and "User unknown" in diag, f)
+    lst2 = jload(mtaqueue(m, "suppression", "list", "--json"))
+    e2 = {x["address"]: x for x in lst2.get("suppressed", [])}.get("bad-2@remote.test", {})
+    check("suppression: a bounce caused by the list does not renew the entry", e2.get("until") == e.get("until"),
+          (e, e2))
+
+    # Admin edits.
+    r = mtaqueue(m, "suppression", "add", "eve-2@remote.test", "--ttl", "1h")
+    check("suppression add: ok", r.returncode == 0 and r.stdout.startswith("ok: suppression add 1 address"),
+          r.stdout + r.stderr)
+    send(m, "sup@localhost", ["eve-2@remote.test"], "sup three")
+    got = wait_for(lambda: bounced_line(m, "eve-2@remote.test"), 20)
+    check("suppression add: an added address bounces without a connection",
+          got and got[0] == "suppression-list" and srv.attempts["eve-2@remote.test"] == 0, (got, srv.attempts))
+    r = mtaqueue(m, "suppression", "remove", "eve-2@remote.test", "never-2@remote.test")
+    check("suppression remove: ok, and says which were not listed",
+          r.returncode == 0 and "1 address" in r.stdout and "1 not on the list" in r.stdout, r.stdout + r.stderr)
+    send(m, "sup@localhost", ["eve-2@remote.test"], "sup four")
+    check("suppression remove: the address is delivered to again",
+          wait_for(lambda: srv.attempts["eve-2@remote.test"] >= 1, 20), srv.attempts)
+    r = mtaqueue(m, "suppression", "add", "short-2@remote.test", "--ttl", "1s")
+    time.sleep(2.2)
+    send(m, "sup@localhost", ["short-2@remote.test"], "sup five")
+    check("suppression: an expired entry no longer suppresses",
+          wait_for(lambda: srv.attempts["short-2@remote.test"] >= 1, 20), srv.attempts)
+    lst3 = jload(mtaqueue(m, "suppression", "list", "--json"))
+    check("suppression list: expired entries are purged", "short-2@remote.test" not in
+          [x["address"] for x in lst3.get("suppressed", [])] and lst3.get("count") == 2, lst3)
+    text = mtaqueue(m, "suppression", "list").stdout
+    check("suppression list (text)", "bad-2@remote.test  [bad_mailbox" in text and "2 suppressed addresses" in text,
+          text)
+
+    # Who may, and what is refused.
+    r = mtaqueue(m, "suppression", "list", user="nobody")
+    check("suppression: an ordinary user may not read the list", r.returncode == 1 and "permission denied" in r.stderr,
+          r.stdout + r.stderr)
+    r = mtaqueue(m, "suppression", "add", "eve-3@remote.test", user="nobody")
+    check("suppression: nor change it", r.returncode == 1 and "permission denied" in r.stderr, r.stdout + r.stderr)
+    for args, why in ((["suppression", "add", "nobody"], "not an address"),
+                      (["suppression", "add"], "needs at least one address"),
+                      (["suppression", "drop", "a@b.test"], "list, add or remove"),
+                      (["suppression", "add", "a@b.test", "--ttl", "soon"], "bad duration")):
+        r = mtaqueue(m, *args)
+        check("suppression: refused with a clear error: %s" % " ".join(args),
+              r.returncode == 1 and why in r.stderr, r.stdout + r.stderr)
+
+
+def restart_keeps_list(m):
+    m.stop()
+    m.proc = None
+    m.start()
+    lst = jload(mtaqueue(m, "suppression", "list", "--json"))
+    check("suppression: the list survives a restart (LMDB)",
+          sorted(x["address"] for x in lst.get("suppressed", [])) == ["bad-2@remote.test", "gone-2@remote.test"], lst)
+    stats = jload(mtaqueue(m, "stats", "--json"))
+    check("stats: counters start again with the process, the list size does not", stats.get("suppressed") == 2 and
+          sum(v["bounced"] for v in stats.get("classes", {}).values()) == 0, stats)
+
+
+def main():
+    srv = ScriptedServer(decide)
+    try:
+        with Guard("bounce classes") as g:
+            g.log = m = MTA(extra=relay_config(srv), name="bounces").start()
+            g.cleanups.append(m.stop)
+            classification(m, srv)
+        with Guard("suppression") as g:
+            g.log = m = MTA(extra=relay_config(srv) + "suppress_hard_bounces = yes\nsuppression_ttl = 1h\n",
+                            name="suppress").start()
+            g.cleanups.append(m.stop)
+            suppression(m, srv)
+            restart_keeps_list(m)
+    finally:
+        srv.stop()
+    finish()
+
+
+if __name__ == "__main__":
+    main()
