@@ -158,7 +158,7 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
     r.transport = "default";
     std::optional<std::pair<std::string, std::string>> hit;
     if (!domain.empty() && !tables.transport_error.empty())
-        return {"retry", "", "4.3.0 transport_map unavailable: " + tables.transport_error, "", "unavailable"};
+        return {"retry", "", "4.3.0 transport_map unavailable: " + tables.transport_error, "", "unavailable", ""};
     // "*" is a catch-all for remote mail only: mail for our own domains moves elsewhere only by name.
     if (!domain.empty()) hit = lookup_domain(tables.transport, domain, !local);
     if (hit) {
@@ -166,7 +166,7 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
         std::string err;
         r.transport = hit->first + " " + hit->second;
         if (!parse_transport(hit->second, e, err))
-            return {"retry", "", "4.3.5 bad transport_map entry for " + hit->first + ": " + err, "", r.transport};
+            return {"retry", "", "4.3.5 bad transport_map entry for " + hit->first + ": " + err, "", r.transport, ""};
         switch (e.kind) {
         case TransportEntry::smtp: r.role = "smtp"; r.nexthop = "smtp:" + (e.nexthop.empty() ? std::string(domain) : e.nexthop); break;
         case TransportEntry::lmtp: r.role = "smtp"; r.nexthop = e.nexthop; break;
@@ -177,6 +177,7 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
     } else if (!local) {
         r.role = "smtp";
         r.nexthop = std::string(domain);
+        r.group = cfg.relayhost;  // mta-smtp sends it there: one destination for every domain, as Postfix
     } else if (cfg.local_transport.rfind("lmtp:", 0) == 0) {
         r.role = "smtp";
         r.nexthop = cfg.local_transport;
@@ -187,10 +188,10 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
     // TLS policy concerns SMTP to other hosts; LMTP and Maildir delivery stay on this host.
     if (r.role != "smtp" || r.nexthop.rfind("lmtp:", 0) == 0) return r;
     if (!tables.tls_policy_error.empty())
-        return {"retry", "", "4.3.0 smtp_tls_policy_map unavailable: " + tables.tls_policy_error, "", r.transport};
+        return {"retry", "", "4.3.0 smtp_tls_policy_map unavailable: " + tables.tls_policy_error, "", r.transport, ""};
     if (auto p = lookup_domain(tables.tls_policy, domain)) {
         if (!valid_tls_policy_level(p->second))
-            return {"retry", "", "4.3.5 bad smtp_tls_policy_map entry for " + p->first, "", r.transport};
+            return {"retry", "", "4.3.5 bad smtp_tls_policy_map entry for " + p->first, "", r.transport, ""};
         r.tls_level = p->second;
     }
     return r;

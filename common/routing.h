@@ -25,6 +25,10 @@ struct Route {
     std::string text;       // error/retry: "5.x.y text" / "4.x.y text"
     std::string tls_level;  // from smtp_tls_policy_map; "" = smtp_tls_level applies
     std::string transport;  // for logs: the transport_map entry used ("KEY VALUE"), or "default"
+    // Recipients with the same group share one scheduling destination (one concurrency budget, jobs
+    // and transactions across their domains): the relayhost, for plain-domain mail while it is set.
+    // "" = the nexthop itself.
+    std::string group;
 };
 
 // An exact-key lookup in one table (an LMDB table in production, a map in tests).

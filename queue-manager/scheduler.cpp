@@ -52,14 +52,14 @@ std::size_t Scheduler::rcpts_in_flight(uint64_t link) const {
 }
 
 std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, std::size_t cost) {
-    std::string key = (to.local ? "L:" : "S:") + to.host + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
+    std::string key = (to.local ? "L:" : "S:") + to.name() + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
     auto [it, fresh] = dests_.try_emplace(key);
     Destination& d = it->second;
     if (fresh) d.to = to;
     // Append to this message's last job for the destination while it has room.
     if (d.waiting.empty() || d.waiting.back().msgid != msgid || d.waiting.back().indices.size() >= kJobRecipients ||
         cost * (d.waiting.back().indices.size() + 1) > kJobBytes)
-        d.waiting.push_back(WaitingJob{msgid, {}});
+        d.waiting.push_back(WaitingJob{msgid, {}, to.host});
     d.waiting.back().indices.push_back(index);
     return key;
 }
@@ -69,7 +69,7 @@ uint64_t Scheduler::pick_link(const Destination& d) const {
     const auto& active = d.to.local ? local_links_ : smtp_links_;
     if (active.empty()) return 0;
     auto it = active.begin();
-    if (!d.to.local) std::advance(it, std::hash<std::string>{}(d.to.host) % active.size());
+    if (!d.to.local) std::advance(it, std::hash<std::string>{}(d.to.name()) % active.size());
     return it->second;
 }
 
@@ -103,7 +103,9 @@ void Scheduler::pump(const std::string& key) {
 }
 
 void Scheduler::send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj) {
-    std::vector<uint32_t> sent = hooks_.send(link_id, wj.msgid, wj.indices, d.to);
+    Nexthop to = d.to;
+    to.host = wj.host;
+    std::vector<uint32_t> sent = hooks_.send(link_id, wj.msgid, wj.indices, to);
     if (sent.empty()) return;
     uint64_t job_id = next_job_id_++;
     Job& job = jobs_[job_id];
@@ -156,7 +158,7 @@ std::optional<Scheduler::Answered> Scheduler::answered(uint64_t link_id, uint64_
     auto job = jobs_.find(a.job);
     if (job == jobs_.end()) return a;
     Job& j = job->second;
-    if (auto d = dests_.find(j.dest); d != dests_.end()) a.nexthop = d->second.to.host;
+    if (auto d = dests_.find(j.dest); d != dests_.end()) a.nexthop = d->second.to.name();
     j.answered = true;
     if (status == ipc::DeliveryStatus::delivered) j.delivered = true;
     else if (text.rfind("4.4.1", 0) == 0) {
@@ -211,7 +213,7 @@ void Scheduler::note_outcome(const Job& job) {
     if (++h.conn_failures >= kDeadAfter) {
         h.dead_until = now_() + dead_backoff_;
         LOG_WARN("event=destination_dead nexthop=%s failures=%u until=+%llus reason=\"%s\"",
-                 log::safe(d->second.to.host).c_str(), h.conn_failures, (unsigned long long)dead_backoff_,
+                 log::safe(d->second.to.name()).c_str(), h.conn_failures, (unsigned long long)dead_backoff_,
                  log::safe(h.last_error).c_str());
     }
 }
@@ -229,15 +231,15 @@ bool Scheduler::defer_if_dead(Destination& d, const std::string& key) {
         h->second.conn_failures = kDeadAfter - 1;
         return false;
     }
-    std::string text = "4.4.1 destination " + d.to.host + " is not reachable (" + h->second.last_error + ")";
-    std::string relay = "dead:" + d.to.host;
+    std::string text = "4.4.1 destination " + d.to.name() + " is not reachable (" + h->second.last_error + ")";
+    std::string relay = "dead:" + d.to.name();
     std::size_t n = 0;
     while (!d.waiting.empty()) {
         WaitingJob wj = std::move(d.waiting.front());
         d.waiting.pop_front();
         n += hooks_.defer(wj.msgid, wj.indices, text, relay);
     }
-    if (n) LOG_INFO("event=destination_skipped nexthop=%s deferred=%zu", log::safe(d.to.host).c_str(), n);
+    if (n) LOG_INFO("event=destination_skipped nexthop=%s deferred=%zu", log::safe(d.to.name()).c_str(), n);
     hooks_.wake_at(h->second.dead_until);
     return true;
 }

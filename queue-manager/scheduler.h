@@ -23,8 +23,10 @@ namespace mta::queue {
 // Where a recipient goes: mta-local, or mta-smtp to a next hop at a TLS level.
 struct Nexthop {
     bool local = false;
-    std::string host;
+    std::string host;       // what the deliverer is given (a job of a group: its first recipient's)
     std::string tls_level;  // from smtp_tls_policy_map, "" = smtp_tls_level
+    std::string group;      // Route::group: the destination's name when set (the relayhost)
+    const std::string& name() const { return group.empty() ? host : group; }
 };
 
 class Scheduler {
@@ -86,6 +88,7 @@ private:
     struct WaitingJob {
         uint64_t msgid;
         std::vector<uint32_t> indices;
+        std::string host;  // Nexthop::host of its first recipient (the recipients of a group differ)
     };
     struct Destination {
         Nexthop to;

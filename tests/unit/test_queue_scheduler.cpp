@@ -45,7 +45,7 @@ struct Fixture {
     Fixture() { s.configure(10, 300); }
 
     std::string queue(const std::string& host, uint64_t msgid, uint32_t index = 0, bool local = false) {
-        std::string key = s.add(Nexthop{local, host, ""}, msgid, index, 100);
+        std::string key = s.add(Nexthop{local, host, "", ""}, msgid, index, 100);
         s.pump(key);
         return key;
     }
@@ -100,14 +100,38 @@ TEST_CASE("local delivery is not slowed down") {
 
 TEST_CASE("recipients of one message to one destination share a job") {
     Fixture f;
-    for (uint32_t i = 0; i < 3; i++) f.s.add(Nexthop{false, "example.org", ""}, 5, i, 100);
-    f.s.add(Nexthop{false, "example.net", ""}, 5, 3, 100);
+    for (uint32_t i = 0; i < 3; i++) f.s.add(Nexthop{false, "example.org", "", ""}, 5, i, 100);
+    f.s.add(Nexthop{false, "example.net", "", ""}, 5, 3, 100);
     f.s.link_up(1, false, 0);
     REQUIRE(f.sent.size() == 2);
     for (auto& s : f.sent) {
         if (s.host == "example.org") CHECK(s.indices == std::vector<uint32_t>{0, 1, 2});
         else CHECK(s.indices == std::vector<uint32_t>{3});
     }
+}
+
+TEST_CASE("recipients of different domains behind one relayhost share a job, a budget and a dead mark") {
+    Fixture f;
+    f.s.add(Nexthop{false, "example.org", "", "[192.0.2.1]:25"}, 5, 0, 100);
+    f.s.add(Nexthop{false, "example.net", "", "[192.0.2.1]:25"}, 5, 1, 100);
+    f.s.add(Nexthop{false, "example.com", "encrypt", "[192.0.2.1]:25"}, 5, 2, 100);  // another TLS level
+    f.s.add(Nexthop{false, "example.net", "", "[192.0.2.1]:25"}, 6, 0, 100);
+    f.s.link_up(1, false, 0);
+    REQUIRE(f.sent.size() == 3);  // message 5 as two jobs (two TLS levels), and message 6
+    std::size_t both = 3;
+    for (std::size_t i = 0; i < f.sent.size(); i++) {
+        const Sent& j = f.sent[i];
+        if (j.msgid == 6) CHECK(j.host == "example.net");
+        else if (j.host == "example.com") CHECK(j.indices == std::vector<uint32_t>{2});
+        else both = i;
+    }
+    REQUIRE(both < 3);
+    CHECK(f.sent[both].indices == std::vector<uint32_t>{0, 1});  // two domains, one job
+    CHECK(f.sent[both].host == "example.org");  // the deliverer gets the first recipient's domain
+    // The answer names the relayhost, and connection failures count for it, not for a domain.
+    auto a = f.s.answered(1, 5, 0, DeliveryStatus::deferred, "4.4.1 connect to [192.0.2.1]:25: refused");
+    REQUIRE(a);
+    CHECK(a->nexthop == "[192.0.2.1]:25");
 }
 
 TEST_CASE("a destination sticks to one smtp link; local goes to the first local link") {
@@ -177,8 +201,8 @@ TEST_CASE("connection failures in a row make a destination dead; its waiting rec
 TEST_CASE("a lost link hands back its recipients in flight and takes no new jobs once retired") {
     Fixture f;
     f.s.link_up(1, false, 0);
-    f.s.add(Nexthop{false, "example.org", ""}, 1, 0, 100);
-    f.s.add(Nexthop{false, "example.org", ""}, 1, 1, 100);
+    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 0, 100);
+    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 1, 100);
     f.queue("example.org", 2);
     REQUIRE(f.sent.size() == 2);
     f.s.link_retired(1);
@@ -195,9 +219,9 @@ TEST_CASE("a lost link hands back its recipients in flight and takes no new jobs
 
 TEST_CASE("forgotten recipients leave the waiting queues") {
     Fixture f;
-    f.s.add(Nexthop{false, "example.org", ""}, 1, 0, 100);
-    f.s.add(Nexthop{false, "example.org", ""}, 1, 1, 100);
-    f.s.add(Nexthop{false, "example.org", ""}, 2, 0, 100);
+    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 0, 100);
+    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 1, 100);
+    f.s.add(Nexthop{false, "example.org", "", ""}, 2, 0, 100);
     f.s.forget({{1, 1}, {2, 0}});
     f.s.link_up(1, false, 0);
     REQUIRE(f.sent.size() == 1);

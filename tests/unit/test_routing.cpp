@@ -174,12 +174,16 @@ TEST_CASE("routing: transport_map precedence over relayhost, MX and local delive
     CHECK(r.role == "local");
     CHECK(r.nexthop == "mine.example");
     CHECK(route(c, "anything.example", t).nexthop == "smtp:[127.0.0.9]");
+    CHECK(route(c, "anything.example", t).group.empty());  // a transport_map next hop is its own group
     r = route(c, "broken.example", t);
     CHECK(r.role == "retry");
     CHECK(r.text.rfind("4.3.5 ", 0) == 0);
-    // Without an entry, relayhost still applies in mta-smtp: the nexthop stays the plain domain.
+    // Without an entry, relayhost still applies in mta-smtp: the nexthop stays the plain domain, and
+    // the relayhost groups every such domain into one scheduling destination.
     t.transport = map_of({});
     CHECK(route(c, "remote.example", t).nexthop == "remote.example");
+    CHECK(route(c, "remote.example", t).group == "[10.0.0.1]:25");
+    CHECK(route(c, "example.org", t).group.empty());    // local
 }
 
 TEST_CASE("routing: an unusable table defers, never falls back to MX") {

@@ -1,8 +1,8 @@
-"""Bounce classification and the suppression list end to end (issue 13, items 1 and 2). The relayhost is
-queuetest.ScriptedServer answering RCPT by recipient name with replies as large receivers send them;
-the checks read what the queue logged, what `mtaqueue show/stats --json` report, the DSNs the sender
-got (parsed with Python's email package), and how often the receiver was asked (a suppressed recipient
-must never reach it)."""
+"""Deliverability end to end: bounce classification, the suppression list, grouping by next hop. The
+relayhost is queuetest.ScriptedServer answering RCPT by recipient name with replies as large receivers
+send them; the checks read what the queue logged, what `mtaqueue show/stats --json` report, the DSNs the
+sender got (parsed with Python's email package), and what the receiver saw (a suppressed recipient must
+never reach it; recipients of several domains behind the relayhost come in one transaction)."""
 import email
 import email.policy
 import json
@@ -185,6 +185,18 @@ def suppression(m, srv):
               r.returncode == 1 and why in r.stderr, r.stdout + r.stderr)
 
 
+def grouping(m, srv):
+    rcpts = ["g1@one.test", "g2@two.test", "g3@three.test", "g4@one.test"]
+    send(m, "group@localhost", rcpts, "grouped")
+    got = wait_for(lambda: [x for x in srv.sessions if x[0] == "group@localhost"], 20)
+    time.sleep(0.5)  # a second transaction, if there were one, would come right after
+    tx = [x for x in srv.sessions if x[0] == "group@localhost"]
+    check("grouping: recipients of three domains behind the relayhost go in one transaction",
+          got and len(tx) == 1 and sorted(tx[0][1]) == sorted(rcpts), tx)
+    ev = re.findall(r"event=delivered qid=\S+ to=<g2@two.test> relay=(\S+)", m.log_text())
+    check("grouping: the queue's log names the relayhost as the relay", "smtp:[127.0.0.1]:%d" % srv.port in ev, ev)
+
+
 def restart_keeps_list(m):
     m.stop()
     m.proc = None
@@ -204,6 +216,7 @@ def main():
             g.log = m = MTA(extra=relay_config(srv), name="bounces").start()
             g.cleanups.append(m.stop)
             classification(m, srv)
+            grouping(m, srv)
         with Guard("suppression") as g:
             g.log = m = MTA(extra=relay_config(srv) + "suppress_hard_bounces = yes\nsuppression_ttl = 1h\n",
                             name="suppress").start()
