@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/dnsbl.h"
+
 struct sockaddr;
 
 namespace mta {
@@ -64,6 +66,11 @@ struct Config {
     // "$mynetworks" (the default), are exempt from the three per-client limits above.
     std::vector<Cidr> client_limit_exceptions;
     bool client_limit_exceptions_mynetworks = false;
+    // smtpd_dnsbl_zones: asked at connect (through mta-resolver) about clients outside mynetworks and
+    // smtpd_dnsbl_allowlist; listed clients get 554 5.7.1 at RCPT unless they authenticated.
+    std::vector<DnsblZone> dnsbl_zones;
+    int smtpd_dnsbl_threshold = 1;
+    std::vector<Cidr> dnsbl_allowlist;
     uint64_t smtpd_min_data_rate = 0, smtpd_min_data_rate_window = 0;
     uint64_t hop_count_limit = 0;
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/address.h"
+#include "common/dnsbl.h"
 #include "common/log.h"
 
 namespace mta::config_detail {
@@ -346,6 +348,23 @@ const std::vector<KeyDef>& key_defs() {
          [](Config& c, const std::string& v, std::string& err) {
              return parse_networks(v, c.client_limit_exceptions, &c.client_limit_exceptions_mynetworks, err);
          }},
+        {{"smtpd_dnsbl_zones", "", "DNS block lists asked about each client at connect: zone[=127.0.0.N pattern][*weight], "
+          "as Postfix's postscreen_dnsbl_sites; a client whose weights add up to smtpd_dnsbl_threshold gets "
+          "554 5.7.1 at RCPT (empty: no lookups)"},
+         [](Config& c, const std::string& v, std::string& err) { return parse_dnsbl_zones(v, c.dnsbl_zones, err); }},
+        {{"smtpd_dnsbl_threshold", "1", "the weight at which a client counts as listed"},
+         [](Config& c, const std::string& v, std::string& err) {
+             long long n = 0;
+             auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+             if (ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 100000) {
+                 err = "expected a number from 1 to 100000";
+                 return false;
+             }
+             c.smtpd_dnsbl_threshold = int(n);
+             return true;
+         }},
+        {{"smtpd_dnsbl_allowlist", "", "client networks never looked up in smtpd_dnsbl_zones (mynetworks never are)"},
+         [](Config& c, const std::string& v, std::string& err) { return parse_networks(v, c.dnsbl_allowlist, nullptr, err); }},
         {{"smtpd_min_data_rate", "500", "slowest DATA/BDAT transfer in bytes/s, measured over "
           "smtpd_min_data_rate_window; slower clients get 421 4.4.2 (0 = no limit)"}, num(&Config::smtpd_min_data_rate, 0, 1000000000)},
         {{"smtpd_min_data_rate_window", "30s", "time over which smtpd_min_data_rate is measured"},

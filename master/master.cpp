@@ -24,7 +24,8 @@ namespace {
 // Which roles talk to which (DESIGN.md §2): each pair gets its own socketpair per instance.
 const std::pair<Role, Role> kEdges[] = {
     {Role::smtpd, Role::queue}, {Role::queue, Role::smtp}, {Role::queue, Role::local}, {Role::smtp, Role::resolver},
-    {Role::smtpd, Role::msgauth}, {Role::queue, Role::msgauth}, {Role::msgauth, Role::resolver}};
+    {Role::smtpd, Role::msgauth}, {Role::queue, Role::msgauth}, {Role::msgauth, Role::resolver},
+    {Role::smtpd, Role::resolver}};
 
 constexpr unsigned kMaxBackoff = 60;
 constexpr int kStopGraceSeconds = 12;

@@ -117,7 +117,7 @@ void Server::on_anvil_verdict(ipc::Message& m) {
     if (st == ipc::AnvilStatus::allow) {
         ClientState& c = clients_[w.client.ip];
         c.auth_failures = verdict.auth_failures + c.auth_in_flight;
-        open_session(m.reqid, std::move(w.fd), std::move(w.client));
+        admit(m.reqid, std::move(w.fd), std::move(w.client));
         return;
     }
     refuse_client(std::move(w.fd), w.client,
@@ -138,21 +138,28 @@ void Server::anvil_timer_cb(int, short, void* arg) {
         self->waiting_.erase(it);
         LOG_WARN("event=anvil_timeout client=%s action=allow reason=\"no answer from mtad within %llds\"",
                  w.client.ip.c_str(), static_cast<long long>(kAnvilWaitSeconds));
-        self->open_session(id, std::move(w.fd), std::move(w.client));
+        self->admit(id, std::move(w.fd), std::move(w.client));
     }
     if (self->waiting_.empty()) event_del(self->anvil_timer_.get());
 }
 
-// Stopping: connections still waiting for a verdict are told so and closed.
+// Stopping: connections still waiting for a verdict or DNSBL answers are told so and closed.
 void Server::close_waiting() {
+    std::string msg = "421 4.3.2 " + cfg_->hostname + " Service shutting down\r\n";
     auto waiting = std::move(waiting_);
     waiting_.clear();
     for (auto& [id, w] : waiting) {
-        std::string msg = "421 4.3.2 " + cfg_->hostname + " Service shutting down\r\n";
         (void)!send(w.fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
         anvil_disconnect(id);  // mtad may have counted it already
     }
+    auto dnsbl = std::move(dnsbl_waiting_);
+    dnsbl_waiting_.clear();
+    for (auto& [id, w] : dnsbl) {
+        (void)!send(w.fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        anvil_disconnect(id);
+    }
     event_del(anvil_timer_.get());
+    event_del(dnsbl_timer_.get());
 }
 
 void Server::anvil_disconnect(uint64_t id) {

@@ -226,6 +226,14 @@ std::optional<Session::RcptArgs> Session::check_rcpt(const Command& c) {
         reply(v.reply);
         return std::nullopt;
     }
+    // smtpd_dnsbl_zones: decided at connect (smtpd_dnsbl.cpp), refused here so that the envelope is in
+    // the log, after the relay check as Postfix's reject_rbl_client usually comes; AUTH lifts it.
+    if (!client_.dnsbl.empty() && auth_user_.empty()) {
+        LOG_INFO("event=reject client=%s code=554 enhanced=5.7.1 rcpt=<%s> reason=\"dnsbl: %s\"", client_.ip.c_str(),
+                 log::safe(r.mailbox.str()).c_str(), client_.dnsbl.c_str());
+        reply(554, "5.7.1", "Service unavailable; Client host [" + client_.ip + "] blocked using " + client_.dnsbl);
+        return std::nullopt;
+    }
     RcptArgs a;
     a.addr = r.mailbox.str();
     a.expanded = v.expanded.size();

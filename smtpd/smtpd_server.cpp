@@ -50,11 +50,13 @@ Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> re
       msgauth_(base, reaper_, Role::smtpd, Role::msgauth, [this](ipc::Message& m) { on_msgauth(m); },
                [this](uint64_t sid, const char* why) {
                    if (auto it = sessions_.find(sid); it != sessions_.end()) it->second->on_msgauth_lost(why);
-               }) {
+               }),
+      dns_(base) {
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
     anvil_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::anvil_timer_cb, this));
+    dnsbl_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::dnsbl_timer_cb, this));
     if (res_->auth_users || res_->local_recipients || res_->alias_map || res_->virtual_map) {
         timeval tv{kTableCheckSeconds, 0};
         event_add(table_timer_.get(), &tv);
@@ -74,6 +76,18 @@ void Server::on_request(ipc::Message& m) {
 
 void Server::on_peer(Role role, uint64_t, UniqueFd fd) {
     if (role == Role::msgauth) return msgauth_.attach(std::move(fd));
+    if (role == Role::resolver) {
+        dns_.attach(std::make_unique<ipc::Link>(
+            base_, std::move(fd), Role::smtpd, role_name(Role::resolver),
+            [this](ipc::Message& m) {
+                if (!dns_.on_message(m)) malformed(Role::resolver, std::string("bad ") + ipc::type_name(m.type));
+            },
+            [this](bool bad, const std::string& why) {
+                if (bad) malformed(Role::resolver, why);
+                dns_.on_close();
+            }));
+        return;
+    }
     if (role != Role::queue) {
         LOG_WARN("event=peer_ignored role=%s", role_name(role));
         return;

@@ -1,5 +1,6 @@
 // The mta-smtpd process: listening sockets from the master, the link to mta-queue, and the set of
-// sessions; per-client limits are asked of mtad's anvil before the greeting. Validates every message
+// sessions; per-client limits are asked of mtad's anvil, and smtpd_dnsbl_zones of mta-resolver, before
+// the greeting. Validates every message
 // from the master and the queue before acting on it.
 #pragma once
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/dns_link.h"
 #include "common/event_ptr.h"
 #include "common/ipc.h"
 #include "common/peer_link.h"
@@ -58,11 +60,16 @@ private:
     void on_anvil_verdict(ipc::Message& m);
     void on_anvil_auth_count(ipc::Message& m);
     void open_session(uint64_t id, UniqueFd fd, ClientInfo client);
+    // The client passed anvil: DNSBL lookups first when they apply, then open_session (smtpd_dnsbl.cpp).
+    void admit(uint64_t id, UniqueFd fd, ClientInfo client);
+    void dnsbl_answer(uint64_t id, const DnsblZone& zone, const DnsAnswer& a);
+    void dnsbl_done(uint64_t id, const char* why);
+    static void dnsbl_timer_cb(int, short, void* arg);
     void refuse_client(UniqueFd fd, const ClientInfo& client, const std::string& why);
     void close_waiting();
     void anvil_disconnect(uint64_t id);
     static void anvil_timer_cb(int, short, void* arg);
-    std::size_t connections() const { return sessions_.size() + waiting_.size(); }
+    std::size_t connections() const { return sessions_.size() + waiting_.size() + dnsbl_waiting_.size(); }
     void maybe_resume();
     void pause_accepting(int seconds);
     void resume_accepting();
@@ -91,6 +98,18 @@ private:
         std::time_t deadline = 0;  // then fail open: never hang a client on a slow master
     };
     std::map<uint64_t, Waiting> waiting_;
+    // Let in by anvil, waiting for their smtpd_dnsbl_zones answers (greeting still held back).
+    struct DnsblWait {
+        UniqueFd fd;
+        ClientInfo client;
+        std::size_t pending = 0;        // zones not answered yet
+        int score = 0;                  // sum of the weights of the zones that list it
+        std::vector<std::string> hits;  // zones with a positive weight that list it
+        std::time_t deadline = 0;       // then the unanswered zones count as not listing it
+    };
+    std::map<uint64_t, DnsblWait> dnsbl_waiting_;
+    DnsLink dns_;               // to mta-resolver (DNSBL lookups)
+    EventPtr dnsbl_timer_;      // 1 s tick while connections wait for DNSBL answers
     // Per client IP with live sessions here: the AUTH failure count last learned from mtad plus our
     // own failures not yet answered (smtpd_client_auth_failure_rate_limit).
     struct ClientState {

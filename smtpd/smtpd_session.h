@@ -70,6 +70,7 @@ struct ClientInfo {
     std::string ip;       // numeric
     bool ipv6 = false;
     ListenKind kind = ListenKind::smtp;
+    std::string dnsbl;    // smtpd_dnsbl_zones that list it ("a.example, b.example"); "" = not listed
 };
 
 // An open body file from the queue and the write buffer in front of it.

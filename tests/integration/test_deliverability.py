@@ -1,15 +1,20 @@
-"""Deliverability end to end: bounce classification, the suppression list, grouping by next hop. The
-relayhost is queuetest.ScriptedServer answering RCPT by recipient name with replies as large receivers
-send them; the checks read what the queue logged, what `mtaqueue show/stats --json` report, the DSNs the
-sender got (parsed with Python's email package), and what the receiver saw (a suppressed recipient must
-never reach it; recipients of several domains behind the relayhost come in one transaction)."""
+"""Deliverability end to end: bounce classification, the suppression list, grouping by next hop, inbound
+DNSBL. The relayhost is queuetest.ScriptedServer answering RCPT by recipient name with replies as large
+receivers send them; the checks read what the queue logged, what `mtaqueue show/stats --json` report, the
+DSNs the sender got (parsed with Python's email package), and what the receiver saw (a suppressed
+recipient must never reach it; recipients of several domains behind the relayhost come in one
+transaction). The DNSBL part serves its block lists from NSD and connects from several 127.x addresses."""
 import email
 import email.policy
 import json
 import re
 import time
 
-from mtatest import check, finish, Guard, MTA, wait_for
+import os
+import smtplib
+
+from dnszone import Nsd
+from mtatest import check, finish, Guard, MTA, TMP_ROOT, wait_for
 from queuetest import ScriptedServer, mtaqueue, queue_json, relay_config, send, status_fields
 
 # local part prefix -> (RCPT reply, expected class, bounced?)
@@ -209,6 +214,67 @@ def restart_keeps_list(m):
           sum(v["bounced"] for v in stats.get("classes", {}).values()) == 0, stats)
 
 
+def dnsbl_zone(origin, lines):
+    head = ["$ORIGIN %s." % origin, "$TTL 1", "@ IN SOA ns hostmaster 1 3600 600 86400 1", "@ IN NS ns",
+            "ns IN A 127.0.0.1"]
+    return "\n".join(head + lines) + "\n"
+
+
+def from_client(m, ip, rcpt="alice@localhost"):
+    """(code, text) of RCPT from source address ip, after MAIL; the message is sent when RCPT is accepted."""
+    with smtplib.SMTP("127.0.0.1", m.port, timeout=30, source_address=(ip, 0)) as s:
+        s.ehlo("client.test")
+        s.mail("someone@client.test")
+        code, text = s.rcpt(rcpt)
+        if code == 250:
+            s.data(b"Subject: dnsbl\r\n\r\nhello\r\n")
+        return code, text.decode("utf-8", "replace")
+
+
+def dnsbl(tmp):
+    zones = {
+        # 127.0.0.77 listed (127.0.0.2); .79 answered outside the pattern; .81 listed but allow-listed.
+        "bl.test": dnsbl_zone("bl.test", ["77.0.0.127 IN A 127.0.0.2", "79.0.0.127 IN A 127.0.0.10",
+                                          "81.0.0.127 IN A 127.0.0.2"]),
+        # Weight 1 of the threshold 2: listing .79 here alone is not enough.
+        "w.test": dnsbl_zone("w.test", ["79.0.0.127 IN A 127.0.0.3", "77.0.0.127 IN A 127.0.0.4"]),
+    }
+    nsd = Nsd(tmp, zones)
+    with Guard("dnsbl") as g:
+        g.cleanups.append(nsd.stop)
+        if not check("dnsbl: nsd serves the block lists", nsd.wait_answering("77.0.0.127.bl.test", "127.0.0.2"),
+                     nsd.query("77.0.0.127.bl.test")):
+            return
+        g.log = m = MTA(name="dnsbl", extra=(
+            "dns_forwarder = %s\ndns_insecure_domains = bl.test w.test broken.test\nmynetworks = 127.0.0.1/32\n"
+            # broken.test is not served: every lookup there fails (SERVFAIL), which must refuse nobody.
+            "smtpd_dnsbl_zones = bl.test=127.0.0.[2..9]*2 w.test broken.test\nsmtpd_dnsbl_threshold = 2\n"
+            "smtpd_dnsbl_allowlist = 127.0.0.81/32\n" % nsd.forwarder())).start()
+        g.cleanups.insert(0, m.stop)
+        code, text = from_client(m, "127.0.0.77")
+        check("dnsbl: a listed client gets 554 5.7.1 at RCPT naming the zones",
+              code == 554 and text.startswith("5.7.1 ") and "[127.0.0.77]" in text and "bl.test" in text and
+              "w.test" in text, (code, text))
+        check("dnsbl: the refusal is logged with the recipient",
+              re.search(r"event=reject client=127\.0\.0\.77 code=554 enhanced=5\.7\.1 rcpt=<alice@localhost> "
+                        r"reason=\"dnsbl: bl\.test, w\.test\"", m.log_text()) is not None, m.log_text()[-1500:])
+        code, text = from_client(m, "127.0.0.78")
+        check("dnsbl: a client no zone lists is accepted", code == 250, (code, text))
+        code, text = from_client(m, "127.0.0.79")
+        check("dnsbl: an answer outside the zone's pattern and a weight under the threshold do not refuse",
+              code == 250, (code, text))
+        code, text = from_client(m, "127.0.0.81")
+        check("dnsbl: smtpd_dnsbl_allowlist is never refused", code == 250, (code, text))
+        code, text = from_client(m, "127.0.0.1")
+        check("dnsbl: mynetworks is not looked up", code == 250 and "client=127.0.0.1 zone" not in m.log_text(),
+              (code, text))
+        check("dnsbl: a zone that does not answer (SERVFAIL) is logged and refuses nobody",
+              re.search(r"event=dnsbl_unanswered client=127\.0\.0\.78 zone=broken\.test rcode=2", m.log_text())
+              is not None, m.log_text()[-1500:])
+        check("dnsbl: the accepted clients' mail is delivered", wait_for(lambda: len(m.mailbox("alice")) >= 4, 20),
+              m.mailbox("alice"))
+
+
 def main():
     srv = ScriptedServer(decide)
     try:
@@ -223,6 +289,9 @@ def main():
             g.cleanups.append(m.stop)
             suppression(m, srv)
             restart_keeps_list(m)
+        tmp = os.path.join(TMP_ROOT, "dnsbl")
+        os.makedirs(tmp, exist_ok=True)
+        dnsbl(tmp)
     finally:
         srv.stop()
     finish()
