@@ -265,7 +265,7 @@ void absolutize_paths(Config& c) {
     for (auto m : {&Config::spool_dir, &Config::mail_dir, &Config::control_socket, &Config::libexec_dir,
                    &Config::tls_cert, &Config::tls_key, &Config::auth_users, &Config::local_recipients,
                    &Config::alias_map, &Config::virtual_map, &Config::transport_map, &Config::smtp_tls_policy_map,
-                   &Config::dns_trust_anchors, &Config::smtp_tls_ca_file, &Config::dkim_keys}) {
+                   &Config::destination_policy, &Config::dns_trust_anchors, &Config::smtp_tls_ca_file, &Config::dkim_keys}) {
         std::string& v = c.*m;
         if (v.empty() || v[0] == '/') continue;
         v = std::string(cwd) + "/" + v;
@@ -290,6 +290,7 @@ void absolutize_paths(Config& c) {
     set_text("virtual_map", c.virtual_map);
     set_text("transport_map", c.transport_map);
     set_text("smtp_tls_policy_map", c.smtp_tls_policy_map);
+    set_text("destination_policy", c.destination_policy);
     set_text("dns_trust_anchors", c.dns_trust_anchors);
     set_text("smtp_tls_ca_file", c.smtp_tls_ca_file);
     set_text("dkim_keys", c.dkim_keys);

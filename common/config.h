@@ -42,6 +42,9 @@ struct Config {
     std::vector<std::string> local_domains, relay_domains;  // lower-cased
     std::string relayhost;          // "[host]:port", "host" (MX lookup) or ""
     std::string transport_map;          // LMDB table domain -> transport:nexthop (mtamap -t transport)
+    std::string destination_policy;     // LMDB table domain|[host]:port -> shaping (mtamap -t destination_policy)
+    std::vector<std::string> slowdown_patterns;  // destination_slowdown_patterns, lower-cased
+    uint64_t destination_slowdown_time = 0;
     std::string smtp_tls_policy_map;    // LMDB table domain -> TLS level (mtamap -t tls_policy)
     std::string spool_dir, mail_dir, libexec_dir, control_socket;
     std::string tls_cert, tls_key, auth_users, local_recipients;

@@ -216,6 +216,28 @@ const std::vector<KeyDef>& key_defs() {
                                "local:, error:5.x.y text or retry:4.x.y text; overrides relayhost and MX"}, path(&Config::transport_map)},
         {{"smtp_tls_policy_map", "", "LMDB table (mtamap -t tls_policy) of recipient domain -> TLS level; "
                                      "overrides smtp_tls_level per destination"}, path(&Config::smtp_tls_policy_map)},
+        {{"destination_policy", "", "LMDB table (mtamap -t destination_policy) of recipient domain or next hop -> "
+                                    "max_connections=N max_per_minute=N max_per_hour=N adaptive=yes|no"},
+         path(&Config::destination_policy)},
+        {{"destination_slowdown_patterns", "", "reply texts (case-insensitive, comma-separated) that mean \"slow down\" "
+          "besides the rate_limited bounce class; such a reply cuts its destination's rate"},
+         [](Config& c, const std::string& v, std::string& err) {
+             c.slowdown_patterns.clear();
+             std::string cur;
+             for (std::size_t i = 0; i <= v.size(); i++) {
+                 if (i == v.size() || v[i] == ',') {
+                     std::string t = trim(cur);
+                     if (!t.empty()) c.slowdown_patterns.push_back(addr::lower(t));
+                     cur.clear();
+                 } else {
+                     cur += v[i];
+                 }
+             }
+             if (c.slowdown_patterns.size() > 100) { err = "at most 100 patterns"; return false; }
+             return true;
+         }},
+        {{"destination_slowdown_time", "10m", "how long a rate cut by a slow-down reply lasts before the rate "
+          "grows back one step (x1.5 per step)"}, duration(&Config::destination_slowdown_time)},
         {{"spool_dir", "run/spool", "spool root (root-owned): control socket, role chroots, and queue/ (mta-queue's LMDB, bodies, maildrop)"}, path(&Config::spool_dir)},
         {{"mail_dir", "run/mail", "Maildir root: <mail_dir>/<localpart>/new/"}, path(&Config::mail_dir)},
         {{"libexec_dir", "", "where the role binaries live (default: beside mtad)"}, path(&Config::libexec_dir)},

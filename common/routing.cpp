@@ -12,6 +12,15 @@
 namespace mta {
 namespace {
 
+// Mail that must wait for the admin (a table unusable or wrong): deferred with `text`.
+Route retry_route(std::string text, std::string transport) {
+    Route r;
+    r.role = "retry";
+    r.text = std::move(text);
+    r.transport = std::move(transport);
+    return r;
+}
+
 bool ip_literal(const std::string& h) {
     unsigned char buf[16];
     return inet_pton(AF_INET, h.c_str(), buf) == 1 || inet_pton(AF_INET6, h.c_str(), buf) == 1;
@@ -112,6 +121,57 @@ std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLook
     return std::nullopt;
 }
 
+bool parse_destination_policy(std::string_view value, DestinationPolicy& out, std::string& err) {
+    out = DestinationPolicy{};
+    std::size_t i = 0;
+    bool any = false;
+    while (i < value.size()) {
+        while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) i++;
+        std::size_t j = value.find_first_of(" \t", i);
+        if (j == std::string_view::npos) j = value.size();
+        if (j == i) break;
+        std::string_view item = value.substr(i, j - i);
+        i = j;
+        std::size_t eq = item.find('=');
+        std::string_view name = item.substr(0, eq), v = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+        if (name == "adaptive") {
+            if (v != "yes" && v != "no") { err = "adaptive= takes yes or no"; return false; }
+            out.adaptive = v == "yes";
+            any = true;
+            continue;
+        }
+        uint32_t* field = name == "max_connections" ? &out.max_connections
+                          : name == "max_per_minute"  ? &out.max_per_minute
+                          : name == "max_per_hour"    ? &out.max_per_hour
+                                                      : nullptr;
+        if (!field) {
+            err = "unknown setting \"" + std::string(name) + "\" (max_connections, max_per_minute, max_per_hour, adaptive)";
+            return false;
+        }
+        uint64_t n = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 10000000) {
+            err = std::string(name) + "= takes a number from 1 to 10000000";
+            return false;
+        }
+        *field = uint32_t(n);
+        any = true;
+    }
+    if (!any) { err = "no settings"; return false; }
+    return true;
+}
+
+bool valid_policy_key(std::string_view key) {
+    if (valid_domain_key(key)) return true;
+    std::size_t close = key.find(']');
+    if (key.size() < 3 || key.front() != '[' || close == std::string_view::npos || close < 2) return false;
+    std::string_view rest = key.substr(close + 1);
+    if (rest.empty()) return true;
+    uint32_t port = 0;
+    auto [p, ec] = std::from_chars(rest.data() + 1, rest.data() + rest.size(), port);
+    return rest[0] == ':' && ec == std::errc() && p == rest.data() + rest.size() && port >= 1 && port <= 65535;
+}
+
 bool parse_transport(std::string_view value, TransportEntry& out, std::string& err) {
     out = TransportEntry{};
     auto colon = value.find(':');
@@ -158,7 +218,7 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
     r.transport = "default";
     std::optional<std::pair<std::string, std::string>> hit;
     if (!domain.empty() && !tables.transport_error.empty())
-        return {"retry", "", "4.3.0 transport_map unavailable: " + tables.transport_error, "", "unavailable", ""};
+        return retry_route("4.3.0 transport_map unavailable: " + tables.transport_error, "unavailable");
     // "*" is a catch-all for remote mail only: mail for our own domains moves elsewhere only by name.
     if (!domain.empty()) hit = lookup_domain(tables.transport, domain, !local);
     if (hit) {
@@ -166,7 +226,7 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
         std::string err;
         r.transport = hit->first + " " + hit->second;
         if (!parse_transport(hit->second, e, err))
-            return {"retry", "", "4.3.5 bad transport_map entry for " + hit->first + ": " + err, "", r.transport, ""};
+            return retry_route("4.3.5 bad transport_map entry for " + hit->first + ": " + err, r.transport);
         switch (e.kind) {
         case TransportEntry::smtp: r.role = "smtp"; r.nexthop = "smtp:" + (e.nexthop.empty() ? std::string(domain) : e.nexthop); break;
         case TransportEntry::lmtp: r.role = "smtp"; r.nexthop = e.nexthop; break;
@@ -185,13 +245,28 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
         r.role = "local";
         r.nexthop = std::string(domain);
     }
+    // destination_policy: the next hop itself when it is a host ("[relay]:587" for the relayhost, the
+    // target of smtp:[host]), then the recipient domain as transport_map looks domains up.
+    if (r.role == "smtp" && r.nexthop.rfind("lmtp:", 0) != 0 && !tables.destination_policy_error.empty())
+        return retry_route("4.3.0 destination_policy unavailable: " + tables.destination_policy_error, r.transport);
+    if (r.role == "smtp" && r.nexthop.rfind("lmtp:", 0) != 0 && tables.destination_policy) {
+        std::string hop = !r.group.empty() ? r.group : r.nexthop.rfind("smtp:", 0) == 0 ? r.nexthop.substr(5) : "";
+        std::optional<std::pair<std::string, std::string>> p;
+        if (!hop.empty() && hop.front() == '[')
+            if (auto v = tables.destination_policy(hop)) p = std::make_pair(hop, *v);
+        if (!p) p = lookup_domain(tables.destination_policy, domain);
+        std::string err;
+        if (p && !parse_destination_policy(p->second, r.policy, err))
+            return retry_route("4.3.5 bad destination_policy entry for " + p->first + ": " + err, r.transport);
+        if (p) r.policy.key = p->first;
+    }
     // TLS policy concerns SMTP to other hosts; LMTP and Maildir delivery stay on this host.
     if (r.role != "smtp" || r.nexthop.rfind("lmtp:", 0) == 0) return r;
     if (!tables.tls_policy_error.empty())
-        return {"retry", "", "4.3.0 smtp_tls_policy_map unavailable: " + tables.tls_policy_error, "", r.transport, ""};
+        return retry_route("4.3.0 smtp_tls_policy_map unavailable: " + tables.tls_policy_error, r.transport);
     if (auto p = lookup_domain(tables.tls_policy, domain)) {
         if (!valid_tls_policy_level(p->second))
-            return {"retry", "", "4.3.5 bad smtp_tls_policy_map entry for " + p->first, "", r.transport, ""};
+            return retry_route("4.3.5 bad smtp_tls_policy_map entry for " + p->first, r.transport);
         r.tls_level = p->second;
     }
     return r;

@@ -14,6 +14,18 @@
 
 namespace mta {
 
+// A destination_policy entry (mtamap -t destination_policy): "max_connections=N max_per_minute=N
+// max_per_hour=N adaptive=yes|no", any subset, in any order. 0 = no limit of that kind.
+struct DestinationPolicy {
+    uint32_t max_connections = 0;  // concurrent deliveries (under delivery_concurrency)
+    uint32_t max_per_minute = 0;   // messages handed to deliveries in any 60 s
+    uint32_t max_per_hour = 0;     // ... in any 3600 s
+    bool adaptive = true;          // a "slow down" reply cuts the rate for a while
+    std::string key;               // the table key that matched ("" = no entry: the defaults above)
+    bool operator==(const DestinationPolicy&) const = default;
+};
+bool parse_destination_policy(std::string_view value, DestinationPolicy& out, std::string& err);
+
 struct Route {
     // "local" (mta-local), "smtp" (mta-smtp, SMTP or LMTP), or settled at once by the queue:
     // "error" (bounce with `text`) / "retry" (defer with `text`).
@@ -29,6 +41,7 @@ struct Route {
     // and transactions across their domains): the relayhost, for plain-domain mail while it is set.
     // "" = the nexthop itself.
     std::string group;
+    DestinationPolicy policy;  // smtp only: from destination_policy
 };
 
 // An exact-key lookup in one table (an LMDB table in production, a map in tests).
@@ -39,6 +52,8 @@ struct RouteTables {
     std::string transport_error;    // set: transport_map is configured but unusable (mail defers 4.3.0)
     TableLookup tls_policy;         // unset: no smtp_tls_policy_map
     std::string tls_policy_error;
+    TableLookup destination_policy; // unset: no destination_policy
+    std::string destination_policy_error;
 };
 
 // `domain` lower-cased; "" (a bare local part such as "postmaster") counts as local and ignores tables.
@@ -51,6 +66,9 @@ std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLook
 
 // A key of a transport or tls_policy table: "domain", ".domain" or "*".
 bool valid_domain_key(std::string_view key);
+// A key of destination_policy: those, or a next hop "[host]" / "[host]:port" (a relayhost or a
+// transport_map target, matched exactly).
+bool valid_policy_key(std::string_view key);
 
 struct TransportEntry {
     enum Kind { smtp, lmtp, local, error, retry } kind = smtp;

@@ -112,6 +112,17 @@ bool dkim_entry(std::string& key, std::string& value, const std::string& origin,
 
 template <class Fail>
 bool check_domain_entry(Kind kind, const std::string& key, const std::string& value, Fail& fail) {
+    if (kind == Kind::destination_policy) {
+        DestinationPolicy p;
+        std::string err;
+        if (!valid_policy_key(key)) {
+            fail("bad key \"" + key + "\": expected domain, .domain, *, [host] or [host]:port");
+            return false;
+        }
+        if (parse_destination_policy(value, p, err)) return true;
+        fail(err);
+        return false;
+    }
     if (!valid_domain_key(key)) { fail("bad key \"" + key + "\": expected domain, .domain or *"); return false; }
     if (kind == Kind::tls_policy) {
         if (valid_tls_policy_level(value)) return true;
@@ -247,6 +258,7 @@ std::optional<Kind> parse_kind(std::string_view s) {
     if (s == "transport") return Kind::transport;
     if (s == "tls_policy") return Kind::tls_policy;
     if (s == "dkim") return Kind::dkim;
+    if (s == "destination_policy") return Kind::destination_policy;
     return std::nullopt;
 }
 
@@ -293,7 +305,8 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
         } else {
             key = addr::lower(key);
             std::string why;
-            if ((kind == Kind::transport || kind == Kind::tls_policy) && !check_domain_entry(kind, key, value, fail))
+            if ((kind == Kind::transport || kind == Kind::tls_policy || kind == Kind::destination_policy) &&
+                !check_domain_entry(kind, key, value, fail))
                 continue;
             if ((kind == Kind::aliases || kind == Kind::virtual_map) && !alias::check_entry(kind == Kind::virtual_map, key, value, why)) {
                 fail(why);

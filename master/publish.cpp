@@ -37,7 +37,10 @@ void TablePublisher::on_timer(int, short, void* arg) { static_cast<TablePublishe
 void TablePublisher::configure(const Config& cfg) {
     if (dir_.empty()) dir_ = queue_dir(cfg) + "/tables";  // the queue's chroot moves only on restart
     for (auto& e : entries_) {
-        const std::string& src = std::string(e.key) == "transport_map" ? cfg.transport_map : cfg.smtp_tls_policy_map;
+        const std::string key = e.key;
+        const std::string& src = key == "transport_map"         ? cfg.transport_map
+                                 : key == "smtp_tls_policy_map" ? cfg.smtp_tls_policy_map
+                                                                : cfg.destination_policy;
         if (src == e.source) continue;
         e.source = src;
         e.size = -1;  // publish afresh even if the new source has the old one's identity

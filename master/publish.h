@@ -46,7 +46,7 @@ private:
 
     std::string dir_;  // <spool_dir>/queue/tables
     UniqueFd dir_fd_;
-    std::vector<Entry> entries_{Entry("transport_map"), Entry("smtp_tls_policy_map")};
+    std::vector<Entry> entries_{Entry("transport_map"), Entry("smtp_tls_policy_map"), Entry("destination_policy")};
 };
 
 }  // namespace mta::master

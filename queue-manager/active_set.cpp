@@ -254,6 +254,28 @@ void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
     hooks_.change(std::move(op));
 }
 
+void ActiveSet::postpone(uint64_t msgid, const std::vector<uint32_t>& indices, uint64_t until, const std::string& text) {
+    auto it = active_.find(msgid);
+    if (it == active_.end() || it->second.corrupt) return;
+    for (uint32_t idx : indices) {
+        auto r = it->second.rcpts.find(idx);
+        if (r == it->second.rcpts.end() || r->second.stage != Stage::ready) continue;
+        Rcpt& ar = r->second;
+        ar.stage = Stage::result_pending;
+        Op op;
+        op.kind = Op::Kind::put_recipient;
+        op.msgid = msgid;
+        op.index = idx;
+        op.had_schedule = ar.rec.scheduled();
+        op.old_next = ar.rec.next_attempt;
+        op.rcpt = ar.rec;
+        if (!op.rcpt.scheduled()) op.rcpt.state = RcptState::queued;
+        op.rcpt.next_attempt = until;
+        op.rcpt.last_error = clip_error(text);
+        hooks_.change(std::move(op));
+    }
+}
+
 void ActiveSet::corrupt(uint64_t msgid, const std::string& why) {
     LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());
     dead_msgids_.insert(msgid);

@@ -60,6 +60,8 @@ public:
     std::size_t defer_ready(uint64_t msgid, const std::vector<uint32_t>& indices, const std::string& text,
                             const std::string& relay);  // those still ready, deferred without an attempt
     void agent_lost(uint64_t msgid, uint32_t index);     // its deliverer went away mid-attempt
+    // Those still ready wait in the store until `until` (shaping): no attempt, not counted as a failure.
+    void postpone(uint64_t msgid, const std::vector<uint32_t>& indices, uint64_t until, const std::string& text);
     void corrupt(uint64_t msgid, const std::string& why);
     void release(uint64_t msgid, uint32_t index);        // its store change is committed (or given up)
 

@@ -80,6 +80,15 @@ std::optional<BounceClass> bounce_class_from_name(std::string_view name) {
     return std::nullopt;
 }
 
+bool slowdown_reply(std::string_view text) {
+    std::string_view reply = text;
+    if (std::size_t said = text.find("] said: "); said != std::string_view::npos) reply = text.substr(said + 8);
+    if (reply.substr(0, 4) == "421 " || reply == "421") return true;
+    if (classify_failure(text, false) != BounceClass::rate_limited) return false;
+    Enhanced e = find_enhanced(reply);
+    return e.subject == -1 || e.subject == 7;
+}
+
 BounceClass classify_failure(std::string_view text, bool permanent) {
     // A remote reply as mta-smtp reports it: the part after "host[addr] said: ".
     std::string_view reply = text;

@@ -44,6 +44,11 @@ struct ClassCounts {
 // renews the entry that caused it.
 inline constexpr const char* kSuppressionRelay = "suppression-list";
 
+// A reply that asks the sender (not one recipient) to slow down: 421 (the server closes on us), or a
+// rate_limited reply whose enhanced code is X.7.x or missing. Gmail's 4.2.1 "receiving mail at a rate"
+// is about its recipient and is not one.
+bool slowdown_reply(std::string_view text);
+
 // The classes that make an address worth suppressing: the recipient itself cannot exist.
 inline bool hard_bounce(BounceClass c) { return c == BounceClass::bad_mailbox || c == BounceClass::bad_domain; }
 

@@ -41,7 +41,7 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
             active_->settle(msgid, idx, res, "none");
             continue;
         }
-        Nexthop to{rt.role == role_name(Role::local), rt.nexthop, rt.tls_level, rt.group};
+        Nexthop to{rt.role == role_name(Role::local), rt.nexthop, rt.tls_level, rt.group, rt.policy};
         std::string key = sched_->add(to, msgid, idx, deliver_cost(r));
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }

@@ -6,7 +6,8 @@
 namespace mta::queue {
 
 void RouteTableSet::configure(const Config& cfg) {
-    for (auto [slot, source] : {std::pair{&transport_, &cfg.transport_map}, std::pair{&tls_policy_, &cfg.smtp_tls_policy_map}}) {
+    for (auto [slot, source] : {std::pair{&transport_, &cfg.transport_map}, std::pair{&tls_policy_, &cfg.smtp_tls_policy_map},
+                                std::pair{&destination_policy_, &cfg.destination_policy}}) {
         if (slot->source == *source && (slot->table || !slot->error.empty())) continue;
         slot->source = *source;
         slot->table.reset();
@@ -32,7 +33,7 @@ void RouteTableSet::open(Slot& s) {
 }
 
 void RouteTableSet::refresh() {
-    for (Slot* s : {&transport_, &tls_policy_}) {
+    for (Slot* s : {&transport_, &tls_policy_, &destination_policy_}) {
         if (s->source.empty()) continue;
         if (!s->table || s->table->replaced()) {
             s->table.reset();
@@ -54,6 +55,7 @@ RouteTables RouteTableSet::tables() const {
     };
     bind(transport_, t.transport, t.transport_error);
     bind(tls_policy_, t.tls_policy, t.tls_policy_error);
+    bind(destination_policy_, t.destination_policy, t.destination_policy_error);
     return t;
 }
 

@@ -1,4 +1,4 @@
-// The routing tables mta-queue consults (transport_map, smtp_tls_policy_map): read-only LMDB copies that
+// The routing tables mta-queue consults (transport_map, smtp_tls_policy_map, destination_policy): read-only LMDB copies that
 // mtad publishes into the queue's chroot (tables/<key>.lmdb, master/publish.cpp), because the admin's
 // files are out of reach once the queue has chrooted. A copy replaced by rename is reopened on the next
 // refresh(); a configured table that cannot be opened makes route() defer (4.3.0), never misroute.
@@ -35,6 +35,7 @@ private:
     std::string dir_;
     Slot transport_{"transport_map", {}, nullptr, {}};
     Slot tls_policy_{"smtp_tls_policy_map", {}, nullptr, {}};
+    Slot destination_policy_{"destination_policy", {}, nullptr, {}};
 };
 
 }  // namespace mta::queue

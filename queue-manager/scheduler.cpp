@@ -56,6 +56,7 @@ std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, st
     auto [it, fresh] = dests_.try_emplace(key);
     Destination& d = it->second;
     if (fresh) d.to = to;
+    if (!to.local) shaper_.set_policy(key, to.policy);
     // Append to this message's last job for the destination while it has room.
     if (d.waiting.empty() || d.waiting.back().msgid != msgid || d.waiting.back().indices.size() >= kJobRecipients ||
         cost * (d.waiting.back().indices.size() + 1) > kJobBytes)
@@ -79,7 +80,21 @@ void Scheduler::pump(const std::string& key) {
     Destination& d = it->second;
     if (defer_if_dead(d, key)) return;
     std::size_t cap = window(key);
+    uint64_t now = now_();
+    if (!d.to.local) {
+        Shaper::Event e = shaper_.recover(key, now);
+        if (e.kind == Shaper::Event::step)
+            LOG_INFO("event=destination_recovering nexthop=%s rate=%u/minute", log::safe(d.to.name()).c_str(), e.rate);
+        else if (e.kind == Shaper::Event::restored)
+            LOG_INFO("event=destination_restored nexthop=%s rate=%s", log::safe(d.to.name()).c_str(),
+                     e.rate ? (std::to_string(e.rate) + "/minute").c_str() : "unlimited");
+    }
     while (!stopping_ && !d.waiting.empty() && d.inflight < cap) {
+        std::string why;
+        if (uint64_t t = d.to.local ? 0 : shaper_.next_free(key, now, why)) {
+            postpone_waiting(d, key, t, why);
+            break;
+        }
         uint64_t link_id = pick_link(d);
         if (!link_id) return;  // no deliverer yet: pump_all() runs when one appears
         Link& link = links_.at(link_id);
@@ -93,11 +108,13 @@ void Scheduler::pump(const std::string& key) {
         WaitingJob wj = std::move(d.waiting.front());
         d.waiting.pop_front();
         send_job(d, key, link_id, link, wj);
+        if (!d.to.local) shaper_.sent(key, now);
     }
     if (d.waiting.empty() && d.inflight == 0 && !d.blocked) {
         // An idle healthy destination forgets its slow-start window; failure counts and deadness stay.
         if (auto h = health_.find(key); h != health_.end() && h->second.dead_until == 0 && h->second.conn_failures == 0)
             health_.erase(h);
+        if (shaper_.idle(key, now)) shaper_.forget(key);
         dests_.erase(it);
     }
 }
@@ -160,6 +177,8 @@ std::optional<Scheduler::Answered> Scheduler::answered(uint64_t link_id, uint64_
     Job& j = job->second;
     if (auto d = dests_.find(j.dest); d != dests_.end()) a.nexthop = d->second.to.name();
     j.answered = true;
+    if (status != ipc::DeliveryStatus::delivered && shaper_.is_slowdown(text))
+        note_slowdown(j.dest, text);
     if (status == ipc::DeliveryStatus::delivered) j.delivered = true;
     else if (text.rfind("4.4.1", 0) == 0) {
         j.conn_failed = true;
@@ -186,7 +205,36 @@ std::size_t Scheduler::window(const std::string& key) const {
     auto d = dests_.find(key);
     if (d != dests_.end() && d->second.to.local) return concurrency_;
     auto h = health_.find(key);
-    return std::max<std::size_t>(1, std::min(concurrency_, h == health_.end() ? kSlowStartWindow : h->second.window));
+    std::size_t w = std::min(concurrency_, h == health_.end() ? kSlowStartWindow : h->second.window);
+    if (uint32_t max = shaper_.policy(key).max_connections) w = std::min<std::size_t>(w, max);
+    return std::max<std::size_t>(1, w);
+}
+
+// The destination may send nothing more before `first`: its waiting recipients go back to the store,
+// spread one job per `spacing` seconds from then on, so that they come back about when their turn is
+// instead of all at once (and a large backlog never holds the active set's room).
+void Scheduler::postpone_waiting(Destination& d, const std::string& key, uint64_t first, const std::string& why) {
+    uint64_t step = shaper_.spacing(key), until = first;
+    std::string text = "4.7.0 destination " + d.to.name() + " is shaped: " + why;
+    std::size_t n = 0;
+    while (!d.waiting.empty()) {
+        WaitingJob wj = std::move(d.waiting.front());
+        d.waiting.pop_front();
+        n += wj.indices.size();
+        hooks_.postpone(wj.msgid, wj.indices, until, text);
+        until += step;
+    }
+    LOG_INFO("event=destination_shaped nexthop=%s postponed=%zu from=+%llus reason=\"%s\"", log::safe(d.to.name()).c_str(),
+             n, (unsigned long long)(first - std::min(first, now_())), log::safe(why).c_str());
+}
+
+void Scheduler::note_slowdown(const std::string& key, const std::string& text) {
+    auto d = dests_.find(key);
+    if (d == dests_.end() || d->second.to.local) return;
+    Shaper::Event e = shaper_.slowdown(key, now_());
+    if (e.kind == Shaper::Event::cut)
+        LOG_WARN("event=destination_throttled nexthop=%s rate=%u/minute reason=\"%s\"",
+                 log::safe(d->second.to.name()).c_str(), e.rate, log::safe(text).c_str());
 }
 
 bool Scheduler::dead(const std::string& key) const {

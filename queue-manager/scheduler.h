@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/wire/wire.h"
+#include "queue-manager/shaping.h"
 
 namespace mta::queue {
 
@@ -26,6 +27,7 @@ struct Nexthop {
     std::string host;       // what the deliverer is given (a job of a group: its first recipient's)
     std::string tls_level;  // from smtp_tls_policy_map, "" = smtp_tls_level
     std::string group;      // Route::group: the destination's name when set (the relayhost)
+    DestinationPolicy policy;  // Route::policy (destination_policy), for shaping
     const std::string& name() const { return group.empty() ? host : group; }
 };
 
@@ -46,6 +48,9 @@ public:
         std::function<std::size_t(uint64_t msgid, const std::vector<uint32_t>& indices, const std::string& text,
                                   const std::string& relay)> defer;
         std::function<void(uint64_t when)> wake_at;  // look at the schedule again then
+        // Shaping: these waiting recipients may not go before `until`; back to the store without an attempt.
+        std::function<void(uint64_t msgid, const std::vector<uint32_t>& indices, uint64_t until,
+                           const std::string& text)> postpone;
     };
     // How one recipient's attempt went, as far as the destination's health is concerned.
     struct Answered {
@@ -57,6 +62,7 @@ public:
     Scheduler(std::function<uint64_t()> now, Hooks hooks);
     // delivery_concurrency caps every destination; a dead destination waits minimal_backoff_time.
     void configure(std::size_t concurrency, uint64_t dead_backoff);
+    Shaper& shaper() { return shaper_; }  // destination_slowdown_* (the queue configures it)
     void stop() { stopping_ = true; }  // no new jobs; those in flight finish
 
     // Deliverer links (ids > 0). A retired link gets no new jobs; link_down() hands back what it had in flight.
@@ -119,6 +125,8 @@ private:
 
     void note_outcome(const Job& job);
     bool defer_if_dead(Destination& d, const std::string& key);
+    void postpone_waiting(Destination& d, const std::string& key, uint64_t first, const std::string& why);
+    void note_slowdown(const std::string& key, const std::string& text);
     uint64_t pick_link(const Destination& d) const;  // 0: no link takes this destination's jobs now
     void send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj);
     void pump_blocked();
@@ -136,6 +144,7 @@ private:
     std::deque<std::string> blocked_;
     std::unordered_map<uint64_t, Job> jobs_;
     std::unordered_map<std::string, Health> health_;
+    Shaper shaper_;
 };
 
 }  // namespace mta::queue

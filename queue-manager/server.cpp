@@ -69,6 +69,9 @@ void QueueServer::build_parts() {
         .defer = [this](uint64_t msgid, const std::vector<uint32_t>& indices, const std::string& text,
                         const std::string& relay) { return active_->defer_ready(msgid, indices, text, relay); },
         .wake_at = [this](uint64_t when) { active_->wake_at(when); },
+        .postpone = [this](uint64_t msgid, const std::vector<uint32_t>& indices, uint64_t until, const std::string& text) {
+            active_->postpone(msgid, indices, until, text);
+        },
     });
     pickup_ = std::make_unique<Pickup>(base_, store_, body, clock_.now, [this](CommitItem c) { group_->add(std::move(c)); });
     msgauth_ = std::make_unique<PeerLink>(
@@ -109,6 +112,7 @@ void QueueServer::build_parts() {
 void QueueServer::configure_parts() {
     active_->configure(cfg_);
     sched_->configure(cfg_.delivery_concurrency, RetryPolicy::from(cfg_).minimal_backoff);
+    sched_->shaper().configure(cfg_.destination_slowdown_time, cfg_.slowdown_patterns);
     pickup_->configure(cfg_);
 }
 

@@ -12,9 +12,10 @@ import time
 
 import os
 import smtplib
+import subprocess
 
 from dnszone import Nsd
-from mtatest import check, finish, Guard, MTA, TMP_ROOT, wait_for
+from mtatest import BIN, check, finish, Guard, MTA, TMP_ROOT, wait_for
 from queuetest import ScriptedServer, mtaqueue, queue_json, relay_config, send, status_fields
 
 # local part prefix -> (RCPT reply, expected class, bounced?)
@@ -275,11 +276,104 @@ def dnsbl(tmp):
               m.mailbox("alice"))
 
 
+def delivered_to(srv, prefix):
+    return sum(1 for _, rcpts, _ in srv.delivered for r in rcpts if r.startswith(prefix))
+
+
+def shaping(tmp):
+    """Two next hops: the relayhost (slow.test, ...) with max_per_minute=10, and fast.test through
+    transport_map to a second server that starts to answer 450 4.7.28 in the middle of a burst."""
+    slow = ScriptedServer()
+    state = {"limit": False}
+    fast = ScriptedServer(lambda rcpt, n: "450 4.7.28 Our system has detected an unusual rate of mail, slow down"
+                          if rcpt.startswith("burst") and state["limit"] else "250 2.1.5 ok")
+    with Guard("shaping") as g:
+        g.cleanups += [slow.stop, fast.stop]
+        for name, text in (("policy", "[127.0.0.1]:%d max_per_minute=10\n" % slow.port),
+                           ("transport", "fast.test smtp:[127.0.0.1]:%d\n" % fast.port)):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+            r = subprocess.run([os.path.join(BIN, "mtamap"), "-t", "destination_policy" if name == "policy" else name,
+                                os.path.join(tmp, name)], capture_output=True, text=True, timeout=30)
+            if not check("shaping: mtamap -t %s" % ("destination_policy" if name == "policy" else name),
+                         r.returncode == 0, r.stdout + r.stderr):
+                return
+        r = subprocess.run([os.path.join(BIN, "mtamap"), "-t", "destination_policy", "/dev/stdin"],
+                           input="gmail.com max_per_minute=0\n", capture_output=True, text=True, timeout=30)
+        check("shaping: mtamap refuses a bad policy at its line",
+              r.returncode != 0 and ":1:" in r.stderr and "max_per_minute" in r.stderr, r.stdout + r.stderr)
+        g.log = m = MTA(name="shaping", extra=(
+            relay_config(slow) + "destination_policy = %s.lmdb\ntransport_map = %s.lmdb\n"
+            "destination_slowdown_time = 2s\n" % (os.path.join(tmp, "policy"), os.path.join(tmp, "transport")))).start()
+        g.cleanups.insert(0, m.stop)
+        for i in range(15):
+            send(m, "shape@localhost", ["s%d@slow.test" % i], "shaped %d" % i)
+        for i in range(5):
+            send(m, "shape@localhost", ["f%d@fast.test" % i], "fast %d" % i)
+        check("shaping: the other next hop gets its mail at once",
+              wait_for(lambda: delivered_to(fast, "f") == 5, 20), fast.delivered)
+        wait_for(lambda: delivered_to(slow, "s") >= 10, 20)
+        time.sleep(3)
+        check("shaping: max_per_minute=10 lets exactly 10 of 15 through in the first minute",
+              delivered_to(slow, "s") == 10, len(slow.delivered))
+        check("shaping: the rest is postponed, and the log says why",
+              re.search(r"event=destination_shaped nexthop=\[127\.0\.0\.1\]:%d postponed=\d+ from=\+\d+s "
+                        r"reason=\"max_per_minute=10 \(destination_policy \[127\.0\.0\.1\]:%d\)\"" %
+                        (slow.port, slow.port), m.log_text()) is not None, m.log_text()[-2000:])
+        j = queue_json(m)
+        waiting = [r for x in j.get("messages", []) for r in x["recipients"] if r["address"].endswith("@slow.test")]
+        first = min(r["next_attempt"] for r in waiting) if waiting else 0
+        check("shaping: the 5 postponed wait a minute, without an attempt, saying they are shaped",
+              len(waiting) == 5 and all(r["attempts"] == 0 and "is shaped: max_per_minute=10" in r["last_error"]
+                                        for r in waiting) and first >= time.time() + 40, waiting)
+
+        # Adaptive: the fast hop starts answering 4.7.28 mid-burst.
+        for i in range(4):
+            send(m, "shape@localhost", ["burst%d@fast.test" % i], "burst %d" % i)
+        wait_for(lambda: delivered_to(fast, "burst") == 4, 20)
+        state["limit"] = True
+        for i in range(4, 10):
+            send(m, "shape@localhost", ["burst%d@fast.test" % i], "burst %d" % i)
+        got = wait_for(lambda: re.search(r"event=destination_throttled nexthop=smtp:\[127\.0\.0\.1\]:%d "
+                                         r"rate=(\d+)/minute" % fast.port, m.log_text()), 20)
+        check("shaping: a 4.7.28 reply cuts that next hop's rate (halved from what went out)",
+              got is not None and 1 <= int(got.group(1)) <= 7, m.log_text()[-2000:])
+        check("shaping: the throttled recipients are deferred as rate_limited",
+              "class=rate_limited" in m.log_text(), m.log_text()[-1500:])
+        state["limit"] = False
+        time.sleep(2.5)
+        send(m, "shape@localhost", ["later1@fast.test"], "later 1")
+        step = wait_for(lambda: re.search(r"event=destination_recovering nexthop=smtp:\[127\.0\.0\.1\]:%d rate=(\d+)"
+                                          % fast.port, m.log_text()), 10)
+        check("shaping: after destination_slowdown_time the rate grows a step",
+              step is not None and got is not None and int(step.group(1)) > int(got.group(1)), m.log_text()[-1500:])
+        restored = None
+        for i in range(6):
+            time.sleep(2.2)
+            send(m, "shape@localhost", ["later%d@fast.test" % (i + 2)], "later")
+            restored = re.search(r"event=destination_restored nexthop=smtp:\[127\.0\.0\.1\]:%d" % fast.port,
+                                 m.log_text())
+            if restored:
+                break
+        check("shaping: step by step it gets back to where it was", restored is not None, m.log_text()[-1500:])
+        check("shaping: the relayhost's budget was never touched by the other hop's throttling",
+              "event=destination_throttled nexthop=[127.0.0.1]:%d" % slow.port not in m.log_text(), "")
+
+
 def main():
     srv = ScriptedServer(decide)
     try:
         with Guard("bounce classes") as g:
-            g.log = m = MTA(extra=relay_config(srv), name="bounces").start()
+            # Its 4.7.28 replies would rightly cut the relayhost's rate and hold the later checks' mail
+            # for a minute: this relayhost is not shaped (adaptive=no; the shaping checks are below).
+            tmp = os.path.join(TMP_ROOT, "classes")
+            os.makedirs(tmp, exist_ok=True)
+            with open(os.path.join(tmp, "policy"), "w") as f:
+                f.write("[127.0.0.1]:%d adaptive=no\n" % srv.port)
+            subprocess.run([os.path.join(BIN, "mtamap"), "-t", "destination_policy", os.path.join(tmp, "policy")],
+                           check=True, capture_output=True, timeout=30)
+            g.log = m = MTA(extra=relay_config(srv) + "destination_policy = %s.lmdb\n" % os.path.join(tmp, "policy"),
+                            name="bounces").start()
             g.cleanups.append(m.stop)
             classification(m, srv)
             grouping(m, srv)
@@ -292,6 +386,9 @@ def main():
         tmp = os.path.join(TMP_ROOT, "dnsbl")
         os.makedirs(tmp, exist_ok=True)
         dnsbl(tmp)
+        tmp = os.path.join(TMP_ROOT, "shaping")
+        os.makedirs(tmp, exist_ok=True)
+        shaping(tmp)
     finally:
         srv.stop()
     finish()

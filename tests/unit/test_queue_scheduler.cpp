@@ -8,6 +8,7 @@
 
 using namespace mta::queue;
 using mta::ipc::DeliveryStatus;
+using mta::DestinationPolicy;
 
 namespace {
 
@@ -22,12 +23,24 @@ struct Deferred {
     std::string text, relay;
 };
 
+Nexthop hop(bool local, std::string host, std::string tls = "", std::string group = "", DestinationPolicy p = {}) {
+    return Nexthop{local, std::move(host), std::move(tls), std::move(group), std::move(p)};
+}
+
+struct Postponed {
+    uint64_t msgid;
+    std::vector<uint32_t> indices;
+    uint64_t until;
+    std::string text;
+};
+
 // A scheduler whose hooks record what it asked for, on a clock the test moves.
 struct Fixture {
     uint64_t now = 1000;
     std::vector<Sent> sent;
     std::vector<Deferred> deferred;
     std::vector<uint64_t> wakes;
+    std::vector<Postponed> postponed;
     Scheduler s{[this] { return now; },
                 Scheduler::Hooks{
                     .send = [this](uint64_t link, uint64_t msgid, const std::vector<uint32_t>& idx,
@@ -41,11 +54,13 @@ struct Fixture {
                         return idx.size();
                     },
                     .wake_at = [this](uint64_t t) { wakes.push_back(t); },
+                    .postpone = [this](uint64_t msgid, const std::vector<uint32_t>& idx, uint64_t until,
+                                       const std::string& text) { postponed.push_back({msgid, idx, until, text}); },
                 }};
     Fixture() { s.configure(10, 300); }
 
     std::string queue(const std::string& host, uint64_t msgid, uint32_t index = 0, bool local = false) {
-        std::string key = s.add(Nexthop{local, host, "", ""}, msgid, index, 100);
+        std::string key = s.add(hop(local, host, "", ""), msgid, index, 100);
         s.pump(key);
         return key;
     }
@@ -100,8 +115,8 @@ TEST_CASE("local delivery is not slowed down") {
 
 TEST_CASE("recipients of one message to one destination share a job") {
     Fixture f;
-    for (uint32_t i = 0; i < 3; i++) f.s.add(Nexthop{false, "example.org", "", ""}, 5, i, 100);
-    f.s.add(Nexthop{false, "example.net", "", ""}, 5, 3, 100);
+    for (uint32_t i = 0; i < 3; i++) f.s.add(hop(false, "example.org", "", ""), 5, i, 100);
+    f.s.add(hop(false, "example.net", "", ""), 5, 3, 100);
     f.s.link_up(1, false, 0);
     REQUIRE(f.sent.size() == 2);
     for (auto& s : f.sent) {
@@ -112,10 +127,10 @@ TEST_CASE("recipients of one message to one destination share a job") {
 
 TEST_CASE("recipients of different domains behind one relayhost share a job, a budget and a dead mark") {
     Fixture f;
-    f.s.add(Nexthop{false, "example.org", "", "[192.0.2.1]:25"}, 5, 0, 100);
-    f.s.add(Nexthop{false, "example.net", "", "[192.0.2.1]:25"}, 5, 1, 100);
-    f.s.add(Nexthop{false, "example.com", "encrypt", "[192.0.2.1]:25"}, 5, 2, 100);  // another TLS level
-    f.s.add(Nexthop{false, "example.net", "", "[192.0.2.1]:25"}, 6, 0, 100);
+    f.s.add(hop(false, "example.org", "", "[192.0.2.1]:25"), 5, 0, 100);
+    f.s.add(hop(false, "example.net", "", "[192.0.2.1]:25"), 5, 1, 100);
+    f.s.add(hop(false, "example.com", "encrypt", "[192.0.2.1]:25"), 5, 2, 100);  // another TLS level
+    f.s.add(hop(false, "example.net", "", "[192.0.2.1]:25"), 6, 0, 100);
     f.s.link_up(1, false, 0);
     REQUIRE(f.sent.size() == 3);  // message 5 as two jobs (two TLS levels), and message 6
     std::size_t both = 3;
@@ -201,8 +216,8 @@ TEST_CASE("connection failures in a row make a destination dead; its waiting rec
 TEST_CASE("a lost link hands back its recipients in flight and takes no new jobs once retired") {
     Fixture f;
     f.s.link_up(1, false, 0);
-    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 0, 100);
-    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 1, 100);
+    f.s.add(hop(false, "example.org", "", ""), 1, 0, 100);
+    f.s.add(hop(false, "example.org", "", ""), 1, 1, 100);
     f.queue("example.org", 2);
     REQUIRE(f.sent.size() == 2);
     f.s.link_retired(1);
@@ -219,9 +234,9 @@ TEST_CASE("a lost link hands back its recipients in flight and takes no new jobs
 
 TEST_CASE("forgotten recipients leave the waiting queues") {
     Fixture f;
-    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 0, 100);
-    f.s.add(Nexthop{false, "example.org", "", ""}, 1, 1, 100);
-    f.s.add(Nexthop{false, "example.org", "", ""}, 2, 0, 100);
+    f.s.add(hop(false, "example.org", "", ""), 1, 0, 100);
+    f.s.add(hop(false, "example.org", "", ""), 1, 1, 100);
+    f.s.add(hop(false, "example.org", "", ""), 2, 0, 100);
     f.s.forget({{1, 1}, {2, 0}});
     f.s.link_up(1, false, 0);
     REQUIRE(f.sent.size() == 1);
@@ -234,4 +249,52 @@ TEST_CASE("a stopped scheduler sends nothing new") {
     f.s.stop();
     f.queue("example.org", 1);
     CHECK(f.sent.empty());
+}
+
+TEST_CASE("shaping: past max_per_minute the waiting jobs go back to the store, spread over their turns") {
+    Fixture f;
+    f.s.configure(10, 300);
+    DestinationPolicy p;
+    p.max_per_minute = 3;
+    p.key = "shaped.example";
+    f.s.link_up(1, false, 0);
+    std::string key;
+    for (uint64_t m = 1; m <= 6; m++) {
+        key = f.s.add(hop(false, "shaped.example", "", "", p), m, 0, 100);
+        f.s.add(hop(false, "other.example"), 100 + m, 0, 100);
+    }
+    // Slow start allows two jobs at once; as they finish, the third goes, then the budget is spent.
+    f.s.pump(key);
+    f.s.pump_all();
+    for (std::size_t i = 0; i < f.sent.size() && i < 20; i++)
+        if (f.sent[i].host == "shaped.example") f.answer(i, DeliveryStatus::delivered, "2.0.0 ok");
+    std::size_t shaped = 0, other = 0;
+    for (auto& s : f.sent) (s.host == "shaped.example" ? shaped : other)++;
+    CHECK(shaped == 3);
+    CHECK(other >= 2);  // the other destination is not held by the shaped one
+    REQUIRE(f.postponed.size() == 3);
+    CHECK(f.postponed[0].until == f.now + 61);
+    CHECK(f.postponed[1].until == f.now + 61 + 20);  // one per 60/3 s
+    CHECK(f.postponed[2].until == f.now + 61 + 40);
+    CHECK(f.postponed[0].text.find("is shaped: max_per_minute=3 (destination_policy shaped.example)") !=
+          std::string::npos);
+}
+
+TEST_CASE("shaping: max_connections caps the window; a rate-limit reply cuts the rate") {
+    Fixture f;
+    f.s.configure(10, 300);
+    f.s.link_up(1, false, 0);
+    DestinationPolicy p;
+    p.max_connections = 1;
+    std::string key;
+    for (uint64_t m = 1; m <= 4; m++) key = f.s.add(hop(false, "one.example", "", "", p), m, 0, 100);
+    f.s.pump(key);
+    CHECK(f.sent.size() == 1);
+    f.answer(0, DeliveryStatus::delivered, "2.0.0 ok");
+    CHECK(f.s.window(key) == 1);
+    CHECK(f.sent.size() == 2);
+    f.answer(1, DeliveryStatus::deferred, "mx[192.0.2.1] said: 421 4.7.28 rate limited, slow down");
+    CHECK(f.s.shaper().per_minute(key) == 1);  // two went out in that minute: halved
+    CHECK(f.sent.size() == 2);                 // and the next waits for the budget
+    CHECK(f.postponed.size() == 2);
 }

@@ -251,3 +251,29 @@ TEST_CASE("routing: mtamap validates transport and tls_policy sources with line 
     CHECK(table::parse_kind("transport") == table::Kind::transport);
     CHECK(table::parse_kind("tls_policy") == table::Kind::tls_policy);
 }
+
+TEST_CASE("routing: destination_policy by next hop, then by domain; a bad entry defers") {
+    Config c;
+    std::vector<ConfigError> errors;
+    REQUIRE(parse_config("local_domains = localhost\n", "t", c, errors));
+    RouteTables t;
+    t.destination_policy = map_of({{"slow.example", "max_per_minute=5"}, {".example", "max_connections=2"},
+                                   {"[10.0.0.9]:25", "max_per_hour=100"}, {"bad.example", "speed=9"}});
+    Route r = route(c, "slow.example", t);
+    CHECK(r.policy.max_per_minute == 5);
+    CHECK(r.policy.key == "slow.example");
+    r = route(c, "sub.other.example", t);
+    CHECK(r.policy.max_connections == 2);
+    CHECK(r.policy.key == ".example");
+    CHECK(route(c, "elsewhere.test", t).policy.key.empty());
+    CHECK(route(c, "localhost", t).policy.key.empty());  // local delivery is not shaped
+    CHECK(route(c, "bad.example", t).role == "retry");
+    t.transport = map_of({{"hop.test", "smtp:[10.0.0.9]:25"}});
+    r = route(c, "hop.test", t);
+    CHECK(r.policy.max_per_hour == 100);  // the transport target's entry
+    REQUIRE(parse_config("local_domains = localhost\nrelayhost = [10.0.0.9]:25\n", "t", c, errors));
+    t.transport = {};
+    CHECK(route(c, "slow.example", t).policy.key == "[10.0.0.9]:25");  // the relayhost's budget first
+    t.destination_policy_error = "no usable copy";
+    CHECK(route(c, "slow.example", t).role == "retry");
+}
