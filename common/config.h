@@ -56,6 +56,8 @@ struct Config {
     std::vector<std::string> dns_insecure_domains;
     uint16_t smtp_port = 25;
     uint64_t smtp_connect_timeout = 0, smtp_helo_timeout = 0;  // seconds
+    std::string smtp_bind_address, smtp_bind_address6;  // outbound source addresses ("" = any)
+    std::string smtp_helo_name;                         // outbound EHLO name ("" = hostname)
     std::string smtp_tls_level;    // none, may, encrypt, dane or mta-sts
     std::string smtp_tls_ca_file;  // CA store for MTA-STS (policy fetch and MX certificates)
     uint16_t mta_sts_port = 443;

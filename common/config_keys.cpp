@@ -312,6 +312,27 @@ const std::vector<KeyDef>& key_defs() {
              c.smtp_port = uint16_t(n);
              return true;
          }},
+        {{"smtp_bind_address", "", "outbound: the local IPv4 address mta-smtp connects from (empty: the kernel's choice)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             unsigned char buf[4];
+             if (!v.empty() && inet_pton(AF_INET, v.c_str(), buf) != 1) { err = "expected an IPv4 address"; return false; }
+             c.smtp_bind_address = v;
+             return true;
+         }},
+        {{"smtp_bind_address6", "", "outbound: the local IPv6 address mta-smtp connects from (empty: the kernel's choice)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             unsigned char buf[16];
+             if (!v.empty() && inet_pton(AF_INET6, v.c_str(), buf) != 1) { err = "expected an IPv6 address"; return false; }
+             c.smtp_bind_address6 = v;
+             return true;
+         }},
+        {{"smtp_helo_name", "", "outbound: the name mta-smtp gives in EHLO/HELO (empty: hostname); it should be the "
+          "reverse DNS name of the source address"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!v.empty() && !addr::valid_domain(addr::lower(v))) { err = "expected a host name"; return false; }
+             c.smtp_helo_name = addr::lower(v);
+             return true;
+         }},
         {{"smtp_connect_timeout", "30s", "outbound: time allowed for the TCP connection before the next address is tried"},
          duration(&Config::smtp_connect_timeout)},
         {{"smtp_helo_timeout", "60s", "outbound: time allowed for the server's greeting (Postfix smtp_helo_timeout); a server "

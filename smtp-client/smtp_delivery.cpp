@@ -42,7 +42,10 @@ void Delivery::start() {
                                             " cannot verify the server (needs dane or mta-sts)");
         return;
     }
-    cache_key_ = dest_.key() + "/" + tls_level_name(level_);
+    // The source address and EHLO name are part of a cached connection's identity: after a reload that
+    // changes them, no connection made with the old ones is reused.
+    cache_key_ = dest_.key() + "/" + tls_level_name(level_) + "/" + env_.cfg->smtp_bind_address + "/" +
+                 env_.cfg->smtp_bind_address6 + "/" + env_.cfg->smtp_helo_name;
     // REQUIRETLS mail decides TLS afresh (policy lookup, verification) instead of reusing a connection.
     if (!job_.requiretls) {
         if (auto s = env_.cache->take(cache_key_)) {
@@ -172,7 +175,7 @@ void Delivery::on_tlsa(const Target& t, const DaneDecision& d) {
 
 SessionSettings Delivery::settings() const {
     SessionSettings s;
-    s.helo_name = env_.cfg->hostname;
+    s.helo_name = env_.cfg->smtp_helo_name.empty() ? env_.cfg->hostname : env_.cfg->smtp_helo_name;
     s.connect_timeout = int(std::min<uint64_t>(env_.cfg->smtp_connect_timeout, 3600));
     s.greeting_timeout = int(std::min<uint64_t>(env_.cfg->smtp_helo_timeout, 3600));
     s.tls = env_.tls;
@@ -185,6 +188,7 @@ void Delivery::connect(const Target& t, SessionSettings settings) {
         refuse_for_requiretls(t.host + " cannot be verified by DANE or an MTA-STS enforce policy");
         return;
     }
+    if (!lmtp_) settings.bind_address = t.sa.ss_family == AF_INET6 ? env_.cfg->smtp_bind_address6 : env_.cfg->smtp_bind_address;
     session_ = std::make_unique<Session>(env_.base, t, std::move(settings));
     session_->open([this](bool ok, const std::string& err) { on_open(ok, err); });
 }

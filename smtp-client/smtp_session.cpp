@@ -3,6 +3,7 @@
 // Remote input only ever reaches parse_reply(); a bad reply fails the session, never the process.
 #include "smtp-client/smtp_session.h"
 
+#include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
 #include <event2/buffer.h>
@@ -14,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -44,9 +47,35 @@ void Session::write(std::string_view s) {
 void Session::open(OpenDone done) {
     open_done_ = std::move(done);
     phase_ = Phase::connecting;
-    bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+    int fd = -1;
+    if (!settings_.bind_address.empty()) {
+        // smtp_bind_address(6): our own socket, bound to the source address before the connect.
+        sockaddr_storage src{};
+        socklen_t len = 0;
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&src);
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&src);
+        if (target_.sa.ss_family == AF_INET && inet_pton(AF_INET, settings_.bind_address.c_str(), &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            len = sizeof *s4;
+        } else if (target_.sa.ss_family == AF_INET6 &&
+                   inet_pton(AF_INET6, settings_.bind_address.c_str(), &s6->sin6_addr) == 1) {
+            s6->sin6_family = AF_INET6;
+            len = sizeof *s6;
+        }
+        fd = len ? socket(target_.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+        if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&src), len) != 0) {
+            connect_errno_ = len ? errno : EAFNOSUPPORT;
+            bind_failed_ = true;
+            if (fd >= 0) ::close(fd);
+            phase_ = Phase::dead;
+            arm(0);
+            return;
+        }
+    }
+    bev_.reset(bufferevent_socket_new(base_, fd, BEV_OPT_CLOSE_ON_FREE));
     if (!bev_) {
         connect_errno_ = errno;
+        if (fd >= 0) ::close(fd);
         phase_ = Phase::dead;  // reported from the timer so `done` never runs inside open()
         arm(0);
         return;
@@ -134,7 +163,11 @@ void Session::on_timer_cb(int, short, void* arg) {
         // Deferred report of an immediate failure (open) or of a close (quit on a non-idle session).
         if (s->open_done_) {
             int e = s->connect_errno_;
-            s->open_failed("connect to " + s->target_.label() + ": " + (e ? strerror(e) : "failed"));
+            if (s->bind_failed_)
+                s->open_failed("bind to " + s->settings_.bind_address + " (smtp_bind_address) for " + s->target_.label() +
+                               ": " + strerror(e));
+            else
+                s->open_failed("connect to " + s->target_.label() + ": " + (e ? strerror(e) : "failed"));
         } else if (s->on_dead_) {
             auto cb = std::move(s->on_dead_);
             cb();

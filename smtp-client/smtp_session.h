@@ -32,6 +32,7 @@ inline constexpr std::size_t kBodyHighWater = 256 * 1024;  // stop reading the b
 
 struct SessionSettings {
     std::string helo_name;
+    std::string bind_address;  // the local address to connect from, of the target's family ("" = any)
     int connect_timeout = kConnectTimeout;    // smtp_connect_timeout
     int greeting_timeout = kGreetingTimeout;  // smtp_helo_timeout
     SSL_CTX* tls = nullptr;  // no TLS at all when null
@@ -150,6 +151,7 @@ private:
     bool tls_handshake_failed_ = false;
     bool esmtp_ = false;
     int connect_errno_ = 0;
+    bool bind_failed_ = false;  // smtp_bind_address could not be bound (connect_errno_ says why)
     unsigned transactions_ = 0;
 
     OpenDone open_done_;

@@ -37,6 +37,8 @@ class ScriptedServer:
         self.faults = collections.Counter()        # action -> times it was carried out
         self.extensions = []        # extra EHLO keywords, e.g. ["DSN"]
         self.commands = []          # every MAIL/RCPT command line as received
+        self.peers = []             # the client address of every session
+        self.helos = []             # every EHLO/HELO line
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -49,6 +51,11 @@ class ScriptedServer:
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn):
+        try:
+            with self.lock:
+                self.peers.append(conn.getpeername()[0])
+        except OSError:
+            pass
         f = conn.makefile("rb")
         out = lambda s: conn.sendall(s.encode() + b"\r\n")
         try:
@@ -64,6 +71,8 @@ class ScriptedServer:
                     with self.lock:
                         self.commands.append(cmd)
                 if verb in ("EHLO", "HELO"):
+                    with self.lock:
+                        self.helos.append(cmd)
                     out("".join("250-%s\r\n" % e for e in ["sink.test", "PIPELINING", "8BITMIME"] + self.extensions)
                         + "250 ENHANCEDSTATUSCODES")
                 elif verb == "MAIL":

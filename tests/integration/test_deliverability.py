@@ -360,6 +360,32 @@ def shaping(tmp):
               "event=destination_throttled nexthop=[127.0.0.1]:%d" % slow.port not in m.log_text(), "")
 
 
+def source_address(srv):
+    with Guard("source address") as g:
+        g.log = m = MTA(name="bind", extra=relay_config(srv) + "smtp_bind_address = 127.0.0.45\n"
+                                                               "smtp_helo_name = Out45.Test\n").start()
+        g.cleanups.append(m.stop)
+        n = len(srv.peers)
+        send(m, "bind@localhost", ["bound@remote.test"], "bound")
+        check("source: mail goes out from smtp_bind_address",
+              wait_for(lambda: srv.attempts["bound@remote.test"] >= 1, 20) and "127.0.0.45" in srv.peers[n:],
+              srv.peers[n:])
+        check("source: EHLO gives smtp_helo_name", "EHLO out45.test" in srv.helos, srv.helos[-3:])
+        m.reconfigure("smtp_bind_address = 192.0.2.45\n")  # not an address of this host
+        time.sleep(1)
+        send(m, "bind@localhost", ["unbound@remote.test"], "unbound")
+        got = wait_for(lambda: re.search(r"event=deferred qid=\S+ to=<unbound@remote.test> .*bind to 192\.0\.2\.45 "
+                                         r"\(smtp_bind_address\)", m.log_text()), 20)
+        check("source: an address this host does not have defers the mail and says so", got is not None,
+              m.log_text()[-1500:])
+    for bad, key in (("::1", "smtp_bind_address"), ("127.0.0.1", "smtp_bind_address6"), ("bad name!", "smtp_helo_name")):
+        path = os.path.join(TMP_ROOT, "bad-bind.conf")
+        with open(path, "w") as f:
+            f.write("%s = %s\n" % (key, bad))
+        r = subprocess.run([os.path.join(BIN, "mtad"), "-n", "-c", path], capture_output=True, text=True, timeout=30)
+        check("source: mtad -n refuses %s = %s" % (key, bad), r.returncode != 0 and key in r.stderr, r.stderr)
+
+
 def main():
     srv = ScriptedServer(decide)
     try:
@@ -377,6 +403,7 @@ def main():
             g.cleanups.append(m.stop)
             classification(m, srv)
             grouping(m, srv)
+        source_address(srv)
         with Guard("suppression") as g:
             g.log = m = MTA(extra=relay_config(srv) + "suppress_hard_bounces = yes\nsuppression_ttl = 1h\n",
                             name="suppress").start()
