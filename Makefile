@@ -37,6 +37,8 @@ LINK_ORDER := $(SUBDIRS) master smtpd queue-manager smtp-client resolver msgauth
 # What a program directory links besides its own library and common's. Nothing else: roles stay
 # separate, and sendmail (which every user runs) carries none of the queue manager.
 DEPS_msgauth/mtadkim := msgauth
+# mtadns --check-sender checks SPF, DKIM keys and DMARC records with msgauth's own code.
+DEPS_resolver/mtadns := msgauth
 # mtad -n loads the DKIM keys the way mta-msgauth will, to report a bad one before anything starts.
 DEPS_master := msgauth
 

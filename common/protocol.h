@@ -96,6 +96,7 @@ enum class Tag : uint16_t {
     msgauth_cut_offset = 103,  // msgauth_reply: starts a cut group: an octet range of the message to drop
     msgauth_cut_length = 104,
     hold_reason = 105,         // commit (optional): queue the message held, for this reason (DMARC quarantine)
+    max_per_connection = 106,  // deliver (optional): transactions one connection may carry (destination_policy)
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

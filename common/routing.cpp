@@ -140,12 +140,13 @@ bool parse_destination_policy(std::string_view value, DestinationPolicy& out, st
             any = true;
             continue;
         }
-        uint32_t* field = name == "max_connections" ? &out.max_connections
-                          : name == "max_per_minute"  ? &out.max_per_minute
+        uint32_t* field = name == "max_connections"      ? &out.max_connections
+                          : name == "max_per_connection" ? &out.max_per_connection
+                          : name == "max_per_minute"     ? &out.max_per_minute
                           : name == "max_per_hour"    ? &out.max_per_hour
                                                       : nullptr;
         if (!field) {
-            err = "unknown setting \"" + std::string(name) + "\" (max_connections, max_per_minute, max_per_hour, adaptive)";
+            err = "unknown setting \"" + std::string(name) + "\" (max_connections, max_per_connection, max_per_minute, max_per_hour, adaptive)";
             return false;
         }
         uint64_t n = 0;

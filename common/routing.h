@@ -14,10 +14,11 @@
 
 namespace mta {
 
-// A destination_policy entry (mtamap -t destination_policy): "max_connections=N max_per_minute=N
-// max_per_hour=N adaptive=yes|no", any subset, in any order. 0 = no limit of that kind.
+// A destination_policy entry (mtamap -t destination_policy): "max_connections=N max_per_connection=N
+// max_per_minute=N max_per_hour=N adaptive=yes|no", any subset, in any order. 0 = no limit of that kind.
 struct DestinationPolicy {
     uint32_t max_connections = 0;  // concurrent deliveries (under delivery_concurrency)
+    uint32_t max_per_connection = 0;  // transactions one connection of mta-smtp carries
     uint32_t max_per_minute = 0;   // messages handed to deliveries in any 60 s
     uint32_t max_per_hour = 0;     // ... in any 3600 s
     bool adaptive = true;          // a "slow down" reply cuts the rate for a while

@@ -80,7 +80,7 @@ std::vector<uint32_t> QueueServer::send_job(uint64_t link, uint64_t msgid, const
         active_->corrupt(msgid, why);
         return {};
     }
-    ipc::Message m = make_deliver(msgid, *job.msg, to.host, job.rcpts, to.tls_level);
+    ipc::Message m = make_deliver(msgid, *job.msg, to.host, job.rcpts, to.tls_level, to.policy.max_per_connection);
     m.add_fd(UniqueFd(fd));
     std::vector<uint32_t> sent;
     sent.reserve(job.rcpts.size());

@@ -47,7 +47,7 @@ std::string rcpt_domain(std::string_view addr) {
 
 ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
                           const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
-                          const std::string& tls_level) {
+                          const std::string& tls_level, uint64_t max_per_connection) {
     wire::Deliver d;
     d.msgid = msgid;
     d.sender = m.sender;
@@ -59,6 +59,7 @@ ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::str
     d.ret = m.ret;
     d.requiretls = m.requiretls;
     d.tls_level = tls_level;
+    d.max_per_connection = max_per_connection;
     for (auto& [index, r] : rcpts) d.rcpts.push_back({index, r->addr, r->notify, r->orcpt});
     return wire::encode(d, msgid);
 }

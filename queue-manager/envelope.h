@@ -36,7 +36,7 @@ std::string rcpt_domain(std::string_view addr);
 // when set. The caller adds the body fd.
 ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
                           const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
-                          const std::string& tls_level = "");
+                          const std::string& tls_level = "", uint64_t max_per_connection = 0);
 // Bytes a recipient adds to a `deliver`, to keep each job under the IPC size cap.
 std::size_t deliver_cost(const RecipientRecord& r);
 

@@ -23,12 +23,13 @@ public:
     std::unique_ptr<Session> take(const std::string& key);
     // QUIT every idle session (on stop).
     void close_all();
+    // Close `s` with QUIT instead of keeping it (it carried as many transactions as it may).
+    void retire(std::unique_ptr<Session> s);
     std::size_t size() const { return total_; }
 
 private:
     using List = std::list<std::unique_ptr<Session>>;
     void remove(const std::string& key, Session* s);
-    void retire(std::unique_ptr<Session> s);
 
     std::map<std::string, List> idle_;
     List closing_;  // sessions saying QUIT

@@ -288,7 +288,13 @@ bool Delivery::next_host_after_soft_failure(const std::string& error) {
     return true;
 }
 
-void Delivery::release_session() { env_.cache->put(cache_key_, std::move(session_)); }
+// destination_policy max_per_connection: a connection that has carried that many transactions says QUIT
+// instead of waiting for the next message.
+void Delivery::release_session() {
+    if (job_.max_per_connection && session_ && session_->transactions() >= job_.max_per_connection)
+        return env_.cache->retire(std::move(session_));
+    env_.cache->put(cache_key_, std::move(session_));
+}
 
 void Delivery::finish(DeliveryStatus st, const std::string& text) {
     job_.settle_rest(st, text);

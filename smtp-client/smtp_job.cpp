@@ -64,6 +64,7 @@ bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
     out.ret = d.ret;
     out.requiretls = d.requiretls;
     out.tls_level = std::move(d.tls_level);
+    out.max_per_connection = d.max_per_connection;
     for (wire::DeliverRcpt& r : d.rcpts) {
         Recipient x;
         x.index = r.index;

@@ -35,6 +35,7 @@ struct Job {
     uint64_t ret = 0;        // 0 default, 1 FULL, 2 HDRS
     bool requiretls = false;
     std::string tls_level;   // from the queue's smtp_tls_policy_map lookup; "" = smtp_tls_level
+    uint64_t max_per_connection = 0;  // destination_policy: the connection is closed after this many; 0 = no limit
     std::vector<Recipient> rcpts;
     UniqueFd body;
 

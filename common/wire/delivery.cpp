@@ -32,6 +32,7 @@ ipc::Message encode(Deliver& d, uint64_t reqid) {
     add_envelope(m, d);
     m.add(Tag::nexthop, d.nexthop);
     if (!d.tls_level.empty()) m.add(Tag::tls_level, d.tls_level);
+    if (d.max_per_connection) m.add_u64(Tag::max_per_connection, d.max_per_connection);
     for (const DeliverRcpt& r : d.rcpts) {
         m.add(Tag::rcpt, r.addr).add_u64(Tag::rcpt_index, r.index).add_u64(Tag::rcpt_notify, r.notify);
         if (!r.orcpt.empty()) m.add(Tag::rcpt_orcpt, r.orcpt);
@@ -42,7 +43,7 @@ ipc::Message encode(Deliver& d, uint64_t reqid) {
 
 bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     static const Shape shape{{Tag::msgid, Tag::sender, Tag::nexthop, Tag::size, Tag::body_type, Tag::smtputf8,
-                              Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level},
+                              Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level, Tag::max_per_connection},
                              {Tag::rcpt, Tag::rcpt_index, Tag::rcpt_notify, Tag::rcpt_orcpt},
                              std::nullopt, kMaxDeliverRecipients, 1};
     out = Deliver{};
@@ -50,7 +51,8 @@ bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     if (!fs.split(m, ipc::Type::deliver, shape, err)) return false;
     if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) || !get_envelope(fs, out, err) ||
         !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err) ||
-        !opt_text(fs.get(Tag::tls_level), 20, out.tls_level, err))
+        !opt_text(fs.get(Tag::tls_level), 20, out.tls_level, err) ||
+        !opt_u64(fs.get(Tag::max_per_connection), 10000000, out.max_per_connection, err))
         return false;
     if (out.nexthop.find(' ') != std::string::npos) { err = "bad nexthop"; return false; }
     if (fs.get(Tag::tls_level) && !tls_level_ok(out.tls_level)) { err = "bad tls_level"; return false; }

@@ -28,6 +28,7 @@ struct Deliver : Envelope {
     std::string nexthop;    // domain, or [host]:port; "" only for a local recipient without a domain
                             // (RCPT TO:<Postmaster>), which mta-smtp never gets
     std::string tls_level;  // per-destination level from smtp_tls_policy_map, "" = smtp_tls_level
+    uint64_t max_per_connection = 0;  // destination_policy: a connection carries at most this many; 0 = any
     std::vector<DeliverRcpt> rcpts;
     UniqueFd body;          // O_RDONLY body file
 };

@@ -62,6 +62,7 @@ const char* tag_name(ipc::Tag t) {
     case Tag::msgauth_cut_offset: return "msgauth_cut_offset";
     case Tag::msgauth_cut_length: return "msgauth_cut_length";
     case Tag::hold_reason: return "hold_reason";
+    case Tag::max_per_connection: return "max_per_connection";
     case Tag::anvil_status: return "anvil_status";
     case Tag::anvil_concurrent: return "anvil_concurrent";
     case Tag::anvil_rate: return "anvil_rate";

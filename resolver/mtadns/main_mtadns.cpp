@@ -2,6 +2,8 @@
 // running resolver (so the answers, DNSSEC status and forwarder are exactly the MTA's): MX set in
 // order with addresses, DNSSEC status, TLSA per MX host and the resulting outbound TLS level.
 // Trusts the control socket's text format; record text was already made printable by mtad.
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -10,6 +12,10 @@
 
 #include "common/address.h"
 #include "common/tool_config.h"
+#include "msgauth/dkim_crypto.h"
+#include "msgauth/dmarc_record.h"
+#include "msgauth/signing_keys.h"
+#include "resolver/mtadns/check_sender.h"
 #include "common/control_client.h"
 #include "common/mta_sts.h"
 #include "common/version.h"
@@ -34,19 +40,87 @@ struct Mx {
     std::string host;
 };
 
-const char* const kUsage = "usage: mtadns [-c config_file] DOMAIN\n";
+const char* const kUsage =
+    "usage: mtadns [-c config_file] DOMAIN\n"
+    "       mtadns [-c config_file] --check-sender DOMAIN [--ip ADDRESS]... [--json]\n";
+
+// --check-sender: what this MTA would need to be a good sender for the domain (check_sender.h).
+int check_sender(const mta::Config& cfg, const std::string& domain, std::vector<std::string> ips, bool json) {
+    mta::dnscheck::SenderInput in;
+    in.domain = domain;
+    in.helo = cfg.smtp_helo_name.empty() ? cfg.hostname : cfg.smtp_helo_name;
+    if (ips.empty()) {
+        if (!cfg.smtp_bind_address.empty()) ips.push_back(cfg.smtp_bind_address);
+        if (!cfg.smtp_bind_address6.empty()) ips.push_back(cfg.smtp_bind_address6);
+    }
+    in.addresses = std::move(ips);
+    in.dnsbl = cfg.dnsbl_zones;
+    if (!cfg.dkim_keys.empty()) {
+        mta::msgauth::SigningKeys keys;
+        std::vector<mta::ConfigError> errors;
+        if (!keys.load(cfg.dkim_keys, cfg.source, errors)) {
+            in.dkim_problem = errors.empty() ? cfg.dkim_keys : errors.front().str();
+        } else {
+            for (const auto* k : keys.for_domain(domain))
+                in.dkim.push_back({k->domain, k->selector, mta::msgauth::public_key_record(k->key)});
+        }
+    }
+    mta::msgauth::PublicSuffixList psl;
+    std::string err;
+    if (psl.load_file(psl_dist_filename() ? psl_dist_filename() : "", err) || psl.load_builtin(err))
+        in.org_domain = psl.organizational_domain(domain);
+    auto resolve = [&cfg](const std::string& name, int qtype, Answer& a, std::string& e) {
+        return ask(cfg, name, qtype, a, e);
+    };
+    // One question first: an unreachable mtad is the tool's error, not a finding about the domain.
+    Answer probe;
+    if (!ask(cfg, domain, 15, probe, err)) {
+        fprintf(stderr, "mtadns: %s\n", err.c_str());
+        return 1;
+    }
+    auto findings = mta::dnscheck::check_sender(in, resolve);
+    std::string out = json ? mta::dnscheck::format_json(domain, findings) : mta::dnscheck::format_text(findings);
+    fwrite(out.data(), 1, out.size(), stdout);
+    return mta::dnscheck::any_fail(findings) ? 1 : 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // The long options of --check-sender are taken out before the common -c parsing sees them.
+    std::vector<char*> args{argv[0]};
+    std::vector<std::string> ips;
+    bool sender = false, json = false;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--check-sender") sender = true;
+        else if (a == "--json") json = true;
+        else if (a == "--ip") {
+            if (i + 1 >= argc) return mta::usage_error(kUsage);
+            ips.push_back(argv[++i]);
+        } else args.push_back(argv[i]);
+    }
+    if (!sender && (json || !ips.empty())) return mta::usage_error(kUsage);
+    int nargs = int(args.size());
+    args.push_back(nullptr);
+    argc = nargs;
+    argv = args.data();
     mta::ConfigOption conf;
     if (int rc = mta::parse_config_option("mtadns", argc, argv, kUsage, conf); rc >= 0) return rc;
     if (optind + 1 != argc) return mta::usage_error(kUsage);
     std::string domain = mta::addr::lower(argv[optind]);
     if (!domain.empty() && domain.back() == '.') domain.pop_back();
     if (!mta::addr::valid_domain(domain)) { fprintf(stderr, "mtadns: invalid domain name\n"); return 2; }
+    for (auto& ip : ips) {
+        unsigned char buf[16];
+        if (inet_pton(AF_INET, ip.c_str(), buf) != 1 && inet_pton(AF_INET6, ip.c_str(), buf) != 1) {
+            fprintf(stderr, "mtadns: --ip %s: not an IP address\n", ip.c_str());
+            return 2;
+        }
+    }
     mta::Config cfg;
     if (!mta::load_tool_config("mtadns", conf.path, conf.explicit_path, cfg)) return 1;
+    if (sender) return check_sender(cfg, domain, std::move(ips), json);
     std::string err;
     Answer mx;
     if (!ask(cfg, domain, 15, mx, err)) { fprintf(stderr, "mtadns: %s\n", err.c_str()); return 1; }

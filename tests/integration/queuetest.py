@@ -39,6 +39,7 @@ class ScriptedServer:
         self.commands = []          # every MAIL/RCPT command line as received
         self.peers = []             # the client address of every session
         self.helos = []             # every EHLO/HELO line
+        self.conn_tx = []           # per closed connection: how many messages it carried
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -57,6 +58,7 @@ class ScriptedServer:
         except OSError:
             pass
         f = conn.makefile("rb")
+        carried = 0
         out = lambda s: conn.sendall(s.encode() + b"\r\n")
         try:
             out("220 sink.test ESMTP")
@@ -89,6 +91,7 @@ class ScriptedServer:
                         accepted.append(rcpt)
                     out(reply)
                 elif verb == "DATA":
+                    carried += 1
                     with self.lock:
                         self.sessions.append((mail, list(offered)))
                     if not accepted:
@@ -133,6 +136,8 @@ class ScriptedServer:
         except OSError:
             pass
         finally:
+            with self.lock:
+                self.conn_tx.append(carried)
             conn.close()
 
     @staticmethod

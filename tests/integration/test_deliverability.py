@@ -289,7 +289,7 @@ def shaping(tmp):
                           if rcpt.startswith("burst") and state["limit"] else "250 2.1.5 ok")
     with Guard("shaping") as g:
         g.cleanups += [slow.stop, fast.stop]
-        for name, text in (("policy", "[127.0.0.1]:%d max_per_minute=10\n" % slow.port),
+        for name, text in (("policy", "[127.0.0.1]:%d max_per_minute=10 max_per_connection=2\n" % slow.port),
                            ("transport", "fast.test smtp:[127.0.0.1]:%d\n" % fast.port)):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
@@ -316,6 +316,9 @@ def shaping(tmp):
         time.sleep(3)
         check("shaping: max_per_minute=10 lets exactly 10 of 15 through in the first minute",
               delivered_to(slow, "s") == 10, len(slow.delivered))
+        time.sleep(6)  # idle cached connections close after 5 s: then every connection has been counted
+        check("shaping: max_per_connection=2: no connection carried more than 2 messages",
+              sum(slow.conn_tx) >= 10 and max(slow.conn_tx) <= 2, slow.conn_tx)
         check("shaping: the rest is postponed, and the log says why",
               re.search(r"event=destination_shaped nexthop=\[127\.0\.0\.1\]:%d postponed=\d+ from=\+\d+s "
                         r"reason=\"max_per_minute=10 \(destination_policy \[127\.0\.0\.1\]:%d\)\"" %
@@ -386,6 +389,83 @@ def source_address(srv):
         check("source: mtad -n refuses %s = %s" % (key, bad), r.returncode != 0 and key in r.stderr, r.stderr)
 
 
+def check_sender(tmp):
+    """mtadns --check-sender against NSD zones with one deliberate fault per line."""
+    keys = {}
+    for d in ("sender.test", "faulty.test", "other.test"):
+        path = os.path.join(tmp, "%s.key" % d)
+        r = subprocess.run([os.path.join(BIN, "mtadkim"), "keygen", "-d", d, "-s", "s1", "-a", "ed25519", "-o", path],
+                           capture_output=True, text=True, timeout=30)
+        keys[d] = (path, "".join(re.findall(r'"([^"]*)"', r.stdout)))
+    with open(os.path.join(tmp, "dkim_keys"), "w") as f:
+        for d in ("sender.test", "faulty.test"):
+            f.write("%s s1 ed25519 %s\n" % (d, keys[d][0]))
+    subprocess.run([os.path.join(BIN, "mtamap"), "-t", "dkim", os.path.join(tmp, "dkim_keys")], check=True,
+                   capture_output=True, timeout=30)
+    zones = {
+        "sender.test": dnsbl_zone("sender.test", [
+            "@ IN MX 10 mx", "mx IN A 127.0.0.1", '@ IN TXT "v=spf1 ip4:127.0.0.60/30 -all"',
+            '_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test"',
+            's1._domainkey IN TXT "%s"' % keys["sender.test"][1],
+            '_mta-sts IN TXT "v=STSv1; id=20261203"', '_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:tls@sender.test"',
+            "out60 IN A 127.0.0.60", "out61 IN A 127.0.0.99"]),
+        # One fault per line: SPF without our address, a DMARC record with a bad p=, another DKIM key.
+        "faulty.test": dnsbl_zone("faulty.test", [
+            "@ IN MX 10 mx", "mx IN A 127.0.0.1", '@ IN TXT "v=spf1 ip4:192.0.2.1 -all"',
+            '_dmarc IN TXT "v=DMARC1; p=bogus"', 's1._domainkey IN TXT "%s"' % keys["other.test"][1]]),
+        "0.0.127.in-addr.arpa": "\n".join([
+            "$ORIGIN 0.0.127.in-addr.arpa.", "$TTL 1", "@ IN SOA ns.sender.test. hostmaster.sender.test. 1 3600 600 86400 1",
+            "@ IN NS ns.sender.test.", "60 IN PTR out60.sender.test.", "61 IN PTR out61.sender.test."]) + "\n",
+        "bl2.test": dnsbl_zone("bl2.test", ["63.0.0.127 IN A 127.0.0.2"]),
+    }
+    nsd = Nsd(tmp, zones)
+    with Guard("check-sender") as g:
+        g.cleanups.append(nsd.stop)
+        if not check("check-sender: nsd serves the zones", nsd.wait_answering("out60.sender.test", "127.0.0.60"),
+                     nsd.query("out60.sender.test")):
+            return
+        g.log = m = MTA(name="sender", extra=(
+            "dns_forwarder = %s\ndns_insecure_domains = sender.test faulty.test bl2.test 0.0.127.in-addr.arpa\n"
+            "smtp_helo_name = out60.sender.test\ndkim_keys = %s.lmdb\nsmtpd_dnsbl_zones = bl2.test\n"
+            % (nsd.forwarder(), os.path.join(tmp, "dkim_keys")))).start()
+        g.cleanups.insert(0, m.stop)
+
+        def run(domain, ip, json_out=False):
+            cmd = [os.path.join(BIN, "mtadns"), "-c", m.conf, "--check-sender", domain, "--ip", ip]
+            r = subprocess.run(cmd + (["--json"] if json_out else []), capture_output=True, text=True, timeout=60)
+            return r, sorted(set(re.findall(r"^FAIL +(\S+)", r.stdout, re.M)))
+
+        r, fails = run("sender.test", "127.0.0.60")
+        check("check-sender: a ready domain and address: no FAIL, exit 0", r.returncode == 0 and fails == [] and
+              "OK   dkim s1._domainkey.sender.test" in r.stdout and "OK   spf 127.0.0.60" in r.stdout and
+              "OK   fcrdns" in r.stdout and "OK   dnsbl" in r.stdout, r.stdout + r.stderr)
+        r, fails = run("sender.test", "127.0.0.61")
+        check("check-sender: a PTR name that does not resolve back: exactly fcrdns fails",
+              r.returncode == 1 and fails == ["fcrdns"] and "WARN helo 127.0.0.61" in r.stdout, r.stdout + r.stderr)
+        r, fails = run("sender.test", "127.0.0.62")
+        check("check-sender: no PTR: exactly rdns fails, with the fix", fails == ["rdns"] and
+              "fix: ask the owner of 127.0.0.62" in r.stdout, r.stdout + r.stderr)
+        r, fails = run("sender.test", "127.0.0.63")
+        check("check-sender: an address on a block list of smtpd_dnsbl_zones: rdns and dnsbl fail",
+              fails == ["dnsbl", "rdns"] and "listed on bl2.test" in r.stdout, r.stdout + r.stderr)
+        r, fails = run("faulty.test", "127.0.0.60")
+        check("check-sender: the faulty zone: exactly spf, dkim and dmarc fail", fails == ["dkim", "dmarc", "spf"] and
+              "publish s1._domainkey.faulty.test. IN TXT" in r.stdout and "WARN mta-sts" in r.stdout and
+              "WARN tls-rpt" in r.stdout, r.stdout + r.stderr)
+        r, _ = run("faulty.test", "127.0.0.60", json_out=True)
+        try:
+            j = json.loads(r.stdout)
+            ok = j["ready"] is False and sorted(c["check"] for c in j["checks"] if c["status"] == "FAIL") == \
+                ["dkim", "dmarc", "spf"] and all(c["fix"] for c in j["checks"] if c["status"] != "OK")
+        except (ValueError, KeyError) as e:
+            ok, j = False, "%s: %s" % (e, r.stdout)
+        check("check-sender: --json gives the same findings, each non-OK with a fix", ok, j)
+        r = subprocess.run([os.path.join(BIN, "mtadns"), "-c", m.conf, "--check-sender", "sender.test", "--ip", "x"],
+                           capture_output=True, text=True, timeout=30)
+        check("check-sender: a bad --ip is a usage error", r.returncode == 2 and "not an IP address" in r.stderr,
+              r.stderr)
+
+
 def main():
     srv = ScriptedServer(decide)
     try:
@@ -416,6 +496,9 @@ def main():
         tmp = os.path.join(TMP_ROOT, "shaping")
         os.makedirs(tmp, exist_ok=True)
         shaping(tmp)
+        tmp = os.path.join(TMP_ROOT, "check-sender")
+        os.makedirs(tmp, exist_ok=True)
+        check_sender(tmp)
     finally:
         srv.stop()
     finish()

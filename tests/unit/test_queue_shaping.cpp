@@ -23,7 +23,9 @@ DestinationPolicy policy(const char* text) {
 TEST_CASE("destination_policy values") {
     DestinationPolicy p;
     std::string err;
-    REQUIRE(mta::parse_destination_policy("max_per_minute=60  max_connections=3 max_per_hour=1000 adaptive=no", p, err));
+    REQUIRE(mta::parse_destination_policy("max_per_minute=60  max_connections=3 max_per_hour=1000 adaptive=no "
+                                          "max_per_connection=20", p, err));
+    CHECK(p.max_per_connection == 20);
     CHECK(p.max_per_minute == 60);
     CHECK(p.max_connections == 3);
     CHECK(p.max_per_hour == 1000);

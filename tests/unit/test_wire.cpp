@@ -84,6 +84,7 @@ wire::Deliver sample_deliver() {
     d.ret = 2;
     d.requiretls = true;
     d.tls_level = "mta-sts";
+    d.max_per_connection = 50;
     d.rcpts = {{3, "x@example.com", 6, "rfc822;x@example.com"}, {7, "y@example.com", 0, ""}};
     d.body = devnull();
     return d;
@@ -150,6 +151,7 @@ TEST_CASE("wire: deliver round trip and refusals") {
     CHECK(out.ret == want.ret);
     CHECK(out.requiretls);
     CHECK(out.tls_level == want.tls_level);
+    CHECK(out.max_per_connection == 50);
     REQUIRE(out.rcpts.size() == 2);
     CHECK(out.rcpts[0].index == 3);
     CHECK(out.rcpts[0].addr == "x@example.com");
@@ -171,6 +173,7 @@ TEST_CASE("wire: deliver round trip and refusals") {
     refuses_value<wire::Deliver>(good_deliver, Tag::ret, u64(3));
     refuses_value<wire::Deliver>(good_deliver, Tag::envid, "has space");
     refuses_value<wire::Deliver>(good_deliver, Tag::tls_level, "Encrypt");
+    refuses_value<wire::Deliver>(good_deliver, Tag::max_per_connection, u64(10000001));
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt, "");
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt, std::string(wire::kMaxAddress + 1, 'a'));
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt_notify, u64(16));
