@@ -151,14 +151,8 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
                               const std::string& relay) {
     std::string qid = format_qid(msgid);
     std::string to = log::safe(ar.rec.addr), text = log::safe(r.text);
-    ar.stage = Stage::result_pending;
-    Op op;
-    op.msgid = msgid;
-    op.index = index;
-    op.had_schedule = ar.rec.scheduled();
-    op.old_next = ar.rec.next_attempt;
+    Op op = recipient_change(msgid, index, ar);
     uint64_t now = clock_.now();
-    op.rcpt = ar.rec;
     Outcome want = r.status == ipc::DeliveryStatus::delivered  ? Outcome::delivered
                    : r.status == ipc::DeliveryStatus::bounced ? Outcome::bounced
                                                                : Outcome::deferred;
@@ -230,11 +224,9 @@ bool ActiveSet::delay_warning_due(const MessageRecord& m, const RecipientRecord&
            now >= m.arrival + delay_warning_time_ && notify_allows(r.notify, DsnKind::delay);
 }
 
-// The failure was ours, so the attempt does not count against the recipient: it is due again soon.
-void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
-    auto it = active_.find(msgid);
-    if (it == active_.end() || it->second.corrupt || !it->second.rcpts.count(index)) return release(msgid, index);
-    Rcpt& ar = it->second.rcpts.at(index);
+// The store change that rewrites a recipient held here (put_recipient of its record as it is, replacing
+// its schedule entry); it waits for the commit from now on.
+Op ActiveSet::recipient_change(uint64_t msgid, uint32_t index, Rcpt& ar) {
     ar.stage = Stage::result_pending;
     Op op;
     op.kind = Op::Kind::put_recipient;
@@ -243,6 +235,15 @@ void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
     op.had_schedule = ar.rec.scheduled();
     op.old_next = ar.rec.next_attempt;
     op.rcpt = ar.rec;
+    return op;
+}
+
+// The failure was ours, so the attempt does not count against the recipient: it is due again soon.
+void ActiveSet::agent_lost(uint64_t msgid, uint32_t index) {
+    auto it = active_.find(msgid);
+    if (it == active_.end() || it->second.corrupt || !it->second.rcpts.count(index)) return release(msgid, index);
+    Rcpt& ar = it->second.rcpts.at(index);
+    Op op = recipient_change(msgid, index, ar);
     op.rcpt.state = RcptState::deferred;
     op.rcpt.next_attempt = clock_.now() + kLinkLossRetry;
     op.rcpt.last_error = "delivery agent went away";
@@ -260,15 +261,7 @@ void ActiveSet::postpone(uint64_t msgid, const std::vector<uint32_t>& indices, u
     for (uint32_t idx : indices) {
         auto r = it->second.rcpts.find(idx);
         if (r == it->second.rcpts.end() || r->second.stage != Stage::ready) continue;
-        Rcpt& ar = r->second;
-        ar.stage = Stage::result_pending;
-        Op op;
-        op.kind = Op::Kind::put_recipient;
-        op.msgid = msgid;
-        op.index = idx;
-        op.had_schedule = ar.rec.scheduled();
-        op.old_next = ar.rec.next_attempt;
-        op.rcpt = ar.rec;
+        Op op = recipient_change(msgid, idx, r->second);
         if (!op.rcpt.scheduled()) op.rcpt.state = RcptState::queued;
         op.rcpt.next_attempt = until;
         op.rcpt.last_error = clip_error(text);

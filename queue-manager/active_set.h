@@ -96,6 +96,7 @@ private:
     bool delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const;
     static void hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec);
     void suppress(uint64_t msgid, const RecipientRecord& rec, uint64_t now);
+    static Op recipient_change(uint64_t msgid, uint32_t index, Rcpt& ar);
 
     Store& store_;
     Clock clock_;

@@ -221,6 +221,18 @@ def dnsbl_zone(origin, lines):
     return "\n".join(head + lines) + "\n"
 
 
+def served_mta(g, tmp, zones, probe, expect, what, name, extra):
+    """NSD serving `zones` (checked by asking it for `probe`) and an MTA whose resolver forwards to it,
+    both stopped by the guard g. None when NSD does not answer (the check says so)."""
+    nsd = Nsd(tmp, zones)
+    g.cleanups.append(nsd.stop)
+    if not check(what, nsd.wait_answering(probe, expect), nsd.query(probe)):
+        return None
+    g.log = m = MTA(name=name, extra="dns_forwarder = %s\n" % nsd.forwarder() + extra).start()
+    g.cleanups.insert(0, m.stop)
+    return m
+
+
 def from_client(m, ip, rcpt="alice@localhost"):
     """(code, text) of RCPT from source address ip, after MAIL; the message is sent when RCPT is accepted."""
     with smtplib.SMTP("127.0.0.1", m.port, timeout=30, source_address=(ip, 0)) as s:
@@ -240,18 +252,14 @@ def dnsbl(tmp):
         # Weight 1 of the threshold 2: listing .79 here alone is not enough.
         "w.test": dnsbl_zone("w.test", ["79.0.0.127 IN A 127.0.0.3", "77.0.0.127 IN A 127.0.0.4"]),
     }
-    nsd = Nsd(tmp, zones)
     with Guard("dnsbl") as g:
-        g.cleanups.append(nsd.stop)
-        if not check("dnsbl: nsd serves the block lists", nsd.wait_answering("77.0.0.127.bl.test", "127.0.0.2"),
-                     nsd.query("77.0.0.127.bl.test")):
-            return
-        g.log = m = MTA(name="dnsbl", extra=(
-            "dns_forwarder = %s\ndns_insecure_domains = bl.test w.test broken.test\nmynetworks = 127.0.0.1/32\n"
+        m = served_mta(g, tmp, zones, "77.0.0.127.bl.test", "127.0.0.2", "dnsbl: nsd serves the block lists", "dnsbl", (
+            "dns_insecure_domains = bl.test w.test broken.test\nmynetworks = 127.0.0.1/32\n"
             # broken.test is not served: every lookup there fails (SERVFAIL), which must refuse nobody.
             "smtpd_dnsbl_zones = bl.test=127.0.0.[2..9]*2 w.test broken.test\nsmtpd_dnsbl_threshold = 2\n"
-            "smtpd_dnsbl_allowlist = 127.0.0.81/32\n" % nsd.forwarder())).start()
-        g.cleanups.insert(0, m.stop)
+            "smtpd_dnsbl_allowlist = 127.0.0.81/32\n"))
+        if m is None:
+            return
         code, text = from_client(m, "127.0.0.77")
         check("dnsbl: a listed client gets 554 5.7.1 at RCPT naming the zones",
               code == 554 and text.startswith("5.7.1 ") and "[127.0.0.77]" in text and "bl.test" in text and
@@ -418,17 +426,13 @@ def check_sender(tmp):
             "@ IN NS ns.sender.test.", "60 IN PTR out60.sender.test.", "61 IN PTR out61.sender.test."]) + "\n",
         "bl2.test": dnsbl_zone("bl2.test", ["63.0.0.127 IN A 127.0.0.2"]),
     }
-    nsd = Nsd(tmp, zones)
     with Guard("check-sender") as g:
-        g.cleanups.append(nsd.stop)
-        if not check("check-sender: nsd serves the zones", nsd.wait_answering("out60.sender.test", "127.0.0.60"),
-                     nsd.query("out60.sender.test")):
-            return
-        g.log = m = MTA(name="sender", extra=(
-            "dns_forwarder = %s\ndns_insecure_domains = sender.test faulty.test bl2.test 0.0.127.in-addr.arpa\n"
+        m = served_mta(g, tmp, zones, "out60.sender.test", "127.0.0.60", "check-sender: nsd serves the zones", "sender", (
+            "dns_insecure_domains = sender.test faulty.test bl2.test 0.0.127.in-addr.arpa\n"
             "smtp_helo_name = out60.sender.test\ndkim_keys = %s.lmdb\nsmtpd_dnsbl_zones = bl2.test\n"
-            % (nsd.forwarder(), os.path.join(tmp, "dkim_keys")))).start()
-        g.cleanups.insert(0, m.stop)
+            % os.path.join(tmp, "dkim_keys")))
+        if m is None:
+            return
 
         def run(domain, ip, json_out=False):
             cmd = [os.path.join(BIN, "mtadns"), "-c", m.conf, "--check-sender", domain, "--ip", ip]
