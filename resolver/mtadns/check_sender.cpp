@@ -7,6 +7,7 @@
 
 #include "common/address.h"
 #include "common/json.h"
+#include "common/mta_sts.h"
 #include "msgauth/dkim_keygen.h"
 #include "msgauth/dkim_tags.h"
 #include "msgauth/dmarc_record.h"
@@ -223,6 +224,33 @@ void check_dmarc(const SenderInput& in, const Resolve& resolve, Report& r) {
     else r.ok("dmarc", "_dmarc." + at, what);
 }
 
+// The policy file as mta-smtp would get it (the resolver fetches it, or has it cached), and whether it
+// lets senders reach the domain's own MX hosts.
+void check_sts_policy(const SenderInput& in, const Resolve& resolve, Report& r) {
+    ResolveAnswer p = ask(resolve, in.domain, sts::kQtypeMtaSts);
+    sts::Lookup l;
+    std::string subj = "https://mta-sts." + in.domain + "/.well-known/mta-sts.txt";
+    if (p.rcode != 0 || !sts::decode_lookup(p.records, l) || !l.found)
+        return r.fail("mta-sts", subj, "the record is published but no policy could be had (" +
+                      (p.text.empty() ? p.status() : p.text) + "): senders that support MTA-STS keep retrying",
+                      "serve the policy file over HTTPS with a valid certificate, or remove the _mta-sts record");
+    std::string what = std::string("mode ") + sts::mode_name(l.policy.mode) + ", max_age " +
+                       std::to_string(l.policy.max_age);
+    if (l.policy.mode != sts::Mode::enforce)
+        return r.warn("mta-sts", subj, what + ": not enforced", "switch to mode: enforce once TLS-RPT reports are clean");
+    std::string missing;
+    for (auto& rec : ask(resolve, in.domain, kMx).records) {
+        std::string host = rec.substr(rec.find(' ') == std::string::npos ? 0 : rec.find(' ') + 1);
+        if (!host.empty() && host.back() == '.') host.pop_back();
+        if (!host.empty() && host != "." && !sts::policy_matches(l.policy, host))
+            missing += (missing.empty() ? "" : ", ") + host;
+    }
+    if (!missing.empty())
+        return r.fail("mta-sts", subj, what + ", but it does not list the MX " + missing +
+                      ": senders enforcing it cannot deliver there", "add mx: lines for " + missing + " to the policy");
+    r.ok("mta-sts", subj, what);
+}
+
 void check_tls_records(const SenderInput& in, const Resolve& resolve, Report& r) {
     ResolveAnswer sts = ask(resolve, "_mta-sts." + in.domain, kTxt);
     std::vector<std::string> recs = txt_starting(sts, "v=STSv1");
@@ -232,7 +260,7 @@ void check_tls_records(const SenderInput& in, const Resolve& resolve, Report& r)
                    "/.well-known/mta-sts.txt");
     else if (recs.size() > 1 || recs[0].find("id=") == std::string::npos)
         r.fail("mta-sts", "_mta-sts." + in.domain, "invalid record: " + recs[0], "one record \"v=STSv1; id=...\"");
-    else r.ok("mta-sts", "_mta-sts." + in.domain, recs[0] + " (the policy file is checked by mtadns " + in.domain + ")");
+    else check_sts_policy(in, resolve, r);
     recs = txt_starting(ask(resolve, "_smtp._tls." + in.domain, kTxt), "v=TLSRPTv1");
     if (recs.empty())
         r.warn("tls-rpt", in.domain, "no TLS-RPT record: nobody reports TLS failures to you",

@@ -415,7 +415,7 @@ def check_sender(tmp):
             "@ IN MX 10 mx", "mx IN A 127.0.0.1", '@ IN TXT "v=spf1 ip4:127.0.0.60/30 -all"',
             '_dmarc IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test"',
             's1._domainkey IN TXT "%s"' % keys["sender.test"][1],
-            '_mta-sts IN TXT "v=STSv1; id=20261203"', '_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:tls@sender.test"',
+            '_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:tls@sender.test"',
             "out60 IN A 127.0.0.60", "out61 IN A 127.0.0.99"]),
         # One fault per line: SPF without our address, a DMARC record with a bad p=, another DKIM key.
         "faulty.test": dnsbl_zone("faulty.test", [
@@ -425,10 +425,13 @@ def check_sender(tmp):
             "$ORIGIN 0.0.127.in-addr.arpa.", "$TTL 1", "@ IN SOA ns.sender.test. hostmaster.sender.test. 1 3600 600 86400 1",
             "@ IN NS ns.sender.test.", "60 IN PTR out60.sender.test.", "61 IN PTR out61.sender.test."]) + "\n",
         "bl2.test": dnsbl_zone("bl2.test", ["63.0.0.127 IN A 127.0.0.2"]),
+        # An MTA-STS record whose policy file nobody serves, and nothing else.
+        "stsonly.test": dnsbl_zone("stsonly.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.1",
+                                                    '_mta-sts IN TXT "v=STSv1; id=1"']),
     }
     with Guard("check-sender") as g:
         m = served_mta(g, tmp, zones, "out60.sender.test", "127.0.0.60", "check-sender: nsd serves the zones", "sender", (
-            "dns_insecure_domains = sender.test faulty.test bl2.test 0.0.127.in-addr.arpa\n"
+            "dns_insecure_domains = sender.test faulty.test bl2.test stsonly.test 0.0.127.in-addr.arpa\n"
             "smtp_helo_name = out60.sender.test\ndkim_keys = %s.lmdb\nsmtpd_dnsbl_zones = bl2.test\n"
             % os.path.join(tmp, "dkim_keys")))
         if m is None:
@@ -456,6 +459,9 @@ def check_sender(tmp):
         check("check-sender: the faulty zone: exactly spf, dkim and dmarc fail", fails == ["dkim", "dmarc", "spf"] and
               "publish s1._domainkey.faulty.test. IN TXT" in r.stdout and "WARN mta-sts" in r.stdout and
               "WARN tls-rpt" in r.stdout, r.stdout + r.stderr)
+        r, fails = run("stsonly.test", "127.0.0.60")
+        check("check-sender: an MTA-STS record without a policy file fails (and so do the missing SPF, DKIM, DMARC)",
+              fails == ["dkim", "dmarc", "mta-sts", "spf"] and "no policy could be had" in r.stdout, r.stdout + r.stderr)
         r, _ = run("faulty.test", "127.0.0.60", json_out=True)
         try:
             j = json.loads(r.stdout)

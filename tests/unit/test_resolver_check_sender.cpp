@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "common/mta_sts.h"
 #include "resolver/mtadns/check_sender.h"
 
 using namespace mta;
@@ -100,8 +101,26 @@ TEST_CASE("check-sender: DMARC, MTA-STS and TLS-RPT records") {
     dns.set("_mta-sts.mail.example.test", 16, {"v=STSv1; id=2026"});
     dns.set("_smtp._tls.mail.example.test", 16, {"v=TLSRPTv1; rua=mailto:t@example.test"});
     f = check_sender(in, dns.fn());
-    CHECK(find(f, "mta-sts")->status == "OK");
     CHECK(find(f, "tls-rpt")->status == "OK");
+    // The record alone: the policy file must be had, as a sender's resolver would fetch it.
+    CHECK(find(f, "mta-sts")->status == "FAIL");
+    CHECK(find(f, "mta-sts")->detail.find("no policy could be had") != std::string::npos);
+    sts::Lookup l;
+    l.found = true;
+    l.id = "2026";
+    l.source = "fetched";
+    l.policy.mode = sts::Mode::testing;
+    l.policy.max_age = 86400;
+    l.policy.mx = {"*.example.test"};
+    dns.set("mail.example.test", sts::kQtypeMtaSts, sts::encode_lookup(l));
+    CHECK(find(check_sender(in, dns.fn()), "mta-sts")->status == "WARN");  // testing
+    l.policy.mode = sts::Mode::enforce;
+    dns.set("mail.example.test", sts::kQtypeMtaSts, sts::encode_lookup(l));
+    CHECK(find(check_sender(in, dns.fn()), "mta-sts")->status == "OK");
+    dns.set("mail.example.test", 15, {"10 mx.example.test", "20 backup.elsewhere.test"});
+    f = check_sender(in, dns.fn());
+    CHECK(find(f, "mta-sts")->status == "FAIL");  // an MX the enforced policy does not list
+    CHECK(find(f, "mta-sts")->detail.find("backup.elsewhere.test") != std::string::npos);
 }
 
 TEST_CASE("check-sender: DKIM keys as dkim_keys has them") {
