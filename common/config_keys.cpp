@@ -157,6 +157,18 @@ Setter yes_no(bool Config::*m) {
         return true;
     };
 }
+// An address literal of one family (AF_INET or AF_INET6), or empty.
+Setter ip_literal(std::string Config::*m, int family) {
+    return [m, family](Config& c, const std::string& v, std::string& err) {
+        unsigned char buf[16];
+        if (!v.empty() && inet_pton(family, v.c_str(), buf) != 1) {
+            err = family == AF_INET ? "expected an IPv4 address" : "expected an IPv6 address";
+            return false;
+        }
+        c.*m = v;
+        return true;
+    };
+}
 Setter listen(std::vector<HostPort> Config::*m) {
     return [m](Config& c, const std::string& v, std::string& err) {
         std::vector<HostPort> out;
@@ -313,19 +325,9 @@ const std::vector<KeyDef>& key_defs() {
              return true;
          }},
         {{"smtp_bind_address", "", "outbound: the local IPv4 address mta-smtp connects from (empty: the kernel's choice)"},
-         [](Config& c, const std::string& v, std::string& err) {
-             unsigned char buf[4];
-             if (!v.empty() && inet_pton(AF_INET, v.c_str(), buf) != 1) { err = "expected an IPv4 address"; return false; }
-             c.smtp_bind_address = v;
-             return true;
-         }},
+         ip_literal(&Config::smtp_bind_address, AF_INET)},
         {{"smtp_bind_address6", "", "outbound: the local IPv6 address mta-smtp connects from (empty: the kernel's choice)"},
-         [](Config& c, const std::string& v, std::string& err) {
-             unsigned char buf[16];
-             if (!v.empty() && inet_pton(AF_INET6, v.c_str(), buf) != 1) { err = "expected an IPv6 address"; return false; }
-             c.smtp_bind_address6 = v;
-             return true;
-         }},
+         ip_literal(&Config::smtp_bind_address6, AF_INET6)},
         {{"smtp_helo_name", "", "outbound: the name mta-smtp gives in EHLO/HELO (empty: hostname); it should be the "
           "reverse DNS name of the source address"},
          [](Config& c, const std::string& v, std::string& err) {

@@ -158,17 +158,12 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
                                                                : Outcome::deferred;
     Outcome got = apply_attempt(op.rcpt, m.msg, want, r.text, policy_, now, clock_.jitter());
     auto cls = BounceClass(op.rcpt.last_class);
-    if (got == Outcome::deferred && !ar.delete_after) counts_.deferred[op.rcpt.last_class]++;
-    if (got == Outcome::bounced) {
-        counts_.bounced[op.rcpt.last_class]++;
-        if (suppress_ && hard_bounce(cls) && relay != kSuppressionRelay) suppress(msgid, op.rcpt, now);
-    }
     if (got == Outcome::deferred && !ar.delete_after) {
+        counts_.deferred[op.rcpt.last_class]++;
         LOG_INFO("event=deferred qid=%s to=<%s> relay=%s class=%s reason=\"%s\" next=%llus", qid.c_str(),
                  to.c_str(), log::safe(relay).c_str(), bounce_class_name(cls), text.c_str(),
                  (unsigned long long)(op.rcpt.next_attempt - now));
-        hold_if_asked(qid, ar, op.rcpt);
-        op.kind = Op::Kind::put_recipient;
+        hold_if_asked(qid, ar, op.rcpt);  // op is recipient_change()'s put_recipient
         if (delay_warning_due(m.msg, op.rcpt, now)) {
             op.rcpt.flags |= kRcptDelayWarned;
             op.dsn = Op::Dsn::delay;
@@ -191,6 +186,8 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
     } else {
         LOG_INFO("event=bounced qid=%s rcpt=<%s> relay=%s class=%s reason=\"%s\"", qid.c_str(), to.c_str(),
                  log::safe(relay).c_str(), bounce_class_name(cls), log::safe(op.rcpt.last_error).c_str());
+        counts_.bounced[op.rcpt.last_class]++;
+        if (suppress_ && hard_bounce(cls) && relay != kSuppressionRelay) suppress(msgid, op.rcpt, now);
         if (notify_allows(op.rcpt.notify, DsnKind::failure)) op.dsn = Op::Dsn::failure;
     }
     if (op.dsn != Op::Dsn::none) op.msg = m.msg;

@@ -4,6 +4,8 @@
 // sendmail (submit_uid == their uid); mtad decides who is privileged (root or its own uid).
 #include "queue-manager/admin_ops.h"
 
+#include <unordered_set>
+
 #include "common/address.h"
 #include "common/log.h"
 #include "common/role.h"
@@ -92,34 +94,35 @@ std::string AdminOps::suppression(const AdminCommand& cmd, uint64_t uid, uint64_
         op.address = address;
         ops.push_back(std::move(op));
     });
-    std::size_t purged = ops.size(), changed = 0, absent = 0;
+    std::size_t purged = ops.size(), absent = 0;
+    std::unordered_set<std::string> listed;
+    for (auto& v : live) listed.insert(v.address);
+    std::vector<std::string> changed;
     uint64_t until = now + (cmd.ttl ? cmd.ttl : q_.suppression_ttl());
     for (const std::string& a : cmd.addresses) {
-        bool there = false;
-        for (auto& v : live) there = there || v.address == a;
         Op op;
         op.address = a;
         if (cmd.sub == "add") {
             op.kind = Op::Kind::put_suppression;
             op.sup = SuppressionRecord{0, now, until, 0, "added by uid " + std::to_string(uid) + " with mtaqueue"};
-        } else if (there) {
+        } else if (listed.count(a)) {
             op.kind = Op::Kind::delete_suppression;
         } else {
             absent++;
             continue;
         }
         ops.push_back(std::move(op));
-        changed++;
+        changed.push_back(a);
     }
     if (int rc = ops.empty() ? 0 : store_.apply(ops))
         return "error: queue write failed: " + Store::error_text(rc) + "\n";
     if (purged) LOG_INFO("event=suppression_purged entries=%zu", purged);
     if (cmd.sub == "list") return cmd.json ? format_suppression_json(live, now) : format_suppression_text(live);
-    for (const std::string& a : cmd.addresses)
+    for (const std::string& a : changed)
         LOG_INFO("event=suppression_%s rcpt=<%s> uid=%llu", cmd.sub == "add" ? "added" : "removed",
                  log::safe(a).c_str(), (unsigned long long)uid);
-    std::string s = "ok: suppression " + cmd.sub + " " + std::to_string(changed) + " address" +
-                    (changed == 1 ? "" : "es");
+    std::string s = "ok: suppression " + cmd.sub + " " + std::to_string(changed.size()) + " address" +
+                    (changed.size() == 1 ? "" : "es");
     if (cmd.sub == "add") s += " until " + utc_text(until);
     if (absent) s += " (" + std::to_string(absent) + " not on the list)";
     return s + "\n";

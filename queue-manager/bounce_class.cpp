@@ -4,16 +4,14 @@
 #include <array>
 #include <string>
 
+#include "common/address.h"
+
 namespace mta::queue {
 namespace {
 
 constexpr std::array<const char*, kBounceClasses> kNames = {
     "none", "bad_mailbox", "bad_domain", "mailbox_full", "message_too_big", "policy_block", "rate_limited",
     "tls_auth_required", "other_transient", "other_permanent"};
-
-struct Enhanced {
-    int cls = 0, subject = -1, detail = -1;  // subject -1: no enhanced code found
-};
 
 bool digits(std::string_view t, int& out) {
     if (t.empty() || t.size() > 3) return false;
@@ -25,19 +23,8 @@ bool digits(std::string_view t, int& out) {
     return true;
 }
 
-// RFC 3463: class "." subject "." detail, class 2, 4 or 5, subject and detail 1-3 digits.
-bool parse_enhanced(std::string_view w, Enhanced& e) {
-    std::size_t a = w.find('.');
-    std::size_t b = a == std::string_view::npos ? a : w.find('.', a + 1);
-    if (a != 1 || b == std::string_view::npos || (w[0] != '2' && w[0] != '4' && w[0] != '5')) return false;
-    if (!digits(w.substr(a + 1, b - a - 1), e.subject) || !digits(w.substr(b + 1), e.detail)) return false;
-    e.cls = w[0] - '0';
-    return true;
-}
-
-// The enhanced code among the first words of the reply: "550 5.1.1 ...", "5.1.1 ...".
-Enhanced find_enhanced(std::string_view reply) {
-    Enhanced e;
+// The enhanced code among the first words of the reply: "550 5.1.1 ...", "5.1.1 ..."; subject -1 if none.
+EnhancedCode find_enhanced(std::string_view reply) {
     std::size_t i = 0;
     for (int n = 0; n < 3 && i < reply.size(); n++) {
         std::size_t j = reply.find(' ', i);
@@ -45,18 +32,19 @@ Enhanced find_enhanced(std::string_view reply) {
         std::string_view w = reply.substr(i, j - i);
         // Some servers write "550-5.1.1" in the first line of a multi-line reply.
         if (w.size() > 4 && (w[3] == '-' || w[3] == ' ') && w[0] >= '2' && w[0] <= '5') w.remove_prefix(4);
-        if (Enhanced t; parse_enhanced(w, t)) return t;
+        if (EnhancedCode t; parse_enhanced_code(w, t)) return t;
         i = j + 1;
     }
-    e.subject = -1;
-    return e;
+    return EnhancedCode{};
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s.substr(0, 2048));
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-    return out;
+// The remote reply in a failure text as mta-smtp reports it ("host[addr] said: 550 5.1.1 text (in reply
+// to RCPT TO command)" -> "550 5.1.1 text"); our own diagnostics ("4.4.1 ...") as they are.
+std::string_view remote_reply(std::string_view text) {
+    std::string_view reply = text;
+    if (std::size_t said = text.find("] said: "); said != std::string_view::npos) reply = text.substr(said + 8);
+    if (std::size_t tail = reply.rfind(" (in reply to "); tail != std::string_view::npos) reply = reply.substr(0, tail);
+    return reply;
 }
 
 bool has_any(const std::string& text, std::initializer_list<const char*> words) {
@@ -65,9 +53,20 @@ bool has_any(const std::string& text, std::initializer_list<const char*> words) 
     return false;
 }
 
-bool is(const Enhanced& e, int subject, int detail) { return e.subject == subject && e.detail == detail; }
+bool is(const EnhancedCode& e, int subject, int detail) { return e.subject == subject && e.detail == detail; }
 
 }  // namespace
+
+bool parse_enhanced_code(std::string_view w, EnhancedCode& e) {
+    std::size_t a = w.find('.');
+    std::size_t b = a == std::string_view::npos ? a : w.find('.', a + 1);
+    if (a != 1 || b == std::string_view::npos || (w[0] != '2' && w[0] != '4' && w[0] != '5')) return false;
+    EnhancedCode c;
+    if (!digits(w.substr(a + 1, b - a - 1), c.subject) || !digits(w.substr(b + 1), c.detail)) return false;
+    c.cls = w[0] - '0';
+    e = c;
+    return true;
+}
 
 const char* bounce_class_name(BounceClass c) {
     auto i = static_cast<std::size_t>(c);
@@ -81,21 +80,17 @@ std::optional<BounceClass> bounce_class_from_name(std::string_view name) {
 }
 
 bool slowdown_reply(std::string_view text) {
-    std::string_view reply = text;
-    if (std::size_t said = text.find("] said: "); said != std::string_view::npos) reply = text.substr(said + 8);
+    std::string_view reply = remote_reply(text);
     if (reply.substr(0, 4) == "421 " || reply == "421") return true;
     if (classify_failure(text, false) != BounceClass::rate_limited) return false;
-    Enhanced e = find_enhanced(reply);
+    EnhancedCode e = find_enhanced(reply);
     return e.subject == -1 || e.subject == 7;
 }
 
 BounceClass classify_failure(std::string_view text, bool permanent) {
-    // A remote reply as mta-smtp reports it: the part after "host[addr] said: ".
-    std::string_view reply = text;
-    if (std::size_t said = text.find("] said: "); said != std::string_view::npos) reply = text.substr(said + 8);
-    if (std::size_t tail = reply.rfind(" (in reply to "); tail != std::string_view::npos) reply = reply.substr(0, tail);
-    Enhanced e = find_enhanced(reply);
-    std::string t = lower(reply);
+    std::string_view reply = remote_reply(text);
+    EnhancedCode e = find_enhanced(reply);
+    std::string t = addr::lower(reply.substr(0, 2048));
 
     // 1. Slow down: the adaptive shaping reacts to these, whatever else the code says.
     bool too_many_rcpts = is(e, 5, 3) || t.find("too many recipients") != std::string::npos;

@@ -25,6 +25,13 @@ enum class BounceClass : uint8_t {
 inline constexpr uint8_t kBounceClassMax = 9;
 inline constexpr std::size_t kBounceClasses = kBounceClassMax + 1;
 
+// An RFC 3463 enhanced status code, "class.subject.detail": class 2, 4 or 5, subject and detail of 1-3
+// digits each. False for any other word (the DSN writer and the classifier share this one reading).
+struct EnhancedCode {
+    int cls = 0, subject = -1, detail = -1;
+};
+bool parse_enhanced_code(std::string_view word, EnhancedCode& out);
+
 const char* bounce_class_name(BounceClass c);
 std::optional<BounceClass> bounce_class_from_name(std::string_view name);
 

@@ -7,21 +7,11 @@
 
 #include "common/mail_headers.h"
 #include "common/protocol.h"
+#include "queue-manager/bounce_class.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
 namespace {
-
-bool is_code(std::string_view t) {
-    // class "." subject "." detail: 2/4/5, 1-3 digits, 1-3 digits
-    if (t.size() < 5 || (t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.') return false;
-    std::size_t i = 2, n = 0;
-    for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; i++) n++;
-    if (n < 1 || n > 3 || i >= t.size() || t[i] != '.') return false;
-    n = 0;
-    for (i++; i < t.size() && t[i] >= '0' && t[i] <= '9'; i++) n++;
-    return n >= 1 && n <= 3 && i == t.size();
-}
 
 // Fold a header value at spaces so no line exceeds ~78 characters (hard-split very long words).
 std::string fold(std::string_view name, std::string_view value) {
@@ -103,7 +93,7 @@ std::string status_code(std::string_view text, DsnKind kind) {
         std::size_t j = text.find(' ', i);
         if (j == std::string_view::npos) j = text.size();
         std::string_view word = text.substr(i, j - i);
-        if (is_code(word)) {
+        if (EnhancedCode code; parse_enhanced_code(word, code)) {
             // The code must agree with the outcome (an expired deferral carries a 4.x.x code).
             char want = kind == DsnKind::failure ? '5' : kind == DsnKind::delay ? '4' : '2';
             if (word[0] == want) return std::string(word);

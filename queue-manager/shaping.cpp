@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/address.h"
 #include "queue-manager/bounce_class.h"
 
 namespace mta::queue {
@@ -100,9 +101,7 @@ uint64_t Shaper::spacing(const std::string& key) const {
 bool Shaper::is_slowdown(const std::string& text) const {
     if (slowdown_reply(text)) return true;
     if (patterns_.empty()) return false;
-    std::string t(text.substr(0, 2048));
-    for (char& c : t)
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+    std::string t = addr::lower(std::string_view(text).substr(0, 2048));
     for (auto& p : patterns_)
         if (t.find(p) != std::string::npos) return true;
     return false;

@@ -128,11 +128,7 @@ void Server::on_anvil_verdict(ipc::Message& m) {
 
 void Server::anvil_timer_cb(int, short, void* arg) {
     auto* self = static_cast<Server*>(arg);
-    std::time_t t = self->now();
-    std::vector<uint64_t> late;
-    for (auto& [id, w] : self->waiting_)
-        if (t >= w.deadline || w.deadline - t > kAnvilWaitSeconds) late.push_back(id);  // or the clock stepped back
-    for (uint64_t id : late) {
+    for (uint64_t id : overdue(self->waiting_, self->now(), kAnvilWaitSeconds)) {
         auto it = self->waiting_.find(id);
         Waiting w = std::move(it->second);
         self->waiting_.erase(it);

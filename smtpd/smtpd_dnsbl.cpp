@@ -85,11 +85,7 @@ void Server::dnsbl_done(uint64_t id, const char* why) {
 
 void Server::dnsbl_timer_cb(int, short, void* arg) {
     auto* self = static_cast<Server*>(arg);
-    std::time_t t = self->now();
-    std::vector<uint64_t> late;
-    for (auto& [id, w] : self->dnsbl_waiting_)
-        if (t >= w.deadline || w.deadline - t > kDnsblWaitSeconds) late.push_back(id);  // or the clock stepped back
-    for (uint64_t id : late) {
+    for (uint64_t id : overdue(self->dnsbl_waiting_, self->now(), kDnsblWaitSeconds)) {
         LOG_INFO("event=dnsbl_timeout client=%s unanswered=%zu action=\"not listed by those zones\"",
                  self->dnsbl_waiting_.at(id).client.ip.c_str(), self->dnsbl_waiting_.at(id).pending);
         self->dnsbl_done(id, "timeout");

@@ -4,6 +4,7 @@
 // from the master and the queue before acting on it.
 #pragma once
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +19,16 @@
 #include "smtpd/smtpd_session.h"
 
 namespace mta::smtpd {
+
+// The ids of connections held before their greeting (anvil verdict, DNSBL answers) whose wait is over:
+// past their deadline, or with a deadline further away than `limit` (the clock stepped back).
+template <class Map>
+std::vector<uint64_t> overdue(const Map& waiting, std::time_t now, std::time_t limit) {
+    std::vector<uint64_t> late;
+    for (auto& [id, w] : waiting)
+        if (now >= w.deadline || w.deadline - now > limit) late.push_back(id);
+    return late;
+}
 
 class Server final : public SessionHost, public daemon::MasterHandler {
 public:

@@ -44,6 +44,21 @@ class HarnessError(Exception):
     pass
 
 
+def stop_process(proc, grace, group=False):
+    """SIGTERM, then after `grace` seconds SIGKILL (to its whole process group with `group`)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+
+
 class DkimKey:
     """A signing key for DOMAIN, selector `bench`, made with openssl (not with our own mtadkim), and the
     public key record a verifier would find in DNS."""
@@ -154,14 +169,8 @@ class Sink:
         return 0
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
+            stop_process(self.proc, 5)
             self.out.close()
         self.proc = None
 
@@ -245,13 +254,7 @@ class OurMTA:
     def stop(self):
         if not self.proc:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 30, group=True)
         self.log.close()
         self.proc = None
 
@@ -361,14 +364,8 @@ class OpenDkim:
                 raise HarnessError("opendkim did not start: %s" % f.read().decode("latin-1")[-1000:])
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
+            stop_process(self.proc, 10)
             self.log.close()
         self.proc = None
 
