@@ -261,12 +261,19 @@ bool load_config(const std::string& path, bool missing_ok, Config& out, std::vec
 void absolutize_paths(Config& c) {
     char cwd[4096];
     if (!getcwd(cwd, sizeof cwd)) return;
+    static const struct { const char* key; std::string Config::*member; } paths[] = {
+        {"spool_dir", &Config::spool_dir}, {"mail_dir", &Config::mail_dir},
+        {"control_socket", &Config::control_socket}, {"libexec_dir", &Config::libexec_dir},
+        {"tls_cert", &Config::tls_cert}, {"tls_key", &Config::tls_key}, {"auth_users", &Config::auth_users},
+        {"local_recipients", &Config::local_recipients}, {"alias_map", &Config::alias_map},
+        {"virtual_map", &Config::virtual_map}, {"transport_map", &Config::transport_map},
+        {"smtp_tls_policy_map", &Config::smtp_tls_policy_map}, {"destination_policy", &Config::destination_policy},
+        {"source_addresses", &Config::source_addresses}, {"sender_source_pools", &Config::sender_source_pools},
+        {"dns_trust_anchors", &Config::dns_trust_anchors}, {"smtp_tls_ca_file", &Config::smtp_tls_ca_file},
+        {"dkim_keys", &Config::dkim_keys}};
     std::string appended;
-    for (auto m : {&Config::spool_dir, &Config::mail_dir, &Config::control_socket, &Config::libexec_dir,
-                   &Config::tls_cert, &Config::tls_key, &Config::auth_users, &Config::local_recipients,
-                   &Config::alias_map, &Config::virtual_map, &Config::transport_map, &Config::smtp_tls_policy_map,
-                   &Config::destination_policy, &Config::dns_trust_anchors, &Config::smtp_tls_ca_file, &Config::dkim_keys}) {
-        std::string& v = c.*m;
+    for (auto& p : paths) {
+        std::string& v = c.*p.member;
         if (v.empty() || v[0] == '/') continue;
         v = std::string(cwd) + "/" + v;
     }
@@ -278,22 +285,7 @@ void absolutize_paths(Config& c) {
                 appended += std::string(key) + " = " + v + "\n";
             }
     };
-    set_text("spool_dir", c.spool_dir);
-    set_text("mail_dir", c.mail_dir);
-    set_text("control_socket", c.control_socket);
-    set_text("libexec_dir", c.libexec_dir);
-    set_text("tls_cert", c.tls_cert);
-    set_text("tls_key", c.tls_key);
-    set_text("auth_users", c.auth_users);
-    set_text("local_recipients", c.local_recipients);
-    set_text("alias_map", c.alias_map);
-    set_text("virtual_map", c.virtual_map);
-    set_text("transport_map", c.transport_map);
-    set_text("smtp_tls_policy_map", c.smtp_tls_policy_map);
-    set_text("destination_policy", c.destination_policy);
-    set_text("dns_trust_anchors", c.dns_trust_anchors);
-    set_text("smtp_tls_ca_file", c.smtp_tls_ca_file);
-    set_text("dkim_keys", c.dkim_keys);
+    for (auto& p : paths) set_text(p.key, c.*p.member);
     set_text("hostname", c.hostname);  // the looked-up default: chrooted roles cannot look it up
     if (!appended.empty()) {
         if (!c.text.empty() && c.text.back() != '\n') c.text += "\n";

@@ -43,6 +43,8 @@ struct Config {
     std::string relayhost;          // "[host]:port", "host" (MX lookup) or ""
     std::string transport_map;          // LMDB table domain -> transport:nexthop (mtamap -t transport)
     std::string destination_policy;     // LMDB table domain|[host]:port -> shaping (mtamap -t destination_policy)
+    std::string source_addresses;       // LMDB table source address -> helo/pools/warm-up (mtamap -t source_addresses)
+    std::string sender_source_pools;    // LMDB table sender domain -> source pools (mtamap -t sender_pools)
     std::vector<std::string> slowdown_patterns;  // destination_slowdown_patterns, lower-cased
     uint64_t destination_slowdown_time = 0;
     std::string smtp_tls_policy_map;    // LMDB table domain -> TLS level (mtamap -t tls_policy)

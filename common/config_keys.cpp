@@ -231,6 +231,13 @@ const std::vector<KeyDef>& key_defs() {
         {{"destination_policy", "", "LMDB table (mtamap -t destination_policy) of recipient domain or next hop -> "
                                     "max_connections=N max_per_minute=N max_per_hour=N adaptive=yes|no"},
          path(&Config::destination_policy)},
+        {{"source_addresses", "", "LMDB table (mtamap -t source_addresses) of outbound source address -> helo=NAME "
+                                  "pool=NAME,... warmup=N,N,... (messages per day and destination class while it warms up)"},
+         path(&Config::source_addresses)},
+        {{"sender_source_pools", "", "LMDB table (mtamap -t sender_pools) of sender domain -> source pools to send "
+                                     "from, in order (later pools take the overflow); destination_policy pool= applies "
+                                     "to senders without an entry"},
+         path(&Config::sender_source_pools)},
         {{"destination_slowdown_patterns", "", "reply texts (case-insensitive, comma-separated) that mean \"slow down\" "
           "besides the rate_limited bounce class; such a reply cuts its destination's rate"},
          [](Config& c, const std::string& v, std::string& err) {

@@ -97,6 +97,8 @@ enum class Tag : uint16_t {
     msgauth_cut_length = 104,
     hold_reason = 105,         // commit (optional): queue the message held, for this reason (DMARC quarantine)
     max_per_connection = 106,  // deliver (optional): transactions one connection may carry (destination_policy)
+    source_address = 107,      // deliver (optional): connect from this address (a source pool's choice)
+    source_helo = 108,         // deliver (optional): the EHLO name that goes with source_address
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

@@ -4,7 +4,9 @@
 #include "common/routing.h"
 
 #include <arpa/inet.h>
+#include <algorithm>
 #include <charconv>
+#include <functional>
 #include <sys/un.h>
 
 #include "common/address.h"
@@ -121,10 +123,11 @@ std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLook
     return std::nullopt;
 }
 
-bool parse_destination_policy(std::string_view value, DestinationPolicy& out, std::string& err) {
-    out = DestinationPolicy{};
+namespace {
+
+// "name=value name=value ...": calls fn for each setting (whitespace-separated); stops at the first false.
+bool for_each_setting(std::string_view value, const std::function<bool(std::string_view, std::string_view)>& fn) {
     std::size_t i = 0;
-    bool any = false;
     while (i < value.size()) {
         while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) i++;
         std::size_t j = value.find_first_of(" \t", i);
@@ -133,33 +136,111 @@ bool parse_destination_policy(std::string_view value, DestinationPolicy& out, st
         std::string_view item = value.substr(i, j - i);
         i = j;
         std::size_t eq = item.find('=');
-        std::string_view name = item.substr(0, eq), v = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+        if (!fn(item.substr(0, eq), eq == std::string_view::npos ? "" : item.substr(eq + 1))) return false;
+    }
+    return true;
+}
+
+bool parse_count(std::string_view name, std::string_view v, uint32_t& out, std::string& err) {
+    uint64_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 10000000) {
+        err = std::string(name) + "= takes a number from 1 to 10000000";
+        return false;
+    }
+    out = uint32_t(n);
+    return true;
+}
+
+bool valid_name(std::string_view s) {
+    return !s.empty() && s.size() <= 64 && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.-") == std::string_view::npos;
+}
+
+}  // namespace
+
+bool parse_pool_list(std::string_view value, std::vector<std::string>& out, std::string& err) {
+    out.clear();
+    std::size_t i = 0;
+    while (i <= value.size()) {
+        std::size_t j = value.find(',', i);
+        if (j == std::string_view::npos) j = value.size();
+        std::string name = addr::lower(value.substr(i, j - i));
+        if (!valid_name(name)) { err = "bad pool name \"" + name.substr(0, 64) + "\" (letters, digits, _ . -)"; return false; }
+        if (std::find(out.begin(), out.end(), name) != out.end()) { err = "pool " + name + " named twice"; return false; }
+        if (out.size() == 8) { err = "more than 8 pools"; return false; }
+        out.push_back(std::move(name));
+        i = j + 1;
+    }
+    return true;
+}
+
+bool parse_destination_policy(std::string_view value, DestinationPolicy& out, std::string& err) {
+    out = DestinationPolicy{};
+    bool any = false;
+    bool ok = for_each_setting(value, [&](std::string_view name, std::string_view v) {
+        any = true;
         if (name == "adaptive") {
             if (v != "yes" && v != "no") { err = "adaptive= takes yes or no"; return false; }
             out.adaptive = v == "yes";
-            any = true;
-            continue;
+            return true;
+        }
+        if (name == "pool") return parse_pool_list(v, out.pools, err);
+        if (name == "class") {
+            out.warmup_class = addr::lower(v);
+            if (!valid_name(out.warmup_class)) { err = "class= takes a name of letters, digits, _ . -"; return false; }
+            return true;
         }
         uint32_t* field = name == "max_connections"      ? &out.max_connections
                           : name == "max_per_connection" ? &out.max_per_connection
                           : name == "max_per_minute"     ? &out.max_per_minute
-                          : name == "max_per_hour"    ? &out.max_per_hour
-                                                      : nullptr;
+                          : name == "max_per_hour"       ? &out.max_per_hour
+                                                         : nullptr;
         if (!field) {
-            err = "unknown setting \"" + std::string(name) + "\" (max_connections, max_per_connection, max_per_minute, max_per_hour, adaptive)";
+            err = "unknown setting \"" + std::string(name) +
+                  "\" (max_connections, max_per_connection, max_per_minute, max_per_hour, adaptive, pool, class)";
             return false;
         }
-        uint64_t n = 0;
-        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 10000000) {
-            err = std::string(name) + "= takes a number from 1 to 10000000";
-            return false;
+        return parse_count(name, v, *field, err);
+    });
+    if (ok && !any) { err = "no settings"; return false; }
+    return ok;
+}
+
+bool parse_source_address(std::string_view key, std::string_view value, SourceAddress& out, std::string& err) {
+    out = SourceAddress{};
+    std::string k(key);
+    unsigned char buf[sizeof(struct in6_addr)];
+    char text[INET6_ADDRSTRLEN];
+    if (inet_pton(AF_INET, k.c_str(), buf) == 1) out.family = AF_INET;
+    else if (inet_pton(AF_INET6, k.c_str(), buf) == 1) out.family = AF_INET6;
+    else { err = "\"" + k.substr(0, 64) + "\" is not an IPv4 or IPv6 address"; return false; }
+    out.address = inet_ntop(out.family, buf, text, sizeof text);
+    bool ok = for_each_setting(value, [&](std::string_view name, std::string_view v) {
+        if (name == "helo") {
+            out.helo = addr::lower(v);
+            if (!addr::valid_domain(out.helo, false)) { err = "helo= takes a host name"; return false; }
+            return true;
         }
-        *field = uint32_t(n);
-        any = true;
-    }
-    if (!any) { err = "no settings"; return false; }
-    return true;
+        if (name == "pool") return parse_pool_list(v, out.pools, err);
+        if (name == "warmup") {
+            out.warmup.clear();
+            std::size_t i = 0;
+            while (i <= v.size()) {
+                std::size_t j = v.find(',', i);
+                if (j == std::string_view::npos) j = v.size();
+                uint32_t n = 0;
+                if (!parse_count("warmup", v.substr(i, j - i), n, err)) return false;
+                if (out.warmup.size() == 366) { err = "warmup= has more than 366 days"; return false; }
+                out.warmup.push_back(n);
+                i = j + 1;
+            }
+            return true;
+        }
+        err = "unknown setting \"" + std::string(name) + "\" (helo, pool, warmup)";
+        return false;
+    });
+    if (ok && out.pools.empty()) out.pools.push_back("default");
+    return ok;
 }
 
 bool valid_policy_key(std::string_view key) {

@@ -9,23 +9,44 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/config.h"
 
 namespace mta {
 
 // A destination_policy entry (mtamap -t destination_policy): "max_connections=N max_per_connection=N
-// max_per_minute=N max_per_hour=N adaptive=yes|no", any subset, in any order. 0 = no limit of that kind.
+// max_per_minute=N max_per_hour=N adaptive=yes|no pool=NAME[,NAME...] class=NAME", any subset, in any
+// order. 0 = no limit of that kind.
 struct DestinationPolicy {
     uint32_t max_connections = 0;  // concurrent deliveries (under delivery_concurrency)
     uint32_t max_per_connection = 0;  // transactions one connection of mta-smtp carries
     uint32_t max_per_minute = 0;   // messages handed to deliveries in any 60 s
     uint32_t max_per_hour = 0;     // ... in any 3600 s
     bool adaptive = true;          // a "slow down" reply cuts the rate for a while
+    std::vector<std::string> pools;  // source pools for senders that have none (sender_source_pools), in order
+    std::string warmup_class;      // class= : the destination class warm-up allowances count in ("" = key)
     std::string key;               // the table key that matched ("" = no entry: the defaults above)
     bool operator==(const DestinationPolicy&) const = default;
+    // The destination class of warm-up counting: class=, else the matching key, else "*".
+    std::string destination_class() const { return !warmup_class.empty() ? warmup_class : key.empty() ? "*" : key; }
 };
 bool parse_destination_policy(std::string_view value, DestinationPolicy& out, std::string& err);
+
+// Outbound source addresses (mtamap -t source_addresses): key = an IPv4 or IPv6 address, value = any of
+// "helo=NAME pool=NAME[,NAME...] warmup=N[,N...]". An address without pool= is in pool "default".
+struct SourceAddress {
+    std::string address;             // the key, in canonical text form (inet_ntop)
+    int family = 0;                  // AF_INET or AF_INET6
+    std::string helo;                // EHLO name with this address ("" = smtp_helo_name or hostname)
+    std::vector<std::string> pools;  // the pools it belongs to
+    std::vector<uint32_t> warmup;    // messages per day and destination class on day 1, 2, ...; past the
+                                     // last day (or when empty) the address is warm: no allowance
+};
+bool parse_source_address(std::string_view key, std::string_view value, SourceAddress& out, std::string& err);
+// A pool list "NAME[,NAME...]" (sender_source_pools values, destination_policy pool=): up to 8 names of
+// [a-z0-9_.-], 1-64 characters; the first pool with an allowance left is used, the rest are spill-overs.
+bool parse_pool_list(std::string_view value, std::vector<std::string>& out, std::string& err);
 
 struct Route {
     // "local" (mta-local), "smtp" (mta-smtp, SMTP or LMTP), or settled at once by the queue:
@@ -55,6 +76,8 @@ struct RouteTables {
     std::string tls_policy_error;
     TableLookup destination_policy; // unset: no destination_policy
     std::string destination_policy_error;
+    TableLookup sender_pools;       // unset: no sender_source_pools (the queue looks senders up in it)
+    std::string sender_pools_error;
 };
 
 // `domain` lower-cased; "" (a bare local part such as "postmaster") counts as local and ignores tables.

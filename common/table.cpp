@@ -123,7 +123,24 @@ bool check_domain_entry(Kind kind, const std::string& key, const std::string& va
         fail(err);
         return false;
     }
+    if (kind == Kind::source_addresses) {
+        SourceAddress a;
+        std::string err;
+        if (parse_source_address(key, value, a, err)) {
+            if (a.address == key) return true;
+            err = "write the address as " + a.address;
+        }
+        fail(err);
+        return false;
+    }
     if (!valid_domain_key(key)) { fail("bad key \"" + key + "\": expected domain, .domain or *"); return false; }
+    if (kind == Kind::sender_pools) {
+        std::vector<std::string> pools;
+        std::string err;
+        if (parse_pool_list(value, pools, err)) return true;
+        fail(err);
+        return false;
+    }
     if (kind == Kind::tls_policy) {
         if (valid_tls_policy_level(value)) return true;
         fail("bad TLS level \"" + value + "\": expected none, may, encrypt, dane or mta-sts");
@@ -259,6 +276,8 @@ std::optional<Kind> parse_kind(std::string_view s) {
     if (s == "tls_policy") return Kind::tls_policy;
     if (s == "dkim") return Kind::dkim;
     if (s == "destination_policy") return Kind::destination_policy;
+    if (s == "source_addresses") return Kind::source_addresses;
+    if (s == "sender_pools") return Kind::sender_pools;
     return std::nullopt;
 }
 
@@ -305,7 +324,8 @@ bool parse_source(std::string_view text, Kind kind, Entries& out, std::vector<st
         } else {
             key = addr::lower(key);
             std::string why;
-            if ((kind == Kind::transport || kind == Kind::tls_policy || kind == Kind::destination_policy) &&
+            if ((kind == Kind::transport || kind == Kind::tls_policy || kind == Kind::destination_policy ||
+                 kind == Kind::source_addresses || kind == Kind::sender_pools) &&
                 !check_domain_entry(kind, key, value, fail))
                 continue;
             if ((kind == Kind::aliases || kind == Kind::virtual_map) && !alias::check_entry(kind == Kind::virtual_map, key, value, why)) {

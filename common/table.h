@@ -49,7 +49,8 @@ using Entries = std::vector<std::pair<std::string, std::string>>;
 // over `path`, and the directory synced. Readers holding the old file keep a consistent view.
 bool write_table(const std::string& path, const Entries& entries, mode_t mode, std::string& err);
 
-enum class Kind { auth, aliases, virtual_map, recipients, transport, tls_policy, dkim, destination_policy };
+enum class Kind { auth, aliases, virtual_map, recipients, transport, tls_policy, dkim, destination_policy,
+                  source_addresses, sender_pools };
 std::optional<Kind> parse_kind(std::string_view s);
 
 // Parses a source text. Formats (one entry a line, '#' comments, blank lines ignored):
@@ -61,7 +62,11 @@ std::optional<Kind> parse_kind(std::string_view s);
 //   transport:  domain|.domain|* transport:nexthop   (values checked by common/routing parse_transport)
 //   tls_policy: domain|.domain|* level                (none, may, encrypt, dane, mta-sts)
 //   destination_policy: domain|.domain|*|[host]|[host]:port max_connections=N max_per_minute=N
-//               max_per_hour=N adaptive=yes|no    (checked by common/routing parse_destination_policy)
+//               max_per_hour=N adaptive=yes|no pool=NAME,... class=NAME
+//               (checked by common/routing parse_destination_policy)
+//   source_addresses: IPv4|IPv6 address helo=NAME pool=NAME,... warmup=N,N,...
+//               (checked by parse_source_address; the key must be written in canonical form)
+//   sender_pools: domain|.domain|* pool[,pool...]    (sender domain -> source pools, parse_pool_list)
 //   dkim:       domain selector rsa|ed25519 /absolute/keyfile
 //               (key "domain selector", value "rsa|ed25519 keyfile origin:line" so that a key that will not
 //               load is reported where the admin wrote it; origin is `origin`, "line" when empty)

@@ -40,7 +40,9 @@ void TablePublisher::configure(const Config& cfg) {
         const std::string key = e.key;
         const std::string& src = key == "transport_map"         ? cfg.transport_map
                                  : key == "smtp_tls_policy_map" ? cfg.smtp_tls_policy_map
-                                                                : cfg.destination_policy;
+                                 : key == "destination_policy"  ? cfg.destination_policy
+                                 : key == "source_addresses"    ? cfg.source_addresses
+                                                                : cfg.sender_source_pools;
         if (src == e.source) continue;
         e.source = src;
         e.size = -1;  // publish afresh even if the new source has the old one's identity

@@ -1,5 +1,6 @@
 // Table publishing: mta-queue runs chrooted into <spool_dir>/queue and cannot open the admin's tables,
-// so mtad copies each table the queue needs (transport_map, smtp_tls_policy_map) into
+// so mtad copies each table the queue needs (transport_map, smtp_tls_policy_map, destination_policy,
+// source_addresses, sender_source_pools) into
 // <spool_dir>/queue/tables/<key>.lmdb (root-owned, dir 0755, file 0644) by temp file + rename, at start,
 // on reload and when a periodic stat of the source (dev, inode, mtime, size) sees a change. The queue
 // reopens a copy that was renamed over (table::Table::replaced()). A missing or unreadable source
@@ -46,7 +47,8 @@ private:
 
     std::string dir_;  // <spool_dir>/queue/tables
     UniqueFd dir_fd_;
-    std::vector<Entry> entries_{Entry("transport_map"), Entry("smtp_tls_policy_map"), Entry("destination_policy")};
+    std::vector<Entry> entries_{Entry("transport_map"), Entry("smtp_tls_policy_map"), Entry("destination_policy"),
+                                Entry("source_addresses"), Entry("sender_source_pools")};
 };
 
 }  // namespace mta::master

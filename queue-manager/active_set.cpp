@@ -100,6 +100,8 @@ const RecipientRecord& ActiveSet::recipient(uint64_t msgid, uint32_t index) cons
     return active_.at(msgid).rcpts.at(index).rec;
 }
 
+const MessageRecord& ActiveSet::message(uint64_t msgid) const { return active_.at(msgid).msg; }
+
 ActiveSet::Sendable ActiveSet::sendable(uint64_t msgid, const std::vector<uint32_t>& indices) const {
     Sendable s;
     auto it = active_.find(msgid);

@@ -53,6 +53,7 @@ public:
 
     // Delivery.
     const RecipientRecord& recipient(uint64_t msgid, uint32_t index) const;  // one just made ready
+    const MessageRecord& message(uint64_t msgid) const;                      // ... and its message
     Sendable sendable(uint64_t msgid, const std::vector<uint32_t>& indices) const;
     void sent(uint64_t msgid, const std::vector<uint32_t>& indices);
     // An attempt's result (or a settlement without one); a recipient no longer here is only released.

@@ -4,9 +4,11 @@
 
 #include <cstdio>
 #include <ctime>
+#include <map>
 
 #include "common/address.h"
 #include "common/config.h"
+#include "common/routing.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/qid.h"
 
@@ -93,6 +95,36 @@ bool parse_counters_or_list(const std::vector<std::string_view>& w, AdminCommand
     return true;
 }
 
+// "warmup [list] [--json]", "warmup set IP-ADDRESS --first-used YYYY-MM-DD".
+bool parse_warmup(const std::vector<std::string_view>& w, AdminCommand& out, std::string& err) {
+    std::size_t i = 1;
+    out.sub = "list";
+    if (w.size() > 1 && (w[1] == "list" || w[1] == "set")) out.sub = std::string(w[i++]);
+    for (; i < w.size(); i++) {
+        std::string_view a = w[i];
+        if (a == "--json" && out.sub == "list") {
+            out.json = true;
+        } else if (a == "--first-used" && out.sub == "set") {
+            if (i + 1 >= w.size() || !parse_utc_date(w[++i], out.first_day)) {
+                err = "--first-used takes a date YYYY-MM-DD";
+                return false;
+            }
+        } else if (out.sub == "set" && out.addresses.empty() && a.substr(0, 2) != "--") {
+            SourceAddress sa;
+            if (!parse_source_address(a, "", sa, err)) return false;
+            out.addresses.push_back(sa.address);
+        } else {
+            err = "unexpected argument \"" + printable(a) + "\"";
+            return false;
+        }
+    }
+    if (out.sub == "set" && (out.addresses.empty() || !out.first_day)) {
+        err = "warmup set needs an address and --first-used YYYY-MM-DD";
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string utc_text(uint64_t t) {
@@ -114,11 +146,12 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     if (w.empty()) { err = "no command"; return false; }
     out.verb = std::string(w[0]);
     static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue", "stats",
-                                  "suppression"};
+                                  "suppression", "warmup"};
     bool known = false;
     for (auto* v : verbs) known = known || out.verb == v;
     if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
     if (out.verb == "stats" || out.verb == "suppression") return parse_counters_or_list(w, out, err);
+    if (out.verb == "warmup") return parse_warmup(w, out, err);
     AdminFilter& f = out.filter;
     for (std::size_t i = 1; i < w.size(); i++) {
         std::string_view a = w[i];
@@ -345,6 +378,73 @@ std::string format_stats_json(const ClassCounts& c, std::size_t suppressed, uint
         s += std::string(i > 1 ? "," : "") + json_string(bounce_class_name(BounceClass(i))) +
              ":{\"deferred\":" + std::to_string(c.deferred[i]) + ",\"bounced\":" + std::to_string(c.bounced[i]) + "}";
     return s + "},\"suppressed\":" + std::to_string(suppressed) + "}\n";
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+    return s;
+}
+
+// Today's counts of an address ("" when it sent nothing today).
+const std::map<std::string, uint64_t>* today_counts(const SourcePools& sp, const std::string& address, uint64_t now) {
+    const SourcePools::State* st = sp.state(address);
+    return st && st->day == now / 86400 && !st->counts.empty() ? &st->counts : nullptr;
+}
+
+}  // namespace
+
+std::string format_warmup_text(const SourcePools& sp, uint64_t now) {
+    if (sp.addresses().empty()) return "No source addresses (source_addresses is not set or empty)\n";
+    std::string s = "Source addresses on " + utc_date_text(now / 86400) + " (UTC):\n";
+    for (const SourceAddress& a : sp.addresses()) {
+        const SourcePools::State* st = sp.state(a.address);
+        uint64_t day = sp.day_number(a.address, now);
+        s += "  " + a.address + "  pool " + join(a.pools) + "  helo " + (a.helo.empty() ? "(default)" : a.helo) + "\n";
+        s += "      first used " + (st && st->first_day ? utc_date_text(st->first_day) : std::string("never")) + ", day " +
+             std::to_string(day) + ", ";
+        if (a.warmup.empty()) s += "no warm-up schedule";
+        else if (day > a.warmup.size()) s += "warm (schedule of " + std::to_string(a.warmup.size()) + " days done)";
+        else s += "warming up: " + std::to_string(a.warmup[day - 1]) + " per destination class today";
+        s += "\n      sent today:";
+        if (auto* c = today_counts(sp, a.address, now)) {
+            for (auto& [cls, n] : *c) s += " " + printable(cls) + "=" + std::to_string(n);
+        } else {
+            s += " none";
+        }
+        s += "\n";
+    }
+    return s;
+}
+
+std::string format_warmup_json(const SourcePools& sp, uint64_t now) {
+    std::string s = "{\"now\":" + std::to_string(now) + ",\"addresses\":[";
+    bool first = true;
+    for (const SourceAddress& a : sp.addresses()) {
+        const SourcePools::State* st = sp.state(a.address);
+        uint64_t day = sp.day_number(a.address, now);
+        s += std::string(first ? "\n" : ",\n") + "{\"address\":" + json_string(a.address) + ",\"pools\":[";
+        first = false;
+        for (std::size_t i = 0; i < a.pools.size(); i++) s += (i ? "," : "") + json_string(a.pools[i]);
+        s += "],\"helo\":" + (a.helo.empty() ? std::string("null") : json_string(a.helo)) + ",\"first_used\":" +
+             (st && st->first_day ? "\"" + utc_date_text(st->first_day) + "\"" : std::string("null")) +
+             ",\"day\":" + std::to_string(day) + ",\"schedule\":[";
+        for (std::size_t i = 0; i < a.warmup.size(); i++) s += (i ? "," : "") + std::to_string(a.warmup[i]);
+        bool limited = !a.warmup.empty() && day <= a.warmup.size();
+        s += "],\"limit_today\":" + (limited ? std::to_string(a.warmup[day - 1]) : std::string("null")) +
+             ",\"sent_today\":{";
+        if (auto* c = today_counts(sp, a.address, now)) {
+            bool f2 = true;
+            for (auto& [cls, n] : *c) {
+                s += std::string(f2 ? "" : ",") + json_string(cls) + ":" + std::to_string(n);
+                f2 = false;
+            }
+        }
+        s += "}}";
+    }
+    return s + "]}\n";
 }
 
 std::string format_suppression_text(const std::vector<SuppressionView>& list) {

@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "queue-manager/bounce_class.h"
 #include "queue-manager/records.h"
+#include "queue-manager/source_pools.h"
 
 namespace mta::queue {
 
@@ -32,14 +33,18 @@ struct AdminCommand {
     std::string sub;
     std::vector<std::string> addresses;
     uint64_t ttl = 0;
-    // Who may run it: everyone may list/show their own mail and read the counters; the rest is the admin's.
+    // warmup list | warmup set ADDRESS --first-used DATE: sub, addresses[0] and the day (days since the epoch).
+    uint64_t first_day = 0;
+    // Who may run it: everyone may list/show their own mail and read the counters and the source
+    // addresses; the rest is the admin's.
     bool privileged_only() const {
-        return verb != "list" && verb != "show" && verb != "stats";
+        return verb != "list" && verb != "show" && verb != "stats" && !(verb == "warmup" && sub == "list");
     }
 };
 
 // Parses "VERB [ID...] [--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--corrupt]
-// [--all]", "stats [--json]" and "suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]". False
+// [--all]", "stats [--json]", "suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]" and
+// "warmup [list] [--json]" / "warmup set IP-ADDRESS --first-used YYYY-MM-DD". False
 // with a human-readable err on anything unexpected.
 bool parse_admin(std::string_view line, AdminCommand& out, std::string& err);
 
@@ -73,6 +78,10 @@ std::string format_show_json(const MessageView& v, uint64_t now);
 // mtaqueue stats: failed attempts by bounce class since mta-queue started, and the suppression list size.
 std::string format_stats_text(const ClassCounts& c, std::size_t suppressed, uint64_t now);
 std::string format_stats_json(const ClassCounts& c, std::size_t suppressed, uint64_t now);
+
+// mtaqueue warmup: every source address with its pools, EHLO name, day of warm-up and today's counts.
+std::string format_warmup_text(const SourcePools& sp, uint64_t now);
+std::string format_warmup_json(const SourcePools& sp, uint64_t now);
 
 struct SuppressionView {
     std::string address;

@@ -60,6 +60,7 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
         return cmd.json ? format_stats_json(q_.class_counts(), n, now) : format_stats_text(q_.class_counts(), n, now);
     }
     if (cmd.verb == "suppression") return suppression(cmd, uid, now);
+    if (cmd.verb == "warmup") return warmup(cmd, uid, now);
     std::vector<MessageView> msgs;
     store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
         if (only_uid && msg.submit_uid != *only_uid) return;
@@ -78,6 +79,23 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
         return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
     }
     return change(cmd, msgs, now);
+}
+
+// warmup list | warmup set ADDRESS --first-used DATE (an address that already sent elsewhere, or one to
+// start over). The change is written to the store at once.
+std::string AdminOps::warmup(const AdminCommand& cmd, uint64_t uid, uint64_t now) {
+    SourcePools& sp = q_.sources();
+    if (cmd.sub == "list") return cmd.json ? format_warmup_json(sp, now) : format_warmup_text(sp, now);
+    const std::string& address = cmd.addresses.at(0);
+    if (cmd.first_day > now / 86400) return "error: --first-used is in the future\n";
+    sp.set_first_day(address, cmd.first_day);
+    if (int rc = q_.save_state()) return "error: store: " + Store::error_text(rc) + "\n";
+    LOG_INFO("event=warmup_set address=%s first_used=%s uid=%llu", address.c_str(), utc_date_text(cmd.first_day).c_str(),
+             (unsigned long long)uid);
+    bool listed = false;
+    for (auto& a : sp.addresses()) listed = listed || a.address == address;
+    return "ok: " + address + " counts as first used on " + utc_date_text(cmd.first_day) + " (day " +
+           std::to_string(sp.day_number(address, now)) + " today)" + (listed ? "" : "; it is not in source_addresses") + "\n";
 }
 
 // suppression list|add|remove. Expired entries are purged first, in the same transaction as the change.

@@ -33,6 +33,8 @@ public:
         std::function<std::string(uint64_t msgid, std::size_t limit)> body_prefix;
         std::function<const ClassCounts&()> class_counts;            // failed attempts by bounce class
         std::function<uint64_t()> suppression_ttl;                   // suppression add without --ttl
+        std::function<SourcePools&()> sources;                       // warmup list/set
+        std::function<int()> save_state;                             // write changed warm-up state now
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
 
@@ -44,6 +46,7 @@ private:
     std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid);
     std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
     std::string suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now);
+    std::string warmup(const AdminCommand& cmd, uint64_t uid, uint64_t now);
 
     Store& store_;
     std::function<uint64_t()> now_;

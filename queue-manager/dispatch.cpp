@@ -22,6 +22,9 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
     std::vector<std::string> touched;
     tables_.refresh();
     RouteTables tables = tables_.tables();
+    refresh_sources();
+    std::vector<std::string> sender_pools;
+    std::string pools_problem = sender_pools_of(active_->message(msgid).sender, tables, sender_pools);
     for (uint32_t idx : indices) {
         const RecipientRecord& r = active_->recipient(msgid, idx);
         std::string domain = rcpt_domain(r.addr);
@@ -35,17 +38,52 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
                 continue;
             }
         }
+        if (rt.role == "smtp" && !pools_problem.empty()) rt = Route{"retry", "", pools_problem, "", rt.transport, "", {}};
         if (rt.role == "error" || rt.role == "retry") {
             // transport_map error:/retry:, or a table we need is unusable: settled here, no deliverer.
             RcptResult res{idx, rt.role == "error" ? ipc::DeliveryStatus::bounced : ipc::DeliveryStatus::deferred, rt.text};
             active_->settle(msgid, idx, res, "none");
             continue;
         }
-        Nexthop to{rt.role == role_name(Role::local), rt.nexthop, rt.tls_level, rt.group, rt.policy};
+        bool local = rt.role == role_name(Role::local);
+        Nexthop to{local, rt.nexthop, rt.tls_level, rt.group, rt.policy, {}, {}, {}};
+        if (!local && rt.nexthop.rfind("lmtp:", 0) != 0) to.pools = sender_pools.empty() ? rt.policy.pools : sender_pools;
         std::string key = sched_->add(to, msgid, idx, deliver_cost(r));
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }
     for (auto& key : touched) sched_->pump(key);
+}
+
+// sender_source_pools: the pools of the sender's domain ("*" for the null sender), into `out`. Returns a
+// deferral text when the table is unusable or its entry is bad, "" otherwise.
+std::string QueueServer::sender_pools_of(const std::string& sender, const RouteTables& tables,
+                                         std::vector<std::string>& out) {
+    out.clear();
+    if (!tables.sender_pools_error.empty()) return "4.3.0 sender_source_pools unavailable: " + tables.sender_pools_error;
+    auto hit = lookup_domain(tables.sender_pools, sender.empty() ? "" : rcpt_domain(sender));
+    std::string err;
+    if (hit && !parse_pool_list(hit->second, out, err)) return "4.3.5 bad sender_source_pools entry for " + hit->first + ": " + err;
+    return "";
+}
+
+// When source_addresses was (re)opened, SourcePools gets the addresses in it. A bad entry is skipped
+// (mtamap refuses to build one, so only a damaged copy has them) and logged.
+void QueueServer::refresh_sources() {
+    if (tables_.sources_generation() == sources_generation_) return;
+    sources_generation_ = tables_.sources_generation();
+    std::vector<SourceAddress> list;
+    table::Entries entries;
+    std::string err;
+    if (const table::Table* t = tables_.sources(); t && !t->entries(entries, 10000, err))
+        LOG_ERROR("event=table_unavailable table=source_addresses reason=\"%s\"", log::safe(err).c_str());
+    for (auto& [k, v] : entries) {
+        SourceAddress a;
+        if (parse_source_address(k, v, a, err)) list.push_back(std::move(a));
+        else LOG_ERROR("event=table_entry_skipped table=source_addresses key=%s reason=\"%s\"", log::safe(k).c_str(),
+                       log::safe(err).c_str());
+    }
+    LOG_INFO("event=source_addresses_loaded addresses=%zu", list.size());
+    sched_->sources().configure(std::move(list));
 }
 
 // The bounce text for a recipient on the suppression list (entry not expired), or "".
@@ -80,14 +118,15 @@ std::vector<uint32_t> QueueServer::send_job(uint64_t link, uint64_t msgid, const
         active_->corrupt(msgid, why);
         return {};
     }
-    ipc::Message m = make_deliver(msgid, *job.msg, to.host, job.rcpts, to.tls_level, to.policy.max_per_connection);
+    ipc::Message m = make_deliver(msgid, *job.msg, job.rcpts, to);
     m.add_fd(UniqueFd(fd));
     std::vector<uint32_t> sent;
     sent.reserve(job.rcpts.size());
     for (auto& [idx, rec] : job.rcpts) sent.push_back(idx);
     active_->sent(msgid, sent);
-    LOG_DEBUG("event=dispatch qid=%s nexthop=%s tls_level=%s nrcpt=%zu peer=%s", qid.c_str(), log::safe(to.host).c_str(),
-              to.tls_level.empty() ? "default" : to.tls_level.c_str(), sent.size(), p.link->desc().c_str());
+    LOG_DEBUG("event=dispatch qid=%s nexthop=%s tls_level=%s source=%s nrcpt=%zu peer=%s", qid.c_str(),
+              log::safe(to.host).c_str(), to.tls_level.empty() ? "default" : to.tls_level.c_str(),
+              to.source.empty() ? "default" : to.source.c_str(), sent.size(), p.link->desc().c_str());
     p.link->send(std::move(m));  // a send error only retires the peer; drop_peer() requeues later
     return sent;
 }

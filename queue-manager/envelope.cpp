@@ -2,6 +2,8 @@
 // the peers are less privileged; the caller treats a false return as malformed) mapped to queue records.
 #include "queue-manager/envelope.h"
 
+#include "queue-manager/scheduler.h"
+
 namespace mta::queue {
 
 bool parse_commit(const ipc::Message& m, CommitRequest& out, std::string& err) {
@@ -45,21 +47,22 @@ std::string rcpt_domain(std::string_view addr) {
     return d;
 }
 
-ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
-                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
-                          const std::string& tls_level, uint64_t max_per_connection) {
+ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m,
+                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts, const Nexthop& to) {
     wire::Deliver d;
     d.msgid = msgid;
     d.sender = m.sender;
-    d.nexthop = nexthop;
+    d.nexthop = to.host;
     d.size = m.size;
     d.body_type = m.body_type;
     d.smtputf8 = m.smtputf8;
     d.envid = m.envid;
     d.ret = m.ret;
     d.requiretls = m.requiretls;
-    d.tls_level = tls_level;
-    d.max_per_connection = max_per_connection;
+    d.tls_level = to.tls_level;
+    d.max_per_connection = to.policy.max_per_connection;
+    d.source_address = to.source;
+    d.source_helo = to.source_helo;
     for (auto& [index, r] : rcpts) d.rcpts.push_back({index, r->addr, r->notify, r->orcpt});
     return wire::encode(d, msgid);
 }

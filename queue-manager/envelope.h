@@ -32,11 +32,11 @@ bool parse_deliver_result(const ipc::Message& m, DeliverResult& out, std::string
 // Lower-cased domain of a recipient ("" if it has none).
 std::string rcpt_domain(std::string_view addr);
 
-// wire::encode(Deliver) for the given recipients; `tls_level` (from smtp_tls_policy_map) travels only
-// when set. The caller adds the body fd.
-ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m, const std::string& nexthop,
-                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts,
-                          const std::string& tls_level = "", uint64_t max_per_connection = 0);
+struct Nexthop;  // scheduler.h
+// wire::encode(Deliver) for the given recipients to `to` (its host, and what is set of its TLS level,
+// destination_policy's max_per_connection and the chosen source address). The caller adds the body fd.
+ipc::Message make_deliver(uint64_t msgid, const MessageRecord& m,
+                          const std::vector<std::pair<uint32_t, const RecipientRecord*>>& rcpts, const Nexthop& to);
 // Bytes a recipient adds to a `deliver`, to keep each job under the IPC size cap.
 std::size_t deliver_cost(const RecipientRecord& r);
 

@@ -5,11 +5,18 @@
 
 namespace mta::queue {
 
+std::vector<std::pair<RouteTableSet::Slot*, std::string Config::*>> RouteTableSet::slots() {
+    return {{&transport_, &Config::transport_map}, {&tls_policy_, &Config::smtp_tls_policy_map},
+            {&destination_policy_, &Config::destination_policy}, {&sender_pools_, &Config::sender_source_pools},
+            {&sources_, &Config::source_addresses}};
+}
+
 void RouteTableSet::configure(const Config& cfg) {
-    for (auto [slot, source] : {std::pair{&transport_, &cfg.transport_map}, std::pair{&tls_policy_, &cfg.smtp_tls_policy_map},
-                                std::pair{&destination_policy_, &cfg.destination_policy}}) {
-        if (slot->source == *source && (slot->table || !slot->error.empty())) continue;
-        slot->source = *source;
+    for (auto [slot, member] : slots()) {
+        const std::string& source = cfg.*member;
+        if (slot->source == source && (slot->table || !slot->error.empty())) continue;
+        if (slot == &sources_) sources_generation_++;  // also when it goes away
+        slot->source = source;
         slot->table.reset();
         slot->error.clear();
         if (!slot->source.empty()) open(*slot);
@@ -19,6 +26,7 @@ void RouteTableSet::configure(const Config& cfg) {
 void RouteTableSet::open(Slot& s) {
     std::string path = dir_ + "/" + s.key + ".lmdb", err;
     s.table = table::Table::open(path, err);
+    if (&s == &sources_) sources_generation_++;
     if (s.table) {
         if (!s.error.empty()) LOG_INFO("event=table_available table=%s", s.key);
         s.error.clear();
@@ -33,7 +41,7 @@ void RouteTableSet::open(Slot& s) {
 }
 
 void RouteTableSet::refresh() {
-    for (Slot* s : {&transport_, &tls_policy_, &destination_policy_}) {
+    for (auto [s, member] : slots()) {
         if (s->source.empty()) continue;
         if (!s->table || s->table->replaced()) {
             s->table.reset();
@@ -56,6 +64,7 @@ RouteTables RouteTableSet::tables() const {
     bind(transport_, t.transport, t.transport_error);
     bind(tls_policy_, t.tls_policy, t.tls_policy_error);
     bind(destination_policy_, t.destination_policy, t.destination_policy_error);
+    bind(sender_pools_, t.sender_pools, t.sender_pools_error);
     return t;
 }
 

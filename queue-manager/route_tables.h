@@ -1,10 +1,13 @@
-// The routing tables mta-queue consults (transport_map, smtp_tls_policy_map, destination_policy): read-only LMDB copies that
+// The routing tables mta-queue consults (transport_map, smtp_tls_policy_map, destination_policy,
+// source_addresses, sender_source_pools): read-only LMDB copies that
 // mtad publishes into the queue's chroot (tables/<key>.lmdb, master/publish.cpp), because the admin's
 // files are out of reach once the queue has chrooted. A copy replaced by rename is reopened on the next
 // refresh(); a configured table that cannot be opened makes route() defer (4.3.0), never misroute.
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/config.h"
 #include "common/routing.h"
@@ -22,6 +25,11 @@ public:
     void refresh();
     // Lookup functions bound to the tables open now; valid until the next configure()/refresh().
     RouteTables tables() const;
+    // source_addresses, read whole (SourcePools): the open table (nullptr: not configured or unusable,
+    // see sources_error()) and a number that changes whenever a new copy is opened.
+    const table::Table* sources() const { return sources_.table.get(); }
+    const std::string& sources_error() const { return sources_.error; }
+    uint64_t sources_generation() const { return sources_generation_; }
 
 private:
     struct Slot {
@@ -36,6 +44,10 @@ private:
     Slot transport_{"transport_map", {}, nullptr, {}};
     Slot tls_policy_{"smtp_tls_policy_map", {}, nullptr, {}};
     Slot destination_policy_{"destination_policy", {}, nullptr, {}};
+    Slot sender_pools_{"sender_source_pools", {}, nullptr, {}};
+    Slot sources_{"source_addresses", {}, nullptr, {}};
+    uint64_t sources_generation_ = 0;
+    std::vector<std::pair<Slot*, std::string Config::*>> slots();
 };
 
 }  // namespace mta::queue

@@ -59,8 +59,8 @@ std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, st
     if (!to.local) shaper_.set_policy(key, to.policy);
     // Append to this message's last job for the destination while it has room.
     if (d.waiting.empty() || d.waiting.back().msgid != msgid || d.waiting.back().indices.size() >= kJobRecipients ||
-        cost * (d.waiting.back().indices.size() + 1) > kJobBytes)
-        d.waiting.push_back(WaitingJob{msgid, {}, to.host});
+        cost * (d.waiting.back().indices.size() + 1) > kJobBytes || d.waiting.back().pools != to.pools)
+        d.waiting.push_back(WaitingJob{msgid, {}, to.host, to.pools});
     d.waiting.back().indices.push_back(index);
     return key;
 }
@@ -107,7 +107,19 @@ void Scheduler::pump(const std::string& key) {
         }
         WaitingJob wj = std::move(d.waiting.front());
         d.waiting.pop_front();
-        send_job(d, key, link_id, link, wj);
+        const SourceAddress* source = nullptr;
+        std::string cls;
+        if (!d.to.local && !wj.pools.empty()) {
+            cls = shaper_.policy(key).destination_class();
+            SourcePools::Choice c = sources_.pick(wj.pools, cls, now);
+            if (!c.source) {
+                hold_for_source(d, wj, c);
+                continue;
+            }
+            source = c.source;
+        }
+        if (!send_job(d, key, link_id, link, wj, source)) continue;
+        if (source) sources_.sent(source->address, cls, now);
         if (!d.to.local) shaper_.sent(key, now);
     }
     if (d.waiting.empty() && d.inflight == 0 && !d.blocked) {
@@ -119,11 +131,17 @@ void Scheduler::pump(const std::string& key) {
     }
 }
 
-void Scheduler::send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj) {
+bool Scheduler::send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj,
+                         const SourceAddress* source) {
     Nexthop to = d.to;
     to.host = wj.host;
+    to.pools = wj.pools;
+    if (source) {
+        to.source = source->address;
+        to.source_helo = source->helo;
+    }
     std::vector<uint32_t> sent = hooks_.send(link_id, wj.msgid, wj.indices, to);
-    if (sent.empty()) return;
+    if (sent.empty()) return false;
     uint64_t job_id = next_job_id_++;
     Job& job = jobs_[job_id];
     job.dest = key;
@@ -132,6 +150,18 @@ void Scheduler::send_job(Destination& d, const std::string& key, uint64_t link_i
     for (uint32_t idx : sent) link.rcpt_jobs[{wj.msgid, idx}] = job_id;
     d.inflight++;
     link.inflight++;
+    return true;
+}
+
+void Scheduler::hold_for_source(Destination& d, WaitingJob& wj, const SourcePools::Choice& c) {
+    if (!c.wait_until) {  // a pool without addresses: the admin's to fix (deferred, as for a bad table)
+        LOG_ERROR("event=source_pool_empty nexthop=%s reason=\"%s\"", log::safe(d.to.name()).c_str(), log::safe(c.why).c_str());
+        hooks_.defer(wj.msgid, wj.indices, "4.3.5 " + c.why, "none:" + d.to.name());
+        return;
+    }
+    LOG_INFO("event=source_warmup_wait nexthop=%s nrcpt=%zu until=%llu reason=\"%s\"", log::safe(d.to.name()).c_str(),
+             wj.indices.size(), (unsigned long long)c.wait_until, log::safe(c.why).c_str());
+    hooks_.postpone(wj.msgid, wj.indices, c.wait_until, "4.7.0 " + c.why);
 }
 
 void Scheduler::pump_blocked() {

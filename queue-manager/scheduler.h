@@ -18,6 +18,7 @@
 
 #include "common/wire/wire.h"
 #include "queue-manager/shaping.h"
+#include "queue-manager/source_pools.h"
 
 namespace mta::queue {
 
@@ -28,6 +29,10 @@ struct Nexthop {
     std::string tls_level;  // from smtp_tls_policy_map, "" = smtp_tls_level
     std::string group;      // Route::group: the destination's name when set (the relayhost)
     DestinationPolicy policy;  // Route::policy (destination_policy), for shaping
+    // Source pools for this recipient's message (sender_source_pools, else policy.pools; empty: the
+    // smtp_bind_address settings), and the source the scheduler chose for a job (send hook only).
+    std::vector<std::string> pools;
+    std::string source, source_helo;
     const std::string& name() const { return group.empty() ? host : group; }
 };
 
@@ -63,6 +68,7 @@ public:
     // delivery_concurrency caps every destination; a dead destination waits minimal_backoff_time.
     void configure(std::size_t concurrency, uint64_t dead_backoff);
     Shaper& shaper() { return shaper_; }  // destination_slowdown_* (the queue configures it)
+    SourcePools& sources() { return sources_; }  // source_addresses (the queue configures and persists it)
     void stop() { stopping_ = true; }  // no new jobs; those in flight finish
 
     // Deliverer links (ids > 0). A retired link gets no new jobs; link_down() hands back what it had in flight.
@@ -95,6 +101,7 @@ private:
         uint64_t msgid;
         std::vector<uint32_t> indices;
         std::string host;  // Nexthop::host of its first recipient (the recipients of a group differ)
+        std::vector<std::string> pools;  // Nexthop::pools (one message: the same for all its recipients)
     };
     struct Destination {
         Nexthop to;
@@ -128,7 +135,11 @@ private:
     void postpone_waiting(Destination& d, const std::string& key, uint64_t first, const std::string& why);
     void note_slowdown(const std::string& key, const std::string& text);
     uint64_t pick_link(const Destination& d) const;  // 0: no link takes this destination's jobs now
-    void send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj);
+    // False when the job found no recipient to send (they left the active set meanwhile).
+    bool send_job(Destination& d, const std::string& key, uint64_t link_id, Link& link, WaitingJob& wj,
+                  const SourceAddress* source);
+    // The job's source pools have nothing for it now: it waits for the next day, or defers (no address).
+    void hold_for_source(Destination& d, WaitingJob& wj, const SourcePools::Choice& c);
     void pump_blocked();
 
     std::function<uint64_t()> now_;
@@ -145,6 +156,7 @@ private:
     std::unordered_map<uint64_t, Job> jobs_;
     std::unordered_map<std::string, Health> health_;
     Shaper shaper_;
+    SourcePools sources_;
 };
 
 }  // namespace mta::queue

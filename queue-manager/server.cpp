@@ -24,11 +24,41 @@ QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock
         auto* self = static_cast<QueueServer*>(a);
         LOG_WARN("event=stop_timeout inflight_jobs=%zu", self->sched_->jobs_in_flight());
         self->group_->flush();
+        self->save_state();
         self->exit_now(0);
+    }, this));
+    state_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
+        static_cast<QueueServer*>(a)->save_state();
     }, this));
 }
 
 QueueServer::~QueueServer() = default;
+
+void QueueServer::load_state() {
+    constexpr std::string_view prefix = "warmup/";
+    store_.for_each_state(prefix, [&](std::string_view key, std::string_view value) {
+        SourcePools::State st;
+        std::string err;
+        std::string address(key.substr(prefix.size()));
+        if (SourcePools::decode(value, st, err)) sched_->sources().load(address, st);
+        else LOG_WARN("event=state_unreadable key=%s reason=\"%s\"", log::safe(std::string(key)).c_str(), err.c_str());
+    });
+}
+
+int QueueServer::save_state() {
+    std::vector<Op> ops;
+    for (auto& [address, bytes] : sched_->sources().dirty()) {
+        Op op;
+        op.kind = Op::Kind::put_state;
+        op.address = "warmup/" + address;
+        op.value = std::move(bytes);
+        ops.push_back(std::move(op));
+    }
+    int rc = ops.empty() ? 0 : store_.apply(ops);
+    if (rc)  // the counts stay in memory; a crash before the next save loses them
+        LOG_ERROR("event=state_save_failed reason=\"%s\"", Store::error_text(rc).c_str());
+    return rc;
+}
 
 bool QueueServer::start(std::string& err) {
     body_dir_fd_.reset(::open(body_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -39,6 +69,9 @@ bool QueueServer::start(std::string& err) {
     build_parts();
     if (!pickup_->start(err) || !open_space_probe(err)) return false;
     tables_.configure(cfg_);
+    load_state();
+    struct timeval every = {kStateSeconds, 0};
+    evtimer_add(state_ev_.get(), &every);
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
     active_->wake_at(clock_.now());
@@ -104,6 +137,12 @@ void QueueServer::build_parts() {
         .body_prefix = [body](uint64_t msgid, std::size_t limit) { return read_body_prefix(body, msgid, limit); },
         .class_counts = [this]() -> const ClassCounts& { return active_->class_counts(); },
         .suppression_ttl = [this] { return cfg_.suppression_ttl; },
+        .sources = [this]() -> SourcePools& {
+            tables_.refresh();
+            refresh_sources();
+            return sched_->sources();
+        },
+        .save_state = [this] { return save_state(); },
         .reply = [this](ipc::Message m) { master_->send(std::move(m)); },
     });
     configure_parts();
@@ -384,6 +423,7 @@ void QueueServer::on_stop() {
 
 void QueueServer::maybe_finish_stop() {
     if (!stopping_ || sched_->jobs_in_flight() || !group_->idle()) return;
+    save_state();
     LOG_INFO("event=stopped");
     exit_now(0);
 }

@@ -90,6 +90,13 @@ private:
     // dispatch.cpp: between the active set, the scheduler and the deliverers
     void route(uint64_t msgid, const std::vector<uint32_t>& indices);
     std::string suppressed(const std::string& address);
+    std::string sender_pools_of(const std::string& sender, const RouteTables& tables, std::vector<std::string>& out);
+    void refresh_sources();  // after tables_.refresh()
+    // The scheduler's state that outlives a restart (warm-up counts), read at start and written every
+    // kStateSeconds and at stop (store db destinations).
+    void load_state();
+    int save_state();  // 0 or the store's error code
+    static constexpr int kStateSeconds = 5;
     std::vector<uint32_t> send_job(uint64_t link, uint64_t msgid, const std::vector<uint32_t>& indices,
                                    const Nexthop& to);
     void on_deliver_result(Peer& p, ipc::Message& m);
@@ -110,6 +117,8 @@ private:
     uint64_t next_peer_id_ = 1;
     std::unordered_map<uint64_t, uint64_t> pending_bodies_;  // msgid -> smtpd peer id
     EventPtr stop_ev_;
+    EventPtr state_ev_;
+    uint64_t sources_generation_ = 0;  // tables_.sources_generation() that SourcePools was loaded from
     daemon::Reaper reaper_;  // closed peers are dropped from the loop, then a pending stop may finish
     bool stopping_ = false;
 

@@ -179,6 +179,10 @@ int Store::apply_op(MDB_txn* t, const Op& op) {
         return put(t, suppression_, op.address, encode(op.sup));
     case Op::Kind::delete_suppression:
         return del(t, suppression_, op.address);
+    case Op::Kind::put_state:
+        return put(t, destinations_, op.address, op.value);
+    case Op::Kind::delete_state:
+        return del(t, destinations_, op.address);
     }
     return EINVAL;
 }
@@ -321,6 +325,19 @@ void Store::for_each_suppression(const std::function<void(const std::string&, co
         SuppressionRecord su;
         std::string err;
         if (decode(v, su, err)) fn(std::string(k), su);
+        return 0;
+    });
+}
+
+void Store::for_each_state(std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& fn) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return;
+    CursorPtr c = open_cursor(t.get(), destinations_, rc);
+    if (!c) return;
+    walk(c.get(), prefix, [&](std::string_view k, std::string_view v) {
+        if (k.substr(0, prefix.size()) != prefix) return kWalkStop;
+        fn(k, v);
         return 0;
     });
 }

@@ -1,10 +1,12 @@
 // QueueStore: the durable queue in LMDB (sole writer, full sync). Named databases: meta (id high-water,
-// schema), messages, recipients, schedule (time+msgid+index, earliest first), destinations (reserved),
-// corrupt (quarantined raw records), suppression (lower-cased address -> SuppressionRecord). Trusts nothing it reads back: undecodable records are quarantined.
+// schema), messages, recipients, schedule (time+msgid+index, earliest first), destinations (the
+// scheduler's state that outlives a restart, key "KIND/NAME" -> bytes its owner encodes: "warmup/ADDRESS"
+// for SourcePools), corrupt (quarantined raw records), suppression (lower-cased address -> SuppressionRecord). Trusts nothing it reads back: undecodable records are quarantined.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,6 +26,8 @@ struct Op {
         drop_schedule,     // a stale schedule entry (old_next, msgid, index)
         put_suppression,   // sup under address
         delete_suppression,
+        put_state,         // value under address in destinations
+        delete_state,
     };
     Kind kind = Kind::put_message;
     uint64_t msgid = 0;
@@ -32,8 +36,9 @@ struct Op {
     uint64_t old_next = 0;
     MessageRecord msg;
     RecipientRecord rcpt;
-    std::string address;  // put_suppression, delete_suppression: the key (lower-cased)
+    std::string address;  // put/delete_suppression: the key (lower-cased); put/delete_state: the key
     SuppressionRecord sup;
+    std::string value;    // put_state
     // Not stored: a result op that also asks for a DSN about rcpt (msg then holds the original
     // message's record). The server turns these into new queued messages in the same transaction.
     enum class Dsn : uint8_t { none, failure, delay, success };
@@ -92,6 +97,8 @@ public:
     // undecodable entry counts as none (and is logged).
     bool find_suppression(const std::string& address, SuppressionRecord& out);
     void for_each_suppression(const std::function<void(const std::string& address, const SuppressionRecord&)>& fn);
+    // State entries (db destinations) whose key starts with `prefix`, in key order.
+    void for_each_state(std::string_view prefix, const std::function<void(std::string_view key, std::string_view value)>& fn);
 
     // For tests and tools.
     std::size_t count(const char* db);

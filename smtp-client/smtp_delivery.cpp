@@ -44,8 +44,9 @@ void Delivery::start() {
     }
     // The source address and EHLO name are part of a cached connection's identity: after a reload that
     // changes them, no connection made with the old ones is reused.
-    cache_key_ = dest_.key() + "/" + tls_level_name(level_) + "/" + env_.cfg->smtp_bind_address + "/" +
-                 env_.cfg->smtp_bind_address6 + "/" + env_.cfg->smtp_helo_name;
+    cache_key_ = dest_.key() + "/" + tls_level_name(level_) + "/";
+    if (!job_.source_address.empty()) cache_key_.append(job_.source_address).append("/").append(job_.source_helo);
+    else cache_key_.append(env_.cfg->smtp_bind_address).append("/").append(env_.cfg->smtp_bind_address6).append("/").append(env_.cfg->smtp_helo_name);
     // REQUIRETLS mail decides TLS afresh (policy lookup, verification) instead of reusing a connection.
     if (!job_.requiretls) {
         if (auto s = env_.cache->take(cache_key_)) {
@@ -116,6 +117,17 @@ void Delivery::try_next() {
     }
     const Target& t = targets_[next_target_++];
     relay_ = t.label();
+    if (!lmtp_ && !job_.source_address.empty() &&
+        (t.sa.ss_family == AF_INET6) != (job_.source_address.find(':') != std::string::npos)) {
+        // A source address connects to targets of its own family only.
+        if (last_error_.empty())
+            last_error_ = "4.4.4 no " + std::string(t.sa.ss_family == AF_INET6 ? "IPv4" : "IPv6") + " address of " +
+                          dest_.host + " to reach from source address " + job_.source_address;
+        LOG_DEBUG("event=target_skipped qid=%s relay=%s reason=\"other address family than source %s\"",
+                  job_.qid().c_str(), relay_.c_str(), job_.source_address.c_str());
+        try_next();
+        return;
+    }
     bool dane_level = level_ == TlsLevel::dane || level_ == TlsLevel::mta_sts;  // RFC 8461 §2: DANE wins
     if (level_ == TlsLevel::mta_sts && !t.dnssec_secure) {
         apply_sts(t);
@@ -175,7 +187,9 @@ void Delivery::on_tlsa(const Target& t, const DaneDecision& d) {
 
 SessionSettings Delivery::settings() const {
     SessionSettings s;
-    s.helo_name = env_.cfg->smtp_helo_name.empty() ? env_.cfg->hostname : env_.cfg->smtp_helo_name;
+    s.helo_name = !job_.source_helo.empty()          ? job_.source_helo
+                  : !env_.cfg->smtp_helo_name.empty() ? env_.cfg->smtp_helo_name
+                                                      : env_.cfg->hostname;
     s.connect_timeout = int(std::min<uint64_t>(env_.cfg->smtp_connect_timeout, 3600));
     s.greeting_timeout = int(std::min<uint64_t>(env_.cfg->smtp_helo_timeout, 3600));
     s.tls = env_.tls;
@@ -188,7 +202,8 @@ void Delivery::connect(const Target& t, SessionSettings settings) {
         refuse_for_requiretls(t.host + " cannot be verified by DANE or an MTA-STS enforce policy");
         return;
     }
-    if (!lmtp_) settings.bind_address = t.sa.ss_family == AF_INET6 ? env_.cfg->smtp_bind_address6 : env_.cfg->smtp_bind_address;
+    if (!lmtp_ && !job_.source_address.empty()) settings.bind_address = job_.source_address;  // try_next matched the family
+    else if (!lmtp_) settings.bind_address = t.sa.ss_family == AF_INET6 ? env_.cfg->smtp_bind_address6 : env_.cfg->smtp_bind_address;
     session_ = std::make_unique<Session>(env_.base, t, std::move(settings));
     session_->open([this](bool ok, const std::string& err) { on_open(ok, err); });
 }

@@ -65,6 +65,8 @@ bool parse_deliver(ipc::Message& m, Job& out, std::string& err) {
     out.requiretls = d.requiretls;
     out.tls_level = std::move(d.tls_level);
     out.max_per_connection = d.max_per_connection;
+    out.source_address = d.source_address;
+    out.source_helo = d.source_helo;
     for (wire::DeliverRcpt& r : d.rcpts) {
         Recipient x;
         x.index = r.index;

@@ -36,6 +36,9 @@ struct Job {
     bool requiretls = false;
     std::string tls_level;   // from the queue's smtp_tls_policy_map lookup; "" = smtp_tls_level
     uint64_t max_per_connection = 0;  // destination_policy: the connection is closed after this many; 0 = no limit
+    // A source pool's choice (queue): connect from this address, to targets of its family only, and
+    // greet with source_helo (when set). "" = smtp_bind_address(6) and smtp_helo_name.
+    std::string source_address, source_helo;
     std::vector<Recipient> rcpts;
     UniqueFd body;
 

@@ -1,5 +1,5 @@
 // mtamap: build and query the LMDB lookup tables (auth_users, local_recipients, aliases, virtual,
-// transport_map, smtp_tls_policy_map, dkim_keys, destination_policy).
+// transport_map, smtp_tls_policy_map, dkim_keys, destination_policy, source_addresses, sender_source_pools).
 // Trusts its command line and source file (the admin's); writes tables only by atomic rename.
 //   mtamap [-c FILE] [-t auth|aliases|virtual|recipients|dkim] SOURCE  build SOURCE.lmdb (".txt" dropped)
 //   mtamap [-c FILE] -q KEY TABLE                                     print the value, exit 1 if absent
@@ -24,8 +24,9 @@
 namespace {
 
 const char* const kUsage =
-    "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy|dkim|destination_policy] SOURCE\n"
-    "       mtamap [-c FILE] [-t transport|tls_policy|destination_policy] -q KEY TABLE\n";
+    "usage: mtamap [-c FILE] [-t auth|aliases|virtual|recipients|transport|tls_policy|dkim|destination_policy|\n"
+    "                            source_addresses|sender_pools] SOURCE\n"
+    "       mtamap [-c FILE] [-t transport|tls_policy|destination_policy|sender_pools] -q KEY TABLE\n";
 
 [[noreturn]] void usage() { exit(mta::usage_error(kUsage)); }
 
@@ -103,7 +104,8 @@ int main(int argc, char** argv) {
         mta::Config c;
         if (!mta::load_tool_config("mtamap", conf, true, c)) return 2;
     }
-    if (do_query) return query(qkey, argv[optind], type == "transport" || type == "tls_policy" || type == "destination_policy");
+    if (do_query) return query(qkey, argv[optind], type == "transport" || type == "tls_policy" || type == "destination_policy" ||
+                                                          type == "sender_pools");
     auto kind = mta::table::parse_kind(type);
     if (!kind) usage();
     return build(argv[optind], *kind);

@@ -1,9 +1,12 @@
 // The deliver / deliver_result codecs (see delivery.h).
 #include "common/wire/delivery.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <set>
 
+#include "common/address.h"
 #include "common/wire/fields.h"
 #include "common/wire/limits.h"
 
@@ -33,6 +36,8 @@ ipc::Message encode(Deliver& d, uint64_t reqid) {
     m.add(Tag::nexthop, d.nexthop);
     if (!d.tls_level.empty()) m.add(Tag::tls_level, d.tls_level);
     if (d.max_per_connection) m.add_u64(Tag::max_per_connection, d.max_per_connection);
+    if (!d.source_address.empty()) m.add(Tag::source_address, d.source_address);
+    if (!d.source_helo.empty()) m.add(Tag::source_helo, d.source_helo);
     for (const DeliverRcpt& r : d.rcpts) {
         m.add(Tag::rcpt, r.addr).add_u64(Tag::rcpt_index, r.index).add_u64(Tag::rcpt_notify, r.notify);
         if (!r.orcpt.empty()) m.add(Tag::rcpt_orcpt, r.orcpt);
@@ -43,7 +48,8 @@ ipc::Message encode(Deliver& d, uint64_t reqid) {
 
 bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     static const Shape shape{{Tag::msgid, Tag::sender, Tag::nexthop, Tag::size, Tag::body_type, Tag::smtputf8,
-                              Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level, Tag::max_per_connection},
+                              Tag::envid, Tag::ret, Tag::requiretls, Tag::tls_level, Tag::max_per_connection,
+                              Tag::source_address, Tag::source_helo},
                              {Tag::rcpt, Tag::rcpt_index, Tag::rcpt_notify, Tag::rcpt_orcpt},
                              std::nullopt, kMaxDeliverRecipients, 1};
     out = Deliver{};
@@ -52,8 +58,20 @@ bool decode(ipc::Message& m, Deliver& out, std::string& err) {
     if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) || !get_envelope(fs, out, err) ||
         !need_text(fs.get(Tag::nexthop), Tag::nexthop, kMaxNexthop, out.nexthop, err) ||
         !opt_text(fs.get(Tag::tls_level), 20, out.tls_level, err) ||
-        !opt_u64(fs.get(Tag::max_per_connection), 10000000, out.max_per_connection, err))
+        !opt_u64(fs.get(Tag::max_per_connection), 10000000, out.max_per_connection, err) ||
+        !opt_text(fs.get(Tag::source_address), 64, out.source_address, err) ||
+        !opt_text(fs.get(Tag::source_helo), 255, out.source_helo, err))
         return false;
+    unsigned char ip[16];
+    if (!out.source_address.empty() && inet_pton(AF_INET, out.source_address.c_str(), ip) != 1 &&
+        inet_pton(AF_INET6, out.source_address.c_str(), ip) != 1) {
+        err = "bad source_address";
+        return false;
+    }
+    if (!out.source_helo.empty() && (out.source_address.empty() || !addr::valid_domain(out.source_helo))) {
+        err = "bad source_helo";
+        return false;
+    }
     if (out.nexthop.find(' ') != std::string::npos) { err = "bad nexthop"; return false; }
     if (fs.get(Tag::tls_level) && !tls_level_ok(out.tls_level)) { err = "bad tls_level"; return false; }
     if (fs.groups().empty()) { err = "no recipients"; return false; }

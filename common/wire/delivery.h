@@ -29,6 +29,8 @@ struct Deliver : Envelope {
                             // (RCPT TO:<Postmaster>), which mta-smtp never gets
     std::string tls_level;  // per-destination level from smtp_tls_policy_map, "" = smtp_tls_level
     uint64_t max_per_connection = 0;  // destination_policy: a connection carries at most this many; 0 = any
+    std::string source_address;  // source pools: the local address to connect from ("" = smtp_bind_address)
+    std::string source_helo;     // its EHLO name ("" = smtp_helo_name); only with source_address
     std::vector<DeliverRcpt> rcpts;
     UniqueFd body;          // O_RDONLY body file
 };

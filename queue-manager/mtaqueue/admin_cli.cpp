@@ -16,7 +16,10 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
     std::string usage = std::string("usage: ") + prog +
                         (*prefix ? " [-c config_file] [--json] [filters]\n"
                                  : " [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
-                                   "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n");
+                                   "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n"
+                                   "       mtaqueue stats [--json]\n"
+                                   "       mtaqueue suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]\n"
+                                   "       mtaqueue warmup [list] [--json] | warmup set IP-ADDRESS --first-used YYYY-MM-DD\n");
     ConfigOption conf;
     // Stop at the first operand so that "--json", "--from" etc. reach the queue untouched.
     if (int rc = parse_config_option(prog, argc, argv, usage.c_str(), conf, true); rc >= 0) return rc;

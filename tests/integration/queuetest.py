@@ -40,6 +40,7 @@ class ScriptedServer:
         self.peers = []             # the client address of every session
         self.helos = []             # every EHLO/HELO line
         self.conn_tx = []           # per closed connection: how many messages it carried
+        self.delivered_via = []     # per delivered message: (client address, its EHLO name)
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -52,9 +53,11 @@ class ScriptedServer:
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn):
+        peer, helo = None, None
         try:
+            peer = conn.getpeername()[0]
             with self.lock:
-                self.peers.append(conn.getpeername()[0])
+                self.peers.append(peer)
         except OSError:
             pass
         f = conn.makefile("rb")
@@ -73,6 +76,7 @@ class ScriptedServer:
                     with self.lock:
                         self.commands.append(cmd)
                 if verb in ("EHLO", "HELO"):
+                    helo = cmd[5:].strip().lower()
                     with self.lock:
                         self.helos.append(cmd)
                     out("".join("250-%s\r\n" % e for e in ["sink.test", "PIPELINING", "8BITMIME"] + self.extensions)
@@ -124,6 +128,7 @@ class ScriptedServer:
                         continue
                     with self.lock:
                         self.delivered.append((mail, list(accepted), data))
+                        self.delivered_via.append((peer, helo))
                     out("250 2.0.0 queued")
                 elif verb == "RSET":
                     mail, offered, accepted = None, [], []

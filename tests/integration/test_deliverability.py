@@ -397,6 +397,88 @@ def source_address(srv):
         check("source: mtad -n refuses %s = %s" % (key, bad), r.returncode != 0 and key in r.stderr, r.stderr)
 
 
+def send_many(m, sender, prefix, n):
+    with smtplib.SMTP("127.0.0.1", m.port, timeout=30) as s:
+        for i in range(n):
+            s.sendmail(sender, ["%s%d@remote.test" % (prefix, i)],
+                       ("From: <%s>\r\nSubject: %s %d\r\nMessage-ID: <%s%d@test>\r\n\r\nHello.\r\n"
+                        % (sender, prefix, i, prefix, i)).encode())
+
+
+def warmup(tmp):
+    """Source pools and warm-up: 127.0.0.61 (pool "new", 50 then 100 per day) and 127.0.0.62 (pool
+    "warm"). Mail from wait.test may use only "new" and waits when today's 50 are spent; spill.test
+    lists "new,warm" and spills. The clock is not moved: `mtaqueue warmup set` says the address was
+    first used yesterday, which makes today its day 2."""
+    srv = ScriptedServer()
+    with Guard("warm-up") as g:
+        g.cleanups.append(srv.stop)
+        tables = {"sources": ("source_addresses", "127.0.0.61 pool=new helo=New61.Test warmup=50,100\n"
+                                                  "127.0.0.62 pool=warm helo=warm62.test\n"),
+                  "pools": ("sender_pools", "wait.test new\nspill.test new,warm\n")}
+        for name, (kind, text) in tables.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+            r = subprocess.run([os.path.join(BIN, "mtamap"), "-t", kind, os.path.join(tmp, name)],
+                               capture_output=True, text=True, timeout=30)
+            if not check("warm-up: mtamap -t %s" % kind, r.returncode == 0, r.stdout + r.stderr):
+                return
+        for kind, line, word in (("source_addresses", "127.0.0.1 warmup=50,,100\n", "warmup"),
+                                 ("source_addresses", "127.000.0.1 pool=a\n", "address"),
+                                 ("sender_pools", "example.com bad/pool\n", "pool")):
+            r = subprocess.run([os.path.join(BIN, "mtamap"), "-t", kind, "/dev/stdin"], input=line,
+                               capture_output=True, text=True, timeout=30)
+            check("warm-up: mtamap -t %s refuses %r at its line" % (kind, line.strip()),
+                  r.returncode != 0 and ":1:" in r.stderr and word in r.stderr, r.stdout + r.stderr)
+        g.log = m = MTA(name="warmup", extra=relay_config(srv) + "source_addresses = %s.lmdb\n"
+                        "sender_source_pools = %s.lmdb\n" % (os.path.join(tmp, "sources"), os.path.join(tmp, "pools")))
+        m.start()
+        g.cleanups.insert(0, m.stop)
+        send_many(m, "a@wait.test", "w", 55)
+        from_61 = lambda: sum(1 for peer, _ in srv.delivered_via if peer == "127.0.0.61")
+        wait_for(lambda: from_61() >= 50, 30)
+        time.sleep(1.5)
+        check("warm-up: on day 1 of a 50-per-day schedule the sink sees exactly 50 from the address",
+              from_61() == 50 and len(srv.delivered) == 50, (from_61(), len(srv.delivered)))
+        check("warm-up: with the address's EHLO name",
+              all(helo == "new61.test" for peer, helo in srv.delivered_via if peer == "127.0.0.61"),
+              set(srv.delivered_via))
+        tomorrow = (int(time.time()) // 86400 + 1) * 86400
+        waiting = [r for x in queue_json(m).get("messages", []) for r in x["recipients"]]
+        check("warm-up: the other 5 wait for the next UTC day without an attempt, saying why",
+              len(waiting) == 5 and all(r["attempts"] == 0 and r["next_attempt"] == tomorrow and
+                                        "warm-up allowance for today used up in source pool new" in r["last_error"]
+                                        and "127.0.0.61 day 1: 50" in r["last_error"] for r in waiting), waiting)
+        send_many(m, "b@spill.test", "s", 10)
+        check("warm-up: a sender whose pools are new,warm spills to the warm address",
+              wait_for(lambda: len(srv.delivered) == 60, 30) and
+              sum(1 for peer, helo in srv.delivered_via if (peer, helo) == ("127.0.0.62", "warm62.test")) == 10,
+              srv.delivered_via[50:])
+        r = mtaqueue(m, "warmup", "--json", user="nobody")
+        j = jload(r)
+        a61 = [a for a in j.get("addresses", []) if a["address"] == "127.0.0.61"]
+        check("warm-up: mtaqueue warmup --json (any user) shows day 1, today's limit and count",
+              r.returncode == 0 and a61 and a61[0]["day"] == 1 and a61[0]["limit_today"] == 50 and
+              a61[0]["sent_today"] == {"*": 50} and a61[0]["pools"] == ["new"], r.stdout + r.stderr)
+        r = mtaqueue(m, "warmup", "set", "127.0.0.61", "--first-used", "2026-01-01", user="nobody")
+        check("warm-up: warmup set is for the admin only", r.returncode != 0 and "permission" in r.stdout + r.stderr,
+              r.stdout + r.stderr)
+        yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+        r = mtaqueue(m, "warmup", "set", "127.0.0.61", "--first-used", yesterday)
+        check("warm-up: warmup set makes today day 2", r.returncode == 0 and "day 2 today" in r.stdout,
+              r.stdout + r.stderr)
+        mtaqueue(m, "flush")
+        check("warm-up: on day 2 (100 a day) the 5 that waited go from the address",
+              wait_for(lambda: from_61() == 55, 30), (from_61(), len(srv.delivered)))
+        m.stop()
+        m.start()
+        j = jload(mtaqueue(m, "warmup", "--json"))
+        a61 = [a for a in j.get("addresses", []) if a["address"] == "127.0.0.61"]
+        check("warm-up: the counts and the first-use date survive a restart",
+              a61 and a61[0]["sent_today"] == {"*": 55} and a61[0]["first_used"] == yesterday and
+              a61[0]["limit_today"] == 100, j)
+
+
 def check_sender(tmp):
     """mtadns --check-sender against NSD zones with one deliberate fault per line."""
     keys = {}
@@ -506,6 +588,9 @@ def main():
         tmp = os.path.join(TMP_ROOT, "shaping")
         os.makedirs(tmp, exist_ok=True)
         shaping(tmp)
+        tmp = os.path.join(TMP_ROOT, "warmup")
+        os.makedirs(tmp, exist_ok=True)
+        warmup(tmp)
         tmp = os.path.join(TMP_ROOT, "check-sender")
         os.makedirs(tmp, exist_ok=True)
         check_sender(tmp)

@@ -4,6 +4,7 @@
 
 #include "queue-manager/admin.h"
 
+using namespace mta;
 using namespace mta::queue;
 
 namespace {
@@ -84,6 +85,45 @@ TEST_CASE("stats and suppression commands") {
     CHECK_FALSE(parse_admin("suppression add a\xff@b.test", c, err));
     REQUIRE(parse_admin("suppression remove a@b.test", c, err));
     CHECK(c.sub == "remove");
+}
+
+TEST_CASE("warmup commands") {
+    AdminCommand c;
+    std::string err;
+    REQUIRE(parse_admin("warmup", c, err));
+    CHECK(c.sub == "list");
+    CHECK_FALSE(c.privileged_only());
+    REQUIRE(parse_admin("warmup list --json", c, err));
+    CHECK(c.json);
+    REQUIRE(parse_admin("warmup set 2001:DB8::1 --first-used 2026-11-30", c, err));
+    CHECK(c.privileged_only());
+    CHECK(c.addresses == std::vector<std::string>{"2001:db8::1"});
+    uint64_t day = 0;
+    REQUIRE(parse_utc_date("2026-11-30", day));
+    CHECK(c.first_day == day);
+    CHECK_FALSE(parse_admin("warmup set 192.0.2.1", c, err));
+    CHECK_FALSE(parse_admin("warmup set --first-used 2026-11-30", c, err));
+    CHECK_FALSE(parse_admin("warmup set mail.example --first-used 2026-11-30", c, err));
+    CHECK_FALSE(parse_admin("warmup set 192.0.2.1 --first-used yesterday", c, err));
+    CHECK_FALSE(parse_admin("warmup set 192.0.2.1 192.0.2.2 --first-used 2026-11-30", c, err));
+    CHECK_FALSE(parse_admin("warmup list 192.0.2.1", c, err));
+    CHECK_FALSE(parse_admin("warmup set 192.0.2.1 --first-used 2026-11-30 --json", c, err));
+
+    SourcePools sp;
+    SourceAddress a;
+    REQUIRE(parse_source_address("192.0.2.1", "pool=new helo=out.example.test warmup=5,10", a, err));
+    sp.configure({a});
+    uint64_t now = (day + 1) * 86400 + 60;
+    sp.set_first_day("192.0.2.1", day);
+    sp.sent("192.0.2.1", ".example.com", now);
+    std::string text = format_warmup_text(sp, now);
+    CHECK(text.find("192.0.2.1  pool new  helo out.example.test") != std::string::npos);
+    CHECK(text.find("first used 2026-11-30, day 2, warming up: 10 per destination class today") != std::string::npos);
+    CHECK(text.find("sent today: .example.com=1") != std::string::npos);
+    std::string json = format_warmup_json(sp, now);
+    CHECK(json.find("\"day\":2,\"schedule\":[5,10],\"limit_today\":10,\"sent_today\":{\".example.com\":1}") !=
+          std::string::npos);
+    CHECK(format_warmup_text(SourcePools{}, now).find("No source addresses") == 0);
 }
 
 TEST_CASE("stats and suppression formats") {

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "queue-manager/envelope.h"
+#include "queue-manager/scheduler.h"
 
 using namespace mta;
 using namespace mta::queue;
@@ -88,7 +89,9 @@ TEST_CASE("deliver carries rcpt first in each group and lower-cased domains grou
     RecipientRecord r;
     r.addr = "x@Example.COM";
     r.notify = 4;
-    ipc::Message d = make_deliver(7, msg, "example.com", {{3, &r}});
+    Nexthop to;
+    to.host = "example.com";
+    ipc::Message d = make_deliver(7, msg, {{3, &r}}, to);
     std::size_t at = 0;
     while (d.fields[at].tag != Tag::rcpt) at++;
     CHECK(d.fields[at + 1].tag == Tag::rcpt_index);

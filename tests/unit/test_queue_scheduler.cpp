@@ -6,6 +6,7 @@
 
 #include "queue-manager/scheduler.h"
 
+using namespace mta;
 using namespace mta::queue;
 using mta::ipc::DeliveryStatus;
 using mta::DestinationPolicy;
@@ -16,6 +17,7 @@ struct Sent {
     uint64_t link, msgid;
     std::vector<uint32_t> indices;
     std::string host;
+    std::string source = {}, helo = {};
 };
 struct Deferred {
     uint64_t msgid;
@@ -23,8 +25,9 @@ struct Deferred {
     std::string text, relay;
 };
 
-Nexthop hop(bool local, std::string host, std::string tls = "", std::string group = "", DestinationPolicy p = {}) {
-    return Nexthop{local, std::move(host), std::move(tls), std::move(group), std::move(p)};
+Nexthop hop(bool local, std::string host, std::string tls = "", std::string group = "", DestinationPolicy p = {},
+            std::vector<std::string> pools = {}) {
+    return Nexthop{local, std::move(host), std::move(tls), std::move(group), std::move(p), std::move(pools), {}, {}};
 }
 
 struct Postponed {
@@ -45,7 +48,7 @@ struct Fixture {
                 Scheduler::Hooks{
                     .send = [this](uint64_t link, uint64_t msgid, const std::vector<uint32_t>& idx,
                                    const Nexthop& to) {
-                        sent.push_back({link, msgid, idx, to.host});
+                        sent.push_back({link, msgid, idx, to.host, to.source, to.source_helo});
                         return idx;
                     },
                     .defer = [this](uint64_t msgid, const std::vector<uint32_t>& idx, const std::string& text,
@@ -297,4 +300,66 @@ TEST_CASE("shaping: max_connections caps the window; a rate-limit reply cuts the
     CHECK(f.s.shaper().per_minute(key) == 1);  // two went out in that minute: halved
     CHECK(f.sent.size() == 2);                 // and the next waits for the budget
     CHECK(f.postponed.size() == 2);
+}
+
+TEST_CASE("source pools: a message goes from a pool address, in turn; a spent warm-up allowance waits or spills") {
+    Fixture f;
+    f.now = 20000 * 86400 + 3600;  // 01:00 UTC
+    std::vector<SourceAddress> addrs(3);
+    std::string err;
+    REQUIRE(parse_source_address("192.0.2.1", "pool=new helo=new1.example.test warmup=2,4", addrs[0], err));
+    REQUIRE(parse_source_address("192.0.2.2", "pool=new warmup=2", addrs[1], err));
+    REQUIRE(parse_source_address("192.0.2.9", "pool=warm helo=warm.example.test", addrs[2], err));
+    f.s.sources().configure(addrs);
+    f.s.configure(100, 300);
+    f.s.link_up(1, false, 0);
+    DestinationPolicy p;
+    REQUIRE(parse_destination_policy("pool=new class=big", p, err));
+    auto add = [&](uint64_t msgid, std::vector<std::string> pools) {  // and it is delivered at once
+        std::size_t before = f.sent.size();
+        f.s.pump(f.s.add(hop(false, "example.org", "", "", p, std::move(pools)), msgid, 0, 100));
+        if (f.sent.size() > before) f.answer(before, DeliveryStatus::delivered, "2.0.0 ok");
+    };
+    for (uint64_t m = 1; m <= 5; m++) add(m, {"new"});
+    // Two each from the two warming addresses, taken in turn; the fifth waits for tomorrow.
+    REQUIRE(f.sent.size() == 4);
+    CHECK(f.sent[0].source == "192.0.2.1");
+    CHECK(f.sent[0].helo == "new1.example.test");
+    CHECK(f.sent[1].source == "192.0.2.2");
+    CHECK(f.sent[1].helo == "");
+    CHECK(f.sent[2].source == "192.0.2.1");
+    CHECK(f.sent[3].source == "192.0.2.2");
+    REQUIRE(f.postponed.size() == 1);
+    CHECK(f.postponed[0].msgid == 5);
+    CHECK(f.postponed[0].until == 20001 * 86400);
+    CHECK(f.postponed[0].text.find("4.7.0 warm-up allowance for today used up in source pool new") == 0);
+    CHECK(f.postponed[0].text.find("class big") != std::string::npos);
+    // The sender's list spills to the warm pool.
+    add(6, {"new", "warm"});
+    REQUIRE(f.sent.size() == 5);
+    CHECK(f.sent[4].source == "192.0.2.9");
+    // Another destination class has its own allowance.
+    DestinationPolicy q;
+    REQUIRE(parse_destination_policy("max_connections=5", q, err));
+    q.key = ".example.net";
+    f.s.pump(f.s.add(hop(false, "example.net", "", "", q, {"new"}), 7, 0, 100));
+    REQUIRE(f.sent.size() == 6);
+    CHECK(f.sent[5].source == "192.0.2.1");
+    // Day 2: 192.0.2.1 may send 4, 192.0.2.2 is warm (past its schedule).
+    f.now += 86400;
+    auto* st = f.s.sources().state("192.0.2.1");
+    REQUIRE(st);
+    CHECK(st->first_day == 20000);
+    CHECK(f.s.sources().day_number("192.0.2.1", f.now) == 2);
+    CHECK(*f.s.sources().allowance_left(addrs[0], "big", f.now) == 4);
+    CHECK_FALSE(f.s.sources().allowance_left(addrs[1], "big", f.now));
+}
+
+TEST_CASE("source pools: a pool without addresses defers with the configuration error") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    f.s.pump(f.s.add(hop(false, "example.org", "", "", {}, {"nosuch"}), 1, 0, 100));
+    CHECK(f.sent.empty());
+    REQUIRE(f.deferred.size() == 1);
+    CHECK(f.deferred[0].text == "4.3.5 source pool nosuch has no address in source_addresses");
 }

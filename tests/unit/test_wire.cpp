@@ -85,6 +85,8 @@ wire::Deliver sample_deliver() {
     d.requiretls = true;
     d.tls_level = "mta-sts";
     d.max_per_connection = 50;
+    d.source_address = "2001:db8::5";
+    d.source_helo = "out5.example.com";
     d.rcpts = {{3, "x@example.com", 6, "rfc822;x@example.com"}, {7, "y@example.com", 0, ""}};
     d.body = devnull();
     return d;
@@ -152,6 +154,8 @@ TEST_CASE("wire: deliver round trip and refusals") {
     CHECK(out.requiretls);
     CHECK(out.tls_level == want.tls_level);
     CHECK(out.max_per_connection == 50);
+    CHECK(out.source_address == "2001:db8::5");
+    CHECK(out.source_helo == "out5.example.com");
     REQUIRE(out.rcpts.size() == 2);
     CHECK(out.rcpts[0].index == 3);
     CHECK(out.rcpts[0].addr == "x@example.com");
@@ -174,6 +178,10 @@ TEST_CASE("wire: deliver round trip and refusals") {
     refuses_value<wire::Deliver>(good_deliver, Tag::envid, "has space");
     refuses_value<wire::Deliver>(good_deliver, Tag::tls_level, "Encrypt");
     refuses_value<wire::Deliver>(good_deliver, Tag::max_per_connection, u64(10000001));
+    refuses_value<wire::Deliver>(good_deliver, Tag::source_address, "mail.example.com");
+    refuses_value<wire::Deliver>(good_deliver, Tag::source_address, "192.0.2.1\r\nRCPT");
+    refuses_value<wire::Deliver>(good_deliver, Tag::source_helo, "bad helo");
+    refuses_value<wire::Deliver>(good_deliver, Tag::source_helo, "a\r\nMAIL FROM:<x>");
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt, "");
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt, std::string(wire::kMaxAddress + 1, 'a'));
     refuses_value<wire::Deliver>(good_deliver, Tag::rcpt_notify, u64(16));
