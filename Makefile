@@ -8,7 +8,7 @@ CXX      ?= g++
 BUILD    ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
-PKGS     := libevent libevent_openssl openssl libunbound lmdb libpsl
+PKGS     := libevent libevent_openssl openssl libunbound lmdb libpsl zlib
 # CXXFLAGS/LDFLAGS from the environment or the command line (a packager's) replace the defaults; the
 # flags the build cannot do without are appended with `override`, so they survive both.
 CXXFLAGS ?= -O2 -g
@@ -58,7 +58,7 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
-                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools
+                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)

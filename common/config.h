@@ -83,6 +83,9 @@ struct Config {
     uint64_t minimal_backoff_time = 0, maximal_backoff_time = 0, maximal_queue_lifetime = 0,
              bounce_queue_lifetime = 0, delay_warning_time = 0, delivery_concurrency = 0;
     bool suppress_hard_bounces = false;     // the suppression list (mta-queue(8), SUPPRESSION)
+    bool tlsrpt_reports = false;            // RFC 8460 reports of outbound TLS (mta-queue(8), TLS-RPT)
+    std::string tlsrpt_from;                // their From: ("" = postmaster@hostname)
+    std::string tlsrpt_organization;        // their organization-name ("" = hostname)
     uint64_t suppression_ttl = 0;
     std::string log_level;
     // mta-msgauth (msgauth/, mta-msgauth(8)): DKIM signing keys, verification and what its verdicts do.

@@ -432,6 +432,26 @@ const std::vector<KeyDef>& key_defs() {
          yes_no(&Config::suppress_hard_bounces)},
         {{"suppression_ttl", "30d", "how long a hard-bounced recipient stays on the suppression list"},
          duration(&Config::suppression_ttl)},
+        {{"tlsrpt_reports", "no", "collect the outcome of outbound TLS under DANE and MTA-STS policies and mail a "
+          "daily RFC 8460 report to each policy domain that publishes a _smtp._tls record with a mailto: rua"},
+         yes_no(&Config::tlsrpt_reports)},
+        {{"tlsrpt_from", "", "the From: address of TLS-RPT reports, also their contact-info (empty: postmaster@hostname)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             std::size_t at = v.rfind('@');
+             if (!v.empty() && (at == std::string::npos || at == 0 || !addr::valid_domain(addr::lower(v.substr(at + 1))) ||
+                                v.find_first_of(" \t<>\"") != std::string::npos)) {
+                 err = "expected an address local@domain";
+                 return false;
+             }
+             c.tlsrpt_from = v;
+             return true;
+         }},
+        {{"tlsrpt_organization", "", "the organization-name of TLS-RPT reports (empty: hostname)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (v.size() > 200 || v.find_first_of("\r\n") != std::string::npos) { err = "expected a short name"; return false; }
+             c.tlsrpt_organization = v;
+             return true;
+         }},
         {{"delivery_concurrency", "20", "concurrent deliveries per destination (upper bound)"}, num(&Config::delivery_concurrency, 1, 1000)},
         {{"log_level", "info", "debug, info, warn or error"},
          [](Config& c, const std::string& v, std::string& err) {

@@ -99,6 +99,8 @@ enum class Tag : uint16_t {
     max_per_connection = 106,  // deliver (optional): transactions one connection may carry (destination_policy)
     source_address = 107,      // deliver (optional): connect from this address (a source pool's choice)
     source_helo = 108,         // deliver (optional): the EHLO name that goes with source_address
+    tlsrpt = 109,              // deliver_result (optional): TLS-RPT counts of the attempt (bytes)
+    tlsrpt_rua = 110,          // deliver_result (with tlsrpt): the policy domain's mailto addresses
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

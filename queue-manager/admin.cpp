@@ -146,12 +146,20 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     if (w.empty()) { err = "no command"; return false; }
     out.verb = std::string(w[0]);
     static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue", "stats",
-                                  "suppression", "warmup"};
+                                  "suppression", "warmup", "tlsrpt"};
     bool known = false;
     for (auto* v : verbs) known = known || out.verb == v;
     if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
     if (out.verb == "stats" || out.verb == "suppression") return parse_counters_or_list(w, out, err);
     if (out.verb == "warmup") return parse_warmup(w, out, err);
+    if (out.verb == "tlsrpt") {  // "tlsrpt [list] [--json]" | "tlsrpt send"
+        out.sub = w.size() > 1 && (w[1] == "list" || w[1] == "send") ? std::string(w[1]) : "list";
+        for (std::size_t i = w.size() > 1 && (w[1] == "list" || w[1] == "send") ? 2 : 1; i < w.size(); i++) {
+            if (w[i] == "--json" && out.sub == "list") out.json = true;
+            else { err = "unexpected argument \"" + printable(w[i]) + "\""; return false; }
+        }
+        return true;
+    }
     AdminFilter& f = out.filter;
     for (std::size_t i = 1; i < w.size(); i++) {
         std::string_view a = w[i];

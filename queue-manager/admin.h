@@ -44,7 +44,8 @@ struct AdminCommand {
 
 // Parses "VERB [ID...] [--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--corrupt]
 // [--all]", "stats [--json]", "suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]" and
-// "warmup [list] [--json]" / "warmup set IP-ADDRESS --first-used YYYY-MM-DD". False
+// "warmup [list] [--json]" / "warmup set IP-ADDRESS --first-used YYYY-MM-DD", "tlsrpt [list] [--json]" /
+// "tlsrpt send". False
 // with a human-readable err on anything unexpected.
 bool parse_admin(std::string_view line, AdminCommand& out, std::string& err);
 

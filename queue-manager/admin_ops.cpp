@@ -61,6 +61,7 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
     }
     if (cmd.verb == "suppression") return suppression(cmd, uid, now);
     if (cmd.verb == "warmup") return warmup(cmd, uid, now);
+    if (cmd.verb == "tlsrpt") return q_.tlsrpt(cmd.sub, cmd.json);
     std::vector<MessageView> msgs;
     store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
         if (only_uid && msg.submit_uid != *only_uid) return;

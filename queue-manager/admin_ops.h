@@ -35,6 +35,7 @@ public:
         std::function<uint64_t()> suppression_ttl;                   // suppression add without --ttl
         std::function<SourcePools&()> sources;                       // warmup list/set
         std::function<int()> save_state;                             // write changed warm-up state now
+        std::function<std::string(const std::string& sub, bool json)> tlsrpt;  // tlsrpt list|send
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
 

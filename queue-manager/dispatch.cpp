@@ -135,6 +135,9 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     DeliverResult res;
     std::string err;
     if (!parse_deliver_result(m, res, err)) daemon::malformed(p.link->desc(), "deliver_result: " + err);
+    // TLS-RPT counts are advisory: bad ones are dropped (and logged), the results still count.
+    if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.now(), err))
+        LOG_WARN("event=tlsrpt_dropped peer=%s reason=\"%s\"", p.link->desc().c_str(), log::safe(err).c_str());
     std::vector<uint64_t> done;
     for (auto& r : res.results) {
         auto job = sched_->answered(p.id, res.msgid, r.index, r.status, r.text);

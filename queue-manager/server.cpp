@@ -28,13 +28,16 @@ QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock
         self->exit_now(0);
     }, this));
     state_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
-        static_cast<QueueServer*>(a)->save_state();
+        auto* self = static_cast<QueueServer*>(a);
+        self->tlsrpt_.tick(self->clock_.now());
+        self->save_state();
     }, this));
 }
 
 QueueServer::~QueueServer() = default;
 
 void QueueServer::load_state() {
+    store_.for_each_state("tlsrpt/", [&](std::string_view key, std::string_view value) { tlsrpt_.load(key, value); });
     constexpr std::string_view prefix = "warmup/";
     store_.for_each_state(prefix, [&](std::string_view key, std::string_view value) {
         SourcePools::State st;
@@ -47,13 +50,15 @@ void QueueServer::load_state() {
 
 int QueueServer::save_state() {
     std::vector<Op> ops;
-    for (auto& [address, bytes] : sched_->sources().dirty()) {
+    auto put = [&](std::string key, std::string value) {
         Op op;
         op.kind = Op::Kind::put_state;
-        op.address = "warmup/" + address;
-        op.value = std::move(bytes);
+        op.address = std::move(key);
+        op.value = std::move(value);
         ops.push_back(std::move(op));
-    }
+    };
+    for (auto& [address, bytes] : sched_->sources().dirty()) put("warmup/" + address, std::move(bytes));
+    for (auto& [key, bytes] : tlsrpt_.dirty()) put(key, std::move(bytes));
     int rc = ops.empty() ? 0 : store_.apply(ops);
     if (rc)  // the counts stay in memory; a crash before the next save loses them
         LOG_ERROR("event=state_save_failed reason=\"%s\"", Store::error_text(rc).c_str());
@@ -143,12 +148,19 @@ void QueueServer::build_parts() {
             return sched_->sources();
         },
         .save_state = [this] { return save_state(); },
+        .tlsrpt = [this](const std::string& sub, bool json) {
+            uint64_t now = clock_.now();
+            std::string out = sub == "send" ? tlsrpt_.send(now) : json ? tlsrpt_.list_json(now) : tlsrpt_.list_text(now);
+            if (sub == "send") save_state();
+            return out;
+        },
         .reply = [this](ipc::Message m) { master_->send(std::move(m)); },
     });
     configure_parts();
 }
 
 void QueueServer::configure_parts() {
+    tlsrpt_.configure(cfg_);
     active_->configure(cfg_);
     sched_->configure(cfg_.delivery_concurrency, RetryPolicy::from(cfg_).minimal_backoff);
     sched_->shaper().configure(cfg_.destination_slowdown_time, cfg_.slowdown_patterns);

@@ -36,6 +36,7 @@
 #include "queue-manager/pickup.h"
 #include "queue-manager/route_tables.h"
 #include "queue-manager/scheduler.h"
+#include "queue-manager/tls_reports.h"
 #include "queue-manager/store.h"
 
 namespace mta::queue {
@@ -118,6 +119,7 @@ private:
     std::unordered_map<uint64_t, uint64_t> pending_bodies_;  // msgid -> smtpd peer id
     EventPtr stop_ev_;
     EventPtr state_ev_;
+    TlsReports tlsrpt_;  // TLS-RPT counts of this period
     uint64_t sources_generation_ = 0;  // tables_.sources_generation() that SourcePools was loaded from
     daemon::Reaper reaper_;  // closed peers are dropped from the loop, then a pending stop may finish
     bool stopping_ = false;

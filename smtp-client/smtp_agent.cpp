@@ -19,6 +19,7 @@ Agent::Agent(event_base* base, Config cfg, UniqueFd master, SSL_CTX* tls)
     env_.cache = &cache_;
     env_.tls = tls_;
     env_.rng = [this] { return uint32_t(rng_()); };
+    env_.rua_cache = &rua_cache_;
 }
 
 Agent::~Agent() = default;

@@ -55,6 +55,7 @@ private:
     ConnCache cache_;
     std::mt19937 rng_;
     DeliveryEnv env_;
+    std::map<std::string, RuaCacheEntry> rua_cache_;  // TLS-RPT records of policy domains
     std::map<uint64_t, Active> active_;
     uint64_t next_delivery_ = 1, next_generation_ = 1;
     bool stopping_ = false;

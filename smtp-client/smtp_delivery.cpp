@@ -209,6 +209,7 @@ void Delivery::connect(const Target& t, SessionSettings settings) {
 }
 
 void Delivery::on_open(bool ok, const std::string& err) {
+    note_tls_result(ok);
     if (!ok) {
         temp_failures_++;
         LOG_INFO("event=connect_failed qid=%s relay=%s reason=\"%s\"", job_.qid().c_str(), relay_.c_str(),
@@ -326,6 +327,7 @@ void Delivery::log_results() const {
 }
 
 void Delivery::complete() {
+    if (attach_tls_report()) return;  // back here once the _smtp._tls record is known
     log_results();
     auto cb = std::move(done_);
     cb(*this);  // may destroy *this

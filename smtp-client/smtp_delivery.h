@@ -8,6 +8,7 @@
 
 #include "common/config.h"
 #include "common/mta_sts.h"
+#include "common/tlsrpt.h"
 #include "smtp-client/smtp_cache.h"
 #include "smtp-client/lmtp_nexthop.h"
 #include "smtp-client/smtp_job.h"
@@ -18,6 +19,12 @@ struct event_base;
 
 namespace mta::smtp {
 
+// A policy domain's TLS-RPT mailto: addresses (none: no usable _smtp._tls record), until `expires`.
+struct RuaCacheEntry {
+    uint64_t expires = 0;
+    std::vector<std::string> mailto;
+};
+
 struct DeliveryEnv {
     event_base* base = nullptr;
     const Config* cfg = nullptr;
@@ -25,6 +32,7 @@ struct DeliveryEnv {
     ConnCache* cache = nullptr;
     SSL_CTX* tls = nullptr;
     std::function<uint32_t()> rng;
+    std::map<std::string, RuaCacheEntry>* rua_cache = nullptr;  // the agent's, for tlsrpt_reports
 };
 
 class Delivery {
@@ -63,6 +71,9 @@ private:
     void finish(ipc::DeliveryStatus st, const std::string& text);
     void complete();
     void log_results() const;
+    // TLS-RPT (smtp_delivery_tlsrpt.cpp): count the session just opened (or not) under its policy.
+    void note_tls_result(bool opened);
+    bool attach_tls_report();
 
     DeliveryEnv env_;
     Job job_;
@@ -82,6 +93,7 @@ private:
     std::string last_error_;
     std::unique_ptr<Session> session_;
     std::string relay_;  // "host[ip]:port" of the session used
+    tlsrpt::Aggregate report_;  // this attempt's sessions under a DANE or MTA-STS policy
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards DNS callbacks
 };
 

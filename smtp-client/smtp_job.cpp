@@ -83,6 +83,8 @@ ipc::Message make_result(const Job& job, uint64_t reqid) {
     wire::DeliverResult res;
     res.msgid = job.msgid;
     for (const Recipient& r : job.rcpts) res.results.push_back({uint32_t(r.index), r.status, r.text, r.handoff});
+    res.tlsrpt = job.tlsrpt;
+    res.tlsrpt_rua = job.tlsrpt_rua;
     return wire::encode(res, reqid);
 }
 

@@ -39,6 +39,9 @@ struct Job {
     // A source pool's choice (queue): connect from this address, to targets of its family only, and
     // greet with source_helo (when set). "" = smtp_bind_address(6) and smtp_helo_name.
     std::string source_address, source_helo;
+    // TLS-RPT: this attempt's counts (tlsrpt::Aggregate::encode) and the policy domain's mailto rua
+    // ("a@x,b@y"), for the result; both "" when there is nothing to report.
+    std::string tlsrpt, tlsrpt_rua;
     std::vector<Recipient> rcpts;
     UniqueFd body;
 

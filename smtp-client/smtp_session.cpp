@@ -125,6 +125,14 @@ void Session::on_event_cb(bufferevent* bev, short what, void* arg) {
         if (s->phase_ == Phase::connecting) {
             int one = 1;
             setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            struct sockaddr_storage ss {};
+            socklen_t len = sizeof ss;
+            char ip[INET6_ADDRSTRLEN] = "";
+            if (getsockname(bufferevent_getfd(bev), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+                const void* a = ss.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr)
+                                                         : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&ss)->sin_addr);
+                if (inet_ntop(ss.ss_family, a, ip, sizeof ip)) s->local_ip_ = ip;
+            }
             s->phase_ = Phase::greeting;
             s->arm(s->settings_.greeting_timeout);
         } else if (s->phase_ == Phase::handshake) {
@@ -267,6 +275,8 @@ void Session::on_ehlo(const Reply& r) {
         }
         if (!tls_active_ && settings_.sts_testing)
             LOG_WARN("event=mta_sts_failure relay=%s mode=testing reason=\"STARTTLS not offered\"", target_.label().c_str());
+        if (!tls_active_ && (settings_.sts_testing || settings_.level == TlsLevel::dane || settings_.level == TlsLevel::mta_sts))
+            policy_failed("starttls-not-supported", "STARTTLS not offered");
         if (!tls_active_ && tls_required()) {
             write("QUIT\r\n");
             fail("4.7.4 TLS is required, but was not offered by host " + target_.hostip());
@@ -296,6 +306,7 @@ void Session::on_helo(const Reply& r) {
 
 void Session::on_starttls(const Reply& r) {
     if (r.code != 220 && tls_required()) {
+        policy_failed("starttls-not-supported", "STARTTLS refused: " + r.summary());
         write("QUIT\r\n");
         fail("4.7.4 TLS is required, but host " + target_.hostip() + " refused STARTTLS: " + r.summary());
         return;
@@ -356,12 +367,20 @@ void Session::handshake_done() {
         if (!ssl || !dane_verified(ssl, detail)) {
             // RFC 7672 §2.2: a server whose certificate matches none of its secure TLSA records gets no mail.
             LOG_WARN("event=dane_verify_failed relay=%s reason=\"%s\"", target_.label().c_str(), log::safe(detail).c_str());
+            policy_failed("validation-failure", detail);
             fail("4.7.5 DANE verification failed for host " + target_.hostip() + ": " + detail);
             return;
         }
         tls_verified_ = true;
     } else if (webpki_check()) {
         bool ok = ssl && webpki_verified(ssl, detail);
+        if (!ok) {
+            long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+            policy_failed(v == X509_V_ERR_CERT_HAS_EXPIRED || v == X509_V_ERR_CERT_NOT_YET_VALID ? "certificate-expired"
+                          : v == X509_V_ERR_HOSTNAME_MISMATCH                                    ? "certificate-host-mismatch"
+                                                                                                 : "certificate-not-trusted",
+                          detail);
+        }
         if (!ok && settings_.level == TlsLevel::mta_sts) {
             LOG_WARN("event=mta_sts_verify_failed relay=%s reason=\"%s\"", target_.label().c_str(), log::safe(detail).c_str());
             fail("4.7.5 MTA-STS: certificate verification failed for host " + target_.hostip() + ": " + detail);
@@ -380,6 +399,12 @@ void Session::handshake_done() {
     phase_ = Phase::ehlo;
     arm(kCommandTimeout);
     write(std::string(settings_.lmtp ? "LHLO " : "EHLO ") + settings_.helo_name + "\r\n");
+}
+
+void Session::policy_failed(const char* result_type, const std::string& detail) {
+    if (!tls_failure_.empty()) return;
+    tls_failure_ = result_type;
+    tls_failure_detail_ = detail;
 }
 
 bool Session::webpki_verified(SSL* ssl, std::string& detail) const {

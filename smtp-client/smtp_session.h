@@ -79,6 +79,13 @@ public:
     const Extensions& ext() const { return ext_; }
     bool tls_active() const { return tls_active_; }
     bool tls_verified() const { return tls_verified_; }  // by DANE or MTA-STS (WebPKI)
+    // Why a policy (DANE, MTA-STS enforce or testing) was not met, as an RFC 8460 result type
+    // ("starttls-not-supported", "validation-failure", "certificate-expired", ...), with its detail;
+    // "" when it was met or nothing was checked.
+    const std::string& tls_failure() const { return tls_failure_; }
+    const std::string& tls_failure_detail() const { return tls_failure_detail_; }
+    const SessionSettings& settings() const { return settings_; }
+    const std::string& local_ip() const { return local_ip_; }  // once connected
     // The open failed in the TLS handshake of an opportunistic ("may") session: worth one retry of the
     // same address without TLS, as Postfix does (an attacker able to break the handshake could as well
     // have hidden STARTTLS).
@@ -116,6 +123,7 @@ private:
     }
     bool webpki_check() const { return settings_.level == TlsLevel::mta_sts || settings_.sts_testing; }
     bool webpki_verified(SSL* ssl, std::string& detail) const;
+    void policy_failed(const char* result_type, const std::string& detail);  // the first one counts
     void start_tls();
     void opened();
     void open_failed(const std::string& why);
@@ -148,6 +156,7 @@ private:
     Extensions ext_;
     bool tls_active_ = false;
     bool tls_verified_ = false;
+    std::string tls_failure_, tls_failure_detail_, local_ip_;
     bool tls_handshake_failed_ = false;
     bool esmtp_ = false;
     int connect_errno_ = 0;

@@ -92,7 +92,10 @@ ipc::Message encode(const DeliverResult& r, uint64_t reqid) {
     // Keep the datagram under the IPC cap whatever the recipient count: per recipient at most four fields
     // of 6-byte headers, three u64 values and the text, which gets an equal share of what is left.
     std::size_t n = std::max<std::size_t>(r.results.size(), 1);
-    std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64) / n;
+    bool report = !r.tlsrpt.empty() && r.tlsrpt.size() <= kMaxTlsrpt && !r.tlsrpt_rua.empty() &&
+                  r.tlsrpt_rua.size() <= kMaxTlsrpt;
+    if (report) m.add(Tag::tlsrpt, r.tlsrpt).add(Tag::tlsrpt_rua, r.tlsrpt_rua);
+    std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64 - (report ? 2 * kMaxTlsrpt + 12 : 0)) / n;
     std::size_t text_cap = budget > 48 ? std::min<std::size_t>(budget - 48, kMaxResultText) : 0;
     for (const RcptResult& x : r.results) {
         m.add_u64(Tag::rcpt_index, x.index);
@@ -104,12 +107,17 @@ ipc::Message encode(const DeliverResult& r, uint64_t reqid) {
 }
 
 bool decode(const ipc::Message& m, DeliverResult& out, std::string& err) {
-    static const Shape shape{{Tag::msgid}, {Tag::rcpt_index, Tag::status, Tag::text, Tag::dsn_handoff},
-                             Tag::rcpt_index, kMaxRecipients, 0};
+    static const Shape shape{{Tag::msgid, Tag::tlsrpt, Tag::tlsrpt_rua},
+                             {Tag::rcpt_index, Tag::status, Tag::text, Tag::dsn_handoff}, Tag::rcpt_index,
+                             kMaxRecipients, 0};
     out = DeliverResult{};
     Fields fs;
     if (!fs.split(m, ipc::Type::deliver_result, shape, err)) return false;
-    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err)) return false;
+    if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
+        !opt_bytes(fs.get(Tag::tlsrpt), kMaxTlsrpt, out.tlsrpt, err) ||
+        !opt_text(fs.get(Tag::tlsrpt_rua), kMaxTlsrpt, out.tlsrpt_rua, err))
+        return false;
+    if (out.tlsrpt.empty() != out.tlsrpt_rua.empty()) { err = "tlsrpt without tlsrpt_rua, or the reverse"; return false; }
     if (fs.groups().empty()) { err = "no complete result"; return false; }
     for (const Fields::Group& g : fs.groups()) {
         RcptResult x;

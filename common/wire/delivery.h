@@ -49,12 +49,18 @@ struct RcptResult {
     uint8_t handoff = 0;  // delivered only: 1 = relayed to a next hop without DSN, 2 = with DSN
 };
 
+inline constexpr std::size_t kMaxTlsrpt = 16 * 1024;  // a job's TLS-RPT counts, encoded
+
 struct DeliverResult {
     uint64_t msgid = 0;
     std::vector<RcptResult> results;
+    // TLS-RPT (optional): this attempt's sessions under DANE/MTA-STS policies (tlsrpt::Aggregate::encode,
+    // at most kMaxTlsrpt; the queue decodes it as untrusted bytes) and the policy domain's mailto rua
+    // addresses, comma-separated.
+    std::string tlsrpt, tlsrpt_rua;
 };
 
-// msgid, then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
+// msgid [, tlsrpt, tlsrpt_rua], then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
 // equal share of the IPC size cap (at most kMaxResultText), so the result for every recipient one
 // deliver can carry fits one datagram (a result's fixed part per recipient is smaller than a deliver's).
 ipc::Message encode(const DeliverResult& r, uint64_t reqid);

@@ -65,6 +65,8 @@ const char* tag_name(ipc::Tag t) {
     case Tag::max_per_connection: return "max_per_connection";
     case Tag::source_address: return "source_address";
     case Tag::source_helo: return "source_helo";
+    case Tag::tlsrpt: return "tlsrpt";
+    case Tag::tlsrpt_rua: return "tlsrpt_rua";
     case Tag::anvil_status: return "anvil_status";
     case Tag::anvil_concurrent: return "anvil_concurrent";
     case Tag::anvil_rate: return "anvil_rate";

@@ -19,7 +19,8 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
                                    "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n"
                                    "       mtaqueue stats [--json]\n"
                                    "       mtaqueue suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]\n"
-                                   "       mtaqueue warmup [list] [--json] | warmup set IP-ADDRESS --first-used YYYY-MM-DD\n");
+                                   "       mtaqueue warmup [list] [--json] | warmup set IP-ADDRESS --first-used YYYY-MM-DD\n"
+                                   "       mtaqueue tlsrpt [list] [--json] | tlsrpt send\n");
     ConfigOption conf;
     // Stop at the first operand so that "--json", "--from" etc. reach the queue untouched.
     if (int rc = parse_config_option(prog, argc, argv, usage.c_str(), conf, true); rc >= 0) return rc;

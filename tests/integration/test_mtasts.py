@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd, random_address  # noqa: E402
 from mtatest import BIN, check, finish, free_port, Guard, MTA, wait_for  # noqa: E402
 from smtpsink import Sink  # noqa: E402
+from tlsrpttest import counts, mtaqueue_tlsrpt, parse_reports  # noqa: E402
 
 DOMAINS = ("good", "wrongname", "nomatch", "testing", "plain")
 ZONE = """$ORIGIN sts.example.
@@ -48,6 +49,9 @@ _mta-sts.testing IN TXT "v=STSv1; id=1;"
 mta-sts.testing  IN A 127.0.0.40
 plain         IN MX 10 mx.plain
 mx.plain      IN A 127.0.0.46
+_smtp._tls.good      IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@good.sts.example"
+_smtp._tls.wrongname IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@good.sts.example"
+_smtp._tls.testing   IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@good.sts.example"
 """
 
 
@@ -189,6 +193,26 @@ def deliveries(m, sinks):
           "%s %s" % (ev, reply))
 
 
+def tls_reports(m, sinks):
+    """tlsrpt_reports = yes: the sessions of deliveries() under MTA-STS policies, reported to the rua of each
+    policy domain (a mailbox behind good.sts.example's MX), and read by Python's email/gzip/json."""
+    r = mtaqueue_tlsrpt(m, "send")
+    check("tlsrpt_send", r.returncode == 0 and "3 TLS reports queued" in r.stdout, r.stdout + r.stderr)
+    got = wait_for(lambda: len(sinks[41].messages_to("tlsrpt@good.sts.example")) >= 3, 30)
+    reports, problems = parse_reports([t["data"] for t in sinks[41].messages_to("tlsrpt@good.sts.example")])
+    check("tlsrpt_reports_parse", got and not problems and len(reports) == 3, problems or sorted(reports))
+    ok, failed, types = counts(reports, "good.sts.example")
+    check("tlsrpt_sts_success_counted", ok >= 1 and not failed and types == {"sts"}, (ok, failed, types))
+    ok, failed, types = counts(reports, "wrongname.sts.example")
+    check("tlsrpt_sts_wrong_name_is_host_mismatch", ok == 0 and failed.get("certificate-host-mismatch", 0) >= 1,
+          (ok, failed, types))
+    ok, failed, types = counts(reports, "testing.sts.example")
+    check("tlsrpt_sts_testing_failure_counted", ok == 0 and sum(failed.values()) >= 1, (ok, failed, types))
+    pol = [p["policy"] for rep, p in reports.get("good.sts.example", [])]
+    check("tlsrpt_sts_policy_fields", pol and "mode: enforce" in pol[0]["policy-string"] and
+          pol[0].get("mx-host") == ["*.good.sts.example"], pol)
+
+
 def requiretls(m, sinks):
     send(m, "rt@good.sts.example", "requiretls-good", requiretls=True)
     ev, relay, reply = wait_result(m, "rt@good.sts.example")
@@ -275,10 +299,11 @@ def main():
         mcert = certs["plain"]
         g.log = m = MTA(name="mtasts", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = sts.example\n"
                 "smtp_tls_level = mta-sts\nsmtp_tls_ca_file = %s\nmta_sts_port = %d\ntls_cert = %s\ntls_key = %s\n"
-                "mynetworks = 127.0.0.0/8\n" % (port, nsd.forwarder(), certs["ca"][0], sts_port, mcert[0], mcert[1])).start()
+                "mynetworks = 127.0.0.0/8\ntlsrpt_reports = yes\n" % (port, nsd.forwarder(), certs["ca"][0], sts_port, mcert[0], mcert[1])).start()
         g.cleanups.insert(0, m.stop)
         m.sinks = sinks
         deliveries(m, sinks)
+        tls_reports(m, sinks)
         requiretls(m, sinks)
         extra["nsd2"] = cache(m, tmp, nsd_args, https, nsd)
         # The cache survives a restart (the policy server is still down).

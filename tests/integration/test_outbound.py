@@ -5,6 +5,7 @@ MX loop to ourselves, several recipients in one transaction with per-recipient 4
 reuse, dot-stuffing and CRLF on the wire, DANE (RFC 7672) with a DNSSEC-signed zone, and LMTP
 (local_transport) with per-recipient replies."""
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dnszone import Nsd  # noqa: E402
+from tlsrpttest import counts, mtaqueue_tlsrpt, parse_reports  # noqa: E402
 from mtatest import BIN, check, finish, free_port, Guard, MTA, wait_for  # noqa: E402
 from smtpsink import Sink  # noqa: E402
 
@@ -56,6 +58,9 @@ _{port}._tcp.mxta IN TLSA 2 0 1 {ca_cert}
 notls   IN MX 10 mxplain
 mxplain IN A 127.0.0.29
 _{port}._tcp.mxplain IN TLSA 3 1 1 {good_spki}
+_smtp._tls IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@lmtp.example"
+_smtp._tls.bad IN TXT "v=TLSRPTv1;rua=https://reports.example/tlsrpt,mailto:tlsrpt@lmtp.example"
+_smtp._tls.notls IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@lmtp.example"
 """
 
 BODY = ("From: sender@localhost\r\nTo: someone\r\nSubject: outbound %s\r\n\r\n"
@@ -206,6 +211,41 @@ def dane(m):
     check("dane_level_insecure_zone_still_delivers", t and not t[0]["tls"], t)
 
 
+def tls_reports(m):
+    """tlsrpt_reports = yes: the DANE sessions above, reported (mtaqueue tlsrpt send) to the rua of each
+    policy domain; the reports arrive at the LMTP sink (lmtp.example) and are read by Python."""
+    r = mtaqueue_tlsrpt(m, "--json")
+    try:
+        listed, start = {d["domain"] for d in json.loads(r.stdout)["domains"]}, json.loads(r.stdout)["start"]
+    except (ValueError, KeyError):
+        listed, start = set(), 0
+    check("tlsrpt_counts_listed", {"dane.example", "bad.dane.example", "notls.dane.example"} <= listed,
+          r.stdout + r.stderr)
+    r = mtaqueue_tlsrpt(m, "send")
+    check("tlsrpt_send", r.returncode == 0 and "3 TLS reports queued" in r.stdout, r.stdout + r.stderr)
+    lm = m.sinks[30]
+    got = wait_for(lambda: len(lm.messages_to("tlsrpt@lmtp.example")) >= 3, 30)
+    reports, problems = parse_reports([t["data"] for t in lm.messages_to("tlsrpt@lmtp.example")])
+    check("tlsrpt_reports_parse", got and not problems and len(reports) == 3, problems or sorted(reports))
+    ok, failed, types = counts(reports, "dane.example")
+    check("tlsrpt_dane_success_counted", ok >= 1 and not failed and types == {"tlsa"}, (ok, failed, types))
+    ok, failed, types = counts(reports, "bad.dane.example")
+    check("tlsrpt_dane_mismatch_is_validation_failure", ok == 0 and failed.get("validation-failure", 0) >= 1 and
+          types == {"tlsa"}, (ok, failed, types))
+    ok, failed, types = counts(reports, "notls.dane.example")
+    check("tlsrpt_dane_no_starttls", failed.get("starttls-not-supported", 0) >= 1, (ok, failed, types))
+    details = [d for rep, p in reports.get("bad.dane.example", []) for d in p.get("failure-details", [])]
+    check("tlsrpt_failure_details", details and details[0]["receiving-mx-hostname"] == "mxbad.dane.example" and
+          details[0]["receiving-ip"] == "127.0.0.27" and details[0]["sending-mta-ip"].startswith("127."), details)
+    r = mtaqueue_tlsrpt(m, "--json")
+    try:
+        j = json.loads(r.stdout)
+        afresh = "dane.example" not in {d["domain"] for d in j["domains"]} and (j["start"] == 0 or j["start"] > start)
+    except (ValueError, KeyError):
+        afresh = False
+    check("tlsrpt_period_starts_afresh", afresh, r.stdout)  # only the deferred mail's retries count again
+
+
 def lmtp(m):
     """local_transport = lmtp:[127.0.0.30]:PORT: local-domain mail goes to the LMTP server with one
     reply per recipient after the final dot (needs the queue to route through common/routing)."""
@@ -260,7 +300,7 @@ def main():
                   Sink("127.0.0.30", port, lmtp=True)]
         g.log = m = MTA(name="outbound", extra="smtp_port = %d\ndns_forwarder = %s\ndns_insecure_domains = out.example\n"
                 "dns_trust_anchors = %s\nsmtp_tls_level = dane\nlocal_domains = lmtp.example\n"
-                "local_transport = lmtp:[127.0.0.30]:%d\n" % (port, nsd.forwarder(), nsd.anchors, port)).start()
+                "local_transport = lmtp:[127.0.0.30]:%d\ntlsrpt_reports = yes\n" % (port, nsd.forwarder(), nsd.anchors, port)).start()
         g.cleanups.insert(0, m.stop)
         m.sinks = {int(s.host.rsplit(".", 1)[1]): s for s in sinks}
         basic_routing(m, live, first, second, plain)
@@ -269,6 +309,7 @@ def main():
         dane(m)
         mtadns(m)
         lmtp(m)
+        tls_reports(m)  # after lmtp(), which counts the LMTP server's transactions
     if os.environ.get("MTA_KEEP_TMP") is None:
         shutil.rmtree(tmp, ignore_errors=True)
         if m:

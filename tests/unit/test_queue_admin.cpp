@@ -126,6 +126,20 @@ TEST_CASE("warmup commands") {
     CHECK(format_warmup_text(SourcePools{}, now).find("No source addresses") == 0);
 }
 
+TEST_CASE("tlsrpt commands are the admin's") {
+    AdminCommand c;
+    std::string err;
+    REQUIRE(parse_admin("tlsrpt", c, err));
+    CHECK(c.sub == "list");
+    CHECK(c.privileged_only());  // the list names the domains we sent mail to
+    REQUIRE(parse_admin("tlsrpt list --json", c, err));
+    CHECK(c.json);
+    REQUIRE(parse_admin("tlsrpt send", c, err));
+    CHECK(c.sub == "send");
+    CHECK_FALSE(parse_admin("tlsrpt send --json", c, err));
+    CHECK_FALSE(parse_admin("tlsrpt purge", c, err));
+}
+
 TEST_CASE("stats and suppression formats") {
     ClassCounts cc;
     cc.since = 1000;

@@ -245,6 +245,21 @@ TEST_CASE("wire: deliver_result round trip, size cap and refusals") {
     ipc::Message bm = wire::encode(big, 1);
     CHECK(ipc::encode(bm).size() <= ipc::kMaxMessage);
     CHECK(wire::decode(bm, out, err));
+    // With TLS-RPT counts at their largest it still fits; bytes travel as they are.
+    big.tlsrpt = std::string(wire::kMaxTlsrpt, '\0');
+    big.tlsrpt_rua = std::string(wire::kMaxTlsrpt, 'a');
+    bm = wire::encode(big, 1);
+    CHECK(ipc::encode(bm).size() <= ipc::kMaxMessage);
+    REQUIRE(wire::decode(bm, out, err));
+    CHECK(out.tlsrpt == big.tlsrpt);
+    in.tlsrpt = std::string("\x01\xff\0x", 4);
+    in.tlsrpt_rua = "a@b.example,c@d.example";
+    REQUIRE(wire::decode(over_the_wire(wire::encode(in, 3)), out, err));
+    CHECK(out.tlsrpt == in.tlsrpt);
+    CHECK(out.tlsrpt_rua == in.tlsrpt_rua);
+    in.tlsrpt_rua.clear();  // counts without anyone to send them to are not sent
+    REQUIRE(wire::decode(over_the_wire(wire::encode(in, 3)), out, err));
+    CHECK(out.tlsrpt.empty());
 
     auto good = [] {
         wire::DeliverResult r;
@@ -261,6 +276,13 @@ TEST_CASE("wire: deliver_result round trip, size cap and refusals") {
     refuses_value<wire::DeliverResult>(good, Tag::text, std::string(wire::kMaxResultText + 1, 'a'));
     refuses_value<wire::DeliverResult>(good, Tag::dsn_handoff, u64(0));
     refuses_value<wire::DeliverResult>(good, Tag::dsn_handoff, u64(3));
+    { ipc::Message x = good(); x.add(Tag::tlsrpt, "x"); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
+    { ipc::Message x = good(); x.add(Tag::tlsrpt_rua, "a@b.c"); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
+    {
+        ipc::Message x = good();
+        x.add(Tag::tlsrpt, std::string(wire::kMaxTlsrpt + 1, 'x')).add(Tag::tlsrpt_rua, "a@b.c");
+        CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x)));
+    }
     { ipc::Message x = good(); x.add_u64(Tag::status, 0); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
     {
         ipc::Message x(Type::deliver_result);
