@@ -81,12 +81,18 @@ void check_mx(const SenderInput& in, const Resolve& resolve, Report& r) {
 }
 
 // The spf verdict for `ip` sending as postmaster@domain, as mta-msgauth would reach it.
+// The EHLO name mail from `addr` gives: its source_addresses helo=, else smtp_helo_name/hostname.
+const std::string& helo_of(const SenderInput& in, const std::string& addr) {
+    auto it = in.helos.find(addr);
+    return it == in.helos.end() || it->second.empty() ? in.helo : it->second;
+}
+
 void check_spf(const SenderInput& in, const std::string& addr, const msgauth::IpAddress& ip, const Resolve& resolve,
                Report& r) {
     msgauth::SpfRequest req;
     req.ip = ip;
     req.sender = "postmaster@" + in.domain;
-    req.helo = in.helo;
+    req.helo = helo_of(in, addr);
     req.receiver = "check-sender.invalid";
     msgauth::SpfCheck spf(req, msgauth::SpfIdentity::mailfrom);
     for (int i = 0; !spf.done() && i < 300; i++) {
@@ -123,12 +129,13 @@ void check_address(const SenderInput& in, const std::string& addr, const Resolve
         r.fail("source", addr, "not an IP address", "give --ip an IPv4 or IPv6 address");
         return;
     }
+    const std::string& helo = helo_of(in, addr);
     ResolveAnswer ptr = ask(resolve, msgauth::reverse_name(ip), kPtr);
     std::string name = ptr.ok() && !ptr.records.empty() ? ptr.records.front() : "";
     if (!name.empty() && name.back() == '.') name.pop_back();
     if (name.empty()) {
         r.fail("rdns", addr, "no reverse DNS (PTR) record (" + ptr.status() + ")",
-               "ask the owner of " + addr + " (your provider) to set its PTR to " + in.helo);
+               "ask the owner of " + addr + " (your provider) to set its PTR to " + helo);
     } else {
         r.ok("rdns", addr, "PTR " + name);
         ResolveAnswer fwd = ask(resolve, name, ip.v6 ? kAaaa : kA);
@@ -141,10 +148,11 @@ void check_address(const SenderInput& in, const std::string& addr, const Resolve
         else
             r.fail("fcrdns", addr, "the PTR name " + name + " does not resolve to " + addr + " (" + fwd.status() + ")",
                    "add " + name + ". IN " + (ip.v6 ? "AAAA " : "A ") + addr);
-        if (same_name(name, in.helo)) r.ok("helo", addr, "EHLO name " + in.helo + " is the PTR name");
+        if (same_name(name, helo)) r.ok("helo", addr, "EHLO name " + helo + " is the PTR name");
         else
-            r.warn("helo", addr, "EHLO name " + in.helo + " is not the PTR name " + name,
-                   "set smtp_helo_name = " + name + " (or change the PTR)");
+            r.warn("helo", addr, "EHLO name " + helo + " is not the PTR name " + name,
+                   (in.helos.count(addr) ? "set helo=" + name + " for " + addr + " in source_addresses"
+                                         : "set smtp_helo_name = " + name) + " (or change the PTR)");
     }
     check_spf(in, addr, ip, resolve, r);
     if (in.dnsbl.empty()) return;
@@ -276,7 +284,8 @@ std::vector<Finding> check_sender(const SenderInput& in, const Resolve& resolve)
     Report r;
     check_mx(in, resolve, r);
     if (in.addresses.empty())
-        r.warn("source", in.domain, "no source address to check", "give --ip ADDRESS, or set smtp_bind_address");
+        r.warn("source", in.domain, "no source address to check",
+               "give --ip ADDRESS, or set smtp_bind_address or source_addresses");
     for (auto& a : in.addresses) check_address(in, a, resolve, r);
     check_dkim(in, resolve, r);
     check_dmarc(in, resolve, r);

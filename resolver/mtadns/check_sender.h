@@ -5,6 +5,7 @@
 // records. DNS goes through a Resolve function (mtad's resolver in the tool, a table in tests).
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,7 @@ struct SenderInput {
     std::string domain;                 // lower-case
     std::vector<std::string> addresses; // source addresses to check
     std::string helo;                   // smtp_helo_name or hostname
+    std::map<std::string, std::string> helos;  // source_addresses: an address's own helo= name
     std::vector<DnsblZone> dnsbl;       // smtpd_dnsbl_zones
     std::vector<DkimExpect> dkim;       // the keys dkim_keys has for the domain
     std::string dkim_problem;           // dkim_keys could not be read ("" when fine or not configured)

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/routing.h"
+#include "common/table.h"
 #include "common/tool_config.h"
 #include "msgauth/dkim_crypto.h"
 #include "msgauth/dmarc_record.h"
@@ -49,9 +51,25 @@ int check_sender(const mta::Config& cfg, const std::string& domain, std::vector<
     mta::dnscheck::SenderInput in;
     in.domain = domain;
     in.helo = cfg.smtp_helo_name.empty() ? cfg.hostname : cfg.smtp_helo_name;
-    if (ips.empty()) {
+    const bool given = !ips.empty();  // --ip: only those
+    if (!given) {
         if (!cfg.smtp_bind_address.empty()) ips.push_back(cfg.smtp_bind_address);
         if (!cfg.smtp_bind_address6.empty()) ips.push_back(cfg.smtp_bind_address6);
+    }
+    if (!cfg.source_addresses.empty()) {  // the pools' addresses, each with its own EHLO name
+        std::string err;
+        mta::table::Entries entries;
+        auto t = mta::table::Table::open(cfg.source_addresses, err);
+        if (!t || !t->entries(entries, 10000, err)) {
+            fprintf(stderr, "mtadns: source_addresses: %s\n", err.c_str());
+            return 1;
+        }
+        for (auto& [k, v] : entries) {
+            mta::SourceAddress a;
+            if (!mta::parse_source_address(k, v, a, err)) continue;
+            in.helos[a.address] = a.helo;
+            if (!given && std::find(ips.begin(), ips.end(), a.address) == ips.end()) ips.push_back(a.address);
+        }
     }
     in.addresses = std::move(ips);
     in.dnsbl = cfg.dnsbl_zones;

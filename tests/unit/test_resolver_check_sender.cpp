@@ -181,3 +181,26 @@ TEST_CASE("check-sender: source addresses, SPF and block lists") {
     CHECK(json.find("\"ready\":false") != std::string::npos);
     CHECK(json.find("\"check\":\"dnsbl\"") != std::string::npos);
 }
+
+TEST_CASE("check-sender: a source address with its own helo= is checked against that name") {
+    FakeDns dns;
+    SenderInput in;
+    in.domain = "example.test";
+    in.helo = "mx.example.test";
+    in.addresses = {"192.0.2.11", "192.0.2.12"};
+    in.helos = {{"192.0.2.11", "out11.example.test"}, {"192.0.2.12", "out11.example.test"}};
+    dns.set("example.test", 15, {"10 mx.example.test"});
+    dns.set("example.test", 16, {"v=spf1 ip4:192.0.2.0/24 -all"});
+    dns.set("11.2.0.192.in-addr.arpa", 12, {"out11.example.test."});
+    dns.set("out11.example.test", 1, {"192.0.2.11"});
+    dns.set("12.2.0.192.in-addr.arpa", 12, {"out12.example.test."});
+    dns.set("out12.example.test", 1, {"192.0.2.12"});
+    auto f = check_sender(in, dns.fn());
+    std::vector<const Finding*> helo;
+    for (auto& x : f)
+        if (x.check == "helo") helo.push_back(&x);
+    REQUIRE(helo.size() == 2);
+    CHECK(helo[0]->status == "OK");  // not smtp_helo_name: its own
+    CHECK(helo[1]->status == "WARN");
+    CHECK(helo[1]->fix == "set helo=out12.example.test for 192.0.2.12 in source_addresses (or change the PTR)");
+}
