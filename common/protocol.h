@@ -101,6 +101,7 @@ enum class Tag : uint16_t {
     source_helo = 108,         // deliver (optional): the EHLO name that goes with source_address
     tlsrpt = 109,              // deliver_result (optional): TLS-RPT counts of the attempt (bytes)
     tlsrpt_rua = 110,          // deliver_result (with tlsrpt): the policy domain's mailto addresses
+    mx_host = 111,             // deliver_result (optional): the recipient domain's most preferred MX host
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

@@ -245,6 +245,7 @@ bool parse_source_address(std::string_view key, std::string_view value, SourceAd
 
 bool valid_policy_key(std::string_view key) {
     if (valid_domain_key(key)) return true;
+    if (key.substr(0, 3) == "mx:") return key.size() > 3 && key[3] != '*' && valid_domain_key(key.substr(3));
     std::size_t close = key.find(']');
     if (key.size() < 3 || key.front() != '[' || close == std::string_view::npos || close < 2) return false;
     std::string_view rest = key.substr(close + 1);
@@ -336,7 +337,19 @@ Route route(const Config& cfg, std::string_view domain, const RouteTables& table
         std::optional<std::pair<std::string, std::string>> p;
         if (!hop.empty() && hop.front() == '[')
             if (auto v = tables.destination_policy(hop)) p = std::make_pair(hop, *v);
-        if (!p) p = lookup_domain(tables.destination_policy, domain);
+        if (!p) p = lookup_domain(tables.destination_policy, domain, false);
+        // The provider's budget: "mx:HOST" / "mx:.SUFFIX" keys match the MX host the queue has seen
+        // for the domain (plain MX routing only); all domains it matches share one destination.
+        std::string mx = !p && hop.empty() && r.nexthop == domain && tables.known_mx ? tables.known_mx(domain) : "";
+        if (!mx.empty()) {
+            auto hit = lookup_domain([&](std::string_view k) { return tables.destination_policy("mx:" + std::string(k)); },
+                                     mx, false);
+            if (hit) {
+                p = std::make_pair("mx:" + hit->first, hit->second);
+                r.group = p->first;
+            }
+        }
+        if (!p) p = lookup_domain(tables.destination_policy, "", true);  // "*"
         std::string err;
         if (p && !parse_destination_policy(p->second, r.policy, err))
             return retry_route("4.3.5 bad destination_policy entry for " + p->first + ": " + err, r.transport);

@@ -76,6 +76,9 @@ struct RouteTables {
     std::string tls_policy_error;
     TableLookup destination_policy; // unset: no destination_policy
     std::string destination_policy_error;
+    // The MX host the queue learned for a domain from earlier deliveries ("" = not known), for
+    // destination_policy "mx:" keys; unset: none known.
+    std::function<std::string(std::string_view domain)> known_mx;
     TableLookup sender_pools;       // unset: no sender_source_pools (the queue looks senders up in it)
     std::string sender_pools_error;
 };
@@ -90,8 +93,8 @@ std::optional<std::pair<std::string, std::string>> lookup_domain(const TableLook
 
 // A key of a transport or tls_policy table: "domain", ".domain" or "*".
 bool valid_domain_key(std::string_view key);
-// A key of destination_policy: those, or a next hop "[host]" / "[host]:port" (a relayhost or a
-// transport_map target, matched exactly).
+// A key of destination_policy: those, a next hop "[host]" / "[host]:port" (a relayhost or a
+// transport_map target, matched exactly), or an MX host "mx:host" / "mx:.suffix".
 bool valid_policy_key(std::string_view key);
 
 struct TransportEntry {

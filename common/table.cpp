@@ -116,7 +116,7 @@ bool check_domain_entry(Kind kind, const std::string& key, const std::string& va
         DestinationPolicy p;
         std::string err;
         if (!valid_policy_key(key)) {
-            fail("bad key \"" + key + "\": expected domain, .domain, *, [host] or [host]:port");
+            fail("bad key \"" + key + "\": expected domain, .domain, *, [host], [host]:port, mx:host or mx:.suffix");
             return false;
         }
         if (parse_destination_policy(value, p, err)) return true;

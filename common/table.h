@@ -61,7 +61,7 @@ std::optional<Kind> parse_kind(std::string_view s);
 //   recipients: address-or-localpart [anything]
 //   transport:  domain|.domain|* transport:nexthop   (values checked by common/routing parse_transport)
 //   tls_policy: domain|.domain|* level                (none, may, encrypt, dane, mta-sts)
-//   destination_policy: domain|.domain|*|[host]|[host]:port max_connections=N max_per_minute=N
+//   destination_policy: domain|.domain|*|[host]|[host]:port|mx:host|mx:.suffix max_connections=N max_per_minute=N
 //               max_per_hour=N adaptive=yes|no pool=NAME,... class=NAME
 //               (checked by common/routing parse_destination_policy)
 //   source_addresses: IPv4|IPv6 address helo=NAME pool=NAME,... warmup=N,N,...

@@ -22,6 +22,7 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
     std::vector<std::string> touched;
     tables_.refresh();
     RouteTables tables = tables_.tables();
+    tables.known_mx = [this](std::string_view domain) { return known_mx(std::string(domain)); };
     refresh_sources();
     std::vector<std::string> sender_pools;
     std::string pools_problem = sender_pools_of(active_->message(msgid).sender, tables, sender_pools);
@@ -52,6 +53,21 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }
     for (auto& key : touched) sched_->pump(key);
+}
+
+// destination_policy "mx:" keys: the MX host each domain's deliveries found, for kMxMemory seconds.
+std::string QueueServer::known_mx(const std::string& domain) {
+    auto it = known_mx_.find(domain);
+    if (it == known_mx_.end()) return "";
+    if (it->second.second > clock_.now()) return it->second.first;
+    known_mx_.erase(it);
+    return "";
+}
+
+void QueueServer::learn_mx(const std::string& domain, const std::string& mx) {
+    if (domain.empty()) return;
+    if (known_mx_.size() >= kMxMemoryMax && !known_mx_.count(domain)) known_mx_.clear();  // crude, bounded
+    known_mx_[domain] = {addr::lower(mx), clock_.now() + kMxMemory};
 }
 
 // sender_source_pools: the pools of the sender's domain ("*" for the null sender), into `out`. Returns a
@@ -135,6 +151,8 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     DeliverResult res;
     std::string err;
     if (!parse_deliver_result(m, res, err)) daemon::malformed(p.link->desc(), "deliver_result: " + err);
+    if (!res.mx_host.empty() && !res.results.empty() && active_->holds(res.msgid, res.results.front().index))
+        learn_mx(rcpt_domain(active_->recipient(res.msgid, res.results.front().index).addr), res.mx_host);
     // TLS-RPT counts are advisory: bad ones are dropped (and logged), the results still count.
     if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.now(), err))
         LOG_WARN("event=tlsrpt_dropped peer=%s reason=\"%s\"", p.link->desc().c_str(), log::safe(err).c_str());

@@ -59,7 +59,8 @@ std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, st
     if (!to.local) shaper_.set_policy(key, to.policy);
     // Append to this message's last job for the destination while it has room.
     if (d.waiting.empty() || d.waiting.back().msgid != msgid || d.waiting.back().indices.size() >= kJobRecipients ||
-        cost * (d.waiting.back().indices.size() + 1) > kJobBytes || d.waiting.back().pools != to.pools)
+        cost * (d.waiting.back().indices.size() + 1) > kJobBytes || d.waiting.back().pools != to.pools ||
+        (d.waiting.back().host != to.host && to.group.rfind("mx:", 0) == 0))  // a provider's domains: one each
         d.waiting.push_back(WaitingJob{msgid, {}, to.host, to.pools});
     d.waiting.back().indices.push_back(index);
     return key;

@@ -93,6 +93,10 @@ private:
     std::string suppressed(const std::string& address);
     std::string sender_pools_of(const std::string& sender, const RouteTables& tables, std::vector<std::string>& out);
     void refresh_sources();  // after tables_.refresh()
+    std::string known_mx(const std::string& domain);
+    void learn_mx(const std::string& domain, const std::string& mx);
+    static constexpr uint64_t kMxMemory = 6 * 3600;
+    static constexpr std::size_t kMxMemoryMax = 100000;
     // The scheduler's state that outlives a restart (warm-up counts), read at start and written every
     // kStateSeconds and at stop (store db destinations).
     void load_state();
@@ -120,6 +124,7 @@ private:
     EventPtr stop_ev_;
     EventPtr state_ev_;
     TlsReports tlsrpt_;  // TLS-RPT counts of this period
+    std::unordered_map<std::string, std::pair<std::string, uint64_t>> known_mx_;  // domain -> (MX host, until)
     uint64_t sources_generation_ = 0;  // tables_.sources_generation() that SourcePools was loaded from
     daemon::Reaper reaper_;  // closed peers are dropped from the loop, then a pending stop may finish
     bool stopping_ = false;

@@ -102,6 +102,9 @@ void Delivery::on_targets(TargetResult r) {
     }
     targets_ = std::move(r.targets);
     next_target_ = 0;
+    // The recipient domain's own MX (not a relayhost's): the queue learns it for destination_policy's
+    // "mx:" keys.
+    if (own_mx()) job_.mx_host = targets_.front().host;
     try_next();
 }
 

@@ -48,6 +48,8 @@ public:
     // MTA-STS is about the recipient domain's own MX set: the plain next hop, or a transport_map `smtp:`
     // entry without a host (next hop "smtp:<recipient domain>"), never a relayhost or a table's host.
     bool sts_applies() const;
+    // The MX set of the recipient domain itself (the same next hops as sts_applies(), at any TLS level).
+    bool own_mx() const;
 
 private:
     void start_lmtp();

@@ -73,8 +73,10 @@ void Delivery::refuse_for_requiretls(const std::string& why) {
 }
 
 
-bool Delivery::sts_applies() const {
-    if (level_ != TlsLevel::mta_sts || !dest_.mx) return false;
+bool Delivery::sts_applies() const { return level_ == TlsLevel::mta_sts && own_mx(); }
+
+bool Delivery::own_mx() const {
+    if (!dest_.mx) return false;
     if (dest_.host == job_.nexthop) return true;
     if (job_.nexthop != "smtp:" + dest_.host || job_.rcpts.empty()) return false;
     const std::string& a = job_.rcpts.front().addr;

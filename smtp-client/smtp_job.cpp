@@ -85,6 +85,7 @@ ipc::Message make_result(const Job& job, uint64_t reqid) {
     for (const Recipient& r : job.rcpts) res.results.push_back({uint32_t(r.index), r.status, r.text, r.handoff});
     res.tlsrpt = job.tlsrpt;
     res.tlsrpt_rua = job.tlsrpt_rua;
+    res.mx_host = job.mx_host;
     return wire::encode(res, reqid);
 }
 

@@ -42,6 +42,7 @@ struct Job {
     // TLS-RPT: this attempt's counts (tlsrpt::Aggregate::encode) and the policy domain's mailto rua
     // ("a@x,b@y"), for the result; both "" when there is nothing to report.
     std::string tlsrpt, tlsrpt_rua;
+    std::string mx_host;  // the recipient domain's most preferred MX host, once looked up ("" = none)
     std::vector<Recipient> rcpts;
     UniqueFd body;
 

@@ -95,6 +95,7 @@ ipc::Message encode(const DeliverResult& r, uint64_t reqid) {
     bool report = !r.tlsrpt.empty() && r.tlsrpt.size() <= kMaxTlsrpt && !r.tlsrpt_rua.empty() &&
                   r.tlsrpt_rua.size() <= kMaxTlsrpt;
     if (report) m.add(Tag::tlsrpt, r.tlsrpt).add(Tag::tlsrpt_rua, r.tlsrpt_rua);
+    if (!r.mx_host.empty() && r.mx_host.size() <= 255) m.add(Tag::mx_host, r.mx_host);
     std::size_t budget = (ipc::kMaxMessage - ipc::kHeaderSize - 64 - (report ? 2 * kMaxTlsrpt + 12 : 0)) / n;
     std::size_t text_cap = budget > 48 ? std::min<std::size_t>(budget - 48, kMaxResultText) : 0;
     for (const RcptResult& x : r.results) {
@@ -107,7 +108,7 @@ ipc::Message encode(const DeliverResult& r, uint64_t reqid) {
 }
 
 bool decode(const ipc::Message& m, DeliverResult& out, std::string& err) {
-    static const Shape shape{{Tag::msgid, Tag::tlsrpt, Tag::tlsrpt_rua},
+    static const Shape shape{{Tag::msgid, Tag::tlsrpt, Tag::tlsrpt_rua, Tag::mx_host},
                              {Tag::rcpt_index, Tag::status, Tag::text, Tag::dsn_handoff}, Tag::rcpt_index,
                              kMaxRecipients, 0};
     out = DeliverResult{};
@@ -115,8 +116,10 @@ bool decode(const ipc::Message& m, DeliverResult& out, std::string& err) {
     if (!fs.split(m, ipc::Type::deliver_result, shape, err)) return false;
     if (!need_u64(fs.get(Tag::msgid), Tag::msgid, UINT64_MAX, out.msgid, err) ||
         !opt_bytes(fs.get(Tag::tlsrpt), kMaxTlsrpt, out.tlsrpt, err) ||
-        !opt_text(fs.get(Tag::tlsrpt_rua), kMaxTlsrpt, out.tlsrpt_rua, err))
+        !opt_text(fs.get(Tag::tlsrpt_rua), kMaxTlsrpt, out.tlsrpt_rua, err) ||
+        !opt_text(fs.get(Tag::mx_host), 255, out.mx_host, err))
         return false;
+    if (fs.get(Tag::mx_host) && !addr::valid_domain(out.mx_host)) { err = "bad mx_host"; return false; }
     if (out.tlsrpt.empty() != out.tlsrpt_rua.empty()) { err = "tlsrpt without tlsrpt_rua, or the reverse"; return false; }
     if (fs.groups().empty()) { err = "no complete result"; return false; }
     for (const Fields::Group& g : fs.groups()) {

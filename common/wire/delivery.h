@@ -58,9 +58,10 @@ struct DeliverResult {
     // at most kMaxTlsrpt; the queue decodes it as untrusted bytes) and the policy domain's mailto rua
     // addresses, comma-separated.
     std::string tlsrpt, tlsrpt_rua;
+    std::string mx_host;  // optional: the recipient domain's most preferred MX host (destination_policy mx:)
 };
 
-// msgid [, tlsrpt, tlsrpt_rua], then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
+// msgid [, tlsrpt, tlsrpt_rua] [, mx_host], then per recipient rcpt_index, status, text [, dsn_handoff]. Texts are made clean and cut to an
 // equal share of the IPC size cap (at most kMaxResultText), so the result for every recipient one
 // deliver can carry fits one datagram (a result's fixed part per recipient is smaller than a deliver's).
 ipc::Message encode(const DeliverResult& r, uint64_t reqid);

@@ -67,6 +67,7 @@ const char* tag_name(ipc::Tag t) {
     case Tag::source_helo: return "source_helo";
     case Tag::tlsrpt: return "tlsrpt";
     case Tag::tlsrpt_rua: return "tlsrpt_rua";
+    case Tag::mx_host: return "mx_host";
     case Tag::anvil_status: return "anvil_status";
     case Tag::anvil_concurrent: return "anvil_concurrent";
     case Tag::anvil_rate: return "anvil_rate";

@@ -15,7 +15,8 @@ import smtplib
 import subprocess
 
 from dnszone import Nsd
-from mtatest import BIN, check, finish, Guard, MTA, TMP_ROOT, wait_for
+from mtatest import BIN, check, finish, free_port, Guard, MTA, TMP_ROOT, wait_for
+from smtpsink import Sink
 from queuetest import ScriptedServer, mtaqueue, queue_json, relay_config, send, status_fields
 
 # local part prefix -> (RCPT reply, expected class, bounced?)
@@ -371,6 +372,50 @@ def shaping(tmp):
               "event=destination_throttled nexthop=[127.0.0.1]:%d" % slow.port not in m.log_text(), "")
 
 
+def provider(tmp):
+    """destination_policy "mx:" keys: a.prov.test and b.prov.test are both served by *.provider.prov.test
+    (NSD), whose entry allows 4 messages an hour for all its domains together. Once the queue has seen
+    each domain's MX (its first message), they share that budget; the sinks count what arrives."""
+    zone = dnsbl_zone("prov.test", ["a IN MX 10 mx1.provider", "b IN MX 10 mx2.provider",
+                                    "mx1.provider IN A 127.0.0.85", "mx2.provider IN A 127.0.0.86"])
+    port = free_port("127.0.0.85", "127.0.0.86")
+    sinks = [Sink("127.0.0.85", port), Sink("127.0.0.86", port)]
+    with Guard("provider") as g:
+        g.cleanups += [s.close for s in sinks]
+        with open(os.path.join(tmp, "policy"), "w") as f:
+            f.write("mx:.provider.prov.test max_per_hour=4\n")
+        r = subprocess.run([os.path.join(BIN, "mtamap"), "-t", "destination_policy", os.path.join(tmp, "policy")],
+                           capture_output=True, text=True, timeout=30)
+        if not check("provider: mtamap takes an mx: key", r.returncode == 0, r.stdout + r.stderr):
+            return
+        m = served_mta(g, tmp, {"prov.test": zone}, "mx1.provider.prov.test", "127.0.0.85",
+                       "provider: nsd serves the zone", "provider",
+                       "dns_insecure_domains = prov.test\nsmtp_port = %d\ndestination_policy = %s.lmdb\n"
+                       % (port, os.path.join(tmp, "policy")))
+        if m is None:
+            return
+        arrived = lambda: sum(len(s.tx) for s in sinks)
+        send(m, "p@localhost", ["first@a.prov.test"], "first a")
+        send(m, "p@localhost", ["first@b.prov.test"], "first b")
+        check("provider: the first message of each domain goes before its MX is known",
+              wait_for(lambda: arrived() == 2, 20), arrived())
+        for i in range(5):
+            send(m, "p@localhost", ["n%d@a.prov.test" % i], "a %d" % i)
+            send(m, "p@localhost", ["n%d@b.prov.test" % i], "b %d" % i)
+        wait_for(lambda: arrived() >= 6, 20)
+        time.sleep(2)
+        check("provider: then both domains share one max_per_hour=4: exactly 4 of the 10 arrive",
+              arrived() == 6 and len(sinks[0].tx) >= 2 and len(sinks[1].tx) >= 2,
+              [len(s.tx) for s in sinks])
+        check("provider: the rest waits, shaped as the provider's destination",
+              re.search(r"event=destination_shaped nexthop=mx:\.provider\.prov\.test postponed=6 .*"
+                        r"reason=\"max_per_hour=4 \(destination_policy mx:\.provider\.prov\.test\)\"",
+                        m.log_text()) is not None, m.log_text()[-2000:])
+        check("provider: each domain's mail still went to its own MX host",
+              all("@a.prov.test>" in r for t in sinks[0].tx for r in t["rcpts"]) and
+              all("@b.prov.test>" in r for t in sinks[1].tx for r in t["rcpts"]), [t["rcpts"] for s in sinks for t in s.tx])
+
+
 def source_address(srv):
     with Guard("source address") as g:
         g.log = m = MTA(name="bind", extra=relay_config(srv) + "smtp_bind_address = 127.0.0.45\n"
@@ -588,6 +633,9 @@ def main():
         tmp = os.path.join(TMP_ROOT, "shaping")
         os.makedirs(tmp, exist_ok=True)
         shaping(tmp)
+        tmp = os.path.join(TMP_ROOT, "provider")
+        os.makedirs(tmp, exist_ok=True)
+        provider(tmp)
         tmp = os.path.join(TMP_ROOT, "warmup")
         os.makedirs(tmp, exist_ok=True)
         warmup(tmp)

@@ -363,3 +363,29 @@ TEST_CASE("source pools: a pool without addresses defers with the configuration 
     REQUIRE(f.deferred.size() == 1);
     CHECK(f.deferred[0].text == "4.3.5 source pool nosuch has no address in source_addresses");
 }
+
+TEST_CASE("a provider's destination (mx: group) shares one budget but keeps one job per domain") {
+    Fixture f;
+    f.s.link_up(1, false, 0);
+    DestinationPolicy p;
+    std::string err;
+    REQUIRE(parse_destination_policy("max_per_minute=2", p, err));
+    p.key = "mx:.provider.test";
+    // One message to two domains of the provider, then one more to a third.
+    std::string key = f.s.add(hop(false, "a.test", "", "mx:.provider.test", p), 1, 0, 100);
+    CHECK(f.s.add(hop(false, "b.test", "", "mx:.provider.test", p), 1, 1, 100) == key);
+    CHECK(f.s.add(hop(false, "c.test", "", "mx:.provider.test", p), 2, 0, 100) == key);
+    f.s.pump(key);
+    REQUIRE(f.sent.size() == 2);  // the budget of 2 a minute covers all three domains together
+    CHECK(f.sent[0].host == "a.test");
+    CHECK(f.sent[0].indices == std::vector<uint32_t>{0});
+    CHECK(f.sent[1].host == "b.test");
+    auto a = f.s.answered(1, 1, 0, DeliveryStatus::delivered, "250 ok");
+    REQUIRE(a);
+    CHECK(a->nexthop == "mx:.provider.test");  // the log's relay= names the provider's destination
+    f.s.finish(a->job);  // room in the window again, but not in the budget
+    REQUIRE(f.sent.size() == 2);
+    REQUIRE(f.postponed.size() == 1);
+    CHECK(f.postponed[0].msgid == 2);
+    CHECK(f.postponed[0].text.find("destination mx:.provider.test is shaped") != std::string::npos);
+}

@@ -277,3 +277,33 @@ TEST_CASE("routing: destination_policy by next hop, then by domain; a bad entry 
     t.destination_policy_error = "no usable copy";
     CHECK(route(c, "slow.example", t).role == "retry");
 }
+
+TEST_CASE("routing: destination_policy mx: keys give the domains of one provider one destination") {
+    Config c;
+    std::vector<ConfigError> errors;
+    REQUIRE(parse_config("local_domains = localhost\n", "t", c, errors));
+    RouteTables t;
+    t.destination_policy = map_of({{"mx:.provider.test", "max_per_minute=10"}, {"own.test", "max_per_minute=3"},
+                                   {"mx:mx.exact.test", "max_connections=1"}, {"*", "max_connections=4"}});
+    std::map<std::string, std::string> mx = {{"a.test", "MX1.provider.test"}, {"b.test", "mx2.provider.test"},
+                                             {"own.test", "mx1.provider.test"}, {"c.test", "mx.exact.test"}};
+    t.known_mx = [&](std::string_view d) { auto it = mx.find(std::string(d)); return it == mx.end() ? "" : it->second; };
+    Route a = route(c, "a.test", t), b = route(c, "b.test", t);
+    CHECK(a.policy.key == "mx:.provider.test");
+    CHECK(a.group == "mx:.provider.test");  // one scheduling destination, one budget
+    CHECK(b.group == "mx:.provider.test");
+    CHECK(a.nexthop == "a.test");            // each still delivered to its own MX set
+    CHECK(route(c, "own.test", t).policy.key == "own.test");  // a domain's own entry wins
+    CHECK(route(c, "own.test", t).group.empty());
+    CHECK(route(c, "c.test", t).policy.key == "mx:mx.exact.test");
+    CHECK(route(c, "unknown.test", t).policy.key == "*");       // MX not learned yet
+    t.transport = map_of({{"b.test", "smtp:[10.0.0.1]"}});
+    CHECK(route(c, "b.test", t).group.empty());                 // not MX routing: no mx: key
+    REQUIRE(parse_config("local_domains = localhost\nrelayhost = [10.0.0.9]\n", "t", c, errors));
+    CHECK(route(c, "a.test", t).group == "[10.0.0.9]");         // the relayhost's destination
+    CHECK(valid_policy_key("mx:.provider.test"));
+    CHECK(valid_policy_key("mx:mx1.provider.test"));
+    CHECK_FALSE(valid_policy_key("mx:"));
+    CHECK_FALSE(valid_policy_key("mx:*"));
+    CHECK_FALSE(valid_policy_key("mx:bad host"));
+}

@@ -257,6 +257,9 @@ TEST_CASE("wire: deliver_result round trip, size cap and refusals") {
     REQUIRE(wire::decode(over_the_wire(wire::encode(in, 3)), out, err));
     CHECK(out.tlsrpt == in.tlsrpt);
     CHECK(out.tlsrpt_rua == in.tlsrpt_rua);
+    in.mx_host = "aspmx.l.google.com";
+    REQUIRE(wire::decode(over_the_wire(wire::encode(in, 3)), out, err));
+    CHECK(out.mx_host == "aspmx.l.google.com");
     in.tlsrpt_rua.clear();  // counts without anyone to send them to are not sent
     REQUIRE(wire::decode(over_the_wire(wire::encode(in, 3)), out, err));
     CHECK(out.tlsrpt.empty());
@@ -277,6 +280,7 @@ TEST_CASE("wire: deliver_result round trip, size cap and refusals") {
     refuses_value<wire::DeliverResult>(good, Tag::dsn_handoff, u64(0));
     refuses_value<wire::DeliverResult>(good, Tag::dsn_handoff, u64(3));
     { ipc::Message x = good(); x.add(Tag::tlsrpt, "x"); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
+    { ipc::Message x = good(); x.add(Tag::mx_host, "bad host"); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
     { ipc::Message x = good(); x.add(Tag::tlsrpt_rua, "a@b.c"); CHECK_FALSE(decodes<wire::DeliverResult>(std::move(x))); }
     {
         ipc::Message x = good();
