@@ -627,21 +627,11 @@ def main():
             g.cleanups.append(m.stop)
             suppression(m, srv)
             restart_keeps_list(m)
-        tmp = os.path.join(TMP_ROOT, "dnsbl")
-        os.makedirs(tmp, exist_ok=True)
-        dnsbl(tmp)
-        tmp = os.path.join(TMP_ROOT, "shaping")
-        os.makedirs(tmp, exist_ok=True)
-        shaping(tmp)
-        tmp = os.path.join(TMP_ROOT, "provider")
-        os.makedirs(tmp, exist_ok=True)
-        provider(tmp)
-        tmp = os.path.join(TMP_ROOT, "warmup")
-        os.makedirs(tmp, exist_ok=True)
-        warmup(tmp)
-        tmp = os.path.join(TMP_ROOT, "check-sender")
-        os.makedirs(tmp, exist_ok=True)
-        check_sender(tmp)
+        for name, part in (("dnsbl", dnsbl), ("shaping", shaping), ("provider", provider), ("warmup", warmup),
+                           ("check-sender", check_sender)):
+            tmp = os.path.join(TMP_ROOT, name)  # each part's own tables and zones
+            os.makedirs(tmp, exist_ok=True)
+            part(tmp)
     finally:
         srv.stop()
     finish()
