@@ -15,6 +15,7 @@
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/spool_format.h"
 #include "common/wire/wire.h"
 #include "master/listener_checks.h"
 
@@ -56,7 +57,8 @@ std::string Master::program_path(const std::string& program) const {
 
 int Master::run() {
     std::string err;
-    if (!prepare_filesystem(err) || !open_listeners(err) || !open_control(err)) {
+    if (!prepare_filesystem(err) || !check_queue_format(queue_dir(cfg_) + "/db", err) || !open_listeners(err) ||
+        !open_control(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         if (!foreground_) fprintf(stderr, "mtad: %s\n", err.c_str());
         return 1;

@@ -142,9 +142,11 @@ std::size_t ActiveSet::defer_ready(uint64_t msgid, const std::vector<uint32_t>& 
 }
 
 // mtaqueue hold arrived while this recipient was in flight: its deferral leaves it held.
-void ActiveSet::hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec) {
+void ActiveSet::hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec) const {
     if (!r.hold_after) return;
     rec.state = RcptState::held;
+    rec.held_by = r.hold_by;
+    rec.held_at = clock_.now();
     LOG_INFO("event=held qid=%s to=<%s> reason=\"held by admin during the attempt\"", qid.c_str(),
              log::safe(r.rec.addr).c_str());
 }
@@ -307,7 +309,7 @@ bool ActiveSet::busy(uint64_t msgid, uint32_t index) const {
 // hold/release/delete of a recipient in flight: the attempt runs on; if it defers, the recipient is held
 // (hold), deferred as usual (release of an earlier hold) or deleted without a DSN (delete). A delivery
 // or bounce ends the recipient either way.
-bool ActiveSet::mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb) {
+bool ActiveSet::mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb, uint64_t uid) {
     if (verb != "hold" && verb != "release" && verb != "delete") return false;
     auto am = active_.find(msgid);
     if (am == active_.end()) return false;
@@ -321,6 +323,7 @@ bool ActiveSet::mark_inflight(uint64_t msgid, uint32_t index, const std::string&
     bool want = verb == "hold";
     if (f->second.hold_after == want) return false;
     f->second.hold_after = want;
+    f->second.hold_by = uid;
     return true;
 }
 

@@ -70,7 +70,7 @@ public:
     bool holds(uint64_t msgid, uint32_t index) const;
     bool busy(uint64_t msgid, uint32_t index) const;  // in flight or its result not yet committed
     // hold/release/delete of a recipient in flight: applied if the current attempt defers.
-    bool mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb);
+    bool mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb, uint64_t uid);
     void records_deleted(uint64_t msgid, uint32_t n);
     void removed(uint64_t msgid) { dead_msgids_.erase(msgid); }
     const ClassCounts& class_counts() const { return counts_; }
@@ -81,6 +81,7 @@ private:
         RecipientRecord rec;
         Stage stage = Stage::ready;
         bool hold_after = false;    // held by mtaqueue while in flight: a deferral of this attempt becomes held
+        uint64_t hold_by = 0;       // ... by this uid
         bool delete_after = false;  // deleted by mtaqueue while in flight: a deferral of this attempt deletes it
     };
     struct Message {
@@ -95,7 +96,7 @@ private:
     void record_result(uint64_t msgid, Message& m, Rcpt& r, uint32_t index, const RcptResult& res,
                        const std::string& relay);
     bool delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const;
-    static void hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec);
+    void hold_if_asked(const std::string& qid, const Rcpt& r, RecipientRecord& rec) const;
     void suppress(uint64_t msgid, const RecipientRecord& rec, uint64_t now);
     static Op recipient_change(uint64_t msgid, uint32_t index, Rcpt& ar);
 

@@ -30,20 +30,6 @@ std::vector<std::string_view> words(std::string_view s) {
     return out;
 }
 
-// Printable for a terminal: escapes anything outside printable ASCII.
-std::string printable(std::string_view s) {
-    std::string out;
-    for (unsigned char c : s) {
-        if ((c >= 0x20 && c < 0x7f) || c == '\t') out += char(c);
-        else {
-            char b[8];
-            snprintf(b, sizeof b, "\\x%02X", c);
-            out += b;
-        }
-    }
-    return out;
-}
-
 const char* notify_text(uint64_t n, std::string& buf) {
     buf.clear();
     if (n == 0) return "";
@@ -127,6 +113,19 @@ bool parse_warmup(const std::vector<std::string_view>& w, AdminCommand& out, std
 
 }  // namespace
 
+std::string printable(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if ((c >= 0x20 && c < 0x7f) || c == '\t') out += char(c);
+        else {
+            char b[8];
+            snprintf(b, sizeof b, "\\x%02X", c);
+            out += b;
+        }
+    }
+    return out;
+}
+
 std::string utc_text(uint64_t t) {
     if (!t) return "-";
     time_t tt = time_t(t);
@@ -146,7 +145,7 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     if (w.empty()) { err = "no command"; return false; }
     out.verb = std::string(w[0]);
     static const char* verbs[] = {"list", "show", "hold", "release", "delete", "flush", "requeue", "stats",
-                                  "suppression", "warmup", "tlsrpt"};
+                                  "suppression", "warmup", "tlsrpt", "why"};
     bool known = false;
     for (auto* v : verbs) known = known || out.verb == v;
     if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
@@ -193,7 +192,10 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
             return false;
         }
     }
-    if (out.verb == "show" && f.ids.size() != 1) { err = "show needs exactly one queue id"; return false; }
+    if ((out.verb == "show" || out.verb == "why") && f.ids.size() != 1) {
+        err = out.verb + " needs exactly one queue id";
+        return false;
+    }
     if ((out.verb == "hold" || out.verb == "release" || out.verb == "delete") && f.empty() && !out.all) {
         err = out.verb + " needs queue ids, filters or --all";
         return false;

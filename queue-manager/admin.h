@@ -23,7 +23,7 @@ struct AdminFilter {
 };
 
 struct AdminCommand {
-    std::string verb;     // list, show, hold, release, delete, flush, requeue, stats, suppression
+    std::string verb;     // list, show, why, hold, release, delete, flush, requeue, stats, suppression, warmup, tlsrpt
     AdminFilter filter;
     bool json = false;
     bool corrupt = false; // list --corrupt: only messages in the corrupt state, plus quarantined records
@@ -38,7 +38,7 @@ struct AdminCommand {
     // Who may run it: everyone may list/show their own mail and read the counters and the source
     // addresses; the rest is the admin's.
     bool privileged_only() const {
-        return verb != "list" && verb != "show" && verb != "stats" && !(verb == "warmup" && sub == "list");
+        return verb != "list" && verb != "show" && verb != "why" && verb != "stats" && !(verb == "warmup" && sub == "list");
     }
 };
 
@@ -63,6 +63,9 @@ struct MessageView {
 
 std::string rcpt_state_name(const RcptView& r);
 std::string message_state_name(const MessageView& v);  // corrupt, in-flight, held, deferred, queued, bounced
+
+// Printable for a terminal: escapes anything outside printable ASCII as \xHH.
+std::string printable(std::string_view s);
 
 // "2026-12-03 11:09:03Z", "-" for 0: the admin tools' time format.
 std::string utc_text(uint64_t t);

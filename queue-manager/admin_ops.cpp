@@ -74,12 +74,22 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
     });
     if (cmd.verb == "list")
         return cmd.json ? format_list_json(msgs, now, store_.count("corrupt")) : format_list_text(msgs, now);
+    if (cmd.verb == "why") {
+        if (msgs.empty()) return "error: no such message\n";
+        WhyContext c;
+        c.now = now;
+        c.policy = q_.retry_policy();
+        c.destination = [&](const std::string& rcpt) { return q_.destination(rcpt, msgs[0].msg); };
+        std::vector<RcptWhy> why;
+        for (auto& r : msgs[0].rcpts) why.push_back(explain(msgs[0], r, c));
+        return cmd.json ? format_why_json(msgs[0], why, c) : format_why_text(msgs[0], why, c);
+    }
     if (cmd.verb == "show") {
         if (msgs.empty()) return "error: no such message\n";
         msgs[0].headers = header_block(q_.body_prefix(msgs[0].msgid, kMaxReturnedHeaders + 4));
         return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
     }
-    return change(cmd, msgs, now);
+    return change(cmd, msgs, now, uid);
 }
 
 // warmup list | warmup set ADDRESS --first-used DATE (an address that already sent elsewhere, or one to
@@ -147,7 +157,7 @@ std::string AdminOps::suppression(const AdminCommand& cmd, uint64_t uid, uint64_
     return s + "\n";
 }
 
-std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now) {
+std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid) {
     const std::string& verb = cmd.verb;
     std::vector<Op> ops;
     std::set<std::pair<uint64_t, uint32_t>> released;  // were waiting in memory: drop from the active set
@@ -159,7 +169,7 @@ std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& 
         std::size_t changed = 0, deleted = 0, busy_here = 0;
         for (auto& r : v.rcpts) {
             if (r.inflight) {
-                if (!corrupt && rcpt_selected(cmd.filter, r) && q_.mark_inflight(v.msgid, r.index, verb)) {
+                if (!corrupt && rcpt_selected(cmd.filter, r) && q_.mark_inflight(v.msgid, r.index, verb, uid)) {
                     changed++;
                     later++;
                     if (verb == "delete") later_deleted++;
@@ -185,10 +195,14 @@ std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& 
             } else if (verb == "hold") {
                 if (!r.rec.scheduled()) continue;
                 op.rcpt.state = RcptState::held;
+                op.rcpt.held_by = uid;
+                op.rcpt.held_at = now;
             } else if (verb == "release") {
                 if (r.rec.state != RcptState::held) continue;
                 op.rcpt.state = r.rec.attempts ? RcptState::deferred : RcptState::queued;
                 op.rcpt.next_attempt = now;
+                op.rcpt.held_by = kNoUid;
+                op.rcpt.held_at = 0;
             } else if (verb == "flush") {
                 if (!r.rec.scheduled() || r.rec.next_attempt <= now) continue;
                 op.rcpt.next_attempt = now;

@@ -12,6 +12,7 @@
 
 #include "common/ipc.h"
 #include "queue-manager/admin.h"
+#include "queue-manager/why.h"
 #include "queue-manager/store.h"
 
 namespace mta::queue {
@@ -24,7 +25,7 @@ public:
         std::function<bool(uint64_t msgid, uint32_t index)> active;   // in the active set
         std::function<bool(uint64_t msgid, uint32_t index)> busy;     // in flight or result pending
         // hold/release/delete of a recipient in flight, applied if its attempt defers; false: not taken
-        std::function<bool(uint64_t msgid, uint32_t index, const std::string& verb)> mark_inflight;
+        std::function<bool(uint64_t msgid, uint32_t index, const std::string& verb, uint64_t uid)> mark_inflight;
         std::function<void(const RcptSet&)> withdraw;                // changed in the store: out of memory
         std::function<void(uint64_t msgid, uint32_t n)> records_deleted;
         std::function<void(uint64_t msgid)> removed;                 // the whole message is gone
@@ -35,6 +36,9 @@ public:
         std::function<uint64_t()> suppression_ttl;                   // suppression add without --ttl
         std::function<SourcePools&()> sources;                       // warmup list/set
         std::function<int()> save_state;                             // write changed warm-up state now
+        std::function<RetryPolicy()> retry_policy;                    // why: the back-off settings
+        // why: the scheduler's view of the destination a recipient of this message routes to now
+        std::function<DestinationView(const std::string& rcpt, const MessageRecord& m)> destination;
         std::function<std::string(const std::string& sub, bool json)> tlsrpt;  // tlsrpt list|send
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
@@ -45,7 +49,7 @@ public:
 
 private:
     std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid);
-    std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now);
+    std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid);
     std::string suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now);
     std::string warmup(const AdminCommand& cmd, uint64_t uid, uint64_t now);
 

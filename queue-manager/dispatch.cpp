@@ -15,14 +15,32 @@
 #include "queue-manager/server.h"
 
 namespace mta::queue {
+namespace {
+
+// The scheduler's destination of a routed recipient: its next hop, TLS level, group and policy, and the
+// source pools (the sender's, else the destination's).
+Nexthop nexthop_of(const Route& rt, const std::vector<std::string>& sender_pools) {
+    bool local = rt.role == role_name(Role::local);
+    Nexthop to{local, rt.nexthop, rt.tls_level, rt.group, rt.policy, {}, {}, {}};
+    if (!local && rt.nexthop.rfind("lmtp:", 0) != 0) to.pools = sender_pools.empty() ? rt.policy.pools : sender_pools;
+    return to;
+}
+
+}  // namespace
+
+// The routing tables as published now, with the MX hosts learned from deliveries.
+RouteTables QueueServer::route_tables() {
+    tables_.refresh();
+    RouteTables tables = tables_.tables();
+    tables.known_mx = [this](std::string_view domain) { return known_mx(std::string(domain)); };
+    return tables;
+}
 
 // Must not look at the active set's records after the first pump: a send failure can mark the message
 // corrupt and drop it from the active set.
 void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
     std::vector<std::string> touched;
-    tables_.refresh();
-    RouteTables tables = tables_.tables();
-    tables.known_mx = [this](std::string_view domain) { return known_mx(std::string(domain)); };
+    RouteTables tables = route_tables();
     refresh_sources();
     std::vector<std::string> sender_pools;
     std::string pools_problem = sender_pools_of(active_->message(msgid).sender, tables, sender_pools);
@@ -46,13 +64,20 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
             active_->settle(msgid, idx, res, "none");
             continue;
         }
-        bool local = rt.role == role_name(Role::local);
-        Nexthop to{local, rt.nexthop, rt.tls_level, rt.group, rt.policy, {}, {}, {}};
-        if (!local && rt.nexthop.rfind("lmtp:", 0) != 0) to.pools = sender_pools.empty() ? rt.policy.pools : sender_pools;
+        Nexthop to = nexthop_of(rt, sender_pools);
         std::string key = sched_->add(to, msgid, idx, deliver_cost(r));
         if (touched.empty() || touched.back() != key) touched.push_back(key);
     }
     for (auto& key : touched) sched_->pump(key);
+}
+
+DestinationView QueueServer::destination_of(const std::string& rcpt, const MessageRecord& m) {
+    RouteTables tables = route_tables();
+    Route rt = mta::route(cfg_, rcpt_domain(rcpt), tables);
+    if (rt.role != "smtp" && rt.role != role_name(Role::local)) return DestinationView{};  // settled by the queue
+    std::vector<std::string> pools;
+    sender_pools_of(m.sender, tables, pools);
+    return sched_->describe(nexthop_of(rt, pools));
 }
 
 // destination_policy "mx:" keys: the MX host each domain's deliveries found, for kMxMemory seconds.

@@ -149,6 +149,8 @@ std::string encode(const RecipientRecord& rc) {
     w.str(rc.last_error);
     w.u8(rc.flags);
     w.u8(rc.last_class);
+    w.u64(rc.held_by);
+    w.u64(rc.held_at);
     return w.take();
 }
 
@@ -159,11 +161,16 @@ bool decode(std::string_view bytes_in, RecipientRecord& out, std::string& err) {
     bool ok = r.u8(version) && r.u8(state) && r.u64(rc.notify) && r.u32(rc.attempts) && r.u64(rc.next_attempt) &&
               r.u64(rc.last_attempt) && r.str(rc.addr, kMaxAddress) && r.str(rc.orcpt, kMaxOrcpt) &&
               r.str(rc.last_error, kMaxErrorText) && (version < 2 || r.u8(rc.flags)) &&
-              (version < 4 || r.u8(rc.last_class)) && r.done();
+              (version < 4 || r.u8(rc.last_class)) && (version < 5 || (r.u64(rc.held_by) && r.u64(rc.held_at))) &&
+              r.done();
     if (!check_framing(ok, r, version, err)) return false;
     if (rc.flags & ~kRcptDelayWarned) { err = "bad recipient flags"; return false; }
     if (rc.last_class > kBounceClassMax) { err = "bad bounce class"; return false; }
     if (state > uint8_t(RcptState::held)) { err = "bad recipient state"; return false; }
+    if ((rc.held_at != 0) != (rc.held_by != kNoUid)) {
+        err = "bad hold stamp";
+        return false;
+    }
     if (rc.addr.empty()) { err = "empty recipient"; return false; }
     if (!check_texts({{rc.addr, kMaxAddress}, {rc.orcpt, kMaxOrcpt}, {rc.last_error, kMaxErrorText}}, err))
         return false;

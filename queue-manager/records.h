@@ -6,13 +6,17 @@
 #include <string>
 #include <string_view>
 
+#include "common/spool_format.h"
 #include "common/wire/limits.h"
 
 namespace mta::queue {
 
 // Version 2 added MessageRecord::submit_uid and RecipientRecord::flags, version 3 MessageRecord::hold_reason,
-// version 4 RecipientRecord::last_class; older records still decode.
-inline constexpr uint8_t kRecordVersion = 4;
+// version 4 RecipientRecord::last_class, version 5 RecipientRecord::held_by/held_at; older records still
+// decode. A new version is a new queue format (common/spool_format.h) and wants a spool fixture of the
+// old one (tests/integration/make_fixture_spool.py).
+inline constexpr uint8_t kRecordVersion = 5;
+static_assert(kRecordVersion == kQueueFormat, "a new record version is a new queue format (common/spool_format.h)");
 inline constexpr uint64_t kNoUid = UINT64_MAX;     // message did not come from the local sendmail
 // The limits are the wire's (common/wire/limits.h): what a peer may send is what a record may hold.
 using wire::kMaxAddress;      // sender, rcpt
@@ -54,6 +58,10 @@ struct RecipientRecord {
     std::string addr, orcpt, last_error;
     uint8_t flags = 0;          // kRcptDelayWarned
     uint8_t last_class = 0;     // BounceClass of the last failed attempt (bounce_class.h); 0 = none yet
+    // Held by an admin (mtaqueue hold): who and when; kNoUid/0 otherwise (also for a message queued
+    // held on arrival, whose reason is MessageRecord::hold_reason).
+    uint64_t held_by = kNoUid;
+    uint64_t held_at = 0;
     bool operator==(const RecipientRecord&) const = default;
     bool scheduled() const { return state == RcptState::queued || state == RcptState::deferred; }
 };

@@ -51,8 +51,34 @@ std::size_t Scheduler::rcpts_in_flight(uint64_t link) const {
     return it == links_.end() ? 0 : it->second.rcpt_jobs.size();
 }
 
+std::string Scheduler::key_of(const Nexthop& to) {
+    return (to.local ? "L:" : "S:") + to.name() + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
+}
+
+DestinationView Scheduler::describe(const Nexthop& to) const {
+    DestinationView v;
+    if (to.local) return v;
+    std::string key = key_of(to);
+    v.name = to.name();
+    auto d = dests_.find(key);
+    auto h = health_.find(key);
+    v.known = d != dests_.end() || h != health_.end();
+    if (d != dests_.end()) {
+        v.inflight = d->second.inflight;
+        for (auto& wj : d->second.waiting) v.waiting += wj.indices.size();
+    }
+    v.window = window(key);
+    if (h != health_.end()) {
+        v.dead_until = h->second.dead_until;
+        v.dead_error = h->second.last_error;
+    }
+    v.rate_per_minute = shaper_.per_minute(key);
+    v.throttled = shaper_.throttled(key);
+    return v;
+}
+
 std::string Scheduler::add(const Nexthop& to, uint64_t msgid, uint32_t index, std::size_t cost) {
-    std::string key = (to.local ? "L:" : "S:") + to.name() + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
+    std::string key = key_of(to);
     auto [it, fresh] = dests_.try_emplace(key);
     Destination& d = it->second;
     if (fresh) d.to = to;

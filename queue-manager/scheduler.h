@@ -19,6 +19,7 @@
 #include "common/wire/wire.h"
 #include "queue-manager/shaping.h"
 #include "queue-manager/source_pools.h"
+#include "queue-manager/why.h"
 
 namespace mta::queue {
 
@@ -94,6 +95,10 @@ public:
     std::size_t jobs_in_flight() const { return jobs_.size(); }
     std::size_t rcpts_in_flight(uint64_t link) const;
     std::size_t window(const std::string& key) const;  // concurrency a destination is allowed now
+    // The destination key a recipient with this next hop joins (add() returns it too).
+    static std::string key_of(const Nexthop& to);
+    // What holds a destination now, for mtaqueue why (name empty for a local one).
+    DestinationView describe(const Nexthop& to) const;
     bool dead(const std::string& key) const;
 
 private:

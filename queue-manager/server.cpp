@@ -125,8 +125,8 @@ void QueueServer::build_parts() {
         .flush = [this] { group_->flush(); },
         .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
         .busy = [this](uint64_t msgid, uint32_t index) { return active_->busy(msgid, index); },
-        .mark_inflight = [this](uint64_t msgid, uint32_t index, const std::string& verb) {
-            return active_->mark_inflight(msgid, index, verb);
+        .mark_inflight = [this](uint64_t msgid, uint32_t index, const std::string& verb, uint64_t uid) {
+            return active_->mark_inflight(msgid, index, verb, uid);
         },
         .withdraw = [this](const AdminOps::RcptSet& rcpts) {
             for (auto& [msgid, index] : rcpts) active_->release(msgid, index);
@@ -148,6 +148,8 @@ void QueueServer::build_parts() {
             return sched_->sources();
         },
         .save_state = [this] { return save_state(); },
+        .retry_policy = [this] { return RetryPolicy::from(cfg_); },
+        .destination = [this](const std::string& rcpt, const MessageRecord& m) { return destination_of(rcpt, m); },
         .tlsrpt = [this](const std::string& sub, bool json) {
             uint64_t now = clock_.now();
             std::string out = sub == "send" ? tlsrpt_.send(now) : json ? tlsrpt_.list_json(now) : tlsrpt_.list_text(now);

@@ -93,6 +93,9 @@ private:
     std::string suppressed(const std::string& address);
     std::string sender_pools_of(const std::string& sender, const RouteTables& tables, std::vector<std::string>& out);
     void refresh_sources();  // after tables_.refresh()
+    RouteTables route_tables();
+    // Where a recipient of m would go now (routing as route() does it), as the scheduler sees it.
+    DestinationView destination_of(const std::string& rcpt, const MessageRecord& m);
     std::string known_mx(const std::string& domain);
     void learn_mx(const std::string& domain, const std::string& mx);
     static constexpr uint64_t kMxMemory = 6 * 3600;

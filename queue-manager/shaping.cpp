@@ -63,6 +63,11 @@ uint32_t Shaper::per_minute(const std::string& key) const {
     return it == state_.end() ? 0 : min_limit(it->second.policy.max_per_minute, it->second.cut);
 }
 
+bool Shaper::throttled(const std::string& key) const {
+    auto it = state_.find(key);
+    return it != state_.end() && it->second.cut != 0;
+}
+
 uint64_t Shaper::next_free(const std::string& key, uint64_t now, std::string& why) {
     auto it = state_.find(key);
     if (it == state_.end()) return 0;

@@ -44,6 +44,7 @@ public:
     const DestinationPolicy& policy(const std::string& key) const;
     // Messages per minute allowed now: the policy's, or the adaptive cut when lower; 0 = no limit.
     uint32_t per_minute(const std::string& key) const;
+    bool throttled(const std::string& key) const;  // an adaptive cut is in force
 
     // 0: a message may go now. Otherwise the first second at which one may, and `why` says which limit.
     uint64_t next_free(const std::string& key, uint64_t now, std::string& why);

@@ -2,6 +2,8 @@
 // Every write goes through write_txn, which grows the map on MDB_MAP_FULL and retries.
 #include "queue-manager/store.h"
 
+#include "common/spool_format.h"
+
 #include <cerrno>
 #include <cstring>
 #include <sys/stat.h>
@@ -91,6 +93,19 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
         if ((rc = put(t.get(), meta_, kMetaSchema, le64(kSchemaVersion)))) { err = error_text(rc); return false; }
     } else if (rc || !parse_le64(from_val(v), schema) || schema != kSchemaVersion) {
         err = "unsupported queue schema in " + dir;
+        return false;
+    }
+    // The format mark (common/spool_format.h): refuse a newer one untouched, else mark it ours.
+    uint64_t format = kQueueFormatUnmarked;
+    k = to_val(kMetaFormatKey);
+    rc = mdb_get(t.get(), meta_, &k, &v);
+    if (rc == 0 && !parse_le64(from_val(v), format)) { err = "bad queue format mark in " + dir; return false; }
+    if (format > kQueueFormat) {
+        err = queue_format_refusal(format, dir);
+        return false;
+    }
+    if ((rc == MDB_NOTFOUND || format < kQueueFormat) && (rc = put(t.get(), meta_, kMetaFormatKey, le64(kQueueFormat)))) {
+        err = error_text(rc);
         return false;
     }
     uint64_t hw = 1;

@@ -15,7 +15,7 @@ namespace mta::queue {
 int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv) {
     std::string usage = std::string("usage: ") + prog +
                         (*prefix ? " [-c config_file] [--json] [filters]\n"
-                                 : " [-c config_file] list|show|hold|release|delete|flush|requeue [ID...] "
+                                 : " [-c config_file] list|show|why|hold|release|delete|flush|requeue [ID...] "
                                    "[--from A] [--to A] [--domain D] [--older-than DUR] [--state S] [--json] [--all]\n"
                                    "       mtaqueue stats [--json]\n"
                                    "       mtaqueue suppression list|add|remove [ADDRESS...] [--ttl DUR] [--json]\n"

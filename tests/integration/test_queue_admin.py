@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from mtatest import as_user, BIN, check, finish, MTA, wait_for
+from mtatest import as_user, BIN, check, finish, MTA, TMP_ROOT, wait_for
 from queuetest import ScriptedServer, decide_by_name, mtaqueue, queue_json, relay_config, send
 
 
@@ -107,6 +107,91 @@ def hold_in_flight(m, srv):
     srv.decide = old
 
 
+def why_rules(tmp):
+    """mtaqueue why names the rule that holds each recipient: a delivery running (in-flight), another one
+    waiting for the destination's only slot (concurrency-limit), held by an admin (uid and time), back-off
+    after a 4xx, a dead destination, traffic shaping, a TLS policy that cannot be met."""
+    gate = threading.Event()
+    srv = ScriptedServer(lambda rcpt, n: (gate.wait(30) and "250 2.1.5 ok") if rcpt.startswith("stall")
+                         else "451 4.3.0 try again later" if rcpt.startswith("later") else "250 2.1.5 ok")
+    tables = {"transport": "dead.test smtp:[127.0.0.1]:1\nshaped.test smtp:[127.0.0.1]:%d\n"
+                           "tls.test smtp:[127.0.0.1]:%d\n" % (srv.port, srv.port),
+              "destination_policy": "shaped.test max_per_minute=1\n", "tls_policy": "tls.test encrypt\n"}
+    for kind, text in tables.items():
+        with open(os.path.join(tmp, kind), "w") as f:
+            f.write(text)
+        subprocess.run([os.path.join(BIN, "mtamap"), "-t", kind, os.path.join(tmp, kind)], check=True,
+                       capture_output=True, timeout=30)
+    m = MTA(name="why", extra=relay_config(srv).replace("maximal_backoff_time = 2s", "maximal_backoff_time = 1h") +
+            "minimal_backoff_time = 10m\ndelivery_concurrency = 1\ntransport_map = %s.lmdb\n"
+            "destination_policy = %s.lmdb\nsmtp_tls_policy_map = %s.lmdb\n"
+            % tuple(os.path.join(tmp, k) for k in ("transport", "destination_policy", "tls_policy"))).start()
+
+    def why(addr):
+        ids = [x["id"] for x in queue_json(m).get("messages", []) for r in x["recipients"] if r["address"] == addr]
+        if not ids:
+            return {}
+        r = mtaqueue(m, "why", ids[0], "--json")
+        try:
+            return [x for x in json.loads(r.stdout)["recipients"] if x["address"] == addr][0]
+        except (ValueError, KeyError, IndexError):
+            return {"unparsable": r.stdout + r.stderr}
+    try:
+        send(m, "why@localhost", ["stall1@remote.test"], "why one")
+        wait_for(lambda: srv.attempts["stall1@remote.test"] >= 1, 20)
+        send(m, "why@localhost", ["stall2@remote.test"], "why two")
+        time.sleep(1)
+        w = why("stall1@remote.test")
+        check("why: a recipient being delivered is in-flight", w.get("rule") == "in-flight", w)
+        w = why("stall2@remote.test")
+        check("why: the next one waits for the destination's one slot (concurrency-limit)",
+              w.get("rule") == "concurrency-limit" and w["destination"]["in_flight"] == 1 and
+              w["destination"]["window"] == 1, w)
+        r = mtaqueue(m, "why", "--json")
+        check("why: needs one queue id", r.returncode != 0 and "exactly one queue id" in r.stdout + r.stderr,
+              r.stdout + r.stderr)
+        gate.set()
+        wait_for(lambda: not queue_json(m).get("messages"), 20)
+        send(m, "why@localhost", ["held@remote.test"], "why held")
+        wait_for(lambda: srv.attempts["held@remote.test"] >= 1, 20)  # delivered: hold something waiting instead
+        send(m, "why@localhost", ["later@remote.test"], "why later")
+        w = wait_for(lambda: why("later@remote.test").get("rule") == "backoff" and why("later@remote.test"), 20) or \
+            why("later@remote.test")
+        check("why: a 4xx reply means back-off step 1, with the reply and the next attempt",
+              w.get("rule") == "backoff" and "back-off step 1" in w["detail"] and "451 4.3.0 try again later" in
+              w["detail"] and w["until"] and w["until"] > time.time() + 300, w)
+        mtaqueue(m, "hold", "--to", "later@remote.test")
+        w = why("later@remote.test")
+        check("why: held by an admin, with who and when", w.get("rule") == "held" and w.get("held_by") == 0 and
+              abs(w.get("held_at", 0) - time.time()) < 30 and "uid 0" in w["detail"], w)
+        for i in range(4):
+            send(m, "why@localhost", ["d%d@dead.test" % i], "why dead %d" % i)
+        wait_for(lambda: "event=destination_skipped" in m.log_text() or
+                 why("d3@dead.test").get("rule") == "destination-dead", 30)
+        w = why("d3@dead.test")
+        check("why: a destination that failed to connect 3 times in a row is dead until T",
+              w.get("rule") == "destination-dead" and w["destination"]["dead_until"] and
+              "marked dead until" in w["detail"], w)
+        send(m, "why@localhost", ["s1@shaped.test"], "why shaped 1")
+        send(m, "why@localhost", ["s2@shaped.test"], "why shaped 2")
+        wait_for(lambda: why("s2@shaped.test").get("rule") == "shaped", 20)
+        w = why("s2@shaped.test")
+        check("why: destination_policy's max_per_minute postpones the second (shaped)",
+              w.get("rule") == "shaped" and "max_per_minute=1" in w["detail"], w)
+        send(m, "why@localhost", ["t@tls.test"], "why tls")
+        wait_for(lambda: why("t@tls.test").get("rule") == "tls-policy", 20)
+        w = why("t@tls.test")
+        check("why: TLS required by smtp_tls_policy_map but not offered (tls-policy)",
+              w.get("rule") == "tls-policy" and "4.7.4" in w["detail"], w)
+        r = mtaqueue(m, "why", [x["id"] for x in queue_json(m)["messages"]
+                                if any(r["address"] == "t@tls.test" for r in x["recipients"])][0])
+        check("why: the text form says the same", r.returncode == 0 and "[tls-policy]" in r.stdout, r.stdout)
+    finally:
+        gate.set()
+        m.stop()
+        srv.stop()
+
+
 def sendmail_tests(m):
     sm = os.path.join(BIN, "sendmail")
     msg = "To: smuser@localhost\nBcc: smhidden@localhost\nSubject: via sendmail\n\nline one\n.\nafter dot\n"
@@ -158,6 +243,9 @@ def main():
     finally:
         m.stop()
         srv.stop()
+    tmp = os.path.join(TMP_ROOT, "why")
+    os.makedirs(tmp, exist_ok=True)
+    why_rules(tmp)
     finish()
 
 

@@ -87,13 +87,34 @@ TEST_CASE("recipient record round trip") {
 TEST_CASE("a version 3 recipient record (before last_class) still decodes") {
     RecipientRecord r = sample_rcpt(), back;
     std::string v3 = encode(r);
-    v3.pop_back();  // last_class
+    v3.resize(v3.size() - 17);  // held_by, held_at, last_class
     v3[0] = 3;
     std::string err;
     REQUIRE(decode(v3, back, err));
     CHECK(back == r);
     v3[0] = 4;
     CHECK_FALSE(decode(v3, back, err));
+}
+
+TEST_CASE("a version 4 recipient record (before the hold stamp) still decodes; the stamp is all or nothing") {
+    RecipientRecord r = sample_rcpt(), back;
+    r.last_class = 3;
+    std::string v4 = encode(r);
+    v4.resize(v4.size() - 16);  // held_by, held_at
+    v4[0] = 4;
+    std::string err;
+    REQUIRE(decode(v4, back, err));
+    CHECK(back == r);
+    CHECK(back.held_by == kNoUid);
+    v4[0] = 5;
+    CHECK_FALSE(decode(v4, back, err));
+    r.state = RcptState::held;
+    r.held_by = 0;  // root
+    r.held_at = 1790000000;
+    REQUIRE(decode(encode(r), back, err));
+    CHECK(back == r);
+    r.held_at = 0;
+    CHECK_FALSE(decode(encode(r), back, err));
 }
 
 TEST_CASE("suppression record round trip and strict decoding") {
