@@ -19,7 +19,8 @@ inline constexpr std::string_view kMetaFormatKey = "format";
 std::string queue_format_refusal(uint64_t found, const std::string& dir);
 
 // mtad's check of <spool>/queue/db before start-up, read-only and without LMDB's lock file (nothing
-// else has the spool open yet). True when there is no spool yet or its format is one this build reads.
+// else has the spool open yet). False only for a readable mark newer than kQueueFormat: a missing or
+// damaged database is mta-queue's to refuse (mtad keeps running and SMTP answers 4xx).
 bool check_queue_format(const std::string& db_dir, std::string& err);
 
 }  // namespace mta

@@ -55,9 +55,41 @@ std::string Master::program_path(const std::string& program) const {
     return dir.substr(0, dir.rfind('/')) + "/" + program;
 }
 
+// check_queue_format in a child process: LMDB trusts the file it maps, and a damaged one must not take
+// mtad down. Only the child's clear "newer format" verdict stops the start; a crash is mta-queue's to
+// find and report.
+bool Master::queue_format_ok(std::string& err) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return true;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        std::string why;
+        bool ok = check_queue_format(queue_dir(cfg_) + "/db", why);
+        if (!ok && ::write(fds[1], why.data(), why.size()) < 0) _exit(2);
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    std::string why;
+    char buf[512];
+    for (ssize_t n; pid > 0 && (n = read(fds[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        why.append(buf, std::size_t(n));
+    }
+    close(fds[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1 && !why.empty()) {
+        err = why;
+        return false;
+    }
+    return true;
+}
+
 int Master::run() {
     std::string err;
-    if (!prepare_filesystem(err) || !check_queue_format(queue_dir(cfg_) + "/db", err) || !open_listeners(err) ||
+    if (!prepare_filesystem(err) || !queue_format_ok(err) || !open_listeners(err) ||
         !open_control(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         if (!foreground_) fprintf(stderr, "mtad: %s\n", err.c_str());

@@ -51,6 +51,7 @@ public:
 
 private:
     bool prepare_filesystem(std::string& err);
+    bool queue_format_ok(std::string& err);  // the spool is not from a newer release (forked check)
     bool open_listeners(std::string& err);
     void spawn(Child& c);
     void connect_peers(Child& c);
