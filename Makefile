@@ -58,7 +58,7 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
-                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev
+                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
@@ -157,8 +157,11 @@ ifneq ($(NO_DEPS),1)
 	if [ -n "$$missing" ]; then \
 	  echo "installing missing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
-	  for s in postfix opendkim; do systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
+	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\n# mta: no service starts while its test tools are installed\nexit 101\n' >$$policy; chmod 755 $$policy; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  rc=$$?; [ -n "$$policy" ] && rm -f $$policy; [ $$rc -eq 0 ] || exit 1; \
+	  for s in $$missing; do case $$s in postfix|opendkim|rsyslog) systemctl disable --now $$s >/dev/null 2>&1 || true;; esac; done; \
 	fi
 endif
 

@@ -88,6 +88,8 @@ struct Config {
     std::string tlsrpt_organization;        // their organization-name ("" = hostname)
     uint64_t suppression_ttl = 0;
     std::string log_level;
+    std::string log_format = "kv";     // kv or json
+    std::string maillog_file;          // log lines to this file instead of syslog ("" = syslog)
     // mta-msgauth (msgauth/, mta-msgauth(8)): DKIM signing keys, verification and what its verdicts do.
     std::string msgauth_user;
     std::string dkim_keys;                  // LMDB table (mtamap -t dkim); "" = sign nothing

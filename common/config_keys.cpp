@@ -460,6 +460,19 @@ const std::vector<KeyDef>& key_defs() {
              c.log_level = v;
              return true;
          }},
+        {{"log_format", "kv", "kv (key=value pairs, as Postfix admins grep them) or json (one JSON object per line)"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (v != "kv" && v != "json") { err = "expected kv or json"; return false; }
+             c.log_format = v;
+             return true;
+         }},
+        {{"maillog_file", "", "an absolute path: without -d, every process logs to this file (opened by mtad, "
+                              "appended to) instead of syslog; for hosts without a syslog daemon"},
+         [](Config& c, const std::string& v, std::string& err) {
+             if (!v.empty() && v[0] != '/') { err = "expected an absolute path"; return false; }
+             c.maillog_file = v;
+             return true;
+         }},
     };
     return defs;
 }

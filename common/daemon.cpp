@@ -51,8 +51,7 @@ Bootstrap start(Role self, int argc, char** argv) {
         for (auto& e : errors) LOG_ERROR("event=config_error %s", log::safe(e.str()).c_str());
         exit(1);
     }
-    log::Level lvl;
-    if (log::parse_level(b.cfg.log_level, lvl)) log::set_level(lvl);
+    log::configure(b.cfg.log_level, b.cfg.log_format);
     return b;
 }
 

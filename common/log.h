@@ -1,4 +1,6 @@
-// One-line key=value event logging to stderr (foreground) or syslog (daemon).
+// One-line event logging to stderr (foreground, or maillog_file which mtad puts on fd 2) or syslog
+// (daemon, facility mail). Lines are key=value pairs (log_format = kv) or one JSON object each
+// (log_format = json: the same pairs as string members, plus level, and time/ident/pid off syslog).
 #pragma once
 #include <string>
 #include <string_view>
@@ -10,6 +12,12 @@ enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
 void init(const char* ident, bool to_stderr);
 void set_level(Level l);
 bool parse_level(std::string_view s, Level& out);
+void set_json(bool on);
+// log_level and log_format as the configuration has them (checked by the config parser).
+void configure(std::string_view level, std::string_view format);
+// A key=value message as a JSON object's members ("event":"x",...); text that is not key=value pairs
+// becomes "msg". Exposed for tests.
+std::string kv_to_json_members(std::string_view msg);
 Level level();
 
 void write(Level l, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -83,8 +83,7 @@ void MasterLink::reload(const ipc::Message& m) {
         LOG_ERROR("event=reload_failed reason=\"keeping the old configuration\"");
         return;
     }
-    log::Level level;
-    if (log::parse_level(next.log_level, level)) log::set_level(level);
+    log::configure(next.log_level, next.log_format);
     handler_.on_reload(std::move(next), conf);
     LOG_INFO("event=reloaded");
 }

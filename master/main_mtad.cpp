@@ -53,9 +53,9 @@ int main(int argc, char** argv) {
         printf("mtad: configuration %s is valid\n", cfg.source.c_str());
         return 0;
     }
-    mta::log::init(self, foreground);
-    mta::log::Level lvl;
-    if (mta::log::parse_level(cfg.log_level, lvl)) mta::log::set_level(lvl);
+    // maillog_file: lines go to stderr, which mtad points at the file once it has detached.
+    mta::log::init(self, foreground || !cfg.maillog_file.empty());
+    mta::log::configure(cfg.log_level, cfg.log_format);
     for (auto& w : cfg.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w).c_str());
     for (auto& w : problems.warnings) LOG_WARN("event=config_warning detail=\"%s\"", mta::log::safe(w.str()).c_str());
     mta::master::Master m(path, explicit_path, std::move(cfg), foreground);

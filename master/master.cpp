@@ -95,6 +95,16 @@ int Master::run() {
         if (!foreground_) fprintf(stderr, "mtad: %s\n", err.c_str());
         return 1;
     }
+    UniqueFd maillog;
+    if (!foreground_ && !cfg_.maillog_file.empty()) {
+        maillog.reset(::open(cfg_.maillog_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
+        if (!maillog) {
+            err = "maillog_file " + cfg_.maillog_file + ": " + strerror(errno);
+            LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
+            fprintf(stderr, "mtad: %s\n", err.c_str());
+            return 1;
+        }
+    }
     // Detach only now, so that start-up errors above still reach the terminal and the exit status.
     if (!foreground_) {
         if (::daemon(1, 0) != 0) {
@@ -102,6 +112,9 @@ int Master::run() {
             return 1;
         }
         event_reinit(base_);
+        // maillog_file: fd 2 of mtad and of every role it starts (they log to stderr, one write a line,
+        // appended, so lines of different processes stay whole).
+        if (maillog) dup2(maillog.get(), 2);
     }
     for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) {
         events_.emplace_back(evsignal_new(base_, sig, &Master::on_signal, this));
@@ -166,7 +179,8 @@ void Master::spawn(Child& c) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        const char* argv[] = {role_program(c.role), foreground_ ? "-d" : nullptr, nullptr};
+        // -d: log to stderr (the terminal, or maillog_file on fd 2).
+        const char* argv[] = {role_program(c.role), foreground_ || !cfg_.maillog_file.empty() ? "-d" : nullptr, nullptr};
         execv(path.c_str(), const_cast<char* const*>(argv));
         fprintf(stderr, "mtad: exec %s: %s\n", path.c_str(), strerror(errno));
         _exit(127);
@@ -342,8 +356,7 @@ bool Master::reload(std::string& msg) {
     cfg_ = std::move(fresh);
     tables_.configure(cfg_);
     tables_.sync();  // before the roles get the new config, so the queue finds the new tables
-    log::Level lvl;
-    if (log::parse_level(cfg_.log_level, lvl)) log::set_level(lvl);
+    log::configure(cfg_.log_level, cfg_.log_format);
     // mta-smtpd is chrooted and unprivileged: it gets the certificate and key as PEM text and swaps
     // its TLS context in place (or keeps the old one if they are broken), so sessions live on.
     std::string cert_pem, key_pem;

@@ -185,7 +185,9 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     for (auto& r : res.results) {
         auto job = sched_->answered(p.id, res.msgid, r.index, r.status, r.text);
         if (!job) daemon::malformed(p.link->desc(), "result for a recipient not in flight on this link");
-        active_->settle(res.msgid, r.index, r, std::string(role_name(p.role)) + ":" + job->nexthop);
+        // The next hop once: a transport_map target already names its transport ("smtp:[host]:25").
+        bool named = job->nexthop.rfind("smtp:", 0) == 0 || job->nexthop.rfind("lmtp:", 0) == 0;
+        active_->settle(res.msgid, r.index, r, named ? job->nexthop : std::string(role_name(p.role)) + ":" + job->nexthop);
         if (job->last) done.push_back(job->job);
     }
     for (uint64_t id : done) sched_->finish(id);

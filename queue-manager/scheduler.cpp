@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "queue-manager/qid.h"
 
 namespace mta::queue {
 
@@ -186,8 +187,8 @@ void Scheduler::hold_for_source(Destination& d, WaitingJob& wj, const SourcePool
         hooks_.defer(wj.msgid, wj.indices, "4.3.5 " + c.why, "none:" + d.to.name());
         return;
     }
-    LOG_INFO("event=source_warmup_wait nexthop=%s nrcpt=%zu until=%llu reason=\"%s\"", log::safe(d.to.name()).c_str(),
-             wj.indices.size(), (unsigned long long)c.wait_until, log::safe(c.why).c_str());
+    LOG_INFO("event=source_warmup_wait qid=%s nexthop=%s nrcpt=%zu until=%llu reason=\"%s\"", format_qid(wj.msgid).c_str(),
+             log::safe(d.to.name()).c_str(), wj.indices.size(), (unsigned long long)c.wait_until, log::safe(c.why).c_str());
     hooks_.postpone(wj.msgid, wj.indices, c.wait_until, "4.7.0 " + c.why);
 }
 

@@ -53,10 +53,10 @@ std::vector<RcptResult> Agent::deliver(const DeliverRequest& req) {
         }
         const std::string to = log::safe(r.address);
         if (res.outcome.status == ipc::DeliveryStatus::delivered)
-            LOG_INFO("event=delivered qid=%s to=%s maildir=%s%s", qid.c_str(), to.c_str(),
+            LOG_INFO("event=delivered qid=%s to=<%s> maildir=%s%s", qid.c_str(), to.c_str(),
                      res.outcome.file.c_str(), duplicate ? " duplicate=yes" : "");
         else
-            LOG_INFO("event=%s qid=%s to=%s reason=\"%s\"",
+            LOG_INFO("event=%s qid=%s to=<%s> reason=\"%s\"",
                      res.outcome.status == ipc::DeliveryStatus::bounced ? "bounced" : "deferred", qid.c_str(),
                      to.c_str(), log::safe(res.outcome.text).c_str());
         results.push_back(std::move(res));
