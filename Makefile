@@ -9,10 +9,13 @@ BUILD    ?= build
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 PKGS     := libevent libevent_openssl openssl libunbound lmdb libpsl zlib
-# CXXFLAGS/LDFLAGS from the environment or the command line (a packager's) replace the defaults; the
-# flags the build cannot do without are appended with `override`, so they survive both.
+# CPPFLAGS/CXXFLAGS/LDFLAGS from the environment or the command line (a packager's, e.g. Debian's
+# hardening flags) replace the defaults and reach every compile and link; the flags the build cannot do
+# without are appended with `override`, so they survive both. -ffile-prefix-map keeps the checkout's
+# path out of the objects: two builds of one commit in different directories are bit-identical.
 CXXFLAGS ?= -O2 -g
-override CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+override CXXFLAGS += -std=c++20 -Wall -Wextra -Werror -I. -MMD -MP -ffile-prefix-map=$(CURDIR)=. \
+                     $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
 
 # The ASan+UBSan build uses clang: GCC's UBSan at -O1 compiles about four times slower, and clang's
@@ -58,9 +61,10 @@ ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
-                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux
+                libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux \
+                systemd man-db
 
-.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan FORCE
+.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan repro FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
 
 # Precompiled headers: common/pch.h (standard and system headers) for the sources; tests/unit/pch.h (the
@@ -79,18 +83,18 @@ override CXXFLAGS += -Winvalid-pch
 $(BUILD)/pch/%.h.$(PCH_EXT): %.h
 	@mkdir -p $(dir $@)
 	cp $< $(BUILD)/pch/$*.h
-	$(CXX) $(CXXFLAGS) -x c++-header $< -o $@
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -x c++-header $< -o $@
 
 $(BUILD)/obj/%.o: %.cpp $(PCH_COMMON).$(PCH_EXT)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) $(PCH_FLAGS) -c $< -o $@
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(PCH_FLAGS) -c $< -o $@
 PCH_FLAGS = -include $(PCH_COMMON)
 
 # Test code is not worth optimizing: unit tests at -O0 build three times faster and run in a second.
 define TEST_OBJ_RULE
 $(BUILD)/obj/tests/$(1)/%.o: tests/$(1)/%.cpp $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT)
 	@mkdir -p $$(dir $$@)
-	$$(CXX) $$(CXXFLAGS) $$(PCH_FLAGS) -c $$< -o $$@
+	$$(CXX) $$(CPPFLAGS) $$(CXXFLAGS) $$(PCH_FLAGS) -c $$< -o $$@
 $(BUILD)/obj/tests/$(1)/%.o: PCH_FLAGS = -include $(BUILD)/pch/tests/$(1)/pch.h
 $(BUILD)/obj/tests/$(1)/%.o $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT): override CXXFLAGS += -O0
 endef
@@ -205,11 +209,15 @@ fuzz-long: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/libexec/mta $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/etc/mta \
-	  $(DESTDIR)/lib/systemd/system
+	  $(DESTDIR)/lib/systemd/system $(DESTDIR)/var/spool/mta
 	for p in $(PROGRAMS); do case $$(basename $$p) in mta-*) install -m 0755 $$p $(DESTDIR)$(PREFIX)/libexec/mta/ ;; *) install -m 0755 $$p $(DESTDIR)$(PREFIX)/sbin/ ;; esac; done
 	for m in man/*.[158]; do [ -f "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$${m##*.}/; done; true
 	[ -f $(DESTDIR)/etc/mta/mta.conf ] || sed 's|@LIBEXEC@|$(PREFIX)/libexec/mta|' master/mta.conf.sample > $(DESTDIR)/etc/mta/mta.conf
 	sed 's|@SBIN@|$(PREFIX)/sbin|' master/mtad.service > $(DESTDIR)/lib/systemd/system/mtad.service
+
+# Two builds of HEAD in different directories, every installed file compared (tests/repro).
+repro:
+	tests/repro
 
 clean:
 	rm -rf build build-asan
