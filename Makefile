@@ -72,6 +72,10 @@ all: $(PROGRAMS) $(UNIT_BIN)
 # headers was a third of every compile. A PCH is used only with exactly the flags it was built with;
 # -Winvalid-pch turns a mismatch into an error instead of a silent slow build. The header is copied
 # beside its PCH so that the compiler, finding the PCH unusable, would still have the text.
+# PCH=1 (what run, check, asan and bench use) turns them on; a plain `make` (a packager's) includes the
+# headers as text: GCC's precompiled image is not reproducible and its objects' debug information
+# follows it, while without it two builds of one commit are bit-identical (make repro).
+PCH ?= 0
 PCH_EXT    := $(if $(filter 1,$(SAN)),pch,gch)
 PCH_COMMON := $(BUILD)/pch/common/pch.h
 TEST_KINDS := unit fuzz
@@ -85,17 +89,19 @@ $(BUILD)/pch/%.h.$(PCH_EXT): %.h
 	cp $< $(BUILD)/pch/$*.h
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -x c++-header $< -o $@
 
-$(BUILD)/obj/%.o: %.cpp $(PCH_COMMON).$(PCH_EXT)
+pch_dep = $(if $(filter 1,$(PCH)),$(1).$(PCH_EXT))
+pch_include = -include $(if $(filter 1,$(PCH)),$(1),$(patsubst $(BUILD)/pch/%,%,$(1)))
+$(BUILD)/obj/%.o: %.cpp $(call pch_dep,$(PCH_COMMON))
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(PCH_FLAGS) -c $< -o $@
-PCH_FLAGS = -include $(PCH_COMMON)
+PCH_FLAGS = $(call pch_include,$(PCH_COMMON))
 
 # Test code is not worth optimizing: unit tests at -O0 build three times faster and run in a second.
 define TEST_OBJ_RULE
-$(BUILD)/obj/tests/$(1)/%.o: tests/$(1)/%.cpp $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT)
+$(BUILD)/obj/tests/$(1)/%.o: tests/$(1)/%.cpp $(call pch_dep,$(BUILD)/pch/tests/$(1)/pch.h)
 	@mkdir -p $$(dir $$@)
 	$$(CXX) $$(CPPFLAGS) $$(CXXFLAGS) $$(PCH_FLAGS) -c $$< -o $$@
-$(BUILD)/obj/tests/$(1)/%.o: PCH_FLAGS = -include $(BUILD)/pch/tests/$(1)/pch.h
+$(BUILD)/obj/tests/$(1)/%.o: PCH_FLAGS = $(call pch_include,$(BUILD)/pch/tests/$(1)/pch.h)
 $(BUILD)/obj/tests/$(1)/%.o $(BUILD)/pch/tests/$(1)/pch.h.$(PCH_EXT): override CXXFLAGS += -O0
 endef
 $(foreach k,$(TEST_KINDS),$(eval $(call TEST_OBJ_RULE,$(k))))
@@ -172,7 +178,7 @@ endif
 # The targets that build on the user's behalf (run, check, asan, bench) use every core: JOBS=1 for a
 # serial build. Plain `make` is left as make's own -j says.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-SUBMAKE = $(MAKE) -j$(JOBS)
+SUBMAKE = $(MAKE) -j$(JOBS) PCH=1
 
 run: deps
 	$(SUBMAKE) all
