@@ -6,14 +6,12 @@
 #include <string_view>
 
 #include "common/address.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::addr;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();  // libFuzzer reports abort() as a crash with the input saved
-}
 
 bool printable_ascii(std::string_view s) {
     for (char ch : s) {

@@ -7,14 +7,12 @@
 #include <string_view>
 
 #include "msgauth/auth_results.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 void check_lines(const std::string& h) {
     require(h.ends_with("\r\n"));

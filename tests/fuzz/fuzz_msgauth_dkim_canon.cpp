@@ -7,14 +7,12 @@
 #include <string_view>
 
 #include "msgauth/dkim_canon.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 std::string run(DkimCanon c, std::string_view in, std::size_t step, std::optional<uint64_t> limit, uint64_t* size) {
     BodyCanonicalizer b(c, limit);

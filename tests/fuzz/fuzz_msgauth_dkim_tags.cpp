@@ -6,16 +6,9 @@
 #include <string_view>
 
 #include "msgauth/dkim_tags.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
-
-namespace {
-
-void require(bool cond) {
-    if (!cond) std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string in(reinterpret_cast<const char*>(data), size);

@@ -6,14 +6,12 @@
 #include <string_view>
 
 #include "msgauth/dkim_verify.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 // The Ed25519 key of the seed corpus' signatures.
 const char* kKey = "v=DKIM1; k=ed25519; p=ZACm50YAYPoFLWlB5Xir0iEXMlvAVvDq2gBoqTXXmxk=";

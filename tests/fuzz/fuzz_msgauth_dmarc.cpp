@@ -6,14 +6,12 @@
 #include <string_view>
 
 #include "msgauth/dmarc.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 const PublicSuffixList& psl() {
     static PublicSuffixList list = [] {

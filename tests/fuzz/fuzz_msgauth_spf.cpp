@@ -6,14 +6,12 @@
 #include <string_view>
 
 #include "msgauth/spf.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 // Answers are lines: the first byte picks the status (and how many of the following lines are records).
 struct Feed {

@@ -8,14 +8,12 @@
 
 #include "msgauth/spf_macro.h"
 #include "msgauth/spf_record.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::msgauth;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 void check_query_name(const std::string& n) {
     if (n.empty()) return;

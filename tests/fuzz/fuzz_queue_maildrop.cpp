@@ -9,17 +9,12 @@
 #include "queue-manager/admin.h"
 #include "common/wire/maildrop.h"
 #include "queue-manager/sendmail/prepare.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
 using namespace mta::queue;
 using namespace mta::sendmail;
 using namespace mta::wire;
-
-namespace {
-void require(bool cond) {
-    if (!cond) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);

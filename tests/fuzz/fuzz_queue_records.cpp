@@ -10,15 +10,10 @@
 #include "queue-manager/bounce_class.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/records.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
 using namespace mta::queue;
-
-namespace {
-void require(bool cond) {
-    if (!cond) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);

@@ -9,15 +9,13 @@
 
 #include "common/mta_sts.h"
 #include "resolver/mta_sts_http.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
 using namespace mta::resolver;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 void check_policy(std::string_view in) {
     sts::Policy p;

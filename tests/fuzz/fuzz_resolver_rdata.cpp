@@ -8,14 +8,12 @@
 
 #include "resolver/answer.h"
 #include "resolver/rdata.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::resolver;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 const uint16_t kTypes[] = {kTypeA, kTypeAAAA, kTypeMX, kTypeTLSA, kTypeTXT, kTypePTR, 5, 0};
 

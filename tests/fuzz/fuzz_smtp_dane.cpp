@@ -8,15 +8,10 @@
 
 #include "smtp-client/lmtp_nexthop.h"
 #include "smtp-client/smtp_dane.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
 using namespace mta::smtp;
-
-namespace {
-void require(bool cond) {
-    if (!cond) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);

@@ -8,14 +8,12 @@
 
 #include "smtp-client/smtp_body.h"
 #include "smtp-client/smtp_reply.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::smtp;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 void check_reply(std::string_view in) {
     // Consume replies one after another like the session does.

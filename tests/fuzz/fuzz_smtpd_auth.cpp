@@ -6,13 +6,11 @@
 #include <string_view>
 
 #include "smtpd/smtpd_auth.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::smtpd;
 
 namespace {
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 bool clean(const std::string& s) { return s.find_first_of(std::string("\r\n\0", 3)) == std::string::npos; }
 }  // namespace
 

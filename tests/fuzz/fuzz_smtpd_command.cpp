@@ -6,14 +6,12 @@
 #include <string_view>
 
 #include "smtpd/smtpd_command.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::smtpd;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 void parse_line(std::string_view line) {
     Command c = parse_command(line);

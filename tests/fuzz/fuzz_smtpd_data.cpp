@@ -7,14 +7,12 @@
 #include <string_view>
 
 #include "smtpd/smtpd_data.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta::smtpd;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();
-}
 
 struct Out {
     std::string body;

@@ -9,14 +9,9 @@
 
 #include "common/tlsrpt.h"
 #include "common/wire/maildrop.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
-
-namespace {
-void require(bool cond) {
-    if (!cond) std::abort();
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);

@@ -9,14 +9,12 @@
 #include <string>
 
 #include "common/wire/wire.h"
+#include "tests/fuzz/fuzz_require.h"
 
 using namespace mta;
 
 namespace {
 
-void require(bool cond) {
-    if (!cond) std::abort();  // libFuzzer reports abort() as a crash with the input saved
-}
 
 void add_fds(ipc::Message& m, unsigned n) {
     for (unsigned i = 0; i < n; i++) m.add_fd(UniqueFd(open("/dev/null", O_RDONLY | O_CLOEXEC)));
