@@ -1,8 +1,8 @@
 """Logging as an admin sees it without -d: a real rsyslogd (Debian rsyslog, started here on a socket of
 its own) receives our lines in the mail facility, one line per event with the queue id on the lines
 about a message; with log_format = json every line's message is one valid JSON object; maillog_file
-gets the lines when there is no syslog. mtad runs in a private mount namespace of this test whose
-/dev/log is rsyslogd's socket (nothing of the host's /dev changes)."""
+gets the lines when there is no syslog. mtad runs in a mount namespace of this test whose /dev is
+its own, with /dev/log pointing at rsyslogd's socket (nothing of the host's /dev changes)."""
 import json
 import os
 import re
@@ -34,17 +34,15 @@ def start_rsyslog(d):
 
 
 def namespaced(d, cmd):
-    """cmd in a new mount namespace whose /dev holds the usual devices and log -> rsyslogd's socket."""
-    dev = os.path.join(d, "dev")
-    os.makedirs(dev, exist_ok=True)
-    script = ["set -e", "mount --make-rprivate /"]
-    for name in ("null", "zero", "full", "random", "urandom"):
-        open(os.path.join(dev, name), "a").close()
-        script.append("mount --bind /dev/%s %s/%s" % (name, dev, name))
-    if not os.path.lexists(os.path.join(dev, "log")):
-        os.symlink(os.path.join(d, "log"), os.path.join(dev, "log"))
-    script += ["mount --rbind %s /dev" % dev, 'exec "$@"']
-    return ["unshare", "-m", "sh", "-c", "\n".join(script), "sh"] + cmd
+    """cmd in a new mount namespace whose /dev is a tmpfs of its own with the usual devices and
+    log -> rsyslogd's socket. Only /dev is touched, after it was made private in the namespace, so
+    nothing propagates to the host's mounts; "/" may not be a mount point (a chroot), so its
+    propagation is left as it is."""
+    script = ["set -e", "mount --make-rprivate /dev", "mount -t tmpfs -o mode=755 tmpfs /dev"]
+    for name, minor in (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)):
+        script.append("mknod -m 666 /dev/%s c 1 %d" % (name, minor))
+    script += ["ln -s %s /dev/log" % os.path.join(d, "log"), 'exec "$@"']
+    return ["unshare", "-m", "--propagation", "unchanged", "sh", "-c", "\n".join(script), "sh"] + cmd
 
 
 def lines(path):
