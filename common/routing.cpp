@@ -10,18 +10,10 @@
 #include <sys/un.h>
 
 #include "common/address.h"
+#include "common/text.h"
 
 namespace mta {
 namespace {
-
-// Mail that must wait for the admin (a table unusable or wrong): deferred with `text`.
-Route retry_route(std::string text, std::string transport) {
-    Route r;
-    r.role = "retry";
-    r.text = std::move(text);
-    r.transport = std::move(transport);
-    return r;
-}
 
 bool ip_literal(const std::string& h) {
     unsigned char buf[16];
@@ -96,6 +88,14 @@ bool check_status_text(std::string_view v, char cls, std::string& err) {
 
 }  // namespace
 
+Route retry_route(std::string text, std::string transport) {
+    Route r;
+    r.role = "retry";
+    r.text = std::move(text);
+    r.transport = std::move(transport);
+    return r;
+}
+
 bool valid_domain_key(std::string_view key) {
     if (key == "*") return true;
     bool parent = !key.empty() && key.front() == '.';
@@ -160,16 +160,12 @@ bool valid_name(std::string_view s) {
 
 bool parse_pool_list(std::string_view value, std::vector<std::string>& out, std::string& err) {
     out.clear();
-    std::size_t i = 0;
-    while (i <= value.size()) {
-        std::size_t j = value.find(',', i);
-        if (j == std::string_view::npos) j = value.size();
-        std::string name = addr::lower(value.substr(i, j - i));
+    for (std::string_view field : split(value, ',')) {
+        std::string name = addr::lower(field);
         if (!valid_name(name)) { err = "bad pool name \"" + name.substr(0, 64) + "\" (letters, digits, _ . -)"; return false; }
         if (std::find(out.begin(), out.end(), name) != out.end()) { err = "pool " + name + " named twice"; return false; }
         if (out.size() == 8) { err = "more than 8 pools"; return false; }
         out.push_back(std::move(name));
-        i = j + 1;
     }
     return true;
 }
@@ -224,15 +220,11 @@ bool parse_source_address(std::string_view key, std::string_view value, SourceAd
         if (name == "pool") return parse_pool_list(v, out.pools, err);
         if (name == "warmup") {
             out.warmup.clear();
-            std::size_t i = 0;
-            while (i <= v.size()) {
-                std::size_t j = v.find(',', i);
-                if (j == std::string_view::npos) j = v.size();
+            for (std::string_view day : split(v, ',')) {
                 uint32_t n = 0;
-                if (!parse_count("warmup", v.substr(i, j - i), n, err)) return false;
+                if (!parse_count("warmup", day, n, err)) return false;
                 if (out.warmup.size() == 366) { err = "warmup= has more than 366 days"; return false; }
                 out.warmup.push_back(n);
-                i = j + 1;
             }
             return true;
         }

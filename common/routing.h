@@ -83,6 +83,9 @@ struct RouteTables {
     std::string sender_pools_error;
 };
 
+// Mail that must wait for the admin (a table unusable or wrong): deferred with `text`.
+Route retry_route(std::string text, std::string transport);
+
 // `domain` lower-cased; "" (a bare local part such as "postmaster") counts as local and ignores tables.
 Route route(const Config& cfg, std::string_view domain, const RouteTables& tables = {});
 

@@ -9,6 +9,7 @@
 #include "common/address.h"
 #include "common/config.h"
 #include "common/routing.h"
+#include "common/text.h"
 #include "queue-manager/envelope.h"
 #include "queue-manager/qid.h"
 
@@ -111,6 +112,21 @@ bool parse_warmup(const std::vector<std::string_view>& w, AdminCommand& out, std
     return true;
 }
 
+// "tlsrpt [list] [--json]", "tlsrpt send".
+bool parse_tlsrpt(const std::vector<std::string_view>& w, AdminCommand& out, std::string& err) {
+    std::size_t i = 1;
+    out.sub = "list";
+    if (w.size() > 1 && (w[1] == "list" || w[1] == "send")) out.sub = std::string(w[i++]);
+    for (; i < w.size(); i++) {
+        if (w[i] != "--json" || out.sub != "list") {
+            err = "unexpected argument \"" + printable(w[i]) + "\"";
+            return false;
+        }
+        out.json = true;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::string printable(std::string_view s) {
@@ -151,14 +167,7 @@ bool parse_admin(std::string_view line, AdminCommand& out, std::string& err) {
     if (!known) { err = "unknown command \"" + printable(out.verb) + "\""; return false; }
     if (out.verb == "stats" || out.verb == "suppression") return parse_counters_or_list(w, out, err);
     if (out.verb == "warmup") return parse_warmup(w, out, err);
-    if (out.verb == "tlsrpt") {  // "tlsrpt [list] [--json]" | "tlsrpt send"
-        out.sub = w.size() > 1 && (w[1] == "list" || w[1] == "send") ? std::string(w[1]) : "list";
-        for (std::size_t i = w.size() > 1 && (w[1] == "list" || w[1] == "send") ? 2 : 1; i < w.size(); i++) {
-            if (w[i] == "--json" && out.sub == "list") out.json = true;
-            else { err = "unexpected argument \"" + printable(w[i]) + "\""; return false; }
-        }
-        return true;
-    }
+    if (out.verb == "tlsrpt") return parse_tlsrpt(w, out, err);
     AdminFilter& f = out.filter;
     for (std::size_t i = 1; i < w.size(); i++) {
         std::string_view a = w[i];
@@ -391,12 +400,6 @@ std::string format_stats_json(const ClassCounts& c, std::size_t suppressed, uint
 }
 
 namespace {
-
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (auto& x : v) s += (s.empty() ? "" : ",") + x;
-    return s;
-}
 
 // Today's counts of an address ("" when it sent nothing today).
 const std::map<std::string, uint64_t>* today_counts(const SourcePools& sp, const std::string& address, uint64_t now) {

@@ -57,7 +57,7 @@ void QueueServer::route(uint64_t msgid, const std::vector<uint32_t>& indices) {
                 continue;
             }
         }
-        if (rt.role == "smtp" && !pools_problem.empty()) rt = Route{"retry", "", pools_problem, "", rt.transport, "", {}};
+        if (rt.role == "smtp" && !pools_problem.empty()) rt = retry_route(pools_problem, rt.transport);
         if (rt.role == "error" || rt.role == "retry") {
             // transport_map error:/retry:, or a table we need is unusable: settled here, no deliverer.
             RcptResult res{idx, rt.role == "error" ? ipc::DeliveryStatus::bounced : ipc::DeliveryStatus::deferred, rt.text};

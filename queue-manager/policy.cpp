@@ -26,9 +26,12 @@ uint64_t backoff_delay(uint32_t attempts, const RetryPolicy& p, double jitter) {
     return std::max<uint64_t>(1, uint64_t(scaled + 0.5));
 }
 
+uint64_t lifetime(const MessageRecord& m, const RetryPolicy& p) {
+    return m.sender.empty() ? p.bounce_lifetime : p.queue_lifetime;
+}
+
 bool expired(const MessageRecord& m, const RetryPolicy& p, uint64_t now) {
-    uint64_t life = m.sender.empty() ? p.bounce_lifetime : p.queue_lifetime;
-    return now >= m.arrival && now - m.arrival >= life;
+    return now >= m.arrival && now - m.arrival >= lifetime(m, p);
 }
 
 std::string clip_error(std::string_view text) {

@@ -25,7 +25,9 @@ struct RetryPolicy {
 // per attempt, capped at maximal, then scaled by (1 + jitter/10) where jitter is in [-1, 1] (±10%).
 uint64_t backoff_delay(uint32_t attempts, const RetryPolicy& p, double jitter);
 
-// The message's lifetime has run out (null sender: bounce_lifetime).
+// How long the message may stay: queue_lifetime (null sender: bounce_lifetime).
+uint64_t lifetime(const MessageRecord& m, const RetryPolicy& p);
+// The message's lifetime has run out.
 bool expired(const MessageRecord& m, const RetryPolicy& p, uint64_t now);
 
 enum class Outcome { delivered, deferred, bounced };

@@ -1,7 +1,8 @@
 // Source pools and warm-up allowances (see source_pools.h).
 #include "queue-manager/source_pools.h"
 
-#include <algorithm>
+#include "common/text.h"
+
 #include <charconv>
 #include <ctime>
 
@@ -27,13 +28,7 @@ std::string SourcePools::encode(const State& s) {
 
 bool SourcePools::decode(std::string_view bytes, State& out, std::string& err) {
     out = State{};
-    std::vector<std::string_view> w;
-    for (std::size_t i = 0; i <= bytes.size();) {
-        std::size_t j = bytes.find(' ', i);
-        if (j == std::string_view::npos) j = bytes.size();
-        w.push_back(bytes.substr(i, j - i));
-        i = j + 1;
-    }
+    std::vector<std::string_view> w = split(bytes, ' ');
     if (w.size() < 3 || w[0] != "1") { err = "unknown warm-up state format"; return false; }
     if (!parse_u64(w[1], out.first_day) || !parse_u64(w[2], out.day)) { err = "bad warm-up day"; return false; }
     if (w.size() - 3 > kMaxClasses) { err = "too many classes"; return false; }
@@ -90,9 +85,9 @@ SourcePools::Choice SourcePools::pick(const std::vector<std::string>& pools, con
             const SourceAddress& a = addresses_[m->second[(turn + k) % m->second.size()]];
             auto left = allowance_left(a, cls, now);
             if (left && *left == 0) {
+                uint64_t day = day_number(a.address, now);  // within the schedule: its allowance is spent
                 if (!used_up.empty()) used_up += ", ";
-                used_up += a.address + " day " + std::to_string(day_number(a.address, now)) + ": " +
-                           std::to_string(a.warmup[day_number(a.address, now) - 1]);
+                used_up += a.address + " day " + std::to_string(day) + ": " + std::to_string(a.warmup[day - 1]);
                 continue;
             }
             turn = (turn + k + 1) % m->second.size();
@@ -101,8 +96,7 @@ SourcePools::Choice SourcePools::pick(const std::vector<std::string>& pools, con
             return c;
         }
     }
-    std::string names;
-    for (auto& p : pools) names += (names.empty() ? "" : ",") + p;
+    const std::string names = join(pools);
     if (used_up.empty()) {
         c.why = "source pool " + names + " has no address in source_addresses";
         return c;
@@ -122,12 +116,12 @@ void SourcePools::sent(const std::string& address, const std::string& cls, uint6
         s.counts.clear();
     }
     if (s.counts.size() < kMaxClasses || s.counts.count(cls)) s.counts[cls]++;
-    if (std::find(dirty_.begin(), dirty_.end(), address) == dirty_.end()) dirty_.push_back(address);
+    dirty_.insert(address);
 }
 
 void SourcePools::set_first_day(const std::string& address, uint64_t day) {
     state_[address].first_day = day;
-    if (std::find(dirty_.begin(), dirty_.end(), address) == dirty_.end()) dirty_.push_back(address);
+    dirty_.insert(address);
 }
 
 std::vector<std::pair<std::string, std::string>> SourcePools::dirty() {

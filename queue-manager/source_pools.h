@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -72,7 +73,7 @@ private:
     std::unordered_map<std::string, std::vector<std::size_t>> members_;  // pool -> indexes into addresses_
     std::unordered_map<std::string, std::size_t> turn_;                  // pool -> next member to try
     std::unordered_map<std::string, State> state_;
-    std::vector<std::string> dirty_;
+    std::set<std::string> dirty_;  // addresses changed since the last dirty()
 };
 
 // "YYYY-MM-DD" -> days since the epoch; false when not a valid date.

@@ -9,6 +9,7 @@
 #include "common/fd.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/wire/maildrop.h"
 
 namespace mta::queue {
@@ -17,23 +18,12 @@ namespace {
 constexpr uint64_t kDay = 86400;
 constexpr std::size_t kMaxRua = 8;  // addresses per policy domain that get its report
 
+// The usable addresses of a comma-separated rua list, at most kMaxRua.
 std::vector<std::string> split_rua(std::string_view s) {
     std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i < s.size() && out.size() < kMaxRua) {
-        std::size_t j = s.find(',', i);
-        if (j == std::string_view::npos) j = s.size();
-        std::string a(s.substr(i, j - i));
-        if (wire::maildrop_address_ok(a)) out.push_back(std::move(a));
-        i = j + 1;
-    }
+    for (std::string_view a : split(s, ','))
+        if (out.size() < kMaxRua && wire::maildrop_address_ok(a)) out.emplace_back(a);
     return out;
-}
-
-std::string join(const std::vector<std::string>& v) {
-    std::string s;
-    for (auto& x : v) s += (s.empty() ? "" : ",") + x;
-    return s;
 }
 
 bool write_maildrop(const std::string& dir, const std::string& name, const std::string& bytes, std::string& err) {

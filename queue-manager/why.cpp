@@ -116,10 +116,8 @@ RcptWhy explain(const MessageView& v, const RcptView& r, const WhyContext& c) {
 }
 
 std::string format_why_text(const MessageView& v, const std::vector<RcptWhy>& why, const WhyContext& c) {
-    RetryPolicy p = c.policy;
-    uint64_t life = v.msg.sender.empty() ? p.bounce_lifetime : p.queue_lifetime;
     std::string s = format_qid(v.msgid) + "  from <" + printable(v.msg.sender) + ">  arrived " + utc_text(v.msg.arrival) +
-                    ", expires " + utc_text(v.msg.arrival + life) + "\n";
+                    ", expires " + utc_text(v.msg.arrival + lifetime(v.msg, c.policy)) + "\n";
     for (std::size_t i = 0; i < why.size() && i < v.rcpts.size(); i++) {
         const RcptView& r = v.rcpts[i];
         s += "  <" + printable(r.rec.addr) + ">  " + rcpt_state_name(r) + "  [" + why[i].rule + "]\n";
@@ -129,11 +127,9 @@ std::string format_why_text(const MessageView& v, const std::vector<RcptWhy>& wh
 }
 
 std::string format_why_json(const MessageView& v, const std::vector<RcptWhy>& why, const WhyContext& c) {
-    RetryPolicy p = c.policy;
-    uint64_t life = v.msg.sender.empty() ? p.bounce_lifetime : p.queue_lifetime;
     std::string s = "{\"id\":\"" + format_qid(v.msgid) + "\",\"now\":" + std::to_string(c.now) + ",\"sender\":" +
                     json_string(v.msg.sender) + ",\"arrival\":" + std::to_string(v.msg.arrival) +
-                    ",\"expires\":" + std::to_string(v.msg.arrival + life) + ",\"recipients\":[";
+                    ",\"expires\":" + std::to_string(v.msg.arrival + lifetime(v.msg, c.policy)) + ",\"recipients\":[";
     for (std::size_t i = 0; i < why.size() && i < v.rcpts.size(); i++) {
         const RcptView& r = v.rcpts[i];
         const DestinationView& d = why[i].destination;

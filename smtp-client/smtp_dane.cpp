@@ -53,6 +53,13 @@ std::string Tlsa::str() const {
     return std::to_string(usage) + " " + std::to_string(selector) + " " + std::to_string(mtype);
 }
 
+std::string Tlsa::text() const {
+    static const char digits[] = "0123456789abcdef";
+    std::string s = str() + " ";
+    for (unsigned char c : data) s.append(1, digits[c >> 4]).append(1, digits[c & 15]);
+    return s;
+}
+
 bool parse_tlsa_record(std::string_view rec, Tlsa& out) {
     std::string_view parts[4];
     for (int i = 0; i < 3; i++) {

@@ -26,7 +26,8 @@ const char* tls_level_name(TlsLevel l);
 struct Tlsa {
     uint8_t usage = 0, selector = 0, mtype = 0;
     std::vector<unsigned char> data;
-    std::string str() const;  // "3 1 1" (without the data)
+    std::string str() const;   // "3 1 1" (without the data)
+    std::string text() const;  // "3 1 1 0a1b..." (presentation form, as parse_tlsa_record reads it)
 };
 
 // "U S M hexdata" -> Tlsa. False on anything else (bad numbers, odd or non-hex data, over 4 KiB).

@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common/log.h"
+#include "common/text.h"
 
 namespace mta::smtp {
 
@@ -15,13 +16,6 @@ namespace {
 
 constexpr uint64_t kRuaTtl = 3600, kRuaFailTtl = 300;
 constexpr std::size_t kRuaCacheMax = 10000;
-
-std::string hex(const std::vector<unsigned char>& data) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : data) s.append(1, digits[c >> 4]).append(1, digits[c & 15]);
-    return s;
-}
 
 }  // namespace
 
@@ -32,7 +26,7 @@ void Delivery::note_tls_result(bool opened) {
     r.policy_domain = dest_.host;
     if (s.level == TlsLevel::dane && !s.tlsa.empty()) {
         r.policy_type = "tlsa";
-        for (const Tlsa& t : s.tlsa) r.policy_strings.push_back(t.str() + " " + hex(t.data));
+        for (const Tlsa& t : s.tlsa) r.policy_strings.push_back(t.text());
     } else if ((s.level == TlsLevel::mta_sts || s.sts_testing) && sts_.found) {
         r.policy_type = "sts";
         r.policy_strings = {"version: STSv1", std::string("mode: ") + (s.sts_testing ? "testing" : "enforce"),
@@ -91,9 +85,7 @@ bool Delivery::attach_tls_report() {
     }
     if (!it->second.mailto.empty()) {
         job_.tlsrpt = report_.encode();
-        std::string rua;
-        for (auto& a : it->second.mailto) rua += (rua.empty() ? "" : ",") + a;
-        job_.tlsrpt_rua = rua;
+        job_.tlsrpt_rua = join(it->second.mailto);
     }
     report_ = {};
     return false;

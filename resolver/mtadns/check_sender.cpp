@@ -8,6 +8,7 @@
 #include "common/address.h"
 #include "common/json.h"
 #include "common/mta_sts.h"
+#include "common/text.h"
 #include "msgauth/dkim_keygen.h"
 #include "msgauth/dkim_tags.h"
 #include "msgauth/dmarc_record.h"
@@ -222,8 +223,7 @@ void check_dmarc(const SenderInput& in, const Resolve& resolve, Report& r) {
         return r.fail("dmarc", "_dmarc." + at, "invalid: " + err, "repair the record: " + recs[0]);
     const char* p = d.policy == msgauth::DmarcPolicy::reject ? "reject"
                     : d.policy == msgauth::DmarcPolicy::quarantine ? "quarantine" : "none";
-    std::string rua;
-    for (auto& u : d.rua) rua += (rua.empty() ? "" : ",") + u;
+    std::string rua = join(d.rua);
     std::string what = std::string("p=") + p + (rua.empty() ? ", no rua" : ", rua=" + rua) +
                        (at != in.domain ? " (the organizational domain's record)" : "");
     if (d.policy == msgauth::DmarcPolicy::none)

@@ -41,7 +41,9 @@ TEST_CASE("tlsa record parsing") {
     CHECK(t.data.size() == 32);
     CHECK(t.data[0] == 0x8d);
     CHECK(t.str() == "3 1 1");
+    CHECK(t.text() == "3 1 1 " + kSha);  // the presentation form back, as TLS-RPT reports it
     CHECK(parse_tlsa_record("2 0 1 " + std::string(64, 'A'), t));
+    CHECK(t.text() == "2 0 1 " + std::string(64, 'a'));
     CHECK_FALSE(parse_tlsa_record("3 1 1", t));
     CHECK_FALSE(parse_tlsa_record("3 1 1 abc", t));       // odd length
     CHECK_FALSE(parse_tlsa_record("3 1 1 zz", t));        // not hex
