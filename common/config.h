@@ -90,6 +90,10 @@ struct Config {
     std::string log_level;
     std::string log_format = "kv";     // kv or json
     std::string maillog_file;          // log lines to this file instead of syslog ("" = syslog)
+    // Metrics (common/metrics.h): served over HTTP by mta-metrics when metrics_listen is set.
+    std::vector<HostPort> metrics_listen;
+    std::string metrics_user;
+    uint64_t metrics_top_destinations = 10;  // per-destination series; the rest add up as "other"
     // mta-msgauth (msgauth/, mta-msgauth(8)): DKIM signing keys, verification and what its verdicts do.
     std::string msgauth_user;
     std::string dkim_keys;                  // LMDB table (mtamap -t dkim); "" = sign nothing

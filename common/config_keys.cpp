@@ -218,6 +218,11 @@ const std::vector<KeyDef>& key_defs() {
         {{"smtp_listen", "127.0.0.1:2525", "addresses for inbound SMTP (MX service); empty disables"}, listen(&Config::smtp_listen)},
         {{"submission_listen", "", "addresses for message submission (STARTTLS, then AUTH)"}, listen(&Config::submission_listen)},
         {{"smtps_listen", "", "addresses for submission over implicit TLS"}, listen(&Config::smtps_listen)},
+        {{"metrics_listen", "", "addresses where mta-metrics serves Prometheus metrics over HTTP (GET /metrics); "
+                                "empty disables (changes on restart)"}, listen(&Config::metrics_listen)},
+        {{"metrics_top_destinations", "10", "destinations with series of their own in the per-destination "
+                                            "metrics; the rest add up under destination=\"other\""},
+         num(&Config::metrics_top_destinations, 1, 100)},
         {{"mynetworks", "127.0.0.0/8 ::1/128", "client networks allowed to relay"},
          [](Config& c, const std::string& v, std::string& err) { return parse_networks(v, c.mynetworks, nullptr, err); }},
         {{"local_domains", "localhost", "domains delivered on this host: to Maildirs, or over LMTP (see local_transport)"}, domains(&Config::local_domains)},
@@ -292,6 +297,7 @@ const std::vector<KeyDef>& key_defs() {
         {{"queue_user", "_mtaq", "user of mta-queue (owns <spool_dir>/queue, not spool_dir)"}, user(&Config::queue_user)},
         {{"smtp_user", "_mtac", "user of mta-smtp"}, user(&Config::smtp_user)},
         {{"resolver_user", "_mtar", "user of mta-resolver"}, user(&Config::resolver_user)},
+        {{"metrics_user", "_mtametrics", "user of mta-metrics"}, user(&Config::metrics_user)},
         {{"msgauth_user", "_mtaauth", "user of mta-msgauth (the group that may read the DKIM key files)"}, user(&Config::msgauth_user)},
         {{"dkim_keys", "", "LMDB table (mtamap -t dkim) of DKIM signing keys, from lines DOMAIN SELECTOR rsa|ed25519 KEYFILE; "
           "mail from mynetworks or authenticated clients whose From: domain (or a parent domain) is listed is signed "

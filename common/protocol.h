@@ -17,7 +17,10 @@ enum class Type : uint16_t {
     resolve_request = 7,   // anyone -> resolver (also master for mtadns): name, qtype
     resolve_reply = 8,     // rcode, dnssec, record*, text
     admin_request = 9,     // master -> queue: text (the command line after "queue "), uid, privileged (u64 0/1)
-    admin_reply = 10,      // queue -> master: text (a chunk of the answer), status (u64: 1 = more follows, 0 = last)
+    admin_reply = 10,      // queue -> master: text (a chunk of the answer), status (u64: 1 = more follows, 0 = last);
+                           // also master -> metrics: the rendered metrics, in chunks
+    stats_request = 11,    // master -> any role: report your metrics; metrics -> master: render everyone's
+    stats_reply = 12,      // role -> master: (metric_name, metric_labels, metric_value)* (common/metrics.h)
 
     body_open = 20,        // smtpd -> queue: ask for a fresh writable body file
     body_open_ok = 21,     // queue -> smtpd: msgid, fd (O_WRONLY body file)
@@ -102,6 +105,9 @@ enum class Tag : uint16_t {
     tlsrpt = 109,              // deliver_result (optional): TLS-RPT counts of the attempt (bytes)
     tlsrpt_rua = 110,          // deliver_result (with tlsrpt): the policy domain's mailto addresses
     mx_host = 111,             // deliver_result (optional): the recipient domain's most preferred MX host
+    metric_name = 112,         // stats_reply: starts a sample
+    metric_labels = 113,       // stats_reply: the sample's label set (k="v",...)
+    metric_value = 114,        // stats_reply: the sample's value
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

@@ -6,6 +6,7 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire/wire.h"
 
 namespace mta::daemon {
@@ -57,6 +58,14 @@ void MasterLink::dispatch(ipc::Message& m) {
         wire::Listen listen;
         if (!wire::decode(m, listen, err)) malformed(Role::master, "listen: " + err);
         return handler_.on_listen(listen.kind, std::move(listen.fd));
+    }
+    case ipc::Type::stats_request: {
+        wire::StatsRequest req;
+        if (!wire::decode(m, req, err)) malformed(Role::master, "stats_request: " + err);
+        wire::StatsReply reply{metrics::registry().collect()};
+        if (reply.samples.size() > wire::kMaxStatsSamples) reply.samples.resize(wire::kMaxStatsSamples);
+        link_->send(wire::encode(reply, m.reqid));
+        return;
     }
     default: return handler_.on_request(m);
     }

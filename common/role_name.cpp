@@ -12,6 +12,7 @@ const char* role_name(Role r) {
     case Role::local: return "local";
     case Role::resolver: return "resolver";
     case Role::msgauth: return "msgauth";
+    case Role::metrics: return "metrics";
     }
     return "unknown";
 }
@@ -25,6 +26,7 @@ const char* role_program(Role r) {
     case Role::local: return "mta-local";
     case Role::resolver: return "mta-resolver";
     case Role::msgauth: return "mta-msgauth";
+    case Role::metrics: return "mta-metrics";
     }
     return "unknown";
 }

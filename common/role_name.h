@@ -7,10 +7,10 @@
 
 namespace mta {
 
-enum class Role : uint8_t { master, smtpd, queue, smtp, local, resolver, msgauth };
+enum class Role : uint8_t { master, smtpd, queue, smtp, local, resolver, msgauth, metrics };
 
 inline constexpr Role kAllRoles[] = {Role::master, Role::smtpd, Role::queue, Role::smtp, Role::local, Role::resolver,
-                                   Role::msgauth};
+                                   Role::msgauth, Role::metrics};
 
 // "smtpd", "queue", ...: the on-the-wire and log name.
 const char* role_name(Role r);

@@ -47,11 +47,11 @@ bool listeners_changed(const Config& a, const Config& b) {
                           [](const HostPort& l, const HostPort& r) { return l.host == r.host && l.port == r.port; });
     };
     return !same(a.smtp_listen, b.smtp_listen) || !same(a.submission_listen, b.submission_listen) ||
-           !same(a.smtps_listen, b.smtps_listen);
+           !same(a.smtps_listen, b.smtps_listen) || !same(a.metrics_listen, b.metrics_listen);
 }
 
 bool ipv6_wildcard_dual_stack(const Config& c, uint16_t port) {
-    for (auto* list : {&c.smtp_listen, &c.submission_listen, &c.smtps_listen})
+    for (auto* list : {&c.smtp_listen, &c.submission_listen, &c.smtps_listen, &c.metrics_listen})
         for (auto& hp : *list) {
             if (hp.port != port) continue;
             unsigned char buf[16];

@@ -21,7 +21,7 @@ ListenerProblems check_listeners(const Config& c);
 // bad key is one error at the FILE:LINE of the table source that names it.
 void check_dkim_keys(const Config& c, std::vector<ConfigError>& errors);
 
-// Whether any of smtp_listen, submission_listen, smtps_listen differ (only a restart rebinds them).
+// Whether any of smtp_listen, submission_listen, smtps_listen, metrics_listen differ (only a restart rebinds them).
 bool listeners_changed(const Config& a, const Config& b);
 
 // Whether the wildcard [::]:port socket is opened dual-stack (IPV6_V6ONLY off, so that IPv4 clients

@@ -145,6 +145,8 @@ int Master::run() {
     add_role(Role::msgauth, 1);
     add_role(Role::smtp, cfg_.smtp_processes);
     add_role(Role::smtpd, cfg_.smtpd_processes);
+    // Only with metrics_listen (which changes on restart, like every listener).
+    if (!cfg_.metrics_listen.empty()) add_role(Role::metrics, 1);
     for (auto& c : children_) spawn(*c);
     LOG_INFO("event=started config=%s hostname=%s", log::safe(cfg_.source).c_str(), cfg_.hostname.c_str());
     event_base_dispatch(base_);
@@ -199,8 +201,9 @@ void Master::spawn(Child& c) {
     // A role says HELLO on its master link only after its privilege drop: from then on it serves.
     c.link->set_hello_handler([this, cp](const std::string& role) { on_child_ready(*cp, role); });
     c.link->send(wire::encode(wire::Config{cfg_.text, cfg_.source, false, "", ""}));
-    if (c.role == Role::smtpd) {
+    if (c.role == Role::smtpd || c.role == Role::metrics) {
         for (auto& l : listeners_) {
+            if ((l.kind == "metrics") != (c.role == Role::metrics)) continue;
             wire::Listen lm{l.kind, UniqueFd(dup(l.fd.get()))};
             c.link->send(wire::encode(lm));
         }
@@ -238,6 +241,9 @@ void Master::on_child_message(Child& c, ipc::Message& m) {
         return;
     }
     if (m.type >= ipc::Type::anvil_connect && m.type <= ipc::Type::anvil_auth_count && on_anvil_message(c, m)) return;
+    if ((m.type == ipc::Type::stats_reply || (m.type == ipc::Type::stats_request && c.role == Role::metrics)) &&
+        on_stats_message(c, m))
+        return;
     LOG_ERROR("event=unexpected_message role=%s type=%s", role_name(c.role), ipc::type_name(m.type));
     kill_child(c, "unexpected control message");
 }
@@ -271,6 +277,7 @@ void Master::on_child_exit(pid_t pid, int status) {
         c.ready = false;
         c.link.reset();
         fail_pending(c.role);
+        stats_child_gone(c);
         if (WIFSIGNALED(status))
             LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WTERMSIG(status));
@@ -353,6 +360,7 @@ bool Master::reload(std::string& msg) {
     fresh.smtp_listen = cfg_.smtp_listen;
     fresh.submission_listen = cfg_.submission_listen;
     fresh.smtps_listen = cfg_.smtps_listen;
+    fresh.metrics_listen = cfg_.metrics_listen;
     cfg_ = std::move(fresh);
     tables_.configure(cfg_);
     tables_.sync();  // before the roles get the new config, so the queue finds the new tables

@@ -10,6 +10,7 @@
 #include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/metrics.h"
 #include "common/role_name.h"
 #include "master/anvil.h"
 #include "master/control_server.h"
@@ -34,6 +35,9 @@ struct Child {
     bool ready = false;    // its HELLO arrived: it has dropped privileges and serves
     std::unique_ptr<ipc::Link> link;
     EventPtr restart_timer;
+    // Its counters as last reported: when it exits, they are kept (Master::retired_stats_) so the
+    // sums do not go back.
+    std::vector<metrics::Sample> last_stats;
 };
 
 class Master {
@@ -97,6 +101,27 @@ private:
     Anvil::Limits anvil_limits() const;
     bool on_anvil_message(Child& c, ipc::Message& m);
     std::string anvil_status_line() const;
+    // Metrics (master_stats.cpp): one collection asks every role and renders the sum for mta-metrics
+    // (Prometheus text) or a control client (mtactl stats, text or JSON).
+    enum class StatsFormat { prometheus, text, json };
+    struct Gather {
+        Master* owner = nullptr;
+        uint64_t id = 0;
+        StatsFormat format = StatsFormat::text;
+        uint64_t client = 0;          // control peer id, or the reqid of mta-metrics' request
+        std::vector<const Child*> waiting;
+        metrics::Aggregate sum;
+        EventPtr timer;
+    };
+    std::map<uint64_t, std::unique_ptr<Gather>> gathers_;
+    uint64_t gather_seq_ = 0;
+    std::map<std::pair<std::string, std::string>, uint64_t> retired_stats_;
+    void start_gather(StatsFormat format, uint64_t client);
+    bool on_stats_message(Child& c, ipc::Message& m);
+    void stats_child_gone(Child& c);
+    void finish_gather(uint64_t id);
+    std::vector<metrics::Sample> own_stats() const;
+    static void on_gather_timer(int, short, void* arg);
     bool stopping_ = false;
     bool announced_ready_ = false;
     int stop_phase_ = 0;

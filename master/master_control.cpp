@@ -57,6 +57,13 @@ void Master::on_control_request(const ControlPeer& peer, const std::string& line
     std::string arg = line.size() > cmd.size() ? line.substr(cmd.size() + 1) : "";
     if (cmd == "status") {
         reply = status_text();
+    } else if (cmd == "stats" && peer.privileged && (arg.empty() || arg == "json")) {
+        // Destinations and counts are the admin's, as the queue listing is: root or mtad's uid only.
+        LOG_INFO("event=control uid=%u command=stats", unsigned(peer.uid));
+        start_gather(arg.empty() ? StatsFormat::text : StatsFormat::json, peer.id);
+        return;
+    } else if (cmd == "stats") {
+        reply = peer.privileged ? "error: usage: stats [json]\n" : "error: permission denied\n";
     } else if (cmd == "queue" || cmd == "resolve") {
         // Forwarded to the role that owns the data; the answer is relayed when it arrives.
         Role role = cmd == "queue" ? Role::queue : Role::resolver;

@@ -109,6 +109,7 @@ bool Master::prepare_filesystem(std::string& err) {
         for (auto* u : {&cfg_.smtpd_user, &cfg_.queue_user, &cfg_.smtp_user, &cfg_.resolver_user, &cfg_.msgauth_user,
                         &cfg_.mail_owner})
             if (!ensure_user(*u, err)) return false;
+        if (!cfg_.metrics_listen.empty() && !ensure_user(cfg_.metrics_user, err)) return false;
     } else {
         LOG_WARN("event=not_root detail=\"running unprivileged: roles will not change user or chroot\"");
     }
@@ -180,7 +181,7 @@ bool Master::open_listeners(std::string& err) {
         return true;
     };
     return add("smtp", cfg_.smtp_listen) && add("submission", cfg_.submission_listen) &&
-           add("smtps", cfg_.smtps_listen);
+           add("smtps", cfg_.smtps_listen) && add("metrics", cfg_.metrics_listen);
 }
 
 }  // namespace mta::master

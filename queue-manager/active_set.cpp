@@ -6,6 +6,7 @@
 
 #include "common/address.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "queue-manager/bounce_class.h"
 #include "queue-manager/dsn.h"
 #include "queue-manager/qid.h"
@@ -162,6 +163,7 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
                                                                : Outcome::deferred;
     Outcome got = apply_attempt(op.rcpt, m.msg, want, r.text, policy_, now, clock_.jitter());
     auto cls = BounceClass(op.rcpt.last_class);
+    count_outcome(got, ar.delete_after, relay, now - std::min(now, m.msg.arrival));
     if (got == Outcome::deferred && !ar.delete_after) {
         counts_.deferred[op.rcpt.last_class]++;
         LOG_INFO("event=deferred qid=%s to=<%s> relay=%s class=%s reason=\"%s\" next=%llus", qid.c_str(),
@@ -204,6 +206,19 @@ void ActiveSet::record_result(uint64_t msgid, Message& m, Rcpt& ar, uint32_t ind
         del.msgid = msgid;
         hooks_.change(std::move(del));
     }
+}
+
+// mta_deliveries_total and mta_delivery_delay_seconds. The transport is the relay's first word (smtp,
+// lmtp, local); the queue's own verdicts (dead destination, suppression, no route) count as "none".
+void ActiveSet::count_outcome(Outcome got, bool deleted, const std::string& relay, uint64_t waited) {
+    if (got == Outcome::deferred && deleted) return;  // the admin's delete, not a delivery outcome
+    std::string_view t(relay);
+    t = t.substr(0, t.find(':'));
+    if (t != "smtp" && t != "lmtp" && t != "local") t = "none";
+    const char* result = got == Outcome::delivered ? "delivered" : got == Outcome::bounced ? "bounced" : "deferred";
+    auto& reg = metrics::registry();
+    reg.add("mta_deliveries_total", metrics::labels({{"transport", t}, {"result", result}}));
+    if (got == Outcome::delivered) reg.observe("mta_delivery_delay_seconds", "", double(waited));
 }
 
 // A hard bounce puts the address on the suppression list, in the same transaction as the bounce.

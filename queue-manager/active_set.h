@@ -74,6 +74,7 @@ public:
     void records_deleted(uint64_t msgid, uint32_t n);
     void removed(uint64_t msgid) { dead_msgids_.erase(msgid); }
     const ClassCounts& class_counts() const { return counts_; }
+    std::size_t size() const { return rcpts_; }  // recipients held now
 
 private:
     enum class Stage : uint8_t { ready, inflight, result_pending };
@@ -93,6 +94,7 @@ private:
 
     void scan();
     bool skip(uint64_t msgid, uint32_t index) const;
+    void count_outcome(Outcome got, bool deleted, const std::string& relay, uint64_t waited);
     void record_result(uint64_t msgid, Message& m, Rcpt& r, uint32_t index, const RcptResult& res,
                        const std::string& relay);
     bool delay_warning_due(const MessageRecord& m, const RecipientRecord& r, uint64_t now) const;

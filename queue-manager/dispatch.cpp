@@ -80,6 +80,13 @@ DestinationView QueueServer::destination_of(const std::string& rcpt, const Messa
     return sched_->describe(nexthop_of(rt, pools));
 }
 
+std::string QueueServer::destination_name(const std::string& domain, const RouteTables& tables) {
+    Route rt = mta::route(cfg_, domain, tables);
+    if (rt.role != "smtp" && rt.role != role_name(Role::local)) return rt.role;  // settled by the queue ("error")
+    std::string name = sched_->describe(nexthop_of(rt, {})).name;
+    return name.empty() ? "local" : name;
+}
+
 // destination_policy "mx:" keys: the MX host each domain's deliveries found, for kMxMemory seconds.
 std::string QueueServer::known_mx(const std::string& domain) {
     auto it = known_mx_.find(domain);

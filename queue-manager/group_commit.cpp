@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "queue-manager/qid.h"
 
 namespace mta::queue {
@@ -98,6 +99,11 @@ void GroupCommit::flush() {
         return;
     }
     result_failures_ = 0;
+    auto& reg = metrics::registry();
+    if (!commits.empty()) reg.observe("mta_queue_commit_batch_size", "", double(commits.size()));
+    for (auto& c : commits)
+        reg.add("mta_messages_received_total", metrics::labels({{"origin", c.maildrop.empty() ? "smtp" : "sendmail"}}));
+    if (!dsn_ids.empty()) reg.add("mta_messages_received_total", metrics::labels({{"origin", "bounce"}}), dsn_ids.size());
     hooks_.committed(ops, commits, !dsn_ids.empty());
 }
 

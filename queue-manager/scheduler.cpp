@@ -56,6 +56,10 @@ std::string Scheduler::key_of(const Nexthop& to) {
     return (to.local ? "L:" : "S:") + to.name() + (to.tls_level.empty() ? "" : " tls=" + to.tls_level);
 }
 
+void Scheduler::for_each_destination(const std::function<void(const std::string&, std::size_t)>& fn) const {
+    for (auto& [key, d] : dests_) fn(d.to.local ? std::string() : d.to.name(), d.inflight);
+}
+
 DestinationView Scheduler::describe(const Nexthop& to) const {
     DestinationView v;
     if (to.local) return v;

@@ -100,6 +100,8 @@ public:
     // What holds a destination now, for mtaqueue why (name empty for a local one).
     DestinationView describe(const Nexthop& to) const;
     bool dead(const std::string& key) const;
+    // Metrics: every destination with work, by name ("" for local delivery), with its deliveries in flight.
+    void for_each_destination(const std::function<void(const std::string& name, std::size_t inflight)>& fn) const;
 
 private:
     struct WaitingJob {

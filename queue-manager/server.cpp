@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire/wire.h"
 #include "queue-manager/bounce.h"
 #include "queue-manager/qid.h"
@@ -85,6 +86,7 @@ bool QueueServer::start(std::string& err) {
 
 // Every hook between the parts is here, so who talks to whom can be read in one place.
 void QueueServer::build_parts() {
+    metrics::registry().on_collect([this](metrics::Registry& r) { collect_metrics(r); });
     int body = body_dir_fd_.get();
     group_ = std::make_unique<GroupCommit>(base_, store_, body, clock_.now, GroupCommit::Hooks{
         .notify = [this, body](const std::vector<Op>& results, std::vector<Op>& out) {

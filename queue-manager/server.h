@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/event_ptr.h"
 #include "common/ipc.h"
+#include "common/metrics.h"
 #include "common/peer_link.h"
 #include "common/role.h"
 #include "queue-manager/active_set.h"
@@ -96,6 +97,8 @@ private:
     RouteTables route_tables();
     // Where a recipient of m would go now (routing as route() does it), as the scheduler sees it.
     DestinationView destination_of(const std::string& rcpt, const MessageRecord& m);
+    // The same for the metrics: the destination's name, "local", or the route's verdict ("error").
+    std::string destination_name(const std::string& domain, const RouteTables& tables);
     std::string known_mx(const std::string& domain);
     void learn_mx(const std::string& domain, const std::string& mx);
     static constexpr uint64_t kMxMemory = 6 * 3600;
@@ -108,6 +111,25 @@ private:
     std::vector<uint32_t> send_job(uint64_t link, uint64_t msgid, const std::vector<uint32_t>& indices,
                                    const Nexthop& to);
     void on_deliver_result(Peer& p, ipc::Message& m);
+
+    // queue_metrics.cpp: the gauges of mta_queue_* and mta_destination_*. What needs a walk over every
+    // recipient record (deferred and held counts, per destination) comes from a census that walks the
+    // store in slices from the event loop, at most every kCensusSeconds and only while metrics are asked for.
+    void collect_metrics(metrics::Registry& r);
+    void census_step();
+    static void on_census(int, short, void* arg);
+    static constexpr uint64_t kCensusSeconds = 30;
+    static constexpr std::size_t kCensusSlice = 2000;
+    struct Census {
+        bool running = false;
+        uint64_t next_msgid = 0;
+        uint32_t next_index = 0;
+        uint64_t started = 0, finished = 0;  // clock_.now() of the last start and completion (0: never)
+        std::map<std::string, uint64_t> deferred, done_deferred;  // destination -> recipients waiting for a retry
+        std::unordered_map<std::string, std::string> dest_of_domain;  // this census' routing, per domain
+        uint64_t held = 0, done_held = 0;
+    } census_;
+    EventPtr census_ev_;
 
     event_base* base_;
     Config cfg_;

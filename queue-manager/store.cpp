@@ -357,6 +357,51 @@ void Store::for_each_state(std::string_view prefix, const std::function<void(std
     });
 }
 
+bool Store::walk_recipients_from(uint64_t& msgid, uint32_t& index, std::size_t limit,
+                                 const std::function<void(uint64_t, uint32_t, const RecipientRecord&)>& fn) {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return false;
+    CursorPtr c = open_cursor(t.get(), recipients_, rc);
+    if (!c) return false;
+    Key start = recipient_key(msgid, index);
+    std::size_t seen = 0;
+    bool more = false;
+    walk(c.get(), start.view(), [&](std::string_view k, std::string_view v) {
+        uint64_t id;
+        uint32_t idx;
+        if (!parse_recipient_key(k, id, idx)) return 0;
+        if (seen++ == limit) {
+            msgid = id;
+            index = idx;
+            more = true;
+            return kWalkStop;
+        }
+        RecipientRecord rec;
+        std::string err;
+        if (decode(v, rec, err)) fn(id, idx, rec);
+        return 0;
+    });
+    return more;
+}
+
+uint64_t Store::oldest_arrival() {
+    int rc;
+    Txn t(env_.get(), MDB_RDONLY, rc);
+    if (rc) return 0;
+    CursorPtr c = open_cursor(t.get(), messages_, rc);
+    if (!c) return 0;
+    uint64_t arrival = 0;
+    walk(c.get(), {}, [&](std::string_view, std::string_view v) {
+        MessageRecord m;
+        std::string err;
+        if (!decode(v, m, err)) return 0;  // quarantined at the next recovery; look at the next one
+        arrival = m.arrival;
+        return kWalkStop;
+    });
+    return arrival;
+}
+
 std::size_t Store::count(const char* db) {
     struct { const char* name; MDB_dbi dbi; } dbs[] = {{"meta", meta_}, {"messages", messages_},
         {"recipients", recipients_}, {"schedule", schedule_}, {"destinations", destinations_}, {"corrupt", corrupt_},

@@ -100,6 +100,13 @@ public:
     // State entries (db destinations) whose key starts with `prefix`, in key order.
     void for_each_state(std::string_view prefix, const std::function<void(std::string_view key, std::string_view value)>& fn);
 
+    // Metrics: up to `limit` recipient records from (msgid, index) on, in key order, in one read
+    // transaction; undecodable ones are skipped. Returns false at the end, else sets the next start.
+    bool walk_recipients_from(uint64_t& msgid, uint32_t& index, std::size_t limit,
+                              const std::function<void(uint64_t, uint32_t, const RecipientRecord&)>& fn);
+    // The arrival time of the oldest message (ids grow with time), 0 when the queue is empty.
+    uint64_t oldest_arrival();
+
     // For tests and tools.
     std::size_t count(const char* db);
     std::size_t map_size() const;

@@ -10,6 +10,7 @@
 #include <unbound.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/mta_sts.h"
 #include "common/wire/wire.h"
 #include "resolver/rdata.h"
@@ -224,9 +225,23 @@ void Server::finish(uint64_t pending_id, const Answer& a) {
               a.text.empty() ? "" : " text=\"", log::safe(a.text).c_str(), a.text.empty() ? "" : "\"");
     if (a.dropped && a.dnssec != ipc::DnssecStatus::bogus)
         LOG_WARN("event=records_dropped name=%s type=%s dropped=%zu", p->name.c_str(), qtype_name(p->qtype), a.dropped);
+    count_query(p->qtype, a, std::chrono::steady_clock::now() - p->started);
     if (p->done) p->done(a);
     else send_reply(p->link_id, p->reqid, a);
     maybe_exit_after_stop();
+}
+
+// mta_dns_queries_total and mta_dns_query_seconds: every lookup libunbound answered or that timed out.
+void Server::count_query(uint16_t qtype, const Answer& a, std::chrono::steady_clock::duration took) {
+    const char* result = a.dnssec == ipc::DnssecStatus::bogus ? "bogus"
+                         : a.rcode == 0                      ? (a.records.empty() ? "nodata" : "noerror")
+                         : a.rcode == 3                      ? "nxdomain"
+                         : a.rcode == 2                      ? "servfail"
+                         : a.rcode == kRcodeError            ? "error"
+                                                             : "other";
+    auto& reg = metrics::registry();
+    reg.add("mta_dns_queries_total", metrics::labels({{"type", qtype_name(qtype)}, {"result", result}}));
+    reg.observe("mta_dns_query_seconds", "", std::chrono::duration<double>(took).count());
 }
 
 void Server::send_reply(uint64_t link_id, uint64_t reqid, const Answer& a) {

@@ -2,6 +2,7 @@
 // per-request timeout, and the libunbound worker pipe. Trusts no peer: every request is validated and
 // a malformed one ends the process (exit 2) so the master restarts it.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,6 +47,7 @@ private:
         int async_id = 0;
         EventPtr timer;
         StsService::AnswerCb done;  // internal lookup (MTA-STS): called instead of replying on a link
+        std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     };
 
     static void on_ub_readable(int, short, void*);
@@ -71,6 +73,7 @@ private:
     void start_query(uint64_t link_id, uint64_t reqid, const std::string& name, uint16_t qtype,
                      StsService::AnswerCb done);
     void finish(uint64_t pending_id, const Answer& a);
+    static void count_query(uint16_t qtype, const Answer& a, std::chrono::steady_clock::duration took);
     void send_reply(uint64_t link_id, uint64_t reqid, const Answer& a);
     void maybe_exit_after_stop();
     [[noreturn]] void clean_exit();

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace mta::smtp {
 
@@ -260,6 +261,7 @@ void Session::on_greeting(const Reply& r) {
     }
     phase_ = Phase::ehlo;
     arm(kCommandTimeout);
+    metrics::registry().add("mta_smtp_sessions_total", metrics::labels({{"transport", settings_.lmtp ? "lmtp" : "smtp"}}));
     write(std::string(settings_.lmtp ? "LHLO " : "EHLO ") + settings_.helo_name + "\r\n");
 }
 
@@ -393,6 +395,7 @@ void Session::handshake_done() {
         detail.clear();
     }
     const char* how = !tls_verified_ ? "no" : settings_.level == TlsLevel::dane ? "dane" : "mta-sts";
+    metrics::registry().add("mta_smtp_tls_sessions_total", metrics::labels({{"version", ssl ? SSL_get_version(ssl) : "unknown"}}));
     LOG_INFO("event=tls_established relay=%s protocol=%s cipher=%s verified=%s%s%s", target_.label().c_str(),
              ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?", how,
              detail.empty() ? "" : " tlsa=", log::safe(detail).c_str());

@@ -40,11 +40,11 @@ std::string numeric_ip(const sockaddr_storage& ss) {
     return buf;
 }
 
-const char* kind_name(ListenKind k) {
+}  // namespace
+
+const char* listen_kind_name(ListenKind k) {
     return k == ListenKind::smtp ? "smtp" : k == ListenKind::submission ? "submission" : "smtps";
 }
-
-}  // namespace
 
 void Server::accept_cb(int, short, void* arg) {
     auto* l = static_cast<Listener*>(arg);
@@ -81,7 +81,7 @@ void Server::start_session(UniqueFd fd, const sockaddr_storage& ss, ListenKind k
         open_session(id, std::move(fd), std::move(client));
         return;
     }
-    master_->send(wire::encode(wire::AnvilConnect{client.ip, kind_name(kind)}, id));
+    master_->send(wire::encode(wire::AnvilConnect{client.ip, listen_kind_name(kind)}, id));
     waiting_[id] = Waiting{std::move(fd), std::move(client), now() + kAnvilWaitSeconds};
     if (!evtimer_pending(anvil_timer_.get(), nullptr)) {
         timeval tv{1, 0};

@@ -149,6 +149,7 @@ void Session::read_data() {
         if (body.buf.size() >= kWriteBuffer) body.flush();
     }
     if (!reader.done()) return;
+    final_dot_ = std::chrono::steady_clock::now();
     if (!refuse_body()) commit_body();
 }
 
@@ -176,6 +177,7 @@ void Session::end_of_chunk() {
     }
     if (bdat_last_) {
         txn_->reader->finish(txn_->body->buf);
+        final_dot_ = std::chrono::steady_clock::now();
         if (!refuse_body()) commit_body();
         return;
     }

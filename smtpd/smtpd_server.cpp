@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire/wire.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_tls.h"
@@ -53,6 +54,7 @@ Server::Server(event_base* base, Config cfg, std::shared_ptr<const Resources> re
                }),
       dns_(base) {
     resume_timer_.reset(evtimer_new(base_, &Server::timer_cb, this));
+    metrics::registry().on_collect([this](metrics::Registry& r) { r.set("mta_smtpd_sessions_active", "", sessions_.size()); });
     stop_timer_.reset(evtimer_new(base_, &Server::stop_deadline_cb, this));
     table_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::table_check_cb, this));
     anvil_timer_.reset(event_new(base_, -1, EV_PERSIST, &Server::anvil_timer_cb, this));

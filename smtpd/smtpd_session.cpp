@@ -15,12 +15,26 @@
 #include <openssl/err.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace mta::smtpd {
 namespace {
 
 constexpr std::size_t kOutputHigh = 64 * 1024;  // stop reading while the client ignores replies
 constexpr std::size_t kInputHigh = 64 * 1024;   // libevent stops reading past this
+
+// The stage label of mta_smtpd_rejects_total: which command a negative reply answers.
+const char* verb_stage(Verb v) {
+    switch (v) {
+    case Verb::helo: case Verb::ehlo: return "helo";
+    case Verb::mail: return "mail";
+    case Verb::rcpt: return "rcpt";
+    case Verb::data: case Verb::bdat: return "data";
+    case Verb::auth: return "auth";
+    case Verb::starttls: return "starttls";
+    default: return "other";
+    }
+}
 
 }  // namespace
 
@@ -62,6 +76,7 @@ void Session::start() {
         return;
     }
     setup_bev();
+    metrics::registry().add("mta_smtpd_sessions_total", metrics::labels({{"listener", listen_kind_name(client_.kind)}}));
     LOG_INFO("event=connect client=%s session=%llu%s", client_.ip.c_str(), static_cast<unsigned long long>(id_),
              client_.kind == ListenKind::smtps ? " tls=implicit" : "");
     reply(220, "", cfg_->hostname + " ESMTP");
@@ -240,6 +255,7 @@ void Session::handle_line(std::string_view line) {
         return;
     }
     Command c = parse_command(line);
+    stage_ = verb_stage(c.verb);
     if (c.bad_chars) {
         reply(500, "5.5.2", "Syntax error: invalid character in command");
         return;
@@ -265,7 +281,17 @@ void Session::reply_lines(int code, const char* enhanced, const std::vector<std:
         out += "\r\n";
     }
     bufferevent_write(bev_.get(), out.data(), out.size());
+    if (final_dot_ && code != 354) {
+        std::chrono::duration<double> took = std::chrono::steady_clock::now() - *final_dot_;
+        metrics::registry().observe("mta_smtpd_final_dot_seconds", "", took.count());
+        final_dot_.reset();
+    }
     if (code >= 400) {
+        std::string_view enh(enhanced);
+        enh = enh.substr(0, enh.find('.', 2));  // "5.7.1" -> "5.7"
+        metrics::registry().add("mta_smtpd_rejects_total",
+                                metrics::labels({{"stage", stage_}, {"class", code >= 500 ? "5xx" : "4xx"},
+                                                 {"enhanced", enh.empty() ? "none" : enh}}));
         errors_++;
         LOG_INFO("event=reject client=%s code=%d enhanced=%s reason=\"%s\"", client_.ip.c_str(), code,
                  *enhanced ? enhanced : "-", log::safe(lines.empty() ? "" : lines.back()).c_str());

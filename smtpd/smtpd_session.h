@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -55,6 +56,7 @@ public:
 };
 
 enum class ListenKind { smtp, submission, smtps };
+const char* listen_kind_name(ListenKind k);  // "smtp", "submission", "smtps"
 
 // What only root could open (before the chroot): shared by the sessions started while it is current.
 struct Resources {
@@ -283,6 +285,10 @@ private:
     std::string auth_login_user_;
     uint64_t auth_failures_ = 0;
     Reply auth_delayed_reply_;        // sent when auth_timer_ fires
+    // Metrics: the command a negative reply answers, and when the message's end arrived (its reply's
+    // latency is observed when that reply is written).
+    const char* stage_ = "connect";
+    std::optional<std::chrono::steady_clock::time_point> final_dot_;
 };
 
 }  // namespace mta::smtpd

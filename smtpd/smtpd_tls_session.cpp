@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "smtpd/smtpd_auth.h"
 #include "smtpd/smtpd_session.h"
 
@@ -83,6 +84,8 @@ void Session::tls_ready() {
     tls_version_ = SSL_get_version(ssl);
     tls_cipher_ = SSL_get_cipher_name(ssl);
     tls_bits_ = SSL_get_cipher_bits(ssl, nullptr);
+    metrics::registry().add("mta_smtpd_tls_sessions_total",
+                            metrics::labels({{"listener", listen_kind_name(client_.kind)}, {"version", tls_version_}}));
     LOG_INFO("event=tls client=%s version=%s cipher=%s", client_.ip.c_str(), tls_version_.c_str(), tls_cipher_.c_str());
     if (state_ == State::tls_handshake) enter(State::pre_helo);
     process_input();  // a command that came with the client's Finished message is already decrypted
@@ -205,6 +208,8 @@ void Session::auth_check(const std::string& user, const std::string& password) {
 // smtpd_auth_failure_limit the session ends: password guessing costs the guesser time.
 void Session::auth_fail(int code, const char* enhanced, const std::string& text) {
     auth_failures_++;
+    const char* mech = state_ == State::auth_plain ? "PLAIN" : state_ == State::auth_login_user || state_ == State::auth_login_password ? "LOGIN" : "other";
+    metrics::registry().add("mta_smtpd_auth_failures_total", metrics::labels({{"mechanism", mech}}));
     host_.auth_failed(client_);
     auth_delayed_reply_ = Reply{code, enhanced, text};
     enter(State::auth_delay);

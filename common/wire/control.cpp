@@ -95,7 +95,7 @@ bool decode(ipc::Message& m, Listen& out, std::string& err) {
     Fields fs;
     if (!fs.split(m, Type::listen, shape, err) || !need_text(fs.get(Tag::listen_kind), Tag::listen_kind, 16, out.kind, err))
         return false;
-    if (!listen_kind_ok(out.kind)) { err = "bad listen_kind"; return false; }
+    if (!listen_kind_ok(out.kind) && out.kind != "metrics") { err = "bad listen_kind"; return false; }
     out.fd = std::move(m.fds[0]);
     return true;
 }
@@ -195,6 +195,32 @@ bool decode(const ipc::Message& m, AdminReply& out, std::string& err) {
         !need_u64(fs.get(Tag::status), Tag::status, 1, more, err))
         return false;
     out.more = more == 1;
+    return true;
+}
+
+ipc::Message encode(const StatsRequest&, uint64_t reqid) { return ipc::Message(Type::stats_request, reqid); }
+bool decode(const ipc::Message& m, StatsRequest&, std::string& err) { return empty(m, Type::stats_request, err); }
+
+ipc::Message encode(const StatsReply& r, uint64_t reqid) {
+    ipc::Message m(Type::stats_reply, reqid);
+    for (auto& s : r.samples)
+        m.add(Tag::metric_name, s.name).add(Tag::metric_labels, s.labels).add_u64(Tag::metric_value, s.value);
+    return m;
+}
+
+bool decode(const ipc::Message& m, StatsReply& out, std::string& err) {
+    static const Shape shape{{}, {Tag::metric_name, Tag::metric_labels, Tag::metric_value}, Tag::metric_name, kMaxStatsSamples};
+    out = StatsReply{};
+    Fields fs;
+    if (!fs.split(m, Type::stats_reply, shape, err)) return false;
+    for (auto& g : fs.groups()) {
+        metrics::Sample s;
+        if (!need_text(find(g, Tag::metric_name), Tag::metric_name, 128, s.name, err, true) ||
+            !need_text(find(g, Tag::metric_labels), Tag::metric_labels, 2048, s.labels, err) ||
+            !need_u64(find(g, Tag::metric_value), Tag::metric_value, UINT64_MAX, s.value, err))
+            return false;
+        out.samples.push_back(std::move(s));
+    }
     return true;
 }
 

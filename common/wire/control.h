@@ -7,6 +7,7 @@
 
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/metrics.h"
 
 namespace mta::wire {
 
@@ -42,6 +43,12 @@ struct ResolveReply {
 struct AdminRequest { std::string text; uint64_t uid = 0; bool privileged = false; };
 struct AdminReply { std::string text; bool more = false; };  // one chunk; `more` = another follows
 
+struct StatsRequest {};
+// A role's metrics (common/metrics.h). The decoder checks sizes only; mtad checks every sample against
+// the catalogue when it adds them up.
+inline constexpr std::size_t kMaxStatsSamples = 2048;
+struct StatsReply { std::vector<metrics::Sample> samples; };
+
 struct AnvilConnect { std::string client_addr; std::string listen_kind; };
 struct AnvilVerdict {
     uint64_t status = 0;  // ipc::AnvilStatus
@@ -71,6 +78,10 @@ ipc::Message encode(const AdminRequest& r, uint64_t reqid);
 bool decode(const ipc::Message& m, AdminRequest& out, std::string& err);
 ipc::Message encode(const AdminReply& r, uint64_t reqid);
 bool decode(const ipc::Message& m, AdminReply& out, std::string& err);
+ipc::Message encode(const StatsRequest&, uint64_t reqid);
+bool decode(const ipc::Message& m, StatsRequest& out, std::string& err);
+ipc::Message encode(const StatsReply& r, uint64_t reqid);
+bool decode(const ipc::Message& m, StatsReply& out, std::string& err);
 ipc::Message encode(const AnvilConnect& a, uint64_t reqid);
 bool decode(const ipc::Message& m, AnvilConnect& out, std::string& err);
 ipc::Message encode(const AnvilVerdict& a, uint64_t reqid);
