@@ -128,6 +128,10 @@ void Master::finish_gather(uint64_t id) {
     std::unique_ptr<Gather> g = std::move(it->second);
     gathers_.erase(it);
     std::string err;
+    // A role that did not answer in time counts with what it last reported, so that its counters do
+    // not seem to drop (Prometheus would take that for a reset); its gauges are left out.
+    for (const Child* c : g->waiting)
+        if (!g->sum.add(c->last_stats, err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
     if (!g->sum.add(own_stats(), err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
     if (g->format != StatsFormat::prometheus) {
         control_->reply(g->client, g->format == StatsFormat::json ? g->sum.json() : g->sum.text(), true);

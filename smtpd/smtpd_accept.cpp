@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire/wire.h"
 #include "smtpd/smtpd_server.h"
 
@@ -104,6 +105,8 @@ void Server::refuse_client(UniqueFd fd, const ClientInfo& client, const std::str
     std::string msg = "421 4.7.0 " + cfg_->hostname + " Error: " + why + "\r\n";
     (void)!send(fd.get(), msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     LOG_INFO("event=reject client=%s code=421 enhanced=4.7.0 reason=\"%s\"", client.ip.c_str(), why.c_str());
+    metrics::registry().add("mta_smtpd_rejects_total",
+                            metrics::labels({{"stage", "connect"}, {"class", "4xx"}, {"enhanced", "4.7"}}));
 }
 
 void Server::on_anvil_verdict(ipc::Message& m) {

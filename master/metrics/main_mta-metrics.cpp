@@ -7,9 +7,12 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/daemon.h"
 #include "common/log.h"
@@ -32,6 +35,7 @@ struct HttpDeleter {
 class MetricsServer : public daemon::MasterHandler {
 public:
     explicit MetricsServer(event_base* base) : base_(base), http_(evhttp_new(base)) {
+        instance_ = this;
         if (!http_) {
             LOG_ERROR("event=startup_failed reason=\"evhttp_new failed\"");
             exit(1);
@@ -55,11 +59,17 @@ public:
     }
     void on_listen(const std::string& kind, UniqueFd fd) override {
         if (kind != "metrics") daemon::malformed(Role::master, "listen of kind " + kind);
-        if (!evhttp_accept_socket_with_handle(http_.get(), fd.get())) {
+        // Our own listener, so that running out of descriptors (a flood of idle connections, each
+        // dropped after kHttpTimeout) pauses accepting for a second instead of spinning on accept().
+        evconnlistener* l = evconnlistener_new(base_, nullptr, nullptr, LEV_OPT_CLOSE_ON_FREE, -1, fd.get());
+        if (!l || !evhttp_bind_listener(http_.get(), l)) {
             LOG_ERROR("event=listen_failed kind=metrics");
             exit(1);
         }
-        fd.release();  // evhttp owns it now
+        fd.release();  // the listener owns it now
+        evconnlistener_set_error_cb(l, &MetricsServer::on_accept_error);
+        listeners_.push_back(l);
+        if (!resume_) resume_.reset(evtimer_new(base_, &MetricsServer::on_resume, this));
     }
     // The rendered metrics from mtad, in chunks, for the scrape with that request id.
     void on_request(ipc::Message& m) override {
@@ -120,6 +130,20 @@ private:
         self->master_->send(wire::encode(wire::StatsRequest{}, id));
     }
 
+    static void on_accept_error(evconnlistener*, void*) {  // its argument is evhttp's, not ours
+        MetricsServer* self = instance_;
+        int e = EVUTIL_SOCKET_ERROR();
+        LOG_WARN("event=accept_failed kind=metrics reason=\"%s\" action=pause", evutil_socket_error_to_string(e));
+        if (!self) return;
+        for (auto* each : self->listeners_) evconnlistener_disable(each);
+        timeval tv{1, 0};
+        evtimer_add(self->resume_.get(), &tv);
+    }
+
+    static void on_resume(int, short, void* arg) {
+        for (auto* l : static_cast<MetricsServer*>(arg)->listeners_) evconnlistener_enable(l);
+    }
+
     static void on_conn_closed(evhttp_connection* conn, void* arg) {
         auto* self = static_cast<MetricsServer*>(arg);
         for (auto it = self->pending_.begin(); it != self->pending_.end();)
@@ -139,7 +163,12 @@ private:
     std::unique_ptr<daemon::MasterLink> master_;
     std::map<uint64_t, Scrape> pending_;
     uint64_t seq_ = 0;
+    std::vector<evconnlistener*> listeners_;  // owned by http_ (evhttp_bind_listener)
+    EventPtr resume_;
+    static MetricsServer* instance_;  // the error callback gets no argument of ours
 };
+
+MetricsServer* MetricsServer::instance_ = nullptr;
 
 }  // namespace
 
