@@ -43,7 +43,10 @@ public:
         evhttp_set_max_headers_size(http_.get(), 8192);
         evhttp_set_max_body_size(http_.get(), 1024);
         evhttp_set_timeout(http_.get(), kHttpTimeout);
-        evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+        // Every method reaches on_http, which answers all but GET and HEAD with 405 and an Allow header.
+        evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                                    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                                    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
         evhttp_set_gencb(http_.get(), &MetricsServer::on_http, this);
     }
 
@@ -112,6 +115,13 @@ private:
         const char* uri = evhttp_request_get_uri(req);
         std::string path = uri ? uri : "";
         path = path.substr(0, path.find('?'));
+        evhttp_cmd_type cmd = evhttp_request_get_command(req);
+        if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+            evhttp_send_error(req, 405, "only GET and HEAD");
+            metrics::registry().add("mta_metrics_scrapes_total", metrics::labels({{"result", "bad_method"}}));
+            return;
+        }
         if (path != "/metrics") {
             evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
             metrics::registry().add("mta_metrics_scrapes_total", metrics::labels({{"result", "not_found"}}));

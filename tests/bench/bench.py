@@ -43,7 +43,12 @@ WORKLOADS = [
     dict(key="4k-dkim-ed25519", label="4 KiB x 20 sessions, DKIM Ed25519", size=4096, sessions=20, rcpts=1,
          n=3000, nlat=1000, dkim="ed25519"),
     dict(key="idle", label="1000 idle connections", conns=1000),
+    # Ours only, run twice: as `4k`, then with metrics_listen set and /metrics fetched every second.
+    dict(key="4k-metrics", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000,
+         nlat=1500, metrics=True),
 ]
+# The columns of the metrics-cost workload: (result key, with metrics).
+METRICS_VARIANTS = [("ours", False), ("ours+metrics", True)]
 DKIM_DOMAIN = "client.test"  # the From: domain of smtp-source's messages (-f bench@client.test)
 
 
@@ -236,7 +241,22 @@ def client_ceiling(wl, workdir, live):
         live.remove(sink)
 
 
-def run_one(sysname, wl, workdir, args, live):
+def scraped_workload(system, sink, wl, workdir):
+    """throughput_workload while a scraper GETs /metrics every second; every GET must succeed."""
+    with smtpload.MetricsScraper(system.metrics_port) as scraper:
+        res = throughput_workload(system, sink, wl, workdir)
+    if scraper.errors or not scraper.times:
+        raise HarnessError("%s/%s: %d of %d GET /metrics failed: %s"
+                           % (system.name, wl["key"], len(scraper.errors), len(scraper.errors) + len(scraper.times),
+                              "; ".join(scraper.errors[:3]) or "none was made"))
+    res["scrapes"] = len(scraper.times)
+    res["scrape_p50_ms"] = smtpload.percentile(scraper.times, 50) * 1000
+    res["scrape_max_ms"] = max(scraper.times) * 1000
+    res["scrape_samples"] = scraper.samples
+    return res
+
+
+def run_one(sysname, wl, workdir, args, live, metrics=False):
     sink = systems.Sink(workdir, dump=bool(wl.get("dkim")))
     system = None
     live.append(sink)
@@ -244,15 +264,18 @@ def run_one(sysname, wl, workdir, args, live):
         sink.start()
         key = wl.get("key_obj")
         if sysname == "ours":
-            system = systems.OurMTA(workdir, sink.port, args.bin, dkim=key)
+            system = systems.OurMTA(workdir, sink.port, args.bin, dkim=key, metrics=metrics)
         else:
             system = systems.Postfix(workdir, sink.port, dkim=key)
         live.append(system)
-        log("%s: %s (port %d, sink %d)" % (sysname, wl["label"], system.port, sink.port))
+        log("%s%s: %s (port %d, sink %d)" % (sysname, "+metrics" if metrics else "", wl["label"], system.port,
+                                             sink.port))
         system.start()
         try:
             if "conns" in wl:
                 return idle_workload(system, wl)
+            if metrics:
+                return scraped_workload(system, sink, wl, workdir)
             return throughput_workload(system, sink, wl, workdir)
         except HarnessError as e:
             raise HarnessError("%s\n%s" % (e, system.diagnose()))
@@ -270,6 +293,8 @@ ROWS_TP = [("accepted msg/s", "accepted_per_s", "%.0f"), ("end-to-end msg/s", "e
            ("peak PSS MiB (sum)", "peak_pss_mib", "%.1f")]
 ROWS_DKIM = [("signer CPU ms / msg", "sign_cpu_ms", "%.3f"), ("messages signed", "signed", "%d"),
              ("verified by dkimpy", "verified", "%d")]
+ROWS_SCRAPE = [("scrapes (1/s, all 200)", "scrapes", "%d"), ("scrape p50 ms", "scrape_p50_ms", "%.2f"),
+               ("scrape max ms", "scrape_max_ms", "%.2f"), ("samples per scrape", "scrape_samples", "%d")]
 ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
              ("smtpd RSS after MiB", "smtpd_rss_after_mib", "%.1f"),
              ("smtpd RSS KiB / conn", "rss_kib_per_conn", "%.1f"),
@@ -278,30 +303,37 @@ ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
              ("smtpd processes", "smtpd_processes", "%d")]
 
 
-def table(results, sysnames):
+def table(results, sysnames, cols=("ours", "postfix"), metrics=False):
+    """The figures of each workload in two columns and their ratio: ours and Postfix, or (metrics=True,
+    the metrics-cost workload only) ours without and with metrics."""
     lines = []
     w = (36, 24, 10, 10, 14)
-    head = ("workload", "figure", "ours", "postfix", "ours/postfix")
+    head = ("workload", "figure", "ours", "+metrics", "+metrics/ours") if metrics else \
+        ("workload", "figure", "ours", "postfix", "ours/postfix")
     lines.append("".join(h.ljust(x) if i < 2 else h.rjust(x) for i, (h, x) in enumerate(zip(head, w))))
     lines.append("-" * sum(w))
     for wl in WORKLOADS:
-        if wl["key"] not in results:
+        if wl["key"] not in results or bool(wl.get("metrics")) != metrics:
             continue
-        rows = ROWS_IDLE if "conns" in wl else ROWS_TP + (ROWS_DKIM if wl.get("dkim") else [])
+        rows = ROWS_IDLE if "conns" in wl else ROWS_TP + (ROWS_DKIM if wl.get("dkim") else []) + \
+            (ROWS_SCRAPE if metrics else [])
         per = results[wl["key"]]
         for i, (label, key, fmt) in enumerate(rows):
             cells = []
-            for s in ("ours", "postfix"):
+            for s in cols:
                 r = per.get(s)
                 if s not in sysnames:
                     cells.append("-")
                 elif r is None or "error" in r:
                     cells.append("FAILED" if i == 0 else "")
                 elif r.get(key) is None:
-                    cells.append("n/a")
+                    cells.append("-" if metrics and s == cols[0] else "n/a")  # no scrapes without metrics
                 else:
                     cells.append(fmt % r[key])
-            o, p = per.get("ours") or {}, per.get("postfix") or {}
+            # ours/postfix; for the metrics cost with/without, i.e. the second column over the first.
+            o, p = per.get(cols[0]) or {}, per.get(cols[1]) or {}
+            if metrics:
+                o, p = p, o
             ratio = ""
             if isinstance(o.get(key), (int, float)) and isinstance(p.get(key), (int, float)) and p[key]:
                 q = o[key] / p[key]
@@ -376,29 +408,32 @@ def main():
                 except HarnessError as e:
                     errors.append("%s: %s" % (wl["key"], e))
                     continue
-            if "n" in wl and time.time() < DEADLINE[0] - 20:
+            if "n" in wl and not wl.get("metrics") and time.time() < DEADLINE[0] - 20:
                 try:
                     results[wl["key"]]["direct"] = {"accepted_per_s": client_ceiling(wl, workdir, live)}
                 except HarnessError as e:
                     errors.append("direct/%s: %s" % (wl["key"], e))
-            for s in sysnames:
+            runs = [(s, False) for s in sysnames]
+            if wl.get("metrics"):
+                runs = METRICS_VARIANTS if "ours" in sysnames else []
+            for s, metrics in runs:
                 if time.time() > DEADLINE[0] - 20:
                     results[wl["key"]][s] = {"error": "skipped: time budget used up"}
                     errors.append("%s/%s: skipped (time budget)" % (s, wl["key"]))
                     continue
-                if s == "ours" and ours_dead:
+                if s in ("ours", "ours+metrics") and ours_dead:
                     results[wl["key"]][s] = {"error": ours_dead}
                     continue
                 t0 = time.time()
                 try:
-                    results[wl["key"]][s] = run_one(s, wl, workdir, args, live)
+                    results[wl["key"]][s] = run_one("ours" if metrics else s, wl, workdir, args, live, metrics)
                     log("%s/%s done in %.1fs" % (s, wl["key"], time.time() - t0))
                 except HarnessError as e:
                     msg = str(e)
                     results[wl["key"]][s] = {"error": msg}
                     errors.append("%s/%s: %s" % (s, wl["key"], msg))
                     log("FAILED %s/%s: %s" % (s, wl["key"], msg.splitlines()[0]))
-                    if s == "ours" and ("did not answer 220" in msg or "is missing" in msg):
+                    if s == "ours" and not wl.get("metrics") and ("did not answer 220" in msg or "is missing" in msg):
                         ours_dead = "not started: " + msg.splitlines()[0]
     except KeyboardInterrupt:
         errors.append("interrupted")
@@ -420,6 +455,11 @@ def main():
     if ceil:
         print("Client ceiling, smtp-source straight into smtp-sink without an MTA (msg/s): " + ", ".join(ceil))
         print()
+    if any(w.get("metrics") and results.get(w["key"]) for w in WORKLOADS):
+        variants = [v for v, _ in METRICS_VARIANTS]
+        print("Cost of metrics, ours only: without, and with metrics_listen and /metrics fetched every second")
+        print()
+        print(table(results, variants, cols=variants, metrics=True))
     if errors:
         print("Problems:")
         for e in errors:

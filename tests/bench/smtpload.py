@@ -1,10 +1,12 @@
 """The benchmark's own SMTP client (stdlib only): N concurrent sessions, one message per connection like
-smtp-source, timing each final dot from the moment "\\r\\n.\\r\\n" is sent to its reply; and an opener of
-many idle connections for the memory-per-connection figure. The same code drives every system."""
+smtp-source, timing each final dot from the moment "\\r\\n.\\r\\n" is sent to its reply; an opener of
+many idle connections for the memory-per-connection figure; and a Prometheus-like scraper of our
+/metrics for the metrics-cost figure. The same code drives every system."""
 import selectors
 import socket
 import threading
 import time
+import urllib.request
 
 
 class SmtpError(Exception):
@@ -186,3 +188,42 @@ class IdleConnections:
             except OSError:
                 pass
         self.socks = []
+
+
+class MetricsScraper:
+    """`with MetricsScraper(port) as sc:` GETs http://127.0.0.1:PORT/metrics once a second in a thread,
+    as a Prometheus with scrape_interval 1s would, until the block ends. Records the time of each answer
+    and every failure (a non-200 status, a refused or timed-out connection, an empty body)."""
+
+    def __init__(self, port, interval=1.0, timeout=10.0):
+        self.url = "http://127.0.0.1:%d/metrics" % port
+        self.interval, self.timeout = interval, timeout
+        self.times, self.errors, self.samples = [], [], 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        next_at = time.time()
+        while not self.stopping.is_set():
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout) as r:
+                    body = r.read()
+                lines = [l for l in body.splitlines() if l and not l.startswith(b"#")]
+                if not lines:
+                    raise SmtpError("empty /metrics")
+                self.times.append(time.perf_counter() - t0)
+                self.samples = len(lines)
+            except (OSError, SmtpError) as e:  # HTTPError (a non-200) is an OSError
+                self.errors.append(str(e))
+            next_at += self.interval
+            self.stopping.wait(max(0.0, next_at - time.time()))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(self.timeout + 5)
+        return False
