@@ -3,11 +3,10 @@ serving the given zones, optionally DNSSEC-signed with ldns (a fresh KSK per zon
 trust anchor file for `dns_trust_anchors`). Used by test_outbound.py and test_resolver.py."""
 import os
 import random
-import signal
 import subprocess
 import time
 
-from mtatest import free_port
+from mtatest import free_port, stop_group
 
 
 def _wait_for(cond, timeout, interval=0.05):
@@ -83,12 +82,6 @@ class Nsd:
         return _wait_for(lambda: expect in self.query(name), timeout)
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         # NSD forks helpers that share its process group; wait until every one is gone.
         _wait_for(lambda: not group_alive(self.proc.pid), 10)

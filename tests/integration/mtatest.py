@@ -148,6 +148,19 @@ class Guard:
         return isinstance(e, Exception)
 
 
+def stop_group(proc, timeout=10):
+    """SIGTERM to the process group of `proc` (a peer started with start_new_session), SIGKILL if it
+    is not gone within `timeout`."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_for(cond, timeout=10.0, interval=0.05):
     end = time.time() + timeout
     while time.time() < end:

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from mtatest import BIN, check, finish, free_port, Guard, MTA, wait_for
+from mtatest import BIN, check, finish, free_port, Guard, MTA, stop_group, wait_for
 from peers import PostfixSink
 from queuetest import queue_json
 
@@ -103,13 +103,7 @@ class Prometheus:
         return self.value(expr)
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 
