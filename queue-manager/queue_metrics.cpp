@@ -11,7 +11,12 @@ namespace mta::queue {
 
 void QueueServer::collect_metrics(metrics::Registry& r) {
     uint64_t now = clock_.now();
-    r.set("mta_queue_messages", "", store_.count("messages"));
+    std::size_t messages = store_.count("messages");
+    r.set("mta_queue_messages", "", messages);
+    if (messages == 0 && census_.finished) {  // an empty queue needs no census to say so
+        census_.done_deferred.clear();
+        census_.done_held = 0;
+    }
     uint64_t oldest = store_.oldest_arrival();
     r.set("mta_queue_oldest_message_age_seconds", "", oldest && oldest < now ? now - oldest : 0);
     r.set("mta_queue_recipients", metrics::labels({{"state", "active"}}), active_ ? active_->size() : 0);
