@@ -111,7 +111,10 @@ def maillog_part(d):
         check("maillog: every role logs there", wait_for(lambda: any("event=all_ready" in x for x in lines(path)), 30),
               lines(path)[-10:])
         send(m, "carol@localhost", "maillog")
-        got = wait_for(lambda: [x for x in lines(path) if "event=delivered" in x], 30)
+        # mta-local logs its delivery before mta-queue hears of it: wait for both lines.
+        delivered = lambda: [x for x in lines(path) if "event=delivered" in x]
+        wait_for(lambda: {"mta-local", "mta-queue"} <= {p for x in delivered() for p in re.findall(r" (mta-\S+)\[", x)}, 30)
+        got = delivered()
         check("maillog: one whole line per event, from each process",
               got and all(re.match(r"\d{4}-\d\d-\d\dT\S+Z mta-\S+\[\d+\]: level=info event=delivered qid=", x) for x in got)
               and {"mta-local", "mta-queue"} <= {re.match(r"\S+ (\S+)\[", x).group(1) for x in got}, got)
