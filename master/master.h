@@ -111,6 +111,9 @@ private:
         uint64_t client = 0;          // control peer id, or the reqid of mta-metrics' request
         std::vector<const Child*> waiting;
         metrics::Aggregate sum;
+        // retired_stats_ as it was when the collection began: a process that answers and then exits
+        // during the collection is in `sum` already, and must not count twice.
+        std::map<std::pair<std::string, std::string>, uint64_t> retired;
         EventPtr timer;
     };
     std::map<uint64_t, std::unique_ptr<Gather>> gathers_;
@@ -120,7 +123,7 @@ private:
     bool on_stats_message(Child& c, ipc::Message& m);
     void stats_child_gone(Child& c);
     void finish_gather(uint64_t id);
-    std::vector<metrics::Sample> own_stats() const;
+    std::vector<metrics::Sample> own_stats(const Gather& g) const;
     static void on_gather_timer(int, short, void* arg);
     bool stopping_ = false;
     bool announced_ready_ = false;

@@ -2,6 +2,7 @@
 // counters of processes that have exited, and renders the sum (common/metrics.h). The roles' samples
 // are checked against the catalogue; a role that sends one it does not know is killed like any
 // other that breaks the protocol.
+#include <algorithm>
 #include <event2/event.h>
 
 #include "common/log.h"
@@ -35,6 +36,7 @@ void Master::start_gather(StatsFormat format, uint64_t client) {
     g->id = ++gather_seq_;
     g->format = format;
     g->client = client;
+    g->retired = retired_stats_;
     for (auto& c : children_) {
         if (c->pid <= 0 || !c->ready || !c->link || !c->link->open()) continue;
         c->link->send(wire::encode(wire::StatsRequest{}, g->id));
@@ -92,19 +94,22 @@ bool Master::on_stats_message(Child& c, ipc::Message& m) {
 
 void Master::stats_child_gone(Child& c) {
     for (auto& s : c.last_stats) retired_stats_[{s.name, s.labels}] += s.value;
-    c.last_stats.clear();
     std::vector<uint64_t> done;
     for (auto& [id, g] : gathers_) {
         auto w = std::find(g->waiting.begin(), g->waiting.end(), &c);
         if (w == g->waiting.end()) continue;
+        // It was asked but died first: what it reported last stands in for it, as for a late one.
+        std::string err;
+        g->sum.add(c.last_stats, err);
         g->waiting.erase(w);
         if (g->waiting.empty()) done.push_back(id);
     }
+    c.last_stats.clear();
     for (uint64_t id : done) finish_gather(id);
 }
 
 // mtad's own numbers: the build, the processes and their restarts, and what exited processes counted.
-std::vector<metrics::Sample> Master::own_stats() const {
+std::vector<metrics::Sample> Master::own_stats(const Gather& g) const {
     std::vector<metrics::Sample> out;
     out.push_back({"mta_build_info", metrics::labels({{"version", version()}}), 1});
     std::map<Role, std::pair<uint64_t, uint64_t>> by_role;  // running, restarts
@@ -118,7 +123,7 @@ std::vector<metrics::Sample> Master::own_stats() const {
         out.push_back({"mta_processes", l, r.first});
         out.push_back({"mta_process_restarts_total", l, r.second});
     }
-    for (auto& [key, v] : retired_stats_) out.push_back({key.first, key.second, v});
+    for (auto& [key, v] : g.retired) out.push_back({key.first, key.second, v});
     return out;
 }
 
@@ -132,7 +137,7 @@ void Master::finish_gather(uint64_t id) {
     // not seem to drop (Prometheus would take that for a reset); its gauges are left out.
     for (const Child* c : g->waiting)
         if (!g->sum.add(c->last_stats, err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
-    if (!g->sum.add(own_stats(), err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
+    if (!g->sum.add(own_stats(*g), err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
     if (g->format != StatsFormat::prometheus) {
         control_->reply(g->client, g->format == StatsFormat::json ? g->sum.json() : g->sum.text(), true);
         return;
