@@ -146,7 +146,12 @@ int Master::run() {
     add_role(Role::smtp, cfg_.smtp_processes);
     add_role(Role::smtpd, cfg_.smtpd_processes);
     // Only with metrics_listen (which changes on restart, like every listener).
-    if (!cfg_.metrics_listen.empty()) add_role(Role::metrics, 1);
+    if (!cfg_.metrics_listen.empty()) {
+        add_role(Role::metrics, 1);
+        events_.emplace_back(event_new(base_, -1, EV_PERSIST, &Master::on_stats_refresh, this));
+        struct timeval refresh_tv = {kStatsRefreshSeconds, 0};
+        event_add(events_.back().get(), &refresh_tv);
+    }
     for (auto& c : children_) spawn(*c);
     LOG_INFO("event=started config=%s hostname=%s", log::safe(cfg_.source).c_str(), cfg_.hostname.c_str());
     event_base_dispatch(base_);

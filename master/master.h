@@ -103,7 +103,8 @@ private:
     std::string anvil_status_line() const;
     // Metrics (master_stats.cpp): one collection asks every role and renders the sum for mta-metrics
     // (Prometheus text) or a control client (mtactl stats, text or JSON).
-    enum class StatsFormat { prometheus, text, json };
+    // none: a refresh of every process's last report (on_stats_refresh), nothing to render.
+    enum class StatsFormat { prometheus, text, json, none };
     struct Gather {
         Master* owner = nullptr;
         uint64_t id = 0;
@@ -116,6 +117,7 @@ private:
         std::map<std::pair<std::string, std::string>, uint64_t> retired;
         EventPtr timer;
     };
+    static constexpr time_t kStatsRefreshSeconds = 30;
     std::map<uint64_t, std::unique_ptr<Gather>> gathers_;
     uint64_t gather_seq_ = 0;
     std::map<std::pair<std::string, std::string>, uint64_t> retired_stats_;
@@ -125,6 +127,7 @@ private:
     void finish_gather(uint64_t id);
     std::vector<metrics::Sample> own_stats(const Gather& g) const;
     static void on_gather_timer(int, short, void* arg);
+    static void on_stats_refresh(int, short, void* arg);
     bool stopping_ = false;
     bool announced_ready_ = false;
     int stop_phase_ = 0;

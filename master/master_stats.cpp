@@ -18,8 +18,19 @@ constexpr std::size_t kMaxGathers = 16;  // collections at once (scrapes and mta
 constexpr std::size_t kChunk = 128 * 1024;  // the rendered text goes to mta-metrics in pieces of this
 }  // namespace
 
+// With metrics_listen set, mtad collects on its own every kStatsRefreshSeconds as well, so that a
+// process that dies between scrapes (or before the first) loses at most that much of its counts.
+void Master::on_stats_refresh(int, short, void* arg) {
+    auto* m = static_cast<Master*>(arg);
+    if (!m->stopping_) m->start_gather(StatsFormat::none, 0);
+}
+
+namespace {
+}  // namespace
+
 void Master::start_gather(StatsFormat format, uint64_t client) {
     auto refuse = [&](const std::string& why) {
+        if (format == StatsFormat::none) return;
         if (format == StatsFormat::prometheus) {
             if (Child* m = live_child(Role::metrics)) m->link->send(wire::encode(wire::AdminReply{"", false}, client));
         } else {
@@ -138,6 +149,7 @@ void Master::finish_gather(uint64_t id) {
     for (const Child* c : g->waiting)
         if (!g->sum.add(c->last_stats, err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
     if (!g->sum.add(own_stats(*g), err)) LOG_ERROR("event=stats_own_malformed reason=\"%s\"", log::safe(err).c_str());
+    if (g->format == StatsFormat::none) return;
     if (g->format != StatsFormat::prometheus) {
         control_->reply(g->client, g->format == StatsFormat::json ? g->sum.json() : g->sum.text(), true);
         return;
