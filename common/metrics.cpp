@@ -165,8 +165,17 @@ std::string format_scaled(uint64_t v, double scale) {
 
 std::string braces(const std::string& labels) { return labels.empty() ? "" : "{" + labels + "}"; }
 
-std::string with_le(const std::string& labels, const std::string& le) {
-    return "{" + labels + (labels.empty() ? "" : ",") + "le=\"" + le + "\"}";
+// A bucket's label set: le goes last.
+std::string plus_le(const std::string& labels, const std::string& le) {
+    return labels + (labels.empty() ? "" : ",") + "le=\"" + le + "\"";
+}
+
+// A registry's family by name, if it is of a kind the caller may touch; a programming error otherwise.
+const Family* family_for(std::string_view name, bool histogram, bool gauge_only) {
+    const Family* f = find_family(name);
+    if (f && (f->kind == Kind::histogram) == histogram && (!gauge_only || f->kind == Kind::gauge)) return f;
+    LOG_ERROR("event=metrics_unknown family=%s", log::safe(name).c_str());
+    return nullptr;
 }
 
 }  // namespace
@@ -195,29 +204,16 @@ std::string labels(std::initializer_list<std::pair<std::string_view, std::string
 }
 
 void Registry::add(std::string_view family, std::string_view labels, uint64_t n) {
-    const Family* f = find_family(family);
-    if (!f || f->kind == Kind::histogram) {
-        LOG_ERROR("event=metrics_unknown family=%s", log::safe(family).c_str());
-        return;
-    }
-    values_[Key(f, std::string(labels))] += n;
+    if (const Family* f = family_for(family, false, false)) values_[Key(f, std::string(labels))] += n;
 }
 
 void Registry::set(std::string_view family, std::string_view labels, uint64_t v) {
-    const Family* f = find_family(family);
-    if (!f || f->kind != Kind::gauge) {
-        LOG_ERROR("event=metrics_unknown family=%s", log::safe(family).c_str());
-        return;
-    }
-    values_[Key(f, std::string(labels))] = v;
+    if (const Family* f = family_for(family, false, true)) values_[Key(f, std::string(labels))] = v;
 }
 
 void Registry::observe(std::string_view family, std::string_view labels, double v) {
-    const Family* f = find_family(family);
-    if (!f || f->kind != Kind::histogram) {
-        LOG_ERROR("event=metrics_unknown family=%s", log::safe(family).c_str());
-        return;
-    }
+    const Family* f = family_for(family, true, false);
+    if (!f) return;
     auto& h = histograms_[Key(f, std::string(labels))];
     if (h.counts.empty()) h.counts.assign(f->buckets.size() + 1, 0);
     if (!(v >= 0)) v = 0;  // also NaN
@@ -256,8 +252,7 @@ std::vector<Sample> Registry::collect() {
         uint64_t cum = 0;
         for (std::size_t i = 0; i < h.counts.size(); i++) {
             cum += h.counts[i];
-            std::string l = key.second + (key.second.empty() ? "" : ",") + "le=\"" + bucket_label(*key.first, i) + "\"";
-            out.push_back({name + "_bucket", std::move(l), cum});
+            out.push_back({name + "_bucket", plus_le(key.second, bucket_label(*key.first, i)), cum});
         }
         out.push_back({name + "_sum", key.second, h.sum});
         out.push_back({name + "_count", key.second, h.count});
@@ -305,34 +300,35 @@ void Aggregate::each(F&& fn) const {
     }
 }
 
+// One family's sample lines, as the exposition format writes them.
+void Aggregate::render(const Family& f, const std::map<std::string, Series>& series, std::string& out) {
+    std::string name(f.name);
+    for (auto& [labels, s] : series) {
+        if (f.kind != Kind::histogram) {
+            out += name + braces(labels) + " " + std::to_string(s.value) + "\n";
+            continue;
+        }
+        for (std::size_t b = 0; b <= f.buckets.size(); b++)
+            out += name + "_bucket{" + plus_le(labels, bucket_label(f, b)) + "} " +
+                   std::to_string(b < s.buckets.size() ? s.buckets[b] : 0) + "\n";
+        out += name + "_sum" + braces(labels) + " " + format_scaled(s.sum, f.scale) + "\n";
+        out += name + "_count" + braces(labels) + " " + std::to_string(s.count) + "\n";
+    }
+}
+
 std::string Aggregate::text() const {
     std::string out;
-    each([&](const Family& f, const std::map<std::string, Series>& series) {
-        std::string name(f.name);
-        for (auto& [labels, s] : series) {
-            if (f.kind != Kind::histogram) {
-                out += name + braces(labels) + " " + std::to_string(s.value) + "\n";
-                continue;
-            }
-            for (std::size_t b = 0; b <= f.buckets.size(); b++)
-                out += name + "_bucket" + with_le(labels, bucket_label(f, b)) + " " +
-                       std::to_string(b < s.buckets.size() ? s.buckets[b] : 0) + "\n";
-            out += name + "_sum" + braces(labels) + " " + format_scaled(s.sum, f.scale) + "\n";
-            out += name + "_count" + braces(labels) + " " + std::to_string(s.count) + "\n";
-        }
-    });
+    each([&](const Family& f, const std::map<std::string, Series>& series) { render(f, series, out); });
     return out;
 }
 
 std::string Aggregate::prometheus() const {
-    // HELP and TYPE go before each family's samples: render family by family.
+    // HELP and TYPE go before each family's samples.
     std::string out;
     each([&](const Family& f, const std::map<std::string, Series>& series) {
         out += "# HELP " + std::string(f.name) + " " + std::string(f.help) + "\n";
         out += "# TYPE " + std::string(f.name) + " " + kind_name(f.kind) + "\n";
-        Aggregate one;
-        if (!series.empty()) one.families_[std::size_t(&f - kFamilies)] = series;
-        out += one.text();
+        render(f, series, out);
     });
     return out;
 }

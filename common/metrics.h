@@ -95,6 +95,7 @@ private:
     std::map<std::size_t, std::map<std::string, Series>> families_;
     template <class F>
     void each(F&& fn) const;
+    static void render(const Family& f, const std::map<std::string, Series>& series, std::string& out);
 };
 
 // Checks a sample without adding it (the same rules as Aggregate::add); for tests and the fuzz target.

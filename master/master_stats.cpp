@@ -156,12 +156,7 @@ void Master::finish_gather(uint64_t id) {
     }
     Child* m = live_child(Role::metrics);
     if (!m) return;
-    std::string text = g->sum.prometheus();
-    for (std::size_t off = 0; off < text.size() || off == 0; off += kChunk) {
-        bool more = off + kChunk < text.size();
-        m->link->send(wire::encode(wire::AdminReply{text.substr(off, kChunk), more}, g->client));
-        if (!more) break;
-    }
+    for (auto& chunk : wire::encode_admin_chunks(g->sum.prometheus(), g->client, kChunk)) m->link->send(std::move(chunk));
 }
 
 }  // namespace mta::master

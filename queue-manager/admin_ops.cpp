@@ -44,13 +44,7 @@ void AdminOps::on_request(ipc::Message& m) {
     if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
     else if (cmd.privileged_only() && !req.privileged) reply = "error: permission denied\n";
     else reply = run(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid), req.uid);
-    std::size_t off = 0;
-    do {
-        std::size_t n = std::min(kReplyChunk, reply.size() - off);
-        wire::AdminReply r{reply.substr(off, n), off + n < reply.size()};
-        off += n;
-        q_.reply(wire::encode(r, m.reqid));
-    } while (off < reply.size());
+    for (auto& chunk : wire::encode_admin_chunks(reply, m.reqid, kReplyChunk)) q_.reply(std::move(chunk));
 }
 
 std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid) {

@@ -1,6 +1,8 @@
 // Codecs of the control, resolver, admin and anvil messages (see control.h).
 #include "common/wire/control.h"
 
+#include <algorithm>
+
 #include "common/wire/fields.h"
 #include "common/wire/limits.h"
 
@@ -184,6 +186,17 @@ ipc::Message encode(const AdminReply& r, uint64_t reqid) {
     ipc::Message m(Type::admin_reply, reqid);
     m.add(Tag::text, r.text).add_u64(Tag::status, r.more ? 1 : 0);
     return m;
+}
+
+std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk) {
+    std::vector<ipc::Message> out;
+    std::size_t off = 0;
+    do {
+        std::size_t n = std::min(chunk, text.size() - off);
+        out.push_back(encode(AdminReply{std::string(text.substr(off, n)), off + n < text.size()}, reqid));
+        off += n;
+    } while (off < text.size());
+    return out;
 }
 
 bool decode(const ipc::Message& m, AdminReply& out, std::string& err) {

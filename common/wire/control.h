@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
@@ -77,6 +78,9 @@ bool decode(const ipc::Message& m, ResolveReply& out, std::string& err);
 ipc::Message encode(const AdminRequest& r, uint64_t reqid);
 bool decode(const ipc::Message& m, AdminRequest& out, std::string& err);
 ipc::Message encode(const AdminReply& r, uint64_t reqid);
+// A whole text answer as admin_reply messages of at most `chunk` octets of text each, `more` set on all
+// but the last; "" is one empty message.
+std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk);
 bool decode(const ipc::Message& m, AdminReply& out, std::string& err);
 ipc::Message encode(const StatsRequest&, uint64_t reqid);
 bool decode(const ipc::Message& m, StatsRequest& out, std::string& err);
