@@ -62,7 +62,7 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
                 libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux \
-                systemd man-db prometheus
+                systemd man-db prometheus python3-milter opendkim rspamd
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan repro FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
@@ -171,7 +171,7 @@ ifneq ($(NO_DEPS),1)
 	    printf '#!/bin/sh\n# mta: no service starts while its test tools are installed\nexit 101\n' >$$policy; chmod 755 $$policy; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  rc=$$?; [ -n "$$policy" ] && rm -f $$policy; [ $$rc -eq 0 ] || exit 1; \
-	  for s in $$missing; do case $$s in postfix|opendkim|rsyslog|prometheus) systemctl disable --now $$s >/dev/null 2>&1 || true;; esac; done; \
+	  for s in $$missing; do case $$s in postfix|opendkim|rsyslog|prometheus|rspamd) systemctl disable --now $$s >/dev/null 2>&1 || true;; esac; done; \
 	fi
 endif
 
@@ -195,8 +195,6 @@ check: deps
 	$(SUBMAKE) SAN=1 all fuzz-targets
 	tests/run-all
 
-# OpenDKIM is Postfix's signer in the DKIM workloads; nothing else needs it.
-bench: DEB_PACKAGES += opendkim
 bench: deps
 	$(SUBMAKE) all
 	tests/bench/run

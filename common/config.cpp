@@ -124,6 +124,41 @@ bool parse_hostport(std::string_view s, HostPort& out, bool allow_port_zero) {
     return true;
 }
 
+bool parse_milter_endpoint(std::string_view s, MilterEndpoint& out, std::string& err) {
+    MilterEndpoint m;
+    m.spec = std::string(s);
+    std::string_view rest;
+    if (s.rfind("unix:", 0) == 0 || s.rfind("local:", 0) == 0) {
+        rest = s.substr(s.find(':') + 1);
+        if (rest.empty() || rest[0] != '/' || rest.size() >= sizeof(sockaddr_un::sun_path) ||
+            rest.find_first_of(std::string_view(" \t\0", 3)) != std::string_view::npos) {
+            err = "expected unix:/absolute/socket/path (at most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                  " bytes)";
+            return false;
+        }
+        m.path = std::string(rest);
+    } else if (s.rfind("inet:", 0) == 0) {
+        HostPort hp;
+        if (!parse_hostport(s.substr(5), hp)) {
+            err = "expected inet:host:port";
+            return false;
+        }
+        unsigned char buf[16];
+        if (hp.host == "localhost") hp.host = "127.0.0.1";
+        if (inet_pton(AF_INET, hp.host.c_str(), buf) != 1 && inet_pton(AF_INET6, hp.host.c_str(), buf) != 1) {
+            err = "milter host must be an IP address or localhost, got \"" + log::safe(hp.host) + "\" (mtad does not resolve it)";
+            return false;
+        }
+        m.host = hp.host;
+        m.port = hp.port;
+    } else {
+        err = "expected unix:/path or inet:host:port, got \"" + log::safe(std::string(s)) + "\"";
+        return false;
+    }
+    out = std::move(m);
+    return true;
+}
+
 bool parse_duration(std::string_view s, uint64_t& seconds) {
     if (s.empty()) return false;
     uint64_t mult = 1;

@@ -19,6 +19,16 @@ struct HostPort {
     std::string str() const;  // "host:port" or "[v6]:port"
 };
 
+// One milter of smtpd_milters: "unix:/path" (or Sendmail's "local:/path"), or "inet:host:port" with host an
+// IP address, [IPv6] or localhost. mtad connects it (mta-smtpd's chroot has no filesystem and names no path).
+struct MilterEndpoint {
+    std::string spec;   // as written in the config (log lines, and the check of mtad's own list)
+    std::string path;   // unix socket path, or "" for inet
+    std::string host;   // numeric address for inet
+    uint16_t port = 0;
+};
+bool parse_milter_endpoint(std::string_view s, MilterEndpoint& out, std::string& err);
+
 struct Cidr {
     int family = 0;          // AF_INET / AF_INET6
     unsigned char addr[16] = {};
@@ -102,6 +112,13 @@ struct Config {
     uint64_t msgauth_timeout = 0;           // seconds smtpd waits for the verdict
     uint64_t dkim_max_signatures = 0;       // DKIM-Signature fields verified per message
     std::string spf_action;                 // none | reject_fail
+    // Milters (mta-smtpd(8) MILTER): Sendmail's content filter protocol, in the order listed.
+    std::vector<MilterEndpoint> smtpd_milters;
+    std::string milter_default_action;      // tempfail | accept | reject: a milter down, slow or broken
+    uint64_t milter_connect_timeout = 0, milter_command_timeout = 0, milter_content_timeout = 0;
+    // Macros sent per stage (Postfix's milter_*_macros), by SMFIM_* stage order: connect, helo, mail,
+    // rcpt, data, end of message, end of header; then unknown command.
+    std::vector<std::string> milter_macros[8];
     std::string dmarc_action;               // none | enforce
 
     std::vector<std::pair<std::string, std::string>> values;  // effective key -> text, in kKeys order

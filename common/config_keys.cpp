@@ -3,6 +3,7 @@
 #include "common/config_keys.h"
 
 #include <arpa/inet.h>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -181,6 +182,36 @@ Setter listen(std::vector<HostPort> Config::*m) {
         return true;
     };
 }
+Setter milters(std::vector<MilterEndpoint> Config::*m) {
+    return [m](Config& c, const std::string& v, std::string& err) {
+        std::vector<MilterEndpoint> out;
+        for (auto& item : split_list(v)) {
+            MilterEndpoint e;
+            if (!parse_milter_endpoint(item, e, err)) return false;
+            out.push_back(std::move(e));
+        }
+        if (out.size() > 16) { err = "at most 16 milters"; return false; }
+        c.*m = std::move(out);
+        return true;
+    };
+}
+// A milter macro list: names as Sendmail spells them, one character ("j", "_") or braced ("{client_addr}").
+Setter macros(int stage) {
+    return [stage](Config& c, const std::string& v, std::string& err) {
+        std::vector<std::string> out;
+        for (auto& item : split_list(v)) {
+            bool ok = item.size() == 1 ? (std::isalnum(static_cast<unsigned char>(item[0])) || item[0] == '_')
+                                       : item.size() > 2 && item.size() <= 64 && item.front() == '{' && item.back() == '}';
+            for (std::size_t i = 1; ok && item.size() > 1 && i + 1 < item.size(); i++)
+                ok = std::isalnum(static_cast<unsigned char>(item[i])) || item[i] == '_';
+            if (!ok) { err = "invalid macro name \"" + log::safe(item) + "\" (expected x or {name})"; return false; }
+            out.push_back(item);
+        }
+        if (out.size() > 64) { err = "at most 64 macros per stage"; return false; }
+        c.milter_macros[stage] = std::move(out);
+        return true;
+    };
+}
 Setter domains(std::vector<std::string> Config::*m) {
     return [m](Config& c, const std::string& v, std::string& err) {
         std::vector<std::string> out;
@@ -313,6 +344,28 @@ const std::vector<KeyDef>& key_defs() {
          num(&Config::dkim_max_signatures, 1, 100)},
         {{"spf_action", "none", "none (SPF only reported) or reject_fail (an SPF fail of MAIL FROM gets 550 5.7.23)"},
          choice(&Config::spf_action, {"none", "reject_fail"})},
+        {{"smtpd_milters", "", "milters (Sendmail's content filter protocol) asked about every SMTP session and message, in "
+          "order: unix:/path or inet:host:port (host an IP address or localhost); mtad connects them (mta-smtpd(8) MILTER)"},
+         milters(&Config::smtpd_milters)},
+        {{"milter_default_action", "tempfail", "what happens when a milter is down, too slow or breaks the protocol: tempfail "
+          "(451 4.7.1 to this and later commands of the session), reject (550 5.7.1) or accept (go on without that milter)"},
+         choice(&Config::milter_default_action, {"tempfail", "accept", "reject"})},
+        {{"milter_connect_timeout", "30s", "time to connect to a milter and get its option negotiation"},
+         duration(&Config::milter_connect_timeout)},
+        {{"milter_command_timeout", "30s", "time a milter has to answer connect, HELO, MAIL, RCPT, DATA, a header and end of headers"},
+         duration(&Config::milter_command_timeout)},
+        {{"milter_content_timeout", "300s", "time a milter has to answer a body chunk or the end of the message (progress restarts it)"},
+         duration(&Config::milter_content_timeout)},
+        {{"milter_connect_macros", "j {daemon_name} {daemon_addr} v _ {client_addr} {client_port} {client_name}",
+          "macros sent to milters with the connection (a milter's own list replaces this)"}, macros(0)},
+        {{"milter_helo_macros", "{tls_version} {cipher} {cipher_bits}", "macros sent with HELO/EHLO"}, macros(1)},
+        {{"milter_mail_macros", "i {auth_type} {auth_authen} {mail_addr} {mail_host} {mail_mailer}", "macros sent with MAIL FROM"},
+         macros(2)},
+        {{"milter_rcpt_macros", "i {rcpt_addr} {rcpt_host} {rcpt_mailer}", "macros sent with RCPT TO"}, macros(3)},
+        {{"milter_data_macros", "i", "macros sent with DATA"}, macros(4)},
+        {{"milter_end_of_data_macros", "i", "macros sent with the end of the message"}, macros(5)},
+        {{"milter_end_of_header_macros", "i", "macros sent with the end of the headers"}, macros(6)},
+        {{"milter_unknown_command_macros", "", "macros sent with an unknown SMTP command"}, macros(7)},
         {{"dmarc_action", "none", "none (DMARC only reported) or enforce (p=reject gets 550 5.7.1; p=quarantine is "
           "accepted and reported, a quarantine hold is not implemented yet)"}, choice(&Config::dmarc_action, {"none", "enforce"})},
         {{"dns_forwarder", "", "send DNS queries to this server (IP address, optionally addr@port) instead of full recursion"},

@@ -31,7 +31,7 @@ bool known_type(uint16_t t) {
     case Type::body_open: case Type::body_open_ok: case Type::fail: case Type::commit:
     case Type::commit_ok: case Type::abort: case Type::spool_probe: case Type::deliver: case Type::deliver_result:
     case Type::anvil_connect: case Type::anvil_verdict: case Type::anvil_disconnect:
-    case Type::anvil_auth_fail: case Type::anvil_auth_count:
+    case Type::anvil_auth_fail: case Type::anvil_auth_count: case Type::milter_connect: case Type::milter_socket:
     case Type::msgauth_request: case Type::msgauth_reply:
         return true;
     }
@@ -94,6 +94,8 @@ const char* type_name(Type t) {
     case Type::anvil_disconnect: return "anvil_disconnect";
     case Type::anvil_auth_fail: return "anvil_auth_fail";
     case Type::anvil_auth_count: return "anvil_auth_count";
+    case Type::milter_connect: return "milter_connect";
+    case Type::milter_socket: return "milter_socket";
     }
     return "unknown";
 }

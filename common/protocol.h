@@ -47,6 +47,8 @@ enum class Type : uint16_t {
     anvil_disconnect = 42, // smtpd -> master: reqid of the connection's anvil_connect; no answer
     anvil_auth_fail = 43,  // smtpd -> master: client_addr; answered by anvil_auth_count
     anvil_auth_count = 44, // master -> smtpd: anvil_auth_failures (this window, this one included)
+    milter_connect = 45,   // smtpd -> master: milter_index, text (its spec): connect that milter of smtpd_milters
+    milter_socket = 46,    // master -> smtpd: fd (a stream socket, connected or still connecting); or fail
 };
 
 enum class Tag : uint16_t {
@@ -108,6 +110,7 @@ enum class Tag : uint16_t {
     metric_name = 112,         // stats_reply: starts a sample
     metric_labels = 113,       // stats_reply: the sample's label set (k="v",...)
     metric_value = 114,        // stats_reply: the sample's value
+    milter_index = 115,        // milter_connect: the milter's position in smtpd_milters (0-based)
 
     anvil_status = 90,         // see AnvilStatus
     anvil_concurrent = 91,     // the client's connections now (the new one included when allowed)

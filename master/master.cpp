@@ -246,6 +246,7 @@ void Master::on_child_message(Child& c, ipc::Message& m) {
         return;
     }
     if (m.type >= ipc::Type::anvil_connect && m.type <= ipc::Type::anvil_auth_count && on_anvil_message(c, m)) return;
+    if (m.type == ipc::Type::milter_connect && on_milter_connect(c, m)) return;
     if ((m.type == ipc::Type::stats_reply || (m.type == ipc::Type::stats_request && c.role == Role::metrics)) &&
         on_stats_message(c, m))
         return;

@@ -101,6 +101,8 @@ private:
     Anvil::Limits anvil_limits() const;
     bool on_anvil_message(Child& c, ipc::Message& m);
     std::string anvil_status_line() const;
+    // Milters (master_milter.cpp): mtad connects the smtpd_milters an smtpd asks for and passes the socket.
+    bool on_milter_connect(Child& c, ipc::Message& m);
     // Metrics (master_stats.cpp): one collection asks every role and renders the sum for mta-metrics
     // (Prometheus text) or a control client (mtactl stats, text or JSON).
     // none: a refresh of every process's last report (on_stats_refresh), nothing to render.

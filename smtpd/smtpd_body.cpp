@@ -120,13 +120,18 @@ void Session::on_body_open(uint64_t reqid, uint64_t msgid, UniqueFd fd) {
     std::time_t when = host_.now();
     long gmtoff = local_gmtoff(when);
     txn_->body->write(received_header(when, gmtoff));
-    if (wants_msgauth()) txn_->body->hold();
+    if (wants_msgauth() || milters_) txn_->body->hold();
     auto mode = data ? BodyReader::Mode::dot : BodyReader::Mode::raw;
     // Postfix's cleanup adds a missing Message-ID:/Date: only for its own clients (local_header_rewrite_clients):
     // here the authenticated ones. Relayed mail, mynetworks included, passes unchanged (DKIM, end-to-end).
     MissingHeaders add;
     if (!auth_user_.empty()) add = {make_message_id(when, format_qid(msgid), cfg_->hostname), rfc5322_date(when, gmtoff)};
     txn_->reader = std::make_unique<BodyReader>(mode, cfg_->message_size_limit, std::move(add));
+    if (milters_) return ask_milters_data(data);  // the queue id exists now: milters see it at DATA
+    open_data(data);
+}
+
+void Session::open_data(bool data) {
     if (data) {
         enter(State::data);
         reply(354, "", "End data with <CR><LF>.<CR><LF>");
@@ -205,10 +210,20 @@ bool Session::refuse_body() {
     return true;
 }
 
+// The milters first (they may change the message), then mta-msgauth (which signs the result), then
+// the queue. Each of the first two holds the message in a memfd and comes back here.
 void Session::commit_body() {
     BodySink& body = *txn_->body;
-    if (body.held) {  // mta-msgauth first; its verdict comes back to on_msgauth_reply
+    if (body.held && milters_ && !txn_->milters_done) return run_content_milters();
+    if (body.held && wants_msgauth()) {  // its verdict comes back to on_msgauth_reply
         request_msgauth();
+        return;
+    }
+    if (body.held && !body.release("", {})) {
+        abort_body();
+        reset_transaction();
+        enter(State::ready);
+        reply(451, "4.3.0", "Error: local problem writing the message");
         return;
     }
     if (!body.finish()) {

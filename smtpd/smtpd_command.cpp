@@ -120,6 +120,7 @@ Frame next_command(std::string_view buf, std::size_t limit, bool& discarding) {
 
 Command parse_command(std::string_view line) {
     Command c;
+    c.line = line;
     for (char ch : line) {
         unsigned char b = static_cast<unsigned char>(ch);
         if ((b < 0x20 && b != '\t') || b == 0x7f) c.bad_chars = true;

@@ -36,6 +36,7 @@ enum class Verb { unknown, helo, ehlo, mail, rcpt, data, bdat, rset, noop, quit,
 struct Command {
     Verb verb = Verb::unknown;
     std::string_view arg;   // for MAIL/RCPT: what follows "FROM:"/"TO:"; else after the verb's space
+    std::string_view line;  // the whole line (an unknown command goes to the milters as it came)
     bool bad_chars = false; // NUL or another control byte in the line (reply 500 5.5.2)
     bool bad_syntax = false;// MAIL without FROM:, RCPT without TO:, verb glued to junk
 };

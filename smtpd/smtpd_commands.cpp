@@ -51,6 +51,7 @@ void Session::dispatch(const Command& c) {
         reply(501, "5.5.4", c.verb == Verb::mail ? "Syntax: MAIL FROM:<address>" : "Syntax: RCPT TO:<address>");
         return;
     }
+    if (milter_refuses(c)) return;
     switch (c.verb) {
     case Verb::helo:
     case Verb::ehlo: {
@@ -59,10 +60,10 @@ void Session::dispatch(const Command& c) {
         break;
     }
     case Verb::mail:
-        if (auto a = check_mail(c)) proceed_mail(std::move(*a));
+        if (auto a = check_mail(c)) ask_milters_mail(std::move(*a));
         break;
     case Verb::rcpt:
-        if (auto a = check_rcpt(c)) proceed_rcpt(std::move(*a));
+        if (auto a = check_rcpt(c)) ask_milters_rcpt(std::move(*a));
         break;
     case Verb::data:
         if (check_data(c)) proceed_data();
@@ -88,8 +89,8 @@ void Session::dispatch(const Command& c) {
     case Verb::auth:
         if (auto a = check_auth(c)) proceed_auth(*a);
         break;
-    case Verb::not_implemented: reply(502, "5.5.1", "Error: command not implemented"); break;
-    case Verb::unknown: reply(500, "5.5.2", "Error: command not recognized"); break;
+    case Verb::not_implemented: ask_milters_unknown(std::string(c.line), {502, "5.5.1", "Error: command not implemented"}); break;
+    case Verb::unknown: ask_milters_unknown(std::string(c.line), {500, "5.5.2", "Error: command not recognized"}); break;
     }
 }
 
@@ -115,6 +116,11 @@ void Session::proceed_helo(std::string name, bool extended) {
     // RFC 5321 §4.1.4: EHLO/HELO mid-session is an implicit RSET.
     abort_body();
     reset_transaction();
+    if (milters_) return ask_milters_helo(std::move(name), extended);
+    apply_helo(std::move(name), extended);
+}
+
+void Session::apply_helo(std::string name, bool extended) {
     helo_ = std::move(name);
     esmtp_ = extended;
     enter(State::ready);
@@ -162,7 +168,7 @@ std::optional<Session::MailArgs> Session::check_mail(const Command& c) {
         return std::nullopt;
     }
     if (!check_spool_space(params.size)) return std::nullopt;
-    return MailArgs{r.mailbox, std::move(params)};
+    return MailArgs{r.mailbox, std::move(params), trim_right(r.rest)};
 }
 
 // queue_minfree: a message that cannot be stored is refused before its body is sent, not after
@@ -236,6 +242,7 @@ std::optional<Session::RcptArgs> Session::check_rcpt(const Command& c) {
     }
     RcptArgs a;
     a.addr = r.mailbox.str();
+    a.esmtp = trim_right(r.rest);
     a.expanded = v.expanded.size();
     if (v.expanded.empty()) {
         a.add.push_back({a.addr, std::move(params)});
@@ -283,6 +290,7 @@ void Session::proceed_rset() {
 }
 
 void Session::reset_transaction() {
+    if (milters_ && !milters_->busy()) milters_->abort();  // only milters that saw MAIL hear of it
     txn_.reset();
     rate_bytes_ = rate_seconds_ = 0;
     bdat_remaining_ = 0;

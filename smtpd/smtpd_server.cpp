@@ -72,6 +72,7 @@ void Server::on_request(ipc::Message& m) {
     switch (m.type) {
     case ipc::Type::anvil_verdict: on_anvil_verdict(m); break;
     case ipc::Type::anvil_auth_count: on_anvil_auth_count(m); break;
+    case ipc::Type::milter_socket: case ipc::Type::fail: on_milter_socket(m); break;
     default: malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
     }
 }

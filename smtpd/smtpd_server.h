@@ -44,6 +44,7 @@ public:
     bool auth_blocked(const ClientInfo& client) const override;
     std::optional<uint64_t> spool_free() const override;
     std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) override;
+    void milter_socket(uint64_t session_id, std::size_t index) override;  // smtpd_milter.cpp
 
 private:
     struct Listener {
@@ -62,6 +63,7 @@ private:
 
     void on_queue(ipc::Message& m);
     void on_msgauth(ipc::Message& m);  // smtpd_msgauth.cpp
+    void on_milter_socket(ipc::Message& m);  // smtpd_milter.cpp: milter_socket or fail from mtad
     [[noreturn]] void malformed(Role from, const std::string& why) { daemon::malformed(from, why); }
     Session* take_pending(uint64_t reqid, bool& known);
     static void accept_cb(int fd, short, void* arg);
@@ -129,6 +131,10 @@ private:
         uint64_t auth_in_flight = 0;
     };
     std::map<std::string, ClientState> clients_;
+    // milter_connect requests to mtad: reqid -> (session id, milter index). Their own reqid space, apart
+    // from anvil's (which are session ids).
+    std::map<uint64_t, std::pair<uint64_t, std::size_t>> milter_waiting_;
+    uint64_t next_milter_reqid_ = uint64_t(1) << 62;
     uint64_t next_session_ = 1;
     uint64_t next_reqid_ = 1;
     bool accepting_ = true;

@@ -79,8 +79,14 @@ void Session::start() {
     metrics::registry().add("mta_smtpd_sessions_total", metrics::labels({{"listener", listen_kind_name(client_.kind)}}));
     LOG_INFO("event=connect client=%s session=%llu%s", client_.ip.c_str(), static_cast<unsigned long long>(id_),
              client_.kind == ListenKind::smtps ? " tls=implicit" : "");
+    if (!cfg_->smtpd_milters.empty()) return start_milters();  // they see the connection before the 220
+    greet();
+}
+
+void Session::greet() {
     reply(220, "", cfg_->hostname + " ESMTP");
-    enter(client_.kind == ListenKind::smtps ? State::tls_handshake : State::pre_helo);
+    // smtps: the handshake may have finished while the milters were asked.
+    enter(client_.kind == ListenKind::smtps && tls_version_.empty() ? State::tls_handshake : State::pre_helo);
 }
 
 // Illegal transitions are bugs of this file set, not of the client: stop loudly (the master restarts
@@ -193,6 +199,7 @@ void Session::process_input() {
     // After the client's EOF nothing new can arrive: once the buffered commands are answered (and no
     // queue reply or delayed AUTH answer is due), flush the replies and close.
     if (!peer_eof_ || !bev_ || ending() || waits_for_queue(state_) || state_ == State::wait_msgauth ||
+        state_ == State::wait_milter ||
         state_ == State::auth_delay || read_paused_)
         return;
     enter(State::closing);
@@ -382,7 +389,7 @@ void Session::done_waiting() {
 
 bool Session::in_transaction_io() const {
     return state_ == State::data || state_ == State::bdat || state_ == State::bdat_discard ||
-           waits_for_queue(state_) || (txn_ && txn_->body);
+           state_ == State::wait_milter || waits_for_queue(state_) || (txn_ && txn_->body);
 }
 
 void Session::shutdown() {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/milter_client.h"
 #include "common/table.h"
 #include "common/wire/msgauth.h"
 #include "smtpd/smtpd_command.h"
@@ -53,6 +55,9 @@ public:
     virtual std::optional<uint64_t> spool_free() const = 0;
     // Sends a request to mta-msgauth; its reqid, or nullopt when there is no msgauth link.
     virtual std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) = 0;
+    // Asks mtad for a socket to milter `index` of smtpd_milters; the answer reaches the session's
+    // on_milter_socket later (never from inside this call).
+    virtual void milter_socket(uint64_t session_id, std::size_t index) = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -111,7 +116,9 @@ struct Transaction {
     std::size_t rcpt_bytes = 0;          // commit message bytes the recipients need
     std::time_t arrival = 0;
     uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
-    std::string hold_reason;             // mta-msgauth asked to queue it held (DMARC quarantine)
+    std::string hold_reason;             // mta-msgauth or a milter asked to queue it held
+    bool milter_discard = false;         // a milter discarded it: 250, but nothing is queued
+    bool milters_done = false;           // the milters have had the message (and changed it)
     std::optional<BodySink> body;
     std::unique_ptr<BodyReader> reader;
 };
@@ -128,7 +135,7 @@ struct SessionFacts {
     int tls_bits_ = 0;
 };
 
-class Session : private SessionFacts {
+class Session : private SessionFacts, private milter::Owner {
 public:
     Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg,
             std::shared_ptr<const Resources> res, uint64_t id, UniqueFd fd, ClientInfo client);
@@ -147,6 +154,9 @@ public:
     // mta-msgauth's verdict (validated by the server), or its absence (link gone, timeout).
     void on_msgauth_reply(uint64_t reqid, const wire::MsgauthReply& r);
     void on_msgauth_lost(const char* why);
+    // mtad's answer to milter_socket (smtpd_milter.cpp).
+    void on_milter_socket(std::size_t index, UniqueFd fd);
+    void on_milter_socket_failed(std::size_t index, const std::string& why);
 
     // Master said stop: idle sessions get 421 now, a transaction in flight may finish first.
     void shutdown();
@@ -159,12 +169,14 @@ private:
     struct MailArgs {
         addr::Mailbox sender;
         MailParams params;
+        std::string esmtp;                    // the parameters as the client wrote them (for milters)
     };
     struct RcptArgs {
         std::string addr;                     // as the client wrote it
         std::vector<Transaction::Rcpt> add;   // what the transaction gains (expanded, duplicates dropped)
         std::size_t bytes = 0;                // commit message bytes they need
         std::size_t expanded = 0;             // alias expansion count, 0: none
+        std::string esmtp;                    // the parameters as the client wrote them (for milters)
     };
     struct AuthArgs {
         State step = State::auth_plain;       // the first step of the mechanism
@@ -250,6 +262,31 @@ private:
     void request_msgauth();
     void end_transaction(int code, const char* enhanced, const std::string& text);
 
+    // Milters (smtpd_milter.cpp): each step waits in wait_milter. Let through, `pass` runs (and moves
+    // the state); refused, the session goes to `back`, `refused` cleans up and the client gets the
+    // milters' reply.
+    void greet();
+    void start_milters();
+    bool milter_refuses(const Command& c);   // the session is refused (connect step, broken milter)
+    void ask_milters(State back, const std::function<void(milter::Chain&)>& ask, std::function<void()> pass,
+                     std::function<void()> refused = {});
+    void ask_milters_helo(std::string name, bool extended);
+    void ask_milters_mail(MailArgs a);
+    void ask_milters_rcpt(RcptArgs a);
+    void ask_milters_data(bool data);
+    void ask_milters_unknown(const std::string& line, const Reply& ours);
+    void run_content_milters();
+    void content_verdict(const milter::Verdict& v);
+    bool apply_milter_changes();
+    void milter_reply(const milter::Verdict& v);
+    void apply_helo(std::string name, bool extended);
+    void open_data(bool data);
+    // milter::Owner
+    void milter_socket(std::size_t index) override;
+    std::optional<std::string> milter_macro(std::string_view name) const override;
+    void milter_done(milter::Stage stage, const milter::Verdict& v) override;
+    std::string milter_log_context() const override;
+
     SessionHost& host_;
     event_base* base_;
     std::shared_ptr<const Config> cfg_;
@@ -289,6 +326,14 @@ private:
     // latency is observed when that reply is written).
     const char* stage_ = "connect";
     std::optional<std::chrono::steady_clock::time_point> final_dot_;
+    // Milters: the chain (null without smtpd_milters), the step waited for, and what it is about.
+    std::unique_ptr<milter::Chain> milters_;
+    State milter_back_ = State::ready;
+    std::function<void()> milter_pass_, milter_refused_;
+    std::optional<milter::Verdict> milter_refusal_;  // every later command but QUIT/NOOP/RSET gets it
+    std::string milter_sender_, milter_rcpt_;        // the MAIL/RCPT address being asked about
+    std::string auth_mech_;                          // PLAIN or LOGIN once authenticated ({auth_type})
+    std::string local_ip_, local_port_;              // {daemon_addr}, {daemon_port}
 };
 
 }  // namespace mta::smtpd

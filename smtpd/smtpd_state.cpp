@@ -24,29 +24,34 @@ struct Row {
 };
 
 constexpr Row kTable[] = {
-    {S::greeting, bits(S::pre_helo, S::tls_handshake, S::closed)},  // 220 written; or no memory
+    // 220 written; the milters' connect step first; or no memory.
+    {S::greeting, bits(S::pre_helo, S::tls_handshake, S::wait_milter, S::closed)},
     {S::tls_handshake, bits(S::pre_helo) | kEnd},                   // handshake done
     // HELO/EHLO; STARTTLS; a refused BDAT's chunk is skipped, then back here.
-    {S::pre_helo, bits(S::ready, S::tls_handshake, S::bdat_discard) | kEnd},
-    {S::ready, bits(S::tls_handshake, S::auth_plain, S::auth_login_user, S::mail, S::bdat_discard) | kEnd},
+    {S::pre_helo, bits(S::ready, S::tls_handshake, S::bdat_discard, S::wait_milter) | kEnd},
+    {S::ready, bits(S::tls_handshake, S::auth_plain, S::auth_login_user, S::mail, S::bdat_discard, S::wait_milter) | kEnd},
     // Success or a broken line: ready; a wrong answer: the delayed failure reply.
     {S::auth_plain, bits(S::ready, S::auth_delay) | kEnd},
     {S::auth_login_user, bits(S::auth_login_password, S::ready, S::auth_delay) | kEnd},
     {S::auth_login_password, bits(S::ready, S::auth_delay) | kEnd},
     {S::auth_delay, bits(S::ready) | kEnd},
     // RSET/HELO/EHLO end the transaction (ready).
-    {S::mail, bits(S::ready, S::rcpt, S::bdat_discard) | kEnd},
-    {S::rcpt, bits(S::ready, S::wait_open_data, S::wait_open_bdat, S::bdat_discard) | kEnd},
+    {S::mail, bits(S::ready, S::rcpt, S::bdat_discard, S::wait_milter) | kEnd},
+    {S::rcpt, bits(S::ready, S::wait_open_data, S::wait_open_bdat, S::bdat_discard, S::wait_milter) | kEnd},
     // The body file arrives, or the queue fails or is gone (ready).
-    {S::wait_open_data, bits(S::data, S::ready) | kEnd},
-    {S::wait_open_bdat, bits(S::bdat, S::ready) | kEnd},
+    {S::wait_open_data, bits(S::data, S::ready, S::wait_milter) | kEnd},
+    {S::wait_open_bdat, bits(S::bdat, S::ready, S::wait_milter) | kEnd},
     // The end of the body: commit (after mta-msgauth's verdict where it has one), or refused (ready).
-    {S::data, bits(S::wait_msgauth, S::wait_commit, S::ready) | kEnd},
-    {S::bdat, bits(S::wait_msgauth, S::wait_commit, S::bdat_next, S::ready) | kEnd},
+    {S::data, bits(S::wait_msgauth, S::wait_commit, S::ready, S::wait_milter) | kEnd},
+    {S::bdat, bits(S::wait_msgauth, S::wait_commit, S::bdat_next, S::ready, S::wait_milter) | kEnd},
     // The next chunk; RSET/HELO/EHLO; a chunk over the size limit is skipped.
-    {S::bdat_next, bits(S::bdat, S::ready, S::bdat_discard) | kEnd},
+    {S::bdat_next, bits(S::bdat, S::ready, S::bdat_discard, S::wait_milter) | kEnd},
     // Back to where the refused BDAT came from (or ready, if it ended the transaction).
     {S::bdat_discard, bits(S::pre_helo, S::ready, S::mail, S::rcpt) | kEnd},
+    // The milters' verdict: the command goes ahead (or is refused and the session stays where it was),
+    // the greeting goes out, the message goes on to mta-msgauth or the queue, or it is over.
+    {S::wait_milter, bits(S::pre_helo, S::tls_handshake, S::ready, S::mail, S::rcpt, S::bdat_next, S::data, S::bdat,
+                          S::bdat_discard, S::wait_msgauth, S::wait_commit) | kEnd},
     {S::wait_msgauth, bits(S::wait_commit, S::ready) | kEnd},  // accepted: commit; refused: over
     {S::wait_commit, bits(S::ready) | kEnd},  // committed or failed: the transaction is over
     {S::closing, bits(S::closed)},
@@ -84,6 +89,7 @@ const char* state_name(SessionState s) {
     case S::bdat: return "bdat";
     case S::bdat_next: return "bdat_next";
     case S::bdat_discard: return "bdat_discard";
+    case S::wait_milter: return "wait_milter";
     case S::wait_msgauth: return "wait_msgauth";
     case S::wait_commit: return "wait_commit";
     case S::closing: return "closing";

@@ -26,6 +26,7 @@ enum class SessionState : uint8_t {
     bdat,                 // reading a BDAT chunk into the body
     bdat_next,            // a chunk without LAST is in: the message goes on with BDAT only
     bdat_discard,         // reading a refused BDAT chunk only to stay in step with the client
+    wait_milter,          // the milters (smtpd_milters) have the command or the message; nothing is read
     wait_msgauth,         // the body is with mta-msgauth (sign or verify); nothing is read until its verdict
     wait_commit,          // the body is handed to the queue; the reply waits for its commit
     closing,              // the last reply is written, reading stopped: close once it is flushed

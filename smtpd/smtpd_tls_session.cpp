@@ -144,6 +144,7 @@ std::optional<Session::AuthArgs> Session::check_auth(const Command& c) {
 }
 
 void Session::proceed_auth(const AuthArgs& a) {
+    auth_mech_ = a.step == State::auth_plain ? "PLAIN" : "LOGIN";
     enter(a.step);
     if (a.has_initial) {
         auth_input(a.initial == "=" ? std::string_view() : a.initial);  // "=": an empty initial response

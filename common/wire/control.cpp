@@ -305,4 +305,33 @@ bool decode(const ipc::Message& m, AnvilAuthCount& out, std::string& err) {
            need_u64(fs.get(Tag::anvil_auth_failures), Tag::anvil_auth_failures, UINT64_MAX, out.auth_failures, err);
 }
 
+ipc::Message encode(const MilterConnect& c, uint64_t reqid) {
+    ipc::Message m(Type::milter_connect, reqid);
+    m.add_u64(Tag::milter_index, c.index).add(Tag::text, c.spec);
+    return m;
+}
+
+bool decode(const ipc::Message& m, MilterConnect& out, std::string& err) {
+    static const Shape shape{{Tag::milter_index, Tag::text}};
+    out = MilterConnect{};
+    Fields fs;
+    return fs.split(m, Type::milter_connect, shape, err) &&
+           need_u64(fs.get(Tag::milter_index), Tag::milter_index, 15, out.index, err) &&
+           need_text(fs.get(Tag::text), Tag::text, kMaxMilterSpec, out.spec, err, true);
+}
+
+ipc::Message encode(MilterSocket& s, uint64_t reqid) {
+    ipc::Message m(Type::milter_socket, reqid);
+    m.add_fd(std::move(s.fd));
+    return m;
+}
+
+bool decode(ipc::Message& m, MilterSocket& out, std::string& err) {
+    static const Shape shape{{}, {}, std::nullopt, 0, 1};
+    Fields fs;
+    if (!fs.split(m, Type::milter_socket, shape, err)) return false;
+    out.fd = std::move(m.fds[0]);
+    return true;
+}
+
 }  // namespace mta::wire

@@ -58,6 +58,11 @@ struct AnvilVerdict {
 struct AnvilDisconnect {};  // the reqid names the connection
 struct AnvilAuthFail { std::string client_addr; };
 struct AnvilAuthCount { std::string client_addr; uint64_t auth_failures = 0; };
+// smtpd -> master: connect milter `index` of smtpd_milters, whose spec the smtpd has as `spec` (mtad
+// refuses a pair that does not match its own config: the smtpd never names what mtad opens).
+struct MilterConnect { uint64_t index = 0; std::string spec; };
+struct MilterSocket { UniqueFd fd; };  // master -> smtpd: the socket, connected or connecting
+inline constexpr std::size_t kMaxMilterSpec = 256;
 
 ipc::Message encode(const Hello& h, uint64_t reqid = 0);
 bool decode(const ipc::Message& m, Hello& out, std::string& err);  // also checks the protocol version
@@ -96,5 +101,9 @@ ipc::Message encode(const AnvilAuthFail& a, uint64_t reqid);
 bool decode(const ipc::Message& m, AnvilAuthFail& out, std::string& err);
 ipc::Message encode(const AnvilAuthCount& a, uint64_t reqid);
 bool decode(const ipc::Message& m, AnvilAuthCount& out, std::string& err);
+ipc::Message encode(const MilterConnect& c, uint64_t reqid);
+bool decode(const ipc::Message& m, MilterConnect& out, std::string& err);
+ipc::Message encode(MilterSocket& s, uint64_t reqid);   // moves the fd
+bool decode(ipc::Message& m, MilterSocket& out, std::string& err);  // moves the fd out
 
 }  // namespace mta::wire

@@ -71,6 +71,7 @@ const char* tag_name(ipc::Tag t) {
     case Tag::metric_name: return "metric_name";
     case Tag::metric_labels: return "metric_labels";
     case Tag::metric_value: return "metric_value";
+    case Tag::milter_index: return "milter_index";
     case Tag::anvil_status: return "anvil_status";
     case Tag::anvil_concurrent: return "anvil_concurrent";
     case Tag::anvil_rate: return "anvil_rate";

@@ -124,7 +124,7 @@ TEST_CASE("state table: commands, SASL lines and body bytes are read in separate
     for (S s : all_states())
         if (reads_commands(s)) commands.insert(s);
     CHECK(commands == std::set<S>{S::pre_helo, S::ready, S::mail, S::rcpt, S::bdat_next});
-    for (S s : {S::greeting, S::tls_handshake, S::auth_delay, S::wait_open_data, S::wait_open_bdat, S::wait_msgauth, S::wait_commit,
+    for (S s : {S::greeting, S::tls_handshake, S::auth_delay, S::wait_open_data, S::wait_open_bdat, S::wait_milter, S::wait_msgauth, S::wait_commit,
                 S::data, S::bdat, S::bdat_discard, S::closing, S::closed}) {
         CHECK_FALSE(reads_commands(s));
         CHECK_FALSE(in_auth_exchange(s));
