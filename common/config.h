@@ -114,6 +114,7 @@ struct Config {
     std::string spf_action;                 // none | reject_fail
     // Milters (mta-smtpd(8) MILTER): Sendmail's content filter protocol, in the order listed.
     std::vector<MilterEndpoint> smtpd_milters;
+    std::vector<MilterEndpoint> non_smtpd_milters;  // for mail from sendmail (maildrop pickup in mta-queue)
     std::string milter_default_action;      // tempfail | accept | reject: a milter down, slow or broken
     uint64_t milter_connect_timeout = 0, milter_command_timeout = 0, milter_content_timeout = 0;
     // Macros sent per stage (Postfix's milter_*_macros), by SMFIM_* stage order: connect, helo, mail,

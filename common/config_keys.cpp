@@ -347,6 +347,8 @@ const std::vector<KeyDef>& key_defs() {
         {{"smtpd_milters", "", "milters (Sendmail's content filter protocol) asked about every SMTP session and message, in "
           "order: unix:/path or inet:host:port (host an IP address or localhost); mtad connects them (mta-smtpd(8) MILTER)"},
          milters(&Config::smtpd_milters)},
+        {{"non_smtpd_milters", "", "milters asked about mail submitted with sendmail(1), picked up by mta-queue; the same "
+          "syntax as smtpd_milters"}, milters(&Config::non_smtpd_milters)},
         {{"milter_default_action", "tempfail", "what happens when a milter is down, too slow or breaks the protocol: tempfail "
           "(451 4.7.1 to this and later commands of the session), reject (550 5.7.1) or accept (go on without that milter)"},
          choice(&Config::milter_default_action, {"tempfail", "accept", "reject"})},

@@ -319,8 +319,8 @@ struct Chain::Client {
     }
 };
 
-Chain::Chain(event_base* base, std::shared_ptr<const Config> cfg, Owner& owner)
-    : base_(base), cfg_(std::move(cfg)), owner_(owner), done_ev_(event_new(base, -1, 0, done_cb, this)) {}
+Chain::Chain(event_base* base, std::shared_ptr<const Config> cfg, const std::vector<MilterEndpoint>& list, Owner& owner)
+    : base_(base), cfg_(std::move(cfg)), list_(list), owner_(owner), done_ev_(event_new(base, -1, 0, done_cb, this)) {}
 
 Chain::~Chain() {
     std::string quit = cmd::quit();
@@ -373,11 +373,11 @@ void Chain::start(ConnectInfo info) {
     stage_ = Stage::connect;
     step_active_ = true;
     cursor_ = 0;
-    for (std::size_t i = 0; i < cfg_->smtpd_milters.size(); i++) {
+    for (std::size_t i = 0; i < list_.size(); i++) {
         auto c = std::make_unique<Client>();
         c->chain = this;
         c->index = i;
-        c->spec = cfg_->smtpd_milters[i].spec;
+        c->spec = list_[i].spec;
         c->timer.reset(evtimer_new(base_, Client::timer_cb, c.get()));
         c->arm(cfg_->milter_connect_timeout);
         clients_.push_back(std::move(c));

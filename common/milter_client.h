@@ -90,7 +90,7 @@ struct Changes {
 
 class Owner {
 public:
-    // Asks for a socket to milter `index` of the config's smtpd_milters; the answer goes to
+    // Asks for a socket to milter `index` of the chain's list; the answer goes to
     // Chain::socket_ready or Chain::socket_failed (never from inside this call).
     virtual void milter_socket(std::size_t index) = 0;
     // A macro's value now, or nullopt when it has none (then it is not sent).
@@ -113,7 +113,8 @@ struct ConnectInfo {
 
 class Chain {
 public:
-    Chain(event_base* base, std::shared_ptr<const Config> cfg, Owner& owner);
+    // `list`: smtpd_milters or non_smtpd_milters of `cfg`.
+    Chain(event_base* base, std::shared_ptr<const Config> cfg, const std::vector<MilterEndpoint>& list, Owner& owner);
     ~Chain();
     Chain(const Chain&) = delete;
     Chain& operator=(const Chain&) = delete;
@@ -158,6 +159,7 @@ private:
 
     event_base* base_;
     std::shared_ptr<const Config> cfg_;
+    std::vector<MilterEndpoint> list_;
     Owner& owner_;
     std::vector<std::unique_ptr<Client>> clients_;
     ConnectInfo info_;

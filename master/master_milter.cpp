@@ -1,6 +1,7 @@
-// mtad's side of the milters (mta-smtpd(8) MILTER). mta-smtpd runs chrooted in an empty directory: it
-// cannot reach a unix-socket milter, and it must never make mtad open a path of its choosing. So it
-// names a milter by its position in smtpd_milters, with the spec it has for that position; mtad
+// mtad's side of the milters (mta-smtpd(8) MILTER). mta-smtpd runs chrooted in an empty directory (and
+// mta-queue, for non_smtpd_milters, in the queue directory): neither can reach a unix-socket milter,
+// and neither may make mtad open a path of its choosing. So each names a milter by its position in its
+// list (smtpd_milters; non_smtpd_milters for the queue), with the spec it has for that position; mtad
 // checks the pair against its own configuration (a mismatch is a reload race, answered with a
 // failure), makes a non-blocking socket, starts connect(2) and passes the socket back. The smtpd
 // sees the connection complete (or fail) on the socket itself, so mtad never waits for a milter.
@@ -58,11 +59,11 @@ UniqueFd start_connect(const MilterEndpoint& m) {
 
 // False for a message that is not a valid milter_connect from an smtpd (the caller kills the sender).
 bool Master::on_milter_connect(Child& c, ipc::Message& m) {
-    if (c.role != Role::smtpd) return false;
+    if (c.role != Role::smtpd && c.role != Role::queue) return false;
     wire::MilterConnect req;
     std::string err;
     if (!wire::decode(m, req, err)) return false;
-    const auto& list = cfg_.smtpd_milters;
+    const auto& list = c.role == Role::smtpd ? cfg_.smtpd_milters : cfg_.non_smtpd_milters;
     if (req.index >= list.size() || list[req.index].spec != req.spec) {
         c.link->send(wire::encode(wire::Fail{451, "4.7.1", "milter list changed"}, m.reqid));
         return true;

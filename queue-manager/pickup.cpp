@@ -36,10 +36,6 @@ struct DirClose { void operator()(DIR* d) const { closedir(d); } };
 
 }  // namespace
 
-Pickup::Pickup(event_base* base, Store& store, int body_dir_fd, std::function<uint64_t()> now,
-               std::function<void(CommitItem)> submit)
-    : base_(base), store_(store), body_dir_fd_(body_dir_fd), now_(std::move(now)), submit_(std::move(submit)) {}
-
 void Pickup::configure(const Config& cfg) {
     hostname_ = cfg.hostname;
     size_limit_ = cfg.message_size_limit;
@@ -48,6 +44,7 @@ void Pickup::configure(const Config& cfg) {
     sign_ = !cfg.dkim_keys.empty();
     default_accept_ = cfg.msgauth_default_action == "accept";
     msgauth_timeout_ = cfg.msgauth_timeout ? cfg.msgauth_timeout : 60;
+    cfg_ = std::make_shared<const Config>(cfg);
 }
 
 bool Pickup::start(std::string& err) {
@@ -73,6 +70,7 @@ void Pickup::reject(const std::string& name, const std::string& why) {
 }
 
 void Pickup::scan() {
+    free_ended_jobs();
     if (stopping_ || !dir_fd_) return;
     expire(now_());
     int dfd = openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -92,6 +90,10 @@ void Pickup::scan() {
             continue;
         }
         if (busy_.count(name)) continue;
+        if (auto r = retry_at_.find(name); r != retry_at_.end()) {
+            if (r->second > now) continue;
+            retry_at_.erase(r);
+        }
         names.push_back(std::move(name));
         if (names.size() >= kPickupPerScan) break;
     }
@@ -157,6 +159,12 @@ void Pickup::pick_up(const std::string& name) {
              (unsigned long long)md.uid);
     busy_.insert(name);
     Waiting w{std::move(c), std::move(received), std::move(md.body), now + msgauth_timeout_};
+    if (cfg_ && !cfg_->non_smtpd_milters.empty()) return start_milters(std::move(w));
+    after_milters(std::move(w));
+}
+
+void Pickup::after_milters(Waiting w) {
+    w.deadline = now_() + msgauth_timeout_;
     if (sign_) ask_msgauth(std::move(w));
     else finish(std::move(w), "", {});
 }

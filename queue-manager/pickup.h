@@ -1,11 +1,13 @@
 // Pickup: mail that local users leave in maildrop/ with sendmail (Postfix's pickup). Owns the maildrop
 // directory, its scan timer and the files whose commit is pending; a good file becomes a body file and a
-// CommitItem for the group commit, a bad one moves to maildrop/bad/. When DKIM keys are configured, each
-// message first goes to mta-msgauth (as smtpd's do) and the body file gets the header fields it returns.
+// CommitItem for the group commit, a bad one moves to maildrop/bad/. With non_smtpd_milters each message
+// first goes past the milters (pickup_milter.cpp), which may change, refuse or drop it. When DKIM keys are
+// configured it then goes to mta-msgauth (as smtpd's do) and the body file gets the header fields it returns.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -15,6 +17,7 @@
 #include "common/event_ptr.h"
 #include "common/fd.h"
 #include "common/ipc.h"
+#include "common/milter_client.h"
 #include "common/wire/msgauth.h"
 #include "queue-manager/group_commit.h"
 #include "queue-manager/store.h"
@@ -25,6 +28,7 @@ class Pickup {
 public:
     Pickup(event_base* base, Store& store, int body_dir_fd, std::function<uint64_t()> now,
            std::function<void(CommitItem)> submit);
+    ~Pickup();
     Pickup(const Pickup&) = delete;  // its timer points at it
     Pickup& operator=(const Pickup&) = delete;
     // Makes maildrop/ (mode 1733) and maildrop/bad/ in the current directory and starts scanning.
@@ -36,6 +40,12 @@ public:
     void set_msgauth(AskMsgauth ask) { ask_ = std::move(ask); }
     void msgauth_reply(uint64_t token, const wire::MsgauthReply& r);
     void msgauth_lost(uint64_t token, const char* why);
+    // non_smtpd_milters: sockets come from mtad (milter_connect with the queue's own list). `ask` sends
+    // the request; its answer goes to milter_socket or milter_socket_failed with the same token.
+    using AskMilterSocket = std::function<void(uint64_t token, std::size_t index)>;
+    void set_milter_socket(AskMilterSocket ask) { ask_socket_ = std::move(ask); }
+    void milter_socket(uint64_t token, std::size_t index, UniqueFd fd);
+    void milter_socket_failed(uint64_t token, std::size_t index, const std::string& why);
     void stop() { stopping_ = true; }
     // The file's message is committed: the file goes. Refused: it stays and is picked up again later.
     void committed(const std::string& name, const std::string& qid);
@@ -59,6 +69,14 @@ private:
     // Writes Received:, `prepend` and the body without `cuts` as the queue's body file, then commits.
     void finish(Waiting w, std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts);
     void put_back(const std::string& name) { busy_.erase(name); }  // picked up again at a later scan
+    // The milters (pickup_milter.cpp); then mta-msgauth or the commit.
+    struct MilterJob;
+    void start_milters(Waiting w);
+    void after_milters(Waiting w);
+    void milters_refused(MilterJob& job, const milter::Verdict& v);
+    void milters_passed(MilterJob& job);
+    void end_job(MilterJob& job);
+    void free_ended_jobs();
 
     event_base* base_;
     Store& store_;
@@ -76,6 +94,11 @@ private:
     uint64_t msgauth_timeout_ = 60;
     AskMsgauth ask_;
     std::map<uint64_t, Waiting> waiting_;  // by queue id
+    std::shared_ptr<const Config> cfg_;    // for the milter chains
+    AskMilterSocket ask_socket_;
+    std::map<uint64_t, std::unique_ptr<MilterJob>> jobs_;  // by queue id
+    std::vector<std::unique_ptr<MilterJob>> ended_;       // freed at the next scan, outside their callbacks
+    std::map<std::string, uint64_t> retry_at_;           // files a milter tempfailed: not before then
 };
 
 }  // namespace mta::queue

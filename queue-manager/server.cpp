@@ -123,6 +123,12 @@ void QueueServer::build_parts() {
         },
         [this](uint64_t token, const char* why) { pickup_->msgauth_lost(token, why); });
     pickup_->set_msgauth([this](ipc::Message m, uint64_t token) { return msgauth_->request(std::move(m), token, token); });
+    pickup_->set_milter_socket([this](uint64_t token, std::size_t index) {
+        uint64_t reqid = next_milter_reqid_++;
+        milter_waiting_[reqid] = {token, index};
+        const auto& list = cfg_.non_smtpd_milters;
+        master_->send(wire::encode(wire::MilterConnect{index, index < list.size() ? list[index].spec : ""}, reqid));
+    });
     admin_ = std::make_unique<AdminOps>(store_, clock_.now, AdminOps::Queue{
         .flush = [this] { group_->flush(); },
         .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
@@ -222,9 +228,27 @@ void QueueServer::exit_now(int code) {
 }
 
 void QueueServer::on_request(ipc::Message& m) {
+    if (m.type == ipc::Type::milter_socket || m.type == ipc::Type::fail) return on_milter_socket(m);
     if (m.type != ipc::Type::admin_request)
         daemon::malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
     admin_->on_request(m);
+}
+
+// mtad's answer to a milter_connect for non_smtpd_milters (master/master_milter.cpp).
+void QueueServer::on_milter_socket(ipc::Message& m) {
+    auto it = milter_waiting_.find(m.reqid);
+    if (it == milter_waiting_.end()) daemon::malformed(Role::master, "milter_socket for no request");
+    auto [token, index] = it->second;
+    milter_waiting_.erase(it);
+    std::string err;
+    if (m.type == ipc::Type::fail) {
+        wire::Fail f;
+        if (!wire::decode(m, f, err)) daemon::malformed(Role::master, "bad fail: " + err);
+        return pickup_->milter_socket_failed(token, index, f.text);
+    }
+    wire::MilterSocket sock;
+    if (!wire::decode(m, sock, err)) daemon::malformed(Role::master, "bad milter_socket: " + err);
+    pickup_->milter_socket(token, index, std::move(sock.fd));
 }
 
 void QueueServer::on_peer(Role role, uint64_t instance, UniqueFd fd) {

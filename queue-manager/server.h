@@ -67,7 +67,8 @@ private:
     void on_peer(Role role, uint64_t instance, UniqueFd fd) override;
     void on_reload(Config next, const wire::Config& conf) override;
     void on_stop() override;
-    void on_request(ipc::Message& m) override;  // admin_request
+    void on_request(ipc::Message& m) override;  // admin_request; milter_socket/fail for pickup
+    void on_milter_socket(ipc::Message& m);
     [[noreturn]] void on_master_closed() override;
 
     void build_parts();
@@ -159,6 +160,8 @@ private:
     std::unique_ptr<ActiveSet> active_;
     std::unique_ptr<Scheduler> sched_;
     std::unique_ptr<Pickup> pickup_;
+    std::map<uint64_t, std::pair<uint64_t, std::size_t>> milter_waiting_;  // milter_connect reqid -> (qid, index)
+    uint64_t next_milter_reqid_ = 1;
     std::unique_ptr<AdminOps> admin_;
     std::unique_ptr<PeerLink> msgauth_;  // to mta-msgauth, for the mail Pickup takes in
 };

@@ -65,7 +65,7 @@ std::optional<addr::Mailbox> milter_path(const std::string& text, bool sender) {
 // ---- the steps
 
 void Session::start_milters() {
-    milters_ = std::make_unique<milter::Chain>(base_, cfg_, static_cast<milter::Owner&>(*this));
+    milters_ = std::make_unique<milter::Chain>(base_, cfg_, cfg_->smtpd_milters, static_cast<milter::Owner&>(*this));
     sockaddr_storage local{};
     socklen_t len = sizeof local;
     if (getsockname(bufferevent_getfd(bev_.get()), reinterpret_cast<sockaddr*>(&local), &len) == 0)
