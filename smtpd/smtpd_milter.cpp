@@ -152,7 +152,14 @@ bool Session::milter_refuses(const Command& c) {
     return true;
 }
 
-void Session::milter_reply(const milter::Verdict& v) { reply_lines(v.code, v.enhanced.c_str(), v.text); }
+// A 421 from a milter closes the connection, as in Postfix (and as the code says).
+void Session::milter_reply(const milter::Verdict& v) {
+    if (v.code != 421) return reply_lines(v.code, v.enhanced.c_str(), v.text);
+    std::string text;
+    for (const std::string& l : v.text) text += (text.empty() ? "" : " ") + l;
+    abort_body();
+    close_with(421, v.enhanced.c_str(), text);
+}
 
 void Session::milter_done(milter::Stage stage, const milter::Verdict& v) {
     if (ending() || state_ != State::wait_milter) return;
