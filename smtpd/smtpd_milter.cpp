@@ -181,6 +181,7 @@ void Session::milter_done(milter::Stage stage, const milter::Verdict& v) {
                  milter::stage_name(stage), v.code, v.enhanced.c_str(), v.failure ? " default_action=yes" : "",
                  milter_log_context().c_str());
     if (refusal && (v.failure || stage == milter::Stage::connect)) milter_refusal_ = v;
+    if (refusal && stage == milter::Stage::mail) milters_->abort();  // no transaction: the milters forget it
     if (stage == milter::Stage::connect) {
         greet();
         return resume();
@@ -301,7 +302,7 @@ bool Session::apply_milter_changes() {
 
 // ---- milter::Owner
 
-void Session::milter_socket(std::size_t index) { host_.milter_socket(id_, index); }
+void Session::milter_socket(std::size_t index) { host_.milter_socket(id_, index, cfg_->smtpd_milters.at(index).spec); }
 
 void Session::on_milter_socket(std::size_t index, UniqueFd fd) {
     if (milters_) milters_->socket_ready(index, std::move(fd));
@@ -354,11 +355,10 @@ std::optional<std::string> Session::milter_macro(std::string_view n) const {
 
 // ---- Server: sockets from mtad
 
-void Server::milter_socket(uint64_t session_id, std::size_t index) {
+void Server::milter_socket(uint64_t session_id, std::size_t index, const std::string& spec) {
     uint64_t reqid = next_milter_reqid_++;
     milter_waiting_[reqid] = {session_id, index};
-    const auto& list = cfg_->smtpd_milters;
-    master_->send(wire::encode(wire::MilterConnect{index, index < list.size() ? list[index].spec : ""}, reqid));
+    master_->send(wire::encode(wire::MilterConnect{index, spec}, reqid));
 }
 
 void Server::on_milter_socket(ipc::Message& m) {

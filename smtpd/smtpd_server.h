@@ -44,7 +44,7 @@ public:
     bool auth_blocked(const ClientInfo& client) const override;
     std::optional<uint64_t> spool_free() const override;
     std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) override;
-    void milter_socket(uint64_t session_id, std::size_t index) override;  // smtpd_milter.cpp
+    void milter_socket(uint64_t session_id, std::size_t index, const std::string& spec) override;  // smtpd_milter.cpp
 
 private:
     struct Listener {

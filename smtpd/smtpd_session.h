@@ -57,7 +57,8 @@ public:
     virtual std::optional<uint64_t> msgauth_request(ipc::Message m, uint64_t session_id) = 0;
     // Asks mtad for a socket to milter `index` of smtpd_milters; the answer reaches the session's
     // on_milter_socket later (never from inside this call).
-    virtual void milter_socket(uint64_t session_id, std::size_t index) = 0;
+    // `spec` is the session's own idea of that milter (mtad refuses a pair its config does not have).
+    virtual void milter_socket(uint64_t session_id, std::size_t index, const std::string& spec) = 0;
 };
 
 enum class ListenKind { smtp, submission, smtps };
@@ -135,7 +136,7 @@ struct SessionFacts {
     int tls_bits_ = 0;
 };
 
-class Session : private SessionFacts, private milter::Owner {
+class Session final : private SessionFacts, private milter::Owner {
 public:
     Session(SessionHost& host, event_base* base, std::shared_ptr<const Config> cfg,
             std::shared_ptr<const Resources> res, uint64_t id, UniqueFd fd, ClientInfo client);
