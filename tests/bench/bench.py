@@ -32,7 +32,8 @@ def phase_end(start):
 
 
 # key, label, message size, concurrent sessions, recipients, messages via smtp-source, via the latency client;
-# dkim: both systems sign (ours in mta-msgauth, Postfix through OpenDKIM) with one key of that type.
+# dkim: both systems sign (ours in mta-msgauth, Postfix through OpenDKIM) with one key of that type;
+# milter: each system runs twice, without and then with accept_milter.py in smtpd_milters.
 WORKLOADS = [
     dict(key="4k", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000, nlat=1500),
     dict(key="100k", label="100 KiB x 20 sessions, 1 rcpt", size=102400, sessions=20, rcpts=1, n=1500, nlat=500),
@@ -42,6 +43,8 @@ WORKLOADS = [
          nlat=1000, dkim="rsa"),
     dict(key="4k-dkim-ed25519", label="4 KiB x 20 sessions, DKIM Ed25519", size=4096, sessions=20, rcpts=1,
          n=3000, nlat=1000, dkim="ed25519"),
+    dict(key="4k-milter", label="4 KiB x 20 sessions, 1 milter", size=4096, sessions=20, rcpts=1, n=1500,
+         nlat=500, milter=True),
     dict(key="idle", label="1000 idle connections", conns=1000),
     # Ours only, run twice: as `4k`, then with metrics_listen set and /metrics fetched every second.
     dict(key="4k-metrics", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000,
@@ -49,6 +52,8 @@ WORKLOADS = [
 ]
 # The columns of the metrics-cost workload: (result key, with metrics).
 METRICS_VARIANTS = [("ours", False), ("ours+metrics", True)]
+# The milter workload's result keys are the system's name, and with "+milter" for the run with the milter.
+MILTER_SUFFIX = "+milter"
 DKIM_DOMAIN = "client.test"  # the From: domain of smtp-source's messages (-f bench@client.test)
 
 
@@ -169,6 +174,13 @@ def throughput_workload(system, sink, wl, workdir):
             return procstat.cpu_seconds({k: p for k, p in procs.items() if p.comm == system.signer_comm})
         res["sign_cpu_ms"] = (signer(procs1) - signer(procs0)) / accepted * 1000.0
         res["signed"], res["verified"] = systems.check_signed(sink.dump_dir, wl["key_obj"])
+    if system.milter:
+        # The milter process alone (it is part of the CPU figure above, for both systems).
+        mpid = system.milter.pid()
+
+        def milter_cpu(procs):
+            return procstat.cpu_seconds({k: p for k, p in procs.items() if k == mpid})
+        res["milter_cpu_ms"] = (milter_cpu(procs1) - milter_cpu(procs0)) / accepted * 1000.0
     res["peak_rss_mib"] = peak.peak_rss / 1048576.0
     res["peak_pss_mib"] = peak.peak_pss / 1048576.0
     res["messages"] = accepted
@@ -184,7 +196,32 @@ def throughput_workload(system, sink, wl, workdir):
         res["p50_ms"] = smtpload.percentile(r["latencies"], 50) * 1000
         res["p99_ms"] = smtpload.percentile(r["latencies"], 99) * 1000
         res["lat_client_per_s"] = r["accepted"] / r["elapsed"]
+    if system.milter:
+        res.update(check_milter(system.milter, accepted + (wl["nlat"] or 0), wl["rcpts"], what))
     return res
+
+
+def check_milter(milter, expected, rcpts, what):
+    """Every message of both phases went through every stage of the milter: exactly one end of message
+    each, and at least one MAIL, DATA, header field, end of header and body chunk each (and a RCPT per
+    recipient). Returns the milter's figures; raises HarnessError otherwise."""
+    end = time.time() + 5.0  # the milter writes its counts a few times a second
+    st = milter.stats()
+    while st.get("eom", 0) < expected and time.time() < end:
+        time.sleep(0.1)
+        st = milter.stats()
+    time.sleep(0.5)  # and nothing more may come
+    st = milter.stats()
+    want = dict(eom=expected, envfrom=expected, envrcpt=expected * rcpts, data=expected, header=expected,
+                eoh=expected, body=expected, connect=1, helo=1)
+    short = ["%s %d (want %s%d)" % (k, st.get(k, 0), "" if k == "eom" else ">= ", v) for k, v in want.items()
+             if st.get(k, 0) < v or (k == "eom" and st.get(k, 0) != v)]
+    if short:
+        raise HarnessError("%s: the milter did not see every message at every stage (%d accepted): %s"
+                           % (what, expected, ", ".join(short)))
+    return dict(milter_connect=st["connect"], milter_eom=st["eom"],
+                milter_headers_per_msg=st["header"] / float(expected),
+                milter_body_kib_per_msg=st.get("body_bytes", 0) / 1024.0 / expected, milter_stats=st)
 
 
 def idle_workload(system, wl):
@@ -256,7 +293,10 @@ def scraped_workload(system, sink, wl, workdir):
     return res
 
 
-def run_one(sysname, wl, workdir, args, live, metrics=False):
+def run_one(sysname, wl, workdir, args, live, variant=None):
+    """One (workload, system) run on a fresh sink and instance; variant: None, "metrics" (ours with
+    /metrics scraped) or "milter" (the system with accept_milter.py in front)."""
+    metrics, milter = variant == "metrics", variant == "milter"
     sink = systems.Sink(workdir, dump=bool(wl.get("dkim")))
     system = None
     live.append(sink)
@@ -264,12 +304,12 @@ def run_one(sysname, wl, workdir, args, live, metrics=False):
         sink.start()
         key = wl.get("key_obj")
         if sysname == "ours":
-            system = systems.OurMTA(workdir, sink.port, args.bin, dkim=key, metrics=metrics)
+            system = systems.OurMTA(workdir, sink.port, args.bin, dkim=key, metrics=metrics, milter=milter)
         else:
-            system = systems.Postfix(workdir, sink.port, dkim=key)
+            system = systems.Postfix(workdir, sink.port, dkim=key, milter=milter)
         live.append(system)
-        log("%s%s: %s (port %d, sink %d)" % (sysname, "+metrics" if metrics else "", wl["label"], system.port,
-                                             sink.port))
+        log("%s%s: %s (port %d, sink %d%s)" % (sysname, "+" + variant if variant else "", wl["label"], system.port,
+                                               sink.port, ", milter %d" % system.milter.port if milter else ""))
         system.start()
         try:
             if "conns" in wl:
@@ -293,6 +333,10 @@ ROWS_TP = [("accepted msg/s", "accepted_per_s", "%.0f"), ("end-to-end msg/s", "e
            ("peak PSS MiB (sum)", "peak_pss_mib", "%.1f")]
 ROWS_DKIM = [("signer CPU ms / msg", "sign_cpu_ms", "%.3f"), ("messages signed", "signed", "%d"),
              ("verified by dkimpy", "verified", "%d")]
+ROWS_MILTER = [("milter CPU ms / msg", "milter_cpu_ms", "%.3f"), ("milter sessions", "milter_connect", "%d"),
+               ("milter messages (eom)", "milter_eom", "%d"),
+               ("milter headers / msg", "milter_headers_per_msg", "%.1f"),
+               ("milter body KiB / msg", "milter_body_kib_per_msg", "%.1f")]
 ROWS_SCRAPE = [("scrapes (1/s, all 200)", "scrapes", "%d"), ("scrape p50 ms", "scrape_p50_ms", "%.2f"),
                ("scrape max ms", "scrape_max_ms", "%.2f"), ("samples per scrape", "scrape_samples", "%d")]
 ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
@@ -303,36 +347,39 @@ ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
              ("smtpd processes", "smtpd_processes", "%d")]
 
 
-def table(results, sysnames, cols=("ours", "postfix"), metrics=False):
-    """The figures of each workload in two columns and their ratio: ours and Postfix, or (metrics=True,
-    the metrics-cost workload only) ours without and with metrics."""
+def table(results, sysnames, head, select, invert=False):
+    """The figures of the workloads `select` takes, in two columns and their ratio. select(wl) gives the
+    two result keys to show for a workload (None: not in this table): ours and Postfix in the main
+    table, or one system without and with a variant (metrics, milter). The ratio is the first column
+    over the second, or with `invert` the second over the first (with/without). A column whose system
+    is not in `sysnames` shows "-"."""
     lines = []
     w = (36, 24, 10, 10, 14)
-    head = ("workload", "figure", "ours", "+metrics", "+metrics/ours") if metrics else \
-        ("workload", "figure", "ours", "postfix", "ours/postfix")
     lines.append("".join(h.ljust(x) if i < 2 else h.rjust(x) for i, (h, x) in enumerate(zip(head, w))))
     lines.append("-" * sum(w))
     for wl in WORKLOADS:
-        if wl["key"] not in results or bool(wl.get("metrics")) != metrics:
+        cols = select(wl)
+        if wl["key"] not in results or not cols:
             continue
-        rows = ROWS_IDLE if "conns" in wl else ROWS_TP + (ROWS_DKIM if wl.get("dkim") else []) + \
-            (ROWS_SCRAPE if metrics else [])
+        variant_rows = (ROWS_SCRAPE if wl.get("metrics") else []) + (ROWS_MILTER if wl.get("milter") else [])
+        rows = ROWS_IDLE if "conns" in wl else ROWS_TP + (ROWS_DKIM if wl.get("dkim") else []) + variant_rows
         per = results[wl["key"]]
-        for i, (label, key, fmt) in enumerate(rows):
+        for i, row in enumerate(rows):
+            label, key, fmt = row
             cells = []
             for s in cols:
                 r = per.get(s)
-                if s not in sysnames:
+                if s.split("+")[0] not in sysnames:
                     cells.append("-")
                 elif r is None or "error" in r:
                     cells.append("FAILED" if i == 0 else "")
                 elif r.get(key) is None:
-                    cells.append("-" if metrics and s == cols[0] else "n/a")  # no scrapes without metrics
+                    # no scrapes without metrics, no milter figures without the milter
+                    cells.append("-" if row in variant_rows and "+" not in s else "n/a")
                 else:
                     cells.append(fmt % r[key])
-            # ours/postfix; for the metrics cost with/without, i.e. the second column over the first.
             o, p = per.get(cols[0]) or {}, per.get(cols[1]) or {}
-            if metrics:
+            if invert:
                 o, p = p, o
             ratio = ""
             if isinstance(o.get(key), (int, float)) and isinstance(p.get(key), (int, float)) and p[key]:
@@ -342,6 +389,22 @@ def table(results, sysnames, cols=("ours", "postfix"), metrics=False):
                          + "".join(c.rjust(x) for c, x in zip(cells + [ratio], w[2:])))
         lines.append("")
     return "\n".join(lines)
+
+
+def milter_cost(results, sysnames):
+    """For each milter workload and each system, with-milter msg/s over without: the share of its own
+    throughput a system keeps with one milter in front. Returns {workload: {figure: {system: ratio}}}."""
+    out = {}
+    for wl in WORKLOADS:
+        per = results.get(wl["key"])
+        if not wl.get("milter") or not per:
+            continue
+        for key in ("accepted_per_s", "e2e_per_s"):
+            for s in sysnames:
+                without, with_ = per.get(s) or {}, per.get(s + MILTER_SUFFIX) or {}
+                if without.get(key) and with_.get(key) is not None:
+                    out.setdefault(wl["key"], {}).setdefault(key, {})[s] = with_[key] / without[key]
+    return out
 
 
 def describe_env(workdir):
@@ -408,32 +471,38 @@ def main():
                 except HarnessError as e:
                     errors.append("%s: %s" % (wl["key"], e))
                     continue
-            if "n" in wl and not wl.get("metrics") and time.time() < DEADLINE[0] - 20:
+            # The metrics and milter workloads have the shape of `4k`, whose client ceiling is the same.
+            if "n" in wl and not wl.get("metrics") and not wl.get("milter") and time.time() < DEADLINE[0] - 20:
                 try:
                     results[wl["key"]]["direct"] = {"accepted_per_s": client_ceiling(wl, workdir, live)}
                 except HarnessError as e:
                     errors.append("direct/%s: %s" % (wl["key"], e))
-            runs = [(s, False) for s in sysnames]
+            # (result key, system, variant)
+            runs = [(s, s, None) for s in sysnames]
             if wl.get("metrics"):
-                runs = METRICS_VARIANTS if "ours" in sysnames else []
-            for s, metrics in runs:
+                runs = [(k, "ours", "metrics" if m else None) for k, m in METRICS_VARIANTS
+                        if "ours" in sysnames]
+            elif wl.get("milter"):
+                # Each system is its own baseline: without the milter, then right after with it.
+                runs = [r for s in sysnames for r in ((s, s, None), (s + MILTER_SUFFIX, s, "milter"))]
+            for col, s, variant in runs:
                 if time.time() > DEADLINE[0] - 20:
-                    results[wl["key"]][s] = {"error": "skipped: time budget used up"}
-                    errors.append("%s/%s: skipped (time budget)" % (s, wl["key"]))
+                    results[wl["key"]][col] = {"error": "skipped: time budget used up"}
+                    errors.append("%s/%s: skipped (time budget)" % (col, wl["key"]))
                     continue
-                if s in ("ours", "ours+metrics") and ours_dead:
-                    results[wl["key"]][s] = {"error": ours_dead}
+                if s == "ours" and ours_dead:
+                    results[wl["key"]][col] = {"error": ours_dead}
                     continue
                 t0 = time.time()
                 try:
-                    results[wl["key"]][s] = run_one("ours" if metrics else s, wl, workdir, args, live, metrics)
-                    log("%s/%s done in %.1fs" % (s, wl["key"], time.time() - t0))
+                    results[wl["key"]][col] = run_one(s, wl, workdir, args, live, variant)
+                    log("%s/%s done in %.1fs" % (col, wl["key"], time.time() - t0))
                 except HarnessError as e:
                     msg = str(e)
-                    results[wl["key"]][s] = {"error": msg}
-                    errors.append("%s/%s: %s" % (s, wl["key"], msg))
-                    log("FAILED %s/%s: %s" % (s, wl["key"], msg.splitlines()[0]))
-                    if s == "ours" and not wl.get("metrics") and ("did not answer 220" in msg or "is missing" in msg):
+                    results[wl["key"]][col] = {"error": msg}
+                    errors.append("%s/%s: %s" % (col, wl["key"], msg))
+                    log("FAILED %s/%s: %s" % (col, wl["key"], msg.splitlines()[0]))
+                    if col == "ours" and not wl.get("metrics") and ("did not answer 220" in msg or "is missing" in msg):
                         ours_dead = "not started: " + msg.splitlines()[0]
     except KeyboardInterrupt:
         errors.append("interrupted")
@@ -450,7 +519,10 @@ def main():
           % (env["cpus"], env["kernel"], env["fs"], env["postfix"], env["ours"], time.time() - started))
     print("(msg/s: higher is better; latency, CPU and memory: lower is better)")
     print()
-    print(table(results, sysnames))
+    # The milter workload shows both systems with the milter here; without it, in its own table below.
+    print(table(results, sysnames, ("workload", "figure", "ours", "postfix", "ours/postfix"),
+                lambda wl: None if wl.get("metrics") else
+                tuple(s + MILTER_SUFFIX if wl.get("milter") else s for s in ("ours", "postfix"))))
     ceil = ["%s %.0f" % (k, r["direct"]["accepted_per_s"]) for k, r in results.items() if "direct" in r]
     if ceil:
         print("Client ceiling, smtp-source straight into smtp-sink without an MTA (msg/s): " + ", ".join(ceil))
@@ -459,13 +531,32 @@ def main():
         variants = [v for v, _ in METRICS_VARIANTS]
         print("Cost of metrics, ours only: without, and with metrics_listen and /metrics fetched every second")
         print()
-        print(table(results, variants, cols=variants, metrics=True))
+        print(table(results, sysnames, ("workload", "figure", "ours", "+metrics", "+metrics/ours"),
+                    lambda wl: variants if wl.get("metrics") else None, invert=True))
+    cost = milter_cost(results, sysnames)
+    if any(w.get("milter") and results.get(w["key"]) for w in WORKLOADS):
+        print("Cost of one milter (tests/bench/accept_milter.py, accept-all, python3-milter): each system without it,")
+        print("then right after with it in smtpd_milters")
+        print()
+        for s in sysnames:
+            print(table(results, sysnames, ("workload", "figure", s, "+milter", "with/without"),
+                        lambda wl: (s, s + MILTER_SUFFIX) if wl.get("milter") else None, invert=True))
+        for wk, figs in cost.items():
+            print("%s: the share of its own msg/s each system keeps with the milter (with/without; higher is better):"
+                  % wk)
+            for key, label in (("accepted_per_s", "accepted msg/s"), ("e2e_per_s", "end-to-end msg/s")):
+                r = figs.get(key, {})
+                cells = ["%s %.2f" % (s, r[s]) for s in sysnames if s in r]
+                if "ours" in r and "postfix" in r and r["postfix"]:
+                    cells.append("ours/postfix %.2f" % (r["ours"] / r["postfix"]))
+                print("  %-18s %s" % (label, "   ".join(cells) or "n/a"))
+            print()
     if errors:
         print("Problems:")
         for e in errors:
             print("  - " + e.replace("\n", "\n    "))
     out = dict(env=env, workloads={w["key"]: {k: v for k, v in w.items() if k != "key_obj"} for w in WORKLOADS},
-               results=results, errors=errors)
+               results=results, milter_cost=cost, errors=errors)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(out, f, indent=1)
     if args.json:
