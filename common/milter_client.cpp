@@ -322,14 +322,18 @@ struct Chain::Client {
 Chain::Chain(event_base* base, std::shared_ptr<const Config> cfg, const std::vector<MilterEndpoint>& list, Owner& owner)
     : base_(base), cfg_(std::move(cfg)), list_(list), owner_(owner), done_ev_(event_new(base, -1, 0, done_cb, this)) {}
 
-Chain::~Chain() {
+Chain::~Chain() { quit(); }
+
+void Chain::quit() {
     std::string quit = cmd::quit();
     for (auto& c : clients_) {
-        if (c->st != Client::St::ready && c->st != Client::St::waiting) continue;
-        // Straight to the socket: the bufferevent goes away with us.
-        int fd = bufferevent_getfd(c->bev.get());
-        if (evbuffer_get_length(bufferevent_get_output(c->bev.get())) == 0 && fd >= 0)
-            (void)!::send(fd, quit.data(), quit.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (c->st == Client::St::ready || c->st == Client::St::waiting) {
+            // Straight to the socket: the bufferevent goes away now.
+            int fd = bufferevent_getfd(c->bev.get());
+            if (evbuffer_get_length(bufferevent_get_output(c->bev.get())) == 0 && fd >= 0)
+                (void)!::send(fd, quit.data(), quit.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        c->close();
     }
 }
 

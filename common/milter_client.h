@@ -135,6 +135,8 @@ public:
 
     // The transaction ended without an end of message: SMFIC_ABORT to the milters that saw it.
     void abort();
+    // The end: SMFIC_QUIT to every live milter, and their connections closed (also done by the destructor).
+    void quit();
     bool in_message() const { return in_message_; }
     bool busy() const { return step_active_; }
 

@@ -175,6 +175,7 @@ void Pickup::milter_socket_failed(uint64_t token, std::size_t index, const std::
 void Pickup::end_job(MilterJob& job) {
     auto it = jobs_.find(job.w.item.msgid);
     if (it == jobs_.end()) return;
+    job.chain->quit();  // the milters hear of the end now, not at the next scan
     ended_.push_back(std::move(it->second));  // we may be inside its chain's callback
     jobs_.erase(it);
     if (!evtimer_pending(scan_ev_.get(), nullptr)) {

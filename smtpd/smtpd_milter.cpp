@@ -196,7 +196,7 @@ void Session::milter_done(milter::Stage stage, const milter::Verdict& v) {
         milter_reply(v);
     } else {
         pass();  // a discard at MAIL creates the transaction here
-        if (v.kind == K::discard && txn_) txn_->milter_discard = true;
+        if (v.kind == K::discard && txn_) txn_->milter_discard = v.milter;
     }
     resume();
 }
@@ -207,9 +207,9 @@ void Session::run_content_milters() {
     BodySink& body = *txn_->body;
     body.flush();
     if (body.failed) return end_transaction(451, "4.3.0", "Error: local problem writing the message");
-    if (txn_->milter_discard) {  // discarded at MAIL, RCPT or DATA: the milters need not see it
+    if (!txn_->milter_discard.empty()) {  // discarded at MAIL, RCPT or DATA: the milters need not see it
         txn_->milters_done = true;
-        return content_verdict(milter::Verdict{milter::Verdict::Kind::discard, 0, {}, {}, "", false});
+        return content_verdict(milter::Verdict{milter::Verdict::Kind::discard, 0, {}, {}, txn_->milter_discard, false});
     }
     int fd = body.held.get();
     ask_milters(State::ready, [fd](milter::Chain& c) { c.content(fd); }, nullptr);
@@ -227,9 +227,10 @@ void Session::content_verdict(const milter::Verdict& v) {
     }
     txn_->milters_done = true;
     if (v.kind == K::pass && !apply_milter_changes()) return;
-    if (v.kind == K::discard || txn_->milter_discard) {
+    if (v.kind == K::discard || !txn_->milter_discard.empty()) {
+        const std::string& who = v.kind == K::discard ? v.milter : txn_->milter_discard;
         LOG_INFO("event=milter_discard qid=%s client=%s milter=%s", qid.c_str(), client_.ip.c_str(),
-                 log::safe(v.milter.empty() ? "-" : v.milter).c_str());
+                 log::safe(who).c_str());
         abort_body();
         reset_transaction();
         enter(State::ready);
@@ -296,7 +297,7 @@ bool Session::apply_milter_changes() {
         LOG_INFO("event=milter_modified qid=%s headers=%u body=%s sender=%s rcpts_added=%zu rcpts_deleted=%zu nrcpt=%zu",
                  qid.c_str(), ch.header_edits, ch.body_replaced ? "replaced" : "kept", ch.sender ? "changed" : "kept",
                  ch.add_rcpts.size(), ch.del_rcpts.size(), txn_->rcpts.size());
-    if (txn_->rcpts.empty()) txn_->milter_discard = true;  // every recipient deleted: nothing to deliver
+    if (txn_->rcpts.empty()) txn_->milter_discard = "-";  // every recipient deleted: nothing to deliver
     return true;
 }
 

@@ -118,7 +118,7 @@ struct Transaction {
     std::time_t arrival = 0;
     uint64_t bdat_octets = 0;            // sum of BDAT chunk sizes so far
     std::string hold_reason;             // mta-msgauth or a milter asked to queue it held
-    bool milter_discard = false;         // a milter discarded it: 250, but nothing is queued
+    std::string milter_discard;          // the milter that discarded it ("" = none): 250, nothing queued
     bool milters_done = false;           // the milters have had the message (and changed it)
     std::optional<BodySink> body;
     std::unique_ptr<BodyReader> reader;
