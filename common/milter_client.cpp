@@ -63,6 +63,18 @@ std::string field(const std::string& name, const std::string& value, bool leadsp
     return name + (leadspc ? ":" : ": ") + value + "\r\n";
 }
 
+// An RFC 3463 status code of class `cls`: "c.sss.ddd", one to three digits after each dot.
+bool enhanced_code(std::string_view e, char cls) {
+    if (e.size() < 5 || e[0] != cls || e[1] != '.') return false;
+    std::size_t dot = e.find('.', 2);
+    if (dot == std::string_view::npos) return false;
+    std::string_view subject = e.substr(2, dot - 2), detail = e.substr(dot + 1);
+    auto digits = [](std::string_view d) {
+        return !d.empty() && d.size() <= 3 && d.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    return digits(subject) && digits(detail);
+}
+
 // The SMTP reply of a REPLYCODE: its lines are complete ("550-5.7.1 text"); the enhanced code of the
 // first line is kept when it fits the reply code, the text of every line after it.
 Verdict replycode_verdict(const Reply& r) {
@@ -73,17 +85,14 @@ Verdict replycode_verdict(const Reply& r) {
         std::string_view rest = line.size() > 4 ? std::string_view(line).substr(4) : std::string_view();
         std::size_t sp = rest.find(' ');
         std::string_view first = rest.substr(0, sp);
-        bool enh = first.size() >= 5 && first[0] == line[0] && first[1] == '.' &&
-                   std::count(first.begin(), first.end(), '.') == 2 &&
-                   first.find_first_not_of("0123456789.") == std::string_view::npos;
-        if (enh) {
+        if (enhanced_code(first, line[0])) {
             if (v.enhanced.empty()) v.enhanced = std::string(first);
             rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
         }
         v.text.emplace_back(rest);
     }
     if (v.enhanced.empty()) v.enhanced = v.code >= 500 ? "5.7.1" : "4.7.1";
-    if (v.text.empty()) v.text.emplace_back("Command rejected");
+    if (v.text.empty() || (v.text.size() == 1 && v.text[0].empty())) v.text = {"Command rejected"};
     return v;
 }
 
@@ -275,7 +284,9 @@ struct Chain::Client {
 
     static void timer_cb(int, short, void* arg) {
         auto* c = static_cast<Client*>(arg);
-        c->chain->broken(*c, c->st == St::waiting ? "timeout waiting for a reply" : "timeout connecting");
+        c->chain->broken(*c, c->write_wait         ? "timeout sending the body"
+                             : c->st == St::waiting ? "timeout waiting for a reply"
+                                                    : "timeout connecting");
     }
     static void connect_cb(int, short, void* arg) {
         auto* c = static_cast<Client*>(arg);
@@ -304,6 +315,7 @@ struct Chain::Client {
         auto* c = static_cast<Client*>(arg);
         if (!c->write_wait) return;
         c->write_wait = false;
+        evtimer_del(c->timer.get());
         Chain& ch = *c->chain;
         if (!ch.content_next(*c)) {
             ch.cursor_++;
@@ -566,7 +578,8 @@ bool Chain::content_next(Client& c) {
                 break;
             }
             if (evbuffer_get_length(bufferevent_get_output(c.bev.get())) > kOutputHigh) {
-                c.write_wait = true;
+                c.write_wait = true;  // a milter that stops reading is as slow as one that stops answering
+                c.arm(timeout_for(SMFIC_BODY));
                 return true;
             }
             std::string chunk(std::size_t(std::min<uint64_t>(kBodyChunk, msg_.body_length() - c.body_pos)), '\0');
@@ -620,6 +633,7 @@ void Chain::on_reply(Client& c, const Reply& r) {
         c.arm(timeout_for(c.awaiting));
         return;
     }
+    if (r.code == SMFIR_SETSYMLIST) return broken(c, "SMFIR_SETSYMLIST after the negotiation");
     bool eom = c.awaiting == SMFIC_BODYEOB;
     if (uint32_t need = action_needed(r.code)) {
         if (!eom) return broken(c, std::string(name) + " before the end of the message");
@@ -739,6 +753,7 @@ void Chain::broken(Client& c, const std::string& why) {
     LOG_WARN("event=milter_error milter=%s stage=%s reason=\"%s\" action=%s%s", log::safe(c.spec).c_str(),
              stage_name(stage_), log::safe(why).c_str(), action.c_str(), owner_.milter_log_context().c_str());
     c.close();
+    if (stage_ == Stage::content) msg_.drop_new_body();  // its partial REPLBODY is no one's body
     if (action != "accept") {
         Verdict v = simple(action == "reject" ? Verdict::Kind::reject : Verdict::Kind::tempfail);
         v.milter = c.spec;

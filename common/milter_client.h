@@ -65,6 +65,7 @@ public:
     // The new body arrives in pieces; finish_body normalises the line ends (CRLF) into a memfd.
     bool append_body(std::string_view piece, uint64_t limit);
     bool finish_body(std::string& err);
+    void drop_new_body() { new_body_.reset(); }
 
     uint64_t body_offset() const { return body_off_; }
     uint64_t body_length() const { return body_len_; }
