@@ -1,5 +1,6 @@
 #include "common/file_util.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
@@ -30,6 +31,20 @@ bool write_all(int fd, std::string_view data) {
         if (n < 0) return false;
         if (n == 0) { errno = EIO; return false; }
         data.remove_prefix(std::size_t(n));
+    }
+    return true;
+}
+
+bool copy_range(int in, int out, uint64_t from, uint64_t to) {
+    std::string buf(std::size_t(std::min<uint64_t>(64 * 1024, to > from ? to - from : 1)), '\0');
+    while (from < to) {
+        std::size_t want = std::size_t(std::min<uint64_t>(buf.size(), to - from));
+        ssize_t n = pread(in, buf.data(), want, off_t(from));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) { errno = EIO; return false; }
+        if (!write_all(out, std::string_view(buf.data(), std::size_t(n)))) return false;
+        from += uint64_t(n);
     }
     return true;
 }

@@ -45,18 +45,6 @@ uint64_t file_size(int fd) {
     return fstat(fd, &st) == 0 ? uint64_t(st.st_size) : 0;
 }
 
-bool copy_range(int in, int out, uint64_t from, uint64_t to) {
-    std::string buf(64 * 1024, '\0');
-    while (from < to) {
-        std::size_t want = std::size_t(std::min<uint64_t>(buf.size(), to - from));
-        ssize_t n = pread(in, buf.data(), want, off_t(from));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || !write_all(out, std::string_view(buf.data(), std::size_t(n)))) return false;
-        from += uint64_t(n);
-    }
-    return true;
-}
-
 UniqueFd new_memfd(const char* name) { return UniqueFd(memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)); }
 
 std::string field(const std::string& name, const std::string& value, bool leadspc) {
@@ -120,6 +108,17 @@ const char* stage_name(Stage s) {
     case Stage::content: return "content";
     }
     return "?";
+}
+
+std::optional<addr::Mailbox> parse_address(const std::string& text, bool sender) {
+    std::string p = text;
+    if (p.empty() || p.front() != '<') p = "<" + p + ">";
+    addr::PathOptions opts;
+    opts.allow_null = sender;
+    opts.smtputf8 = true;
+    addr::PathResult r = addr::parse_path(p, opts);
+    if (!r.ok || !r.rest.empty()) return std::nullopt;
+    return r.mailbox;
 }
 
 // ---- Message

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/address.h"
 #include "common/config.h"
 #include "common/event_ptr.h"
 #include "common/fd.h"
@@ -88,6 +89,10 @@ struct Changes {
     unsigned header_edits = 0;
     bool body_replaced = false;
 };
+
+// An address a milter sent (CHGFROM, ADDRCPT, DELRCPT: "<a@b>" or a@b); nullopt when it is none. The null
+// sender <> only where `sender`.
+std::optional<addr::Mailbox> parse_address(const std::string& text, bool sender);
 
 class Owner {
 public:

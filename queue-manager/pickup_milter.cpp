@@ -30,17 +30,6 @@ namespace {
 
 constexpr uint64_t kTempfailRetry = 60;  // seconds before a tempfailed maildrop file is tried again
 
-std::optional<std::string> milter_address(const std::string& text, bool sender) {
-    std::string p = text;
-    if (p.empty() || p.front() != '<') p = "<" + p + ">";
-    addr::PathOptions opts;
-    opts.allow_null = sender;
-    opts.smtputf8 = true;
-    addr::PathResult r = addr::parse_path(p, opts);
-    if (!r.ok || !r.rest.empty()) return std::nullopt;
-    return r.mailbox.str();
-}
-
 std::string reply_text(const milter::Verdict& v) {
     std::string t = std::to_string(v.code) + " " + v.enhanced;
     for (auto& l : v.text) t += " " + l;
@@ -227,22 +216,24 @@ void Pickup::milters_passed(MilterJob& job) {
     for (std::size_t i = 0; i < w.item.rcpts.size(); i++)
         if (!job.refused[i]) kept.push_back(std::move(w.item.rcpts[i]));
     if (ch.sender) {
-        if (auto a = milter_address(ch.sender->first, true)) w.item.msg.sender = *a;
+        if (auto a = milter::parse_address(ch.sender->first, true)) w.item.msg.sender = a->str();
         else LOG_WARN("event=milter_bad_change qid=%s change=chgfrom address=\"%s\"", qid.c_str(), log::safe(ch.sender->first).c_str());
     }
     for (const std::string& d : ch.del_rcpts) {
-        std::string want = milter_address(d, false).value_or(d);
+        auto parsed = milter::parse_address(d, false);
+        std::string want = parsed ? parsed->str() : d;
         std::erase_if(kept, [&](const RecipientRecord& r) { return strcasecmp(r.addr.c_str(), want.c_str()) == 0; });
     }
     for (const auto& [a, args] : ch.add_rcpts) {
-        auto addr = milter_address(a, false);
-        if (!addr) {
+        auto mailbox = milter::parse_address(a, false);
+        if (!mailbox) {
             LOG_WARN("event=milter_bad_change qid=%s change=addrcpt address=\"%s\"", qid.c_str(), log::safe(a).c_str());
             continue;
         }
-        if (std::any_of(kept.begin(), kept.end(), [&](const RecipientRecord& r) { return r.addr == *addr; })) continue;
+        std::string addr = mailbox->str();
+        if (std::any_of(kept.begin(), kept.end(), [&](const RecipientRecord& r) { return r.addr == addr; })) continue;
         RecipientRecord r;
-        r.addr = *addr;
+        r.addr = addr;
         kept.push_back(std::move(r));
     }
     if (!ch.quarantine.empty()) {

@@ -48,18 +48,6 @@ std::string domain_of(const std::string& addr) {
     return at == std::string::npos ? std::string() : addr::lower(addr.substr(at + 1));
 }
 
-// A milter's address ("<a@b>" or a@b) as a path; nullopt (logged by the caller) when it is none.
-std::optional<addr::Mailbox> milter_path(const std::string& text, bool sender) {
-    std::string p = text;
-    if (p.empty() || p.front() != '<') p = "<" + p + ">";
-    addr::PathOptions opts;
-    opts.allow_null = sender;
-    opts.smtputf8 = true;
-    addr::PathResult r = addr::parse_path(p, opts);
-    if (!r.ok || !r.rest.empty()) return std::nullopt;
-    return r.mailbox;
-}
-
 }  // namespace
 
 // ---- the steps
@@ -257,12 +245,12 @@ bool Session::apply_milter_changes() {
         body.held = std::move(fd);
     }
     if (ch.sender) {
-        if (auto m = milter_path(ch.sender->first, true)) txn_->sender = *m;
+        if (auto m = milter::parse_address(ch.sender->first, true)) txn_->sender = *m;
         else LOG_WARN("event=milter_bad_change qid=%s change=chgfrom address=\"%s\"", qid.c_str(),
                       log::safe(ch.sender->first).c_str());
     }
     for (const std::string& d : ch.del_rcpts) {
-        auto m = milter_path(d, false);
+        auto m = milter::parse_address(d, false);
         std::string want = m ? m->str() : d;
         std::erase_if(txn_->rcpts, [&](const Transaction::Rcpt& r) {
             return strcasecmp(r.addr.c_str(), want.c_str()) == 0 ||
@@ -270,7 +258,7 @@ bool Session::apply_milter_changes() {
         });
     }
     for (const auto& [a, args] : ch.add_rcpts) {
-        auto m = milter_path(a, false);
+        auto m = milter::parse_address(a, false);
         if (!m) {
             LOG_WARN("event=milter_bad_change qid=%s change=addrcpt address=\"%s\"", qid.c_str(), log::safe(a).c_str());
             continue;

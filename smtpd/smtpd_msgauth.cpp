@@ -23,18 +23,6 @@
 namespace mta::smtpd {
 namespace {
 
-// Copies [from, to) of `in` to `out` through `buf`.
-bool copy_range(int in, int out, uint64_t from, uint64_t to, std::string& buf) {
-    while (from < to) {
-        std::size_t want = std::size_t(std::min<uint64_t>(buf.size(), to - from));
-        ssize_t n = pread(in, buf.data(), want, off_t(from));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || !write_all(out, std::string_view(buf.data(), std::size_t(n)))) return false;
-        from += uint64_t(n);
-    }
-    return true;
-}
-
 uint64_t held_size(int fd) {
     struct stat st {};
     return fstat(fd, &st) == 0 ? uint64_t(st.st_size) : 0;
@@ -65,14 +53,13 @@ bool BodySink::cuts_fit(const std::vector<wire::MsgauthCut>& cuts) const {
 }
 
 bool BodySink::release(std::string_view prepend, const std::vector<wire::MsgauthCut>& cuts) {
-    std::string chunk(64 * 1024, '\0');
     uint64_t pos = 0, end = held_size(held.get());
     bool ok = write_all(fd.get(), prepend);
     for (const wire::MsgauthCut& c : cuts) {
-        ok = ok && copy_range(held.get(), fd.get(), pos, c.offset, chunk);
+        ok = ok && copy_range(held.get(), fd.get(), pos, c.offset);
         pos = c.offset + c.length;
     }
-    ok = ok && copy_range(held.get(), fd.get(), pos, end, chunk);
+    ok = ok && copy_range(held.get(), fd.get(), pos, end);
     held.reset();
     if (!ok) {
         LOG_ERROR("event=body_write_failed qid=%s error=\"%s\"", wire::format_qid(msgid).c_str(), strerror(errno));

@@ -1,6 +1,7 @@
 """A throw-away authoritative DNS server for integration tests: NSD in the foreground on a 127.x address,
 serving the given zones, optionally DNSSEC-signed with ldns (a fresh KSK per zone, its DS written to a
-trust anchor file for `dns_trust_anchors`). Used by test_outbound.py and test_resolver.py."""
+trust anchor file for `dns_trust_anchors`). Used by test_outbound.py, test_resolver.py, test_msgauth.py
+and test_milter.py (nsd_txt: a DNS function for dkimpy)."""
 import os
 import random
 import subprocess
@@ -28,6 +29,22 @@ def group_alive(pgid):
 
 def random_address(lo=100, hi=250):
     return "127.0.0.%d" % random.randint(lo, hi)
+
+
+def nsd_txt(nsd):
+    """dkimpy's DNS function (dnsfunc), asking NSD for TXT records."""
+    import dns.resolver
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [nsd.addr]
+    res.port = nsd.port
+
+    def lookup(name, timeout=5):
+        try:
+            ans = res.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+        except Exception:  # noqa: BLE001 - NXDOMAIN, NODATA: dkimpy wants b""
+            return b""
+        return b"".join(b"".join(r.strings) for r in ans)
+    return lookup
 
 
 class Nsd:

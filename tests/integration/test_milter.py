@@ -29,9 +29,8 @@ import sys
 import time
 
 import dkim
-import dns.resolver
 
-from dnszone import Nsd
+from dnszone import Nsd, nsd_txt
 from mtatest import BIN, MTA, TMP_ROOT, Guard, as_user, check, finish, free_port, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1031,20 +1030,6 @@ def default_action_tests(m, ms):
 
 
 # ---- OpenDKIM, rspamd, our own DKIM over milter changes ----
-
-def nsd_txt(nsd):
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [nsd.addr]
-    res.port = nsd.port
-
-    def lookup(name, timeout=5):
-        try:
-            ans = res.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-        except Exception:  # noqa: BLE001 - NXDOMAIN, NODATA: dkimpy wants b""
-            return b""
-        return b"".join(b"".join(r.strings) for r in ans)
-    return lookup
-
 
 def dkim_ok(msg, lookup, idx=0):
     try:

@@ -20,7 +20,7 @@ import dkim
 import dns.resolver
 import spf
 
-from dnszone import Nsd
+from dnszone import Nsd, nsd_txt
 from mtatest import BIN, MTA, TMP_ROOT, Guard, as_user, check, finish, free_port, wait_for
 
 HOST = "mx.test.example"
@@ -195,21 +195,6 @@ def message(frm, subject, extra=b"", body=b"Hello.\r\n\r\nSecond  paragraph, wit
     return (b"From: Alice <%s>\r\nTo: Bob <bob@localhost>\r\nSubject: %s\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\n"
             b"Message-ID: <%s@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n%s\r\n%s"
             % (frm.encode(), subject.encode(), str(time.time_ns()).encode(), extra, body))
-
-
-def nsd_txt(nsd):
-    """dkimpy's DNS function, asking NSD."""
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [nsd.addr]
-    res.port = nsd.port
-
-    def lookup(name, timeout=5):
-        try:
-            ans = res.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-        except Exception:  # NXDOMAIN, NODATA: dkimpy wants b""
-            return b""
-        return b"".join(b"".join(r.strings) for r in ans)
-    return lookup
 
 
 def opendkim_root(tmp):
