@@ -47,6 +47,25 @@ class HarnessError(Exception):
     pass
 
 
+def start_listener(cmd, log, port, timeout, what):
+    """Starts `cmd` (its own process group, output to the open file `log`) and waits until it accepts
+    connections on 127.0.0.1:`port`; HarnessError with the end of its log when it exits or times out."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    if not wait_until(lambda: proc.poll() is not None or listening(), timeout) or proc.poll() is not None:
+        log.flush()
+        with open(log.name, "rb") as f:
+            raise HarnessError("%s did not start: %s" % (what, f.read().decode("latin-1")[-1000:]))
+    return proc
+
+
 def stop_process(proc, grace, group=False):
     """SIGTERM, then after `grace` seconds SIGKILL (to its whole process group with `group`)."""
     if proc.poll() is not None:
@@ -193,18 +212,8 @@ class AcceptMilter:
     def start(self, timeout=10):
         self.log = open(self.log_path, "ab")
         # Debian's python3 (the one python3-milter is built for), not whatever python3 is first on PATH.
-        self.proc = subprocess.Popen(["/usr/bin/python3", self.script, "inet:%d@127.0.0.1" % self.port,
-                                      self.stats_path], stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        if not wait_until(lambda: self.proc.poll() is not None or listening(), timeout) or self.proc.poll() is not None:
-            raise HarnessError("accept_milter.py did not start: %s" % self.log_tail())
+        self.proc = start_listener(["/usr/bin/python3", self.script, "inet:%d@127.0.0.1" % self.port, self.stats_path],
+                                   self.log, self.port, timeout, "accept_milter.py")
         return self
 
     def log_tail(self, n=1000):
@@ -427,19 +436,8 @@ class OpenDkim:
 
     def start(self, timeout=10):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(["opendkim", "-f", "-x", self.conf], stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        if not wait_until(lambda: self.proc.poll() is not None or listening(), timeout) or self.proc.poll() is not None:
-            self.log.flush()
-            with open(self.log_path, "rb") as f:
-                raise HarnessError("opendkim did not start: %s" % f.read().decode("latin-1")[-1000:])
+        self.proc = start_listener(["opendkim", "-f", "-x", self.conf], self.log, self.port, timeout, "opendkim")
+        return self
 
     def stop(self):
         if self.proc:
