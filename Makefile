@@ -29,6 +29,13 @@ override CXXFLAGS += -O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=a
             -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
 endif
+# Crash points (common/fault.h) exist only in test builds: the ASan+UBSan one, or FAULT=1 (into build-fault).
+ifeq ($(SAN),1)
+override CXXFLAGS += -DMTA_FAULT
+else ifeq ($(FAULT),1)
+BUILD    := build-fault
+override CXXFLAGS += -DMTA_FAULT
+endif
 
 COMPONENTS := common smtpd queue-manager smtp-client resolver msgauth master
 # A program that is not its component's daemon (a user or admin tool, a second daemon) has a directory of

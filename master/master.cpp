@@ -14,6 +14,7 @@
 
 #include "common/daemon.h"
 #include "common/file_util.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/spool_format.h"
 #include "common/wire/wire.h"
@@ -287,6 +288,9 @@ void Master::on_child_exit(pid_t pid, int status) {
         if (WIFSIGNALED(status))
             LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WTERMSIG(status));
+#ifdef MTA_FAULT
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) fault::disarm();  // the restart recovers
+#endif
         else
             LOG_INFO("event=child_exit role=%s instance=%llu pid=%d status=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WEXITSTATUS(status));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/fd.h"
+#include "common/fault.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "queue-manager/dsn.h"
@@ -43,7 +44,14 @@ bool write_file(int dir_fd, uint64_t msgid, const std::string& data) {
     int fd = openat(dir_fd, format_qid(msgid).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return false;
     UniqueFd owner(fd);
+#ifdef MTA_FAULT
+    std::size_t half = data.size() / 2;  // the crash point in the middle of the DSN's body file
+    if (!write_all(fd, std::string_view(data).substr(0, half))) return false;
+    MTA_CRASH_POINT("queue.dsn.mid_write");
+    return write_all(fd, std::string_view(data).substr(half)) && fsync(fd) == 0;
+#else
     return write_all(fd, data) && fsync(fd) == 0;
+#endif
 }
 
 }  // namespace

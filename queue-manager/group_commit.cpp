@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "queue-manager/qid.h"
@@ -60,6 +61,7 @@ void GroupCommit::flush() {
         commits.clear();
         if (results_.empty()) return;
     }
+    if (!commits.empty()) MTA_CRASH_POINT("queue.commit.after_sync");  // bodies durable, no record yet
     uint64_t now = now_();
     std::size_t nresults = results_.size();
     std::vector<Op> ops = std::move(results_);
@@ -98,6 +100,7 @@ void GroupCommit::flush() {
         failed(rc, commits);
         return;
     }
+    if (!commits.empty()) MTA_CRASH_POINT("queue.commit.before_ok");  // committed, smtpd not told
     result_failures_ = 0;
     auto& reg = metrics::registry();
     if (!commits.empty()) reg.observe("mta_queue_commit_batch_size", "", double(commits.size()));

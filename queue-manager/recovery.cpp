@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <algorithm>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "queue-manager/qid.h"
 #include "queue-manager/store.h"
@@ -75,6 +76,7 @@ int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryRepo
             return 0;
         }
         rep.messages++;
+        MTA_CRASH_POINT("queue.recovery");  // a crash while the queue is being recovered
         std::string why;
         if (m.state == MessageState::active && !(why = body_problem(body_dir, msgid, m.size)).empty()) {
             LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unordered_set>
 
+#include "common/fault.h"
 #include "common/log.h"
 
 namespace mta::queue {
@@ -164,6 +165,7 @@ int Store::apply(const std::vector<Op>& ops) {
     return write_txn([&](MDB_txn* t) {
         for (auto& op : ops)
             if (int rc = apply_op(t, op)) return rc;
+        MTA_CRASH_POINT("queue.txn.before_commit");  // every op written, the transaction not committed
         return 0;
     });
 }

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/address.h"
 #include "common/log.h"
 
@@ -298,6 +299,7 @@ void Session::on_dot(const Reply& r) {
         return;
     }
     const char* stage = bdat_ ? " (in reply to BDAT LAST command)" : " (in reply to end of DATA command)";
+    if (r.klass() == 2) MTA_CRASH_POINT("smtp.after_remote_250");  // delivered, the queue not told
     for (auto* a : accepted_) {
         if (r.klass() == 2) settle(*a, r.code, said(r));
         else settle(*a, r.code, said(r) + stage);

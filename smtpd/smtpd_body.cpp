@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fault.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/mail_headers.h"
@@ -233,6 +234,7 @@ void Session::commit_body() {
         reply(451, "4.3.0", "Error: local problem writing the message");
         return;
     }
+    MTA_CRASH_POINT("smtpd.body.written");  // the body file complete, no commit asked for
     committed_msgid_ = body.msgid;
     ipc::Message m = commit_message();
     txn_->body.reset();  // the fd is closed; from now on only the queue may discard the message
@@ -250,6 +252,7 @@ void Session::on_commit_ok(uint64_t reqid, uint64_t msgid) {
         resume();
         return;
     }
+    MTA_CRASH_POINT("smtpd.before_250");  // queued and durable, the client not told
     done_waiting();
     messages_++;
     junk_ = 0;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/fd.h"
 #include "common/file_util.h"
 
@@ -139,6 +140,7 @@ Outcome write_maildir(const MaildirWrite& w) {
         unlinkat(newd.get(), final_name.c_str(), 0);
         return failure_outcome(e, "fsync " + w.mailbox + "/new");
     }
+    MTA_CRASH_POINT("local.after_rename");  // in the Maildir, the queue not told
     return {ipc::DeliveryStatus::delivered, "2.0.0 delivered to maildir", new_path};
 }
 
