@@ -6,7 +6,8 @@
 // process that reaches that point log `event=crash_point point=name` and die by SIGKILL, as a power
 // cut or the OOM killer would end it; MTA_CRASH_SKIP=N lets N passes go first. mtad, seeing a child
 // killed so, takes the variable out of its own environment, so the restarted process (the recovery under
-// test) runs through.
+// test) runs through. Processes of the same role started before the kill still have it: the suite runs
+// one process per role.
 #pragma once
 
 #ifdef MTA_FAULT

@@ -288,12 +288,12 @@ void Master::on_child_exit(pid_t pid, int status) {
         if (WIFSIGNALED(status))
             LOG_WARN("event=child_exit role=%s instance=%llu pid=%d signal=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WTERMSIG(status));
-#ifdef MTA_FAULT
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) fault::disarm();  // the restart recovers
-#endif
         else
             LOG_INFO("event=child_exit role=%s instance=%llu pid=%d status=%d", role_name(c.role),
                      (unsigned long long)c.instance, int(pid), WEXITSTATUS(status));
+#ifdef MTA_FAULT
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) fault::disarm();  // the restart recovers
+#endif
         if (stopping_) {
             check_stopped();
         } else {

@@ -80,6 +80,11 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
         err = "lmdb open " + data + ": " + error_text(rc);
         return false;
     }
+    // Reader slots of processes that died holding a read transaction (a killed mta-queue, an mtaqueue
+    // tool) would pin old pages for ever and let the map grow: free them before anything else.
+    int stale = 0;
+    if (mdb_reader_check(e, &stale) == 0 && stale > 0) LOG_INFO("event=lmdb_stale_readers cleared=%d", stale);
+    stale_readers_ = stale;
     Txn t(e, 0, rc);
     if (rc) { err = error_text(rc); return false; }
     struct { const char* name; MDB_dbi* dbi; } dbs[] = {{"meta", &meta_}, {"messages", &messages_},

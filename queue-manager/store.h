@@ -110,6 +110,8 @@ public:
     // For tests and tools.
     std::size_t count(const char* db);
     std::size_t map_size() const;
+    // Reader slots of dead processes that open() freed (mdb_reader_check).
+    int stale_readers_cleared() const { return stale_readers_; }
 
 private:
     int write_txn(const std::function<int(MDB_txn*)>& body);
@@ -120,6 +122,7 @@ private:
                         std::vector<uint64_t>& live);
 
     EnvPtr env_;
+    int stale_readers_ = 0;
     MDB_dbi meta_ = 0, messages_ = 0, recipients_ = 0, schedule_ = 0, destinations_ = 0, corrupt_ = 0,
             suppression_ = 0;
     uint64_t next_id_ = 1, id_limit_ = 1;

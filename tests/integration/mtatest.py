@@ -211,11 +211,13 @@ class MTA:
                                "yes" if msgauth_verify else "no", extra))
         self.proc = None
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
+        """env: variables added to mtad's environment (its roles inherit them), e.g. MTA_CRASH_POINT."""
         self.log = open(self.log_path, "ab")
         self.log_start = self.log.tell()
         self.proc = subprocess.Popen([os.path.join(BIN, "mtad"), "-c", self.conf, "-d"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=dict(os.environ, **env) if env else None)
         if wait and not wait_for(self.ready, 20):
             raise RuntimeError("mtad did not become ready; log:\n" + self.log_text()[-4000:])
         return self

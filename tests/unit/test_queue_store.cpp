@@ -8,6 +8,9 @@
 #include <fstream>
 #include <string>
 #include <sys/stat.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "queue-manager/qid.h"
@@ -367,4 +370,52 @@ TEST_CASE("mark_corrupt takes a message out of the schedule") {
     CHECK(s.count("schedule") == 0);
     CHECK(s.count("recipients") == 3);
     s.load_messages({30}, [](uint64_t, Store::Load l, MessageRecord&, RcptList&) { CHECK(l == Store::Load::corrupt); });
+}
+
+// LMDB resets its reader table when the first process opens the environment, so a dead reader's slot
+// lingers only while another process keeps it open (an mtaqueue tool, a second opener): `holder` is that.
+TEST_CASE("a reader slot left by a killed process is freed at open") {
+    TempSpool sp;
+    {
+        Store s;
+        std::string err;
+        REQUIRE_MESSAGE(s.open(sp.db(), err), err);
+    }
+    auto open_env = [&](bool read_txn) {
+        MDB_env* e = nullptr;
+        MDB_txn* t = nullptr;
+        if (mdb_env_create(&e) || mdb_env_set_maxdbs(e, 8) || mdb_env_open(e, sp.db().c_str(), 0, 0600) ||
+            (read_txn && mdb_txn_begin(e, nullptr, MDB_RDONLY, &t)))
+            _exit(1);
+    };
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    pid_t holder = fork();
+    REQUIRE(holder >= 0);
+    if (holder == 0) {  // keeps the environment open, no transaction
+        open_env(false);
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    char c;
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    pid_t reader = fork();
+    REQUIRE(reader >= 0);
+    if (reader == 0) {  // holds a read transaction and dies without ending it
+        open_env(true);
+        raise(SIGKILL);
+    }
+    int status = 0;
+    REQUIRE(waitpid(reader, &status, 0) == reader);
+    REQUIRE(WIFSIGNALED(status));
+    Store s;
+    std::string err;
+    bool opened = s.open(sp.db(), err);
+    kill(holder, SIGKILL);
+    waitpid(holder, &status, 0);
+    close(ready[0]);
+    close(ready[1]);
+    REQUIRE_MESSAGE(opened, err);
+    CHECK(s.stale_readers_cleared() == 1);
 }
