@@ -71,7 +71,7 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux \
                 systemd man-db prometheus python3-milter opendkim rspamd
 
-.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench install clean deps asan repro FORCE
+.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench torture install clean deps asan repro FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
 
 # Precompiled headers: common/pch.h (standard and system headers) for the sources; tests/unit/pch.h (the
@@ -213,6 +213,12 @@ fuzz: deps
 	tests/fuzz/run
 
 FUZZ_RUNS ?= 10000000
+# Outside CI: the random kill matrix (tests/torture), TORTURE_RUNS runs against the normal build.
+TORTURE_RUNS ?= 200
+torture: deps
+	$(SUBMAKE) all
+	tests/torture --runs $(TORTURE_RUNS)
+
 fuzz-long: deps
 	$(SUBMAKE) SAN=1 fuzz-targets
 	tests/fuzz/run --long $(FUZZ_RUNS)
