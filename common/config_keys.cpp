@@ -368,8 +368,8 @@ const std::vector<KeyDef>& key_defs() {
         {{"milter_end_of_data_macros", "i", "macros sent with the end of the message"}, macros(5)},
         {{"milter_end_of_header_macros", "i", "macros sent with the end of the headers"}, macros(6)},
         {{"milter_unknown_command_macros", "", "macros sent with an unknown SMTP command"}, macros(7)},
-        {{"dmarc_action", "none", "none (DMARC only reported) or enforce (p=reject gets 550 5.7.1; p=quarantine is "
-          "accepted and reported, a quarantine hold is not implemented yet)"}, choice(&Config::dmarc_action, {"none", "enforce"})},
+        {{"dmarc_action", "none", "none (DMARC only reported) or enforce (p=reject gets 550 5.7.1; p=quarantine "
+          "queues the message held, with the reason in mtaqueue show)"}, choice(&Config::dmarc_action, {"none", "enforce"})},
         {{"dns_forwarder", "", "send DNS queries to this server (IP address, optionally addr@port) instead of full recursion"},
          [](Config& c, const std::string& v, std::string& err) {
              unsigned char buf[16];
