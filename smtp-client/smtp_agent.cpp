@@ -73,14 +73,15 @@ void Agent::on_queue(uint64_t instance, uint64_t generation, ipc::Message& m) {
 void Agent::on_delivery_done(uint64_t id) {
     auto it = active_.find(id);
     if (it == active_.end()) return;
-    auto q = queues_.find(it->second.queue_instance);
-    if (q != queues_.end() && q->second.generation == it->second.queue_generation && q->second.link &&
-        q->second.link->open())
-        q->second.link->send(make_result(it->second.delivery->job(), it->second.reqid));
-    // Destroyed after the current callback chain unwinds: we are inside the delivery's own callback.
-    std::unique_ptr<Delivery> victim = std::move(it->second.delivery);
+    // Out of active_ before the send: a send to a queue that has just died closes the link, and
+    // on_queue_close then erases every delivery of that link (kill matrix: a use after free here).
+    Active done = std::move(it->second);
     active_.erase(it);
-    victim.reset();
+    auto q = queues_.find(done.queue_instance);
+    if (q != queues_.end() && q->second.generation == done.queue_generation && q->second.link &&
+        q->second.link->open())
+        q->second.link->send(make_result(done.delivery->job(), done.reqid));
+    done.delivery.reset();  // the last use: we are at the end of the delivery's own callback
     maybe_exit();
 }
 
