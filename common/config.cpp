@@ -124,16 +124,21 @@ bool parse_hostport(std::string_view s, HostPort& out, bool allow_port_zero) {
     return true;
 }
 
+static_assert(kMaxSocketPath + 1 == sizeof(sockaddr_un::sun_path), "kMaxSocketPath is sun_path without its NUL");
+
+bool valid_socket_path(std::string_view p) {
+    return !p.empty() && p[0] == '/' && p.size() <= kMaxSocketPath &&
+           p.find_first_of(std::string_view(" \t\0", 3)) == std::string_view::npos;
+}
+
 bool parse_milter_endpoint(std::string_view s, MilterEndpoint& out, std::string& err) {
     MilterEndpoint m;
     m.spec = std::string(s);
     std::string_view rest;
     if (s.rfind("unix:", 0) == 0 || s.rfind("local:", 0) == 0) {
         rest = s.substr(s.find(':') + 1);
-        if (rest.empty() || rest[0] != '/' || rest.size() >= sizeof(sockaddr_un::sun_path) ||
-            rest.find_first_of(std::string_view(" \t\0", 3)) != std::string_view::npos) {
-            err = "expected unix:/absolute/socket/path (at most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
-                  " bytes)";
+        if (!valid_socket_path(rest)) {
+            err = "expected unix:/absolute/socket/path (at most " + std::to_string(kMaxSocketPath) + " bytes)";
             return false;
         }
         m.path = std::string(rest);

@@ -1,6 +1,7 @@
 // mta.conf: "key = value" lines, '#' comments, lists split on spaces/commas. Every key has a built-in
 // default (kKeys), so no file at all is a valid configuration: the development instance under ./run.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -28,6 +29,11 @@ struct MilterEndpoint {
     uint16_t port = 0;
 };
 bool parse_milter_endpoint(std::string_view s, MilterEndpoint& out, std::string& err);
+
+// A unix socket path we may connect to: absolute, fitting sockaddr_un (kMaxSocketPath bytes at most),
+// without space, tab or NUL (local_transport, transport_map lmtp:unix:, milters).
+inline constexpr std::size_t kMaxSocketPath = 107;
+bool valid_socket_path(std::string_view p);
 
 struct Cidr {
     int family = 0;          // AF_INET / AF_INET6

@@ -10,7 +10,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/address.h"
@@ -69,12 +68,10 @@ bool check_local_transport(const std::string& v, std::string& err) {
     if (v == "maildir") return true;
     const char* usage = "expected maildir, lmtp:unix:/path or lmtp:[IP address]:port";
     if (v.rfind("lmtp:unix:", 0) == 0) {
-        std::string p = v.substr(10);
-        if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
-            p.find_first_of(std::string(" \t\0", 3)) != std::string::npos) {
+        if (!valid_socket_path(std::string_view(v).substr(10))) {
             err = usage;
             err += " (an absolute socket path of at most ";
-            err += std::to_string(sizeof(sockaddr_un::sun_path) - 1);
+            err += std::to_string(kMaxSocketPath);
             err += " bytes)";
             return false;
         }

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
-#include <sys/un.h>
 
 #include "common/address.h"
 #include "common/text.h"
@@ -48,9 +47,7 @@ bool check_smtp_nexthop(std::string_view s, std::string& err) {
 // The LMTP next hops mta-smtp accepts (smtp-client/lmtp_nexthop.cpp), the same as local_transport.
 bool check_lmtp_nexthop(std::string_view v, std::string& err) {
     if (v.rfind("lmtp:unix:", 0) == 0) {
-        std::string_view p = v.substr(10);
-        if (p.empty() || p[0] != '/' || p.size() >= sizeof(sockaddr_un::sun_path) ||
-            p.find_first_of(std::string_view(" \t\0", 3)) != std::string_view::npos) {
+        if (!valid_socket_path(v.substr(10))) {
             err = "expected lmtp:unix:/absolute/socket/path";
             return false;
         }
