@@ -32,6 +32,8 @@ void unmap_v4(sockaddr_storage& ss) {
     memcpy(&ss, &s4, sizeof s4);
 }
 
+}  // namespace
+
 std::string numeric_ip(const sockaddr_storage& ss) {
     char buf[INET6_ADDRSTRLEN] = "unknown";
     if (ss.ss_family == AF_INET)
@@ -41,7 +43,11 @@ std::string numeric_ip(const sockaddr_storage& ss) {
     return buf;
 }
 
-}  // namespace
+uint16_t numeric_port(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+    return 0;
+}
 
 const char* listen_kind_name(ListenKind k) {
     return k == ListenKind::smtp ? "smtp" : k == ListenKind::submission ? "submission" : "smtps";

@@ -257,11 +257,10 @@ std::optional<Session::RcptArgs> Session::check_rcpt(const Command& c) {
             it = a.add.erase(it);
             continue;
         }
-        a.bytes += 3 * 6 + 8 + it->addr.size() + it->params.orcpt.size();  // rcpt, notify, orcpt fields
+        a.bytes += Transaction::commit_bytes(*it);
         ++it;
     }
-    // The commit message to the queue is one IPC datagram: keep the recipients well inside it.
-    if (txn_->rcpt_bytes + a.bytes > ipc::kMaxMessage - 16 * 1024) {
+    if (!txn_->commit_has_room(a.bytes)) {
         reply(452, "4.5.3", a.expanded == 0 ? "Error: too many recipients" : "Error: too many recipients after alias expansion");
         errors_--;  // like recipient_limit: the client sends the rest in another transaction
         return std::nullopt;

@@ -4,8 +4,6 @@
 // While they think the session is in wait_milter and reads nothing. Their changes are applied to the
 // held message (a new memfd) and to the transaction's envelope; mtad connects the sockets, since the
 // chroot has no filesystem (master/master_milter.cpp).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -21,21 +19,6 @@
 
 namespace mta::smtpd {
 namespace {
-
-// "host:port" spelled for {daemon_addr}/{client_port} from a socket address.
-void numeric(const sockaddr_storage& ss, std::string& ip, std::string& port) {
-    char buf[INET6_ADDRSTRLEN] = "";
-    if (ss.ss_family == AF_INET) {
-        auto* s4 = reinterpret_cast<const sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof buf);
-        port = std::to_string(ntohs(s4->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-        inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof buf);
-        port = std::to_string(ntohs(s6->sin6_port));
-    }
-    ip = buf;
-}
 
 std::vector<std::string> envelope_args(const std::string& addr, const std::string& esmtp) {
     std::vector<std::string> args{"<" + addr + ">"};
@@ -56,14 +39,11 @@ void Session::start_milters() {
     milters_ = std::make_unique<milter::Chain>(base_, cfg_, cfg_->smtpd_milters, static_cast<milter::Owner&>(*this));
     sockaddr_storage local{};
     socklen_t len = sizeof local;
-    if (getsockname(bufferevent_getfd(bev_.get()), reinterpret_cast<sockaddr*>(&local), &len) == 0)
-        numeric(local, local_ip_, local_port_);
+    if (getsockname(bufferevent_getfd(bev_.get()), reinterpret_cast<sockaddr*>(&local), &len) == 0) local_addr_ = local;
     milter::ConnectInfo info;
     info.hostname = "unknown";  // mta-smtpd does no reverse lookup; Postfix sends "unknown" then too
     info.family = client_.ipv6 ? milter::SMFIA_INET6 : milter::SMFIA_INET;
-    std::string ip, port;
-    numeric(client_.addr, ip, port);
-    info.port = uint16_t(std::stoul(port.empty() ? "0" : port));
+    info.port = numeric_port(client_.addr);
     info.address = client_.ip;
     enter(State::wait_milter);
     milter_back_ = State::wait_milter;  // connect: the greeting goes out either way (milter_done)
@@ -266,10 +246,10 @@ bool Session::apply_milter_changes() {
         Transaction::Rcpt r{m->str(), {}};
         if (!args.empty() && parse_rcpt_params(args, r.params))
             LOG_WARN("event=milter_bad_change qid=%s change=addrcpt args=\"%s\" (ignored)", qid.c_str(), log::safe(args).c_str());
-        std::size_t bytes = 3 * 6 + 8 + r.addr.size() + r.params.orcpt.size();
+        std::size_t bytes = Transaction::commit_bytes(r);
         bool dup = std::any_of(txn_->rcpts.begin(), txn_->rcpts.end(), [&](auto& q) { return q.addr == r.addr; });
         if (dup) continue;
-        if (txn_->rcpt_bytes + bytes > ipc::kMaxMessage - 16 * 1024) {
+        if (!txn_->commit_has_room(bytes)) {
             LOG_WARN("event=milter_bad_change qid=%s change=addrcpt reason=\"too many recipients\"", qid.c_str());
             break;
         }
@@ -316,14 +296,10 @@ std::optional<std::string> Session::milter_macro(std::string_view n) const {
     if (n == "_") return "unknown [" + client_.ip + "]";
     if (n == "v") return std::string("mta ") + version();
     if (n == "{daemon_name}") return std::string(listen_kind_name(client_.kind));
-    if (n == "{daemon_addr}") return some(local_ip_);
-    if (n == "{daemon_port}") return some(local_port_);
+    if (n == "{daemon_addr}") return local_addr_ ? some(numeric_ip(*local_addr_)) : std::nullopt;
+    if (n == "{daemon_port}") return local_addr_ ? some(std::to_string(numeric_port(*local_addr_))) : std::nullopt;
     if (n == "{client_addr}") return client_.ip;
-    if (n == "{client_port}") {
-        std::string ip, port;
-        numeric(client_.addr, ip, port);
-        return some(port);
-    }
+    if (n == "{client_port}") return std::to_string(numeric_port(client_.addr));
     if (n == "{client_name}" || n == "{client_ptr}") return std::string("unknown");
     if (n == "{tls_version}") return tls_ ? some(tls_version_) : std::nullopt;
     if (n == "{cipher}") return tls_ ? some(tls_cipher_) : std::nullopt;

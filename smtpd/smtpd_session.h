@@ -73,6 +73,10 @@ struct Resources {
     std::shared_ptr<const table::Table> virtual_map;         // null: no virtual aliases
 };
 
+// A socket address's IP in text ("unknown" for another family) and its port (0 then).
+std::string numeric_ip(const sockaddr_storage& ss);
+uint16_t numeric_port(const sockaddr_storage& ss);
+
 struct ClientInfo {
     sockaddr_storage addr{};
     std::string ip;       // numeric
@@ -111,6 +115,10 @@ struct Transaction {
         std::string addr;
         RcptParams params;
     };
+    // The commit message to the queue is one IPC datagram: what a recipient adds to it (its rcpt, notify
+    // and orcpt fields), and whether `more` such bytes still leave room for the rest of the commit.
+    static std::size_t commit_bytes(const Rcpt& r) { return 3 * 6 + 8 + r.addr.size() + r.params.orcpt.size(); }
+    bool commit_has_room(std::size_t more) const { return rcpt_bytes + more <= ipc::kMaxMessage - 16 * 1024; }
     std::vector<Rcpt> rcpts;             // after alias expansion: what is queued
     std::size_t client_rcpts = 0;        // accepted RCPT commands (recipient_limit counts these)
     std::string first_rcpt;              // the first one as the client wrote it (Received: for)
@@ -334,7 +342,7 @@ private:
     std::optional<milter::Verdict> milter_refusal_;  // every later command but QUIT/NOOP/RSET gets it
     std::string milter_sender_, milter_rcpt_;        // the MAIL/RCPT address being asked about
     std::string auth_mech_;                          // PLAIN or LOGIN once authenticated ({auth_type})
-    std::string local_ip_, local_port_;              // {daemon_addr}, {daemon_port}
+    std::optional<sockaddr_storage> local_addr_;     // {daemon_addr}, {daemon_port} (getsockname)
 };
 
 }  // namespace mta::smtpd
