@@ -19,6 +19,7 @@
 
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/wire/limits.h"
 
 namespace mta::milter {
 namespace {
@@ -119,6 +120,14 @@ std::optional<addr::Mailbox> parse_address(const std::string& text, bool sender)
     addr::PathResult r = addr::parse_path(p, opts);
     if (!r.ok || !r.rest.empty()) return std::nullopt;
     return r.mailbox;
+}
+
+bool Changes::any() const { return sender || !add_rcpts.empty() || !del_rcpts.empty() || header_edits || body_replaced; }
+
+std::string Changes::summary() const {
+    return "headers=" + std::to_string(header_edits) + " body=" + (body_replaced ? "replaced" : "kept") +
+           " sender=" + (sender ? "changed" : "kept") + " rcpts_added=" + std::to_string(add_rcpts.size()) +
+           " rcpts_deleted=" + std::to_string(del_rcpts.size());
 }
 
 // ---- Message
@@ -265,10 +274,17 @@ struct Chain::Client {
     bool got_body = false;     // SMFIR_REPLBODY seen in this end of message
 
     bool leadspc() const { return agreed.protocol & SMFIP_HDR_LEADSPC; }
+    bool connecting() const { return st == St::waiting_socket || st == St::connecting || st == St::negotiating; }
 
     void arm(uint64_t seconds) {
         timeval tv{static_cast<time_t>(seconds), 0};
         evtimer_add(timer.get(), &tv);
+    }
+    // The reply to `command` is due within `seconds`.
+    void await(char command, uint64_t seconds) {
+        st = St::waiting;
+        awaiting = command;
+        arm(seconds);
     }
     void send(const std::string& bytes) {
         if (bev && !bytes.empty()) bufferevent_write(bev.get(), bytes.data(), bytes.size());
@@ -526,12 +542,7 @@ void Chain::next() {
         }
         c.send(macros_for(c, list, command));
         c.send(packet);
-        if (answers(c.agreed, command)) {
-            c.st = Client::St::waiting;
-            c.awaiting = command;
-            c.arm(timeout_for(command));
-            return;
-        }
+        if (answers(c.agreed, command)) return c.await(command, timeout_for(command));
         cursor_++;
     }
     finish(Verdict());
@@ -556,7 +567,7 @@ bool Chain::content_next(Client& c) {
                 while (!v.empty() && (v[0] == ' ' || v[0] == '\t')) v.remove_prefix(1);
             c.send(cmd::header(h.name, v));
             if (answers(a, SMFIC_HEADER)) {
-                c.st = Client::St::waiting, c.awaiting = SMFIC_HEADER, c.arm(timeout_for(SMFIC_HEADER));
+                c.await(SMFIC_HEADER, timeout_for(SMFIC_HEADER));
                 return true;
             }
             break;
@@ -567,7 +578,7 @@ bool Chain::content_next(Client& c) {
             c.send(macros_for(c, SMFIM_EOH, SMFIC_EOH));
             c.send(cmd::eoh());
             if (answers(a, SMFIC_EOH)) {
-                c.st = Client::St::waiting, c.awaiting = SMFIC_EOH, c.arm(timeout_for(SMFIC_EOH));
+                c.await(SMFIC_EOH, timeout_for(SMFIC_EOH));
                 return true;
             }
             break;
@@ -593,7 +604,7 @@ bool Chain::content_next(Client& c) {
             c.body_pos += uint64_t(n);
             c.send(cmd::body(chunk));
             if (answers(a, SMFIC_BODY)) {
-                c.st = Client::St::waiting, c.awaiting = SMFIC_BODY, c.arm(timeout_for(SMFIC_BODY));
+                c.await(SMFIC_BODY, timeout_for(SMFIC_BODY));
                 return true;
             }
             break;
@@ -602,7 +613,7 @@ bool Chain::content_next(Client& c) {
             c.phase = Client::Phase::done;
             c.send(macros_for(c, SMFIM_EOM, SMFIC_BODYEOB));
             c.send(cmd::bodyeob());
-            c.st = Client::St::waiting, c.awaiting = SMFIC_BODYEOB, c.arm(timeout_for(SMFIC_BODYEOB));
+            c.await(SMFIC_BODYEOB, timeout_for(SMFIC_BODYEOB));
             return true;
         case Client::Phase::done:
             return false;
@@ -612,6 +623,11 @@ bool Chain::content_next(Client& c) {
 
 // ---- replies
 
+// Every milter is connected and negotiated, or given up: the connect step may begin.
+bool Chain::all_connected() const {
+    return std::none_of(clients_.begin(), clients_.end(), [](const auto& c) { return c->connecting(); });
+}
+
 void Chain::on_reply(Client& c, const Reply& r) {
     if (c.st == Client::St::negotiating) {
         std::string err;
@@ -619,11 +635,7 @@ void Chain::on_reply(Client& c, const Reply& r) {
         c.st = Client::St::ready;
         c.awaiting = 0;
         evtimer_del(c.timer.get());
-        bool all = true;
-        for (auto& o : clients_)
-            all = all && o->st != Client::St::waiting_socket && o->st != Client::St::connecting &&
-                  o->st != Client::St::negotiating;
-        if (stage_ == Stage::connect && step_active_ && all) next();
+        if (stage_ == Stage::connect && step_active_ && all_connected()) next();
         return;
     }
     const char* name = reply_name(r.code);
@@ -735,7 +747,7 @@ bool Chain::apply_modification(Client& c, const Reply& r) {
         c.got_body = true;
         return msg_.append_body(r.body, cfg_->message_size_limit);
     case SMFIR_QUARANTINE:
-        changes_.quarantine = "milter " + c.spec + ": " + r.reason;
+        changes_.quarantine = wire::make_clean("milter " + c.spec + ": " + r.reason, wire::kMaxHoldReason);
         return true;
     }
     return false;
@@ -746,8 +758,7 @@ bool Chain::apply_modification(Client& c, const Reply& r) {
 void Chain::broken(Client& c, const std::string& why) {
     if (c.st == Client::St::dead) return;
     bool current = step_active_ && cursor_ < clients_.size() && clients_[cursor_].get() == &c;
-    bool connecting = c.st == Client::St::waiting_socket || c.st == Client::St::connecting ||
-                      c.st == Client::St::negotiating;
+    bool connecting = c.connecting();
     const std::string& action = cfg_->milter_default_action;
     LOG_WARN("event=milter_error milter=%s stage=%s reason=\"%s\" action=%s%s", log::safe(c.spec).c_str(),
              stage_name(stage_), log::safe(why).c_str(), action.c_str(), owner_.milter_log_context().c_str());
@@ -764,11 +775,7 @@ void Chain::broken(Client& c, const std::string& why) {
     }
     if (!step_active_) return;
     if (connecting && stage_ == Stage::connect) {
-        bool all = true;
-        for (auto& o : clients_)
-            all = all && o->st != Client::St::waiting_socket && o->st != Client::St::connecting &&
-                  o->st != Client::St::negotiating;
-        if (all) next();
+        if (all_connected()) next();
         return;
     }
     if (current) {

@@ -85,9 +85,12 @@ struct Changes {
     std::optional<std::pair<std::string, std::string>> sender;          // address (no <>), ESMTP args
     std::vector<std::pair<std::string, std::string>> add_rcpts;         // address, ESMTP args
     std::vector<std::string> del_rcpts;
-    std::string quarantine;     // "" = none; "milter <spec>: <reason>"
+    std::string quarantine;     // "" = none; "milter <spec>: <reason>" as clean text of at most kMaxHoldReason
     unsigned header_edits = 0;
     bool body_replaced = false;
+
+    bool any() const;             // anything beyond the quarantine
+    std::string summary() const;  // "headers=N body=kept|replaced sender=... rcpts_added=N rcpts_deleted=N"
 };
 
 // An address a milter sent (CHGFROM, ADDRCPT, DELRCPT: "<a@b>" or a@b); nullopt when it is none. The null
@@ -158,6 +161,7 @@ private:
     void finish(Verdict v);
     void on_reply(Client& c, const Reply& r);
     void broken(Client& c, const std::string& why);
+    bool all_connected() const;
     void connected(Client& c);
     bool content_next(Client& c);
     bool apply_modification(Client& c, const Reply& r);

@@ -237,14 +237,12 @@ void Pickup::milters_passed(MilterJob& job) {
         kept.push_back(std::move(r));
     }
     if (!ch.quarantine.empty()) {
-        w.item.msg.hold_reason = wire::make_clean(ch.quarantine, wire::kMaxHoldReason);
+        w.item.msg.hold_reason = ch.quarantine;
         LOG_INFO("event=milter_quarantine qid=%s file=%s reason=\"%s\"", qid.c_str(), log::safe(w.item.maildrop).c_str(),
                  log::safe(w.item.msg.hold_reason).c_str());
     }
-    if (ch.sender || !ch.del_rcpts.empty() || !ch.add_rcpts.empty() || ch.header_edits || ch.body_replaced)
-        LOG_INFO("event=milter_modified qid=%s headers=%u body=%s sender=%s rcpts_added=%zu rcpts_deleted=%zu nrcpt=%zu",
-                 qid.c_str(), ch.header_edits, ch.body_replaced ? "replaced" : "kept", ch.sender ? "changed" : "kept",
-                 ch.add_rcpts.size(), ch.del_rcpts.size(), kept.size());
+    if (ch.any())
+        LOG_INFO("event=milter_modified qid=%s %s nrcpt=%zu", qid.c_str(), ch.summary().c_str(), kept.size());
     if (kept.empty()) {
         LOG_INFO("event=milter_discard qid=%s file=%s reason=\"no recipients left\"", qid.c_str(),
                  log::safe(w.item.maildrop).c_str());

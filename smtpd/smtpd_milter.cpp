@@ -257,14 +257,12 @@ bool Session::apply_milter_changes() {
         txn_->rcpts.push_back(std::move(r));
     }
     if (!ch.quarantine.empty()) {
-        txn_->hold_reason = wire::make_clean(ch.quarantine, wire::kMaxHoldReason);
+        txn_->hold_reason = ch.quarantine;
         LOG_INFO("event=milter_quarantine qid=%s client=%s reason=\"%s\"", qid.c_str(), client_.ip.c_str(),
                  log::safe(txn_->hold_reason).c_str());
     }
-    if (ch.sender || !ch.del_rcpts.empty() || !ch.add_rcpts.empty() || ch.header_edits || ch.body_replaced)
-        LOG_INFO("event=milter_modified qid=%s headers=%u body=%s sender=%s rcpts_added=%zu rcpts_deleted=%zu nrcpt=%zu",
-                 qid.c_str(), ch.header_edits, ch.body_replaced ? "replaced" : "kept", ch.sender ? "changed" : "kept",
-                 ch.add_rcpts.size(), ch.del_rcpts.size(), txn_->rcpts.size());
+    if (ch.any())
+        LOG_INFO("event=milter_modified qid=%s %s nrcpt=%zu", qid.c_str(), ch.summary().c_str(), txn_->rcpts.size());
     if (txn_->rcpts.empty()) txn_->milter_discard = "-";  // every recipient deleted: nothing to deliver
     return true;
 }
