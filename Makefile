@@ -61,9 +61,12 @@ MAINS     := $(foreach c,$(DIRS),$(wildcard $(c)/main_*.cpp))
 PROGRAMS  := $(foreach m,$(MAINS),$(BUILD)/bin/$(patsubst main_%.cpp,%,$(notdir $(m))))
 UNIT_SRCS := $(wildcard tests/unit/*.cpp)
 UNIT_BIN  := $(BUILD)/bin/unit-tests
+# Test tools (tests/tools/NAME.cpp -> build/tests/NAME with _ as -): never installed.
+TOOL_SRCS := $(wildcard tests/tools/*.cpp)
+TOOL_BINS := $(patsubst tests/tools/%.cpp,$(BUILD)/tests/%,$(subst _,-,$(TOOL_SRCS)))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(c)/*.cpp) $(call sub_srcs,$(c))) $(UNIT_SRCS))
+ALL_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(foreach c,$(DIRS),$(wildcard $(c)/*.cpp) $(call sub_srcs,$(c))) $(UNIT_SRCS) $(TOOL_SRCS))
 
 DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblmdb-dev lmdb-utils doctest-dev \
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
@@ -71,7 +74,7 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux \
                 systemd man-db prometheus python3-milter opendkim rspamd
 
-.PHONY: all run check unit fuzz fuzz-long fuzz-targets bench torture install clean deps asan repro FORCE
+.PHONY: all run check unit fuzz fuzz-long fuzz-targets test-tools bench torture install clean deps asan repro FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
 
 # Precompiled headers: common/pch.h (standard and system headers) for the sources; tests/unit/pch.h (the
@@ -150,6 +153,15 @@ $(UNIT_BIN): $(patsubst %.cpp,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $(patsubst %.cpp,$(BUILD)/obj/%.o,$(UNIT_SRCS)) $(LIBS) $(LDLIBS)
 
+# A test tool links the queue manager's library and common's.
+define TOOL_RULE
+$(BUILD)/tests/$(subst _,-,$(1)): $(BUILD)/obj/tests/tools/$(1).o $(call lib_file,queue-manager) $(call lib_file,common)
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+endef
+$(foreach t,$(TOOL_SRCS),$(eval $(call TOOL_RULE,$(basename $(notdir $(t))))))
+test-tools: $(TOOL_BINS)
+
 # libFuzzer targets (SAN=1 only), built with the sanitizer build's objects. Like the unit tests they link
 # every library; the linker takes only the objects a target uses.
 define FUZZ_RULE
@@ -198,12 +210,12 @@ unit: all
 	$(UNIT_BIN)
 
 check: deps
-	$(SUBMAKE) all
+	$(SUBMAKE) all test-tools
 	$(SUBMAKE) SAN=1 all fuzz-targets
 	tests/run-all
 
 bench: deps
-	$(SUBMAKE) all
+	$(SUBMAKE) all test-tools
 	tests/bench/run
 
 # Short runs as in `make check`; fuzz-long runs every target for FUZZ_RUNS executions, keeping what it

@@ -14,6 +14,11 @@
 namespace mta {
 
 bool control_request(const std::string& socket_path, const std::string& command, std::string& answer, std::string& err) {
+    return control_stream(socket_path, command, [&](std::string_view piece) { answer.append(piece); }, err);
+}
+
+bool control_stream(const std::string& socket_path, const std::string& command,
+                    const std::function<void(std::string_view)>& sink, std::string& err) {
     struct sockaddr_un sa = {};
     sa.sun_family = AF_UNIX;
     if (socket_path.size() >= sizeof sa.sun_path) { err = "control socket path too long"; return false; }
@@ -30,9 +35,9 @@ bool control_request(const std::string& socket_path, const std::string& command,
         err = std::string("write: ") + strerror(errno);
         return false;
     }
-    char buf[4096];
+    char buf[65536];
     ssize_t n;
-    while ((n = read(fd.get(), buf, sizeof buf)) > 0) answer.append(buf, std::size_t(n));
+    while ((n = read(fd.get(), buf, sizeof buf)) > 0) sink(std::string_view(buf, std::size_t(n)));
     if (n < 0) { err = std::string("read: ") + strerror(errno); return false; }
     return true;
 }

@@ -1,12 +1,17 @@
 // Client side of mtad's control socket, shared by the admin tools: one command line, one text answer.
 #pragma once
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mta {
 
 // Sends `command` and returns the answer; false with `err` when mtad is unreachable.
 bool control_request(const std::string& socket_path, const std::string& command, std::string& answer, std::string& err);
+// The same, handing each piece of the answer to `sink` as it arrives (a long listing streams).
+bool control_stream(const std::string& socket_path, const std::string& command,
+                    const std::function<void(std::string_view)>& sink, std::string& err);
 
 // One DNS answer from the running mta-resolver, as mtad's "resolve NAME QTYPE" command prints it.
 struct ResolveAnswer {

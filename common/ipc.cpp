@@ -27,7 +27,7 @@ bool known_type(uint16_t t) {
     switch (Type(t)) {
     case Type::hello: case Type::config: case Type::peer: case Type::listen: case Type::stop:
     case Type::loglevel: case Type::resolve_request: case Type::resolve_reply:
-    case Type::admin_request: case Type::admin_reply: case Type::stats_request: case Type::stats_reply:
+    case Type::admin_request: case Type::admin_reply: case Type::admin_more: case Type::stats_request: case Type::stats_reply:
     case Type::body_open: case Type::body_open_ok: case Type::fail: case Type::commit:
     case Type::commit_ok: case Type::abort: case Type::spool_probe: case Type::deliver: case Type::deliver_result:
     case Type::anvil_connect: case Type::anvil_verdict: case Type::anvil_disconnect:
@@ -76,6 +76,7 @@ const char* type_name(Type t) {
     case Type::resolve_reply: return "resolve_reply";
     case Type::admin_request: return "admin_request";
     case Type::admin_reply: return "admin_reply";
+    case Type::admin_more: return "admin_more";
     case Type::stats_request: return "stats_request";
     case Type::stats_reply: return "stats_reply";
     case Type::body_open: return "body_open";

@@ -19,6 +19,8 @@ enum class Type : uint16_t {
     admin_request = 9,     // master -> queue: text (the command line after "queue "), uid, privileged (u64 0/1)
     admin_reply = 10,      // queue -> master: text (a chunk of the answer), status (u64: 1 = more follows, 0 = last);
                            // also master -> metrics: the rendered metrics, in chunks
+    admin_more = 13,       // master -> queue: status (u64: 1 = the tool has read what came, send the next chunk of
+                           // a streamed answer; 0 = the tool went away, drop the rest)
     stats_request = 11,    // master -> any role: report your metrics; metrics -> master: render everyone's
     stats_reply = 12,      // role -> master: (metric_name, metric_labels, metric_value)* (common/metrics.h)
 

@@ -35,8 +35,10 @@ struct ControlServer::Client {
 };
 
 
-ControlServer::ControlServer(event_base* base, UniqueFd listen_fd, ControlLimits limits, Handler handler, Gone gone)
-    : base_(base), listen_fd_(std::move(listen_fd)), limits_(limits), handler_(std::move(handler)), gone_(std::move(gone)) {
+ControlServer::ControlServer(event_base* base, UniqueFd listen_fd, ControlLimits limits, Handler handler, Gone gone,
+                             Drained drained)
+    : base_(base), listen_fd_(std::move(listen_fd)), limits_(limits), handler_(std::move(handler)), gone_(std::move(gone)),
+      drained_(std::move(drained)) {
     accept_ev_.reset(event_new(base_, listen_fd_.get(), EV_READ | EV_PERSIST, &ControlServer::on_accept, this));
     resume_ev_.reset(evtimer_new(base_, &ControlServer::on_resume, this));
     event_add(accept_ev_.get(), nullptr);
@@ -181,6 +183,7 @@ bool ControlServer::flush(Client& c) {
     c.out_off = 0;
     event_del(c.write_ev.get());
     if (c.answered) close(c.peer.id);
+    else if (progressed && drained_) drained_(c.peer.id);  // last: the handler may queue more for c
     return true;
 }
 

@@ -42,8 +42,12 @@ public:
     using Handler = std::function<void(const ControlPeer&, const std::string& line)>;
     // Called when a connection goes away before its last reply chunk was queued.
     using Gone = std::function<void(uint64_t id)>;
+    // Called when everything queued for a connection that waits for more of its answer has been written:
+    // the moment to ask a role for the next chunk of a streamed answer.
+    using Drained = std::function<void(uint64_t id)>;
 
-    ControlServer(event_base* base, UniqueFd listen_fd, ControlLimits limits, Handler handler, Gone gone);
+    ControlServer(event_base* base, UniqueFd listen_fd, ControlLimits limits, Handler handler, Gone gone,
+                  Drained drained = {});
     ~ControlServer();
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -74,6 +78,7 @@ private:
     ControlLimits limits_;
     Handler handler_;
     Gone gone_;
+    Drained drained_;
     EventPtr accept_ev_, resume_ev_;
     std::map<uint64_t, std::unique_ptr<Client>> clients_;
     std::size_t unprivileged_ = 0;

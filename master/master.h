@@ -89,6 +89,7 @@ private:
         uint64_t client = 0;  // ControlPeer::id
         Role role;  // which role answers
         std::string command;
+        bool streaming = false;  // a chunk with more to follow was relayed; the next waits for ask_more()
     };
     std::map<uint64_t, PendingAdmin> pending_admin_;
     uint64_t admin_seq_ = 0;
@@ -96,6 +97,7 @@ private:
     void relay_reply(ipc::Message& m);
     void fail_pending(Role role);
     void forget_pending(uint64_t client);
+    void ask_more(uint64_t client);
     // anvil: per-client limits across all smtpd processes (master_anvil.cpp); links keyed by pid.
     Anvil anvil_;
     Anvil::Limits anvil_limits() const;

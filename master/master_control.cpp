@@ -46,7 +46,8 @@ bool Master::open_control(std::string& err) {
     control_ = std::make_unique<ControlServer>(
         base_, std::move(fd), ControlLimits{},
         [this](const ControlPeer& peer, const std::string& line) { on_control_request(peer, line); },
-        [this](uint64_t client) { forget_pending(client); });
+        [this](uint64_t client) { forget_pending(client); },
+        [this](uint64_t client) { ask_more(client); });
     return true;
 }
 
@@ -157,7 +158,18 @@ void Master::relay_reply(ipc::Message& m) {
         text = format_resolve(m);
     }
     if (!more) pending_admin_.erase(it);
-    if (!control_->reply(client, text, !more)) pending_admin_.erase(m.reqid);
+    else it->second.streaming = true;  // before reply(): a client that takes it all at once asks for more there
+    if (!control_->reply(client, text, !more)) forget_pending(client);
+}
+
+// The tool has read everything relayed so far: a queue that streams its answer (mtaqueue list) sends
+// the next chunk only now, so neither mtad nor the queue holds more than a chunk for a slow reader.
+void Master::ask_more(uint64_t client) {
+    for (auto& [reqid, p] : pending_admin_) {
+        if (p.client != client || !p.streaming) continue;
+        p.streaming = false;
+        if (Child* c = live_child(p.role); c && p.role == Role::queue) c->link->send(wire::encode(wire::AdminMore{true}, reqid));
+    }
 }
 
 void Master::fail_pending(Role role) {
@@ -172,8 +184,16 @@ void Master::fail_pending(Role role) {
 
 // The tool's connection closed or was dropped before its answer came: a late answer is ignored.
 void Master::forget_pending(uint64_t client) {
-    for (auto it = pending_admin_.begin(); it != pending_admin_.end();)
-        it = it->second.client == client ? pending_admin_.erase(it) : std::next(it);
+    for (auto it = pending_admin_.begin(); it != pending_admin_.end();) {
+        if (it->second.client != client) {
+            ++it;
+            continue;
+        }
+        // A queue streaming an answer drops what it has not sent yet.
+        if (Child* c = live_child(it->second.role); c && it->second.role == Role::queue)
+            c->link->send(wire::encode(wire::AdminMore{false}, it->first));
+        it = pending_admin_.erase(it);
+    }
 }
 
 std::string Master::status_text() const {

@@ -63,12 +63,12 @@ bool ActiveSet::skip(uint64_t msgid, uint32_t index) const {
 
 void ActiveSet::scan() {
     if (stopping_) return;
-    if (rcpts_ >= kLimit) {
+    if (rcpts_ >= kScanLimit) {
         backlog_ = true;
         return;
     }
     uint64_t now = clock_.now();
-    ScanResult r = store_.scan_due(now, kLimit - rcpts_, [this](uint64_t id, uint32_t idx) { return skip(id, idx); });
+    ScanResult r = store_.scan_due(now, kScanLimit - rcpts_, [this](uint64_t id, uint32_t idx) { return skip(id, idx); });
     backlog_ = r.more;
     std::vector<uint64_t> bad;
     store_.load_messages(r.msgids, [&](uint64_t msgid, Store::Load l, MessageRecord& msg, RcptList& rcpts) {
@@ -93,7 +93,7 @@ void ActiveSet::scan() {
         else if (!indices.empty()) hooks_.ready(msgid, indices);
     });
     for (uint64_t msgid : bad) corrupt(msgid, "record missing or undecodable");
-    if (r.more && rcpts_ < kLimit) wake_at(now);
+    if (r.more && rcpts_ < kScanLimit) wake_at(now);
     else if (!r.more && r.next_time) wake_at(r.next_time);
 }
 

@@ -26,6 +26,9 @@ namespace mta::queue {
 class ActiveSet {
 public:
     static constexpr std::size_t kLimit = 20000;   // recipients held in memory for delivery
+    // The schedule scan fills the set up to here: the rest is kept for new mail, so that mail arriving
+    // while a backlog is due (after a restart, a destination back from an outage) is not queued behind it.
+    static constexpr std::size_t kScanLimit = kLimit * 3 / 4;
     static constexpr uint64_t kLinkLossRetry = 5;  // seconds, after a deliverer went away
 
     struct Hooks {
@@ -68,6 +71,7 @@ public:
 
     // What admin requests need.
     bool holds(uint64_t msgid, uint32_t index) const;
+    bool has(uint64_t msgid) const { return active_.count(msgid) != 0; }  // some recipient of it is here
     bool busy(uint64_t msgid, uint32_t index) const;  // in flight or its result not yet committed
     // hold/release/delete of a recipient in flight: applied if the current attempt defers.
     bool mark_inflight(uint64_t msgid, uint32_t index, const std::string& verb, uint64_t uid);

@@ -306,32 +306,51 @@ std::string rcpt_lines(const RcptView& r, uint64_t now) {
 
 }  // namespace
 
-std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now) {
-    if (msgs.empty()) return "Mail queue is empty\n";
-    std::string s = "-Queue ID-------- --Size-- ----Arrival Time---- -State---- -Sender/Recipient-------\n";
-    std::size_t nrcpt = 0;
-    uint64_t bytes = 0;
-    for (auto& v : msgs) {
+std::string ListFormatter::begin() const {
+    if (!json_) return "";  // the text header comes with the first message
+    return "{\"now\":" + std::to_string(now_) + ",\"quarantined_records\":" + std::to_string(quarantined_) +
+           ",\"messages\":[";
+}
+
+std::string ListFormatter::add(const MessageView& v) {
+    std::string s;
+    if (json_) {
+        s = (count_ ? ",\n" : "\n") + message_json(v, false);
+    } else {
+        if (count_ == 0) s = "-Queue ID-------- --Size-- ----Arrival Time---- -State---- -Sender/Recipient-------\n";
         char line[160];
         snprintf(line, sizeof line, "%s %8llu %-20s %-10s ", format_qid(v.msgid).c_str(),
                  (unsigned long long)v.msg.size, utc_text(v.msg.arrival).c_str(), message_state_name(v).c_str());
         s += line;
         s += (v.msg.sender.empty() ? std::string("<>") : printable(v.msg.sender)) + "\n";
-        for (auto& r : v.rcpts) s += rcpt_lines(r, now);
+        for (auto& r : v.rcpts) s += rcpt_lines(r, now_);
         s += "\n";
-        nrcpt += v.rcpts.size();
-        bytes += v.msg.size;
     }
-    s += "-- " + std::to_string(bytes / 1024) + " Kbytes in " + std::to_string(msgs.size()) + " Request" +
-         (msgs.size() == 1 ? "" : "s") + ", " + std::to_string(nrcpt) + " Recipient" + (nrcpt == 1 ? "" : "s") + ".\n";
+    count_++;
+    rcpts_ += v.rcpts.size();
+    bytes_ += v.msg.size;
     return s;
 }
 
+std::string ListFormatter::end() const {
+    if (json_) return "],\"count\":" + std::to_string(count_) + "}\n";
+    if (count_ == 0) return "Mail queue is empty\n";
+    return "-- " + std::to_string(bytes_ / 1024) + " Kbytes in " + std::to_string(count_) + " Request" +
+           (count_ == 1 ? "" : "s") + ", " + std::to_string(rcpts_) + " Recipient" + (rcpts_ == 1 ? "" : "s") + ".\n";
+}
+
+std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now) {
+    ListFormatter f(false, now, 0);
+    std::string s = f.begin();
+    for (auto& v : msgs) s += f.add(v);
+    return s + f.end();
+}
+
 std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined) {
-    std::string s = "{\"now\":" + std::to_string(now) + ",\"count\":" + std::to_string(msgs.size()) +
-                    ",\"quarantined_records\":" + std::to_string(quarantined) + ",\"messages\":[";
-    for (std::size_t i = 0; i < msgs.size(); i++) s += (i ? ",\n" : "\n") + message_json(msgs[i], false);
-    return s + "]}\n";
+    ListFormatter f(true, now, quarantined);
+    std::string s = f.begin();
+    for (auto& v : msgs) s += f.add(v);
+    return s + f.end();
 }
 
 std::string format_show_text(const MessageView& v, uint64_t now) {

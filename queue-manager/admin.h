@@ -74,6 +74,22 @@ bool matches(const AdminFilter& f, const MessageView& v, uint64_t now);
 
 using mta::json_string;  // common/json.h
 
+// A listing as it streams (mtaqueue list on a big queue): begin(), add() for each message in queue order,
+// then end(), each giving the text that follows. JSON has "count" last, where it is known.
+class ListFormatter {
+public:
+    ListFormatter(bool json, uint64_t now, std::size_t quarantined) : json_(json), now_(now), quarantined_(quarantined) {}
+    std::string begin() const;
+    std::string add(const MessageView& v);
+    std::string end() const;
+    std::size_t count() const { return count_; }
+
+private:
+    bool json_;
+    uint64_t now_;
+    std::size_t quarantined_, count_ = 0, rcpts_ = 0;
+    uint64_t bytes_ = 0;
+};
 std::string format_list_text(const std::vector<MessageView>& msgs, uint64_t now);
 std::string format_list_json(const std::vector<MessageView>& msgs, uint64_t now, std::size_t quarantined);
 std::string format_show_text(const MessageView& v, uint64_t now);

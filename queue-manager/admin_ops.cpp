@@ -4,6 +4,8 @@
 // sendmail (submit_uid == their uid); mtad decides who is privileged (root or its own uid).
 #include "queue-manager/admin_ops.h"
 
+#include <algorithm>
+#include <event2/event.h>
 #include <unordered_set>
 
 #include "common/address.h"
@@ -30,10 +32,13 @@ bool rcpt_selected(const AdminFilter& f, const RcptView& r) {
 
 }  // namespace
 
-AdminOps::AdminOps(Store& store, std::function<uint64_t()> now, Queue queue)
-    : store_(store), now_(std::move(now)), q_(std::move(queue)) {}
+AdminOps::AdminOps(event_base* base, Store& store, std::function<uint64_t()> now, Queue queue)
+    : store_(store), now_(std::move(now)), q_(std::move(queue)) {
+    work_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) { static_cast<AdminOps*>(a)->list_round(); }, this));
+}
 
 void AdminOps::on_request(ipc::Message& m) {
+    if (m.type == ipc::Type::admin_more) return on_more(m);
     wire::AdminRequest req;
     if (std::string why; !wire::decode(m, req, why)) daemon::malformed(Role::master, "admin_request: " + why);
     LOG_INFO("event=admin uid=%llu privileged=%d command=\"%s\"", (unsigned long long)req.uid,
@@ -41,10 +46,89 @@ void AdminOps::on_request(ipc::Message& m) {
     q_.flush();  // pending results first, so what we show and change is the true state
     AdminCommand cmd;
     std::string err, reply;
+    std::optional<uint64_t> only_uid = req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid);
     if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
     else if (cmd.privileged_only() && !req.privileged) reply = "error: permission denied\n";
-    else reply = run(cmd, req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid), req.uid);
+    else if (cmd.verb == "list" && listings_.size() >= kMaxListings) reply = "error: too many listings in progress, try again\n";
+    else if (cmd.verb == "list") return start_listing(m.reqid, cmd, only_uid);
+    else reply = run(cmd, only_uid, req.uid);
     for (auto& chunk : wire::encode_admin_chunks(reply, m.reqid, kReplyChunk)) q_.reply(std::move(chunk));
+}
+
+// The message as the request sees it, if its filters select it.
+std::optional<MessageView> AdminOps::select(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t id,
+                                            MessageRecord& msg, RcptList& rcpts, uint64_t now) const {
+    if (only_uid && msg.submit_uid != *only_uid) return std::nullopt;
+    if (cmd.corrupt && msg.state != MessageState::corrupt) return std::nullopt;
+    MessageView v;
+    v.msgid = id;
+    v.msg = std::move(msg);
+    for (auto& [idx, rec] : rcpts) v.rcpts.push_back(RcptView{idx, std::move(rec), q_.busy(id, idx)});
+    if (!matches(cmd.filter, v, now)) return std::nullopt;
+    return v;
+}
+
+// A listing streams: a round reads a few slices of the store and sends what they gave as one chunk,
+// then waits for mtad's admin_more (the tool has read it). A round that found nothing to show goes on in
+// the next loop round. So the queue neither blocks on a million messages nor holds their text.
+void AdminOps::start_listing(uint64_t reqid, const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
+    uint64_t now = now_();
+    Listing l{cmd, only_uid, ListFormatter(cmd.json, now, store_.count("corrupt")), now, 0, {}};
+    l.out = l.fmt.begin();
+    // Named messages are looked up, not searched for: list from the smallest id named.
+    if (!cmd.filter.ids.empty()) l.next = *std::min_element(cmd.filter.ids.begin(), cmd.filter.ids.end());
+    listings_.emplace(reqid, std::move(l));
+    ready_.push_back(reqid);
+    struct timeval zero = {0, 0};
+    evtimer_add(work_ev_.get(), &zero);
+}
+
+void AdminOps::on_more(ipc::Message& m) {
+    wire::AdminMore more;
+    if (std::string why; !wire::decode(m, more, why)) daemon::malformed(Role::master, "admin_more: " + why);
+    auto it = listings_.find(m.reqid);
+    if (it == listings_.end()) return;  // an answer that was not streamed, or one already finished
+    if (!more.go_on) {
+        listings_.erase(it);
+        return;
+    }
+    ready_.push_back(m.reqid);
+    struct timeval zero = {0, 0};
+    evtimer_add(work_ev_.get(), &zero);
+}
+
+// One listing per round (the first waiting; one that found nothing to send yet goes to the back), so a
+// round's work is bounded however many tools list at once.
+void AdminOps::list_round() {
+    while (!ready_.empty()) {
+        uint64_t reqid = ready_.front();
+        ready_.pop_front();
+        auto it = listings_.find(reqid);
+        if (it == listings_.end()) continue;
+        Listing& l = it->second;
+        bool end = false;
+        const auto& ids = l.cmd.filter.ids;
+        uint64_t last_named = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end());
+        for (std::size_t s = 0; s < kListSlices && !end && l.out.size() < kListChunk; s++) {
+            l.next = store_.for_each_message_from(l.next, kListSlice, [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
+                if (auto v = select(l.cmd, l.only_uid, id, msg, rcpts, l.now)) l.out += l.fmt.add(*v);
+            });
+            end = l.next == 0 || (last_named && l.next > last_named);
+        }
+        if (end) l.out += l.fmt.end();
+        if (!end && l.out.empty()) {
+            ready_.push_back(reqid);
+        } else {
+            for (auto& chunk : wire::encode_admin_chunks(l.out, reqid, kReplyChunk, end)) q_.reply(std::move(chunk));
+            l.out.clear();
+            if (end) listings_.erase(it);
+        }
+        break;
+    }
+    if (!ready_.empty()) {
+        struct timeval zero = {0, 0};
+        evtimer_add(work_ev_.get(), &zero);
+    }
 }
 
 std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid) {
@@ -57,17 +141,18 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
     if (cmd.verb == "warmup") return warmup(cmd, uid, now);
     if (cmd.verb == "tlsrpt") return q_.tlsrpt(cmd.sub, cmd.json);
     std::vector<MessageView> msgs;
-    store_.for_each_message([&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
-        if (only_uid && msg.submit_uid != *only_uid) return;
-        if (cmd.corrupt && msg.state != MessageState::corrupt) return;
-        MessageView v;
-        v.msgid = id;
-        v.msg = std::move(msg);
-        for (auto& [idx, rec] : rcpts) v.rcpts.push_back(RcptView{idx, std::move(rec), q_.busy(id, idx)});
-        if (matches(cmd.filter, v, now)) msgs.push_back(std::move(v));
-    });
-    if (cmd.verb == "list")
-        return cmd.json ? format_list_json(msgs, now, store_.count("corrupt")) : format_list_text(msgs, now);
+    auto keep = [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
+        if (auto v = select(cmd, only_uid, id, msg, rcpts, now)) msgs.push_back(std::move(*v));
+    };
+    if (!cmd.filter.ids.empty()) {  // named messages: looked up one by one, not searched for
+        std::set<uint64_t> ids(cmd.filter.ids.begin(), cmd.filter.ids.end());
+        for (uint64_t id : ids)
+            store_.for_each_message_from(id, 1, [&](uint64_t got, MessageRecord& msg, RcptList& rcpts) {
+                if (got == id) keep(got, msg, rcpts);
+            });
+    } else {
+        store_.for_each_message(keep);
+    }
     if (cmd.verb == "why") {
         if (msgs.empty()) return "error: no such message\n";
         WhyContext c;

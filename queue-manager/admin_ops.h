@@ -3,13 +3,16 @@
 // set, destinations, body files) goes through Queue.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/event_ptr.h"
 #include "common/ipc.h"
 #include "queue-manager/admin.h"
 #include "queue-manager/why.h"
@@ -43,11 +46,31 @@ public:
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
 
-    AdminOps(Store& store, std::function<uint64_t()> now, Queue queue);
-    // An admin_request from mtad; malformed ends the process.
+    AdminOps(event_base* base, Store& store, std::function<uint64_t()> now, Queue queue);
+    AdminOps(const AdminOps&) = delete;  // its timer points at it
+    AdminOps& operator=(const AdminOps&) = delete;
+    // An admin_request or admin_more from mtad; malformed ends the process.
     void on_request(ipc::Message& m);
 
+    static constexpr std::size_t kListSlice = 256;        // messages per read transaction of a listing
+    static constexpr std::size_t kListSlices = 8;         // ... at most per loop round (one listing a round)
+    static constexpr std::size_t kListChunk = 64 * 1024;  // a round stops once it has this much to send
+    static constexpr std::size_t kMaxListings = 64;       // streaming at once (mtad serves 64 tools)
+
 private:
+    struct Listing {
+        AdminCommand cmd;
+        std::optional<uint64_t> only_uid;
+        ListFormatter fmt;
+        uint64_t now = 0;
+        uint64_t next = 0;  // the message id to go on from
+        std::string out;    // text not sent yet
+    };
+    std::optional<MessageView> select(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t id,
+                                      MessageRecord& msg, RcptList& rcpts, uint64_t now) const;
+    void start_listing(uint64_t reqid, const AdminCommand& cmd, std::optional<uint64_t> only_uid);
+    void on_more(ipc::Message& m);
+    void list_round();
     std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid);
     std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid);
     std::string suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now);
@@ -56,6 +79,9 @@ private:
     Store& store_;
     std::function<uint64_t()> now_;
     Queue q_;
+    std::map<uint64_t, Listing> listings_;  // by the request's reqid
+    std::deque<uint64_t> ready_;            // listings to go on with in the next round
+    EventPtr work_ev_;
 };
 
 }  // namespace mta::queue

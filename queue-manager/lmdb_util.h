@@ -35,6 +35,17 @@ inline CursorPtr open_cursor(MDB_txn* t, MDB_dbi d, int& rc) {
     return CursorPtr(rc ? nullptr : c);
 }
 
+inline int db_put(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
+    MDB_val key = to_val(k), val = to_val(v);
+    return mdb_put(t, d, &key, &val, 0);
+}
+// Deleting what is already gone is fine: a batch only has to reach its target state.
+inline int db_del(MDB_txn* t, MDB_dbi d, std::string_view k) {
+    MDB_val key = to_val(k);
+    int rc = mdb_del(t, d, &key, nullptr);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 // What a walk() visitor returns to end the walk early without an error.
 inline constexpr int kWalkStop = MDB_LAST_ERRCODE + 1;
 

@@ -1,9 +1,11 @@
-// mta-queue: the queue manager. Runs as queue_user chrooted into <spool_dir>/queue; recovers the LMDB queue
-// before answering anyone, then serves smtpd (new mail) and the deliverers (smtp, local).
+// mta-queue: the queue manager. Runs as queue_user chrooted into <spool_dir>/queue; opens the LMDB queue
+// and serves smtpd (new mail) and the deliverers (smtp, local) at once, while recovery checks what earlier
+// runs left in slices (queue-manager/recovery.h).
 #include <cerrno>
 #include <cstring>
 #include <event2/event.h>
 #include <memory>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/daemon.h"
@@ -25,15 +27,12 @@ int main(int argc, char** argv) {
     daemon::drop_privileges_or_exit(b.cfg.queue_user, ".");
     std::string err;
     queue::Store store;
-    queue::RecoveryReport rep;
-    if (!store.open("db", err) || !store.recover("body", rep, err)) {
+    if (mkdir("body", 0700) != 0 && errno != EEXIST) err = std::string("mkdir body: ") + strerror(errno);
+    if (!err.empty() || !store.open("db", err)) {
         // Paths in err are relative to the queue dir: name it, so the log line says which file.
         LOG_ERROR("event=startup_failed queue_dir=%s reason=\"%s\"", log::safe(dir).c_str(), log::safe(err).c_str());
         return 1;
     }
-    LOG_INFO("event=recovered messages=%zu recipients=%zu scheduled=%zu corrupt=%zu quarantined=%zu "
-             "orphan_bodies=%zu finished=%zu",
-             rep.messages, rep.recipients, rep.scheduled, rep.corrupt, rep.quarantined, rep.orphan_bodies, rep.finished);
     EventBasePtr base = daemon::new_event_base();
     queue::QueueServer server(base.get(), b.cfg, store, queue::system_clock());
     if (!server.start(err)) {

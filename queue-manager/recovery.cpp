@@ -1,28 +1,24 @@
-// Startup recovery of the queue (Store::recover). Runs before anyone is answered. Trusts nothing on disk:
-// undecodable records are quarantined, messages without a readable body become corrupt, the schedule is
-// rebuilt from the recipient records, and body files nobody refers to are removed.
+// Recovery of the queue, a slice at a time (recovery.h): messages, then recipients, then the schedule,
+// then the body files. Each store slice is one write transaction; what it finds wrong is collected
+// during the walk and repaired after it, in the same transaction.
+#include "queue-manager/recovery.h"
+
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
-#include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <unordered_map>
-#include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "common/fault.h"
 #include "common/log.h"
 #include "queue-manager/qid.h"
-#include "queue-manager/store.h"
 
 namespace mta::queue {
 namespace {
 
-struct MsgInfo {
-    bool corrupt = false;
-    uint32_t records = 0;
-};
+using Raw = std::vector<std::pair<std::string, std::string>>;  // key, value of an undecodable record
 
 std::string body_problem(const std::string& body_dir, uint64_t msgid, uint64_t size) {
     std::string path = body_dir + "/" + format_qid(msgid);
@@ -32,18 +28,6 @@ std::string body_problem(const std::string& body_dir, uint64_t msgid, uint64_t s
     ::close(fd);
     return why;
 }
-
-int put_raw(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
-    MDB_val key = to_val(k), val = to_val(v);
-    return mdb_put(t, d, &key, &val, 0);
-}
-int del_raw(MDB_txn* t, MDB_dbi d, std::string_view k) {
-    MDB_val key = to_val(k);
-    int rc = mdb_del(t, d, &key, nullptr);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-struct DirClose { void operator()(DIR* d) const { closedir(d); } };
 
 }  // namespace
 
@@ -56,93 +40,17 @@ std::string body_fd_problem(int fd, uint64_t recorded_size) {
     return "";
 }
 
-int Store::recover_records(MDB_txn* t, const std::string& body_dir, RecoveryReport& rep, std::vector<uint64_t>& live) {
-    rep = RecoveryReport{};
-    live.clear();
-    std::unordered_map<uint64_t, MsgInfo> msgs;
-    std::vector<std::pair<std::string, std::string>> bad;       // undecodable: key, raw value
-    std::vector<std::pair<std::string, std::string>> rewrite;   // now corrupt: key, new value
-    int rc;
-    CursorPtr c = open_cursor(t, messages_, rc);
-    if (!c) return rc;
-    rc = walk(c.get(), {}, [&](std::string_view k, std::string_view v) {
-        uint64_t msgid;
-        MessageRecord m;
-        std::string err;
-        if (!parse_message_key(k, msgid) || !decode(v, m, err)) {
-            LOG_ERROR("event=corrupt record=message key_len=%zu reason=\"%s\" action=quarantined", k.size(),
-                      log::safe(err.empty() ? "bad key" : err).c_str());
-            bad.emplace_back(k, v);
-            return 0;
-        }
-        rep.messages++;
-        MTA_CRASH_POINT("queue.recovery");  // a crash while the queue is being recovered
-        std::string why;
-        if (m.state == MessageState::active && !(why = body_problem(body_dir, msgid, m.size)).empty()) {
-            LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());
-            m.state = MessageState::corrupt;
-            rewrite.emplace_back(k, encode(m));
-            rep.corrupt++;
-        } else if (m.state == MessageState::corrupt) {
-            LOG_WARN("event=corrupt qid=%s reason=\"kept from an earlier run\"", format_qid(msgid).c_str());
-        }
-        msgs[msgid].corrupt = m.state == MessageState::corrupt;
-        return 0;
-    });
-    if (rc) return rc;
-    for (auto& [key, raw] : bad) {
-        if ((rc = quarantine(t, 'm', key, raw)) || (rc = del_raw(t, messages_, key))) return rc;
-        rep.quarantined++;
-    }
-    for (auto& [key, val] : rewrite)
-        if ((rc = put_raw(t, messages_, key, val))) return rc;
-    bad.clear();
-
-    if ((rc = mdb_drop(t, schedule_, 0))) return rc;
-    std::vector<std::string> orphans;
-    c = open_cursor(t, recipients_, rc);
-    if (!c) return rc;
-    rc = walk(c.get(), {}, [&](std::string_view k, std::string_view v) {
-        uint64_t msgid;
-        uint32_t idx;
-        RecipientRecord r;
-        std::string err;
-        if (!parse_recipient_key(k, msgid, idx) || !decode(v, r, err)) {
-            LOG_ERROR("event=corrupt record=recipient reason=\"%s\" action=quarantined",
-                      log::safe(err.empty() ? "bad key" : err).c_str());
-            bad.emplace_back(k, v);
-            return 0;
-        }
-        auto it = msgs.find(msgid);
-        if (it == msgs.end()) { orphans.emplace_back(k); return 0; }
-        rep.recipients++;
-        it->second.records++;
-        if (it->second.corrupt || !r.scheduled()) return 0;
-        rep.scheduled++;
-        return put_raw(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view(), {});
-    });
-    if (rc) return rc;
-    c.reset();
-    for (auto& [key, raw] : bad) {
-        if ((rc = quarantine(t, 'r', key, raw)) || (rc = del_raw(t, recipients_, key))) return rc;
-        rep.quarantined++;
-    }
-    for (auto& key : orphans) {
-        if ((rc = del_raw(t, recipients_, key))) return rc;
-        rep.orphan_recipients++;
-    }
-    // A message with no recipient records left was finished; only its deletion was lost.
-    for (auto& [msgid, info] : msgs) {
-        if (info.records == 0 && !info.corrupt) {
-            if ((rc = del_raw(t, messages_, message_key(msgid).view()))) return rc;
-            LOG_INFO("event=removed qid=%s reason=\"finished before restart\"", format_qid(msgid).c_str());
-            rep.finished++;
-            continue;
-        }
-        live.push_back(msgid);
-    }
-    std::sort(live.begin(), live.end());
-    return 0;
+void RecoveryReport::add(const RecoveryReport& o) {
+    messages += o.messages;
+    recipients += o.recipients;
+    scheduled += o.scheduled;
+    corrupt += o.corrupt;
+    quarantined += o.quarantined;
+    orphan_bodies += o.orphan_bodies;
+    orphan_recipients += o.orphan_recipients;
+    finished += o.finished;
+    schedule_added += o.schedule_added;
+    schedule_dropped += o.schedule_dropped;
 }
 
 bool Store::recover(const std::string& body_dir, RecoveryReport& rep, std::string& err) {
@@ -150,12 +58,282 @@ bool Store::recover(const std::string& body_dir, RecoveryReport& rep, std::strin
         err = "mkdir " + body_dir + ": " + strerror(errno);
         return false;
     }
-    std::vector<uint64_t> live;
-    int rc = write_txn([&](MDB_txn* t) { return recover_records(t, body_dir, rep, live); });
-    if (rc) { err = "recovery: " + error_text(rc); return false; }
-    std::unique_ptr<DIR, DirClose> d(opendir(body_dir.c_str()));
-    if (!d) { err = "opendir " + body_dir + ": " + strerror(errno); return false; }
-    while (struct dirent* e = readdir(d.get())) {
+    Recovery r(*this, body_dir);
+    while (!r.done())
+        if (!r.step(std::size_t(1) << 20, err)) return false;
+    rep = r.report();
+    return true;
+}
+
+Recovery::Recovery(Store& store, std::string body_dir, std::function<bool(uint64_t)> busy)
+    : store_(store), body_dir_(std::move(body_dir)), busy_(std::move(busy)), first_new_(store.first_id_this_run()) {}
+
+const char* Recovery::phase_name(Phase p) {
+    switch (p) {
+    case Phase::messages: return "messages";
+    case Phase::recipients: return "recipients";
+    case Phase::schedule: return "schedule";
+    case Phase::bodies: return "bodies";
+    case Phase::done: return "done";
+    }
+    return "?";
+}
+
+bool Recovery::step(std::size_t budget, std::string& err) {
+    if (phase_ == Phase::done) return true;
+    if (phase_ == Phase::bodies) return bodies_slice(budget, err);
+    RecoveryReport delta;
+    std::string next;
+    bool end = true;
+    int rc = store_.write_txn([&](MDB_txn* t) {  // run again from scratch when the map had to grow
+        delta = RecoveryReport{};
+        next.clear();
+        end = true;
+        switch (phase_) {
+        case Phase::messages: return messages_slice(t, budget, delta, next, end);
+        case Phase::recipients: return recipients_slice(t, budget, delta, next, end);
+        default: return schedule_slice(t, budget, delta, next, end);
+        }
+    });
+    if (rc) {
+        err = std::string("recovery (") + phase_name(phase_) + "): " + Store::error_text(rc);
+        return false;
+    }
+    rep_.add(delta);
+    if (!end) {
+        from_ = std::move(next);
+        return true;
+    }
+    from_.clear();
+    phase_ = Phase(uint8_t(phase_) + 1);
+    return true;
+}
+
+// Each message of an earlier run: decodable, its body the committed plain file, some recipient records
+// left, and every scheduled recipient of a live message in the schedule.
+int Recovery::messages_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end) {
+    Store& s = store_;
+    int rc;
+    CursorPtr mc = open_cursor(t, s.messages_, rc);
+    if (!mc) return rc;
+    CursorPtr rcur = open_cursor(t, s.recipients_, rc);
+    if (!rcur) return rc;
+    Raw bad, bad_rcpts;
+    std::vector<uint64_t> corrupt, finished;
+    std::vector<std::pair<Key, uint64_t>> unscheduled;  // schedule key, msgid
+    std::size_t n = 0;
+    rc = walk(mc.get(), from_, [&](std::string_view k, std::string_view v) {
+        uint64_t msgid = 0;
+        bool key_ok = parse_message_key(k, msgid);
+        if (key_ok && !ours(msgid)) return kWalkStop;  // ids grow: the rest are this run's
+        if (n++ == budget) {
+            next.assign(k);
+            end = false;
+            return kWalkStop;
+        }
+        MessageRecord m;
+        std::string err;
+        if (!key_ok || !decode(v, m, err)) {
+            LOG_ERROR("event=corrupt record=message key_len=%zu reason=\"%s\" action=quarantined", k.size(),
+                      log::safe(err.empty() ? "bad key" : err).c_str());
+            bad.emplace_back(k, v);
+            return 0;
+        }
+        rep.messages++;
+        MTA_CRASH_POINT("queue.recovery");  // a crash while the queue is being recovered
+        if (busy(msgid)) return 0;
+        bool dead = m.state == MessageState::corrupt;
+        std::string why;
+        if (!dead && !(why = body_problem(body_dir_, msgid, m.size)).empty()) {
+            LOG_ERROR("event=corrupt qid=%s reason=\"%s\"", format_qid(msgid).c_str(), log::safe(why).c_str());
+            corrupt.push_back(msgid);
+            rep.corrupt++;
+            dead = true;
+        } else if (dead) {
+            LOG_WARN("event=corrupt qid=%s reason=\"kept from an earlier run\"", format_qid(msgid).c_str());
+        }
+        uint32_t records = 0;
+        int r = walk_recipients(rcur.get(), msgid, [&](uint32_t idx, std::string_view rk, std::string_view rv) {
+            RecipientRecord rec;
+            if (!decode(rv, rec, err)) {
+                LOG_ERROR("event=corrupt record=recipient qid=%s reason=\"%s\" action=quarantined",
+                          format_qid(msgid).c_str(), log::safe(err).c_str());
+                bad_rcpts.emplace_back(rk, rv);
+                return 0;
+            }
+            records++;
+            rep.recipients++;
+            if (dead || !rec.scheduled()) return 0;
+            rep.scheduled++;
+            Key sk = schedule_key(rec.next_attempt, msgid, idx);
+            MDB_val key = to_val(sk.view()), val;
+            int g = mdb_get(t, s.schedule_, &key, &val);
+            if (g == MDB_NOTFOUND) unscheduled.emplace_back(sk, msgid);
+            return g == MDB_NOTFOUND ? 0 : g;
+        });
+        if (r) return r;
+        // No recipient record left: the message was finished, only its deletion was lost.
+        if (records == 0 && !dead) finished.push_back(msgid);
+        return 0;
+    });
+    if (rc) return rc;
+    mc.reset();
+    rcur.reset();
+    for (auto& [key, raw] : bad) {
+        if ((rc = s.quarantine(t, 'm', key, raw)) || (rc = db_del(t, s.messages_, key))) return rc;
+        rep.quarantined++;
+    }
+    for (auto& [key, raw] : bad_rcpts) {
+        if ((rc = s.quarantine(t, 'r', key, raw)) || (rc = db_del(t, s.recipients_, key))) return rc;
+        rep.quarantined++;
+    }
+    for (uint64_t msgid : corrupt)
+        if ((rc = s.mark_corrupt(t, msgid))) return rc;
+    for (uint64_t msgid : finished) {
+        if ((rc = db_del(t, s.messages_, message_key(msgid).view()))) return rc;
+        LOG_INFO("event=removed qid=%s reason=\"finished before restart\"", format_qid(msgid).c_str());
+        rep.finished++;
+    }
+    for (auto& [key, msgid] : unscheduled) {
+        if ((rc = db_put(t, s.schedule_, key.view(), {}))) return rc;
+        LOG_WARN("event=schedule_repaired qid=%s reason=\"a scheduled recipient had no schedule entry\"",
+                 format_qid(msgid).c_str());
+        rep.schedule_added++;
+    }
+    return 0;
+}
+
+// Recipient records of an earlier run whose message record is gone.
+int Recovery::recipients_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end) {
+    Store& s = store_;
+    int rc;
+    CursorPtr c = open_cursor(t, s.recipients_, rc);
+    if (!c) return rc;
+    Raw bad;
+    std::vector<std::string> orphans;
+    uint64_t last = 0;
+    bool last_exists = false;
+    std::size_t n = 0;
+    rc = walk(c.get(), from_, [&](std::string_view k, std::string_view v) {
+        uint64_t msgid;
+        uint32_t idx;
+        bool key_ok = parse_recipient_key(k, msgid, idx);
+        if (key_ok && !ours(msgid)) return kWalkStop;
+        if (n++ == budget) {
+            next.assign(k);
+            end = false;
+            return kWalkStop;
+        }
+        if (!key_ok) {
+            LOG_ERROR("event=corrupt record=recipient key_len=%zu reason=\"bad key\" action=quarantined", k.size());
+            bad.emplace_back(k, v);
+            return 0;
+        }
+        if (msgid != last || n == 1) {
+            last = msgid;
+            Key mk = message_key(msgid);
+            MDB_val key = to_val(mk.view()), val;
+            int g = mdb_get(t, s.messages_, &key, &val);
+            if (g && g != MDB_NOTFOUND) return g;
+            last_exists = g == 0;
+        }
+        if (!last_exists) orphans.emplace_back(k);
+        return 0;
+    });
+    if (rc) return rc;
+    c.reset();
+    for (auto& [key, raw] : bad) {
+        if ((rc = s.quarantine(t, 'r', key, raw)) || (rc = db_del(t, s.recipients_, key))) return rc;
+        rep.quarantined++;
+    }
+    for (auto& key : orphans) {
+        if ((rc = db_del(t, s.recipients_, key))) return rc;
+        rep.orphan_recipients++;
+    }
+    if (!orphans.empty()) LOG_WARN("event=orphan_recipients_removed count=%zu", orphans.size());
+    return 0;
+}
+
+// Every schedule entry of an earlier run points at a recipient record that is scheduled at exactly that
+// time, of a message that is not corrupt; any other entry is dropped.
+int Recovery::schedule_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end) {
+    Store& s = store_;
+    int rc;
+    CursorPtr c = open_cursor(t, s.schedule_, rc);
+    if (!c) return rc;
+    std::vector<std::string> stale;
+    std::size_t n = 0;
+    uint64_t cached = 0;
+    bool cached_live = false;
+    rc = walk(c.get(), from_, [&](std::string_view k, std::string_view) {
+        if (n++ == budget) {
+            next.assign(k);
+            end = false;
+            return kWalkStop;
+        }
+        uint64_t time, msgid;
+        uint32_t idx;
+        if (!parse_schedule_key(k, time, msgid, idx)) {
+            stale.emplace_back(k);
+            return 0;
+        }
+        if (!ours(msgid) || busy(msgid)) return 0;
+        Key rk = recipient_key(msgid, idx);
+        MDB_val key = to_val(rk.view()), val;
+        int g = mdb_get(t, s.recipients_, &key, &val);
+        if (g && g != MDB_NOTFOUND) return g;
+        RecipientRecord rec;
+        std::string err;
+        bool live = g == 0 && decode(from_val(val), rec, err) && rec.scheduled() && rec.next_attempt == time;
+        if (live && (msgid != cached || n == 1)) {
+            cached = msgid;
+            Key mk = message_key(msgid);
+            key = to_val(mk.view());
+            g = mdb_get(t, s.messages_, &key, &val);
+            if (g && g != MDB_NOTFOUND) return g;
+            MessageRecord m;
+            cached_live = g == 0 && decode(from_val(val), m, err) && m.state == MessageState::active;
+        }
+        if (!live || !cached_live) stale.emplace_back(k);
+        return 0;
+    });
+    if (rc) return rc;
+    c.reset();
+    for (auto& key : stale)
+        if ((rc = db_del(t, s.schedule_, key))) return rc;
+    rep.schedule_dropped += stale.size();
+    if (!stale.empty()) LOG_WARN("event=schedule_repaired dropped=%zu reason=\"entries that point at nothing due\"", stale.size());
+    return 0;
+}
+
+// Body files of an earlier run that no message record refers to: written, then never committed (a
+// crash, or a pre-created file of the body pool), or left by a deletion that did not finish.
+bool Recovery::bodies_slice(std::size_t budget, std::string& err) {
+    if (!dir_) {
+        dir_.reset(opendir(body_dir_.c_str()));
+        if (!dir_) {
+            err = "opendir " + body_dir_ + ": " + strerror(errno);
+            return false;
+        }
+    }
+    int rc;
+    Txn t(store_.env_.get(), MDB_RDONLY, rc);
+    if (rc) {
+        err = "recovery (bodies): " + Store::error_text(rc);
+        return false;
+    }
+    for (std::size_t n = 0; n < budget; n++) {
+        errno = 0;
+        struct dirent* e = readdir(dir_.get());
+        if (!e) {
+            if (errno) {
+                err = "readdir " + body_dir_ + ": " + strerror(errno);
+                return false;
+            }
+            dir_.reset();
+            phase_ = Phase::done;
+            return true;
+        }
         std::string_view name = e->d_name;
         if (name == "." || name == ".." || name == kSpaceProbe) continue;
         auto id = parse_qid(name);
@@ -163,10 +341,18 @@ bool Store::recover(const std::string& body_dir, RecoveryReport& rep, std::strin
             LOG_WARN("event=unknown_spool_file name=\"%s\" action=ignored", log::safe(name).c_str());
             continue;
         }
-        if (std::binary_search(live.begin(), live.end(), *id)) continue;
-        if (unlinkat(dirfd(d.get()), e->d_name, 0) == 0) {
+        if (!ours(*id)) continue;
+        Key mk = message_key(*id);
+        MDB_val key = to_val(mk.view()), val;
+        int g = mdb_get(t.get(), store_.messages_, &key, &val);
+        if (g == 0) continue;
+        if (g != MDB_NOTFOUND) {
+            err = "recovery (bodies): " + Store::error_text(g);
+            return false;
+        }
+        if (unlinkat(dirfd(dir_.get()), e->d_name, 0) == 0) {
             LOG_DEBUG("event=orphan_body_removed qid=%s", format_qid(*id).c_str());
-            rep.orphan_bodies++;
+            rep_.orphan_bodies++;
         }
     }
     return true;

@@ -81,7 +81,41 @@ bool QueueServer::start(std::string& err) {
     pool_ = std::make_unique<BodyPool>(body_dir_fd_.get());
     top_up_pool();
     active_->wake_at(clock_.now());
+    recovery_ = std::make_unique<Recovery>(store_, body_dir_, [this](uint64_t msgid) { return active_->has(msgid); });
+    recovery_ev_.reset(evtimer_new(base_, [](evutil_socket_t, short, void* a) {
+        static_cast<QueueServer*>(a)->recovery_step();
+    }, this));
+    recovery_began_ = std::chrono::steady_clock::now();
+    LOG_INFO("event=recovery_started messages=%zu first_new_id=%s", store_.count("messages"),
+             format_qid(store_.first_id_this_run()).c_str());
+    struct timeval now = {0, 0};
+    evtimer_add(recovery_ev_.get(), &now);
     return true;
+}
+
+// One slice, then the next after the loop has served whatever is waiting (a zero timer runs after the
+// poll for I/O, unlike event_active).
+void QueueServer::recovery_step() {
+    std::string err;
+    struct timeval next = {0, 0};
+    if (!recovery_->step(kRecoverySlice, err)) {
+        LOG_ERROR("event=recovery_failed phase=%s reason=\"%s\" action=\"retry in 1s\"",
+                  Recovery::phase_name(recovery_->phase()), log::safe(err).c_str());
+        next.tv_sec = 1;
+    }
+    if (!recovery_->done()) {
+        evtimer_add(recovery_ev_.get(), &next);
+        return;
+    }
+    const RecoveryReport& rep = recovery_->report();
+    LOG_INFO("event=recovered messages=%zu recipients=%zu scheduled=%zu corrupt=%zu quarantined=%zu "
+             "orphan_bodies=%zu orphan_recipients=%zu finished=%zu schedule_added=%zu schedule_dropped=%zu "
+             "seconds=%.3f",
+             rep.messages, rep.recipients, rep.scheduled, rep.corrupt, rep.quarantined, rep.orphan_bodies,
+             rep.orphan_recipients, rep.finished, rep.schedule_added, rep.schedule_dropped,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_began_).count());
+    recovery_.reset();
+    recovery_ev_.reset();
 }
 
 // Every hook between the parts is here, so who talks to whom can be read in one place.
@@ -129,7 +163,7 @@ void QueueServer::build_parts() {
         const auto& list = cfg_.non_smtpd_milters;
         master_->send(wire::encode(wire::MilterConnect{index, index < list.size() ? list[index].spec : ""}, reqid));
     });
-    admin_ = std::make_unique<AdminOps>(store_, clock_.now, AdminOps::Queue{
+    admin_ = std::make_unique<AdminOps>(base_, store_, clock_.now, AdminOps::Queue{
         .flush = [this] { group_->flush(); },
         .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
         .busy = [this](uint64_t msgid, uint32_t index) { return active_->busy(msgid, index); },
@@ -229,7 +263,7 @@ void QueueServer::exit_now(int code) {
 
 void QueueServer::on_request(ipc::Message& m) {
     if (m.type == ipc::Type::milter_socket || m.type == ipc::Type::fail) return on_milter_socket(m);
-    if (m.type != ipc::Type::admin_request)
+    if (m.type != ipc::Type::admin_request && m.type != ipc::Type::admin_more)
         daemon::malformed(Role::master, std::string("unexpected message ") + ipc::type_name(m.type));
     admin_->on_request(m);
 }

@@ -15,6 +15,7 @@
 // each deliver message, configuration and the stop sequence. Trusts no peer: any malformed message ends
 // the process (exit 2) so the master restarts it.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -35,6 +36,7 @@
 #include "queue-manager/clock.h"
 #include "queue-manager/group_commit.h"
 #include "queue-manager/pickup.h"
+#include "queue-manager/recovery.h"
 #include "queue-manager/route_tables.h"
 #include "queue-manager/scheduler.h"
 #include "queue-manager/tls_reports.h"
@@ -83,6 +85,9 @@ private:
     bool open_space_probe(std::string& err);
     void send_space_probe(Peer& p);
     void top_up_pool();
+    // Recovery (recovery.h) of what earlier runs left, a slice per loop round while mail flows.
+    void recovery_step();
+    static constexpr std::size_t kRecoverySlice = 2000;
     [[noreturn]] void exit_now(int code);
     void reply_fail(Peer& p, uint64_t reqid, int code, const char* enhanced, const std::string& text);
     void maybe_finish_stop();
@@ -164,6 +169,9 @@ private:
     uint64_t next_milter_reqid_ = 1;
     std::unique_ptr<AdminOps> admin_;
     std::unique_ptr<PeerLink> msgauth_;  // to mta-msgauth, for the mail Pickup takes in
+    std::unique_ptr<Recovery> recovery_;  // until it is done
+    EventPtr recovery_ev_;
+    std::chrono::steady_clock::time_point recovery_began_;
 };
 
 }  // namespace mta::queue

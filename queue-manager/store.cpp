@@ -33,29 +33,6 @@ bool parse_le64(std::string_view s, uint64_t& v) {
     return true;
 }
 
-int put(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
-    MDB_val key = to_val(k), val = to_val(v);
-    return mdb_put(t, d, &key, &val, 0);
-}
-// Deleting what is already gone is fine: the batch only has to reach the target state.
-int del(MDB_txn* t, MDB_dbi d, std::string_view k) {
-    MDB_val key = to_val(k);
-    int rc = mdb_del(t, d, &key, nullptr);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-// Visits the recipient records of one message in index order: fn(index, key, value) as for walk().
-template <class Fn>
-int walk_recipients(MDB_cursor* c, uint64_t msgid, Fn&& fn) {
-    Key start = recipient_key(msgid, 0);
-    return walk(c, start.view(), [&](std::string_view k, std::string_view v) {
-        uint64_t id;
-        uint32_t idx;
-        if (!parse_recipient_key(k, id, idx) || id != msgid) return kWalkStop;
-        return fn(idx, k, v);
-    });
-}
-
 }  // namespace
 
 bool Store::open(const std::string& dir, std::string& err, std::size_t initial_map) {
@@ -96,7 +73,7 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
     rc = mdb_get(t.get(), meta_, &k, &v);
     uint64_t schema = 0;
     if (rc == MDB_NOTFOUND) {
-        if ((rc = put(t.get(), meta_, kMetaSchema, le64(kSchemaVersion)))) { err = error_text(rc); return false; }
+        if ((rc = db_put(t.get(), meta_, kMetaSchema, le64(kSchemaVersion)))) { err = error_text(rc); return false; }
     } else if (rc || !parse_le64(from_val(v), schema) || schema != kSchemaVersion) {
         err = "unsupported queue schema in " + dir;
         return false;
@@ -110,7 +87,7 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
         err = queue_format_refusal(format, dir);
         return false;
     }
-    if ((rc == MDB_NOTFOUND || format < kQueueFormat) && (rc = put(t.get(), meta_, kMetaFormatKey, le64(kQueueFormat)))) {
+    if ((rc == MDB_NOTFOUND || format < kQueueFormat) && (rc = db_put(t.get(), meta_, kMetaFormatKey, le64(kQueueFormat)))) {
         err = error_text(rc);
         return false;
     }
@@ -125,7 +102,7 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
         hw = last + 1;
     c.reset();
     if ((rc = t.commit())) { err = error_text(rc); return false; }
-    next_id_ = id_limit_ = hw < 1 ? 1 : hw;
+    next_id_ = id_limit_ = first_id_this_run_ = hw < 1 ? 1 : hw;
     env_ = std::move(env);
     return true;
 }
@@ -133,7 +110,7 @@ bool Store::open(const std::string& dir, std::string& err, std::size_t initial_m
 bool Store::allocate_id(uint64_t& id, std::string& err) {
     if (next_id_ >= id_limit_) {
         uint64_t limit = next_id_ + kIdBlock;
-        int rc = write_txn([&](MDB_txn* t) { return put(t, meta_, kMetaNextId, le64(limit)); });
+        int rc = write_txn([&](MDB_txn* t) { return db_put(t, meta_, kMetaNextId, le64(limit)); });
         if (rc) { err = error_text(rc); return false; }
         id_limit_ = limit;
     }
@@ -179,32 +156,32 @@ int Store::apply_op(MDB_txn* t, const Op& op) {
     int rc = 0;
     switch (op.kind) {
     case Op::Kind::put_message:
-        return put(t, messages_, message_key(op.msgid).view(), encode(op.msg));
+        return db_put(t, messages_, message_key(op.msgid).view(), encode(op.msg));
     case Op::Kind::put_recipient:
-        if (op.had_schedule && (rc = del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
+        if (op.had_schedule && (rc = db_del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
             return rc;
-        if ((rc = put(t, recipients_, recipient_key(op.msgid, op.index).view(), encode(op.rcpt)))) return rc;
+        if ((rc = db_put(t, recipients_, recipient_key(op.msgid, op.index).view(), encode(op.rcpt)))) return rc;
         if (op.rcpt.scheduled())
-            rc = put(t, schedule_, schedule_key(op.rcpt.next_attempt, op.msgid, op.index).view(), {});
+            rc = db_put(t, schedule_, schedule_key(op.rcpt.next_attempt, op.msgid, op.index).view(), {});
         return rc;
     case Op::Kind::delete_recipient:
-        if (op.had_schedule && (rc = del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
+        if (op.had_schedule && (rc = db_del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view())))
             return rc;
-        return del(t, recipients_, recipient_key(op.msgid, op.index).view());
+        return db_del(t, recipients_, recipient_key(op.msgid, op.index).view());
     case Op::Kind::delete_message:
-        return del(t, messages_, message_key(op.msgid).view());
+        return db_del(t, messages_, message_key(op.msgid).view());
     case Op::Kind::mark_corrupt:
         return mark_corrupt(t, op.msgid);
     case Op::Kind::drop_schedule:
-        return del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view());
+        return db_del(t, schedule_, schedule_key(op.old_next, op.msgid, op.index).view());
     case Op::Kind::put_suppression:
-        return put(t, suppression_, op.address, encode(op.sup));
+        return db_put(t, suppression_, op.address, encode(op.sup));
     case Op::Kind::delete_suppression:
-        return del(t, suppression_, op.address);
+        return db_del(t, suppression_, op.address);
     case Op::Kind::put_state:
-        return put(t, destinations_, op.address, op.value);
+        return db_put(t, destinations_, op.address, op.value);
     case Op::Kind::delete_state:
-        return del(t, destinations_, op.address);
+        return db_del(t, destinations_, op.address);
     }
     return EINVAL;
 }
@@ -212,7 +189,7 @@ int Store::apply_op(MDB_txn* t, const Op& op) {
 int Store::quarantine(MDB_txn* t, char db, std::string_view key, std::string_view value) {
     std::string k(1, db);
     k.append(key);
-    return put(t, corrupt_, k, value);
+    return db_put(t, corrupt_, k, value);
 }
 
 int Store::mark_corrupt(MDB_txn* t, uint64_t msgid) {
@@ -224,11 +201,11 @@ int Store::mark_corrupt(MDB_txn* t, uint64_t msgid) {
         std::string err;
         if (decode(from_val(v), m, err)) {
             m.state = MessageState::corrupt;
-            rc = put(t, messages_, mk.view(), encode(m));
+            rc = db_put(t, messages_, mk.view(), encode(m));
         } else {
             std::string raw(from_val(v));
             rc = quarantine(t, 'm', mk.view(), raw);
-            if (rc == 0) rc = del(t, messages_, mk.view());
+            if (rc == 0) rc = db_del(t, messages_, mk.view());
         }
         if (rc) return rc;
     } else if (rc != MDB_NOTFOUND) {
@@ -241,7 +218,7 @@ int Store::mark_corrupt(MDB_txn* t, uint64_t msgid) {
         RecipientRecord r;
         std::string err;
         if (decode(rv, r, err))
-            return r.scheduled() ? del(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view()) : 0;
+            return r.scheduled() ? db_del(t, schedule_, schedule_key(r.next_attempt, msgid, idx).view()) : 0;
         // Copies: the put below may move the pages rk and rv point into.
         std::string raw(rv), key(rk);
         int e = quarantine(t, 'r', key, raw);
@@ -303,17 +280,30 @@ void Store::load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn)
 }
 
 void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, RcptList&)>& fn) {
+    for_each_message_from(0, SIZE_MAX, fn);
+}
+
+uint64_t Store::for_each_message_from(uint64_t from, std::size_t limit,
+                                      const std::function<void(uint64_t, MessageRecord&, RcptList&)>& fn) {
     int rc;
     Txn t(env_.get(), MDB_RDONLY, rc);
-    if (rc) return;
+    if (rc) return 0;
     CursorPtr mc = open_cursor(t.get(), messages_, rc);
     CursorPtr rcur = open_cursor(t.get(), recipients_, rc);
-    if (!mc || !rcur) return;
-    walk(mc.get(), {}, [&](std::string_view k, std::string_view v) {
+    if (!mc || !rcur) return 0;
+    Key start = message_key(from);
+    std::size_t seen = 0;
+    uint64_t next = 0;
+    walk(mc.get(), start.view(), [&](std::string_view k, std::string_view v) {
         uint64_t msgid;
         MessageRecord m;
         std::string err;
-        if (!parse_message_key(k, msgid) || !decode(v, m, err)) return 0;
+        if (!parse_message_key(k, msgid)) return 0;
+        if (seen++ == limit) {
+            next = msgid;
+            return kWalkStop;
+        }
+        if (!decode(v, m, err)) return 0;
         RcptList rcpts;
         walk_recipients(rcur.get(), msgid, [&](uint32_t idx, std::string_view, std::string_view rv) {
             RecipientRecord rec;
@@ -323,6 +313,7 @@ void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, 
         fn(msgid, m, rcpts);
         return 0;
     });
+    return next;
 }
 
 bool Store::find_suppression(const std::string& address, SuppressionRecord& out) {

@@ -54,10 +54,25 @@ struct ScanResult {
     uint64_t next_time = 0;        // time of the first entry after now (0: none)
 };
 
+// What recovery (recovery.h) found and repaired.
 struct RecoveryReport {
     std::size_t messages = 0, recipients = 0, scheduled = 0;
     std::size_t corrupt = 0, quarantined = 0, orphan_bodies = 0, orphan_recipients = 0, finished = 0;
+    std::size_t schedule_added = 0, schedule_dropped = 0;  // entries a scheduled recipient lacked / stale ones
+    void add(const RecoveryReport& o);
 };
+
+// Visits the recipient records of one message in index order: fn(index, key, value) as for walk().
+template <class Fn>
+int walk_recipients(MDB_cursor* c, uint64_t msgid, Fn&& fn) {
+    Key start = recipient_key(msgid, 0);
+    return walk(c, start.view(), [&](std::string_view k, std::string_view v) {
+        uint64_t id;
+        uint32_t idx;
+        if (!parse_recipient_key(k, id, idx) || id != msgid) return kWalkStop;
+        return fn(idx, k, v);
+    });
+}
 
 // Empty when fd is a plain file of the size recorded at commit; otherwise why it is not (the message is
 // corrupt: a truncated or appended-to body is never delivered as if complete).
@@ -88,10 +103,15 @@ public:
     // Every message (active or corrupt) with its recipient records, in key order, in one read
     // transaction. Undecodable records are skipped (recovery or mark_corrupt quarantines them).
     void for_each_message(const std::function<void(uint64_t msgid, MessageRecord&, RcptList&)>& fn);
+    // The same for up to `limit` messages from id `from` on, in one read transaction: the id to go on
+    // from, 0 at the end. A listing of a big queue walks it this way, a slice per loop round.
+    uint64_t for_each_message_from(uint64_t from, std::size_t limit,
+                                   const std::function<void(uint64_t msgid, MessageRecord&, RcptList&)>& fn);
 
-    // Startup: quarantine undecodable records, mark messages without a readable body corrupt, remove
-    // finished messages and orphan recipients, rebuild the schedule, remove orphan body files.
+    // The whole of recovery (recovery.h) at once, for tests and tools; mta-queue runs it in slices.
     bool recover(const std::string& body_dir, RecoveryReport& rep, std::string& err);
+    // Ids below this one were handed out by earlier runs (recovery looks only at those).
+    uint64_t first_id_this_run() const { return first_id_this_run_; }
 
     // The suppression list. find: true when `address` (lower-cased) has an entry, expired or not; an
     // undecodable entry counts as none (and is logged).
@@ -114,18 +134,17 @@ public:
     int stale_readers_cleared() const { return stale_readers_; }
 
 private:
+    friend class Recovery;
     int write_txn(const std::function<int(MDB_txn*)>& body);
     int apply_op(MDB_txn* t, const Op& op);
     int mark_corrupt(MDB_txn* t, uint64_t msgid);
     int quarantine(MDB_txn* t, char db, std::string_view key, std::string_view value);
-    int recover_records(MDB_txn* t, const std::string& body_dir, RecoveryReport& rep,
-                        std::vector<uint64_t>& live);
 
     EnvPtr env_;
     int stale_readers_ = 0;
     MDB_dbi meta_ = 0, messages_ = 0, recipients_ = 0, schedule_ = 0, destinations_ = 0, corrupt_ = 0,
             suppression_ = 0;
-    uint64_t next_id_ = 1, id_limit_ = 1;
+    uint64_t next_id_ = 1, id_limit_ = 1, first_id_this_run_ = 1;
 };
 
 }  // namespace mta::queue

@@ -188,15 +188,32 @@ ipc::Message encode(const AdminReply& r, uint64_t reqid) {
     return m;
 }
 
-std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk) {
+std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk, bool last) {
     std::vector<ipc::Message> out;
     std::size_t off = 0;
     do {
         std::size_t n = std::min(chunk, text.size() - off);
-        out.push_back(encode(AdminReply{std::string(text.substr(off, n)), off + n < text.size()}, reqid));
+        out.push_back(encode(AdminReply{std::string(text.substr(off, n)), !last || off + n < text.size()}, reqid));
         off += n;
     } while (off < text.size());
     return out;
+}
+
+ipc::Message encode(const AdminMore& r, uint64_t reqid) {
+    ipc::Message m(Type::admin_more, reqid);
+    m.add_u64(Tag::status, r.go_on ? 1 : 0);
+    return m;
+}
+
+bool decode(const ipc::Message& m, AdminMore& out, std::string& err) {
+    static const Shape shape{{Tag::status}};
+    out = AdminMore{};
+    Fields fs;
+    uint64_t go_on = 0;
+    if (!fs.split(m, Type::admin_more, shape, err) || !need_u64(fs.get(Tag::status), Tag::status, 1, go_on, err))
+        return false;
+    out.go_on = go_on == 1;
+    return true;
 }
 
 bool decode(const ipc::Message& m, AdminReply& out, std::string& err) {

@@ -44,6 +44,7 @@ struct ResolveReply {
 struct AdminRequest { std::string text; uint64_t uid = 0; bool privileged = false; };
 struct AdminReply { std::string text; bool more = false; };  // one chunk; `more` = another follows
 
+struct AdminMore { bool go_on = true; };  // false: the tool went away
 struct StatsRequest {};
 // A role's metrics (common/metrics.h). The decoder checks sizes only; mtad checks every sample against
 // the catalogue when it adds them up.
@@ -83,10 +84,12 @@ bool decode(const ipc::Message& m, ResolveReply& out, std::string& err);
 ipc::Message encode(const AdminRequest& r, uint64_t reqid);
 bool decode(const ipc::Message& m, AdminRequest& out, std::string& err);
 ipc::Message encode(const AdminReply& r, uint64_t reqid);
-// A whole text answer as admin_reply messages of at most `chunk` octets of text each, `more` set on all
-// but the last; "" is one empty message.
-std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk);
+// A text answer (or, with last = false, a part of one) as admin_reply messages of at most `chunk` octets
+// of text each, `more` set on all but the last of a whole answer; "" is one empty message.
+std::vector<ipc::Message> encode_admin_chunks(std::string_view text, uint64_t reqid, std::size_t chunk, bool last = true);
 bool decode(const ipc::Message& m, AdminReply& out, std::string& err);
+ipc::Message encode(const AdminMore& r, uint64_t reqid);
+bool decode(const ipc::Message& m, AdminMore& out, std::string& err);
 ipc::Message encode(const StatsRequest&, uint64_t reqid);
 bool decode(const ipc::Message& m, StatsRequest& out, std::string& err);
 ipc::Message encode(const StatsReply& r, uint64_t reqid);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 
 #include "common/tool_config.h"
@@ -42,17 +43,40 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
     }
     Config cfg;
     if (!load_tool_config(prog, conf.path, conf.explicit_path, cfg)) return 1;
-    std::string answer, err;
-    if (!control_request(cfg.control_socket, "queue " + line, answer, err)) {
+    // The answer goes out as it comes (a listing of a big queue streams). An answer that is an error is
+    // one whole text starting with "error:"; one that broke off (the queue died) ends with such a line.
+    std::string head, tail, err;
+    bool decided = false, error = false;
+    auto out = [&](std::string_view piece) {
+        fwrite(piece.data(), 1, piece.size(), error ? stderr : stdout);
+        fflush(error ? stderr : stdout);
+        tail.append(piece);
+        if (tail.size() > 4096) tail.erase(0, tail.size() - 1024);
+    };
+    auto sink = [&](std::string_view piece) {
+        if (decided) return out(piece);
+        head.append(piece);
+        if (head.size() < 6 && head.find('\n') == std::string::npos) return;
+        decided = true;
+        error = head.rfind("error:", 0) == 0;
+        out(head);
+    };
+    if (!control_stream(cfg.control_socket, "queue " + line, sink, err)) {
         fprintf(stderr, "%s: %s\n", prog, err.c_str());
         return 1;
     }
-    if (answer.rfind("error:", 0) == 0) {
-        fputs(answer.c_str(), stderr);
-        return 1;
+    if (!decided && !head.empty()) {
+        error = head.rfind("error:", 0) == 0;
+        out(head);
     }
-    fwrite(answer.data(), 1, answer.size(), stdout);
-    return 0;
+    std::string_view t = tail;
+    if (!t.empty() && t.back() == '\n') t.remove_suffix(1);
+    std::string_view last = t.substr(t.rfind('\n') == std::string_view::npos ? 0 : t.rfind('\n') + 1);
+    if (!error && last.rfind("error: ", 0) == 0) {
+        fprintf(stderr, "%.*s\n", int(last.size()), last.data());
+        error = true;
+    }
+    return error ? 1 : 0;
 }
 
 }  // namespace mta::queue

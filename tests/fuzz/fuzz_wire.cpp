@@ -121,6 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case Type::anvil_auth_count: round_trip<wire::AnvilAuthCount>(m); break;
     case Type::milter_connect: round_trip<wire::MilterConnect>(m); break;
     case Type::milter_socket: round_trip<wire::MilterSocket>(m); break;
+    case Type::admin_more: round_trip<wire::AdminMore>(m); break;
     case Type::stats_request: round_trip<wire::StatsRequest>(m); break;
     case Type::stats_reply: round_trip<wire::StatsReply>(m); break;
     }
