@@ -8,11 +8,14 @@ import ctypes
 import json
 import os
 import platform
+import re
 import resource
 import signal
+import smtplib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +52,9 @@ WORKLOADS = [
     # Ours only, run twice: as `4k`, then with metrics_listen set and /metrics fetched every second.
     dict(key="4k-metrics", label="4 KiB x 20 sessions, 1 rcpt", size=4096, sessions=20, rcpts=1, n=5000,
          nlat=1500, metrics=True),
+    # Ours only: `queued` messages put into the stopped queue by fill-queue, then mtad restarted (the label
+    # is set in main once the count is scaled).
+    dict(key="backlog", label="backlog", queued=1000000, backlog=True),
 ]
 # The columns of the metrics-cost workload: (result key, with metrics).
 METRICS_VARIANTS = [("ours", False), ("ours+metrics", True)]
@@ -293,6 +299,339 @@ def scraped_workload(system, sink, wl, workdir):
     return res
 
 
+# The backlog workload (ours only): a queue with `queued` messages deferred for a day, restarted.
+FILL_QUEUE = os.path.join(ROOT, "build", "tests", "fill-queue")  # tests/tools/fill_queue.cpp, `make test-tools`
+PROBE_LIMIT = 120.0  # a probe must get its 250 within this long of the (re)start, and reach the sink as long after
+PROBE_FROM, PROBE_TO = "bench@" + DKIM_DOMAIN, "probe@remote.test"  # relayed to the sink like everything else
+
+
+def proc_status_kib(pid, fields=("RssAnon", "RssFile")):
+    """Those fields of /proc/PID/status, in KiB ({} when the process is gone)."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in fields:
+                    out[k] = int(v.split()[0])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def queue_pid(system):
+    """The live mta-queue among mtad's children (by comm, as procstat names processes)."""
+    root = system.root_pid()
+    pids = [p.pid for p in procstat.tree(root).values() if p.comm == "mta-queue" and p.state not in ("Z", "X")] \
+        if root else []
+    if not pids:
+        raise HarnessError("ours/backlog: no mta-queue process below mtad")
+    return pids[0]
+
+
+class LogWatch:
+    """The first line of our mtad.log that contains `needle` and was written after `offset` (the log's size
+    just before the start or crash being timed); each poll() reads only what is new."""
+
+    def __init__(self, path, offset, needle):
+        self.path, self.pos, self.needle = path, offset, needle.encode()
+        self.partial, self.line = b"", None
+
+    def poll(self):
+        if self.line is None:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.pos)
+                    data = f.read()
+            except OSError:
+                return None
+            self.pos += len(data)
+            lines = (self.partial + data).split(b"\n")
+            self.partial = lines.pop()
+            for line in lines:
+                if self.needle in line:
+                    self.line = line.decode("utf-8", "replace")
+                    break
+        return self.line
+
+
+class FirstTimes:
+    """Polls named conditions in a background thread every `interval` until each has held once;
+    .at[name] is the time it was first seen to hold."""
+
+    def __init__(self, conds, interval=0.02):
+        self.conds, self.interval, self.at = conds, interval, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set() and len(self.at) < len(self.conds):
+            for name, cond in self.conds.items():
+                if name not in self.at and cond():
+                    self.at[name] = time.time()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+class Prober:
+    """Sends one probe message per attempt with smtplib until one gets 250 to its final dot. `sent` counts
+    the probes accepted, `unclear` the attempts that broke off without a reply (one of those may still
+    have been accepted, so the sink may have it)."""
+
+    def __init__(self, port):
+        self.port, self.sent, self.unclear, self.attempts = port, 0, 0, 0
+
+    def send_until_accepted(self, tag, t0, limit, alive, interval=0.05):
+        """Returns the time the 250 arrived. Connection refused, a 4xx or 5xx reply or a broken-off
+        session count as "not yet"; HarnessError when mtad exits or `limit` passes."""
+        last = "no attempt made"
+        while True:
+            if not alive():
+                raise HarnessError("ours/backlog: mtad exited while probe %s was being sent" % tag)
+            if time.time() > limit:
+                raise HarnessError("ours/backlog: probe %s got no 250 to its final dot within %.0fs (%d attempts, "
+                                   "last: %s)" % (tag, limit - t0, self.attempts, last))
+            self.attempts += 1
+            msg = ("From: <%s>\r\nTo: <%s>\r\nSubject: backlog probe %s\r\nMessage-ID: <probe-%s.%d@%s>\r\n\r\n"
+                   "Sent while the backlog is being recovered.\r\n"
+                   % (PROBE_FROM, PROBE_TO, tag, tag, self.attempts, DKIM_DOMAIN))
+            c = smtplib.SMTP(local_hostname=DKIM_DOMAIN, timeout=10)
+            try:
+                c.connect("127.0.0.1", self.port)
+                c.sendmail(PROBE_FROM, [PROBE_TO], msg)
+                t = time.time()
+                self.sent += 1
+                try:
+                    c.quit()
+                except (OSError, smtplib.SMTPException):
+                    pass
+                return t
+            except ConnectionRefusedError as e:
+                last = "connection refused (%s)" % e
+            except smtplib.SMTPResponseException as e:
+                last = "%d %s" % (e.smtp_code, e.smtp_error.decode("latin-1", "replace")
+                                  if isinstance(e.smtp_error, bytes) else e.smtp_error)
+            except smtplib.SMTPRecipientsRefused as e:
+                last = "recipient refused: %s" % e.recipients
+            except (OSError, smtplib.SMTPException) as e:
+                self.unclear += 1
+                last = "%s: %s" % (type(e).__name__, e)
+            finally:
+                c.close()
+            time.sleep(interval)
+
+
+def timed_recovery(system, sink, prober, tag, t0, offset):
+    """After the start or crash at t0 (the log had `offset` bytes then): the seconds until a probe gets its
+    250 (accepting), until the sink has it (delivered) and until this start's `event=recovered` line
+    (indexed), and that line's messages= and seconds=."""
+    watch = LogWatch(system.log_path, offset, "event=recovered ")
+    want = sink.count() + 1
+
+    def alive():
+        return system.proc is not None and system.proc.poll() is None
+    with FirstTimes({"delivered": lambda: sink.count() >= want, "indexed": lambda: watch.poll() is not None}) as ft:
+        accepted = prober.send_until_accepted(tag, t0, min(t0 + PROBE_LIMIT, DEADLINE[0]), alive)
+        deliver_by, index_by = min(accepted + PROBE_LIMIT, DEADLINE[0]), phase_end(t0)
+        while "delivered" not in ft.at or "indexed" not in ft.at:
+            now = time.time()
+            if not alive():
+                raise HarnessError("ours/backlog: mtad exited after probe %s was accepted" % tag)
+            if "delivered" not in ft.at and now > deliver_by:
+                raise HarnessError("ours/backlog: probe %s was accepted but the sink did not get it within %.0fs"
+                                   % (tag, now - accepted))
+            if "indexed" not in ft.at and now > index_by:
+                raise HarnessError("ours/backlog: no event=recovered in the log %.0fs after the %s (phase time limit "
+                                   "or run budget reached)" % (now - t0, "restart" if tag == "1" else "kill -9"))
+            time.sleep(0.02)
+    m = re.search(r"\bmessages=(\d+)\b.*\bseconds=([0-9.]+)", watch.line)
+    if not m:
+        raise HarnessError("ours/backlog: cannot read messages= and seconds= from: %s" % watch.line)
+    # The sink is polled every 20 ms by another thread, which may see the probe before this one has taken
+    # the time of its 250 (the relay takes a few ms): delivered is never before accepted.
+    delivered = max(ft.at["delivered"], accepted)
+    return dict(accepting=accepted - t0, delivered=delivered - t0, indexed=ft.at["indexed"] - t0,
+                before=delivered < ft.at["indexed"], messages=int(m.group(1)), seconds=float(m.group(2)))
+
+
+def run_listing(system, extra, collect, limit):
+    """Runs `mtaqueue -c CONF list EXTRA...` and reads its output as it comes, counting lines (and keeping
+    the text with `collect`), while a thread samples the RssAnon of mtad, mta-queue and mtaqueue every
+    50 ms. Returns the figures; HarnessError when it fails or runs past `limit`."""
+    cmd = [os.path.join(system.bindir, "mtaqueue"), "-c", system.conf, "list"] + extra
+    pids = {"mtad": system.root_pid(), "mta-queue": queue_pid(system)}
+    base = {k: proc_status_kib(p).get("RssAnon", 0) for k, p in pids.items()}
+    peak = dict(base, mtaqueue=0)
+    err_path = os.path.join(system.dir, "mtaqueue.err")
+    done, killed = threading.Event(), []
+    with open(err_path, "wb") as err:
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+
+        def sample():
+            while not done.is_set():
+                for k, pid in list(pids.items()) + [("mtaqueue", p.pid)]:
+                    peak[k] = max(peak[k], proc_status_kib(pid).get("RssAnon", 0))
+                if time.time() > limit and p.poll() is None:
+                    killed.append(True)
+                    p.kill()
+                done.wait(0.05)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        first, lines, chunks = None, 0, []
+        try:
+            while True:
+                b = p.stdout.read1(1 << 16)
+                if not b:
+                    break
+                if first is None and b"\n" in b:
+                    first = time.time()
+                lines += b.count(b"\n")
+                if collect:
+                    chunks.append(b)
+            rc = p.wait()
+            total = time.time() - t0
+        finally:
+            done.set()
+            sampler.join()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if killed or rc != 0:
+        with open(err_path, "rb") as f:
+            tail = f.read().decode("latin-1")[-500:].strip()
+        raise HarnessError("ours/backlog: %s %s after %.0fs and %d lines (%s)" % (
+            " ".join(cmd[3:]), "was killed at the phase time limit or run budget" if killed else "failed (rc=%d)" % rc,
+            total, lines, tail or "no error output"))
+    return dict(first_s=(first or time.time()) - t0, total_s=total, lines=lines,
+                mtad_growth_mib=(peak["mtad"] - base["mtad"]) / 1024.0,
+                queue_growth_mib=(peak["mta-queue"] - base["mta-queue"]) / 1024.0,
+                mtaqueue_peak_mib=peak["mtaqueue"] / 1024.0, text=b"".join(chunks) if collect else None)
+
+
+def stop_clean(system):
+    """SIGTERM to mtad and wait; then no role of it may be left (the queue has one writer: fill-queue)."""
+    proc = system.proc
+    system.stop()
+    if proc.returncode == -signal.SIGKILL:
+        raise HarnessError("ours/backlog: mtad did not stop within 30s of SIGTERM (killed)")
+    me = os.getpid()
+
+    def leftovers():  # roles mtad left behind are re-parented to us (we are a child subreaper)
+        return [p.comm for p in procstat.snapshot().values()
+                if p.ppid == me and p.comm.startswith("mta") and p.state not in ("Z", "X")]
+    if not systems.wait_until(lambda: not leftovers(), 10, 0.1):
+        raise HarnessError("ours/backlog: processes of mtad still running 10s after it stopped: %s"
+                           % ", ".join(leftovers()))
+    procstat.reap_orphans()
+
+
+def backlog_workload(system, sink, wl):
+    """Stop the fresh instance, fill its queue with fill-queue, restart it and time what the README's
+    "Backlog recovery" lists; then the listings and a kill -9 of mta-queue. Partial figures travel with a
+    HarnessError as its .partial."""
+    res = dict(queued=wl["queued"])
+    try:
+        backlog_steps(system, sink, wl["queued"], res)
+    except HarnessError as e:
+        e.partial = res
+        raise
+    return res
+
+
+def backlog_steps(system, sink, n, res):
+    if not os.access(FILL_QUEUE, os.X_OK):
+        raise HarnessError("%s is missing (run make test-tools)" % FILL_QUEUE)
+    # 1. The instance ran once (run_one started it: it made its spool); stop it cleanly.
+    stop_clean(system)
+    # 2. Fill the stopped queue: every message deferred for a day (fill-queue's defaults), so none of
+    #    the backlog is sent during the run and the probes are the only mail the sink gets.
+    qdir = os.path.join(system.dir, "spool", "queue")
+    out_path = os.path.join(system.dir, "fill-queue.out")
+    log("ours/backlog: fill-queue -n %d %s" % (n, qdir))
+    with open(out_path, "wb") as out:
+        t = time.time()
+        p = subprocess.Popen([FILL_QUEUE, "-n", str(n), qdir], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        try:
+            p.wait(max(1.0, phase_end(t) - t))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise HarnessError("ours/backlog: fill-queue killed after %.0fs (phase time limit or run budget reached)"
+                               % (time.time() - t))
+        res["fill_s"] = time.time() - t
+    if p.returncode != 0:
+        with open(out_path, "rb") as f:
+            raise HarnessError("ours/backlog: fill-queue failed (rc=%d): %s"
+                               % (p.returncode, f.read().decode("latin-1")[-500:].strip()))
+    # 3. Restart, t0 just before the Popen; probe 1 until 250, the sink, this start's event=recovered.
+    prober = Prober(system.port)
+    log("ours/backlog: %d messages queued in %.1fs; restarting mtad" % (n, res["fill_s"]))
+    offset = os.path.getsize(system.log_path)
+    t0 = time.time()
+    system.launch()
+    r = timed_recovery(system, sink, prober, "1", t0, offset)
+    res.update(accepting_s=r["accepting"], delivered_s=r["delivered"], indexed_s=r["indexed"],
+               recovery_s=r["seconds"], delivered_before_indexed=int(r["before"]), recovered_messages=r["messages"])
+    if r["messages"] != n:
+        raise HarnessError("ours/backlog: event=recovered says messages=%d, but %d were queued" % (r["messages"], n))
+    # 4. The queue's memory per queued message, now that everything is indexed.
+    st = proc_status_kib(queue_pid(system))
+    res.update(rss_anon_per_msg=st.get("RssAnon", 0) * 1024.0 / n, rss_file_per_msg=st.get("RssFile", 0) * 1024.0 / n,
+               queue_rss_anon_mib=st.get("RssAnon", 0) / 1024.0, queue_rss_file_mib=st.get("RssFile", 0) / 1024.0)
+    # 5. mtaqueue list over the whole queue, read as it streams; then --json, parsed.
+    log("ours/backlog: indexed %.1fs after the restart; mtaqueue list" % r["indexed"])
+    ls = run_listing(system, [], False, phase_end(time.time()))
+    res.update(list_first_s=ls["first_s"], list_total_s=ls["total_s"], list_lines=ls["lines"],
+               list_mtad_growth_mib=ls["mtad_growth_mib"], list_queue_growth_mib=ls["queue_growth_mib"],
+               list_mtaqueue_peak_mib=ls["mtaqueue_peak_mib"])
+    log("ours/backlog: %d lines in %.1fs; mtaqueue list --json" % (ls["lines"], ls["total_s"]))
+    js = run_listing(system, ["--json"], True, phase_end(time.time()))
+    res.update(list_json_s=js["total_s"], list_json_first_s=js["first_s"],
+               list_json_mtad_growth_mib=js["mtad_growth_mib"], list_json_queue_growth_mib=js["queue_growth_mib"],
+               list_json_mib=len(js["text"]) / 1048576.0)
+    try:
+        doc = json.loads(js.pop("text"))
+    except ValueError as e:
+        raise HarnessError("ours/backlog: mtaqueue list --json is not JSON: %s" % e)
+    count, listed = doc.get("count"), len(doc.get("messages") or ())
+    del doc
+    if count != n or listed != n:
+        raise HarnessError("ours/backlog: mtaqueue list --json has count %s and %d messages, %d were queued"
+                           % (count, listed, n))
+    # 6. kill -9 of mta-queue; mtad restarts it. Probe 2 until 250, the sink, that start's event=recovered.
+    qpid = queue_pid(system)
+    log("ours/backlog: kill -9 mta-queue (pid %d)" % qpid)
+    offset = os.path.getsize(system.log_path)
+    t0 = time.time()
+    os.kill(qpid, signal.SIGKILL)
+    systems.wait_until(lambda: not procstat.alive(qpid), 5, 0.005)  # so that no probe reaches the old one
+    r = timed_recovery(system, sink, prober, "2", t0, offset)
+    res.update(kill_accepting_s=r["accepting"], kill_delivered_s=r["delivered"], kill_indexed_s=r["indexed"],
+               kill_recovery_s=r["seconds"], kill_delivered_before_indexed=int(r["before"]),
+               kill_recovered_messages=r["messages"])
+    if r["messages"] < n:
+        raise HarnessError("ours/backlog: after kill -9 event=recovered says messages=%d, but %d were queued"
+                           % (r["messages"], n))
+    # Nothing but the probes may have reached the sink: the backlog is deferred for a day.
+    time.sleep(1.0)
+    c = sink.count()
+    res["probes"], res["sink_messages"] = prober.sent, c
+    if not prober.sent <= c <= prober.sent + prober.unclear:
+        raise HarnessError("ours/backlog: the sink has %d messages, but %d probes were accepted (%d attempts broke "
+                           "off without a reply); the backlog is deferred and must not be sent"
+                           % (c, prober.sent, prober.unclear))
+
+
 def run_one(sysname, wl, workdir, args, live, variant=None):
     """One (workload, system) run on a fresh sink and instance; variant: None, "metrics" (ours with
     /metrics scraped) or "milter" (the system with accept_milter.py in front)."""
@@ -312,13 +651,17 @@ def run_one(sysname, wl, workdir, args, live, variant=None):
                                                sink.port, ", milter %d" % system.milter.port if milter else ""))
         system.start()
         try:
+            if wl.get("backlog"):
+                return backlog_workload(system, sink, wl)
             if "conns" in wl:
                 return idle_workload(system, wl)
             if metrics:
                 return scraped_workload(system, sink, wl, workdir)
             return throughput_workload(system, sink, wl, workdir)
         except HarnessError as e:
-            raise HarnessError("%s\n%s" % (e, system.diagnose()))
+            err = HarnessError("%s\n%s" % (e, system.diagnose()))
+            err.partial = getattr(e, "partial", None)  # the backlog's figures up to the failure
+            raise err
     finally:
         for obj in (system, sink):
             if obj is not None:
@@ -339,6 +682,23 @@ ROWS_MILTER = [("milter CPU ms / msg", "milter_cpu_ms", "%.3f"), ("milter sessio
                ("milter body KiB / msg", "milter_body_kib_per_msg", "%.1f")]
 ROWS_SCRAPE = [("scrapes (1/s, all 200)", "scrapes", "%d"), ("scrape p50 ms", "scrape_p50_ms", "%.2f"),
                ("scrape max ms", "scrape_max_ms", "%.2f"), ("samples per scrape", "scrape_samples", "%d")]
+ROWS_BACKLOG = [("fill s (fill-queue, informational)", "fill_s", "%.1f"),
+                ("restart to accepting s", "accepting_s", "%.2f"),
+                ("restart to delivered s", "delivered_s", "%.2f"),
+                ("restart to indexed s", "indexed_s", "%.2f"),
+                ("recovery s (queue's own)", "recovery_s", "%.2f"),
+                ("delivered before indexed", "delivered_before_indexed", lambda v: "yes" if v else "no"),
+                ("mta-queue RssAnon B / queued msg", "rss_anon_per_msg", "%.1f"),
+                ("mta-queue RssFile B / queued msg", "rss_file_per_msg", "%.1f"),
+                ("list: first line s", "list_first_s", "%.3f"),
+                ("list: total s", "list_total_s", "%.1f"),
+                ("list: lines read", "list_lines", "%d"),
+                ("list: mtad RssAnon growth MiB", "list_mtad_growth_mib", "%.1f"),
+                ("list: mta-queue RssAnon growth MiB", "list_queue_growth_mib", "%.1f"),
+                ("list --json: total s", "list_json_s", "%.1f"),
+                ("kill -9 to accepting s", "kill_accepting_s", "%.2f"),
+                ("kill -9 to delivered s", "kill_delivered_s", "%.2f"),
+                ("kill -9 to indexed s", "kill_indexed_s", "%.2f")]
 ROWS_IDLE = [("smtpd RSS before MiB", "smtpd_rss_before_mib", "%.1f"),
              ("smtpd RSS after MiB", "smtpd_rss_after_mib", "%.1f"),
              ("smtpd RSS KiB / conn", "rss_kib_per_conn", "%.1f"),
@@ -391,6 +751,27 @@ def table(results, sysnames, head, select, invert=False):
     return "\n".join(lines)
 
 
+def backlog_table(results):
+    """The backlog workload's figures, one column (ours). Figures measured before a failure are shown;
+    the ones it prevented say FAILED."""
+    lines = []
+    w = (36, 34, 10)
+    lines.append("workload".ljust(w[0]) + "figure".ljust(w[1]) + "ours".rjust(w[2]))
+    lines.append("-" * sum(w))
+    for wl in WORKLOADS:
+        r = (results.get(wl["key"]) or {}).get("ours") if wl.get("backlog") else None
+        if r is None:
+            continue
+        for i, (label, key, fmt) in enumerate(ROWS_BACKLOG):
+            if r.get(key) is None:
+                cell = "FAILED" if "error" in r else "n/a"
+            else:
+                cell = fmt(r[key]) if callable(fmt) else fmt % r[key]
+            lines.append((wl["label"] if i == 0 else "").ljust(w[0]) + label.ljust(w[1]) + cell.rjust(w[2]))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def milter_cost(results, sysnames):
     """For each milter workload and each system, with-milter msg/s over without: the share of its own
     throughput a system keeps with one milter in front. Returns {workload: {figure: {system: ratio}}}."""
@@ -439,9 +820,11 @@ def main():
         print("bench: refusing to run under eatmydata: durability must stay on", file=sys.stderr)
         return 2
     for wl in WORKLOADS:
-        for k in ("n", "nlat"):
+        for k in ("n", "nlat", "queued"):
             if k in wl:
                 wl[k] = max(1, int(wl[k] * args.scale))
+        if wl.get("backlog"):
+            wl["label"] = "{:,} queued, deferred 1 day".format(wl["queued"])
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096:
@@ -482,6 +865,8 @@ def main():
             if wl.get("metrics"):
                 runs = [(k, "ours", "metrics" if m else None) for k, m in METRICS_VARIANTS
                         if "ours" in sysnames]
+            elif wl.get("backlog"):
+                runs = [("ours", "ours", None)] if "ours" in sysnames else []
             elif wl.get("milter"):
                 # Each system is its own baseline: without the milter, then right after with it.
                 runs = [r for s in sysnames for r in ((s, s, None), (s + MILTER_SUFFIX, s, "milter"))]
@@ -499,7 +884,7 @@ def main():
                     log("%s/%s done in %.1fs" % (col, wl["key"], time.time() - t0))
                 except HarnessError as e:
                     msg = str(e)
-                    results[wl["key"]][col] = {"error": msg}
+                    results[wl["key"]][col] = dict(getattr(e, "partial", None) or {}, error=msg)
                     errors.append("%s/%s: %s" % (col, wl["key"], msg))
                     log("FAILED %s/%s: %s" % (col, wl["key"], msg.splitlines()[0]))
                     if col == "ours" and not wl.get("metrics") and ("did not answer 220" in msg or "is missing" in msg):
@@ -520,9 +905,10 @@ def main():
     print("(msg/s: higher is better; latency, CPU and memory: lower is better)")
     print()
     # The milter workload shows both systems with the milter here; without it, in its own table below.
-    print(table(results, sysnames, ("workload", "figure", "ours", "postfix", "ours/postfix"),
-                lambda wl: None if wl.get("metrics") else
-                tuple(s + MILTER_SUFFIX if wl.get("milter") else s for s in ("ours", "postfix"))))
+    if any(results.get(w["key"]) for w in WORKLOADS if not w.get("metrics") and not w.get("backlog")):
+        print(table(results, sysnames, ("workload", "figure", "ours", "postfix", "ours/postfix"),
+                    lambda wl: None if wl.get("metrics") or wl.get("backlog") else
+                    tuple(s + MILTER_SUFFIX if wl.get("milter") else s for s in ("ours", "postfix"))))
     ceil = ["%s %.0f" % (k, r["direct"]["accepted_per_s"]) for k, r in results.items() if "direct" in r]
     if ceil:
         print("Client ceiling, smtp-source straight into smtp-sink without an MTA (msg/s): " + ", ".join(ceil))
@@ -533,6 +919,11 @@ def main():
         print()
         print(table(results, sysnames, ("workload", "figure", "ours", "+metrics", "+metrics/ours"),
                     lambda wl: variants if wl.get("metrics") else None, invert=True))
+    if any(w.get("backlog") and results.get(w["key"]) for w in WORKLOADS):
+        print("Backlog recovery, ours only: the stopped queue filled by fill-queue (every message deferred for a")
+        print("day), mtad restarted; then mtaqueue list over the whole queue, and mta-queue killed with -9")
+        print()
+        print(backlog_table(results))
     cost = milter_cost(results, sysnames)
     if any(w.get("milter") and results.get(w["key"]) for w in WORKLOADS):
         print("Cost of one milter (tests/bench/accept_milter.py, accept-all, python3-milter): each system without it,")
