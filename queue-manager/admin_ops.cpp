@@ -30,10 +30,21 @@ bool rcpt_selected(const AdminFilter& f, const RcptView& r) {
     return true;
 }
 
+// A message's times as the wall clock shows them: mtaqueue prints these, the store keeps queue time.
+MessageView shown(MessageView v, const Clock& clock) {
+    v.msg.arrival = clock.shown(v.msg.arrival);
+    for (auto& r : v.rcpts) {
+        r.rec.next_attempt = clock.shown(r.rec.next_attempt);
+        r.rec.last_attempt = clock.shown(r.rec.last_attempt);
+        r.rec.held_at = clock.shown(r.rec.held_at);
+    }
+    return v;
+}
+
 }  // namespace
 
-AdminOps::AdminOps(event_base* base, Store& store, std::function<uint64_t()> now, Queue queue)
-    : store_(store), now_(std::move(now)), q_(std::move(queue)) {
+AdminOps::AdminOps(event_base* base, Store& store, Clock clock, Queue queue)
+    : store_(store), clock_(std::move(clock)), q_(std::move(queue)) {
     work_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) { static_cast<AdminOps*>(a)->list_round(); }, this));
 }
 
@@ -72,8 +83,8 @@ std::optional<MessageView> AdminOps::select(const AdminCommand& cmd, std::option
 // then waits for mtad's admin_more (the tool has read it). A round that found nothing to show goes on in
 // the next loop round. So the queue neither blocks on a million messages nor holds their text.
 void AdminOps::start_listing(uint64_t reqid, const AdminCommand& cmd, std::optional<uint64_t> only_uid) {
-    uint64_t now = now_();
-    Listing l{cmd, only_uid, ListFormatter(cmd.json, now, store_.count("corrupt")), now, 0, {}};
+    uint64_t now = clock_.now();
+    Listing l{cmd, only_uid, ListFormatter(cmd.json, clock_.shown(now), store_.count("corrupt")), now, 0, {}};
     l.out = l.fmt.begin();
     // Named messages are looked up, not searched for: list from the smallest id named.
     if (!cmd.filter.ids.empty()) l.next = *std::min_element(cmd.filter.ids.begin(), cmd.filter.ids.end());
@@ -111,7 +122,7 @@ void AdminOps::list_round() {
         uint64_t last_named = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end());
         for (std::size_t s = 0; s < kListSlices && !end && l.out.size() < kListChunk; s++) {
             l.next = store_.for_each_message_from(l.next, kListSlice, [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
-                if (auto v = select(l.cmd, l.only_uid, id, msg, rcpts, l.now)) l.out += l.fmt.add(*v);
+                if (auto v = select(l.cmd, l.only_uid, id, msg, rcpts, l.now)) l.out += l.fmt.add(shown(std::move(*v), clock_));
             });
             end = l.next == 0 || (last_named && l.next > last_named);
         }
@@ -132,10 +143,13 @@ void AdminOps::list_round() {
 }
 
 std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid) {
-    uint64_t now = now_();
+    uint64_t now = clock_.now();
     if (cmd.verb == "stats") {
         std::size_t n = store_.count("suppression");
-        return cmd.json ? format_stats_json(q_.class_counts(), n, now) : format_stats_text(q_.class_counts(), n, now);
+        ClassCounts counts = q_.class_counts();
+        counts.since = clock_.shown(counts.since);
+        uint64_t wall = clock_.shown(now);
+        return cmd.json ? format_stats_json(counts, n, wall) : format_stats_text(counts, n, wall);
     }
     if (cmd.verb == "suppression") return suppression(cmd, uid, now);
     if (cmd.verb == "warmup") return warmup(cmd, uid, now);
@@ -155,18 +169,24 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
     }
     if (cmd.verb == "why") {
         if (msgs.empty()) return "error: no such message\n";
+        MessageView v = shown(msgs[0], clock_);
         WhyContext c;
-        c.now = now;
+        c.now = clock_.shown(now);
         c.policy = q_.retry_policy();
-        c.destination = [&](const std::string& rcpt) { return q_.destination(rcpt, msgs[0].msg); };
+        c.destination = [&](const std::string& rcpt) {
+            DestinationView d = q_.destination(rcpt, msgs[0].msg);
+            d.dead_until = clock_.shown(d.dead_until);
+            return d;
+        };
         std::vector<RcptWhy> why;
-        for (auto& r : msgs[0].rcpts) why.push_back(explain(msgs[0], r, c));
-        return cmd.json ? format_why_json(msgs[0], why, c) : format_why_text(msgs[0], why, c);
+        for (auto& r : v.rcpts) why.push_back(explain(v, r, c));
+        return cmd.json ? format_why_json(v, why, c) : format_why_text(v, why, c);
     }
     if (cmd.verb == "show") {
         if (msgs.empty()) return "error: no such message\n";
-        msgs[0].headers = header_block(q_.body_prefix(msgs[0].msgid, kMaxReturnedHeaders + 4));
-        return cmd.json ? format_show_json(msgs[0], now) : format_show_text(msgs[0], now);
+        MessageView v = shown(msgs[0], clock_);
+        v.headers = header_block(q_.body_prefix(v.msgid, kMaxReturnedHeaders + 4));
+        return cmd.json ? format_show_json(v, clock_.shown(now)) : format_show_text(v, clock_.shown(now));
     }
     return change(cmd, msgs, now, uid);
 }
@@ -225,13 +245,19 @@ std::string AdminOps::suppression(const AdminCommand& cmd, uint64_t uid, uint64_
     if (int rc = ops.empty() ? 0 : store_.apply(ops))
         return "error: queue write failed: " + Store::error_text(rc) + "\n";
     if (purged) LOG_INFO("event=suppression_purged entries=%zu", purged);
-    if (cmd.sub == "list") return cmd.json ? format_suppression_json(live, now) : format_suppression_text(live);
+    if (cmd.sub == "list") {
+        for (auto& v : live) {
+            v.rec.since = clock_.shown(v.rec.since);
+            v.rec.until = clock_.shown(v.rec.until);
+        }
+        return cmd.json ? format_suppression_json(live, clock_.shown(now)) : format_suppression_text(live);
+    }
     for (const std::string& a : changed)
         LOG_INFO("event=suppression_%s rcpt=<%s> uid=%llu", cmd.sub == "add" ? "added" : "removed",
                  log::safe(a).c_str(), (unsigned long long)uid);
     std::string s = "ok: suppression " + cmd.sub + " " + std::to_string(changed.size()) + " address" +
                     (changed.size() == 1 ? "" : "es");
-    if (cmd.sub == "add") s += " until " + utc_text(until);
+    if (cmd.sub == "add") s += " until " + utc_text(clock_.shown(until));
     if (absent) s += " (" + std::to_string(absent) + " not on the list)";
     return s + "\n";
 }

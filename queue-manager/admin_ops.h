@@ -15,6 +15,7 @@
 #include "common/event_ptr.h"
 #include "common/ipc.h"
 #include "queue-manager/admin.h"
+#include "queue-manager/clock.h"
 #include "queue-manager/why.h"
 #include "queue-manager/store.h"
 
@@ -46,7 +47,8 @@ public:
         std::function<void(ipc::Message)> reply;                     // to mtad
     };
 
-    AdminOps(event_base* base, Store& store, std::function<uint64_t()> now, Queue queue);
+    // Times are read and kept in the clock's queue time and shown on the wall clock (clock.h).
+    AdminOps(event_base* base, Store& store, Clock clock, Queue queue);
     AdminOps(const AdminOps&) = delete;  // its timer points at it
     AdminOps& operator=(const AdminOps&) = delete;
     // An admin_request or admin_more from mtad; malformed ends the process.
@@ -77,7 +79,7 @@ private:
     std::string warmup(const AdminCommand& cmd, uint64_t uid, uint64_t now);
 
     Store& store_;
-    std::function<uint64_t()> now_;
+    Clock clock_;
     Queue q_;
     std::map<uint64_t, Listing> listings_;  // by the request's reqid
     std::deque<uint64_t> ready_;            // listings to go on with in the next round

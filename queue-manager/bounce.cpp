@@ -62,8 +62,9 @@ std::string read_body_prefix(int body_dir_fd, uint64_t msgid, std::size_t limit)
     return s;
 }
 
-std::vector<uint64_t> make_notifications(Store& store, int body_dir_fd, const Config& cfg, uint64_t now,
+std::vector<uint64_t> make_notifications(Store& store, int body_dir_fd, const Config& cfg, const Clock& clock,
                                          const std::vector<Op>& results, std::vector<Op>& out) {
+    const uint64_t now = clock.now();
     // One DSN per original message and kind, listing every recipient it reports on.
     std::map<std::pair<uint64_t, Op::Dsn>, std::vector<const Op*>> groups;
     for (auto& op : results)
@@ -84,9 +85,13 @@ std::vector<uint64_t> make_notifications(Store& store, int body_dir_fd, const Co
         in.hostname = cfg.hostname;
         in.orig_msgid = key.first;
         in.orig = orig;
-        in.now = now;
-        in.retry_until = orig.arrival + lifetime;
-        for (const Op* op : ops) in.rcpts.push_back(op->rcpt);
+        in.orig.arrival = clock.shown(orig.arrival);
+        in.now = clock.shown(now);
+        in.retry_until = clock.shown(orig.arrival + lifetime);
+        for (const Op* op : ops) {
+            in.rcpts.push_back(op->rcpt);
+            in.rcpts.back().last_attempt = clock.shown(op->rcpt.last_attempt);
+        }
         in.full = return_full(orig, kind);
         std::string body = read_body_prefix(body_dir_fd, key.first, in.full ? kMaxReturnedBody : kMaxReturnedHeaders + 4);
         in.original = in.full ? body : header_block(body);

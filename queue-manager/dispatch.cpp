@@ -142,8 +142,8 @@ std::string QueueServer::suppressed(const std::string& address) {
     auto cls = BounceClass(su.bounce_class);
     // Appended piece by piece: GCC 12 warns wrongly (-Warray-bounds) on a long chain of operator+.
     std::string s = cls == BounceClass::bad_domain ? "5.1.2" : "5.1.1";
-    s.append(" recipient is on the suppression list since ").append(utc_text(su.since));
-    s.append(" until ").append(utc_text(su.until)).append(" (");
+    s.append(" recipient is on the suppression list since ").append(utc_text(clock_.shown(su.since)));
+    s.append(" until ").append(utc_text(clock_.shown(su.until))).append(" (");
     if (su.msgid) s.append(bounce_class_name(cls)).append(", bounce of ").append(format_qid(su.msgid));
     else s.append("added by an admin");
     return s.append("): ").append(su.reason);
@@ -186,7 +186,7 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     if (!res.mx_host.empty() && !res.results.empty() && active_->holds(res.msgid, res.results.front().index))
         learn_mx(rcpt_domain(active_->recipient(res.msgid, res.results.front().index).addr), res.mx_host);
     // TLS-RPT counts are advisory: bad ones are dropped (and logged), the results still count.
-    if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.now(), err))
+    if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.shown(clock_.now()), err))
         LOG_WARN("event=tlsrpt_dropped peer=%s reason=\"%s\"", p.link->desc().c_str(), log::safe(err).c_str());
     std::vector<uint64_t> done;
     for (auto& r : res.results) {

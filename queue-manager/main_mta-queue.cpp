@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
         LOG_ERROR("event=startup_failed reason=\"chdir %s: %s\"", log::safe(dir).c_str(), strerror(errno));
         return 1;
     }
+    auto time = std::make_shared<queue::QueueTime>();  // reads /proc: before the chroot
     daemon::drop_privileges_or_exit(b.cfg.queue_user, ".");
     std::string err;
     queue::Store store;
@@ -33,8 +34,16 @@ int main(int argc, char** argv) {
         LOG_ERROR("event=startup_failed queue_dir=%s reason=\"%s\"", log::safe(dir).c_str(), log::safe(err).c_str());
         return 1;
     }
+    // The queue's time goes on from where the last run left it (queue-manager/clock.h).
+    store.for_each_state(queue::QueueTime::kStateKey, [&](std::string_view key, std::string_view value) {
+        if (key != queue::QueueTime::kStateKey) return;
+        if (!time->restore(value)) LOG_WARN("event=state_unreadable key=%s", std::string(key).c_str());
+    });
+    if (int64_t step = time->take_step())
+        LOG_WARN("event=clock_step seconds=%lld offset=%lld reason=\"the wall clock jumped while the queue was stopped\"",
+                 (long long)step, (long long)time->offset());
     EventBasePtr base = daemon::new_event_base();
-    queue::QueueServer server(base.get(), b.cfg, store, queue::system_clock());
+    queue::QueueServer server(base.get(), b.cfg, store, queue::system_clock(time));
     if (!server.start(err)) {
         LOG_ERROR("event=startup_failed reason=\"%s\"", log::safe(err).c_str());
         return 1;

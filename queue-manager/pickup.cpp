@@ -8,6 +8,7 @@
 #include "queue-manager/pickup.h"
 
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 #include <dirent.h>
 #include <event2/event.h>
@@ -128,7 +129,8 @@ void Pickup::pick_up(const std::string& name) {
         LOG_ERROR("event=maildrop_deferred file=%s reason=\"%s\"", log::safe(name).c_str(), log::safe(err).c_str());
         return;
     }
-    uint64_t now = now_();
+    // The header dates are on the wall clock, like the file's mtime; the queue keeps its own time.
+    uint64_t now = uint64_t(time(nullptr));
     std::string qid = format_qid(id);
     std::string received = "Received: by " + hostname_ + " (mta sendmail, from userid " + std::to_string(md.uid) +
                            ")\r\n\tid " + qid + ";\r\n\t" + rfc5322_date(time_t(now)) + "\r\n";
@@ -140,7 +142,7 @@ void Pickup::pick_up(const std::string& name) {
     CommitItem c;
     c.msgid = id;
     c.maildrop = name;
-    c.msg.arrival = now;
+    c.msg.arrival = now_();
     c.msg.sender = md.sender;
     c.msg.submit_uid = md.uid;
     c.msg.ret = md.ret;      // sendmail -R, -V, -N: as MAIL FROM RET=/ENVID= and RCPT NOTIFY=

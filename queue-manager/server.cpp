@@ -30,7 +30,7 @@ QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock
     }, this));
     state_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
         auto* self = static_cast<QueueServer*>(a);
-        self->tlsrpt_.tick(self->clock_.now());
+        self->tlsrpt_.tick(self->clock_.shown(self->clock_.now()));  // TLS reports count calendar days
         self->save_state();
     }, this));
 }
@@ -59,6 +59,7 @@ int QueueServer::save_state() {
         ops.push_back(std::move(op));
     };
     for (auto& [address, bytes] : sched_->sources().dirty()) put("warmup/" + address, std::move(bytes));
+    if (std::string a = clock_.anchor ? clock_.anchor() : ""; !a.empty()) put(std::string(QueueTime::kStateKey), std::move(a));
     for (auto& [key, bytes] : tlsrpt_.dirty()) put(key, std::move(bytes));
     int rc = ops.empty() ? 0 : store_.apply(ops);
     if (rc)  // the counts stay in memory; a crash before the next save loses them
@@ -124,7 +125,7 @@ void QueueServer::build_parts() {
     int body = body_dir_fd_.get();
     group_ = std::make_unique<GroupCommit>(base_, store_, body, clock_.now, GroupCommit::Hooks{
         .notify = [this, body](const std::vector<Op>& results, std::vector<Op>& out) {
-            return make_notifications(store_, body, cfg_, clock_.now(), results, out);
+            return make_notifications(store_, body, cfg_, clock_, results, out);
         },
         .committed = [this](const std::vector<Op>& results, std::vector<CommitItem>& commits, bool notified) {
             committed(results, commits, notified);
@@ -163,7 +164,7 @@ void QueueServer::build_parts() {
         const auto& list = cfg_.non_smtpd_milters;
         master_->send(wire::encode(wire::MilterConnect{index, index < list.size() ? list[index].spec : ""}, reqid));
     });
-    admin_ = std::make_unique<AdminOps>(base_, store_, clock_.now, AdminOps::Queue{
+    admin_ = std::make_unique<AdminOps>(base_, store_, clock_, AdminOps::Queue{
         .flush = [this] { group_->flush(); },
         .active = [this](uint64_t msgid, uint32_t index) { return active_->holds(msgid, index); },
         .busy = [this](uint64_t msgid, uint32_t index) { return active_->busy(msgid, index); },
@@ -193,7 +194,7 @@ void QueueServer::build_parts() {
         .retry_policy = [this] { return RetryPolicy::from(cfg_); },
         .destination = [this](const std::string& rcpt, const MessageRecord& m) { return destination_of(rcpt, m); },
         .tlsrpt = [this](const std::string& sub, bool json) {
-            uint64_t now = clock_.now();
+            uint64_t now = clock_.shown(clock_.now());
             std::string out = sub == "send" ? tlsrpt_.send(now) : json ? tlsrpt_.list_json(now) : tlsrpt_.list_text(now);
             if (sub == "send") save_state();
             return out;
@@ -414,7 +415,8 @@ void QueueServer::on_commit(Peer& p, ipc::Message& m) {
         return reply_fail(p, m.reqid, 451, "4.3.0", "Local error in processing: queue file lost");
     }
     req.msg.size = uint64_t(st.st_size);
-    if (!req.has_arrival) req.msg.arrival = clock_.now();
+    // mta-smtpd's arrival is on the wall clock; the queue keeps its own time.
+    req.msg.arrival = req.has_arrival ? clock_.from_wall(req.msg.arrival) : clock_.now();
     group_->add(CommitItem{p.id, m.reqid, req.msgid, std::move(req.msg), std::move(req.rcpts), {}});
 }
 

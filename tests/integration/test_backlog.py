@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mtatest import BIN, MTA, ROOT, check, finish, wait_for  # noqa: E402
+from mtatest import BIN, MTA, ROOT, Guard, check, finish, wait_for  # noqa: E402
 from queuetest import ScriptedServer, mtaqueue, relay_config  # noqa: E402
 
 BACKLOG = 20000
@@ -59,12 +59,14 @@ def listing(m, *args):
                           text=True, timeout=120)
 
 
-def main():
+def main(g):
     if not os.access(FILL, os.X_OK):
         check("fill-queue is built (make test-tools)", False, FILL)
         return
     srv = ScriptedServer()
     m = MTA(name="backlog", extra=relay_config(srv))
+    g.log = m
+    g.cleanups += [m.stop, srv.stop]
     m.start()
     m.stop()
     queue = os.path.join(m.spool, "queue")
@@ -175,12 +177,9 @@ def main():
     st = m.ctl("status").stdout
     check("every role is running", "restarting" not in st and "state=starting" not in st, st)
     check("no sanitizer report", "ERROR: AddressSanitizer" not in m.log_text() and "runtime error:" not in m.log_text(), "")
-    m.stop()
-    srv.stop()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        finish()
+    with Guard("backlog") as guard:
+        main(guard)
+    finish()
