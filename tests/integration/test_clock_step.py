@@ -67,6 +67,22 @@ def listed(m):
         return {"error": r.stdout + r.stderr}
 
 
+def step_while_waiting(m, srv, subject, offset, seconds, what):
+    """A message to wait-SUBJECT@remote.test is deferred, then the clock steps by `offset`: the queue logs a
+    step matching `seconds` and retries go on. Returns the log offset from before the message."""
+    rcpt = "wait-%s@remote.test" % subject
+    since = len(m.log_text())
+    send(m, rcpt, subject)
+    check("%s: the first attempt was deferred" % subject, wait_for(lambda: srv.attempts[rcpt] >= 1, 20))
+    set_clock(m, offset)
+    stepped = wait_for(lambda: re.search(r"event=clock_step seconds=%s " % seconds, m.log_text()[since:]), 20)
+    check("%s: mta-queue logs the step of %s" % (subject, what), stepped, m.log_text()[since:][-1500:])
+    attempts = srv.attempts[rcpt]
+    check("%s: retries go on after the step" % subject, wait_for(lambda: srv.attempts[rcpt] >= attempts + 2, 20),
+          srv.attempts)
+    return since
+
+
 def main(g):
     if not os.path.exists(LIBFAKETIME):
         check("libfaketime is installed (Debian package faketime)", False, LIBFAKETIME)
@@ -84,15 +100,7 @@ def main(g):
     m.start(env=faketime_env())
 
     # A day back while a message waits for its retry.
-    since = len(m.log_text())
-    send(m, "wait-back@remote.test", "back")
-    check("back: the first attempt was deferred", wait_for(lambda: srv.attempts["wait-back@remote.test"] >= 1, 20))
-    set_clock(m, "-1d")
-    stepped = wait_for(lambda: re.search(r"event=clock_step seconds=-86\d\d\d ", m.log_text()[since:]), 20)
-    check("back: mta-queue logs the step of a day back", stepped, m.log_text()[since:][-1500:])
-    attempts = srv.attempts["wait-back@remote.test"]
-    check("back: retries go on after the step", wait_for(lambda: srv.attempts["wait-back@remote.test"] > attempts, 15),
-          srv.attempts)
+    step_while_waiting(m, srv, "back", "-1d", r"-86\d\d\d", "a day back")
     doc = listed(m)
     msg = (doc.get("messages") or [{}])[0]
     now = doc.get("now", 0)
@@ -109,20 +117,12 @@ def main(g):
     check("back: new mail is delivered", wait_for(lambda: delivered(srv, "fresh-after-back"), 20))
 
     # A day forward (two from where it was) while a message waits, with a lifetime of an hour.
-    since = len(m.log_text())
-    send(m, "wait-fwd@remote.test", "fwd")
-    check("forward: the first attempt was deferred", wait_for(lambda: srv.attempts["wait-fwd@remote.test"] >= 1, 20))
-    set_clock(m, "+1d")
-    stepped = wait_for(lambda: re.search(r"event=clock_step seconds=17\d\d\d\d ", m.log_text()[since:]), 20)
-    check("forward: mta-queue logs the step of two days forward", stepped, m.log_text()[since:][-1500:])
-    attempts = srv.attempts["wait-fwd@remote.test"]
-    check("forward: retries go on after the step", wait_for(lambda: srv.attempts["wait-fwd@remote.test"] >= attempts + 2, 20),
-          srv.attempts)
+    since = step_while_waiting(m, srv, "fwd", "+1d", r"17\d\d\d\d", "two days forward")
     log = m.log_text()[since:]
-    check("forward: the message is not bounced as expired", "event=bounced" not in log and "expired" not in log,
+    check("fwd: the message is not bounced as expired", "event=bounced" not in log and "expired" not in log,
           [line for line in log.splitlines() if "bounced" in line or "expired" in line][:3])
     taking.add("wait-fwd@remote.test")
-    check("forward: the message is delivered when the relayhost takes it", wait_for(lambda: delivered(srv, "fwd"), 20))
+    check("fwd: the message is delivered when the relayhost takes it", wait_for(lambda: delivered(srv, "fwd"), 20))
 
     # Three days back while mtad is stopped.
     send(m, "wait-down@remote.test", "down")

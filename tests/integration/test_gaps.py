@@ -1,7 +1,7 @@
 """The small gaps users hit first (issue 10): every program answers --version and --help; a [::]
 listener serves IPv4 clients as IPv4; a missing Message-ID:/Date: is added to authenticated submission
 and sendmail mail, never to relayed mail; MAIL gets 452 4.3.1 when the spool is short of space (a small
-tmpfs mounted by the test). The per-client limit exemptions are in test_limits.py."""
+tmpfs mounted by the test), and a spool that really fills answers 4xx and recovers by itself. The per-client limit exemptions are in test_limits.py."""
 import email
 import email.policy
 import email.utils
@@ -271,6 +271,60 @@ def free_space():
         check("space: mail is still queued and delivered from the small spool",
               replies[2].startswith("354") and r.startswith("250") and wait_for(lambda: m.mailbox("space"), 15),
               (replies, r))
+        disk_full(m)
+
+
+def send_text(m, rcpt, subject, size, after_354=None):
+    """The reply to the final dot of one message of about `size` bytes (or the replies that ended it);
+    after_354() runs between the 354 and the body."""
+    c = Client(m.port, "127.0.0.1")
+    c.last()
+    c.cmd("EHLO full.test.example")
+    c.send("MAIL FROM:<full@b.example>\r\nRCPT TO:<%s>\r\nDATA\r\n" % rcpt)
+    replies = [c.last() for _ in range(3)]
+    if not replies[2].startswith("354"):
+        return " ".join(replies)
+    if after_354:
+        after_354()
+    c.send("Subject: %s\r\n\r\n%s\r\n.\r\n" % (subject, ("x" * 76 + "\r\n") * (size // 78)))
+    r = c.last()
+    c.cmd("QUIT")
+    c.close()
+    return r
+
+
+def fill(path):
+    """Writes zeros to `path` until its file system is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def disk_full(m):
+    """The spool's file system fills up while a message is on its way (MAIL found room, something else
+    took it before the body came): the message gets 4xx at its final dot, never 250; once space returns,
+    mail flows again by itself, with the same processes."""
+    pids = (m.pids("mta-queue"), m.pids("mta-smtpd"))
+    filler = os.path.join(m.spool, "filler")
+    since = len(m.log_text())
+    r = send_text(m, "full@localhost", "on a full disk", 300 * 1024, lambda: fill(filler))
+    check("full: a message whose body meets a full spool gets 451/452 at its final dot, not 250",
+          r[:3] in ("451", "452"), r)
+    check("full: the refusal is logged", "No space left on device" in m.log_text()[since:], m.log_text()[since:][-1500:])
+    os.unlink(filler)
+    r = wait_for(lambda: (lambda x: x if x.startswith("250") else None)(send_text(m, "full@localhost", "after space returned",
+                                                                                    300 * 1024)), 20)
+    check("full: once space returns the next message gets 250, with no restart", bool(r), r)
+    check("full: ... and is delivered", wait_for(lambda: any(b"after space returned" in open(p, "rb").read()
+                                                             for p in m.mailbox("full")), 15), m.mailbox("full"))
+    check("full: the refused message was not delivered", not any(b"on a full disk" in open(p, "rb").read()
+                                                                 for p in m.mailbox("full")), "")
+    check("full: mta-queue and mta-smtpd are the same processes", (m.pids("mta-queue"), m.pids("mta-smtpd")) == pids,
+          (pids, m.pids("mta-queue"), m.pids("mta-smtpd")))
 
 
 def main():
