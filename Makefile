@@ -72,7 +72,7 @@ DEB_PACKAGES := g++ make pkg-config libevent-dev libssl-dev libunbound-dev liblm
                 libcrypt-dev dns-root-data python3 swaks libnet-ssleay-perl libauthen-sasl-perl nsd ldnsutils \
                 dnsutils openssl postfix python3-aiosmtpd clang-14 libclang-rt-14-dev procps psmisc \
                 libpsl-dev publicsuffix python3-dkim python3-spf opendkim-tools zlib1g-dev rsyslog util-linux \
-                systemd man-db prometheus python3-milter opendkim rspamd faketime
+                systemd man-db prometheus python3-milter opendkim rspamd faketime iproute2
 
 .PHONY: all run check unit fuzz fuzz-long fuzz-targets test-tools bench torture install clean deps asan repro FORCE
 all: $(PROGRAMS) $(UNIT_BIN)
