@@ -30,6 +30,15 @@ bool rcpt_selected(const AdminFilter& f, const RcptView& r) {
     return true;
 }
 
+// A change to every message that matches (no queue ids named) goes through the queue a slice at a time.
+bool is_sweep(const AdminCommand& cmd) {
+    static const char* kChanges[] = {"hold", "release", "delete", "flush", "requeue"};
+    if (!cmd.filter.ids.empty()) return false;
+    for (const char* v : kChanges)
+        if (cmd.verb == v) return true;
+    return false;
+}
+
 // A message's times as the wall clock shows them: mtaqueue prints these, the store keeps queue time.
 MessageView shown(MessageView v, const Clock& clock) {
     v.msg.arrival = clock.shown(v.msg.arrival);
@@ -60,9 +69,16 @@ void AdminOps::on_request(ipc::Message& m) {
     std::optional<uint64_t> only_uid = req.privileged ? std::nullopt : std::optional<uint64_t>(req.uid);
     if (!parse_admin(req.text, cmd, err)) reply = "error: " + err + "\n";
     else if (cmd.privileged_only() && !req.privileged) reply = "error: permission denied\n";
-    else if (cmd.verb == "list" && listings_.size() >= kMaxListings) reply = "error: too many listings in progress, try again\n";
+    else if (cmd.verb == "list" && listings_.size() + sweeps_.size() >= kMaxListings)
+        reply = "error: too many listings in progress, try again\n";
     else if (cmd.verb == "list") return start_listing(m.reqid, cmd, only_uid);
-    else reply = run(cmd, only_uid, req.uid);
+    else if (is_sweep(cmd) && listings_.size() + sweeps_.size() >= kMaxListings)
+        reply = "error: too many queue changes in progress, try again\n";
+    else if (is_sweep(cmd)) {
+        sweeps_.emplace(m.reqid, Sweep{cmd, only_uid, clock_.now(), req.uid, 0, {}});
+        ready_.push_back(m.reqid);
+        return schedule_round();
+    } else reply = run(cmd, only_uid, req.uid);
     for (auto& chunk : wire::encode_admin_chunks(reply, m.reqid, kReplyChunk)) q_.reply(std::move(chunk));
 }
 
@@ -90,6 +106,10 @@ void AdminOps::start_listing(uint64_t reqid, const AdminCommand& cmd, std::optio
     if (!cmd.filter.ids.empty()) l.next = *std::min_element(cmd.filter.ids.begin(), cmd.filter.ids.end());
     listings_.emplace(reqid, std::move(l));
     ready_.push_back(reqid);
+    schedule_round();
+}
+
+void AdminOps::schedule_round() {
     struct timeval zero = {0, 0};
     evtimer_add(work_ev_.get(), &zero);
 }
@@ -104,42 +124,66 @@ void AdminOps::on_more(ipc::Message& m) {
         return;
     }
     ready_.push_back(m.reqid);
-    struct timeval zero = {0, 0};
-    evtimer_add(work_ev_.get(), &zero);
+    schedule_round();
 }
 
-// One listing per round (the first waiting; one that found nothing to send yet goes to the back), so a
-// round's work is bounded however many tools list at once.
+// One listing or sweep per round (the first waiting; one that goes on moves to the back), so a round's
+// work is bounded however many tools are served at once.
 void AdminOps::list_round() {
     while (!ready_.empty()) {
         uint64_t reqid = ready_.front();
         ready_.pop_front();
-        auto it = listings_.find(reqid);
-        if (it == listings_.end()) continue;
-        Listing& l = it->second;
-        bool end = false;
-        const auto& ids = l.cmd.filter.ids;
-        uint64_t last_named = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end());
-        for (std::size_t s = 0; s < kListSlices && !end && l.out.size() < kListChunk; s++) {
-            l.next = store_.for_each_message_from(l.next, kListSlice, [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
-                if (auto v = select(l.cmd, l.only_uid, id, msg, rcpts, l.now)) l.out += l.fmt.add(shown(std::move(*v), clock_));
-            });
-            end = l.next == 0 || (last_named && l.next > last_named);
+        if (auto it = listings_.find(reqid); it != listings_.end()) {
+            list_step(reqid, it->second);
+            break;
         }
-        if (end) l.out += l.fmt.end();
-        if (!end && l.out.empty()) {
-            ready_.push_back(reqid);
-        } else {
-            for (auto& chunk : wire::encode_admin_chunks(l.out, reqid, kReplyChunk, end)) q_.reply(std::move(chunk));
-            l.out.clear();
-            if (end) listings_.erase(it);
+        if (auto it = sweeps_.find(reqid); it != sweeps_.end()) {
+            sweep_step(reqid, it->second);
+            break;
         }
-        break;
     }
-    if (!ready_.empty()) {
-        struct timeval zero = {0, 0};
-        evtimer_add(work_ev_.get(), &zero);
+    if (!ready_.empty()) schedule_round();
+}
+
+// Up to kListSlices slices; what they gave goes out as one chunk, then the listing waits for admin_more.
+// One that found nothing to send yet goes on next round.
+void AdminOps::list_step(uint64_t reqid, Listing& l) {
+    bool end = false;
+    const auto& ids = l.cmd.filter.ids;
+    uint64_t last_named = ids.empty() ? 0 : *std::max_element(ids.begin(), ids.end());
+    for (std::size_t s = 0; s < kListSlices && !end && l.out.size() < kListChunk; s++) {
+        l.next = store_.for_each_message_from(l.next, kListSlice, [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
+            if (auto v = select(l.cmd, l.only_uid, id, msg, rcpts, l.now)) l.out += l.fmt.add(shown(std::move(*v), clock_));
+        });
+        end = l.next == 0 || (last_named && l.next > last_named);
     }
+    if (end) l.out += l.fmt.end();
+    if (!end && l.out.empty()) {
+        ready_.push_back(reqid);
+        return;
+    }
+    for (auto& chunk : wire::encode_admin_chunks(l.out, reqid, kReplyChunk, end)) q_.reply(std::move(chunk));
+    l.out.clear();
+    if (end) listings_.erase(reqid);
+}
+
+// One transaction of kSweepSlice messages; the answer, with the sums, when the queue has been walked.
+// Not one snapshot: a message that arrives meanwhile may or may not be changed.
+void AdminOps::sweep_step(uint64_t reqid, Sweep& s) {
+    q_.flush();  // results pending for this slice's recipients first
+    std::vector<MessageView> msgs;
+    s.next = store_.for_each_message_from(s.next, kSweepSlice, [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
+        if (auto v = select(s.cmd, s.only_uid, id, msg, rcpts, s.now)) msgs.push_back(std::move(*v));
+    });
+    std::string err = msgs.empty() ? "" : apply_change(s.cmd, msgs, s.now, s.uid, s.tally);
+    if (err.empty() && s.next != 0) {
+        ready_.push_back(reqid);
+        return;
+    }
+    if (!err.empty() && s.tally.nmsg) err.insert(err.size() - 1, " (after " + std::to_string(s.tally.nmsg) + " messages were changed)");
+    std::string reply = err.empty() ? change_text(s.cmd.verb, s.tally) : err;
+    for (auto& chunk : wire::encode_admin_chunks(reply, reqid, kReplyChunk)) q_.reply(std::move(chunk));
+    sweeps_.erase(reqid);
 }
 
 std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid) {
@@ -263,6 +307,14 @@ std::string AdminOps::suppression(const AdminCommand& cmd, uint64_t uid, uint64_
 }
 
 std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid) {
+    ChangeTally t;
+    std::string err = apply_change(cmd, msgs, now, uid, t);
+    return err.empty() ? change_text(cmd.verb, t) : err;
+}
+
+// The change to these messages in one transaction, then memory follows; "" or the error to answer.
+std::string AdminOps::apply_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid,
+                                   ChangeTally& t) {
     const std::string& verb = cmd.verb;
     std::vector<Op> ops;
     std::set<std::pair<uint64_t, uint32_t>> released;  // were waiting in memory: drop from the active set
@@ -344,13 +396,21 @@ std::string AdminOps::change(const AdminCommand& cmd, std::vector<MessageView>& 
     }
     if (verb == "flush" || verb == "requeue") q_.revive();
     if (verb != "delete" && verb != "hold") q_.wake_at(now);
-    std::string s = "ok: " + verb + " " + std::to_string(nmsg) + " message" + (nmsg == 1 ? "" : "s") + ", " +
-                    std::to_string(nrcpt) + " recipient" + (nrcpt == 1 ? "" : "s");
-    if (later) s += " (" + std::to_string(later) + " in flight: " +
-                    (verb == "hold" ? "held if" : verb == "delete" ? "deleted if" : "not held if") +
-                    " the current attempt defers)";
-    if (busy) s += " (" + std::to_string(busy) + " in flight left alone)";
-    LOG_INFO("event=admin_done verb=%s messages=%zu recipients=%zu in_flight=%zu", verb.c_str(), nmsg, nrcpt, busy);
+    t.nmsg += nmsg;
+    t.nrcpt += nrcpt;
+    t.busy += busy;
+    t.later += later;
+    return "";
+}
+
+std::string AdminOps::change_text(const std::string& verb, const ChangeTally& t) {
+    std::string s = "ok: " + verb + " " + std::to_string(t.nmsg) + " message" + (t.nmsg == 1 ? "" : "s") + ", " +
+                    std::to_string(t.nrcpt) + " recipient" + (t.nrcpt == 1 ? "" : "s");
+    if (t.later) s += " (" + std::to_string(t.later) + " in flight: " +
+                      (verb == "hold" ? "held if" : verb == "delete" ? "deleted if" : "not held if") +
+                      " the current attempt defers)";
+    if (t.busy) s += " (" + std::to_string(t.busy) + " in flight left alone)";
+    LOG_INFO("event=admin_done verb=%s messages=%zu recipients=%zu in_flight=%zu", verb.c_str(), t.nmsg, t.nrcpt, t.busy);
     return s + "\n";
 }
 

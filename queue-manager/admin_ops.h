@@ -57,7 +57,8 @@ public:
     static constexpr std::size_t kListSlice = 256;        // messages per read transaction of a listing
     static constexpr std::size_t kListSlices = 8;         // ... at most per loop round (one listing a round)
     static constexpr std::size_t kListChunk = 64 * 1024;  // a round stops once it has this much to send
-    static constexpr std::size_t kMaxListings = 64;       // streaming at once (mtad serves 64 tools)
+    static constexpr std::size_t kMaxListings = 64;       // listings and sweeps at once (mtad serves 64 tools)
+    static constexpr std::size_t kSweepSlice = 1000;      // messages per transaction of a change to the whole queue
 
 private:
     struct Listing {
@@ -68,13 +69,30 @@ private:
         uint64_t next = 0;  // the message id to go on from
         std::string out;    // text not sent yet
     };
+    // hold/release/delete/flush/requeue without queue ids: a slice per round, one answer at the end.
+    struct ChangeTally {
+        std::size_t nmsg = 0, nrcpt = 0, busy = 0, later = 0;
+    };
+    struct Sweep {
+        AdminCommand cmd;
+        std::optional<uint64_t> only_uid;
+        uint64_t now = 0, uid = 0;
+        uint64_t next = 0;  // the message id to go on from
+        ChangeTally tally;
+    };
     std::optional<MessageView> select(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t id,
                                       MessageRecord& msg, RcptList& rcpts, uint64_t now) const;
     void start_listing(uint64_t reqid, const AdminCommand& cmd, std::optional<uint64_t> only_uid);
     void on_more(ipc::Message& m);
     void list_round();
+    void list_step(uint64_t reqid, Listing& l);
+    void sweep_step(uint64_t reqid, Sweep& s);
+    void schedule_round();
     std::string run(const AdminCommand& cmd, std::optional<uint64_t> only_uid, uint64_t uid);
     std::string change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid);
+    std::string apply_change(const AdminCommand& cmd, std::vector<MessageView>& msgs, uint64_t now, uint64_t uid,
+                             ChangeTally& t);
+    static std::string change_text(const std::string& verb, const ChangeTally& t);
     std::string suppression(const AdminCommand& cmd, uint64_t uid, uint64_t now);
     std::string warmup(const AdminCommand& cmd, uint64_t uid, uint64_t now);
 
@@ -82,7 +100,8 @@ private:
     Clock clock_;
     Queue q_;
     std::map<uint64_t, Listing> listings_;  // by the request's reqid
-    std::deque<uint64_t> ready_;            // listings to go on with in the next round
+    std::map<uint64_t, Sweep> sweeps_;      // by the request's reqid
+    std::deque<uint64_t> ready_;            // listings and sweeps to go on with in the next round
     EventPtr work_ev_;
 };
 

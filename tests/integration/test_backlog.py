@@ -12,6 +12,8 @@ truncated), and a body file whose commit never came. Then:
   header line per message and the summary line; `mtaqueue show` of one message answers;
 - a tool that reads the first line of a listing and goes away leaves mtad and the queue serving, and
   the next listing is complete; eight listings at once all complete;
+- hold --all and release --all go through the backlog a slice at a time while mail is taken, and
+  answer with the sums;
 - a `kill -9` of mta-queue: the restarted queue accepts and delivers new mail, and recovers again,
   removing the body files the killed one had pre-created."""
 import json
@@ -158,6 +160,7 @@ def main(g):
         except ValueError:
             counts.append(None)
     check("eight listings at once are all complete", counts == [BACKLOG] * 8, (counts, outs[0][1][-200:]))
+
     check("the queue process is the same one throughout", m.pids("mta-queue") == queue_pid, m.pids("mta-queue"))
 
     # kill -9 of the queue: mtad restarts it, it serves at once and recovers again.
@@ -174,6 +177,26 @@ def main(g):
     check("... finding nothing else to repair", all(int(rep.get(k, -1)) == 0 for k in
                                                     ("corrupt", "quarantined", "orphan_recipients", "finished",
                                                      "schedule_added", "schedule_dropped")), rep)
+    # A change to the whole queue goes a slice at a time: mail is taken meanwhile, the answer sums up.
+    p = subprocess.Popen([os.path.join(BIN, "mtaqueue"), "-c", m.conf, "hold", "--all"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    accepted = send_probe(m, "during-hold")
+    out, err = p.communicate(timeout=300)
+    n = re.match(r"ok: hold (\d+) messages", out)
+    check("hold --all over the backlog answers with the sum of its slices (every live message)",
+          p.returncode == 0 and n and int(n.group(1)) >= BACKLOG - 2, out + err)
+    check("a message sent while it ran is accepted", accepted)
+    r = mtaqueue(m, "release", "--all")
+    n = re.match(r"ok: release (\d+) messages", r.stdout)
+    check("release --all gives every held message back", r.returncode == 0 and n and int(n.group(1)) >= BACKLOG - 2,
+          r.stdout + r.stderr)
+    r = listing(m, "--json")
+    try:
+        states = [x["state"] for x in json.loads(r.stdout)["messages"]]
+    except (ValueError, KeyError):
+        states = ["unreadable"]
+    check("... and nothing is held any more (released mail is due: it is being delivered)",
+          states and "held" not in states and "unreadable" not in states, {s: states.count(s) for s in set(states)})
     st = m.ctl("status").stdout
     check("every role is running", "restarting" not in st and "state=starting" not in st, st)
     check("no sanitizer report", "ERROR: AddressSanitizer" not in m.log_text() and "runtime error:" not in m.log_text(), "")
