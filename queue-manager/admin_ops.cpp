@@ -1,6 +1,7 @@
 // Admin requests relayed by mtad (mtaqueue, mailq): read the queue's true state (store + in-memory
-// in-flight set) and apply hold/release/delete/flush/requeue as one LMDB transaction. Recipients that
-// are in flight are never touched. Non-privileged users may only list/show mail they submitted with
+// in-flight set) and apply hold/release/delete/flush/requeue: the messages named by id in one LMDB
+// transaction, a change without ids a transaction per slice of the queue. Recipients that are in flight
+// are never touched. Non-privileged users may only list/show mail they submitted with
 // sendmail (submit_uid == their uid); mtad decides who is privileged (root or its own uid).
 #include "queue-manager/admin_ops.h"
 
@@ -54,7 +55,7 @@ MessageView shown(MessageView v, const Clock& clock) {
 
 AdminOps::AdminOps(event_base* base, Store& store, Clock clock, Queue queue)
     : store_(store), clock_(std::move(clock)), q_(std::move(queue)) {
-    work_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) { static_cast<AdminOps*>(a)->list_round(); }, this));
+    work_ev_.reset(evtimer_new(base, [](evutil_socket_t, short, void* a) { static_cast<AdminOps*>(a)->work_round(); }, this));
 }
 
 void AdminOps::on_request(ipc::Message& m) {
@@ -129,7 +130,7 @@ void AdminOps::on_more(ipc::Message& m) {
 
 // One listing or sweep per round (the first waiting; one that goes on moves to the back), so a round's
 // work is bounded however many tools are served at once.
-void AdminOps::list_round() {
+void AdminOps::work_round() {
     while (!ready_.empty()) {
         uint64_t reqid = ready_.front();
         ready_.pop_front();
@@ -198,19 +199,14 @@ std::string AdminOps::run(const AdminCommand& cmd, std::optional<uint64_t> only_
     if (cmd.verb == "suppression") return suppression(cmd, uid, now);
     if (cmd.verb == "warmup") return warmup(cmd, uid, now);
     if (cmd.verb == "tlsrpt") return q_.tlsrpt(cmd.sub, cmd.json);
+    // What is left names its messages (show and why one, a change with ids; list and a change without
+    // ids stream or sweep): they are looked up one by one, not searched for.
     std::vector<MessageView> msgs;
-    auto keep = [&](uint64_t id, MessageRecord& msg, RcptList& rcpts) {
-        if (auto v = select(cmd, only_uid, id, msg, rcpts, now)) msgs.push_back(std::move(*v));
-    };
-    if (!cmd.filter.ids.empty()) {  // named messages: looked up one by one, not searched for
-        std::set<uint64_t> ids(cmd.filter.ids.begin(), cmd.filter.ids.end());
-        for (uint64_t id : ids)
-            store_.for_each_message_from(id, 1, [&](uint64_t got, MessageRecord& msg, RcptList& rcpts) {
-                if (got == id) keep(got, msg, rcpts);
-            });
-    } else {
-        store_.for_each_message(keep);
-    }
+    for (uint64_t id : std::set<uint64_t>(cmd.filter.ids.begin(), cmd.filter.ids.end()))
+        store_.for_each_message_from(id, 1, [&](uint64_t got, MessageRecord& msg, RcptList& rcpts) {
+            if (got != id) return;
+            if (auto v = select(cmd, only_uid, got, msg, rcpts, now)) msgs.push_back(std::move(*v));
+        });
     if (cmd.verb == "why") {
         if (msgs.empty()) return "error: no such message\n";
         MessageView v = shown(msgs[0], clock_);

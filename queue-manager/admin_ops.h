@@ -1,5 +1,5 @@
-// AdminOps: mtaqueue/mailq requests relayed by mtad. Reads the store and changes it in one transaction of
-// its own; what it must know of or tell the rest of the queue manager (recipients in flight, the active
+// AdminOps: mtaqueue/mailq requests relayed by mtad. Reads the store and changes it in transactions of its
+// own (listings and changes without ids a slice per loop round); what it must know of or tell the rest of the queue manager (recipients in flight, the active
 // set, destinations, body files) goes through Queue.
 #pragma once
 #include <cstdint>
@@ -84,7 +84,7 @@ private:
                                       MessageRecord& msg, RcptList& rcpts, uint64_t now) const;
     void start_listing(uint64_t reqid, const AdminCommand& cmd, std::optional<uint64_t> only_uid);
     void on_more(ipc::Message& m);
-    void list_round();
+    void work_round();
     void list_step(uint64_t reqid, Listing& l);
     void sweep_step(uint64_t reqid, Sweep& s);
     void schedule_round();

@@ -50,22 +50,25 @@ bool QueueTime::restore(std::string_view saved) {
     offset_ = offset;
     dirty_ = true;
     if (boot_id_.empty() || boot_id_ != id) return true;  // another boot: no common reference
-    int64_t step = (last_wall_ - wall) - (last_boot_ - boot);
-    if (step > kStepTolerance || step < -kStepTolerance) {
-        offset_ += step;
-        step_ += step;
-    }
+    absorb(last_wall_ - wall, last_boot_ - boot);
     return true;
+}
+
+// The wall clock moved by more (or less) than the boot clock, beyond the tolerance: a step, which goes
+// into the offset. Returns it, or 0.
+int64_t QueueTime::absorb(int64_t wall_moved, int64_t boot_moved) {
+    int64_t step = wall_moved - boot_moved;
+    if (step <= kStepTolerance && step >= -kStepTolerance) return 0;
+    offset_ += step;
+    step_ += step;
+    dirty_ = true;
+    return step;
 }
 
 uint64_t QueueTime::now() {
     int64_t wall, boot;
     read(wall, boot);
-    int64_t step = (wall - last_wall_) - (boot - last_boot_);
-    if (step > kStepTolerance || step < -kStepTolerance) {
-        offset_ += step;
-        step_ += step;
-        dirty_ = true;
+    if (int64_t step = absorb(wall - last_wall_, boot - last_boot_)) {
         LOG_WARN("event=clock_step seconds=%lld offset=%lld reason=\"the wall clock jumped; the queue's time did not\"",
                  (long long)step, (long long)offset_);
     }

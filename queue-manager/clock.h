@@ -28,6 +28,7 @@ struct Clock {
     // A queue time as the wall clock shows it now (0, "never", stays 0), and back.
     uint64_t shown(uint64_t t) const;
     uint64_t from_wall(uint64_t wall) const;
+    uint64_t wall_now() const { return shown(now()); }  // for what counts calendar days (TLS reports)
 };
 
 class QueueTime {
@@ -47,6 +48,7 @@ public:
 
 private:
     void read(int64_t& wall, int64_t& boot) const;
+    int64_t absorb(int64_t wall_moved, int64_t boot_moved);
 
     int64_t offset_ = 0, last_wall_ = 0, last_boot_ = 0, step_ = 0;
     bool dirty_ = true;

@@ -186,7 +186,7 @@ void QueueServer::on_deliver_result(Peer& p, ipc::Message& m) {
     if (!res.mx_host.empty() && !res.results.empty() && active_->holds(res.msgid, res.results.front().index))
         learn_mx(rcpt_domain(active_->recipient(res.msgid, res.results.front().index).addr), res.mx_host);
     // TLS-RPT counts are advisory: bad ones are dropped (and logged), the results still count.
-    if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.shown(clock_.now()), err))
+    if (!res.tlsrpt.empty() && !tlsrpt_.add(res.tlsrpt, res.tlsrpt_rua, clock_.wall_now(), err))
         LOG_WARN("event=tlsrpt_dropped peer=%s reason=\"%s\"", p.link->desc().c_str(), log::safe(err).c_str());
     std::vector<uint64_t> done;
     for (auto& r : res.results) {

@@ -35,6 +35,11 @@ inline CursorPtr open_cursor(MDB_txn* t, MDB_dbi d, int& rc) {
     return CursorPtr(rc ? nullptr : c);
 }
 
+// 0 with `v` pointing into the map, MDB_NOTFOUND, or an LMDB error.
+inline int db_get(MDB_txn* t, MDB_dbi d, std::string_view k, MDB_val& v) {
+    MDB_val key = to_val(k);
+    return mdb_get(t, d, &key, &v);
+}
 inline int db_put(MDB_txn* t, MDB_dbi d, std::string_view k, std::string_view v) {
     MDB_val key = to_val(k), val = to_val(v);
     return mdb_put(t, d, &key, &val, 0);

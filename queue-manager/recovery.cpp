@@ -18,8 +18,6 @@
 namespace mta::queue {
 namespace {
 
-using Raw = std::vector<std::pair<std::string, std::string>>;  // key, value of an undecodable record
-
 std::string body_problem(const std::string& body_dir, uint64_t msgid, uint64_t size) {
     std::string path = body_dir + "/" + format_qid(msgid);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);  // a FIFO must not block
@@ -166,8 +164,8 @@ int Recovery::messages_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep
             if (dead || !rec.scheduled()) return 0;
             rep.scheduled++;
             Key sk = schedule_key(rec.next_attempt, msgid, idx);
-            MDB_val key = to_val(sk.view()), val;
-            int g = mdb_get(t, s.schedule_, &key, &val);
+            MDB_val val;
+            int g = db_get(t, s.schedule_, sk.view(), val);
             if (g == MDB_NOTFOUND) unscheduled.emplace_back(sk, msgid);
             return g == MDB_NOTFOUND ? 0 : g;
         });
@@ -179,14 +177,8 @@ int Recovery::messages_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep
     if (rc) return rc;
     mc.reset();
     rcur.reset();
-    for (auto& [key, raw] : bad) {
-        if ((rc = s.quarantine(t, 'm', key, raw)) || (rc = db_del(t, s.messages_, key))) return rc;
-        rep.quarantined++;
-    }
-    for (auto& [key, raw] : bad_rcpts) {
-        if ((rc = s.quarantine(t, 'r', key, raw)) || (rc = db_del(t, s.recipients_, key))) return rc;
-        rep.quarantined++;
-    }
+    if ((rc = quarantine_all(t, 'm', s.messages_, bad, rep)) || (rc = quarantine_all(t, 'r', s.recipients_, bad_rcpts, rep)))
+        return rc;
     for (uint64_t msgid : corrupt)
         if ((rc = s.mark_corrupt(t, msgid))) return rc;
     for (uint64_t msgid : finished) {
@@ -199,6 +191,15 @@ int Recovery::messages_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep
         LOG_WARN("event=schedule_repaired qid=%s reason=\"a scheduled recipient had no schedule entry\"",
                  format_qid(msgid).c_str());
         rep.schedule_added++;
+    }
+    return 0;
+}
+
+int Recovery::quarantine_all(MDB_txn* t, char db, MDB_dbi from, const Raw& records, RecoveryReport& rep) {
+    for (auto& [key, raw] : records) {
+        if (int rc = store_.quarantine(t, db, key, raw)) return rc;
+        if (int rc = db_del(t, from, key)) return rc;
+        rep.quarantined++;
     }
     return 0;
 }
@@ -231,9 +232,8 @@ int Recovery::recipients_slice(MDB_txn* t, std::size_t budget, RecoveryReport& r
         }
         if (msgid != last || n == 1) {
             last = msgid;
-            Key mk = message_key(msgid);
-            MDB_val key = to_val(mk.view()), val;
-            int g = mdb_get(t, s.messages_, &key, &val);
+            MDB_val val;
+            int g = db_get(t, s.messages_, message_key(msgid).view(), val);
             if (g && g != MDB_NOTFOUND) return g;
             last_exists = g == 0;
         }
@@ -242,10 +242,7 @@ int Recovery::recipients_slice(MDB_txn* t, std::size_t budget, RecoveryReport& r
     });
     if (rc) return rc;
     c.reset();
-    for (auto& [key, raw] : bad) {
-        if ((rc = s.quarantine(t, 'r', key, raw)) || (rc = db_del(t, s.recipients_, key))) return rc;
-        rep.quarantined++;
-    }
+    if ((rc = quarantine_all(t, 'r', s.recipients_, bad, rep))) return rc;
     for (auto& key : orphans) {
         if ((rc = db_del(t, s.recipients_, key))) return rc;
         rep.orphan_recipients++;
@@ -278,18 +275,15 @@ int Recovery::schedule_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep
             return 0;
         }
         if (!ours(msgid) || busy(msgid)) return 0;
-        Key rk = recipient_key(msgid, idx);
-        MDB_val key = to_val(rk.view()), val;
-        int g = mdb_get(t, s.recipients_, &key, &val);
+        MDB_val val;
+        int g = db_get(t, s.recipients_, recipient_key(msgid, idx).view(), val);
         if (g && g != MDB_NOTFOUND) return g;
         RecipientRecord rec;
         std::string err;
         bool live = g == 0 && decode(from_val(val), rec, err) && rec.scheduled() && rec.next_attempt == time;
         if (live && (msgid != cached || n == 1)) {
             cached = msgid;
-            Key mk = message_key(msgid);
-            key = to_val(mk.view());
-            g = mdb_get(t, s.messages_, &key, &val);
+            g = db_get(t, s.messages_, message_key(msgid).view(), val);
             if (g && g != MDB_NOTFOUND) return g;
             MessageRecord m;
             cached_live = g == 0 && decode(from_val(val), m, err) && m.state == MessageState::active;
@@ -342,9 +336,8 @@ bool Recovery::bodies_slice(std::size_t budget, std::string& err) {
             continue;
         }
         if (!ours(*id)) continue;
-        Key mk = message_key(*id);
-        MDB_val key = to_val(mk.view()), val;
-        int g = mdb_get(t.get(), store_.messages_, &key, &val);
+        MDB_val val;
+        int g = db_get(t.get(), store_.messages_, message_key(*id).view(), val);
         if (g == 0) continue;
         if (g != MDB_NOTFOUND) {
             err = "recovery (bodies): " + Store::error_text(g);

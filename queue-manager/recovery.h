@@ -16,6 +16,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "queue-manager/store.h"
 
@@ -36,11 +38,14 @@ public:
 
 private:
     struct DirClose { void operator()(DIR* d) const { closedir(d); } };
+    using Raw = std::vector<std::pair<std::string, std::string>>;  // key, value of undecodable records
 
     int messages_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end);
     int recipients_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end);
     int schedule_slice(MDB_txn* t, std::size_t budget, RecoveryReport& rep, std::string& next, bool& end);
     bool bodies_slice(std::size_t budget, std::string& err);
+    // Moves the records to the corrupt db (as Store::quarantine, marked `db`) and out of `from`.
+    int quarantine_all(MDB_txn* t, char db, MDB_dbi from, const Raw& records, RecoveryReport& rep);
     bool busy(uint64_t msgid) const { return busy_ && busy_(msgid); }
     bool ours(uint64_t msgid) const { return msgid < first_new_; }  // from an earlier run
 

@@ -30,7 +30,7 @@ QueueServer::QueueServer(event_base* base, Config cfg, Store& store, Clock clock
     }, this));
     state_ev_.reset(event_new(base_, -1, EV_PERSIST, [](evutil_socket_t, short, void* a) {
         auto* self = static_cast<QueueServer*>(a);
-        self->tlsrpt_.tick(self->clock_.shown(self->clock_.now()));  // TLS reports count calendar days
+        self->tlsrpt_.tick(self->clock_.wall_now());
         self->save_state();
     }, this));
 }
@@ -194,7 +194,7 @@ void QueueServer::build_parts() {
         .retry_policy = [this] { return RetryPolicy::from(cfg_); },
         .destination = [this](const std::string& rcpt, const MessageRecord& m) { return destination_of(rcpt, m); },
         .tlsrpt = [this](const std::string& sub, bool json) {
-            uint64_t now = clock_.shown(clock_.now());
+            uint64_t now = clock_.wall_now();
             std::string out = sub == "send" ? tlsrpt_.send(now) : json ? tlsrpt_.list_json(now) : tlsrpt_.list_text(now);
             if (sub == "send") save_state();
             return out;

@@ -279,10 +279,6 @@ void Store::load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn)
     }
 }
 
-void Store::for_each_message(const std::function<void(uint64_t, MessageRecord&, RcptList&)>& fn) {
-    for_each_message_from(0, SIZE_MAX, fn);
-}
-
 uint64_t Store::for_each_message_from(uint64_t from, std::size_t limit,
                                       const std::function<void(uint64_t, MessageRecord&, RcptList&)>& fn) {
     int rc;

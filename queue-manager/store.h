@@ -100,11 +100,10 @@ public:
     // Loads each message with all its recipient records, in one read transaction.
     void load_messages(const std::vector<uint64_t>& msgids, const LoadFn& fn);
 
-    // Every message (active or corrupt) with its recipient records, in key order, in one read
-    // transaction. Undecodable records are skipped (recovery or mark_corrupt quarantines them).
-    void for_each_message(const std::function<void(uint64_t msgid, MessageRecord&, RcptList&)>& fn);
-    // The same for up to `limit` messages from id `from` on, in one read transaction: the id to go on
-    // from, 0 at the end. A listing of a big queue walks it this way, a slice per loop round.
+    // Up to `limit` messages (active or corrupt) from id `from` on, with their recipient records, in key
+    // order, in one read transaction: the id to go on from, 0 at the end. Undecodable records are
+    // skipped (recovery or mark_corrupt quarantines them). Admin requests walk the queue this way, a
+    // slice per loop round.
     uint64_t for_each_message_from(uint64_t from, std::size_t limit,
                                    const std::function<void(uint64_t msgid, MessageRecord&, RcptList&)>& fn);
 

@@ -53,22 +53,21 @@ int admin_tool_main(const char* prog, const char* prefix, int argc, char** argv)
         tail.append(piece);
         if (tail.size() > 4096) tail.erase(0, tail.size() - 1024);
     };
-    auto sink = [&](std::string_view piece) {
-        if (decided) return out(piece);
-        head.append(piece);
-        if (head.size() < 6 && head.find('\n') == std::string::npos) return;
+    auto decide = [&] {  // on the answer's first line, or all of it when shorter
         decided = true;
         error = head.rfind("error:", 0) == 0;
         out(head);
+    };
+    auto sink = [&](std::string_view piece) {
+        if (decided) return out(piece);
+        head.append(piece);
+        if (head.size() >= 6 || head.find('\n') != std::string::npos) decide();
     };
     if (!control_stream(cfg.control_socket, "queue " + line, sink, err)) {
         fprintf(stderr, "%s: %s\n", prog, err.c_str());
         return 1;
     }
-    if (!decided && !head.empty()) {
-        error = head.rfind("error:", 0) == 0;
-        out(head);
-    }
+    if (!decided && !head.empty()) decide();
     std::string_view t = tail;
     if (!t.empty() && t.back() == '\n') t.remove_suffix(1);
     std::string_view last = t.substr(t.rfind('\n') == std::string_view::npos ? 0 : t.rfind('\n') + 1);
